@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Start what the test suite needs, idempotently. Safe to run on every `make test`.
+set -euo pipefail
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+if ! pg_up; then
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "ensure-services: installing PostgreSQL from Debian" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  fi
+  echo "ensure-services: starting PostgreSQL" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+fi
+pg_up || { echo "ensure-services: PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+# Trust auth for user postgres on loopback is the machine's set-up; check it answers.
+psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null \
+  || { echo "ensure-services: cannot log in to PostgreSQL as postgres on 127.0.0.1" >&2; exit 1; }
+psql -h 127.0.0.1 -U postgres -d postgres -Atc "select 1 from pg_database where datname='test'" \
+  | grep -q 1 || psql -h 127.0.0.1 -U postgres -d postgres -c 'create database test' >/dev/null

@@ -1,0 +1,3 @@
+"""Outbox: outbound email that gets delivered."""
+
+__version__ = "0.1.0"

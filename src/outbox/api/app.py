@@ -1,0 +1,107 @@
+"""The FastAPI application: routes are thin calls into `service.Outbox`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from outbox import __version__
+from outbox.api import errors, metrics
+from outbox.api.auth import KeyRing, Principal, require
+from outbox.api.body_limit import BodyLimit
+from outbox.api.schemas import (
+    Accepted,
+    AttemptOut,
+    ErrorOut,
+    MessageIn,
+    MessageList,
+    MessageOut,
+)
+from outbox.api.views import attempt_view, detail_view, message_view
+from outbox.core.model import MessageStatus
+from outbox.service import Outbox, request_hash
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+def service(request: Request) -> Outbox:
+    outbox: Outbox = request.app.state.outbox
+    return outbox
+
+
+Service = Annotated[Outbox, Depends(service)]
+Sender = Annotated[Principal, Depends(require("send"))]
+Reader = Annotated[Principal, Depends(require("read"))]
+
+
+@router.post("/messages", status_code=202, response_model=Accepted,
+             responses={200: {"model": Accepted, "description": "idempotent replay"}})
+async def submit_message(body: MessageIn, request: Request, response: Response,
+                         outbox: Service, principal: Sender,
+                         idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
+    """Queue a message; it is on disk before this answers."""
+    raw = await request.json()
+    accepted = await outbox.submit(body.to_submission(), owner=principal.name,
+                                   idempotency_key=idempotency_key, body_hash=request_hash(raw))
+    if accepted.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    m = accepted.message
+    return Accepted(id=m.id, status=m.status.value, message_id=m.message_id)
+
+
+@router.get("/messages", response_model=MessageList)
+async def list_messages(outbox: Service, _: Reader,
+                        status: MessageStatus | None = None,
+                        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                        cursor: str | None = None) -> MessageList:
+    page = await outbox.list(status, limit, cursor)
+    return MessageList(messages=[message_view(m) for m in page.messages],
+                       next_cursor=page.next_cursor)
+
+
+@router.get("/messages/{id}", response_model=MessageOut)
+async def get_message(id: str, outbox: Service, _: Reader) -> MessageOut:
+    return detail_view(await outbox.get(id))
+
+
+@router.get("/messages/{id}/attempts", response_model=list[AttemptOut])
+async def get_attempts(id: str, outbox: Service, _: Reader) -> list[AttemptOut]:
+    return [attempt_view(a) for a in await outbox.attempts(id)]
+
+
+@router.post("/messages/{id}/retry", response_model=MessageOut)
+async def retry_message(id: str, outbox: Service, _: Sender) -> MessageOut:
+    """Try again now; also releases a held message."""
+    await outbox.retry(id)
+    return detail_view(await outbox.get(id))
+
+
+@router.post("/messages/{id}/cancel", response_model=MessageOut)
+async def cancel_message(id: str, outbox: Service, _: Sender) -> MessageOut:
+    await outbox.cancel(id)
+    return detail_view(await outbox.get(id))
+
+
+def create_app(outbox: Outbox) -> FastAPI:
+    app = FastAPI(title="Outbox", version=__version__,
+                  description="Outbound email that gets delivered and explains every failure.")
+    app.state.outbox = outbox
+    app.state.keyring = KeyRing(outbox.settings)
+    errors.install(app)
+    app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        await outbox.stats()
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    metrics.install(app, outbox)
+    app.add_middleware(BodyLimit, max_bytes=outbox.settings.limits.max_message_size)
+    return app

@@ -1,0 +1,175 @@
+"""From per-recipient outcomes of one attempt to the message's next state.
+
+`decide_attempt` is the whole policy of what an attempt means: which
+recipients are done, whether and when to try again, what to record as
+events. The worker only persists its verdict.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from outbox.core.model import (
+    Event,
+    EventType,
+    MessageStatus,
+    Outcome,
+    OutcomeKind,
+    RecipientStatus,
+    RecipientUpdate,
+    RetryDecision,
+)
+from outbox.core.retry import RetryPolicy
+
+_FINAL_KIND_STATUS = {OutcomeKind.SENT: RecipientStatus.SENT,
+                      OutcomeKind.FAILED: RecipientStatus.FAILED}
+_KIND_EVENT = {
+    OutcomeKind.SENT: EventType.SENT,
+    OutcomeKind.FAILED: EventType.FAILED,
+    OutcomeKind.DEFERRED: EventType.DEFERRED,
+    OutcomeKind.UNCERTAIN: EventType.UNCERTAIN,
+    OutcomeKind.HELD: EventType.HELD,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptContext:
+    attempt: int  # this attempt's number, 1-based
+    accepted_at: datetime
+    held_for: timedelta
+    statuses: Mapping[str, RecipientStatus]  # every recipient, before this attempt
+    on_uncertain: str = "retry"  # "retry" | "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptVerdict:
+    status: MessageStatus
+    due_at: datetime | None
+    recipient_updates: tuple[RecipientUpdate, ...]
+    events: tuple[Event, ...]
+    count_attempt: bool
+    hold_reason: str
+    outcome: str
+
+
+def decide_attempt(
+    ctx: AttemptContext,
+    outcomes: Mapping[str, Outcome],
+    policy: RetryPolicy,
+    now: datetime,
+    rng: random.Random,
+) -> AttemptVerdict:
+    """The message's new state after one attempt over `outcomes`."""
+    held = [o for o in outcomes.values() if o.kind is OutcomeKind.HELD]
+    retry = _retry_decision(ctx, outcomes, policy, now, rng)
+    updates = {addr: _recipient_update(addr, o, retry) for addr, o in outcomes.items()}
+    events = [_recipient_event(ctx, now, addr, o, retry) for addr, o in outcomes.items()]
+    statuses = {**ctx.statuses, **{u.address: u.status for u in updates.values()}}
+    status, hold_reason = _message_status(ctx, statuses, outcomes, bool(held))
+    if held:
+        events.append(_alert_event(ctx, now, held[0]))
+    due_at = retry.retry_at if status is MessageStatus.DEFERRED else None
+    return AttemptVerdict(
+        status=status,
+        due_at=due_at,
+        recipient_updates=tuple(updates.values()),
+        events=(Event(now, EventType.ATTEMPT, ctx.attempt, detail=_summary(outcomes)), *events),
+        count_attempt=not held,
+        hold_reason=hold_reason,
+        outcome=status.value,
+    )
+
+
+def _retry_decision(ctx: AttemptContext, outcomes: Mapping[str, Outcome],
+                    policy: RetryPolicy, now: datetime, rng: random.Random) -> RetryDecision:
+    """One decision for every retryable recipient: they share the attempt count."""
+    retryable = [o for o in outcomes.values()
+                 if o.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN)]
+    if not retryable:
+        return RetryDecision(False, None)
+    slowest = max(retryable, key=lambda o: o.retry_after or timedelta(0))
+    return policy.decide(slowest, ctx.attempt, ctx.accepted_at, now, rng, ctx.held_for)
+
+
+def _recipient_update(address: str, outcome: Outcome, retry: RetryDecision) -> RecipientUpdate:
+    reply = outcome.reply
+    status = _FINAL_KIND_STATUS.get(outcome.kind)
+    if status is None:
+        is_retry = outcome.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN)
+        status = RecipientStatus.FAILED if is_retry and retry.give_up else (
+            RecipientStatus.DEFERRED if is_retry else RecipientStatus.PENDING)
+    return RecipientUpdate(
+        address=address,
+        status=status,
+        reply_code=reply.code if reply else None,
+        enhanced_code=reply.enhanced if reply else None,
+        reply=reply.text if reply else (outcome.detail or None),
+        guidance=outcome.guidance,
+    )
+
+
+def _recipient_event(ctx: AttemptContext, now: datetime, address: str, outcome: Outcome,
+                     retry: RetryDecision) -> Event:
+    reply = outcome.reply
+    event_type = _KIND_EVENT[outcome.kind]
+    detail = outcome.detail
+    if outcome.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN):
+        if retry.give_up:
+            event_type, detail = EventType.FAILED, retry.reason
+        elif retry.retry_at is not None:
+            detail = _join(detail, f"next attempt at {retry.retry_at.isoformat()}")
+    return Event(
+        at=now,
+        type=event_type,
+        attempt=ctx.attempt,
+        recipient=address,
+        reply_code=reply.code if reply else None,
+        enhanced_code=reply.enhanced if reply else None,
+        reply=reply.text if reply else None,
+        guidance=outcome.guidance,
+        detail=detail,
+    )
+
+
+def _message_status(ctx: AttemptContext, statuses: Mapping[str, RecipientStatus],
+                    outcomes: Mapping[str, Outcome], held: bool) -> tuple[MessageStatus, str]:
+    if all(s.is_final for s in statuses.values()):
+        return final_status(statuses.values()), ""
+    if held:
+        return MessageStatus.HELD, "the relay needs attention"
+    uncertain = any(o.kind is OutcomeKind.UNCERTAIN for o in outcomes.values())
+    if uncertain and ctx.on_uncertain == "hold":
+        return MessageStatus.HELD, "delivery uncertain: release to resend, or cancel"
+    return MessageStatus.DEFERRED, ""
+
+
+def final_status(statuses: object) -> MessageStatus:
+    """Sent, failed or partially sent, once every recipient is final."""
+    values = list(statuses)  # type: ignore[call-overload]
+    if all(s is RecipientStatus.SENT for s in values):
+        return MessageStatus.SENT
+    if all(s is RecipientStatus.FAILED for s in values):
+        return MessageStatus.FAILED
+    return MessageStatus.PARTIALLY_SENT
+
+
+def _alert_event(ctx: AttemptContext, now: datetime, outcome: Outcome) -> Event:
+    reply = outcome.reply
+    return Event(now, EventType.ALERT, ctx.attempt, reply_code=reply.code if reply else None,
+                 enhanced_code=reply.enhanced if reply else None,
+                 reply=reply.text if reply else None, guidance=outcome.guidance,
+                 detail="relay needs attention; its mail is held, not failed")
+
+
+def _summary(outcomes: Mapping[str, Outcome]) -> str:
+    kinds: dict[str, int] = {}
+    for outcome in outcomes.values():
+        kinds[outcome.kind.value] = kinds.get(outcome.kind.value, 0) + 1
+    return ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)

@@ -1,0 +1,304 @@
+"""Plain-words guidance for every failure: what happened and what to do.
+
+A guidance key is what Outbox stores on an outcome or event; `describe`
+renders it, for the API, the CLI and the UI. Keys come from two places:
+
+- `key_for_reply(reply)` names the most specific catalogue entry for an SMTP
+  reply: the exact enhanced code (`smtp.5.1.1`), else the basic code
+  (`smtp.550`), else the enhanced subject (`smtp.5.1.x`) or class
+  (`smtp.5.x.x`), else the basic class (`smtp.5xx`). A permanent reply to
+  AUTH names an auth entry (`smtp.5.7.8`, `smtp.535`) or `auth.rejected`.
+- Conditions that are not replies: every `report.Condition` value,
+  `uncertain_delivery`, and Outbox's own decisions (`relay_needs_attention`,
+  `held_by_policy`, `max_attempts_reached`, ...).
+
+The reply entries live in `guidance_catalogue`; the condition entries here.
+`describe` never raises: an unknown key gets a generic entry, and when a reply
+is given its text is quoted, so the operator always sees what the server said.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from outbox.core.guidance_catalogue import (
+    BASIC_CODES,
+    ENHANCED_CODES,
+    FALLBACKS,
+    RELEASE,
+    RETRY_ASK_ADMIN,
+    Entry,
+)
+from outbox.core.model import Reply
+from outbox.core.report import Condition
+
+
+@dataclass(frozen=True, slots=True)
+class Guidance:
+    key: str
+    kind: str
+    title: str
+    explanation: str
+    next_step: str
+    retryable: bool
+
+    def one_line(self) -> str:
+        return f"{self.title}: {self.explanation} Next step: {self.next_step}"
+
+
+AUTH_REJECTED = "auth.rejected"
+UNCERTAIN_DELIVERY = "uncertain_delivery"
+UNKNOWN_REPLY = "smtp.unknown"
+
+_RETRY_FIX = "Look at the last attempt's guidance for the cause, fix it, then retry the message."
+_TLS_SETTINGS = "Use security \"tls\" with port 465, \"starttls\" with port 587 or 25"
+
+CONDITIONS: dict[str, Entry] = {
+    Condition.CONNECTION_REFUSED.value: Entry(
+        "network", "Connection refused",
+        "Nothing accepted Outbox's connection at the relay's host and port: the relay is down, "
+        "the port is wrong, or a firewall rejects the connection.",
+        "Check the relay's host and port (25, 465 or 587) and that this machine may connect to "
+        "that port; Outbox retries meanwhile.", True),
+    Condition.CONNECTION_TIMEOUT.value: Entry(
+        "network", "Connection timed out",
+        "The relay did not answer the connection in time; the host is down or a firewall is "
+        "silently dropping the traffic.",
+        "Check that the relay is reachable from this machine (`outbox doctor`) and that no "
+        "firewall or antivirus blocks the port; Outbox retries meanwhile.", True),
+    Condition.CONNECTION_DROPPED.value: Entry(
+        "network", "Connection dropped",
+        "The connection to the relay closed in the middle of the conversation, before the "
+        "message was handed over.", RETRY_ASK_ADMIN, True),
+    Condition.COMMAND_TIMEOUT.value: Entry(
+        "network", "Relay stopped answering",
+        "The relay stopped replying in the middle of the conversation and Outbox gave up "
+        "waiting.", RETRY_ASK_ADMIN, True),
+    Condition.DNS_FAILURE.value: Entry(
+        "network", "Relay host name not found",
+        "Outbox could not resolve the relay's host name to an address.",
+        "Check the spelling of the relay's host and this machine's DNS resolver; Outbox retries "
+        "meanwhile.", True),
+    Condition.NETWORK_UNREACHABLE.value: Entry(
+        "network", "Network unreachable",
+        "This machine has no route to the relay's address; its network link or route is down.",
+        "Check this machine's network connection and routes (IPv6 too if the relay resolves to "
+        "it); Outbox retries meanwhile.", True),
+    Condition.TLS_CERT_EXPIRED.value: Entry(
+        "tls", "Relay's TLS certificate expired",
+        "The relay presented a certificate past its expiry date, so Outbox would not send over "
+        "it. Retries fail until it is renewed.",
+        "Ask the relay's administrator to renew the certificate; if this machine's clock is "
+        "wrong, turn on NTP.", True),
+    Condition.TLS_HOSTNAME_MISMATCH.value: Entry(
+        "tls", "TLS certificate is for another name",
+        "The relay's certificate does not name the host Outbox connected to, so the connection "
+        "could be intercepted.",
+        "Set the relay's host to the name on its certificate (not an IP address or alias), or ask "
+        "its administrator to fix the certificate.", True),
+    Condition.TLS_SELF_SIGNED.value: Entry(
+        "tls", "Relay uses a self-signed certificate",
+        "The relay's certificate was not issued by any authority, so Outbox cannot verify it.",
+        "Save the relay's certificate and set ca_file to it on the relay; tls_verify = false "
+        "only on a network you trust.", True),
+    Condition.TLS_UNKNOWN_CA.value: Entry(
+        "tls", "TLS certificate from an unknown authority",
+        "The relay's certificate comes from an authority this machine does not trust, often a "
+        "private company CA or a missing intermediate certificate.",
+        "Set ca_file on the relay to the issuing CA's certificate, or ask the relay's "
+        "administrator to serve the full chain.", True),
+    Condition.TLS_VERSION_MISMATCH.value: Entry(
+        "tls", "No common TLS version",
+        "Outbox and the relay could not agree on a TLS version; the relay probably offers only "
+        "an old version (TLS 1.0 or 1.1) that is disabled here.",
+        "Ask the relay's administrator to enable TLS 1.2 or later.", True),
+    Condition.TLS_HANDSHAKE_FAILED.value: Entry(
+        "tls", "TLS handshake failed",
+        "The encrypted connection to the relay could not be set up; often security \"tls\" is "
+        "used on a STARTTLS port, or the reverse.",
+        _TLS_SETTINGS + ", then run `outbox doctor`.", True),
+    Condition.STARTTLS_NOT_OFFERED.value: Entry(
+        "tls", "Relay does not offer STARTTLS",
+        "The relay did not offer STARTTLS, and Outbox will not send over an unencrypted "
+        "connection that is configured as encrypted.",
+        _TLS_SETTINGS + ", or ask the administrator to enable STARTTLS; security \"none\" only "
+        "on a trusted network.", True),
+    Condition.AUTH_NOT_OFFERED.value: Entry(
+        "auth", "Relay does not offer login",
+        "Credentials are set for this relay but it offered no login method Outbox supports, "
+        "often because TLS is not on. The relay's mail is held.",
+        "Run `outbox doctor` to see what the relay offers; turn TLS on, or remove the "
+        "credentials if the relay needs none, " + RELEASE, False),
+    Condition.AUTH_NEEDS_TLS.value: Entry(
+        "auth", "Login needs TLS",
+        "Outbox will not send the relay's password over an unencrypted connection. The relay's "
+        "mail is held.",
+        "Set security \"starttls\" or \"tls\" on the relay (allow_insecure_auth = true only on a "
+        "trusted network), " + RELEASE, False),
+    Condition.TOKEN_REFRESH_FAILED.value: Entry(
+        "auth", "OAuth2 token refresh failed",
+        "Outbox could not get a new access token: the refresh token may be revoked or expired, "
+        "the client secret wrong, or the clock off. The relay's mail is held.",
+        "Re-run the provider's OAuth2 consent, update refresh_token and the client settings on "
+        "the relay, " + RELEASE, False),
+    Condition.MESSAGE_TOO_BIG.value: Entry(
+        "message", "Message bigger than the relay allows",
+        "The message is larger than the SIZE limit the relay advertises, so Outbox did not try "
+        "to send it.",
+        "Send large files as a link instead of an attachment, or ask the relay's administrator "
+        "to raise its size limit.", False),
+    Condition.SMTPUTF8_REQUIRED.value: Entry(
+        "message", "Relay cannot take non-ASCII addresses",
+        "An address contains non-ASCII characters and the relay does not support SMTPUTF8.",
+        "Use an ASCII-only address, or a relay that supports SMTPUTF8.", False),
+    Condition.PROTOCOL_ERROR.value: Entry(
+        "relay", "Unexpected answer from the relay",
+        "The relay broke the SMTP conversation, for example by answering out of turn or ending "
+        "the session without a reply.",
+        "Outbox will retry automatically; if it keeps happening, send the transcript to the "
+        "relay's administrator.", True),
+    Condition.RELAY_NOT_CONFIGURED.value: Entry(
+        "relay", "Relay no longer configured",
+        "This mail was routed to a relay that is no longer in the configuration, so Outbox "
+        "holds it instead of failing it.",
+        "Add the relay back to [[relays]] or fix the [[routes]] that name it, " + RELEASE, False),
+}
+
+OUTBOX_CONDITIONS: dict[str, Entry] = {
+    UNCERTAIN_DELIVERY: Entry(
+        "network", "Delivery uncertain",
+        "The connection ended after the whole message was sent but before the relay confirmed "
+        "it, so the relay may or may not have accepted it.",
+        "Nothing to do with on_uncertain \"retry\": Outbox resends with the same Message-ID; with "
+        "\"hold\", search the relay's log for the Message-ID, then retry or cancel.", True),
+    "relay_needs_attention": Entry(
+        "relay", "Relay needs attention",
+        "Outbox stopped sending through this relay after a problem retrying cannot fix, usually "
+        "its credentials. Its mail is held, not failed.",
+        "Fix the relay as its alert says (`outbox doctor` shows the problem), " + RELEASE, False),
+    "held_by_policy": Entry(
+        "outbox", "Held by policy",
+        "Outbox is holding this message by its own policy (for example on_uncertain \"hold\") "
+        "and will not send it on its own.",
+        "Review the message, then release it with `outbox queue retry ID` or cancel it with "
+        "`outbox queue cancel ID`.", False),
+    "internal_route_violation": Entry(
+        "outbox", "Internal recipient routed to an external relay",
+        "This recipient is in an internal domain but its route leads to a relay not marked "
+        "internal, so Outbox refused to send it there.",
+        "Route this domain through a relay with internal = true, then retry the message.", False),
+    "attachment_blocked": Entry(
+        "message", "Attachment type blocked",
+        "An attachment's extension or content is a blocked type ([limits] blocked_extensions), "
+        "so Outbox will not send it.",
+        "Remove the attachment or send it as a link; unblock the type only if it is safe.", False),
+    "attachment_corrupt": Entry(
+        "message", "Attachment damaged",
+        "An attachment's stored content no longer matches the checksum taken at upload, so "
+        "Outbox will not send a damaged file.",
+        "Upload the file again and submit a new message; check the disk if this recurs.", False),
+    "clock_skew": Entry(
+        "outbox", "System clock is wrong",
+        "This machine's clock is far from real time, which breaks OAuth2 tokens and TLS "
+        "certificate checks.",
+        "Turn on time synchronisation (NTP) on this machine, then retry the messages.", False),
+    "max_attempts_reached": Entry(
+        "outbox", "Gave up after too many attempts",
+        "Every attempt failed temporarily until the retry limit ([retry] max_attempts) was "
+        "reached.", _RETRY_FIX, False),
+    "max_age_reached": Entry(
+        "outbox", "Gave up: message too old",
+        "The message kept failing temporarily for longer than [retry] max_age allows.",
+        _RETRY_FIX, False),
+    "cancelled": Entry(
+        "outbox", "Cancelled",
+        "An operator or application cancelled this message before it was delivered.",
+        "Nothing to do; submit it again if it should still be sent.", False),
+}
+
+
+def _build() -> Mapping[str, Guidance]:
+    tables = (ENHANCED_CODES, BASIC_CODES, FALLBACKS, CONDITIONS, OUTBOX_CONDITIONS)
+    entries = {key: entry for table in tables for key, entry in table.items()}
+    return MappingProxyType({key: Guidance(key, *entry) for key, entry in entries.items()})
+
+
+CATALOGUE: Mapping[str, Guidance] = _build()
+
+
+def all_keys() -> list[str]:
+    """Every key the catalogue has an entry for, in catalogue order."""
+    return list(CATALOGUE)
+
+
+def key_for_reply(reply: Reply, *, during_auth: bool = False) -> str:
+    """The most specific catalogue key for a reply. `during_auth` is set for
+    replies to AUTH, where any 5xx is a credentials problem."""
+    keys = _matching_keys(reply)
+    if during_auth:
+        auth_keys = [key for key in keys if CATALOGUE[key].kind == "auth"]
+        if auth_keys:
+            return auth_keys[0]
+        if reply.is_permanent:
+            return AUTH_REJECTED
+    return keys[0] if keys else UNKNOWN_REPLY
+
+
+def describe(key: str, reply: Reply | None = None) -> Guidance:
+    """The entry for `key`, quoting the server's reply when one is given.
+    Never raises: an unknown key gets a generic entry."""
+    guidance = CATALOGUE.get(key) or _generic(key, reply)
+    if reply is None:
+        return guidance
+    return replace(guidance, explanation=f"{guidance.explanation} {_quote(reply)}")
+
+
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})", re.ASCII)
+_QUOTE_LIMIT = 300
+_KEY_LIMIT = 80
+
+
+def _matching_keys(reply: Reply) -> list[str]:
+    """Catalogue keys that fit the reply, most specific first."""
+    code_class = str(reply.code // 100) if 200 <= reply.code < 600 else None
+    enhanced = _enhanced_parts(reply.enhanced, code_class)
+    names = []
+    if enhanced:
+        names.append("smtp.{}.{}.{}".format(*enhanced))
+    names.append(f"smtp.{reply.code}")
+    if enhanced:
+        names += ["smtp.{}.{}.x".format(*enhanced), f"smtp.{enhanced[0]}.x.x"]
+    if code_class:
+        names.append(f"smtp.{code_class}xx")
+    return [name for name in names if name in CATALOGUE]
+
+
+def _enhanced_parts(enhanced: str | None, code_class: str | None) -> tuple[str, str, str] | None:
+    """`class, subject, detail` without leading zeros, or None when absent,
+    malformed, or of another class than the basic code (RFC 3463)."""
+    match = _ENHANCED.fullmatch(enhanced or "")
+    if match is None or match.group(1) != code_class:
+        return None
+    return match.group(1), str(int(match.group(2))), str(int(match.group(3)))
+
+
+def _generic(key: str, reply: Reply | None) -> Guidance:
+    return Guidance(
+        key=key, kind="unknown", title="Unrecognised problem",
+        explanation=f'Outbox has no guidance for "{_one_line(key, _KEY_LIMIT)}".',
+        next_step="Check the attempt's transcript and the relay's logs for this time; "
+                  "if it keeps happening, send a support bundle (`outbox support-bundle`).",
+        retryable=reply is not None and reply.is_transient)
+
+
+def _quote(reply: Reply) -> str:
+    return f'The server said: "{_one_line(str(reply), _QUOTE_LIMIT)}".'
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Whitespace (newlines included) collapsed, cut at `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

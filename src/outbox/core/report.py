@@ -1,0 +1,76 @@
+"""What the transport observed during one SMTP session for one message.
+
+The transport fills this in and decides nothing; `core.classify` reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from outbox.core.model import Reply
+
+
+class Stage(StrEnum):
+    """Where in the session something went wrong, in protocol order."""
+
+    CONNECT = "connect"
+    GREETING = "greeting"
+    EHLO = "ehlo"
+    STARTTLS = "starttls"
+    AUTH = "auth"
+    SIZE_CHECK = "size_check"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    AFTER_DATA = "after_data"  # the final "." left Outbox; no reply came back
+
+
+class Condition(StrEnum):
+    """Failures that are not an SMTP reply. Each is also a guidance key."""
+
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_TIMEOUT = "connection_timeout"
+    CONNECTION_DROPPED = "connection_dropped"
+    COMMAND_TIMEOUT = "command_timeout"
+    DNS_FAILURE = "dns_failure"
+    NETWORK_UNREACHABLE = "network_unreachable"
+    TLS_CERT_EXPIRED = "tls_certificate_expired"
+    TLS_HOSTNAME_MISMATCH = "tls_hostname_mismatch"
+    TLS_SELF_SIGNED = "tls_self_signed"
+    TLS_UNKNOWN_CA = "tls_unknown_ca"
+    TLS_VERSION_MISMATCH = "tls_version_mismatch"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+    STARTTLS_NOT_OFFERED = "starttls_not_offered"
+    AUTH_NOT_OFFERED = "auth_not_offered"
+    AUTH_NEEDS_TLS = "auth_needs_tls"
+    TOKEN_REFRESH_FAILED = "token_refresh_failed"
+    MESSAGE_TOO_BIG = "message_too_big_for_relay"
+    SMTPUTF8_REQUIRED = "smtputf8_required"
+    PROTOCOL_ERROR = "protocol_error"
+    RELAY_NOT_CONFIGURED = "relay_not_configured"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFailure:
+    """The session ended early. `reply` is set when the server said no (a 421
+    greeting, a 535 to AUTH); `condition` when it did not answer at all."""
+
+    stage: Stage
+    reply: Reply | None = None
+    condition: Condition | None = None
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    """Every reply of one attempt to hand one message to one relay."""
+
+    relay: str
+    recipients: tuple[str, ...]
+    mail_reply: Reply | None = None
+    rcpt_replies: dict[str, Reply] = field(default_factory=dict)
+    data_reply: Reply | None = None
+    failure: SessionFailure | None = None
+    data_sent: bool = False
+    transcript: str = ""

@@ -1,0 +1,1 @@
+"""Storage behind one narrow, domain-verb interface (`store.base.Store`)."""
