@@ -151,7 +151,7 @@ def queue_ls(
     from outbox.api.views import message_view
     from outbox.clitables import print_messages
 
-    page = _with_outbox(config, lambda outbox: outbox.list(status, limit, None), migrate=False)
+    page = _with_outbox(config, lambda outbox: outbox.list_messages(status, limit, None), migrate=False)
     views = [message_view(m) for m in page.messages]
     if as_json:
         print(json.dumps([v.model_dump() for v in views], indent=2))

@@ -30,6 +30,7 @@ from outbox.units import parse_duration, parse_size
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+Scope = Literal["send", "read", "admin"]
 
 
 class Section(BaseModel):
@@ -96,10 +97,14 @@ class DeliverySettings(Section):
                                     "by the same API key is answered like an idempotent replay")
 
 
+def _default_scopes() -> list[Scope]:
+    return ["send", "read"]
+
+
 class ApiKey(Section):
     name: str
     key: SecretStr
-    scopes: list[Literal["send", "read", "admin"]] = Field(default_factory=lambda: ["send", "read"])
+    scopes: list[Scope] = Field(default_factory=_default_scopes)
 
 
 class AuthSettings(Section):

@@ -137,7 +137,7 @@ class Outbox:
     async def get(self, id: str) -> MessageDetail:
         return await self.store.get(id)
 
-    async def list(self, status: MessageStatus | None = None, limit: int = 50,
+    async def list_messages(self, status: MessageStatus | None = None, limit: int = 50,
                    cursor: str | None = None) -> Page:
         return await self.store.list(status, limit, cursor)
 
@@ -163,6 +163,6 @@ class Outbox:
 
 
 def _submission_body(submission: Submission) -> dict[str, Any]:
-    body = {name: getattr(submission, name) for name in submission.__slots__}  # type: ignore[attr-defined]
+    body = {name: getattr(submission, name) for name in submission.__slots__}
     body["attachments"] = [attachment_fields(a) for a in submission.attachments]
     return body

@@ -61,7 +61,7 @@ async def list_messages(outbox: Service, _: Reader,
                         status: MessageStatus | None = None,
                         limit: Annotated[int, Query(ge=1, le=500)] = 50,
                         cursor: str | None = None) -> MessageList:
-    page = await outbox.list(status, limit, cursor)
+    page = await outbox.list_messages(status, limit, cursor)
     return MessageList(messages=[message_view(m) for m in page.messages],
                        next_cursor=page.next_cursor)
 

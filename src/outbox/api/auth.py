@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -42,7 +43,7 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
+def require(scope: str) -> Callable[[Request], Principal]:
     """A FastAPI dependency: the caller's key must carry `scope` (or admin)."""
 
     def check(request: Request) -> Principal:

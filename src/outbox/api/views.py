@@ -27,7 +27,7 @@ def recipient_view(r: Recipient) -> RecipientOut:
     return RecipientOut(address=r.address, kind=r.kind, relay=r.relay, status=r.status.value,
                         reply_code=r.reply_code, enhanced_code=r.enhanced_code, reply=r.reply,
                         guidance=g.one_line() if g else None,
-                        guidance_detail=GuidanceOut(**_fields(g)) if g else None)
+                        guidance_detail=_guidance_out(g) if g else None)
 
 
 def event_view(e: Event) -> EventOut:
@@ -59,6 +59,6 @@ def attempt_view(a: Attempt) -> AttemptOut:
                       transcript=a.transcript)
 
 
-def _fields(g: catalogue.Guidance) -> dict[str, object]:
-    return {"key": g.key, "kind": g.kind, "title": g.title, "explanation": g.explanation,
-            "next_step": g.next_step, "retryable": g.retryable}
+def _guidance_out(g: catalogue.Guidance) -> GuidanceOut:
+    return GuidanceOut(key=g.key, kind=g.kind, title=g.title, explanation=g.explanation,
+                       next_step=g.next_step, retryable=g.retryable)

@@ -64,10 +64,10 @@ _SPACE_RE: Final = re.compile(r"\s+")
 _WORD_RE: Final = re.compile(r'[^\s"(),;:<>]+')
 _QUOTED_RE: Final = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
 _QUOTED_PAIR_RE: Final = re.compile(r"\\(.)", re.DOTALL)
+_CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")  # Cc but tab, Cs
 _SHOWN_MAX: Final = 80
 _MAX_ADDRESS_OCTETS: Final = 254  # RFC 3696 errata / RFC 5321 path limit, without <>
 
-_INJECTION: Final = "has a line break or NUL inside an address (header injection is refused)"
 _INJECTION_HINT: Final = "put each address on one line and separate addresses with commas"
 _SMTPUTF8: Final = (
     "has non-ASCII characters before the @, which needs a relay that supports SMTPUTF8"
@@ -245,21 +245,25 @@ def plan_recipients(
 class _Problem(Exception):
     """Why an entry is not an address; becomes `InvalidAddress` once its field is known."""
 
-    def __init__(self, reason: str, *, hint: str | None = _SYNTAX_HINT, pos: int = 0) -> None:
+    def __init__(self, reason: str, *, hint: str | None = _SYNTAX_HINT) -> None:
         super().__init__(reason)
         self.reason = reason
         self.hint = hint
-        self.pos = pos
 
 
 def _has_forbidden(text: str) -> bool:
     return not _FORBIDDEN.isdisjoint(text)
 
 
+def _injection(text: str) -> _Problem:
+    what = "a NUL character" if "\x00" in text else "a line break inside an address"
+    return _Problem(f"has {what} (refused: it could inject a header)", hint=_INJECTION_HINT)
+
+
 def _check_display_name(name: str) -> None:
     if _has_forbidden(name):
-        raise _Problem(_INJECTION, hint=_INJECTION_HINT)
-    if any(unicodedata.category(c) in ("Cc", "Cs") and c != "\t" for c in name):
+        raise _injection(name)
+    if _CONTROL_RE.search(name):
         raise _Problem("has a control character in its display name")
 
 
@@ -267,7 +271,7 @@ def _check_display_name(name: str) -> None:
 def _checked_ascii_domain(local: str, domain: str) -> str:
     """Validate ``local@domain`` (syntax only) and return the domain's ASCII form."""
     if _has_forbidden(local) or _has_forbidden(domain):
-        raise _Problem(_INJECTION, hint=_INJECTION_HINT)
+        raise _injection(local + domain)
     stand_in, special = _stand_in_for_special_use(domain)
     try:
         checked = validate_email(
@@ -358,7 +362,7 @@ def _read_token(text: str, pos: int) -> _Token:
     if char == "<":
         return _read_angle(text, pos)
     if char in ")>":
-        raise _Problem(f"has a {char!r} without its opening partner", pos=pos)
+        raise _Problem(f"has a {char!r} without its opening partner")
     space = _SPACE_RE.match(text, pos)
     if space:
         has_break = not LINE_BREAKS.isdisjoint(space.group())
@@ -370,16 +374,16 @@ def _read_word(text: str, pos: int) -> _Token:
     match = _WORD_RE.match(text, pos)
     end = match.end() if match else pos + 1
     if "\x00" in text[pos:end]:
-        raise _Problem(_INJECTION, hint=_INJECTION_HINT, pos=pos)
+        raise _injection("\x00")
     return _Token(_Kind.WORD, text[pos:end], pos, end)
 
 
 def _read_quoted(text: str, pos: int) -> _Token:
     match = _QUOTED_RE.match(text, pos)
     if not match:
-        raise _Problem("has a quote (\") that is never closed", pos=pos)
+        raise _Problem("has a quote (\") that is never closed")
     if _has_forbidden(match.group(1)):
-        raise _Problem(_INJECTION, hint=_INJECTION_HINT, pos=pos)
+        raise _injection(match.group(1))
     unescaped = _QUOTED_PAIR_RE.sub(r"\1", match.group(1))
     return _Token(_Kind.QUOTED, unescaped, pos, match.end())
 
@@ -392,18 +396,18 @@ def _read_comment(text: str, pos: int) -> _Token:
         depth += (char == "(") - (char == ")")
         if depth == 0:
             if _has_forbidden(text[pos:index]):
-                raise _Problem(_INJECTION, hint=_INJECTION_HINT, pos=pos)
+                raise _injection(text[pos:index])
             return _Token(_Kind.SPACE, " ", pos, index)
-    raise _Problem("has a '(' that is never closed", pos=pos)
+    raise _Problem("has a '(' that is never closed")
 
 
 def _read_angle(text: str, pos: int) -> _Token:
     end = text.find(">", pos + 1)
     inner = text[pos + 1 : end]
     if end < 0 or "<" in inner:
-        raise _Problem("has a '<' that is never closed", pos=pos)
+        raise _Problem("has a '<' that is never closed")
     if _has_forbidden(inner):
-        raise _Problem(_INJECTION, hint=_INJECTION_HINT, pos=pos)
+        raise _injection(inner)
     return _Token(_Kind.ANGLE, inner.strip(), pos, end + 1)
 
 
@@ -454,16 +458,16 @@ class _Splitter:
         """A line break is only harmless right before a separator (or after one)."""
         pending, self.pending_break = self.pending_break, None
         if pending and token.kind not in (_Kind.SEP, _Kind.COLON):
-            raise _Problem(_INJECTION, hint=_INJECTION_HINT, pos=pending.start)
+            raise _injection("\n")
 
     def _open_group(self, colon: _Token) -> None:
         name = _Entry(self.tokens, self.start, colon.start).significant
         if self.in_group:
-            raise _Problem("has a ':' inside a group (groups cannot nest)", pos=colon.start)
+            raise _Problem("has a ':' inside a group (groups cannot nest)")
         if not name:
-            raise _Problem("has a group (':') without a name", pos=colon.start)
+            raise _Problem("has a group (':') without a name")
         if any(t.kind is _Kind.ANGLE or (t.kind is _Kind.WORD and "@" in t.text) for t in name):
-            raise _Problem("has an unexpected ':' after an address", pos=colon.start)
+            raise _Problem("has an unexpected ':' after an address")
         self.in_group = True
         self.tokens, self.start = [], colon.end
 
@@ -557,7 +561,12 @@ def _results(
         if not isinstance(element, str):
             yield InvalidAddress(f"{label}: expected a string", field=label)
             continue
-        yield from _parse_text(element, lambda _index, label=label: label, allow_smtputf8)
+        yield from _parse_text(element, _same_label(label), allow_smtputf8)
+
+
+def _same_label(label: str) -> Callable[[int], str]:
+    """Every entry of one list element is named by the element: ``to[3]``."""
+    return lambda _index: label
 
 
 def _parse_text(

@@ -8,9 +8,11 @@ exception fired.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from outbox.core import guidance
 from outbox.core.model import Outcome, OutcomeKind, Reply, Scope
-from outbox.core.replies import ReplyClass, classify_reply
+from outbox.core.replies import ReplyClass, ReplyCode, classify_reply
 from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
 
 _RELAY_STAGES = frozenset({Stage.CONNECT, Stage.GREETING, Stage.EHLO, Stage.STARTTLS, Stage.AUTH})
@@ -19,7 +21,8 @@ _RELAY_STAGES = frozenset({Stage.CONNECT, Stage.GREETING, Stage.EHLO, Stage.STAR
 def classify(report: DeliveryReport) -> dict[str, Outcome]:
     """One outcome per envelope recipient of the attempt."""
     if report.failure is not None and report.failure.stage in _RELAY_STAGES:
-        return _everyone(report, _session_outcome(report.failure, Scope.RELAY))
+        return _everyone(report, _hold_if_relay_refused(_session_outcome(report.failure,
+                                                                          Scope.RELAY)))
     if report.failure is not None and report.failure.stage is Stage.SIZE_CHECK:
         return _everyone(report, _session_outcome(report.failure, Scope.MESSAGE))
     if report.mail_reply is not None and not report.mail_reply.is_success:
@@ -29,6 +32,14 @@ def classify(report: DeliveryReport) -> dict[str, Outcome]:
     after = _after_rcpt_outcome(report)
     outcomes.update({rcpt: after for rcpt in accepted})
     return outcomes
+
+
+def _hold_if_relay_refused(outcome: Outcome) -> Outcome:
+    """A relay that refuses the session (a 5xx greeting, EHLO or STARTTLS) refuses every
+    message: its mail waits for an operator, and no message fails for the relay's fault."""
+    if outcome.kind is OutcomeKind.FAILED:
+        return replace(outcome, kind=OutcomeKind.HELD)
+    return outcome
 
 
 def _everyone(report: DeliveryReport, outcome: Outcome) -> dict[str, Outcome]:
@@ -48,13 +59,14 @@ def _after_rcpt_outcome(report: DeliveryReport) -> Outcome:
     """The fate of recipients accepted at RCPT (or never reached)."""
     if report.data_reply is not None:
         return _reply_outcome(report.data_reply, Scope.MESSAGE)
+    if report.data_sent:
+        # The final "." left and no reply came back: the relay may have the message.
+        return Outcome(OutcomeKind.UNCERTAIN, Scope.MESSAGE, "uncertain_delivery",
+                       detail=report.failure.detail if report.failure else "")
     if report.failure is None:
         # Nothing accepted, so DATA was never sent; every RCPT already has an outcome.
         return Outcome(OutcomeKind.DEFERRED, Scope.MESSAGE, Condition.PROTOCOL_ERROR.value,
                        detail="the session ended without a reply to DATA")
-    if report.data_sent:
-        return Outcome(OutcomeKind.UNCERTAIN, Scope.MESSAGE, "uncertain_delivery",
-                       detail=report.failure.detail)
     return _session_outcome(report.failure, Scope.MESSAGE)
 
 
@@ -86,7 +98,9 @@ def _reply_outcome(reply: Reply, scope: Scope, *, during_auth: bool = False) -> 
     if reply_class is ReplyClass.AUTH:
         return Outcome(OutcomeKind.HELD, Scope.RELAY, key, reply)
     if reply_class is ReplyClass.THROTTLED:
-        return Outcome(OutcomeKind.DEFERRED, Scope.RELAY if scope is Scope.RELAY else scope, key,
+        # 421 closes the session whatever command it answers: the relay's trouble (STYLE 2).
+        closing = reply.code == ReplyCode.SERVICE_NOT_AVAILABLE
+        return Outcome(OutcomeKind.DEFERRED, Scope.RELAY if closing else scope, key,
                        reply, detail="throttled")
     if reply_class is ReplyClass.TRANSIENT:
         return Outcome(OutcomeKind.DEFERRED, scope, key, reply)

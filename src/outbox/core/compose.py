@@ -124,10 +124,10 @@ def _checked_headers(headers: dict[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         where = f"headers.{name}"
         if _LINE_BREAK.search(name) or _LINE_BREAK.search(value):
-            raise HeaderInjection(f"header '{name.strip()}' contains a line break (CR or LF)",
+            raise HeaderInjection(f"header {_shown(name)} contains a line break (CR or LF)",
                                   field=where)
         if not _HEADER_NAME.match(name):
-            raise InputError(f"'{name}' is not a valid header name", field=where)
+            raise InputError(f"{_shown(name)} is not a valid header name", field=where)
         if name.lower() == "message-id":
             checked["Message-ID"] = _checked_message_id(value, where)
         elif name.lower() in RESERVED_HEADERS:
@@ -135,6 +135,11 @@ def _checked_headers(headers: dict[str, str]) -> dict[str, str]:
         else:
             checked[name] = value
     return checked
+
+
+def _shown(text: str) -> str:
+    """Quote user text for a one-line message: control characters escaped."""
+    return repr(text[:100])
 
 
 def _checked_message_id(value: str, where: str) -> str:
@@ -173,16 +178,17 @@ def _check_extension(name: str, limits: Limits, where: str) -> None:
                                 f"allowed (limits.blocked_extensions)", field=where)
 
 
-def _route(envelope: Sequence[tuple[addresses.Address, str]], requested: str | None,
+def _route(envelope: Sequence[addresses.Recipient], requested: str | None,
            routing: RoutingTable, known_relays: Sequence[str]) -> tuple[PlannedRecipient, ...]:
     if requested is not None and requested not in known_relays:
         raise InputError(f"no relay is named '{requested}' (known: "
                          f"{', '.join(known_relays) or 'none'})", field="relay")
     planned = []
-    for address, kind in envelope:
+    for recipient in envelope:
+        address = recipient.address
         relay = routing.relay_for(address.ascii_domain, requested)
         if relay is None:
             raise InputError("no relay is configured to carry this message; add a [[relays]] "
                              "section to the config", field="relay")
-        planned.append(PlannedRecipient(address.addr_spec, kind, relay))
+        planned.append(PlannedRecipient(address.addr_spec, recipient.kind.value, relay))
     return tuple(planned)

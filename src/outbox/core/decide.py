@@ -8,8 +8,8 @@ events. The worker only persists its verdict.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from outbox.core.model import (
@@ -66,7 +66,8 @@ def decide_attempt(
     held = [o for o in outcomes.values() if o.kind is OutcomeKind.HELD]
     retry = _retry_decision(ctx, outcomes, policy, now, rng)
     updates = {addr: _recipient_update(addr, o, retry) for addr, o in outcomes.items()}
-    events = [_recipient_event(ctx, now, addr, o, retry) for addr, o in outcomes.items()]
+    events = [event for addr, outcome in outcomes.items()
+              for event in _recipient_events(ctx, now, addr, outcome, retry)]
     statuses = {**ctx.statuses, **{u.address: u.status for u in updates.values()}}
     status, hold_reason = _message_status(ctx, statuses, outcomes, bool(held))
     if held:
@@ -101,14 +102,28 @@ def _recipient_update(address: str, outcome: Outcome, retry: RetryDecision) -> R
         is_retry = outcome.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN)
         status = RecipientStatus.FAILED if is_retry and retry.give_up else (
             RecipientStatus.DEFERRED if is_retry else RecipientStatus.PENDING)
+    gave_up = status is RecipientStatus.FAILED and outcome.kind not in _FINAL_KIND_STATUS
     return RecipientUpdate(
         address=address,
         status=status,
         reply_code=reply.code if reply else None,
         enhanced_code=reply.enhanced if reply else None,
         reply=reply.text if reply else (outcome.detail or None),
-        guidance=outcome.guidance,
+        guidance=retry.guidance if gave_up else outcome.guidance,
     )
+
+
+def _recipient_events(ctx: AttemptContext, now: datetime, address: str, outcome: Outcome,
+                      retry: RetryDecision) -> list[Event]:
+    """The recipient's event for this attempt; an uncertain outcome always leaves an
+    `uncertain` event, even when the policy then gives up, since duplicates are
+    bounded by the count of those events."""
+    event = _recipient_event(ctx, now, address, outcome, retry)
+    if outcome.kind is OutcomeKind.UNCERTAIN and event.type is not EventType.UNCERTAIN:
+        uncertain = replace(event, type=EventType.UNCERTAIN, guidance=outcome.guidance,
+                            detail=outcome.detail)
+        return [uncertain, event]
+    return [event]
 
 
 def _recipient_event(ctx: AttemptContext, now: datetime, address: str, outcome: Outcome,
@@ -116,9 +131,10 @@ def _recipient_event(ctx: AttemptContext, now: datetime, address: str, outcome: 
     reply = outcome.reply
     event_type = _KIND_EVENT[outcome.kind]
     detail = outcome.detail
+    key = outcome.guidance
     if outcome.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN):
         if retry.give_up:
-            event_type, detail = EventType.FAILED, retry.reason
+            event_type, detail, key = EventType.FAILED, retry.reason, retry.guidance
         elif retry.retry_at is not None:
             detail = _join(detail, f"next attempt at {retry.retry_at.isoformat()}")
     return Event(
@@ -129,7 +145,7 @@ def _recipient_event(ctx: AttemptContext, now: datetime, address: str, outcome: 
         reply_code=reply.code if reply else None,
         enhanced_code=reply.enhanced if reply else None,
         reply=reply.text if reply else None,
-        guidance=outcome.guidance,
+        guidance=key,
         detail=detail,
     )
 
@@ -146,9 +162,9 @@ def _message_status(ctx: AttemptContext, statuses: Mapping[str, RecipientStatus]
     return MessageStatus.DEFERRED, ""
 
 
-def final_status(statuses: object) -> MessageStatus:
+def final_status(statuses: Iterable[RecipientStatus]) -> MessageStatus:
     """Sent, failed or partially sent, once every recipient is final."""
-    values = list(statuses)  # type: ignore[call-overload]
+    values = list(statuses)
     if all(s is RecipientStatus.SENT for s in values):
         return MessageStatus.SENT
     if all(s is RecipientStatus.FAILED for s in values):

@@ -102,7 +102,7 @@ CONDITIONS: dict[str, Entry] = {
     Condition.TLS_SELF_SIGNED.value: Entry(
         "tls", "Relay uses a self-signed certificate",
         "The relay's certificate was not issued by any authority, so Outbox cannot verify it.",
-        "Save the relay's certificate and set ca_file to it on the relay; tls_verify = false "
+        "Save the relay's certificate and point ca_file at it; use tls_verify = false "
         "only on a network you trust.", True),
     Condition.TLS_UNKNOWN_CA.value: Entry(
         "tls", "TLS certificate from an unknown authority",

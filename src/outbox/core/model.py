@@ -31,13 +31,15 @@ class MessageStatus(StrEnum):
 
     @property
     def can_retry(self) -> bool:
-        return self in {MessageStatus.DEFERRED, MessageStatus.HELD, MessageStatus.FAILED,
-                        MessageStatus.PARTIALLY_SENT}
+        return self in {
+            MessageStatus.DEFERRED, MessageStatus.HELD, MessageStatus.FAILED,
+            MessageStatus.PARTIALLY_SENT,
+        }
 
 
-FINAL_MESSAGE_STATUSES = frozenset(
-    {MessageStatus.SENT, MessageStatus.PARTIALLY_SENT, MessageStatus.FAILED, MessageStatus.CANCELLED}
-)
+FINAL_MESSAGE_STATUSES = frozenset({
+    MessageStatus.SENT, MessageStatus.PARTIALLY_SENT, MessageStatus.FAILED, MessageStatus.CANCELLED,
+})
 
 
 class RecipientStatus(StrEnum):
@@ -132,6 +134,7 @@ class RetryDecision:
     give_up: bool
     retry_at: datetime | None
     reason: str = ""
+    guidance: str = ""  # a guidance key when giving up: max_attempts_reached | max_age_reached
 
 
 @dataclass(frozen=True, slots=True)

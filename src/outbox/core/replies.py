@@ -54,7 +54,8 @@ class ReplyClass(StrEnum):
 
 
 AUTH_CODES = frozenset({530, 534, 535, 538})
-AUTH_ENHANCED = frozenset({"5.7.8", "5.7.9", "5.7.0", "5.7.11", "5.7.12", "5.7.14", "4.7.12"})
+# 5.7.0 is left out: outside AUTH it is as often a content rejection as a login problem.
+AUTH_ENHANCED = frozenset({"5.7.8", "5.7.9", "5.7.11", "5.7.12", "5.7.14", "5.7.139"})
 
 
 def parse_reply(code: int, text: str) -> Reply:

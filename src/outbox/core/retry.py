@@ -45,7 +45,8 @@ class RetryPolicy:
         if outcome.kind not in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN):
             raise ValueError(f"only deferred or uncertain outcomes are retried, not {outcome.kind}")
         if attempts_made >= self.max_attempts:
-            return RetryDecision(True, None, f"gave up after {attempts_made} attempts (max_attempts)")
+            return RetryDecision(True, None, f"gave up after {attempts_made} attempts "
+                                 "(retry.max_attempts)", "max_attempts_reached")
         deadline = accepted_at + self.max_age + held_for
         wait = self.delay(attempts_made, rng)
         if outcome.retry_after is not None:
@@ -53,6 +54,7 @@ class RetryPolicy:
         retry_at = now + wait
         if retry_at > deadline:
             if now >= deadline:
-                return RetryDecision(True, None, "gave up: older than max_age")
+                return RetryDecision(True, None, "gave up: older than retry.max_age",
+                                     "max_age_reached")
             retry_at = deadline
         return RetryDecision(False, retry_at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import Row
 
@@ -14,6 +14,8 @@ from outbox.store.base import Attempt, AttemptRecord, Message, NewMessage, Recip
 UNCERTAIN_HOLD = "delivery uncertain: the worker stopped during the attempt"
 ACCEPTED_STATUSES = (MessageStatus.QUEUED, MessageStatus.HELD)
 WAITING_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
+
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 
 def owner_of(message: NewMessage) -> str | None:
@@ -89,14 +91,14 @@ def event_values(message_id: str, event: Event) -> dict[str, Any]:
             "reply": event.reply, "guidance": event.guidance, "detail": event.detail}
 
 
-def held_seconds_after(row: Row[Any], now: datetime) -> float:
+def held_seconds_after(row: AnyRow, now: datetime) -> float:
     """Total time held, once the message leaves `held` at `now`."""
     if row.held_since is None:
         return float(row.held_seconds)
     return float(row.held_seconds) + max((now - row.held_since).total_seconds(), 0.0)
 
 
-def leave_hold(row: Row[Any], now: datetime) -> dict[str, Any]:
+def leave_hold(row: AnyRow, now: datetime) -> dict[str, Any]:
     """Column values for a message leaving `held` (none if it was not held)."""
     if row.status != MessageStatus.HELD.value:
         return {}
@@ -104,7 +106,7 @@ def leave_hold(row: Row[Any], now: datetime) -> dict[str, Any]:
             "hold_reason": "", "held_for_relay": None}
 
 
-def release_params(row: Row[Any], now: datetime) -> dict[str, Any]:
+def release_params(row: AnyRow, now: datetime) -> dict[str, Any]:
     return {"b_id": row.id, "b_now": now, "b_held_seconds": held_seconds_after(row, now)}
 
 
@@ -135,21 +137,21 @@ def recipient_params(message_id: str, update: RecipientUpdate) -> dict[str, Any]
             "b_guidance": update.guidance}
 
 
-def to_recipient(row: Row[Any]) -> Recipient:
+def to_recipient(row: AnyRow) -> Recipient:
     return Recipient(address=row.address, kind=row.kind, relay=row.relay,
                      status=RecipientStatus(row.status), provenance=row.provenance,
                      reply_code=row.reply_code, enhanced_code=row.enhanced_code,
                      reply=row.reply, guidance=row.guidance)
 
 
-def group_recipients(found: Iterable[Row[Any]]) -> dict[str, tuple[Recipient, ...]]:
+def group_recipients(found: Iterable[AnyRow]) -> dict[str, tuple[Recipient, ...]]:
     grouped: dict[str, list[Recipient]] = {}
     for row in found:
         grouped.setdefault(row.message_id, []).append(to_recipient(row))
     return {id: tuple(recipients) for id, recipients in grouped.items()}
 
 
-def to_message(row: Row[Any], recipients: tuple[Recipient, ...]) -> Message:
+def to_message(row: AnyRow, recipients: tuple[Recipient, ...]) -> Message:
     values = row._mapping
     return Message(
         id=values["id"], message_id=values["message_id"],
@@ -162,13 +164,13 @@ def to_message(row: Row[Any], recipients: tuple[Recipient, ...]) -> Message:
     )
 
 
-def to_event(row: Row[Any]) -> Event:
+def to_event(row: AnyRow) -> Event:
     return Event(at=row.at, type=EventType(row.type), attempt=row.attempt,
                  recipient=row.recipient, reply_code=row.reply_code,
                  enhanced_code=row.enhanced_code, reply=row.reply, guidance=row.guidance,
                  detail=row.detail)
 
 
-def to_attempt(row: Row[Any]) -> Attempt:
+def to_attempt(row: AnyRow) -> Attempt:
     return Attempt(number=row.number, started_at=row.started_at, finished_at=row.finished_at,
                    relay=row.relay, outcome=row.outcome, transcript=row.transcript)

@@ -13,14 +13,14 @@ import binascii
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Row, bindparam, exists, func, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, exists, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -37,6 +37,7 @@ from outbox.store.base import (
     Page,
     QueueStats,
 )
+from outbox.store.rows import AnyRow
 from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -127,7 +128,7 @@ class SqlStore:
             yield conn
 
     async def _pick_due(self, conn: AsyncConnection, values: dict[str, Any], now: datetime,
-                        limit: int) -> Sequence[Row[Any]]:
+                        limit: int) -> Sequence[AnyRow]:
         """Claim up to `limit` due rows with `values`; full rows, oldest due first."""
         raise NotImplementedError
 
@@ -281,10 +282,8 @@ class SqlStore:
 
     async def wait_for_new(self, timeout: float) -> None:
         await self._listen()
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            pass
         self._wakeup.clear()
 
     # -- operator actions --------------------------------------------------------------
@@ -409,7 +408,7 @@ async def _insert_events(conn: AsyncConnection, pairs: Sequence[tuple[str, Event
         await conn.execute(insert(events), [rows.event_values(id, e) for id, e in pairs])
 
 
-async def _locked(conn: AsyncConnection, id: str) -> Row[Any]:
+async def _locked(conn: AsyncConnection, id: str) -> AnyRow:
     row = (await conn.execute(select(m).where(m.c.id == id).with_for_update())).first()
     if row is None:
         raise NotFound(f"no message with id {id}")
@@ -424,7 +423,7 @@ async def _message_by_id(conn: AsyncConnection, id: str) -> Message:
     return message
 
 
-async def _hydrate(conn: AsyncConnection, found: Sequence[Row[Any]], *,
+async def _hydrate(conn: AsyncConnection, found: Sequence[AnyRow], *,
                    unfinished_only: bool = False) -> list[Message]:
     """Messages from rows, with their recipients (in submission order)."""
     if not found:

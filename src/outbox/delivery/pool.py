@@ -1,0 +1,128 @@
+"""Reusable SMTP sessions to one relay (STYLE principle 10, Postfix `smtp_reuse.c`).
+
+At most `max_connections` sessions are open at once, in use or idle. An idle
+session is reused after an RSET, up to `messages_per_connection` messages;
+it is closed after `idle_timeout` without use, and dropped at once after a
+failure (a session whose RSET fails is replaced, not reported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+from outbox.config import DeliverySettings, RelaySettings
+from outbox.core.report import DeliveryReport
+from outbox.delivery.transport import Authenticator, SessionError, SmtpSession, open_session
+
+PoolKey = tuple[str, str, int, str, str]
+
+
+def pool_key(relay: RelaySettings) -> PoolKey:
+    """Everything that makes a session unshareable between two relays."""
+    return (relay.name, relay.host.lower(), relay.port, relay.security, relay.username)
+
+
+class SessionPool:
+    """The sessions of one relay. `deliver` is safe to call concurrently."""
+
+    def __init__(self, relay: RelaySettings, delivery: DeliverySettings, *,
+                 authenticators: Sequence[Authenticator] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.relay = relay
+        self._delivery = delivery
+        self._authenticators = authenticators
+        self._clock = clock
+        self._slots = asyncio.Semaphore(relay.max_connections)
+        self._idle: list[SmtpSession] = []  # most recently used last
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+        self.sessions_opened = 0
+
+    @property
+    def key(self) -> PoolKey:
+        return pool_key(self.relay)
+
+    @property
+    def idle_sessions(self) -> int:
+        return len(self._idle)
+
+    async def deliver(self, sender: str, recipients: Sequence[str],
+                      message: bytes) -> DeliveryReport:
+        """Send one message over a pooled session and report every reply.
+        A session that cannot be opened is reported, not raised."""
+        if self._closed:
+            raise RuntimeError(f"the session pool of relay '{self.relay.name}' is closed")
+        async with self._slots:
+            try:
+                session = await self._checkout()
+            except SessionError as exc:
+                return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
+                                      failure=exc.failure, transcript=exc.transcript)
+            try:
+                report = await session.send(sender, recipients, message)
+            except BaseException:
+                session.abort()  # cancelled mid-transaction: the state is unknown
+                raise
+            await self._checkin(session)
+            return report
+
+    async def aclose(self) -> None:
+        """QUIT every idle session; sessions in use close when returned."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(session.close() for session in idle), return_exceptions=True)
+
+    async def __aenter__(self) -> SessionPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _checkout(self) -> SmtpSession:
+        while self._idle:
+            session = self._idle.pop()
+            if self._is_expired(session):
+                await session.close()
+            elif await session.reset():
+                return session
+            else:
+                await session.close()
+        session = await open_session(self.relay, self._delivery,
+                                     authenticators=self._authenticators)
+        self.sessions_opened += 1
+        return session
+
+    async def _checkin(self, session: SmtpSession) -> None:
+        if not session.is_usable or self._closed or (
+                session.messages_sent >= self._delivery.messages_per_connection):
+            await session.close()  # QUIT only if the session is still healthy
+        else:
+            session.last_used = self._clock()
+            self._idle.append(session)
+            self._start_reaper()
+
+    def _is_expired(self, session: SmtpSession) -> bool:
+        return self._clock() - session.last_used >= self._idle_timeout
+
+    @property
+    def _idle_timeout(self) -> float:
+        return self._delivery.idle_timeout.total_seconds()
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap_idle(),
+                                               name=f"outbox-pool-reaper-{self.relay.name}")
+
+    async def _reap_idle(self) -> None:
+        """Close idle sessions as they expire; ends when none is left."""
+        while self._idle:
+            oldest = min(session.last_used for session in self._idle)
+            await asyncio.sleep(max(oldest + self._idle_timeout - self._clock(), 0.01))
+            expired = [s for s in self._idle if self._is_expired(s)]
+            self._idle = [s for s in self._idle if s not in expired]
+            await asyncio.gather(*(s.close() for s in expired), return_exceptions=True)

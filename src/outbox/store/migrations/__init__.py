@@ -1,0 +1,1 @@
+"""Alembic migrations, run by `Store.migrate()`; no alembic.ini is needed."""

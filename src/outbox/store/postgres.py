@@ -1,0 +1,86 @@
+"""PostgreSQL: the engine, the claim (`FOR UPDATE SKIP LOCKED`), LISTEN/NOTIFY.
+
+Several nodes claim from one table at once: each picks due rows nobody else
+has locked, so no row is handed out twice and no claimer waits on another.
+Enqueue, retry and release `NOTIFY` a channel on commit; idle workers
+`LISTEN` on one dedicated connection and fall back to their timeout if it
+is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from outbox.store.rows import AnyRow
+from outbox.store.sql import SqlStore, due_filter
+from outbox.store.tables import messages
+
+CHANNEL = "outbox_due"
+LISTEN_ERRORS = (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+MIGRATION_LOCK = 0x0B0C5  # pg_advisory_xact_lock key: one migrating node at a time
+
+log = structlog.get_logger("outbox.store")
+
+
+def create_engine(url: URL) -> AsyncEngine:
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=3600)
+
+
+class PostgresStore(SqlStore):
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self._listener: AsyncConnection | None = None
+        self._driver: Any = None  # the asyncpg connection under `_listener`
+
+    async def _pick_due(self, conn: AsyncConnection, values: dict[str, Any], now: datetime,
+                        limit: int) -> Sequence[AnyRow]:
+        picked = (select(messages.c.id, messages.c.due_at).where(due_filter(now))
+                  .order_by(messages.c.due_at).limit(limit)
+                  .with_for_update(skip_locked=True).cte("picked"))
+        claim = (update(messages).where(messages.c.id == picked.c.id).values(values)
+                 .returning(*messages.c, picked.c.due_at.label("was_due")))
+        return sorted((await conn.execute(claim)).all(), key=lambda row: row.was_due)
+
+    async def _notify(self, conn: AsyncConnection) -> None:
+        await conn.execute(select(func.pg_notify(CHANNEL, "")))
+
+    async def _lock_schema(self, conn: AsyncConnection) -> None:
+        await conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+
+    async def _listen(self) -> None:
+        if self._driver is not None and not self._driver.is_closed():
+            return
+        await self._drop_listener()
+        try:
+            self._listener = await self.engine.connect()
+            raw = await self._listener.get_raw_connection()
+            self._driver = raw.driver_connection
+            await self._driver.add_listener(CHANNEL, self._on_notify)
+        except LISTEN_ERRORS as exc:
+            log.warning("cannot listen for new mail; polling instead", error=str(exc))
+            await self._drop_listener()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def _drop_listener(self) -> None:
+        listener, self._listener, self._driver = self._listener, None, None
+        if listener is not None:
+            try:
+                await listener.invalidate()
+                await listener.close()
+            except LISTEN_ERRORS:
+                pass  # already gone; nothing to give back
+
+    async def close(self) -> None:
+        await self._drop_listener()
+        await super().close()

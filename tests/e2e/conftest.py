@@ -1,0 +1,75 @@
+"""End-to-end fixtures: real `outbox` processes on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.pg import fresh_database
+from tests.processes import OutboxProcess, base_config, free_port, write_config
+
+Starter = Callable[..., OutboxProcess]
+
+
+@contextmanager
+def _database(kind: str, directory: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{directory}/outbox.db"
+    else:
+        with fresh_database() as url:
+            yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with _database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_server(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutboxProcess]:
+    """One `outbox serve` per module and backend, for tests that only read or
+    that leave the queue as they found it; its relay port is closed."""
+    directory = tmp_path_factory.mktemp("shared")
+    relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}
+    with _database(request.param, directory) as url:
+        config = base_config(directory, url, [relay], limits={"max_message_size": "200KB"})
+        process = OutboxProcess(write_config(directory / "outbox.toml", config), config)
+        process.start()
+        try:
+            yield process
+        finally:
+            process.stop(timeout=10)
+
+
+@pytest.fixture
+def closed_relay() -> dict[str, Any]:
+    """A relay on a loopback port where nothing listens."""
+    return {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}
+
+
+@pytest.fixture
+def start_outbox(tmp_path: Path, database_url: str) -> Iterator[Starter]:
+    """start_outbox(relays, command="serve", **sections) → a running process."""
+    started: list[OutboxProcess] = []
+
+    def start(relays: list[dict[str, Any]], command: str = "serve", wait: bool = True,
+              config: dict[str, Any] | None = None, **sections: dict[str, Any]) -> OutboxProcess:
+        if config is None:
+            config = base_config(tmp_path, database_url, relays, **sections)
+        path = write_config(tmp_path / f"outbox-{len(started)}.toml", config)
+        process = OutboxProcess(path, config, command=command)
+        started.append(process)
+        return process.start(wait=wait)
+
+    yield start
+    for process in started:
+        try:
+            process.stop(timeout=10)
+        except Exception:
+            process.kill()

@@ -1,0 +1,128 @@
+"""Bad input on the API gets the 4xx of SPEC §2 naming the field, and the queue is unchanged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.processes import API_KEY, READ_ONLY_KEY, OutboxProcess
+
+GOOD: dict[str, Any] = {"from": "Shop <shop@example.test>", "to": ["a@example.test"],
+                        "subject": "Hello", "text": "hi"}
+
+
+def queue_size(server: OutboxProcess) -> int:
+    with server.client() as client:
+        return len(client.get("/v1/messages", params={"limit": 500}).json()["messages"])
+
+
+@pytest.fixture
+def server(shared_server: OutboxProcess) -> OutboxProcess:
+    with shared_server.client() as client:
+        assert client.post("/v1/messages", json=GOOD).status_code == 202
+    return shared_server
+
+
+BAD_BODIES = [
+    ({**GOOD, "to": ["a@example.test", "b@example.test", "not-an-address"]}, 422, "to[2]"),
+    ({**GOOD, "to": "a@example.test, b@@example.test"}, 422, "to[1]"),
+    ({**GOOD, "from": "nobody"}, 422, "from"),
+    ({**GOOD, "subject": "Hi\r\nBcc: victim@example.test"}, 422, "subject"),
+    ({**GOOD, "subject": "Hi\nthere"}, 422, "subject"),
+    ({**GOOD, "headers": {"X-Evil\r\nBcc": "v"}}, 422, "headers.X-Evil\r\nBcc"),
+    ({**GOOD, "headers": {"X-Note": "a\r\nBcc: victim@example.test"}}, 422, "headers.X-Note"),
+    ({**GOOD, "headers": {"X-Note": "a\nb"}}, 422, "headers.X-Note"),
+    ({**GOOD, "surprise": 1}, 422, "surprise"),
+    ({**GOOD, "attachments": [{"filename": "a.txt", "content_base64": "aGk=", "zzz": 1}]},
+     422, "attachments[0].zzz"),
+    ({"to": ["a@example.test"], "text": "hi"}, 422, "from"),
+    ({**GOOD, "attachments": [{"filename": "run.exe", "content_base64": "TVo="}]},
+     422, "attachments[0].filename"),
+    ({**GOOD, "attachments": [{"filename": "x.txt", "content_base64": "%%%"}]},
+     422, "attachments[0].content_base64"),
+    ({**GOOD, "relay": "nope"}, 422, "relay"),
+    ({**GOOD, "to": 5}, 422, "to"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), BAD_BODIES)
+def test_bad_body_names_the_field_and_queues_nothing(server: OutboxProcess, body: Any,
+                                                      status: int, field: str) -> None:
+    before = queue_size(server)
+    with server.client() as client:
+        response = client.post("/v1/messages", json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["field"] == field
+    assert error["code"] and error["message"]
+    assert "\n" not in error["message"]
+    assert queue_size(server) == before
+
+
+def test_blocked_attachment_has_its_code(server: OutboxProcess) -> None:
+    body = {**GOOD, "attachments": [{"filename": "invoice.pdf.exe", "content_base64": "TVo="}]}
+    with server.client() as client:
+        response = client.post("/v1/messages", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "attachment_blocked"
+
+
+def test_invalid_json_is_400(server: OutboxProcess) -> None:
+    before = queue_size(server)
+    with server.client() as client:
+        response = client.post("/v1/messages", content=b'{"from": "a@b.test", "to": [',
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert queue_size(server) == before
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY},
+])
+def test_missing_or_unknown_key_is_401(server: OutboxProcess, headers: dict[str, str]) -> None:
+    before = queue_size(server)
+    response = httpx.post(f"{server.base_url}/v1/messages", json=GOOD, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert queue_size(server) == before
+
+
+def test_wrong_scope_is_403(server: OutboxProcess) -> None:
+    before = queue_size(server)
+    with server.client(READ_ONLY_KEY) as client:
+        response = client.post("/v1/messages", json=GOOD)
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+        assert client.get("/v1/messages").status_code == 200
+    assert queue_size(server) == before
+
+
+def test_oversized_body_is_413_before_parsing(server: OutboxProcess) -> None:
+    # The shared server's limits.max_message_size is 200KB.
+    before = queue_size(server)
+    with server.client() as client:
+        response = client.post("/v1/messages", json={**GOOD, "text": "x" * 250_000})
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "message_too_large"
+        # Not even valid JSON: refused for its size before anything parses it.
+        response = client.post("/v1/messages", content=b"{" * 250_000,
+                               headers={"Content-Type": "application/json"})
+        assert response.status_code == 413
+    assert queue_size(server) == before
+
+
+def test_unknown_message_is_404(server: OutboxProcess) -> None:
+    with server.client() as client:
+        response = client.get("/v1/messages/doesnotexist")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_openapi_and_healthz(server: OutboxProcess) -> None:
+    assert httpx.get(f"{server.base_url}/healthz").json()["status"] == "ok"
+    spec = httpx.get(f"{server.base_url}/openapi.json").json()
+    assert "/v1/messages" in spec["paths"]
+    assert "/v1/messages/{id}/attempts" in spec["paths"]

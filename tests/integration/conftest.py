@@ -1,0 +1,75 @@
+"""Fixtures for tests against the scripted SMTP server (tests/smtpd.py).
+
+- `tls_certs` (session): a private CA and server certificates (trustme).
+- `smtp_server` (factory): `smtp_server(script=[...], auth=("u", "p"),
+  tls="starttls"|"implicit", cert="good"|"expired"|"wrong_host"|..., size_limit=N,
+  ...)` starts a `ScriptedServer`, stopped after the test. Without `script=`,
+  the test's `@pytest.mark.smtp_script(rule, ...)` marker gives the script.
+- `make_relay` (factory): `make_relay(server, **overrides)` → `RelaySettings`
+  pointing at the server, trusting the test CA.
+- `delivery_settings`: short timeouts and a fixed EHLO name (no DNS).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outbox.config import DeliverySettings, RelaySettings
+
+if str(Path(__file__).resolve().parents[2]) not in sys.path:  # `tests` as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.smtpd import CertKind, ScriptedServer, TlsCerts, TlsMode  # noqa: E402
+
+ServerFactory = Callable[..., ScriptedServer]
+RelayFactory = Callable[..., RelaySettings]
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> TlsCerts:
+    return TlsCerts(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def smtp_server(request: pytest.FixtureRequest, tls_certs: TlsCerts) -> Iterator[ServerFactory]:
+    started: list[ScriptedServer] = []
+    marker = request.node.get_closest_marker("smtp_script")
+
+    def start(*, script: Any = None, tls: TlsMode | None = None, cert: CertKind = "good",
+              **options: Any) -> ScriptedServer:
+        if script is None:
+            script = marker.args if marker is not None else ()
+        context = tls_certs.server_context(cert) if tls else None
+        server = ScriptedServer(script=script, tls=tls, tls_context=context, **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def make_relay(tls_certs: TlsCerts) -> RelayFactory:
+    def make(server: ScriptedServer, **overrides: Any) -> RelaySettings:
+        security = {"starttls": "starttls", "implicit": "tls", None: "none"}[server.tls]
+        values: dict[str, Any] = {"name": "test", "host": server.host, "port": server.port,
+                                  "security": security, "ca_file": tls_certs.ca_file}
+        values.update(overrides)
+        return RelaySettings(**values)
+
+    return make
+
+
+@pytest.fixture
+def delivery_settings() -> DeliverySettings:
+    return DeliverySettings(
+        connect_timeout=timedelta(seconds=3), command_timeout=timedelta(seconds=3),
+        data_timeout=timedelta(seconds=5), idle_timeout=timedelta(seconds=30),
+        messages_per_connection=100, helo_name="client.test")

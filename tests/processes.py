@@ -1,0 +1,158 @@
+"""Real `outbox` processes for end-to-end tests: config in a temp dir, free port,
+wait for /healthz, logs to a file the test can read."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+API_KEY = "ob_test_key_0123456789"
+READ_ONLY_KEY = "ob_test_readonly_987654"
+OUTBOX = [sys.executable, "-m", "outbox"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    lines: list[str] = []
+    for section, body in config.items():
+        if isinstance(body, list):
+            for item in body:
+                lines.append(f"[[{section}]]")
+                lines += [f"{k} = {toml_value(v)}" for k, v in item.items()]
+        elif isinstance(body, dict):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in body.items()]
+        else:
+            lines.insert(0, f"{section} = {toml_value(body)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def base_config(tmp: Path, database_url: str, relays: list[dict[str, Any]],
+                **sections: dict[str, Any]) -> dict[str, Any]:
+    """A config for tests: fast retries, short leases, test API keys."""
+    config: dict[str, Any] = {
+        "server": {"bind": f"127.0.0.1:{free_port()}"},
+        "database": {"url": database_url},
+        "logging": {"level": "info", "format": "json", "file": str(tmp / "outbox.log")},
+        "delivery": {"lease": "5s", "poll_interval": "100ms", "connect_timeout": "3s",
+                     "command_timeout": "3s", "data_timeout": "5s", "shutdown_grace": "3s"},
+        "retry": {"first_delay": "200ms", "max_delay": "1s", "max_attempts": 5,
+                  "max_age": "1h"},
+        "auth": {"api_keys": [{"name": "app", "key": API_KEY, "scopes": ["send", "read"]},
+                              {"name": "viewer", "key": READ_ONLY_KEY, "scopes": ["read"]}]},
+        "relays": relays,
+    }
+    for name, values in sections.items():
+        if isinstance(config.get(name), dict):
+            config[name] = {**config[name], **values}
+        else:
+            config[name] = values
+    return config
+
+
+@dataclass
+class OutboxProcess:
+    config_path: Path
+    config: dict[str, Any]
+    command: str = "serve"
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.config['server']['bind']}"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.config["logging"]["file"])
+
+    def start(self, wait: bool = True) -> OutboxProcess:
+        env = {**os.environ, **self.env}
+        stderr = open(self.config_path.with_suffix(f".{self.command}.stderr"), "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([*OUTBOX, self.command, "--config", str(self.config_path)],
+                                     env=env, stdout=stderr, stderr=stderr,
+                                     start_new_session=True)
+        if wait and self.command == "serve":
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"outbox {self.command} exited: {self.stderr_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"outbox serve did not become healthy: {self.stderr_text()}")
+
+    def stderr_text(self) -> str:
+        path = self.config_path.with_suffix(f".{self.command}.stderr")
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def kill(self) -> None:
+        """kill -9: no chance to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def client(self, key: str = API_KEY) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30,
+                            headers={"Authorization": f"Bearer {key}"})
+
+    def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*OUTBOX, *args, "--config", str(self.config_path)],
+                              capture_output=True, text=True, check=check,
+                              env={**os.environ, **self.env}, timeout=60)
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1,
+               message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
