@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -17,12 +18,12 @@ _SIZE_UNITS = {
 
 def parse_duration(value: object) -> timedelta:
     """'90s', '5m', '1h', '3d', '250ms', or a number of seconds."""
-    if isinstance(value, timedelta):
+    if isinstance(value, timedelta) and value >= timedelta(0):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=value)
     match = _DURATION.match(str(value))
-    if not match:
+    if not match or isinstance(value, timedelta):
         raise ValueError(f"'{value}' is not a duration; write it like 30s, 5m, 1h or 3d")
     number, unit = match.groups()
     return timedelta(seconds=float(number) * _DURATION_UNITS[(unit or "s").lower()])
@@ -30,17 +31,22 @@ def parse_duration(value: object) -> timedelta:
 
 def parse_size(value: object) -> int:
     """'25MB' (decimal), '20MiB' (binary), or a number of bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     match = _SIZE.match(str(value))
     if not match:
         raise ValueError(f"'{value}' is not a size; write it like 500KB, 25MB or 1MiB")
     number, unit = match.groups()
-    return int(float(number) * _SIZE_UNITS[(unit or "b").lower()])
+    # Decimal, not float: "4.1GB" is 4,100,000,000 bytes, not 4,099,999,999.
+    return int(Decimal(number) * _SIZE_UNITS[(unit or "b").lower()])
 
 
 def format_duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
+    """The shortest text `parse_duration` reads back as `delta` (to the millisecond)."""
+    milliseconds = round(delta.total_seconds() * 1000)
+    if milliseconds % 1000:
+        return f"{milliseconds}ms"
+    seconds = milliseconds // 1000
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"

@@ -9,10 +9,12 @@ suite fails, it never skips.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -52,14 +54,44 @@ async def migrate(url: str) -> None:
         await store.close()
 
 
+class PgClones:
+    """Clones of the migrated template, each made while the previous test runs
+    and dropped in the background, so that tests rarely wait for PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.template = f"outbox_template_{os.getpid()}"
+        self._drop_template = f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)'
+        asyncio.run(pg_admin(self._drop_template, f'CREATE DATABASE "{self.template}"'))
+        asyncio.run(migrate(pg_url(self.template)))
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-clones")
+        self._next = self._worker.submit(self._create)
+
+    def _create(self) -> str:
+        name = f"t_{secrets.token_hex(6)}"
+        asyncio.run(pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+        return name
+
+    def take(self) -> str:
+        name = self._next.result()
+        self._next = self._worker.submit(self._create)
+        return name
+
+    def drop(self, name: str) -> None:
+        statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        self._worker.submit(lambda: asyncio.run(pg_admin(statement)))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.drop(self._next.result())
+        self._worker.shutdown(wait=True)
+        asyncio.run(pg_admin(self._drop_template))
+
+
 @pytest.fixture(scope="session")
-def postgresql_template() -> Iterator[str]:
-    name = f"outbox_template_{os.getpid()}"
-    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    asyncio.run(pg_admin(drop, f'CREATE DATABASE "{name}"'))
-    asyncio.run(migrate(pg_url(name)))
-    yield name
-    asyncio.run(pg_admin(drop))
+def pg_clones() -> Iterator[PgClones]:
+    clones = PgClones()
+    yield clones
+    clones.close()
 
 
 @pytest.fixture(scope="session")
@@ -75,25 +107,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def template(backend: str, request: pytest.FixtureRequest) -> str:
-    """The session's migrated template (resolved outside the event loop)."""
-    return str(request.getfixturevalue(f"{backend}_template"))
-
-
-@pytest.fixture
-async def db_url(backend: str, template: str, tmp_path: Path) -> AsyncIterator[str]:
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database of its own for this test."""
     if backend == "sqlite":
         path = tmp_path / "outbox.db"
-        shutil.copyfile(template, path)
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    name = f"t_{secrets.token_hex(6)}"
-    await pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    try:
-        yield pg_url(name)
-    finally:
-        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    clones: PgClones = request.getfixturevalue("pg_clones")
+    name = clones.take()
+    yield pg_url(name)
+    clones.drop(name)
 
 
 @pytest.fixture

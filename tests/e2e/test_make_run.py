@@ -3,6 +3,7 @@ queues a message."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -26,6 +27,9 @@ def readme_curl() -> str:
 
 
 def test_make_run_from_a_fresh_clone_then_readme_curl_queues(tmp_path: Path) -> None:
+    digest = hashlib.sha1((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    assert (REPO / ".venv" / f".installed-{digest}").exists(), (
+        "run the suite through `make test`: this test reuses the venv that make installed")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     # Reuse this checkout's installed venv: the Makefile's stamp is keyed by pyproject's
