@@ -23,7 +23,7 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=value)
     match = _DURATION.match(str(value))
-    if not match or isinstance(value, timedelta):
+    if not match:
         raise ValueError(f"'{value}' is not a duration; write it like 30s, 5m, 1h or 3d")
     number, unit = match.groups()
     return timedelta(seconds=float(number) * _DURATION_UNITS[(unit or "s").lower()])

@@ -13,8 +13,9 @@ import contextlib
 import os
 import secrets
 import shutil
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import asyncpg
@@ -55,16 +56,26 @@ async def migrate(url: str) -> None:
 
 
 class PgClones:
-    """Clones of the migrated template, each made while the previous test runs
-    and dropped in the background, so that tests rarely wait for PostgreSQL."""
+    """Clones of the migrated template, made a few at a time ahead of the tests
+    that need them and dropped in the background: PostgreSQL groups their
+    commits, and tests rarely wait for a database."""
 
-    def __init__(self) -> None:
+    def __init__(self, needed: int, ahead: int = 4) -> None:
         self.template = f"outbox_template_{os.getpid()}"
         self._drop_template = f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)'
         asyncio.run(pg_admin(self._drop_template, f'CREATE DATABASE "{self.template}"'))
         asyncio.run(migrate(pg_url(self.template)))
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-clones")
-        self._next = self._worker.submit(self._create)
+        self._workers = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="pg-clones")
+        self._to_create = needed
+        self._ready: deque[Future[str]] = deque()
+        self._drops: list[Future[None]] = []
+        for _ in range(ahead):
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._to_create > 0:
+            self._to_create -= 1
+            self._ready.append(self._workers.submit(self._create))
 
     def _create(self) -> str:
         name = f"t_{secrets.token_hex(6)}"
@@ -72,26 +83,38 @@ class PgClones:
         return name
 
     def take(self) -> str:
-        name = self._next.result()
-        self._next = self._worker.submit(self._create)
+        if not self._ready:  # more takers than counted at collection
+            self._to_create += 1
+            self._schedule()
+        name = self._ready.popleft().result()
+        self._schedule()
         return name
 
     def drop(self, name: str) -> None:
         statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        self._worker.submit(lambda: asyncio.run(pg_admin(statement)))
+        self._drops.append(self._workers.submit(lambda: asyncio.run(pg_admin(statement))))
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.drop(self._next.result())
-        self._worker.shutdown(wait=True)
+        for future in self._ready:
+            with contextlib.suppress(Exception):
+                self.drop(future.result())
+        wait(self._drops)
+        self._workers.shutdown(wait=True)
         asyncio.run(pg_admin(self._drop_template))
 
 
 @pytest.fixture(scope="session")
-def pg_clones() -> Iterator[PgClones]:
-    clones = PgClones()
+def pg_clones(request: pytest.FixtureRequest) -> Iterator[PgClones]:
+    needed = sum(1 for item in request.session.items if _wants_pg_clone(item))
+    clones = PgClones(needed)
     yield clones
     clones.close()
+
+
+def _wants_pg_clone(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return (callspec is not None and callspec.params.get("backend") == "postgresql"
+            and "db_url" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,12 @@ from outbox.errors import (
 )
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ':' (RFC 5322 ftext)
-_LINE_BREAK = re.compile(r"[\r\n\x00]")
+# CR, LF, NUL, and every other character str.splitlines() breaks at: the email package
+# refuses all of them in a header, so they must be refused here, naming the field.
+_LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_MESSAGE_ID = re.compile(r"<[!-;=?A-~]+@[!-;=?A-~]+>")  # printable ASCII but <, >, @, space
+_MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"  # RFC 6838 restricted-name
+_CONTENT_TYPE = re.compile(f"{_MIME_NAME}/{_MIME_NAME}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +149,7 @@ def _shown(text: str) -> str:
 
 def _checked_message_id(value: str, where: str) -> str:
     value = value.strip()
-    if not re.fullmatch(r"<[^<>\s@]+@[^<>\s@]+>", value):
+    if not _MESSAGE_ID.fullmatch(value):
         raise InputError("Message-ID must look like <unique@domain>", field=where)
     return value
 
@@ -157,6 +162,7 @@ def _check_attachments(attachments: Sequence[AttachmentIn], limits: Limits) -> N
             raise InputError("the filename is empty or has a line break or a path",
                              field=f"{where}.filename")
         _check_extension(name, limits, f"{where}.filename")
+        _check_content_type(attachment.content_type, f"{where}.content_type")
         try:
             data = base64.b64decode(attachment.content_base64, validate=True)
         except (binascii.Error, ValueError):
@@ -168,12 +174,24 @@ def _check_attachments(attachments: Sequence[AttachmentIn], limits: Limits) -> N
                                   field=where)
 
 
+def _check_content_type(content_type: str, where: str) -> None:
+    """A bare `type/subtype` (no parameters, no line breaks); a file is never multipart."""
+    if not content_type:
+        return
+    if not _CONTENT_TYPE.fullmatch(content_type):
+        raise InputError(f"content_type {_shown(content_type)} must be type/subtype, like "
+                         "application/pdf", field=where)
+    if content_type.lower().startswith("multipart/"):
+        raise InputError("content_type multipart/* is not a file type", field=where)
+
+
 def _check_extension(name: str, limits: Limits, where: str) -> None:
     """The last extension decides, as Windows does: 'invoice.pdf.exe' is an .exe, and
     trailing dots or spaces ('invoice.exe. ') do not hide it."""
     stem = name.rstrip(". ").lower()
     _, dot, extension = stem.rpartition(".")
-    if dot and f".{extension}" in limits.blocked_extensions:
+    blocked = {"." + e.lower().lstrip(".") for e in limits.blocked_extensions}
+    if dot and f".{extension}" in blocked:
         raise AttachmentBlocked(f"'{name}' is blocked: files ending in .{extension} are not "
                                 f"allowed (limits.blocked_extensions)", field=where)
 

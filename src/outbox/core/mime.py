@@ -7,10 +7,13 @@ attempt sends the same message. Bcc never appears in the headers.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from email import policy
 from email.message import EmailMessage
 from typing import Any
+
+_WIRE_LINES = re.compile(r"\r\n|\r|\n")
 
 # Headers Outbox writes itself; a client may not set them through `headers`.
 RESERVED_HEADERS = frozenset({
@@ -58,7 +61,9 @@ def _set_body(msg: EmailMessage, content: Mapping[str, Any]) -> None:
 def _text_cte(text: str) -> str:
     """7bit/quoted-printable keep bodies readable; long lines need QP."""
     ascii_only = text.isascii()
-    short_lines = all(len(line) <= 900 for line in text.splitlines())
+    # Split as the wire does (CR, LF, CRLF), not as str.splitlines(), which also breaks at
+    # form feed and friends: those stay inside a line on the wire.
+    short_lines = all(len(line) <= 900 for line in _WIRE_LINES.split(text))
     return "7bit" if ascii_only and short_lines else "quoted-printable"
 
 

@@ -93,8 +93,9 @@ class MessageDetail:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A message handed to one worker under a lease. `recipients` holds only
-    those still to be tried (pending or deferred)."""
+    """A message handed to one worker under a lease. `message.recipients` holds
+    every recipient (the final ones too, which decide the message's final
+    status); the worker tries only those not final."""
 
     message: Message
     owner: str

@@ -200,7 +200,7 @@ class SqlStore:
         values = claim_values(owner, token, now, lease_until)
         async with self._write() as conn:
             picked = await self._pick_due(conn, values, now, limit)
-            claimed = await _hydrate(conn, picked, unfinished_only=True)
+            claimed = await _hydrate(conn, picked)
             await _insert_events(conn, [
                 (c.id, Event(now, EventType.CLAIMED, c.attempts + 1, detail=f"claimed by {owner}"))
                 for c in claimed])
@@ -423,15 +423,12 @@ async def _message_by_id(conn: AsyncConnection, id: str) -> Message:
     return message
 
 
-async def _hydrate(conn: AsyncConnection, found: Sequence[AnyRow], *,
-                   unfinished_only: bool = False) -> list[Message]:
+async def _hydrate(conn: AsyncConnection, found: Sequence[AnyRow]) -> list[Message]:
     """Messages from rows, with their recipients (in submission order)."""
     if not found:
         return []
     query = (select(recipients).where(recipients.c.message_id.in_([r.id for r in found]))
              .order_by(recipients.c.message_id, recipients.c.position))
-    if unfinished_only:
-        query = query.where(recipients.c.status.in_(UNFINISHED))
     grouped = rows.group_recipients(await conn.execute(query))
     return [rows.to_message(r, grouped.get(r.id, ())) for r in found]
 

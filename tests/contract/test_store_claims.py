@@ -1,0 +1,228 @@
+"""claim_due, renew_leases, next_due_at, wait_for_new; claims never overlap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from outbox.core.model import EventType, MessageStatus, RecipientStatus, RecipientUpdate
+from outbox.store.base import Claim, Store
+from tests.contract.conftest import OpenStore
+from tests.contract.support import LEASE, T0, at, enqueue_many, finished, new_message
+
+
+async def test_claim_takes_due_messages_oldest_due_first_up_to_the_limit(store: Store) -> None:
+    for i, seconds in enumerate([30, 10, 20, 40]):
+        await store.enqueue(new_message(id=f"m{i}", accepted_at=at(seconds)))
+    await store.enqueue(new_message(id="held", accepted_at=at(0), status=MessageStatus.HELD))
+
+    first = await store.claim_due("w1", at(35), at(35) + LEASE, 2)
+    second = await store.claim_due("w1", at(35), at(35) + LEASE, 10)
+    third = await store.claim_due("w1", at(35), at(35) + LEASE, 10)
+
+    assert [c.message.id for c in first] == ["m1", "m2"]
+    assert [c.message.id for c in second] == ["m0"]  # m3 is not due until 40 s
+    assert third == []
+    assert [c.message.id for c in await store.claim_due("w1", at(40), at(99), 10)] == ["m3"]
+
+
+async def test_a_claim_carries_owner_token_lease_and_a_claimed_event(store: Store) -> None:
+    await store.enqueue(new_message(id="m1"))
+
+    (claim,) = await store.claim_due("worker-a", at(1), at(301), 5)
+    detail = await store.get("m1")
+
+    assert (claim.owner, claim.lease_until, claim.attempt) == ("worker-a", at(301), 1)
+    assert claim.token
+    assert claim.message.status is MessageStatus.SENDING and claim.message.due_at is None
+    assert detail.message.status is MessageStatus.SENDING
+    assert [(e.type, e.at, e.attempt) for e in detail.events][-1] == (EventType.CLAIMED, at(1), 1)
+    assert await store.next_due_at() is None
+
+
+async def test_each_claim_gets_a_fresh_token(store: Store) -> None:
+    await store.enqueue(new_message(id="m1"))
+    (first,) = await store.claim_due("w", at(1), at(2), 1)
+    await store.release_stale(at(3), hold=False)
+
+    (second,) = await store.claim_due("w", at(3), at(4), 1)
+
+    assert second.token != first.token
+
+
+async def test_a_claim_carries_every_recipient_with_its_status(store: Store) -> None:
+    await store.enqueue(new_message(id="m1", to=["a@example.com", "b@example.com",
+                                                 "c@example.com"]))
+    (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
+    updates = [RecipientUpdate("a@example.com", RecipientStatus.SENT, 250),
+               RecipientUpdate("b@example.com", RecipientStatus.DEFERRED, 451),
+               RecipientUpdate("c@example.com", RecipientStatus.FAILED, 550)]
+    await store.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(60),
+                                          updates=updates)])
+
+    (again,) = await store.claim_due("w", at(60), at(60) + LEASE, 1)
+
+    assert [(r.address, r.status, r.reply_code) for r in again.message.recipients] == [
+        ("a@example.com", RecipientStatus.SENT, 250),
+        ("b@example.com", RecipientStatus.DEFERRED, 451),
+        ("c@example.com", RecipientStatus.FAILED, 550)]
+    assert again.attempt == 2
+
+
+async def test_claims_stay_in_due_order_across_many_messages(store: Store) -> None:
+    ids = await enqueue_many(store, 30)
+
+    claims = await store.claim_due("w", at(60), at(60) + LEASE, 30)
+
+    assert [c.message.id for c in claims] == ids
+
+
+async def _claim_until_empty(store: Store, owner: str) -> list[str]:
+    claimed: list[str] = []
+    while claims := await store.claim_due(owner, at(60), at(60) + LEASE, 7):
+        claimed += [c.message.id for c in claims]
+    return claimed
+
+
+async def test_concurrent_claimers_take_every_message_exactly_once(
+        store: Store, open_stores: OpenStore) -> None:
+    ids = await enqueue_many(store, 500)
+    stores = [await open_stores() for _ in range(4)]
+
+    results = await asyncio.gather(*(_claim_until_empty(s, f"w{i}")
+                                     for i, s in enumerate(stores)))
+
+    claimed = [id for result in results for id in result]
+    assert sorted(claimed) == sorted(ids)
+    assert Counter(claimed).most_common(1)[0][1] == 1
+    assert all(results), "every claimer should have won some messages"
+    assert (await store.stats()).by_status["sending"] == 500
+
+
+CLAIMER = """
+import asyncio, json, sys
+from datetime import datetime, timedelta
+from outbox.store.factory import open_store
+
+async def main(url, owner, now):
+    store = await open_store(url)
+    now = datetime.fromisoformat(now)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    claimed = []
+    while claims := await store.claim_due(owner, now, now + timedelta(minutes=5), 5):
+        claimed += [c.message.id for c in claims]
+    await store.close()
+    print(json.dumps(claimed), flush=True)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def _start_claimer(url: str, owner: str) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLAIMER, url, owner, at(60).isoformat(),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    assert (await process.stdout.readline()).strip() == b"ready"
+    return process
+
+
+async def _result(process: asyncio.subprocess.Process) -> list[str]:
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    return list(json.loads(out.decode().strip().splitlines()[-1]))
+
+
+async def test_claimers_in_separate_processes_never_share_a_message(
+        backend: str, db_url: str, store: Store) -> None:
+    if backend != "sqlite":
+        pytest.skip("several processes on one file is SQLite's case; PG uses several engines")
+    ids = await enqueue_many(store, 500)
+    processes = [await _start_claimer(db_url, f"p{i}") for i in range(2)]
+
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write(b"go\n")
+    mine = await _claim_until_empty(store, "parent")
+    results = [await _result(p) for p in processes]
+
+    claimed = mine + [id for result in results for id in result]
+    assert sorted(claimed) == sorted(ids)
+    assert len(set(claimed)) == len(claimed)
+
+
+async def test_renew_leases_extends_only_the_owners_claims(store: Store) -> None:
+    await enqueue_many(store, 3)
+    mine = await store.claim_due("me", at(1), at(10), 2)
+    await store.claim_due("other", at(1), at(10), 1)
+
+    renewed = await store.renew_leases("me", at(100))
+    stale = await store.release_stale(at(50), hold=False)
+
+    assert renewed == 2
+    assert len(stale) == 1 and stale[0] not in {c.message.id for c in mine}
+    assert await store.renew_leases("nobody", at(100)) == 0
+
+
+async def test_next_due_at_is_the_earliest_due_time(store: Store) -> None:
+    assert await store.next_due_at() is None
+    await store.enqueue(new_message(accepted_at=at(20)))
+    await store.enqueue(new_message(accepted_at=at(5)))
+    await store.enqueue(new_message(accepted_at=at(1), status=MessageStatus.HELD))
+
+    assert await store.next_due_at() == at(5)
+
+
+async def test_wait_for_new_wakes_on_enqueue(store: Store) -> None:
+    waiter = asyncio.create_task(store.wait_for_new(30))
+    await asyncio.sleep(0.05)
+    await store.enqueue(new_message())
+
+    await asyncio.wait_for(waiter, 5)
+
+
+async def test_wait_for_new_returns_after_the_timeout(store: Store) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    await store.wait_for_new(0.1)
+
+    assert 0.09 <= loop.time() - started < 2
+
+
+async def test_wait_for_new_wakes_across_stores_on_postgresql(
+        backend: str, store: Store, open_stores: OpenStore) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite wakes only its own process; others notice by their timeout")
+    other = await open_stores()
+    await other.wait_for_new(0.01)  # starts listening
+    waiter = asyncio.create_task(other.wait_for_new(30))
+    await asyncio.sleep(0.05)
+
+    await store.enqueue(new_message())
+
+    await asyncio.wait_for(waiter, 5)
+
+
+async def test_wait_for_new_wakes_on_retry_and_release(store: Store) -> None:
+    await store.enqueue(new_message(id="m1", status=MessageStatus.HELD))
+    await store.wait_for_new(0)  # nothing pending before the test proper
+    waiter = asyncio.create_task(store.wait_for_new(30))
+    await asyncio.sleep(0.05)
+
+    await store.retry("m1", at(1))
+
+    await asyncio.wait_for(waiter, 5)
+    claims: list[Claim] = await store.claim_due("w", at(1), at(2), 1)
+    assert [c.message.id for c in claims] == ["m1"]
+
+
+async def test_a_zero_limit_claims_nothing(store: Store) -> None:
+    await store.enqueue(new_message())
+    assert await store.claim_due("w", T0 + timedelta(days=1), T0 + timedelta(days=2), 0) == []
