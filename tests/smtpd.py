@@ -116,7 +116,7 @@ class ReceivedMessage:
     connection: int  # index into `ScriptedServer.connections`
 
 
-@dataclass
+@dataclass(eq=False)
 class ConnectionLog:
     """One client connection: the command verbs in order, TLS, AUTH identity."""
 
@@ -185,7 +185,8 @@ class RecordingHandler:
             await asyncio.sleep(rule.delay)
         status = rule.reply if rule is not None else None
         dropping = rule is not None and rule.action == "drop"
-        if (status is None or status.startswith("2")) and (not dropping or rule.keep_message):
+        keep = rule is None or rule.action != "drop" or rule.keep_message
+        if (status is None or status.startswith("2")) and keep:
             self._accept(server, envelope)
         if dropping:
             await _hang_up(server)
@@ -225,7 +226,7 @@ async def _perform(server: SMTP, rule: Rule | None) -> str | None:
 
 async def _hang_up(server: SMTP) -> None:
     """Close without a word; aiosmtpd cancels the handler when the loss arrives."""
-    if server.transport is not None:
+    if isinstance(server.transport, asyncio.Transport):
         server.transport.abort()
     await asyncio.sleep(3600)
 
@@ -303,7 +304,7 @@ class _Controller(Controller):
         return ScriptedSMTP(self.handler, **self.SMTP_kwargs)
 
     def _trigger_server(self) -> None:
-        assert self.server is not None
+        assert isinstance(self.server, asyncio.Server)
         self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
 
@@ -437,12 +438,11 @@ class TlsCerts:
         issuer = self._trustme.CA() if kind == "unknown_ca" else self.ca
         if kind == "wrong_host":
             names = ("smtp.elsewhere.test",)
-        validity: dict[str, dt.datetime] = {}
-        if kind == "expired":
-            now = dt.datetime.now(dt.UTC)
-            validity = {"not_before": now - dt.timedelta(days=30),
-                        "not_after": now - dt.timedelta(days=1)}
-        issuer.issue_cert(*names, **validity).configure_cert(context)
+        now = dt.datetime.now(dt.UTC)
+        expired = kind == "expired"
+        issuer.issue_cert(*names, not_before=now - dt.timedelta(days=30) if expired else None,
+                          not_after=now - dt.timedelta(days=1) if expired else None,
+                          ).configure_cert(context)
         return context
 
 

@@ -28,6 +28,7 @@ PG_URL = os.environ.get("OUTBOX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1
 BACKENDS = ["sqlite", "postgresql"]
 
 OpenStore = Callable[[], Awaitable[Store]]
+EmptyDatabase = Callable[[], Awaitable[str]]
 
 
 def pg_url(database: str) -> str:
@@ -144,17 +145,21 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iter
 
 
 @pytest.fixture
-async def empty_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    """A database with no schema at all."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    name = f"e_{secrets.token_hex(6)}"
-    await pg_admin(f'CREATE DATABASE "{name}" TEMPLATE template0')
-    try:
-        yield pg_url(name)
-    finally:
-        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+async def empty_databases(backend: str, tmp_path: Path) -> AsyncIterator[EmptyDatabase]:
+    """Make databases with no schema at all; each call gives a new one."""
+    made: list[str] = []
+
+    async def make() -> str:
+        name = f"e_{secrets.token_hex(6)}"
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / name}.db"
+        await pg_admin(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        made.append(name)
+        return pg_url(name)
+
+    yield make
+    if made:
+        await pg_admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in made))
 
 
 @pytest.fixture

@@ -139,10 +139,9 @@ async def _result(process: asyncio.subprocess.Process) -> list[str]:
     return list(json.loads(out.decode().strip().splitlines()[-1]))
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL: the test above, 4 engines
 async def test_claimers_in_separate_processes_never_share_a_message(
-        backend: str, db_url: str, store: Store) -> None:
-    if backend != "sqlite":
-        pytest.skip("several processes on one file is SQLite's case; PG uses several engines")
+        db_url: str, store: Store) -> None:
     ids = await enqueue_many(store, 500)
     processes = [await _start_claimer(db_url, f"p{i}") for i in range(2)]
 
@@ -196,10 +195,9 @@ async def test_wait_for_new_returns_after_the_timeout(store: Store) -> None:
     assert 0.09 <= loop.time() - started < 2
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite wakes its own process only
 async def test_wait_for_new_wakes_across_stores_on_postgresql(
-        backend: str, store: Store, open_stores: OpenStore) -> None:
-    if backend != "postgresql":
-        pytest.skip("SQLite wakes only its own process; others notice by their timeout")
+        store: Store, open_stores: OpenStore) -> None:
     other = await open_stores()
     await other.wait_for_new(0.01)  # starts listening
     waiter = asyncio.create_task(other.wait_for_new(30))

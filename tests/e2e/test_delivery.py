@@ -268,14 +268,21 @@ def test_retry_and_cancel_follow_the_state_rules(env: Env, relay: ScriptedServer
 def test_kill_9_during_delivery_loses_nothing(start_outbox: Any, tmp_path: Path,
                                               database_url: str) -> None:
     total = 500
-    with ScriptedServer(script=[delay("DATA", 0.005)]) as sink:
-        relay = {"name": "default", "host": "127.0.0.1", "port": sink.port, "security": "none"}
-        outbox = start_outbox([relay], delivery={"lease": "3s", "concurrency": 8})
+    # The relay says "451, later" until all 500 are accepted, then delivers at about
+    # 100 messages/s, so the kill lands in the middle of the deliveries.
+    with ScriptedServer(script=[reply("MAIL", "451 4.3.0 Not yet")]) as sink:
+        relay = {"name": "default", "host": "127.0.0.1", "port": sink.port, "security": "none",
+                 "max_connections": 2}
+        outbox = start_outbox([relay], delivery={"lease": "3s", "concurrency": 4},
+                              retry={"first_delay": "200ms", "max_delay": "1s",
+                                     "max_attempts": 1000, "max_age": "1h"})
         submitted = _submit_many(outbox, total)
         ids = list(submitted)
-        wait_until(lambda: len(sink.messages) >= 50, timeout=60, message="deliveries to start")
+        sink.set_script(delay("DATA", 0.02))
+        wait_until(lambda: len(sink.messages) >= 100, timeout=60, message="deliveries")
         outbox.kill()
         at_kill = len(sink.messages)
+        assert at_kill < total, "the kill should land while deliveries are still going on"
         restarted = start_outbox([relay], config=outbox.config)
 
         def all_final() -> bool:

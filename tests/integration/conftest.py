@@ -25,7 +25,7 @@ from outbox.config import DeliverySettings, RelaySettings
 if str(Path(__file__).resolve().parents[2]) not in sys.path:  # `tests` as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.smtpd import CertKind, ScriptedServer, TlsCerts, TlsMode  # noqa: E402
+from tests.smtpd import CertKind, ScriptedServer, TlsCerts, TlsMode
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]

@@ -11,12 +11,12 @@ from datetime import timedelta
 
 import aiosmtplib
 import pytest
+from tests.smtpd import ScriptedServer, closed_port, delay, drop, drop_mid_data, reply
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, DeliveryReport, Stage
 from outbox.delivery import SessionError, SmtpSession, open_session, probe
 from outbox.delivery.transport import failure_for, is_loopback
-from tests.smtpd import ScriptedServer, closed_port, delay, drop, drop_mid_data, reply
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]

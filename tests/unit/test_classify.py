@@ -46,7 +46,7 @@ def only(outcomes: dict[str, Outcome]) -> Outcome:
     return values.pop()
 
 
-# --- before MAIL FROM: the relay's problem -----------------------------------------------------
+# --- before MAIL FROM: the relay's problem ---------------------------------------------------
 
 RELAY_CONDITIONS = [
     (Stage.CONNECT, Condition.CONNECTION_REFUSED),
@@ -118,7 +118,7 @@ def test_5xx_before_mail_holds_the_relays_mail_never_fails_it(stage, reply):
     assert outcome.guidance == key_for_reply(reply)
 
 
-# --- AUTH --------------------------------------------------------------------------------------
+# --- AUTH ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("reply", [
     Reply(535, "5.7.8", "Authentication credentials invalid"),
@@ -165,7 +165,7 @@ def test_auth_required_later_in_the_session_holds_too(stage):
     assert only(outcomes).scope is Scope.RELAY
 
 
-# --- SIZE check and MAIL FROM: the message's problem -------------------------------------------
+# --- SIZE check and MAIL FROM: the message's problem -----------------------------------------
 
 @pytest.mark.parametrize("condition", [Condition.MESSAGE_TOO_BIG, Condition.SMTPUTF8_REQUIRED])
 def test_size_check_failure_fails_the_message(condition):
@@ -207,7 +207,7 @@ def test_mail_refusal_wins_over_anything_later():
     assert kinds(outcomes) == {A: OutcomeKind.FAILED, B: OutcomeKind.FAILED}
 
 
-# --- RCPT TO: each recipient on its own --------------------------------------------------------
+# --- RCPT TO: each recipient on its own ------------------------------------------------------
 
 def test_rcpt_550_for_one_of_two_fails_that_one_and_the_other_follows_data():
     unknown = Reply(550, "5.1.1", "User unknown")
@@ -262,7 +262,7 @@ def test_single_recipient_accepted_and_sent():
                                    OK_DATA)}
 
 
-# --- DATA --------------------------------------------------------------------------------------
+# --- DATA ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("data", "kind"), [
     (Reply(250, "2.0.0", "Ok: queued"), OutcomeKind.SENT),
@@ -328,7 +328,7 @@ def test_recipients_never_reached_at_rcpt_follow_the_session_failure():
     assert kinds(outcomes) == {A: OutcomeKind.DEFERRED, B: OutcomeKind.DEFERRED}
 
 
-# --- 421 anywhere ------------------------------------------------------------------------------
+# --- 421 anywhere ----------------------------------------------------------------------------
 
 SERVICE_CLOSING = Reply(421, "4.7.0", "Too many messages, slow down")
 
@@ -364,7 +364,7 @@ def test_4_7_x_at_mail_is_throttled_but_keeps_message_scope(reply):
     assert outcome.detail == "throttled"
 
 
-# --- properties --------------------------------------------------------------------------------
+# --- properties ------------------------------------------------------------------------------
 
 _WHERE = st.sampled_from(["greeting", "ehlo", "starttls", "mail", "rcpt", "rcpt-session",
                           "data", "data-session"])

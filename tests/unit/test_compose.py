@@ -81,7 +81,7 @@ def attachment(filename: str = "notes.txt", data: bytes = b"hello",
     return AttachmentIn(filename, base64.b64encode(data).decode(), content_type)
 
 
-# --- the plan ----------------------------------------------------------------------------------
+# --- the plan --------------------------------------------------------------------------------
 
 def test_a_valid_submission_is_planned():
     ids = MessageIds()
@@ -146,7 +146,7 @@ def test_bad_reply_to_names_its_field():
     assert refused(InvalidAddress, reply_to=["bad"]).field.startswith("reply_to")
 
 
-# --- subject and headers -----------------------------------------------------------------------
+# --- subject and headers ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("brk", LINE_BREAKS)
 def test_a_line_break_in_the_subject_is_header_injection(brk):
@@ -197,7 +197,7 @@ def test_non_ascii_subject_and_header_values_are_fine():
     assert planned.content["subject"] == "Grüße · 你好"
 
 
-# --- Message-ID --------------------------------------------------------------------------------
+# --- Message-ID ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["Message-ID", "message-id", "MESSAGE-ID", "Message-Id"])
 def test_a_client_message_id_is_honoured(name):
@@ -217,7 +217,7 @@ def test_a_bad_message_id_is_refused(value):
     assert error.field == "headers.Message-ID"
 
 
-# --- body --------------------------------------------------------------------------------------
+# --- body ------------------------------------------------------------------------------------
 
 def test_no_body_is_refused_naming_text():
     error = refused(InputError, text=None, html=None)
@@ -229,7 +229,7 @@ def test_text_html_or_both_are_a_body(text, html):
     assert plan(text=text, html=html).content["text"] == text
 
 
-# --- attachments -------------------------------------------------------------------------------
+# --- attachments -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("filename", [
     "setup.exe", "SETUP.EXE", "Setup.Exe", "invoice.pdf.exe", "invoice.exe.", "invoice.exe...",
@@ -273,11 +273,16 @@ def test_a_filename_with_a_path_or_line_break_is_refused(filename):
     assert error.field == "attachments[0].filename"
 
 
-@pytest.mark.parametrize("content", ["not base64!!", "aGVsbG8", "aGVs bG8=", "aGVsbG8=\n",
-                                     "====", "é"])
+@pytest.mark.parametrize("content", ["not base64!!", "aGVsbG8", "====", "é", "aGVs*bG8="])
 def test_bad_base64_is_refused(content):
     error = refused(InputError, attachments=[AttachmentIn("notes.txt", content)])
     assert error.field == "attachments[0].content_base64"
+
+
+@pytest.mark.parametrize("content", ["aGVs bG8=", "aGVsbG8=\n", "aGVs\r\nbG8=\r\n"])
+def test_line_wrapped_base64_is_accepted(content):
+    planned = plan(attachments=[AttachmentIn("notes.txt", content)])
+    assert planned.content["attachments"][0]["filename"] == "notes.txt"
 
 
 @pytest.mark.parametrize("content_type", [
@@ -333,7 +338,7 @@ def test_a_large_body_counts_against_the_message_size():
         plan(limits=Limits(max_message_size=5_000), text="x" * 10_000)
 
 
-# --- relay and routes --------------------------------------------------------------------------
+# --- relay and routes ------------------------------------------------------------------------
 
 def test_an_unknown_requested_relay_is_refused_naming_relay():
     error = refused(InputError, relay="nowhere")
@@ -408,7 +413,7 @@ def test_default_relay_name(names, default):
     assert default_relay_name(names) == default
 
 
-# --- properties --------------------------------------------------------------------------------
+# --- properties ------------------------------------------------------------------------------
 
 _SAFE_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=60)
 

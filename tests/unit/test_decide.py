@@ -84,7 +84,7 @@ class Message:
         return verdict
 
 
-# --- a message's life --------------------------------------------------------------------------
+# --- a message's life ------------------------------------------------------------------------
 
 def test_451_twice_then_250_is_deferred_deferred_sent_on_the_policy_schedule():
     message = Message({A: RecipientStatus.PENDING})
@@ -177,7 +177,7 @@ def test_retry_after_of_the_slowest_recipient_sets_the_due_time():
     assert verdict.due_at == ACCEPTED + timedelta(hours=2)
 
 
-# --- held --------------------------------------------------------------------------------------
+# --- held ------------------------------------------------------------------------------------
 
 def test_auth_failure_holds_does_not_count_and_raises_an_alert():
     verdict = decide(ctx(2), {A: BAD_LOGIN})
@@ -231,7 +231,7 @@ def test_a_relay_scope_deferral_defers():
     assert update.guidance == "connection_refused"
 
 
-# --- uncertain ---------------------------------------------------------------------------------
+# --- uncertain -------------------------------------------------------------------------------
 
 def test_uncertain_with_retry_is_deferred_with_an_uncertain_event():
     verdict = decide(ctx(2, on_uncertain="retry"), {A: UNCERTAIN}, seed=4)
@@ -270,7 +270,7 @@ def test_uncertain_for_one_recipient_while_the_other_was_refused():
     assert updates(verdict) == {A: RecipientStatus.FAILED, B: RecipientStatus.DEFERRED}
 
 
-# --- events ------------------------------------------------------------------------------------
+# --- events ----------------------------------------------------------------------------------
 
 def test_events_start_with_an_attempt_summary_and_carry_attempt_and_recipient():
     verdict = decide(ctx(3, statuses={A: RecipientStatus.PENDING, B: RecipientStatus.PENDING}),
@@ -320,7 +320,7 @@ def test_final_status(statuses, expected):
     assert final_status(iter(statuses)) is expected
 
 
-# --- properties --------------------------------------------------------------------------------
+# --- properties ------------------------------------------------------------------------------
 
 _OUTCOMES = st.sampled_from([SENT, LATER, FULL, UNKNOWN, BAD_LOGIN, REFUSED, UNCERTAIN])
 _RECIPIENTS = [f"r{i}@example.com" for i in range(4)]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outbox.core.compose import AttachmentIn, Limits, Submission, plan_message
+from outbox.core.compose import Limits, Submission, plan_message
 from outbox.core.mime import build_message
 from outbox.core.routing import RoutingTable
 
@@ -56,7 +56,7 @@ def assert_wire_safe(data: bytes) -> None:
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
 
 
-# --- headers --------------------------------------------------------------------------------
+# --- headers ---------------------------------------------------------------------------------
 
 def test_headers_are_the_stored_content():
     msg = built(cc=["Carol <carol@example.net>", "dave@example.net"],
@@ -125,7 +125,7 @@ def test_crlf_line_endings_everywhere():
     assert_wire_safe(data)
 
 
-# --- bodies -------------------------------------------------------------------------------------
+# --- bodies ----------------------------------------------------------------------------------
 
 def test_text_only_is_a_single_text_plain_part():
     msg = built(text="Hi Bob,\n\nsee you.\n")
@@ -182,7 +182,7 @@ def test_transfer_encoding_keeps_text_readable(text, cte):
     assert built(text=text)["Content-Transfer-Encoding"] == cte
 
 
-# --- attachments -----------------------------------------------------------------------------------
+# --- attachments -----------------------------------------------------------------------------
 
 def test_attachments_are_byte_identical():
     files = [
@@ -221,12 +221,11 @@ def test_every_build_of_the_same_content_has_the_same_size_and_text():
     assert boundary.sub(b"B", first) == boundary.sub(b"B", second)
 
 
-# --- properties ----------------------------------------------------------------------------------------
+# --- properties ------------------------------------------------------------------------------
 
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                 max_size=300)
-_SUBJECT = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),
-                   max_size=80).map(str.strip)
+_SUBJECT = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=80)
 _FILENAME = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,30}\.(pdf|txt|bin|png)", fullmatch=True)
 
 
@@ -238,7 +237,7 @@ def test_any_message_parses_back_to_what_was_stored(text, html, subject, files):
                                  attachments=[attached(n, d) for n, d in files]), MESSAGE_ID)
     assert_wire_safe(data)
     msg = parse(data)
-    assert msg["Subject"] == subject
+    assert msg["Subject"] == subject.lstrip(" ")  # a receiver drops the space after the colon
     assert msg["Message-ID"] == MESSAGE_ID
     assert msg.get_body(("plain",)).get_content() == wire_text(text)
     if html is not None:
@@ -249,5 +248,4 @@ def test_any_message_parses_back_to_what_was_stored(text, html, subject, files):
 
 @given(st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=200))
 def test_any_custom_header_value_parses_back(value):
-    msg = built(headers={"X-Value": value})
-    assert msg["X-Value"] == " ".join(value.split()) or msg["X-Value"] == value.strip()
+    assert built(headers={"X-Value": value})["X-Value"] == value.lstrip(" ")

@@ -132,7 +132,7 @@ def test_reply_codes_have_names():
     assert ReplyCode.TEMPORARY_AUTH_FAILURE == 454
 
 
-# --- properties --------------------------------------------------------------------------------
+# --- properties ------------------------------------------------------------------------------
 
 _TEXT = st.text(alphabet=st.characters(codec="ascii", categories=("L", "N", "P", "Zs")),
                 max_size=40)

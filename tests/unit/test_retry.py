@@ -25,7 +25,7 @@ def seconds(delta: timedelta) -> float:
     return delta.total_seconds()
 
 
-# --- delay -------------------------------------------------------------------------------------
+# --- delay -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("attempts_made", "base"), [
     (1, 60), (2, 120), (3, 240), (4, 480), (5, 960), (6, 1920), (7, 3840), (8, 7680),
@@ -84,7 +84,7 @@ def test_delay_stays_within_jitter_of_the_doubled_base(attempts_made, seed):
     assert min(0.8 * base, 3600) - 1e-6 <= delay <= min(1.2 * base, 3600) + 1e-6
 
 
-# --- decide: max_attempts ----------------------------------------------------------------------
+# --- decide: max_attempts --------------------------------------------------------------------
 
 @pytest.mark.parametrize(("max_attempts", "attempts_made", "give_up"), [
     (1, 1, True),
@@ -124,7 +124,7 @@ def test_only_deferred_or_uncertain_outcomes_are_retried(kind):
         POLICY.decide(outcome, 1, NOW, NOW, random.Random(0))
 
 
-# --- decide: retry_after -----------------------------------------------------------------------
+# --- decide: retry_after ---------------------------------------------------------------------
 
 def test_retry_after_raises_the_wait():
     outcome = Outcome(OutcomeKind.DEFERRED, Scope.RELAY, "smtp.421", Reply(421, None, "busy"),
@@ -147,7 +147,7 @@ def test_retry_after_may_exceed_max_delay_but_not_max_age():
     assert decision.retry_at == NOW + POLICY.max_age
 
 
-# --- decide: max_age and held time -------------------------------------------------------------
+# --- decide: max_age and held time -----------------------------------------------------------
 
 def test_the_last_retry_is_clamped_to_the_deadline():
     accepted = NOW - POLICY.max_age + timedelta(seconds=10)

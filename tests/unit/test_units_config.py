@@ -15,7 +15,7 @@ from outbox.errors import ConfigError
 from outbox.sample import SAMPLE_VALUES, sample_config
 from outbox.units import format_duration, parse_duration, parse_size
 
-# --- sizes -------------------------------------------------------------------------------------
+# --- sizes -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "size"), [
     ("1MB", 1_000_000),
@@ -60,7 +60,7 @@ def test_decimal_sizes_with_three_decimals_are_exact(whole, unit, thousandths):
     assert parse_size(text) == whole * factor + thousandths * factor // 1000
 
 
-# --- durations ---------------------------------------------------------------------------------
+# --- durations -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "delta"), [
     ("60s", timedelta(seconds=60)),
@@ -108,7 +108,7 @@ def test_format_duration_parses_back(milliseconds):
     assert parse_duration(format_duration(delta)) == delta
 
 
-# --- config files ------------------------------------------------------------------------------
+# --- config files ----------------------------------------------------------------------------
 
 RELAY = """
 [[relays]]
@@ -243,7 +243,7 @@ def test_outbox_toml_in_the_working_directory_is_read(tmp_path):
     assert load_settings(None).retry.max_attempts == 9
 
 
-# --- environment overrides ---------------------------------------------------------------------
+# --- environment overrides -------------------------------------------------------------------
 
 def test_environment_overrides_a_key_of_the_file(tmp_path, monkeypatch):
     path = write(tmp_path, "[retry]\nmax_attempts = 5\nfirst_delay = \"30s\"\n")
@@ -281,7 +281,7 @@ def test_a_bad_environment_value_names_the_key(monkeypatch, name, value, key):
     assert config_error(None).startswith(f"{key}: ")
 
 
-# --- one-line errors naming the key ------------------------------------------------------------
+# --- one-line errors naming the key ----------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "start", "words"), [
     (RELAY + 'security = "ssl"\n', "relays[0].security: ", "'starttls', 'tls' or 'none'"),
@@ -374,7 +374,7 @@ def test_format_location(loc, text):
     assert format_location(loc) == text
 
 
-# --- the sample config -------------------------------------------------------------------------
+# --- the sample config -----------------------------------------------------------------------
 
 def test_sample_config_parses_back_into_the_same_settings():
     text = sample_config()

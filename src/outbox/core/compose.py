@@ -164,7 +164,8 @@ def _check_attachments(attachments: Sequence[AttachmentIn], limits: Limits) -> N
         _check_extension(name, limits, f"{where}.filename")
         _check_content_type(attachment.content_type, f"{where}.content_type")
         try:
-            data = base64.b64decode(attachment.content_base64, validate=True)
+            # Line-wrapped base64 (as `base64` prints it) is fine; other junk is not.
+            data = base64.b64decode("".join(attachment.content_base64.split()), validate=True)
         except (binascii.Error, ValueError):
             raise InputError("content_base64 is not valid base64",
                              field=f"{where}.content_base64") from None

@@ -86,16 +86,23 @@ class SessionPool:
     async def _checkout(self) -> SmtpSession:
         while self._idle:
             session = self._idle.pop()
-            if self._is_expired(session):
-                await session.close()
-            elif await session.reset():
+            if await self._reuse(session):
                 return session
-            else:
-                await session.close()
         session = await open_session(self.relay, self._delivery,
                                      authenticators=self._authenticators)
         self.sessions_opened += 1
         return session
+
+    async def _reuse(self, session: SmtpSession) -> bool:
+        """RSET an idle session; close it if it expired or the RSET failed."""
+        try:
+            if not self._is_expired(session) and await session.reset():
+                return True
+            await session.close()
+            return False
+        except BaseException:
+            session.abort()
+            raise
 
     async def _checkin(self, session: SmtpSession) -> None:
         if not session.is_usable or self._closed or (

@@ -251,6 +251,9 @@ class SmtpSession:
             await self.close()
             exc.transcript = self.transcript.render()
             raise
+        except BaseException:
+            self.abort()  # cancelled: leave no connection behind
+            raise
 
     async def _connect(self) -> None:
         self._stage = Stage.CONNECT
@@ -315,10 +318,11 @@ class SmtpSession:
         for authenticator in self._authenticators:
             if authenticator.mechanism in offered:
                 return authenticator
-        ours = ", ".join(a.mechanism for a in self._authenticators) or "none"
+        ours = ", ".join(a.mechanism for a in self._authenticators)
         raise _auth_failure(Condition.AUTH_NOT_OFFERED,
-                            f"the relay offers {', '.join(offered) or 'no AUTH'}; "
-                            f"Outbox can use {ours} for these credentials")
+                            f"the relay offers {', '.join(offered) or 'no AUTH'}; Outbox "
+                            + (f"can use {ours}" if ours else "has no mechanism for these "
+                               "credentials (XOAUTH2 is not supported yet)"))
 
     async def exchange(self, line: bytes, *, secret: bool = True) -> Reply:
         """Send one AUTH line and return the reply; both recorded redacted.
@@ -342,71 +346,69 @@ class SmtpSession:
         Never raises for an SMTP or network reason: see `report.failure`."""
         report = DeliveryReport(relay=self.relay.name, recipients=tuple(recipients))
         self._open_section()
-        failure = self._preflight(sender, recipients, message)
-        if failure is not None:
-            report.failure = failure
-            self.transcript.failure(failure)
+        prepared = self._prepare(sender, recipients, message)
+        if isinstance(prepared, SessionFailure):
+            report.failure = prepared
+            self.transcript.failure(prepared)
         else:
-            await self._send_checked(report, sender, recipients, message)
+            await self._send_checked(report, prepared, message)
         self._section_open = False
         self.messages_sent += 1
         self.last_used = time.monotonic()
         report.transcript = self.transcript.render()
         return report
 
-    async def _send_checked(self, report: DeliveryReport, sender: str,
-                            recipients: Sequence[str], message: bytes) -> None:
-        try:
-            with self._mapped():
-                await self._transaction(report, sender, recipients, message)
-        except SessionError as exc:
-            report.failure = exc.failure
-
-    def _preflight(self, sender: str, recipients: Sequence[str],
-                   message: bytes) -> SessionFailure | None:
-        """Checks that need no command: SIZE, SMTPUTF8, address syntax."""
+    def _prepare(self, sender: str, recipients: Sequence[str],
+                 message: bytes) -> _Envelope | SessionFailure:
+        """Checks that need no command (SIZE, SMTPUTF8, address syntax): a
+        failure here sends nothing and leaves the session usable."""
         limit = self.info.size_limit
         if limit is not None and len(message) > limit:
             return SessionFailure(Stage.SIZE_CHECK, condition=Condition.MESSAGE_TOO_BIG,
                                   detail=f"the message is {len(message)} bytes; "
                                   f"{self.relay.host} accepts at most {limit}")
-        addresses = [sender, *recipients]
-        if not all(a.isascii() for a in addresses) and not self.info.offers("smtputf8"):
+        try:
+            envelope = _Envelope.build(sender, recipients)
+        except ValueError as exc:
+            return SessionFailure(Stage.MAIL, condition=Condition.PROTOCOL_ERROR, detail=str(exc))
+        if envelope.utf8 and not self.info.offers("smtputf8"):
             return SessionFailure(Stage.MAIL, condition=Condition.SMTPUTF8_REQUIRED,
                                   detail="an address is not ASCII and the relay does not "
                                   "offer SMTPUTF8")
-        try:
-            for address in addresses:
-                quote_address(address)
-        except ValueError as exc:
-            return SessionFailure(Stage.MAIL, condition=Condition.PROTOCOL_ERROR, detail=str(exc))
-        return None
+        return envelope
 
-    async def _transaction(self, report: DeliveryReport, sender: str,
-                           recipients: Sequence[str], message: bytes) -> None:
-        utf8 = not all(a.isascii() for a in [sender, *recipients])
+    async def _send_checked(self, report: DeliveryReport, envelope: _Envelope,
+                            message: bytes) -> None:
+        try:
+            with self._mapped():
+                await self._transaction(report, envelope, message)
+        except SessionError as exc:
+            report.failure = exc.failure
+
+    async def _transaction(self, report: DeliveryReport, envelope: _Envelope,
+                           message: bytes) -> None:
         self._stage = Stage.MAIL
-        report.mail_reply = await self._mail(sender, message, utf8)
+        report.mail_reply = await self._mail(envelope, message)
         if not report.mail_reply.is_success:
             return
         self._stage = Stage.RCPT
-        for recipient in recipients:
-            reply = await self._reply(b"RCPT", b"TO:" + _address(recipient, utf8))
+        for recipient, wire in envelope.recipients:
+            reply = await self._reply(b"RCPT", b"TO:" + wire)
             report.rcpt_replies[recipient] = reply
             if reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
                 raise SessionError(SessionFailure(Stage.RCPT, reply=reply))
         if any(reply.is_success for reply in report.rcpt_replies.values()):
             await self._data(report, message)
 
-    async def _mail(self, sender: str, message: bytes, utf8: bool) -> Reply:
+    async def _mail(self, envelope: _Envelope, message: bytes) -> Reply:
         options = []
         if self.info.offers("size"):
             options.append(b"SIZE=%d" % len(message))
-        if utf8:
+        if envelope.utf8:
             options.append(b"SMTPUTF8")
         if self.info.offers("8bitmime") and not message.isascii():
             options.append(b"BODY=8BITMIME")
-        return await self._reply(b"MAIL", b"FROM:" + _address(sender, utf8), *options)
+        return await self._reply(b"MAIL", b"FROM:" + envelope.sender, *options)
 
     async def _data(self, report: DeliveryReport, message: bytes) -> None:
         self._stage = Stage.DATA
@@ -445,10 +447,12 @@ class SmtpSession:
     async def close(self) -> None:
         """QUIT politely when the session is healthy, then close."""
         smtp = self._smtp
-        if smtp is not None and self.is_usable:
-            with suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-                await smtp.quit(timeout=min(self._command_timeout, _QUIT_TIMEOUT))
-        self.abort()
+        try:
+            if smtp is not None and self.is_usable:
+                with suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                    await smtp.quit(timeout=min(self._command_timeout, _QUIT_TIMEOUT))
+        finally:
+            self.abort()
         await asyncio.sleep(0)  # let the transport finish closing
 
     def abort(self) -> None:
@@ -514,8 +518,21 @@ def _auth_failure(condition: Condition, detail: str) -> SessionError:
     return SessionError(SessionFailure(Stage.AUTH, condition=condition, detail=detail))
 
 
-def _address(address: str, utf8: bool) -> bytes:
-    return quote_address(address).encode("utf-8" if utf8 else "ascii")
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """Sender and recipients as they go on the wire."""
+
+    sender: bytes
+    recipients: tuple[tuple[str, bytes], ...]
+    utf8: bool
+
+    @classmethod
+    def build(cls, sender: str, recipients: Sequence[str]) -> _Envelope:
+        """Raises ValueError for an address that cannot go on a command line."""
+        utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
+        encoding = "utf-8" if utf8 else "ascii"
+        return cls(quote_address(sender).encode(encoding),
+                   tuple((r, quote_address(r).encode(encoding)) for r in recipients), utf8)
 
 
 # --- DATA ---------------------------------------------------------------------------

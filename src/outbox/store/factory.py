@@ -4,8 +4,9 @@
     sqlite:////var/lib/outbox.db     absolute
     postgresql://user@host/db        also postgres://, postgresql+asyncpg://
 
-The sync URL forms people write are translated to the async drivers
-(aiosqlite, asyncpg). The schema is not touched: call `Store.migrate()`.
+PostgreSQL URLs are translated to the asyncpg driver; SQLite runs on the
+standard sqlite3 module, whole transactions in worker threads (see sqlite.py).
+The schema is not touched: call `Store.migrate()`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from outbox.errors import ConfigError, StorageError
 from outbox.store import postgres, sqlite
 from outbox.store.base import Store
-from outbox.store.sql import SqlStore, translate_errors
+from outbox.store.sql import SqlStore
 
 POSTGRES_NAMES = {"postgresql", "postgres"}
 
@@ -30,8 +31,7 @@ async def open_store(url: str) -> Store:
     else:
         store = postgres.PostgresStore(postgres.create_engine(parsed))
     try:
-        async with translate_errors(), store.engine.connect():
-            pass
+        await store.ping()
     except StorageError as exc:
         await store.close()
         where = parsed.render_as_string(hide_password=True)
@@ -60,7 +60,7 @@ def _sqlite_url(parsed: URL) -> URL:
     if not parsed.database or parsed.database == ":memory:":
         raise ConfigError("database.url: an in-memory SQLite database is not durable; "
                           "give a file, e.g. sqlite:///./outbox.db")
-    return parsed.set(drivername="sqlite+aiosqlite")
+    return parsed.set(drivername="sqlite+pysqlite")
 
 
 def _postgres_url(parsed: URL) -> URL:

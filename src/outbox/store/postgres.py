@@ -15,13 +15,13 @@ from typing import Any
 
 import asyncpg
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from outbox.store.rows import AnyRow
-from outbox.store.sql import SqlStore, due_filter
+from outbox.store.sql import Body, P, SqlStore, T, due_filter, translate_errors
 from outbox.store.tables import messages
 
 CHANNEL = "outbox_due"
@@ -37,24 +37,33 @@ def create_engine(url: URL) -> AsyncEngine:
 
 class PostgresStore(SqlStore):
     def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine)
+        super().__init__()
+        self.engine = engine
         self._listener: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under `_listener`
 
-    async def _pick_due(self, conn: AsyncConnection, values: dict[str, Any], now: datetime,
-                        limit: int) -> Sequence[AnyRow]:
+    async def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with translate_errors(), self.engine.begin() as conn:
+            return await conn.run_sync(body, *args, **kwargs)
+
+    async def _write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with translate_errors(), self.engine.begin() as conn:
+            return await conn.run_sync(body, *args, **kwargs)
+
+    def _pick_due(self, conn: Connection, values: dict[str, Any], now: datetime,
+                  limit: int) -> Sequence[AnyRow]:
         picked = (select(messages.c.id, messages.c.due_at).where(due_filter(now))
                   .order_by(messages.c.due_at).limit(limit)
                   .with_for_update(skip_locked=True).cte("picked"))
         claim = (update(messages).where(messages.c.id == picked.c.id).values(values)
                  .returning(*messages.c, picked.c.due_at.label("was_due")))
-        return sorted((await conn.execute(claim)).all(), key=lambda row: row.was_due)
+        return sorted(conn.execute(claim).all(), key=lambda row: row.was_due)
 
-    async def _notify(self, conn: AsyncConnection) -> None:
-        await conn.execute(select(func.pg_notify(CHANNEL, "")))
+    def _notify(self, conn: Connection) -> None:
+        conn.execute(select(func.pg_notify(CHANNEL, "")))
 
-    async def _lock_schema(self, conn: AsyncConnection) -> None:
-        await conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+    def _lock_schema(self, conn: Connection) -> None:
+        conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
 
     async def _listen(self) -> None:
         if self._driver is not None and not self._driver.is_closed():
@@ -83,4 +92,4 @@ class PostgresStore(SqlStore):
 
     async def close(self) -> None:
         await self._drop_listener()
-        await super().close()
+        await self.engine.dispose()
