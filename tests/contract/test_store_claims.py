@@ -100,7 +100,7 @@ async def test_concurrent_claimers_take_every_message_exactly_once(
     claimed = [id for result in results for id in result]
     assert sorted(claimed) == sorted(ids)
     assert Counter(claimed).most_common(1)[0][1] == 1
-    assert all(results), "every claimer should have won some messages"
+    assert sum(1 for result in results if result) >= 2, "the claimers should have raced"
     assert (await store.stats()).by_status["sending"] == 500
 
 

@@ -94,6 +94,18 @@ async def test_a_refused_recipient_does_not_spoil_the_session(
     assert len(server.connections) == 1
 
 
+async def test_a_421_closes_the_session(smtp_server: ServerFactory, make_relay: RelayFactory,
+                                        delivery_settings: DeliverySettings) -> None:
+    server = smtp_server(script=[reply("MAIL", "421 4.7.0 Too many messages, slow down",
+                                       times=1)])
+    async with SessionPool(make_relay(server), delivery_settings) as pool:
+        throttled, ok = await deliver_many(pool, 2)
+
+    assert throttled.mail_reply is not None and throttled.mail_reply.code == 421
+    assert ok.failure is None
+    assert len(server.connections) == 2
+
+
 async def test_reconnects_after_messages_per_connection(
         smtp_server: ServerFactory, make_relay: RelayFactory,
         delivery_settings: DeliverySettings) -> None:

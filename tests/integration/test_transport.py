@@ -15,7 +15,7 @@ from tests.smtpd import ScriptedServer, closed_port, delay, drop, drop_mid_data,
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, DeliveryReport, Stage
-from outbox.delivery import SessionError, SmtpSession, open_session, probe
+from outbox.delivery import SessionError, SmtpSession, open_session, probe, transport
 from outbox.delivery.transport import failure_for, is_loopback
 
 ServerFactory = Callable[..., ScriptedServer]
@@ -298,6 +298,18 @@ async def test_starttls_required_but_not_offered(smtp_server: ServerFactory,
     assert server.commands == ["EHLO"]  # never fell back to plaintext
 
 
+async def test_starttls_refused_is_a_starttls_reply(smtp_server: ServerFactory,
+                                                   make_relay: RelayFactory,
+                                                   delivery_settings: DeliverySettings) -> None:
+    server = smtp_server(tls="starttls", script=[reply("STARTTLS", "454 4.7.0 TLS not available")])
+    error = await open_failure(make_relay(server), delivery_settings)
+
+    assert error.failure.stage is Stage.STARTTLS
+    assert error.failure.reply is not None
+    assert (error.failure.reply.code, error.failure.reply.enhanced) == (454, "4.7.0")
+    assert "MAIL" not in server.commands
+
+
 async def test_implicit_tls_against_a_plaintext_port(smtp_server: ServerFactory,
                                                      make_relay: RelayFactory,
                                                      delivery_settings: DeliverySettings) -> None:
@@ -376,27 +388,15 @@ async def test_auth_not_offered(smtp_server: ServerFactory, make_relay: RelayFac
     assert "AUTH" not in server.commands
 
 
-def _non_loopback_address() -> str | None:
-    for target in ("192.0.2.1", "10.255.255.255", "198.51.100.1"):
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_socket:
-                probe_socket.connect((target, 9))
-                address = str(probe_socket.getsockname()[0])
-        except OSError:
-            continue
-        if not is_loopback(address):
-            return address
-    return None
-
-
 @pytest.mark.parametrize("allow_insecure_auth", [False, True])
 async def test_auth_needs_tls_to_a_non_loopback_relay(
         smtp_server: ServerFactory, make_relay: RelayFactory,
-        delivery_settings: DeliverySettings, allow_insecure_auth: bool) -> None:
-    address = _non_loopback_address()
-    if address is None:
-        pytest.skip("no non-loopback address to listen on")
-    server = smtp_server(host=address, auth=("user", PASSWORD))
+        delivery_settings: DeliverySettings, allow_insecure_auth: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests may only talk to loopback, so the server stays on 127.0.0.1 and the
+    # session is told the relay is remote (`is_loopback` itself is tested below).
+    monkeypatch.setattr(transport, "is_loopback", lambda host: False)
+    server = smtp_server(auth=("user", PASSWORD))
     relay = make_relay(server, username="user", password=PASSWORD,
                        allow_insecure_auth=allow_insecure_auth)
 
