@@ -151,7 +151,8 @@ def queue_ls(
     from outbox.api.views import message_view
     from outbox.clitables import print_messages
 
-    page = _with_outbox(config, lambda outbox: outbox.list_messages(status, limit, None), migrate=False)
+    page = _with_outbox(config, lambda outbox: outbox.list_messages(status, limit, None),
+                        migrate=False)
     views = [message_view(m) for m in page.messages]
     if as_json:
         print(json.dumps([v.model_dump() for v in views], indent=2))
@@ -164,6 +165,19 @@ def queue_retry(id: str, config: ConfigOption = None) -> None:
     """Try a message again now (also releases a held message)."""
     message = _with_outbox(config, lambda outbox: outbox.retry(id), migrate=False)
     print(f"{message.id} {message.status.value}")
+
+
+@queue_app.command("resend")
+def queue_resend(
+    id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm resending mail already delivered")]
+    = False,
+    config: ConfigOption = None,
+) -> None:
+    """Queue a new copy (new Message-ID) linked to this message; prints the new id."""
+    message = _with_outbox(config, lambda outbox: outbox.resend(id, confirm=yes),
+                           migrate=False)
+    print(message.id)
 
 
 @queue_app.command("cancel")

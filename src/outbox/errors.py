@@ -10,6 +10,7 @@
     │   └── IdempotencyKeyReused
     ├── NotFound                    no such message (or relay, contact, ...)
     ├── Conflict                    the thing exists but is in the wrong state
+    │   ├── ConfirmationRequired
     │   └── IdempotencyInProgress
     ├── AuthError                   API key missing, unknown or without scope
     │   └── ScopeMissing
@@ -101,6 +102,13 @@ class Conflict(OutboxError):
     """The request conflicts with the current state."""
 
     code = "conflict"
+
+
+class ConfirmationRequired(Conflict):
+    """This message was already delivered; resending needs confirmation."""
+
+    code = "confirmation_required"
+    hint = "resend with confirm=true (API) or --yes (CLI) if a second copy is really wanted"
 
 
 class IdempotencyInProgress(Conflict):

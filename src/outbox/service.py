@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 
 import structlog
@@ -26,9 +27,9 @@ from outbox.core.compose import (
     attachment_fields,
     plan_message,
 )
-from outbox.core.model import EventType, MessageStatus
+from outbox.core.model import EventType, MessageStatus, RecipientStatus
 from outbox.core.routing import Route, RoutingTable, default_relay_name
-from outbox.errors import IdempotencyKeyReused
+from outbox.errors import ConfirmationRequired, IdempotencyKeyReused
 from outbox.ids import new_message_id, new_message_key
 from outbox.store.base import (
     Attempt,
@@ -153,6 +154,29 @@ class Outbox:
     async def cancel(self, id: str) -> Message:
         message = await self.store.cancel(id, self.clock())
         log.info("message cancelled", message=id)
+        return message
+
+    async def resend(self, id: str, *, confirm: bool = False, owner: str = "cli") -> Message:
+        """A new message with the same content and recipients and a new Message-ID,
+        linked to the original; history is never rewritten. Resending mail that
+        already reached someone needs `confirm`."""
+        original = (await self.store.get(id)).message
+        delivered = [r.address for r in original.recipients if r.status is RecipientStatus.SENT]
+        if delivered and not confirm:
+            raise ConfirmationRequired(f"message {id} was already delivered to "
+                                       f"{len(delivered)} recipient(s); a resend sends again")
+        now = self.clock()
+        domain = original.sender.rpartition("@")[2] or "outbox.invalid"
+        copy = NewMessage(
+            id=new_message_key(), message_id=new_message_id(domain), sender=original.sender,
+            recipients=[NewRecipient(r.address, r.kind, r.relay, r.provenance)
+                        for r in original.recipients],
+            content={**original.content, "date": format_datetime(now)}, accepted_at=now,
+            metadata={**original.metadata, "_owner": owner}, resent_from=original.id)
+        message, _ = await self.store.enqueue(copy)
+        await self.store.append_event(id, Event(now, EventType.RESENT,
+                                                detail=f"resent as {message.id}"))
+        log.info("message resent", message=message.id, resent_from=id, confirmed=confirm)
         return message
 
     async def stats(self) -> QueueStats:

@@ -18,6 +18,7 @@ from outbox.api.schemas import (
     MessageIn,
     MessageList,
     MessageOut,
+    ResendIn,
 )
 from outbox.api.views import attempt_view, detail_view, message_view
 from outbox.core.model import MessageStatus
@@ -81,6 +82,15 @@ async def retry_message(id: str, outbox: Service, _: Sender) -> MessageOut:
     """Try again now; also releases a held message."""
     await outbox.retry(id)
     return detail_view(await outbox.get(id))
+
+
+@router.post("/messages/{id}/resend", status_code=202, response_model=Accepted)
+async def resend_message(id: str, body: ResendIn, outbox: Service,
+                         principal: Sender) -> Accepted:
+    """Queue a new copy with a new Message-ID, linked to this one. A message that
+    already reached someone needs {"confirm": true}."""
+    m = await outbox.resend(id, confirm=body.confirm, owner=principal.name)
+    return Accepted(id=m.id, status=m.status.value, message_id=m.message_id)
 
 
 @router.post("/messages/{id}/cancel", response_model=MessageOut)

@@ -53,6 +53,11 @@ class MessageIn(Strict):
             relay=self.relay, metadata=dict(self.metadata))
 
 
+class ResendIn(Strict):
+    confirm: bool = Field(False, description="required when the message already reached "
+                          "a recipient")
+
+
 class Accepted(BaseModel):
     id: str
     status: str
@@ -101,6 +106,7 @@ class MessageOut(BaseModel):
     updated_at: str
     next_attempt_at: str | None
     hold_reason: str
+    resent_from: str | None = None
     sender: str
     subject: str
     metadata: dict[str, Any]

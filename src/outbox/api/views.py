@@ -42,7 +42,8 @@ def message_view(m: Message, events: tuple[Event, ...] = ()) -> MessageOut:
     return MessageOut(
         id=m.id, status=m.status.value, message_id=m.message_id, attempts=m.attempts,
         created_at=iso(m.created_at) or "", updated_at=iso(m.updated_at) or "",
-        next_attempt_at=iso(m.due_at), hold_reason=m.hold_reason, sender=m.sender,
+        next_attempt_at=iso(m.due_at), hold_reason=m.hold_reason,
+        resent_from=m.resent_from, sender=m.sender,
         subject=m.content.get("subject", ""),
         metadata={k: v for k, v in m.metadata.items() if not k.startswith("_")},
         recipients=[recipient_view(r) for r in m.recipients],

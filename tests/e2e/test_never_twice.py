@@ -1,0 +1,296 @@
+"""Never send twice (issue 3): idempotency, the uncertain window, exclusive claims
+across processes, and late results of a worker that lost its lease."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from outbox.config import Settings
+from outbox.core.compose import Submission
+from outbox.service import Outbox
+from tests.processes import (
+    OutboxProcess,
+    base_config,
+    wait_until,
+    write_config,
+)
+from tests.smtpd import ScriptedServer, delay, drop
+
+BODY = {"from": "Shop <shop@example.test>", "to": "ann@example.test", "subject": "Order 42",
+        "text": "Your order has shipped."}
+
+
+@pytest.fixture
+def sink() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
+
+
+def relay_for(server: ScriptedServer, **extra: Any) -> dict[str, Any]:
+    return {"name": "default", "host": "127.0.0.1", "port": server.port, "security": "none",
+            **extra}
+
+
+def final_status(outbox: OutboxProcess, id: str, timeout: float = 30) -> dict[str, Any]:
+    with outbox.client() as client:
+        def done() -> dict[str, Any] | None:
+            body = client.get(f"/v1/messages/{id}").json()
+            return body if body["status"] in {"sent", "failed", "partially_sent", "held"} else None
+
+        return dict(wait_until(done, timeout=timeout, message=f"{id} to settle"))
+
+
+def test_50_concurrent_posts_with_one_key_make_one_message(start_outbox: Any,
+                                                           sink: ScriptedServer) -> None:
+    outbox = start_outbox([relay_for(sink)])
+    results: list[httpx.Response] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(50)
+
+    def post() -> None:
+        with outbox.client() as client:
+            barrier.wait()
+            response = client.post("/v1/messages", json=BODY,
+                                   headers={"Idempotency-Key": "order-42"})
+        with lock:
+            results.append(response)
+
+    threads = [threading.Thread(target=post) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {r.status_code for r in results} <= {200, 202, 409}
+    ids = {r.json()["id"] for r in results if r.status_code in (200, 202)}
+    assert len(ids) == 1
+    assert sum(r.status_code == 202 for r in results) == 1
+    replays = [r for r in results if r.status_code == 200]
+    assert all(r.headers["Idempotent-Replayed"] == "true" for r in replays)
+    (id,) = ids
+    assert final_status(outbox, id)["status"] == "sent"
+    with outbox.client() as client:
+        listed = client.get("/v1/messages", params={"limit": 500}).json()["messages"]
+    assert [m["id"] for m in listed] == [id]
+    assert len(sink.messages) == 1
+
+
+def test_same_key_other_body_is_422_and_replay_is_200(start_outbox: Any,
+                                                      sink: ScriptedServer) -> None:
+    outbox = start_outbox([relay_for(sink)])
+    with outbox.client() as client:
+        first = client.post("/v1/messages", json=BODY, headers={"Idempotency-Key": "k1"})
+        again = client.post("/v1/messages", json=BODY, headers={"Idempotency-Key": "k1"})
+        other = client.post("/v1/messages", json={**BODY, "subject": "Changed"},
+                            headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 202
+    assert again.status_code == 200
+    assert {k: again.json()[k] for k in ("id", "message_id")} == {
+        k: first.json()[k] for k in ("id", "message_id")}
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_a_client_message_id_is_honoured_and_deduplicated(start_outbox: Any,
+                                                         sink: ScriptedServer) -> None:
+    outbox = start_outbox([relay_for(sink)])
+    body = {**BODY, "headers": {"Message-ID": "<order-42@shop.example.test>"}}
+    with outbox.client() as client:
+        first = client.post("/v1/messages", json=body)
+        second = client.post("/v1/messages", json=body)
+    assert first.status_code == 202
+    assert first.json()["message_id"] == "<order-42@shop.example.test>"
+    assert second.status_code == 200 and second.json()["id"] == first.json()["id"]
+    final_status(outbox, first.json()["id"])
+    assert list(sink.message_ids) == ["<order-42@shop.example.test>"]
+
+
+def test_cli_idempotency_key(start_outbox: Any, sink: ScriptedServer) -> None:
+    outbox = start_outbox([relay_for(sink)])
+    args = ["send", "--from", "ops@example.test", "--to", "ann@example.test", "--subject", "s",
+            "--text", "t", "--idempotency-key", "cli-1"]
+    first, second = outbox.cli(*args), outbox.cli(*args)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.split()[-1] == second.stdout.split()[-1]
+
+
+@pytest.mark.parametrize("policy", ["retry", "hold"])
+def test_connection_dropped_after_the_final_dot(start_outbox: Any, policy: str) -> None:
+    with ScriptedServer(script=[drop("DATA", times=1)]) as server:
+        outbox = start_outbox([relay_for(server)], delivery={"on_uncertain": policy})
+        with outbox.client() as client:
+            accepted = client.post("/v1/messages", json=BODY).json()
+            message = final_status(outbox, accepted["id"])
+            if policy == "hold":
+                assert message["status"] == "held"
+                assert "uncertain" in message["hold_reason"]
+                assert server.message_ids[accepted["message_id"]] == 1
+                released = client.post(f"/v1/messages/{accepted['id']}/retry")
+                assert released.status_code == 200
+                wait_until(lambda: client.get(f"/v1/messages/{accepted['id']}").json()["status"]
+                           == "sent", message="the released message to be sent")
+                message = client.get(f"/v1/messages/{accepted['id']}").json()
+                assert "released" in [e["type"] for e in message["events"]]
+        assert message["status"] == "sent"
+        uncertain = [e for e in message["events"] if e["type"] == "uncertain"]
+        assert len(uncertain) == 1
+        assert uncertain[0]["guidance"]
+        # Both copies carry the same Message-ID, so downstream deduplication can work.
+        assert server.message_ids[accepted["message_id"]] == 2
+
+
+def test_resend_of_a_sent_message_needs_confirmation(start_outbox: Any,
+                                                     sink: ScriptedServer) -> None:
+    outbox = start_outbox([relay_for(sink)])
+    with outbox.client() as client:
+        original = client.post("/v1/messages", json=BODY).json()
+        final_status(outbox, original["id"])
+        refused = client.post(f"/v1/messages/{original['id']}/resend", json={})
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "confirmation_required"
+        copy = client.post(f"/v1/messages/{original['id']}/resend", json={"confirm": True})
+        assert copy.status_code == 202
+        copy_id = copy.json()["id"]
+        assert copy_id != original["id"]
+        assert copy.json()["message_id"] != original["message_id"]
+        assert final_status(outbox, copy_id)["status"] == "sent"
+        detail = client.get(f"/v1/messages/{copy_id}").json()
+        assert detail["resent_from"] == original["id"]
+        history = client.get(f"/v1/messages/{original['id']}").json()
+        assert history["status"] == "sent"
+        assert "resent" in [e["type"] for e in history["events"]]
+    cli_refused = outbox.cli("queue", "resend", original["id"])
+    assert cli_refused.returncode != 0 and "confirm" in cli_refused.stderr
+    assert outbox.cli("queue", "resend", original["id"], "--yes").returncode == 0
+    wait_until(lambda: len(sink.messages) == 3, message="the CLI resend")
+    assert len(set(sink.message_ids)) == 3
+
+
+# --- several processes on one database -----------------------------------------------------
+
+async def _fill(config: dict[str, Any], count: int) -> None:
+    outbox = await Outbox.open(Settings(**{k: v for k, v in config.items() if k != "logging"}))
+    try:
+        for start in range(0, count, 100):
+            await asyncio.gather(*(outbox.submit(Submission(
+                sender="bulk@example.test", to=f"user{n}@example.test", subject=f"n{n}",
+                text="x" * 500)) for n in range(start, min(start + 100, count))))
+    finally:
+        await outbox.close()
+
+
+def _workers(tmp_path: Path, config: dict[str, Any], count: int) -> list[OutboxProcess]:
+    processes = []
+    for n in range(count):
+        own = {**config, "logging": {**config["logging"],
+                                     "file": str(tmp_path / f"worker{n}.log")}}
+        path = write_config(tmp_path / f"worker{n}.toml", own)
+        processes.append(OutboxProcess(path, own, command="worker").start())
+    return processes
+
+
+def test_several_processes_deliver_each_message_once(tmp_path: Path, database_url: str,
+                                                     start_outbox: Any) -> None:
+    total = 3000
+    extra_workers = 3 if database_url.startswith("postgresql") else 1
+    with ScriptedServer() as server:
+        config = base_config(tmp_path, database_url, [relay_for(server, max_connections=2)],
+                             delivery={"lease": "10s", "concurrency": 8, "batch_size": 16})
+        asyncio.run(_fill(config, 10))  # creates the schema before the workers race for it
+        workers = _workers(tmp_path, config, extra_workers)
+        serve = start_outbox([], config=config)
+        try:
+            asyncio.run(_fill(config, total - 10))
+            wait_until(lambda: len(server.messages) >= total, timeout=300, interval=0.5,
+                       message=f"{total} deliveries")
+        finally:
+            for worker in workers:
+                worker.stop()
+        print(f"\n{1 + extra_workers} processes on {database_url.split(':')[0]}: "
+              f"{len(server.messages)} deliveries, {len(server.message_ids)} distinct "
+              f"Message-IDs, {server.duplicates} duplicates")
+        assert len(server.message_ids) == total
+        assert server.duplicates == 0
+        with serve.client() as client:
+            counts = client.get("/metrics").text
+        assert f'outbox_queue_messages{{status="sent"}} {float(total)}' in counts
+
+
+def test_kill_9_of_one_worker_among_three(tmp_path: Path, database_url: str,
+                                          start_outbox: Any) -> None:
+    total = 1000
+    with ScriptedServer(script=[delay("DATA", 0.01)]) as server:
+        config = base_config(tmp_path, database_url, [relay_for(server, max_connections=2)],
+                             delivery={"lease": "3s", "concurrency": 4, "batch_size": 8})
+        asyncio.run(_fill(config, total))
+        workers = _workers(tmp_path, config, 3)
+        try:
+            wait_until(lambda: len(server.messages) >= 200, timeout=120, message="deliveries")
+            workers[0].kill()
+            at_kill = len(server.messages)
+            wait_until(lambda: len(server.message_ids) >= total, timeout=300, interval=0.5,
+                       message="every message delivered")
+        finally:
+            for worker in workers[1:]:
+                worker.stop()
+        serve = start_outbox([], config=config)
+        with serve.client() as client:
+            uncertain = 0
+            cursor = None
+            while True:
+                page = client.get("/v1/messages", params={"limit": 500, **(
+                    {"cursor": cursor} if cursor else {})}).json()
+                for m in page["messages"]:
+                    assert m["status"] == "sent"
+                    detail = client.get(f"/v1/messages/{m['id']}").json()
+                    uncertain += sum(e["type"] == "uncertain" for e in detail["events"])
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+        print(f"\nkill -9 of 1 of 3 workers after {at_kill} of {total} deliveries: "
+              f"{len(server.message_ids)} delivered, {server.duplicates} duplicates, "
+              f"{uncertain} uncertain events")
+        assert at_kill < total
+        assert len(server.message_ids) == total
+        assert server.duplicates <= uncertain
+
+
+def test_a_worker_paused_past_its_lease_has_its_late_result_discarded(
+        tmp_path: Path, database_url: str, start_outbox: Any) -> None:
+    # The first DATA reply takes 4 s; the lease is 1.5 s.
+    with ScriptedServer(script=[delay("DATA", 4.0, times=1)]) as server:
+        config = base_config(tmp_path, database_url, [relay_for(server)],
+                             delivery={"lease": "1500ms"})
+        serve = start_outbox([], config=config)
+        with serve.client() as client:
+            accepted = client.post("/v1/messages", json=BODY).json()
+        wait_until(lambda: "DATA" in server.commands, message="the first DATA")
+        # `serve` is mid-DATA: pause it past its lease, let a new worker take over.
+        os.killpg(serve.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+        takeover: list[OutboxProcess] = []
+        try:
+            takeover = _workers(tmp_path, config, 1)
+            wait_until(lambda: server.message_ids[accepted["message_id"]] >= 2, timeout=30,
+                       message="the second worker to deliver")
+        finally:
+            os.killpg(serve.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
+        wait_until(lambda: "late result discarded" in serve.log_path.read_text(), timeout=30,
+                   message="the paused worker to find its lease lost")
+        for worker in takeover:
+            worker.stop()
+        with serve.client() as client:
+            message = client.get(f"/v1/messages/{accepted['id']}").json()
+    assert message["status"] == "sent"
+    finals = [e for e in message["events"] if e["type"] in ("sent", "failed")]
+    assert len(finals) == 1, finals
+    assert len([e for e in message["events"] if e["type"] == "uncertain"]) == 1
+    assert message["attempts"] == 1
