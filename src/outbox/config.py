@@ -171,6 +171,47 @@ class LimitsSettings(Section):
         default_factory=lambda: [".exe", ".bat", ".js", ".scr", ".com", ".cmd", ".vbs", ".msi"])
 
 
+class AlertSettings(Section):
+    webhook_url: str = Field("", description="POST alerts here as signed JSON; empty: log only")
+    webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC-SHA256 key for the "
+                                      "Outbox-Signature header; required with webhook_url")
+    failure_ratio: float = Field(0.5, ge=0, le=1, description="alert when this share of a "
+                                 "relay's attempts in the window did not deliver; 0: off")
+    window: Duration = Field(timedelta(minutes=15), description="how far back failure ratios "
+                             "and relay states look")
+    min_attempts: int = Field(10, ge=1, description="attempts a relay needs in the window "
+                              "before its failure ratio counts")
+    oldest_queued_age: Duration = Field(timedelta(hours=1), description="alert when the oldest "
+                                        "waiting message is older; 0: off")
+    held_count: int = Field(1, ge=0, description="alert when this many messages are held; 0: off")
+    evaluate_every: Duration = Field(timedelta(seconds=30), description="how often "
+                                     "`outbox serve` checks the thresholds")
+    webhook_timeout: Duration = Field(timedelta(seconds=10), description="per webhook request")
+
+    @model_validator(mode="after")
+    def _check_webhook(self) -> AlertSettings:
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook_url '{self.webhook_url}' must start with http:// "
+                             "or https://")
+        if self.webhook_url and not self.webhook_secret.get_secret_value():
+            raise ValueError("webhook_secret is required with webhook_url (receivers check "
+                             "the signature)")
+        if self.evaluate_every <= timedelta(0):
+            raise ValueError("evaluate_every must be more than 0s")
+        return self
+
+
+class DoctorSettings(Section):
+    min_free_disk: Size = Field(1_000_000_000, description="fail below this much free disk "
+                                "where the database and log live")
+    certificate_warning: Duration = Field(timedelta(days=14), description="warn when a "
+                                          "relay's certificate expires sooner")
+    max_clock_skew: Duration = Field(timedelta(seconds=30), description="warn when this "
+                                     "machine's clock is further off (fail past 5m)")
+    deferred_warning: int = Field(100, ge=1, description="warn when this many messages "
+                                  "are deferred")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OUTBOX_", env_nested_delimiter="__",
                                       extra="forbid", case_sensitive=False)
@@ -184,6 +225,8 @@ class Settings(BaseSettings):
     relays: list[RelaySettings] = Field(default_factory=list)
     routes: list[RouteSettings] = Field(default_factory=list)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    doctor: DoctorSettings = Field(default_factory=DoctorSettings)
     internal_domains: list[str] = Field(default_factory=list, description="domain globs "
                                         "that only relays with internal = true may carry")
 

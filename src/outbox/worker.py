@@ -13,20 +13,24 @@ import os
 import random
 import secrets
 import socket
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from outbox.clock import utcnow
 from outbox.config import DeliverySettings, Settings
 from outbox.core.classify import classify
 from outbox.core.decide import AttemptContext, AttemptVerdict, decide_attempt
 from outbox.core.mime import build_message
-from outbox.core.model import Outcome
+from outbox.core.model import Outcome, OutcomeKind
 from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
 from outbox.core.retry import RetryPolicy
+from outbox.observability import DeliveryMetrics
 from outbox.recorder import Recorder
 from outbox.store.base import AttemptRecord, Claim, Recipient, Store
 
@@ -55,7 +59,8 @@ class Worker:
     def __init__(self, store: Store, settings: Settings, pools: Mapping[str, Deliverer], *,
                  clock: Callable[[], datetime] = utcnow, rng: random.Random | None = None,
                  owner: str | None = None,
-                 on_verdict: Callable[[Claim, AttemptVerdict], Awaitable[None]] | None = None):
+                 on_verdict: Callable[[Claim, AttemptVerdict], Awaitable[None]] | None = None,
+                 metrics: DeliveryMetrics | None = None):
         self.store = store
         self.settings = settings
         self.pools = pools
@@ -68,6 +73,7 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._on_verdict = on_verdict
+        self._metrics = metrics
 
     @property
     def _delivery(self) -> DeliverySettings:
@@ -143,15 +149,17 @@ class Worker:
             await asyncio.wait(pending)
 
     async def _deliver_logged(self, claim: Claim) -> None:
-        bound = log.bind(message=claim.message.id, message_id=claim.message.message_id,
-                         attempt=claim.attempt)
-        try:
-            await self.deliver(claim)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The lease will lapse and the sweep will retry; never kill the loop.
-            bound.exception("delivery crashed; the message will come back after its lease")
+        """`deliver` with the message bound to every log line it causes (each
+        delivery runs in its own task, so the binding stays with it)."""
+        with bound_contextvars(message=claim.message.id, message_id=claim.message.message_id,
+                               attempt=claim.attempt):
+            try:
+                await self.deliver(claim)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The lease will lapse and the sweep will retry; never kill the loop.
+                log.exception("delivery crashed; the message will come back after its lease")
 
     async def deliver(self, claim: Claim) -> None:
         """One attempt: every pending recipient, grouped by relay."""
@@ -161,12 +169,30 @@ class Worker:
         transcripts: list[str] = []
         relays: list[str] = []
         for relay, recipients in _pending_by_relay(message.recipients).items():
-            report = await self._transmit(relay, message.sender, recipients, data)
-            outcomes.update(classify(report))
+            with bound_contextvars(relay=relay):
+                report = await self._transmit_observed(relay, message.sender, recipients,
+                                                       data, outcomes)
             transcripts.append(report.transcript)
             relays.append(relay)
         verdict = self._decide(claim, outcomes)
         await self._persist(claim, verdict, relays, transcripts)
+
+    async def _transmit_observed(self, relay: str, sender: str, recipients: list[str],
+                                 data: bytes, outcomes: dict[str, Outcome]) -> DeliveryReport:
+        """Transmit, classify into `outcomes`, then count and log what the relay said."""
+        started = time.monotonic()
+        report = await self._transmit(relay, sender, recipients, data)
+        classified = classify(report)
+        outcomes.update(classified)
+        seconds = time.monotonic() - started
+        results = Counter(outcome.kind.value for outcome in classified.values())
+        if self._metrics is not None:
+            self._metrics.observe(relay, results, seconds)
+        problems = sorted({o.guidance for o in classified.values()
+                           if o.kind is not OutcomeKind.SENT})
+        log.info("relay answered", results=dict(results), seconds=round(seconds, 3),
+                 **({"guidance": problems} if problems else {}))
+        return report
 
     async def _transmit(self, relay: str, sender: str, recipients: list[str],
                         data: bytes) -> DeliveryReport:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from outbox.store.base import Store
 from outbox.store.factory import open_store
@@ -32,7 +33,7 @@ EmptyDatabase = Callable[[], Awaitable[str]]
 
 
 def pg_url(database: str) -> str:
-    return PG_URL.rsplit("/", 1)[0] + f"/{database}"
+    return make_url(PG_URL).set(database=database).render_as_string(hide_password=False)
 
 
 async def pg_admin(*statements: str) -> None:

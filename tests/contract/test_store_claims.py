@@ -125,12 +125,14 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 async def _start_claimer(url: str, owner: str) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-c", CLAIMER, url, owner, at(60).isoformat(),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+
+async def _ready(process: asyncio.subprocess.Process) -> None:
     assert process.stdout is not None
     assert (await process.stdout.readline()).strip() == b"ready"
-    return process
 
 
 async def _result(process: asyncio.subprocess.Process) -> list[str]:
@@ -142,8 +144,9 @@ async def _result(process: asyncio.subprocess.Process) -> list[str]:
 @pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL: the test above, 4 engines
 async def test_claimers_in_separate_processes_never_share_a_message(
         db_url: str, store: Store) -> None:
-    ids = await enqueue_many(store, 500)
     processes = [await _start_claimer(db_url, f"p{i}") for i in range(2)]
+    ids = await enqueue_many(store, 500)
+    await asyncio.gather(*(_ready(p) for p in processes))
 
     for process in processes:
         assert process.stdin is not None

@@ -50,8 +50,10 @@ async def test_times_come_back_as_utc(store: Store) -> None:
 
 
 async def test_naive_datetimes_are_refused(store: Store) -> None:
-    with pytest.raises(StorageError):
+    with pytest.raises(ValueError):
         await store.enqueue(new_message(accepted_at=datetime(2030, 1, 1)))
+    with pytest.raises(StorageError):
+        await store.claim_due("w", datetime(2030, 1, 1), datetime(2030, 1, 2), 1)
 
 
 async def test_a_message_held_at_submit_is_not_claimable(store: Store) -> None:
@@ -102,14 +104,26 @@ async def test_concurrent_enqueues_with_one_key_store_exactly_one(
     assert sum((await store.stats()).by_status.values()) == 1
 
 
+async def test_a_reused_id_fails_alone(store: Store) -> None:
+    first, clash, other = new_message(id="m1"), new_message(id="m1"), new_message(id="m2")
+
+    results = await asyncio.gather(store.enqueue(first), store.enqueue(clash),
+                                   store.enqueue(other), return_exceptions=True)
+
+    assert sorted(type(r).__name__ for r in results[:2]) == ["Conflict", "tuple"]
+    assert results[2] == ((await store.get("m2")).message, True)
+    assert sum((await store.stats()).by_status.values()) == 2
+
+
 async def test_find_by_message_id_is_scoped_by_owner(store: Store) -> None:
     plain = new_message(owner="app")
     keyed = new_message(idempotency=IdempotencyClaim("app", "k", "h"))
     await store.enqueue(plain)
     await store.enqueue(keyed)
 
-    assert (await store.find_by_message_id("app", plain.message_id)).id == plain.id  # type: ignore[union-attr]
-    assert (await store.find_by_message_id("app", keyed.message_id)).id == keyed.id  # type: ignore[union-attr]
+    for submitted in (plain, keyed):
+        found = await store.find_by_message_id("app", submitted.message_id)
+        assert found is not None and found.id == submitted.id
     assert await store.find_by_message_id("other", plain.message_id) is None
     assert await store.find_by_message_id("app", "<nope@x>") is None
 

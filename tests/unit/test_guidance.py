@@ -116,7 +116,8 @@ FALLBACK = [
 
 OUTBOX_KEYS = ["uncertain_delivery", "relay_needs_attention", "held_by_policy",
                "internal_route_violation", "attachment_blocked", "attachment_corrupt",
-               "clock_skew", "max_attempts_reached", "max_age_reached", "cancelled"]
+               "clock_skew", "max_attempts_reached", "max_age_reached", "cancelled",
+               "relay_failure_rate", "queue_backlog", "messages_held"]
 
 TLS_CERTIFICATE_CONDITIONS = [Condition.TLS_CERT_EXPIRED, Condition.TLS_HOSTNAME_MISMATCH,
                               Condition.TLS_SELF_SIGNED, Condition.TLS_UNKNOWN_CA]

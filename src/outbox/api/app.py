@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 
 from outbox import __version__
-from outbox.api import errors, metrics
+from outbox.api import alerts, errors, metrics
 from outbox.api.auth import KeyRing, Principal, require
 from outbox.api.body_limit import BodyLimit
 from outbox.api.schemas import (
@@ -22,6 +22,7 @@ from outbox.api.schemas import (
 )
 from outbox.api.views import attempt_view, detail_view, message_view
 from outbox.core.model import MessageStatus
+from outbox.observability import DeliveryMetrics
 from outbox.service import Outbox, request_hash
 
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -99,19 +100,21 @@ async def cancel_message(id: str, outbox: Service, _: Sender) -> MessageOut:
     return detail_view(await outbox.get(id))
 
 
-def create_app(outbox: Outbox) -> FastAPI:
+def create_app(outbox: Outbox, delivery_metrics: DeliveryMetrics | None = None) -> FastAPI:
+    """The API; `delivery_metrics`: the worker's counters in this process, for /metrics."""
     app = FastAPI(title="Outbox", version=__version__,
                   description="Outbound email that gets delivered and explains every failure.")
     app.state.outbox = outbox
     app.state.keyring = KeyRing(outbox.settings)
     errors.install(app)
     app.include_router(router)
+    app.include_router(alerts.router, responses=ERRORS)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         await outbox.stats()
         return JSONResponse({"status": "ok", "version": __version__})
 
-    metrics.install(app, outbox)
     app.add_middleware(BodyLimit, max_bytes=outbox.settings.limits.max_message_size)
+    metrics.install(app, outbox, delivery_metrics)  # its middleware outermost: sees every answer
     return app

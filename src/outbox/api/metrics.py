@@ -1,27 +1,142 @@
-"""Prometheus metrics at /metrics; queue gauges are read at scrape time."""
+"""Prometheus metrics at /metrics, one registry per app, and the request
+middleware that gives every request an id and counts it.
+
+    outbox_queue_messages{status}                  messages by status (read at scrape time)
+    outbox_oldest_pending_age_seconds              age of the oldest queued or deferred message
+    outbox_relay_state{relay}                      0 ok, 1 deferring, 2 needs attention
+    outbox_deliveries_total{relay,result}          recipient results (this process's worker)
+    outbox_attempt_duration_seconds{relay}         attempt latency (this process's worker)
+    outbox_api_requests_total{method,route,code}   by route template, never the raw path
+
+Queue gauges and relay states come from the database, so they cover every
+worker; the delivery counters are this process's own.
+"""
 
 from __future__ import annotations
 
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.contextvars import bound_contextvars
 
+from outbox.core.alerting import Thresholds, relay_state
 from outbox.core.model import MessageStatus
+from outbox.observability import DeliveryMetrics
 from outbox.service import Outbox
 
+REQUEST_ID_HEADER = b"x-request-id"
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+UNMATCHED = "unmatched"
 
-def install(app: FastAPI, outbox: Outbox) -> None:
-    registry = CollectorRegistry()
-    depth = Gauge("outbox_queue_messages", "Messages by status", ["status"], registry=registry)
-    oldest = Gauge("outbox_oldest_pending_age_seconds",
-                   "Age of the oldest queued or deferred message", registry=registry)
+
+def thresholds(outbox: Outbox) -> Thresholds:
+    a = outbox.settings.alerts
+    return Thresholds(a.failure_ratio, a.window, a.min_attempts, a.oldest_queued_age,
+                      a.held_count)
+
+
+class QueueGauges:
+    """Gauges filled from the database when /metrics is scraped."""
+
+    def __init__(self, outbox: Outbox, registry: CollectorRegistry) -> None:
+        self.outbox = outbox
+        self.depth = Gauge("outbox_queue_messages", "Messages by status", ["status"],
+                           registry=registry)
+        self.oldest = Gauge("outbox_oldest_pending_age_seconds",
+                            "Age of the oldest queued or deferred message", registry=registry)
+        self.relay_state = Gauge("outbox_relay_state", "Relay health from its attempts in "
+                                 "[alerts] window: 0 ok, 1 deferring, 2 needs attention",
+                                 ["relay"], registry=registry)
+
+    async def refresh(self) -> None:
+        outbox = self.outbox
+        stats = await outbox.stats()
+        for status in MessageStatus:
+            self.depth.labels(status.value).set(stats.by_status.get(status.value, 0))
+        oldest = stats.oldest_pending_at
+        age = (outbox.clock() - oldest).total_seconds() if oldest else 0.0
+        self.oldest.set(max(age, 0.0))
+        limits = thresholds(outbox)
+        recent = await outbox.store.relay_outcomes(outbox.clock() - limits.window)
+        for relay in outbox.settings.relays:
+            state = relay_state(recent.get(relay.name, {}), limits)
+            self.relay_state.labels(relay.name).set(int(state))
+
+
+def install(app: FastAPI, outbox: Outbox, delivery: DeliveryMetrics | None = None) -> None:
+    """/metrics, and the request middleware (add it last, so it sees every answer)."""
+    registry = delivery.registry if delivery is not None else CollectorRegistry()
+    gauges = QueueGauges(outbox, registry)
+    requests = Counter("outbox_api_requests", "HTTP requests by method, route template and "
+                       "status code", ["method", "route", "code"], registry=registry)
+    app.add_middleware(ObserveRequests, requests=requests, routes=lambda: app.router.routes)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        stats = await outbox.stats()
-        for status in MessageStatus:
-            depth.labels(status.value).set(stats.by_status.get(status.value, 0))
-        age = (outbox.clock() - stats.oldest_pending_at).total_seconds() \
-            if stats.oldest_pending_at else 0.0
-        oldest.set(max(age, 0.0))
+        await gauges.refresh()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class ObserveRequests:
+    """Pure ASGI (no body buffering): binds `request_id` to every log line of
+    the request, echoes it as X-Request-ID, and counts the answer."""
+
+    def __init__(self, app: ASGIApp, requests: Counter,
+                 routes: Callable[[], Sequence[BaseRoute]]) -> None:
+        self.app = app
+        self.requests = requests
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        status = 500  # unless an answer starts
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, observed_send)
+            finally:
+                self.requests.labels(scope["method"], self._route(scope), str(status)).inc()
+
+    def _route(self, scope: Scope) -> str:
+        """The matched route's template; routes are matched here when a
+        middleware answered before routing (a 413)."""
+        route: Any = scope.get("route")
+        if route is not None:
+            return str(getattr(route, "path", UNMATCHED))
+        for candidate in self.routes():
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL:
+                return str(getattr(candidate, "path", UNMATCHED))
+        return UNMATCHED
+
+
+def request_id_of(scope: Scope) -> str:
+    """The caller's X-Request-ID when it is short and plain, else a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
+            return str(value.decode("ascii"))
+    return secrets.token_hex(8)

@@ -205,6 +205,23 @@ OUTBOX_CONDITIONS: dict[str, Entry] = {
         "This machine's clock is far from real time, which breaks OAuth2 tokens and TLS "
         "certificate checks.",
         "Turn on time synchronisation (NTP) on this machine, then retry the messages.", False),
+    "relay_failure_rate": Entry(
+        "relay", "Relay keeps failing",
+        "Most recent attempts through this relay did not deliver (deferred, failed or held), more "
+        "than [alerts] failure_ratio allows.",
+        "Open a recent failed message (`outbox queue ls --status deferred`) and follow its "
+        "guidance; `outbox doctor` checks the relay itself.", False),
+    "queue_backlog": Entry(
+        "outbox", "Mail is waiting too long",
+        "The oldest queued or deferred message has waited longer than [alerts] "
+        "oldest_queued_age, so mail is not leaving as fast as it arrives.",
+        "Check that a worker is running and its relays answer (`outbox doctor`), then look at "
+        "the oldest deferred message's guidance.", False),
+    "messages_held": Entry(
+        "outbox", "Messages are held",
+        "Held mail is never sent or failed on its own; it waits for an operator.",
+        "List it with `outbox queue ls --status held`, fix the cause its guidance names, then "
+        "release it with `outbox queue retry ID` or cancel it.", False),
     "max_attempts_reached": Entry(
         "outbox", "Gave up after too many attempts",
         "Every attempt failed temporarily until the retry limit ([retry] max_attempts) was "

@@ -40,7 +40,7 @@ async def open_store(url: str) -> Store:
 
 
 def database_url(url: str) -> URL:
-    """The async-driver form of a database URL; `ConfigError` naming the key if unusable."""
+    """The URL with the driver Outbox uses; `ConfigError` naming the key if unusable."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:

@@ -2,13 +2,14 @@
 
 Several nodes claim from one table at once: each picks due rows nobody else
 has locked, so no row is handed out twice and no claimer waits on another.
-Enqueue, retry and release `NOTIFY` a channel on commit; idle workers
-`LISTEN` on one dedicated connection and fall back to their timeout if it
-is lost.
+Enqueue, retry and release `NOTIFY` a channel right after they commit; idle
+workers `LISTEN` on one dedicated connection and fall back to their timeout
+if it is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,9 @@ class PostgresStore(SqlStore):
         self.engine = engine
         self._listener: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under `_listener`
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._notifier: asyncio.Task[None] | None = None
+        self._notify_again = False
 
     async def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with translate_errors(), self.engine.begin() as conn:
@@ -59,8 +63,27 @@ class PostgresStore(SqlStore):
                  .returning(*messages.c, picked.c.due_at.label("was_due")))
         return sorted(conn.execute(claim).all(), key=lambda row: row.was_due)
 
-    def _notify(self, conn: Connection) -> None:
-        conn.execute(select(func.pg_notify(CHANNEL, "")))
+    def _announce(self) -> None:
+        super()._announce()
+        if self._notifier is not None and not self._notifier.done():
+            self._notify_again = True  # one more NOTIFY after the one in flight
+            return
+        self._notifier = asyncio.create_task(self._send_notifications())
+
+    async def _send_notifications(self) -> None:
+        """NOTIFY after the commit, not in it: PostgreSQL serialises the commits
+        of notifying transactions, which would undo group commit. Announcements
+        made meanwhile are folded into one more NOTIFY."""
+        again = True
+        while again:
+            self._notify_again = False
+            try:
+                async with self._autocommit.connect() as conn:
+                    await conn.execute(select(func.pg_notify(CHANNEL, "")))
+            except LISTEN_ERRORS as exc:
+                log.warning("cannot notify other workers; they will poll", error=str(exc))
+                return
+            again = self._notify_again
 
     def _lock_schema(self, conn: Connection) -> None:
         conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
@@ -91,5 +114,7 @@ class PostgresStore(SqlStore):
                 pass  # already gone; nothing to give back
 
     async def close(self) -> None:
+        if self._notifier is not None:
+            await asyncio.gather(self._notifier, return_exceptions=True)
         await self._drop_listener()
         await self.engine.dispose()

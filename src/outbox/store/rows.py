@@ -26,9 +26,15 @@ def owner_of(message: NewMessage) -> str | None:
     return str(owner) if owner is not None else None
 
 
-def message_values(message: NewMessage) -> dict[str, Any]:
+def check_new(message: NewMessage) -> None:
+    """Refuse a programming error before it reaches the database."""
     if message.status not in ACCEPTED_STATUSES:
         raise ValueError(f"a new message is queued or held, not {message.status}")
+    if message.accepted_at.tzinfo is None:
+        raise ValueError("accepted_at must be a timezone-aware datetime")
+
+
+def message_values(message: NewMessage) -> dict[str, Any]:
     at = message.accepted_at
     queued = message.status is MessageStatus.QUEUED
     claim = message.idempotency

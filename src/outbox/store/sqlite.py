@@ -7,6 +7,8 @@ them within the process, and start with `BEGIN IMMEDIATE`, which takes
 SQLite's write lock up front: two processes sharing the file never pick the
 same due rows, and a writer never fails half-way on a lock upgrade. Reads
 use a plain `BEGIN` on a few reader threads and run beside the writer (WAL).
+Enqueues that arrive while a commit is under way share the next commit
+(group commit), so one fsync covers many accepted messages.
 
 Wake-ups are in-process only: other processes notice by their timeout.
 """
@@ -25,8 +27,18 @@ from sqlalchemy import Connection, Engine, event, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from outbox.errors import Conflict
+from outbox.store.base import NewMessage
 from outbox.store.rows import AnyRow
-from outbox.store.sql import Body, P, SqlStore, T, due_filter, translate_errors
+from outbox.store.sql import (
+    Body,
+    P,
+    SqlStore,
+    T,
+    due_filter,
+    insert_messages,
+    translate_errors,
+)
 from outbox.store.tables import messages
 
 BUSY_TIMEOUT_MS = 30_000
@@ -38,6 +50,9 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
 )
 BEGIN_OPTION = "outbox_sqlite_begin"
+GROUP_MAX = 200  # messages per group commit
+
+Arrival = tuple[NewMessage, "asyncio.Future[bool]"]
 
 
 def create_engine(url: URL) -> Engine:
@@ -60,6 +75,12 @@ def _on_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _settle(batch: Sequence[Arrival], exc: BaseException) -> None:
+    for _, arrived in batch:
+        if not arrived.done():
+            arrived.set_exception(exc)
+
+
 def _transaction(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     with engine.begin() as conn:
         return body(conn, *args, **kwargs)
@@ -72,6 +93,43 @@ class SqliteStore(SqlStore):
         self._immediate = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-sqlite-write")
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="outbox-sqlite-read")
+        self._arriving: list[tuple[NewMessage, asyncio.Future[bool]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    async def _insert(self, message: NewMessage) -> bool:
+        """Group commit: messages that arrive while a commit is on its way to
+        disk go together in the next one, so one fsync covers many messages.
+        Each caller still returns only after the commit holding its message."""
+        arrived: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._arriving.append((message, arrived))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_arrivals())
+        return await arrived
+
+    async def _commit_arrivals(self) -> None:
+        while self._arriving:
+            batch, self._arriving = self._arriving[:GROUP_MAX], self._arriving[GROUP_MAX:]
+            try:
+                created = await self._write(insert_messages, [message for message, _ in batch])
+            except Conflict:  # e.g. a reused id: then each on its own
+                await self._insert_one_by_one(batch)
+                continue
+            except Exception as exc:  # every waiter must hear of the failure
+                _settle(batch, exc)
+                continue
+            for (_, arrived), is_new in zip(batch, created, strict=True):
+                if not arrived.done():
+                    arrived.set_result(is_new)
+
+    async def _insert_one_by_one(self, batch: Sequence[Arrival]) -> None:
+        for message, arrived in batch:
+            try:
+                is_new = await super()._insert(message)
+            except Exception as exc:
+                _settle([(message, arrived)], exc)
+                continue
+            if not arrived.done():
+                arrived.set_result(is_new)
 
     async def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         call = functools.partial(_transaction, self.engine, body, *args, **kwargs)
@@ -98,6 +156,8 @@ class SqliteStore(SqlStore):
         return [claimed[id] for id in ids]
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self._shut_down)
 
     def _shut_down(self) -> None:

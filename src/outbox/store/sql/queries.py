@@ -1,37 +1,27 @@
-"""`Store` in SQLAlchemy Core, shared by both backends.
+"""The SQL of every verb: statements and transaction bodies over one `Connection`.
 
-Each verb is a plain function of one `Connection`, run in one transaction by
-the backend's runner: PostgreSQL drives it on asyncpg (`run_sync`), SQLite
-hands the whole transaction to a thread in one hop. `SqliteStore` and
-`PostgresStore` add only what differs: the runners, the claim statement and
-the wake-up. Every foreign exception is translated once, in `translate_errors`.
+Each body runs inside the transaction a backend's runner opened for it and
+returns domain values; the dialect differences (the claim statement, the
+wake-up) live in sqlite.py and postgres.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, bindparam, exists, func, insert, select, tuple_, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus
-from outbox.errors import Conflict, InputError, NotFound, StorageError
+from outbox.errors import Conflict, InputError, NotFound
 from outbox.store import rows
 from outbox.store.base import (
     Attempt,
     AttemptRecord,
-    Claim,
     Message,
     MessageDetail,
     NewMessage,
@@ -41,35 +31,12 @@ from outbox.store.base import (
 from outbox.store.rows import AnyRow
 from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
 
-P = ParamSpec("P")
-T = TypeVar("T")
-Body = Callable[Concatenate[Connection, P], T]
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 UNFINISHED = (RecipientStatus.PENDING.value, RecipientStatus.DEFERRED.value)
 WAITING = (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value)
 SENDING = MessageStatus.SENDING.value
 HELD = MessageStatus.HELD.value
 
 m = messages
-
-
-@asynccontextmanager
-async def translate_errors() -> AsyncIterator[None]:
-    """SQLAlchemy and driver errors become `StorageError` (constraint
-    violations `Conflict`); Outbox's own errors pass through."""
-    try:
-        yield
-    except IntegrityError as exc:
-        raise Conflict(f"the database refused the change: {_reason(exc)}") from exc
-    except (SQLAlchemyError, OSError) as exc:
-        raise StorageError(f"database error: {_reason(exc)}") from exc
-
-
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
 
 
 def due_filter(now: datetime) -> Any:
@@ -113,214 +80,11 @@ _RELEASE_HELD = (
 )
 
 
-class SqlStore:
-    """The verbs of `store.base.Store`. A subclass supplies the runners
-    (`_read`, `_write`: one transaction each), `_pick_due` and the wake-up."""
-
-    def __init__(self) -> None:
-        self._wakeup = asyncio.Event()
-
-    # -- what a backend supplies -------------------------------------------------------
-
-    async def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`body(conn, ...)` in a read transaction."""
-        raise NotImplementedError
-
-    async def _write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`body(conn, ...)` in a write transaction, committed durably on return."""
-        raise NotImplementedError
-
-    def _pick_due(self, conn: Connection, values: dict[str, Any], now: datetime,
-                  limit: int) -> Sequence[AnyRow]:
-        """Claim up to `limit` due rows with `values`; full rows, oldest due first."""
-        raise NotImplementedError
-
-    def _notify(self, conn: Connection) -> None:
-        """Tell other processes, on commit, that a message may be due."""
-
-    def _lock_schema(self, conn: Connection) -> None:
-        """Serialise concurrent migrations where the write transaction does not."""
-
-    async def _listen(self) -> None:
-        """Make sure wake-ups from other processes reach `_wakeup`."""
-
-    async def ping(self) -> None:
-        """Raise `StorageError` unless the database answers."""
-        await self._read(_ping)
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    async def migrate(self) -> None:
-        await self._write(self._migrate)
-
-    def _migrate(self, conn: Connection) -> None:
-        self._lock_schema(conn)
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-
-    async def close(self) -> None:
-        raise NotImplementedError
-
-    # -- submission --------------------------------------------------------------------
-
-    async def enqueue(self, message: NewMessage) -> tuple[Message, bool]:
-        try:
-            await self._write(self._insert_message, message)
-        except Conflict:
-            found = await self._find_duplicate(message)
-            if found is None:
-                raise
-            return found, False
-        self._wakeup.set()
-        return rows.accepted_message(message), True
-
-    def _insert_message(self, conn: Connection, message: NewMessage) -> None:
-        insert_message(conn, message)
-        if message.status is MessageStatus.QUEUED:
-            self._notify(conn)
-
-    async def _find_duplicate(self, message: NewMessage) -> Message | None:
-        claim = message.idempotency
-        if claim is None:
-            return None
-        found = await self.find_by_idempotency_key(claim.owner, claim.key)
-        return found[0] if found else None
-
-    async def find_by_idempotency_key(self, owner: str, key: str) -> tuple[Message, str] | None:
-        return await self._read(_find_by_idempotency_key, owner, key)
-
-    async def find_by_message_id(self, owner: str, message_id: str) -> Message | None:
-        return await self._read(_find_by_message_id, owner, message_id)
-
-    # -- claims ------------------------------------------------------------------------
-
-    async def claim_due(self, owner: str, now: datetime, lease_until: datetime,
-                        limit: int) -> list[Claim]:
-        if limit <= 0:
-            return []
-        token = uuid.uuid4().hex
-        claimed = await self._write(self._claim, claim_values(owner, token, now, lease_until),
-                                    now, limit)
-        lease = lease_until.astimezone(UTC)
-        return [Claim(message, owner, token, lease) for message in claimed]
-
-    def _claim(self, conn: Connection, values: dict[str, Any], now: datetime,
-               limit: int) -> list[Message]:
-        claimed = hydrate(conn, self._pick_due(conn, values, now, limit))
-        owner = values["claimed_by"]
-        insert_events(conn, [(c.id, Event(now, EventType.CLAIMED, c.attempts + 1,
-                                           detail=f"claimed by {owner}")) for c in claimed])
-        return claimed
-
-    async def renew_leases(self, owner: str, lease_until: datetime) -> int:
-        return await self._write(_renew_leases, owner, lease_until)
-
-    async def record_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
-        if not records:
-            return []
-        return await self._write(_record_attempts, records)
-
-    async def release_claims(self, owner: str, now: datetime) -> int:
-        count = await self._write(self._release_claims, owner, now)
-        if count:
-            self._wakeup.set()
-        return count
-
-    def _release_claims(self, conn: Connection, owner: str, now: datetime) -> int:
-        stmt = (update(m).where(m.c.status == SENDING, m.c.claimed_by == owner)
-                .values(status=MessageStatus.QUEUED.value, due_at=now, updated_at=now,
-                        claimed_by=None, claim_token=None, lease_until=None))
-        count = conn.execute(stmt).rowcount
-        if count:
-            self._notify(conn)
-        return count
-
-    async def release_stale(self, now: datetime, hold: bool) -> list[str]:
-        released = await self._write(self._release_stale, now, hold)
-        if released and not hold:
-            self._wakeup.set()
-        return released
-
-    def _release_stale(self, conn: Connection, now: datetime, hold: bool) -> list[str]:
-        stmt = (update(m).where(m.c.status == SENDING, m.c.lease_until < now)
-                .values(_stale_values(now, hold)).returning(m.c.id, m.c.attempts))
-        stale = conn.execute(stmt).all()
-        insert_events(conn, [(r.id, rows.uncertain_event(now, r.attempts, hold)) for r in stale])
-        if stale and not hold:
-            self._notify(conn)
-        return [r.id for r in stale]
-
-    # -- reading -----------------------------------------------------------------------
-
-    async def get(self, id: str) -> MessageDetail:
-        return await self._read(_get, id)
-
-    async def attempts(self, id: str) -> list[Attempt]:
-        return await self._read(_attempts, id)
-
-    async def next_due_at(self) -> datetime | None:
-        return await self._read(_next_due_at)
-
-    async def stats(self) -> QueueStats:
-        return await self._read(_stats)
-
-    async def wait_for_new(self, timeout: float) -> None:
-        await self._listen()
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        self._wakeup.clear()
-
-    # -- operator actions --------------------------------------------------------------
-
-    async def cancel(self, id: str, now: datetime) -> Message:
-        return await self._write(_cancel, id, now)
-
-    async def retry(self, id: str, now: datetime) -> Message:
-        message = await self._write(self._retry, id, now)
-        self._wakeup.set()
-        return message
-
-    def _retry(self, conn: Connection, id: str, now: datetime) -> Message:
-        message = _retry_one(conn, id, now)
-        self._notify(conn)
-        return message
-
-    async def hold_relay(self, relay: str, now: datetime, reason: str, event: Event) -> int:
-        return await self._write(_hold_relay, relay, now, reason, event)
-
-    async def release_relay(self, relay: str, now: datetime) -> int:
-        count = await self._write(self._release_relay, relay, now)
-        if count:
-            self._wakeup.set()
-        return count
-
-    def _release_relay(self, conn: Connection, relay: str, now: datetime) -> int:
-        count = _release_held_of(conn, relay, now)
-        if count:
-            self._notify(conn)
-        return count
-
-    async def append_event(self, id: str, event: Event) -> None:
-        try:
-            await self._write(insert_events, [(id, event)])
-        except Conflict as exc:  # the foreign key: no such message
-            raise NotFound(f"no message with id {id}") from exc
-
-    # `list` last: below it, the name shadows the builtin in annotations.
-    async def list(self, status: MessageStatus | None, limit: int,
-                   cursor: str | None) -> Page:
-        if limit < 1:
-            raise InputError("limit must be at least 1", field="limit")
-        after = _decode_cursor(cursor) if cursor else None
-        return await self._read(_page, status, limit, after)
-
 
 # -- transaction bodies: one Connection in, domain values out --------------------------------
 
 
-def _ping(conn: Connection) -> None:
+def ping(conn: Connection) -> None:
     conn.execute(select(1))
 
 
@@ -330,6 +94,30 @@ def insert_message(conn: Connection, message: NewMessage) -> None:
     if recipient_rows:
         conn.execute(insert(recipients), recipient_rows)
     insert_events(conn, [(message.id, rows.accepted_event(message))])
+
+
+def insert_messages(conn: Connection, batch: Sequence[NewMessage]) -> list[bool]:
+    """Insert each message whose idempotency key is free (False for the others).
+    Only where no other writer can come between the check and the insert."""
+    taken = _taken_keys(conn, batch)
+    created = []
+    for message in batch:
+        claim = message.idempotency
+        key = (claim.owner, claim.key) if claim is not None else None
+        is_free = key is None or key not in taken
+        if is_free:
+            insert_message(conn, message)
+            taken.add(key)
+        created.append(is_free)
+    return created
+
+
+def _taken_keys(conn: Connection, batch: Sequence[NewMessage]) -> set[tuple[str, str] | None]:
+    keys = [n.idempotency.key for n in batch if n.idempotency is not None]
+    if not keys:
+        return set()
+    query = select(m.c.owner, m.c.idempotency_key).where(m.c.idempotency_key.in_(keys))
+    return {(r.owner, r.idempotency_key) for r in conn.execute(query)}
 
 
 def insert_events(conn: Connection, pairs: Sequence[tuple[str, Event]]) -> None:
@@ -355,7 +143,7 @@ def _message_by_id(conn: Connection, id: str, *, lock: bool = False) -> AnyRow:
     return row
 
 
-def _find_by_idempotency_key(conn: Connection, owner: str,
+def find_by_idempotency_key(conn: Connection, owner: str,
                              key: str) -> tuple[Message, str] | None:
     row = conn.execute(select(m).where(m.c.owner == owner, m.c.idempotency_key == key)).first()
     if row is None:
@@ -364,20 +152,35 @@ def _find_by_idempotency_key(conn: Connection, owner: str,
     return message, row.request_hash or ""
 
 
-def _find_by_message_id(conn: Connection, owner: str, message_id: str) -> Message | None:
+def find_by_message_id(conn: Connection, owner: str, message_id: str) -> Message | None:
     query = (select(m).where(m.c.owner == owner, m.c.message_id == message_id)
              .order_by(m.c.created_at).limit(1))
     found = hydrate(conn, conn.execute(query).all())
     return found[0] if found else None
 
 
-def _renew_leases(conn: Connection, owner: str, lease_until: datetime) -> int:
+def renew_leases(conn: Connection, owner: str, lease_until: datetime) -> int:
     stmt = (update(m).where(m.c.status == SENDING, m.c.claimed_by == owner)
             .values(lease_until=lease_until))
     return conn.execute(stmt).rowcount
 
 
-def _record_attempts(conn: Connection, records: Sequence[AttemptRecord]) -> list[bool]:
+def release_claims(conn: Connection, owner: str, now: datetime) -> int:
+    stmt = (update(m).where(m.c.status == SENDING, m.c.claimed_by == owner)
+            .values(status=MessageStatus.QUEUED.value, due_at=now, updated_at=now,
+                    claimed_by=None, claim_token=None, lease_until=None))
+    return conn.execute(stmt).rowcount
+
+
+def release_stale(conn: Connection, now: datetime, hold: bool) -> list[str]:
+    stmt = (update(m).where(m.c.status == SENDING, m.c.lease_until < now)
+            .values(_stale_values(now, hold)).returning(m.c.id, m.c.attempts))
+    stale = conn.execute(stmt).all()
+    insert_events(conn, [(r.id, rows.uncertain_event(now, r.attempts, hold)) for r in stale])
+    return [r.id for r in stale]
+
+
+def record_attempts(conn: Connection, records: Sequence[AttemptRecord]) -> list[bool]:
     held = _claim_tokens(conn, {r.message_id for r in records})
     accepted = _accepted_records(records, held)
     chosen = [r for r, ok in zip(records, accepted, strict=True) if ok]
@@ -422,13 +225,13 @@ def _stale_values(now: datetime, hold: bool) -> dict[str, Any]:
             "updated_at": now, "claimed_by": None, "claim_token": None, "lease_until": None}
 
 
-def _get(conn: Connection, id: str) -> MessageDetail:
+def get_detail(conn: Connection, id: str) -> MessageDetail:
     (message,) = hydrate(conn, [_message_by_id(conn, id)])
     query = select(events).where(events.c.message_id == id).order_by(events.c.id)
     return MessageDetail(message, tuple(rows.to_event(r) for r in conn.execute(query)))
 
 
-def _attempts(conn: Connection, id: str) -> list[Attempt]:
+def list_attempts(conn: Connection, id: str) -> list[Attempt]:
     query = select(attempts).where(attempts.c.message_id == id).order_by(attempts.c.id)
     found = [rows.to_attempt(r) for r in conn.execute(query)]
     if not found:
@@ -436,11 +239,11 @@ def _attempts(conn: Connection, id: str) -> list[Attempt]:
     return found
 
 
-def _next_due_at(conn: Connection) -> datetime | None:
+def next_due_at(conn: Connection) -> datetime | None:
     return conn.execute(select(func.min(m.c.due_at)).where(m.c.due_at.isnot(None))).scalar()
 
 
-def _stats(conn: Connection) -> QueueStats:
+def stats(conn: Connection) -> QueueStats:
     by_status = {status.value: 0 for status in MessageStatus}
     counts = select(m.c.status, func.count()).group_by(m.c.status)
     by_status.update({r[0]: r[1] for r in conn.execute(counts)})
@@ -448,7 +251,7 @@ def _stats(conn: Connection) -> QueueStats:
     return QueueStats(by_status, oldest.scalar())
 
 
-def _page(conn: Connection, status: MessageStatus | None, limit: int,
+def page(conn: Connection, status: MessageStatus | None, limit: int,
           after: tuple[datetime, str] | None) -> Page:
     query = select(m).order_by(m.c.created_at.desc(), m.c.id.desc()).limit(limit + 1)
     if status is not None:
@@ -461,7 +264,7 @@ def _page(conn: Connection, status: MessageStatus | None, limit: int,
     return Page(tuple(page), _encode_cursor(page[-1]) if len(found) > limit else None)
 
 
-def _cancel(conn: Connection, id: str, now: datetime) -> Message:
+def cancel(conn: Connection, id: str, now: datetime) -> Message:
     row = _message_by_id(conn, id, lock=True)
     if not MessageStatus(row.status).can_cancel:
         raise Conflict(f"message {id} is {row.status}; only queued, deferred or held mail "
@@ -474,7 +277,7 @@ def _cancel(conn: Connection, id: str, now: datetime) -> Message:
     return message
 
 
-def _retry_one(conn: Connection, id: str, now: datetime) -> Message:
+def retry(conn: Connection, id: str, now: datetime) -> Message:
     row = _message_by_id(conn, id, lock=True)
     if not MessageStatus(row.status).can_retry:
         raise Conflict(f"message {id} is {row.status}; only deferred, held, failed or "
@@ -497,7 +300,7 @@ def _has_unfinished_on(relay: str) -> Any:
                           recipients.c.status.in_(UNFINISHED))
 
 
-def _hold_relay(conn: Connection, relay: str, now: datetime, reason: str, event: Event) -> int:
+def hold_relay(conn: Connection, relay: str, now: datetime, reason: str, event: Event) -> int:
     stmt = (update(m).where(m.c.status.in_(WAITING), _has_unfinished_on(relay))
             .values(status=HELD, due_at=None, updated_at=now, held_since=now,
                     hold_reason=reason, held_for_relay=relay)
@@ -507,7 +310,7 @@ def _hold_relay(conn: Connection, relay: str, now: datetime, reason: str, event:
     return len(held)
 
 
-def _release_held_of(conn: Connection, relay: str, now: datetime) -> int:
+def release_relay(conn: Connection, relay: str, now: datetime) -> int:
     """Held mail of `relay` (held for the relay's sake, not by policy) back to the queue."""
     query = (select(m.c.id, m.c.held_since, m.c.held_seconds)
              .where(m.c.status == HELD, m.c.held_for_relay.isnot(None),
@@ -526,7 +329,7 @@ def _encode_cursor(message: Message) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
     invalid = InputError("the cursor is not valid; use next_cursor from a previous page",
                          field="cursor")
     try:

@@ -1,0 +1,163 @@
+"""Alert rules: from a snapshot of the queue and the relays to the alerts that
+should be active now, and what changed since the last look.
+
+Pure (STYLE principle 12): `outbox.alerts` reads the snapshot from the store,
+passes `now`, then persists, logs and posts the changes. The alerts:
+
+    relay.<name>.failure_rate      most of a relay's attempts in the window did not deliver
+    relay.<name>.needs_attention   a relay's mail was held in the window (credentials, TLS trust)
+    queue.backlog                  the oldest waiting message is older than oldest_queued_age
+    queue.held                     held_count or more messages are held
+
+Each alert names a guidance key (`core.guidance`) that says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
+
+DELIVERED = frozenset({"sent", "partially_sent"})
+HELD = "held"
+BACKLOG = "queue.backlog"
+HELD_MESSAGES = "queue.held"
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class RelayState(IntEnum):
+    """A relay's health for the `outbox_relay_state` gauge."""
+
+    OK = 0
+    DEFERRING = 1  # failure_ratio or more of its recent attempts did not deliver
+    NEEDS_ATTENTION = 2  # its mail was held: retrying cannot fix it
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    failure_ratio: float  # 0: no failure-rate alerts
+    window: timedelta
+    min_attempts: int
+    oldest_queued_age: timedelta  # 0: no backlog alert
+    held_count: int  # 0: no held alert
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the queue looks like at `now`."""
+
+    now: datetime
+    relay_outcomes: Mapping[str, Mapping[str, int]]  # attempts in the window: relay → outcome → n
+    oldest_pending_at: datetime | None
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpec:
+    key: str
+    severity: Severity
+    title: str
+    detail: str
+    guidance: str  # a guidance key
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    to_raise: tuple[AlertSpec, ...]  # wanted now; the store ignores those already active
+    to_clear: tuple[str, ...]  # active but no longer wanted
+
+
+def failures(outcomes: Mapping[str, int]) -> int:
+    """Attempts that did not deliver: deferred, failed, held, uncertain."""
+    return sum(count for outcome, count in outcomes.items() if outcome not in DELIVERED)
+
+
+def relay_state(outcomes: Mapping[str, int], thresholds: Thresholds) -> RelayState:
+    """From a relay's attempts in the window. With failure_ratio 0, any failure is deferring."""
+    if outcomes.get(HELD, 0) > 0:
+        return RelayState.NEEDS_ATTENTION
+    total, failed = sum(outcomes.values()), failures(outcomes)
+    if failed and failed >= thresholds.failure_ratio * total:
+        return RelayState.DEFERRING
+    return RelayState.OK
+
+
+def evaluate(snapshot: Snapshot, thresholds: Thresholds) -> list[AlertSpec]:
+    """Every alert that should be active at `snapshot.now`."""
+    wanted: list[AlertSpec] = []
+    for relay in sorted(snapshot.relay_outcomes):
+        wanted += relay_alerts(relay, snapshot.relay_outcomes[relay], thresholds)
+    wanted += backlog_alert(snapshot, thresholds)
+    wanted += held_alert(snapshot.held, thresholds)
+    return wanted
+
+
+def relay_alerts(relay: str, outcomes: Mapping[str, int],
+                 thresholds: Thresholds) -> list[AlertSpec]:
+    alerts = []
+    held = outcomes.get(HELD, 0)
+    if held:
+        alerts.append(AlertSpec(
+            f"relay.{relay}.needs_attention", Severity.CRITICAL,
+            f"Relay {relay} needs attention",
+            f"{held} attempt(s) in the last {duration(thresholds.window)} ended with the "
+            "relay's mail held", "relay_needs_attention"))
+    if is_failing(outcomes, thresholds):
+        alerts.append(AlertSpec(
+            f"relay.{relay}.failure_rate", Severity.WARNING, f"Relay {relay} keeps failing",
+            f"{failures(outcomes)} of {sum(outcomes.values())} attempts in the last "
+            f"{duration(thresholds.window)} did not deliver ({breakdown(outcomes)})",
+            "relay_failure_rate"))
+    return alerts
+
+
+def is_failing(outcomes: Mapping[str, int], thresholds: Thresholds) -> bool:
+    total = sum(outcomes.values())
+    if thresholds.failure_ratio <= 0 or total < thresholds.min_attempts:
+        return False
+    return failures(outcomes) >= thresholds.failure_ratio * total
+
+
+def backlog_alert(snapshot: Snapshot, thresholds: Thresholds) -> list[AlertSpec]:
+    limit = thresholds.oldest_queued_age
+    if limit <= timedelta(0) or snapshot.oldest_pending_at is None:
+        return []
+    age = snapshot.now - snapshot.oldest_pending_at
+    if age < limit:
+        return []
+    return [AlertSpec(BACKLOG, Severity.WARNING, "Mail is waiting too long",
+                      f"the oldest waiting message was accepted {duration(age)} ago "
+                      f"(limit {duration(limit)})", "queue_backlog")]
+
+
+def held_alert(held: int, thresholds: Thresholds) -> list[AlertSpec]:
+    if thresholds.held_count <= 0 or held < thresholds.held_count:
+        return []
+    return [AlertSpec(HELD_MESSAGES, Severity.WARNING, "Messages are held",
+                      f"{held} message(s) held, waiting for an operator", "messages_held")]
+
+
+def changes(wanted: Sequence[AlertSpec], active_keys: Iterable[str]) -> Changes:
+    wanted_keys = {spec.key for spec in wanted}
+    return Changes(tuple(wanted), tuple(sorted(k for k in set(active_keys) - wanted_keys)))
+
+
+def breakdown(outcomes: Mapping[str, int]) -> str:
+    """'6 deferred, 2 failed' — the failures, most frequent first."""
+    bad = [(count, outcome) for outcome, count in outcomes.items()
+           if outcome not in DELIVERED and count]
+    return ", ".join(f"{count} {outcome}" for count, outcome in sorted(bad, reverse=True))
+
+
+def duration(delta: timedelta) -> str:
+    """A short human duration: 45s, 15m, 2h, 3d."""
+    seconds = max(int(delta.total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
