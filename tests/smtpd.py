@@ -321,6 +321,7 @@ class ScriptedServer:
     limits what EHLO offers); without it EHLO offers no AUTH.
     tls: "starttls" or "implicit" with `tls_context` (see `TlsCerts`).
     size_limit: advertise `SIZE n` and refuse bigger messages.
+    port: 0 for any free port, or a given one (e.g. one that was refusing before).
     """
 
     def __init__(self, *, script: Iterable[Rule] = (), auth: tuple[str, str] | None = None,
@@ -328,7 +329,7 @@ class ScriptedServer:
                  auth_require_tls: bool = False, tls: TlsMode | None = None,
                  tls_context: ssl.SSLContext | None = None, require_starttls: bool = False,
                  size_limit: int | None = None, smtputf8: bool = True, host: str = "127.0.0.1",
-                 handler: RecordingHandler | None = None) -> None:
+                 port: int = 0, handler: RecordingHandler | None = None) -> None:
         if tls is not None and tls_context is None:
             raise ValueError("tls needs a tls_context (TlsCerts.server_context())")
         self.host = host
@@ -338,7 +339,7 @@ class ScriptedServer:
         self._initial_script = list(script)
         mechanisms = {m.upper() for m in auth_mechanisms}
         options: dict[str, Any] = dict(
-            hostname=host, port=0, server_hostname=SERVER_NAME, data_size_limit=size_limit,
+            hostname=host, port=port, server_hostname=SERVER_NAME, data_size_limit=size_limit,
             enable_SMTPUTF8=smtputf8, authenticator=self.handler.authenticate,
             auth_require_tls=auth_require_tls and tls == "starttls",
             auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in mechanisms])

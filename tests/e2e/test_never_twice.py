@@ -292,6 +292,10 @@ def test_a_worker_paused_past_its_lease_has_its_late_result_discarded(
     assert message["status"] == "sent"
     finals = [e for e in message["events"] if e["type"] in ("sent", "failed")]
     assert len(finals) == 1, finals
-    assert len([e for e in message["events"] if e["type"] == "uncertain"]) == 1
+    # At least the takeover's recovery marks it uncertain (a frozen process holding a
+    # database lock can make a later lease lapse too); duplicates never exceed that.
+    uncertain = [e for e in message["events"] if e["type"] == "uncertain"]
+    assert len(uncertain) >= 1
+    assert server.duplicates <= len(uncertain)
     # The paused try happened (its DATA reached the relay) and counts; so does the takeover.
     assert message["attempts"] == 2
