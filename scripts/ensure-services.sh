@@ -4,12 +4,18 @@ set -euo pipefail
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 
+# `apt-get update` at most once per run, then install quietly and non-interactively.
+APT_UPDATED=0
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [ "$APT_UPDATED" = 0 ]; then apt-get update -qq; APT_UPDATED=1; fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 if ! pg_up; then
   if ! command -v pg_ctlcluster >/dev/null 2>&1; then
     echo "ensure-services: installing PostgreSQL from Debian" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    apt_install postgresql
   fi
   echo "ensure-services: starting PostgreSQL" >&2
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
@@ -21,3 +27,9 @@ psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null \
   || { echo "ensure-services: cannot log in to PostgreSQL as postgres on 127.0.0.1" >&2; exit 1; }
 psql -h 127.0.0.1 -U postgres -d postgres -Atc "select 1 from pg_database where datname='test'" \
   | grep -q 1 || psql -h 127.0.0.1 -U postgres -d postgres -c 'create database test' >/dev/null
+
+# OpenLDAP for the address-book sync tests: each test starts its own slapd on loopback.
+if ! [ -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null 2>&1; then
+  echo "ensure-services: installing slapd and ldap-utils from Debian" >&2
+  apt_install slapd ldap-utils
+fi

@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from outbox import cli_contacts, cli_ops, cli_relay
 from outbox.config import Settings, load_settings
 from outbox.core.compose import AttachmentIn, Submission
 from outbox.core.model import MessageStatus
@@ -32,6 +33,9 @@ queue_app = typer.Typer(no_args_is_help=True, help="Inspect and act on the queue
 app.add_typer(queue_app, name="queue")
 config_app = typer.Typer(no_args_is_help=True, help="Show or generate configuration.")
 app.add_typer(config_app, name="config")
+cli_ops.register(app)  # doctor, smtp-test, support-bundle
+cli_relay.register(app)  # relay set-credentials/test/ls, keys create/list/revoke
+cli_contacts.register(app)  # contacts import/dedupe/sync-ldap/list/..., route explain
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -201,18 +205,10 @@ def config_show(
     config: ConfigOption = None,
 ) -> None:
     """Print the effective configuration, secrets replaced by ***."""
-    from outbox.sample import sample_config
+    from outbox.sample import masked_config
 
     settings = Settings() if defaults else load_settings(config)
-    values = settings.model_dump(mode="python")
-    print(_mask(sample_config(values)), end="")
-
-
-def _mask(text: str) -> str:
-    import re
-
-    return re.sub(r'^((?:password|key|client_secret|refresh_token) = )"[^"]*"',
-                  r'\1"***"', text, flags=re.MULTILINE)
+    print(masked_config(settings), end="")
 
 
 def main() -> None:

@@ -26,11 +26,14 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from outbox.errors import ConfigError
+from outbox.secrets import resolve_reference
 from outbox.units import parse_duration, parse_size
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
-Scope = Literal["send", "read", "admin"]
+# A secret value, or a reference to one: "env:NAME" or "file:/path" (resolved at load).
+Secret = Annotated[SecretStr, BeforeValidator(resolve_reference)]
+Scope = Literal["send", "read", "admin", "contacts"]  # contacts: change the address book
 
 
 class Section(BaseModel):
@@ -103,7 +106,7 @@ def _default_scopes() -> list[Scope]:
 
 class ApiKey(Section):
     name: str
-    key: SecretStr
+    key: Secret
     scopes: list[Scope] = Field(default_factory=_default_scopes)
 
 
@@ -122,8 +125,8 @@ class RetrySettings(Section):
 class OAuth2Settings(Section):
     token_url: str
     client_id: str
-    client_secret: SecretStr = SecretStr("")
-    refresh_token: SecretStr
+    client_secret: Secret = SecretStr("")
+    refresh_token: Secret = SecretStr("")  # may come later: `outbox relay set-credentials`
     scope: str = ""
 
 
@@ -133,7 +136,7 @@ class RelaySettings(Section):
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
-    password: SecretStr = SecretStr("")
+    password: Secret = SecretStr("")
     oauth2: OAuth2Settings | None = None
     max_connections: int = Field(4, ge=1)
     tls_verify: bool = True
@@ -169,12 +172,48 @@ class LimitsSettings(Section):
     max_attachment_size: Size = Field(20_000_000, description="one attachment, decoded")
     blocked_extensions: list[str] = Field(
         default_factory=lambda: [".exe", ".bat", ".js", ".scr", ".com", ".cmd", ".vbs", ".msi"])
+    extension_policy: Literal["block", "allow"] = Field(
+        "block", description="block: refuse blocked_extensions; allow: refuse every file "
+        "whose extension is not in allowed_extensions (content is checked in both modes)")
+    allowed_extensions: list[str] = Field(default_factory=list, description="with "
+                                          "extension_policy = \"allow\": the only extensions "
+                                          "accepted, e.g. [\".pdf\", \".png\"]")
+    link_threshold: Size = Field(0, description="attachments larger than this are sent as a "
+                                 "signed download link served by Outbox (GET /d/...); 0: off")
+    link_ttl: Duration = Field(timedelta(days=7), description="how long a download link works")
+    link_secret: Secret = Field(SecretStr(""), description="HMAC key for download links; "
+                                "empty: one is made and kept in the database")
+
+    @model_validator(mode="after")
+    def _check_links(self) -> LimitsSettings:
+        if self.link_ttl <= timedelta(0):
+            raise ValueError("link_ttl must be more than 0s")
+        if self.extension_policy == "allow" and not self.allowed_extensions:
+            raise ValueError("extension_policy \"allow\" needs allowed_extensions")
+        return self
+
+
+class StorageSettings(Section):
+    blobs: Literal["filesystem", "database"] = Field(
+        "filesystem", description="where attachment content is kept: files under blob_dir, or "
+        "chunks in the database (several nodes on PostgreSQL without a shared disk)")
+    blob_dir: str = Field("", description="directory for attachment files; empty: outbox-blobs "
+                          "next to the SQLite database, else ./outbox-blobs")
+    chunk_size: Size = Field(1_048_576, ge=4096, description="bytes per chunk in the database "
+                             "(blobs = \"database\")")
+    upload_ttl: Duration = Field(timedelta(hours=24), description="an upload no message uses "
+                                 "is deleted after this")
+    keep_finished: Duration = Field(timedelta(hours=24), description="attachments of a sent, "
+                                    "failed or cancelled message are kept this long (for retry "
+                                    "and resend), then deleted; 0s: at once")
+    collect_every: Duration = Field(timedelta(minutes=10), description="how often workers "
+                                    "delete attachments nothing uses any more")
 
 
 class AlertSettings(Section):
     webhook_url: str = Field("", description="POST alerts here as signed JSON; empty: log only")
-    webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC-SHA256 key for the "
-                                      "Outbox-Signature header; required with webhook_url")
+    webhook_secret: Secret = Field(SecretStr(""), description="HMAC-SHA256 key for the "
+                                   "Outbox-Signature header; required with webhook_url")
     failure_ratio: float = Field(0.5, ge=0, le=1, description="alert when this share of a "
                                  "relay's attempts in the window did not deliver; 0: off")
     window: Duration = Field(timedelta(minutes=15), description="how far back failure ratios "
@@ -198,6 +237,47 @@ class AlertSettings(Section):
                              "the signature)")
         if self.evaluate_every <= timedelta(0):
             raise ValueError("evaluate_every must be more than 0s")
+        return self
+
+
+class SecretsSettings(Section):
+    key_file: str = Field("", description="Fernet key for credentials stored in the database; "
+                          "empty: $OUTBOX_SECRET_KEY, else <sqlite database>.key (made 0600)")
+
+
+class LdapAttributes(Section):
+    name: str = Field("cn", description="the contact's name")
+    email: str = Field("mail", description="its addresses (every value)")
+    tags: str = Field("", description="values kept as tags, e.g. ou; empty: none")
+    id: str = Field("entryUUID", description="a stable id of the entry")
+    changed: str = Field("modifyTimestamp", description="when the entry last changed "
+                         "(GeneralizedTime), for incremental sync")
+
+
+class LdapSettings(Section):
+    url: str = Field("", description="ldap://host:389 or ldaps://host:636; empty: no sync")
+    bind_dn: str = Field("", description="who to bind as; empty: anonymous")
+    bind_password: Secret = Field(SecretStr(""), description="the bind DN's password")
+    base_dn: str = Field("", description="where the people are, e.g. ou=people,dc=corp,dc=example")
+    filter: str = Field("(&(objectClass=inetOrgPerson)(mail=*))", description="which entries "
+                        "are contacts")
+    attributes: LdapAttributes = Field(default_factory=LdapAttributes,
+                                       description="entry attribute -> contact field")
+    start_tls: bool = Field(False, description="upgrade ldap:// with StartTLS")
+    timeout: Duration = Field(timedelta(seconds=10), description="connect and each operation")
+    sync_interval: Duration = Field(timedelta(0), description="`outbox serve` syncs this often "
+                                    "(incremental, full once a day); 0: only `outbox contacts "
+                                    "sync-ldap`")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> LdapSettings:
+        if self.url and not self.url.startswith(("ldap://", "ldaps://")):
+            raise ValueError(f"url '{self.url}' must start with ldap:// or ldaps://")
+        if self.url and not self.base_dn:
+            raise ValueError("base_dn is required with url")
+        if self.filter and not (self.filter.startswith("(") and self.filter.endswith(")")):
+            raise ValueError(f"filter '{self.filter}' must be in parentheses, like "
+                             "(objectClass=inetOrgPerson)")
         return self
 
 
@@ -227,6 +307,9 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     doctor: DoctorSettings = Field(default_factory=DoctorSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    ldap: LdapSettings = Field(default_factory=LdapSettings)
     internal_domains: list[str] = Field(default_factory=list, description="domain globs "
                                         "that only relays with internal = true may carry")
 

@@ -9,14 +9,19 @@
     │   ├── AttachmentBlocked
     │   └── IdempotencyKeyReused
     ├── NotFound                    no such message (or relay, contact, ...)
+    │   └── LinkInvalid             a download link that Outbox did not sign
+    ├── LinkExpired                 a download link past its expiry (HTTP 410)
     ├── Conflict                    the thing exists but is in the wrong state
     │   ├── ConfirmationRequired
     │   └── IdempotencyInProgress
     ├── AuthError                   API key missing, unknown or without scope
     │   └── ScopeMissing
     ├── StorageError                the database failed us
-    │   └── LeaseLost               our claim was taken over; the result is stale
-    └── DeliveryError               the relay or the network failed us
+    │   ├── LeaseLost               our claim was taken over; the result is stale
+    │   └── BlobCorrupt             a stored file is missing or fails its checksum
+    ├── DeliveryError               the relay or the network failed us
+    │   └── BodyUnavailable         the message's content could not be read to send
+    └── DirectoryError              the LDAP directory failed us (address-book sync)
 
 Each class's docstring is its default one-line message; `hint` is the next step.
 Foreign exceptions are translated once per adapter, with `raise ... from exc`.
@@ -145,7 +150,44 @@ class LeaseLost(StorageError):
     code = "lease_lost"
 
 
+class BlobCorrupt(StorageError):
+    """A stored file is missing or no longer matches its checksum."""
+
+    code = "attachment_corrupt"
+    hint = "upload the file again; check the disk or database that holds the blobs"
+
+
+class LinkInvalid(NotFound):
+    """No such download link."""
+
+    code = "not_found"
+
+
+class LinkExpired(OutboxError):
+    """This download link has expired."""
+
+    code = "link_expired"
+    hint = "ask the sender for the file again"
+
+
 class DeliveryError(OutboxError):
     """Delivery failed."""
 
     code = "delivery_error"
+
+
+class BodyUnavailable(DeliveryError):
+    """The message's content could not be read to send it."""
+
+    code = "body_unavailable"
+
+    def __init__(self, message: str | None = None, *, condition: str) -> None:
+        super().__init__(message)
+        self.condition = condition  # a report.Condition value: attachment_corrupt, ...
+
+
+class DirectoryError(OutboxError):
+    """The LDAP directory could not be read."""
+
+    code = "directory_error"
+    hint = "check [ldap] url, bind_dn and bind_password, and that the directory is reachable"

@@ -59,8 +59,9 @@ ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class DeliveryMetrics:
-    """What the worker counts. Lives in the registry of the process's /metrics;
-    an `outbox worker` process without an API keeps its own, unexported."""
+    """What the worker counts, in the registry of its process's /metrics (so
+    `outbox serve` shows its own worker's deliveries; `outbox worker` has no
+    /metrics and counts nothing)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()

@@ -10,17 +10,21 @@ from collections.abc import Iterator
 import structlog
 import uvicorn
 
+from outbox.alerts import AlertEngine
 from outbox.api.app import create_app
 from outbox.config import Settings
-from outbox.delivery.pool import SessionPool
+from outbox.observability import DeliveryMetrics
+from outbox.relaygate import RelayGates
 from outbox.service import Outbox
+from outbox.store.base import Store
 from outbox.worker import Worker
 
 log = structlog.get_logger("outbox.runtime")
 
 
-def build_pools(settings: Settings) -> dict[str, SessionPool]:
-    return {relay.name: SessionPool(relay, settings.delivery) for relay in settings.relays}
+def build_pools(settings: Settings, store: Store) -> RelayGates:
+    """Each relay's session pool behind its gate (current credentials, relay state)."""
+    return RelayGates(settings, store)
 
 
 class _Server(uvicorn.Server):
@@ -39,8 +43,8 @@ def _on_stop_signals(callback: object) -> None:
 
 async def run_worker_process(settings: Settings) -> None:
     outbox = await Outbox.open(settings)
-    pools = build_pools(settings)
-    worker = Worker(outbox.store, settings, pools)
+    pools = build_pools(settings, outbox.store)
+    worker = Worker(outbox.store, settings, pools, on_verdict=pools.after_verdict)
     _on_stop_signals(worker.stop)
     log.info("worker started", owner=worker.owner, relays=list(pools))
     try:
@@ -52,9 +56,12 @@ async def run_worker_process(settings: Settings) -> None:
 
 async def run_serve_process(settings: Settings) -> None:
     outbox = await Outbox.open(settings)
-    pools = build_pools(settings)
-    worker = Worker(outbox.store, settings, pools)
-    config = uvicorn.Config(create_app(outbox), host=settings.server.host,
+    pools = build_pools(settings, outbox.store)
+    delivery_metrics = DeliveryMetrics()
+    worker = Worker(outbox.store, settings, pools, metrics=delivery_metrics,
+                    on_verdict=pools.after_verdict)
+    alerts = AlertEngine(outbox.store, settings.alerts)
+    config = uvicorn.Config(create_app(outbox, delivery_metrics), host=settings.server.host,
                             port=settings.server.port, log_config=None, access_log=False,
                             lifespan="off", timeout_graceful_shutdown=5)
     server = _Server(config)
@@ -67,17 +74,21 @@ async def run_serve_process(settings: Settings) -> None:
     log.info("outbox serving", bind=settings.server.bind, database=_safe_url(settings),
              relays=list(pools), owner=worker.owner)
     worker_task = asyncio.create_task(worker.run())
+    alerts_task = asyncio.create_task(alerts.run())
     try:
         await server.serve()
     finally:
         worker.stop()
+        alerts_task.cancel()
+        await asyncio.gather(alerts_task, return_exceptions=True)
+        await alerts.aclose()
         await worker_task
         await _close(outbox, pools)
         log.info("outbox stopped")
 
 
-async def _close(outbox: Outbox, pools: dict[str, SessionPool]) -> None:
-    await asyncio.gather(*(pool.aclose() for pool in pools.values()), return_exceptions=True)
+async def _close(outbox: Outbox, pools: RelayGates) -> None:
+    await pools.aclose()
     await outbox.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
 
@@ -38,6 +39,48 @@ def sample_config(values: dict[str, Any] | None = None) -> str:
             lines += [f"# {field.description}" if field.description else "",
                       f"{name} = {_toml(value)}", ""]
     return "\n".join(lines + sections)
+
+
+MASK = "***"
+_SECRET_QUERY_WORDS = ("password", "secret", "token", "key")
+
+
+def masked_config(settings: Settings) -> str:
+    """The effective configuration as TOML with every secret replaced by `***`:
+    secret values, a password in the database URL, and the webhook URL's path
+    and query (services like Slack put the credential there)."""
+    return sample_config(masked_values(settings))
+
+
+def masked_values(settings: Settings) -> dict[str, Any]:
+    values: dict[str, Any] = _masked(settings.model_dump(mode="python"))
+    values["database"]["url"] = mask_url_password(values["database"]["url"])
+    if values["alerts"]["webhook_url"]:
+        parts = urlsplit(values["alerts"]["webhook_url"])
+        values["alerts"]["webhook_url"] = urlunsplit((parts.scheme, parts.netloc, MASK, "", ""))
+    return values
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return SecretStr(MASK) if value.get_secret_value() else value
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
+
+
+def mask_url_password(url: str) -> str:
+    """`scheme://user:***@host/db`, and secret-looking query values masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        credentials, _, host = netloc.rpartition("@")
+        netloc = f"{credentials.split(':', 1)[0]}:{MASK}@{host}"
+    query = urlencode([(k, MASK if any(w in k.lower() for w in _SECRET_QUERY_WORDS) else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _table(name: str, value: Any) -> list[str]:

@@ -22,14 +22,17 @@ from typing import Protocol
 import structlog
 from structlog.contextvars import bound_contextvars
 
+from outbox.blobs import BlobStore, open_blob_store
 from outbox.clock import utcnow
 from outbox.config import DeliverySettings, Settings
 from outbox.core.classify import classify
 from outbox.core.decide import AttemptContext, AttemptVerdict, decide_attempt
-from outbox.core.mime import build_message
 from outbox.core.model import Outcome, OutcomeKind
 from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
 from outbox.core.retry import RetryPolicy
+from outbox.delivery.body import MessageBody
+from outbox.delivery.mime_writer import MimeWriter, PlannedBody
+from outbox.errors import BodyUnavailable
 from outbox.observability import DeliveryMetrics
 from outbox.recorder import Recorder
 from outbox.store.base import AttemptRecord, Claim, Recipient, Store
@@ -41,7 +44,7 @@ class Deliverer(Protocol):
     """What the worker needs of a relay's session pool."""
 
     async def deliver(self, sender: str, recipients: Sequence[str],
-                      message: bytes) -> DeliveryReport: ...
+                      message: bytes | MessageBody) -> DeliveryReport: ...
 
     async def aclose(self) -> None: ...
 
@@ -60,8 +63,10 @@ class Worker:
                  clock: Callable[[], datetime] = utcnow, rng: random.Random | None = None,
                  owner: str | None = None,
                  on_verdict: Callable[[Claim, AttemptVerdict], Awaitable[None]] | None = None,
-                 metrics: DeliveryMetrics | None = None):
+                 metrics: DeliveryMetrics | None = None, blobs: BlobStore | None = None):
         self.store = store
+        self.blobs = blobs or open_blob_store(settings, store)
+        self._writer = MimeWriter(self.blobs)
         self.settings = settings
         self.pools = pools
         self.owner = owner or new_owner_id()
@@ -83,7 +88,8 @@ class Worker:
         """Until `stop()`: then drain in-flight deliveries within the grace period."""
         await self.sweep_stale()
         helpers = [asyncio.create_task(coro) for coro in
-                   (self._recorder.run(), self._renew_leases(), self._sweep_periodically())]
+                   (self._recorder.run(), self._renew_leases(), self._sweep_periodically(),
+                    self._collect_blobs_periodically())]
         try:
             await self._claim_loop()
             await self._drain_inflight()
@@ -164,7 +170,7 @@ class Worker:
     async def deliver(self, claim: Claim) -> None:
         """One attempt: every pending recipient, grouped by relay."""
         message = claim.message
-        data = build_message(message.content, message.message_id)
+        data = await self._body(claim)
         outcomes: dict[str, Outcome] = {}
         transcripts: list[str] = []
         relays: list[str] = []
@@ -178,7 +184,7 @@ class Worker:
         await self._persist(claim, verdict, relays, transcripts)
 
     async def _transmit_observed(self, relay: str, sender: str, recipients: list[str],
-                                 data: bytes, outcomes: dict[str, Outcome]) -> DeliveryReport:
+                                 data: Body, outcomes: dict[str, Outcome]) -> DeliveryReport:
         """Transmit, classify into `outcomes`, then count and log what the relay said."""
         started = time.monotonic()
         report = await self._transmit(relay, sender, recipients, data)
@@ -195,11 +201,27 @@ class Worker:
         return report
 
     async def _transmit(self, relay: str, sender: str, recipients: list[str],
-                        data: bytes) -> DeliveryReport:
+                        data: Body) -> DeliveryReport:
         pool = self.pools.get(relay)
         if pool is None:
             return _missing_relay_report(relay, recipients)
+        if isinstance(data, BodyUnavailable):
+            return _unavailable_report(relay, recipients, data)
         return await pool.deliver(sender, recipients, data)
+
+    async def _body(self, claim: Claim) -> Body:
+        """The wire form: bytes for a small message, a body streamed from the blob
+        store otherwise, or why its files cannot be sent (checked before any
+        relay is contacted; the sha256 is checked while it streams)."""
+        body = self._writer.body_for(claim.message.content, claim.message.message_id)
+        if body.is_small:
+            return body.as_bytes()
+        try:
+            await body.check()
+        except BodyUnavailable as exc:
+            log.warning("attachment not sendable", detail=exc.message, condition=exc.condition)
+            return exc
+        return body
 
     def _decide(self, claim: Claim, outcomes: dict[str, Outcome]) -> AttemptVerdict:
         message = claim.message
@@ -238,6 +260,18 @@ class Worker:
                 now = self._clock()
                 await self.store.renew_leases(self.owner, now + self._delivery.lease)
 
+    async def _collect_blobs_periodically(self) -> None:
+        """Delete attachment content nothing uses any more (every node may run this)."""
+        interval = self.settings.storage.collect_every.total_seconds()
+        while True:
+            try:
+                deleted = await self.blobs.collect(self._clock())
+                if deleted:
+                    log.info("deleted attachment content no message uses", count=len(deleted))
+            except Exception:
+                log.exception("attachment clean-up failed; will try again")
+            await asyncio.sleep(interval)
+
     async def _sweep_periodically(self) -> None:
         interval = min(max(self._delivery.lease.total_seconds() / 2, 0.5), 60.0)
         while True:
@@ -254,6 +288,18 @@ def _pending_by_relay(recipients: Sequence[Recipient]) -> dict[str, list[str]]:
         if not recipient.status.is_final:
             groups.setdefault(recipient.relay, []).append(recipient.address)
     return groups
+
+
+Body = bytes | PlannedBody | BodyUnavailable
+
+
+def _unavailable_report(relay: str, recipients: list[str],
+                        problem: BodyUnavailable) -> DeliveryReport:
+    return DeliveryReport(
+        relay=relay, recipients=tuple(recipients),
+        failure=SessionFailure(Stage.PREPARE, condition=Condition(problem.condition),
+                               detail=problem.message),
+        transcript=f"(nothing sent: {problem.message})")
 
 
 def _missing_relay_report(relay: str, recipients: list[str]) -> DeliveryReport:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from outbox.core.compose import (
     AttachmentIn,
     Limits,
+    PlannedBlob,
     PlannedMessage,
     PlannedRecipient,
     Submission,
@@ -39,6 +41,7 @@ ROUTING = RoutingTable(
 )
 RELAYS = ("default", "internal", "second", "partner")
 HELLO = base64.b64encode(b"hello").decode()
+HELLO_SHA256 = hashlib.sha256(b"hello").hexdigest()
 
 # Everything str.splitlines() breaks a line at, plus NUL: none may reach a header.
 LINE_BREAKS = ["\r", "\n", "\r\n", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85",
@@ -102,14 +105,16 @@ def test_a_valid_submission_is_planned():
         "headers": {"X-Campaign": "spring"},
         "date": format_datetime(NOW),
         "attachments": [{"filename": "notes.txt", "content_type": "text/plain",
-                         "content_base64": HELLO}],
+                         "sha256": HELLO_SHA256, "size": 5}],
     }
     assert planned.recipients == (
         PlannedRecipient("bob@example.org", "to", "default"),
         PlannedRecipient("carol@example.net", "cc", "default"),
         PlannedRecipient("dave@shop.example", "bcc", "second"),
     )
-    assert planned.size == len(build_message(planned.content, planned.message_id))
+    assert planned.blobs == (PlannedBlob(HELLO_SHA256, 5),)
+    assert planned.size == len(build_message(planned.content, planned.message_id,
+                                             {HELLO_SHA256: b"hello"}))
 
 
 def test_bcc_is_in_the_envelope_only():

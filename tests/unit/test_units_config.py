@@ -301,7 +301,7 @@ def test_a_bad_environment_value_names_the_key(monkeypatch, name, value, key):
     ("[logging]\nformat = \"xml\"\n", "logging.format: ", "'json' or 'console'"),
     ("[delivery]\non_uncertain = \"drop\"\n", "delivery.on_uncertain: ", "'retry' or 'hold'"),
     ("[auth]\napi_keys = [{ name = \"a\", key = \"k\", scopes = [\"root\"] }]\n",
-     "auth.api_keys[0].scopes[0]: ", "'send', 'read' or 'admin'"),
+     "auth.api_keys[0].scopes[0]: ", "'send', 'read', 'admin' or 'contacts'"),
     (RELAY + RELAY, "relays: ", "name 'default' is used twice"),
     (RELAY + '[[routes]]\nmatch = "*.x"\nrelay = "internal"\n', "routes[0].relay: ",
      "no relay is named 'internal' (known: default)"),
@@ -311,8 +311,9 @@ def test_a_bad_environment_value_names_the_key(monkeypatch, name, value, key):
      "relays[0]: ", "either password or oauth2, not both"),
     (RELAY + 'oauth2 = { token_url = "https://t", client_id = "c", refresh_token = "r" }\n',
      "relays[0]: ", "oauth2 needs username"),
-    (RELAY + 'username = "u"\noauth2 = { token_url = "https://t", client_id = "c" }\n',
-     "relays[0].oauth2.refresh_token: ", "Field required"),
+    (RELAY + 'username = "u"\noauth2 = { token_url = "https://t", client_id = "c", '
+     'refresh_token = "env:OUTBOX_TEST_NEVER_SET" }\n',
+     "relays[0].oauth2.refresh_token: ", "variable OUTBOX_TEST_NEVER_SET (from 'env:"),
     (RELAY + 'ca_file = "/nonexistent/ca.pem"\n', "relays[0]: ", "does not exist"),
     ('[[relays]]\nname = "x"\n', "relays[0].host: ", "Field required"),
 ])

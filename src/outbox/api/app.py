@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Respons
 from fastapi.responses import JSONResponse
 
 from outbox import __version__
-from outbox.api import alerts, errors, metrics
+from outbox.api import alerts, contacts, errors, files, keys, metrics, relays
 from outbox.api.auth import KeyRing, Principal, require
 from outbox.api.body_limit import BodyLimit
 from outbox.api.schemas import (
@@ -105,16 +105,23 @@ def create_app(outbox: Outbox, delivery_metrics: DeliveryMetrics | None = None) 
     app = FastAPI(title="Outbox", version=__version__,
                   description="Outbound email that gets delivered and explains every failure.")
     app.state.outbox = outbox
-    app.state.keyring = KeyRing(outbox.settings)
+    app.state.keyring = KeyRing(outbox.settings, outbox.store)
     errors.install(app)
     app.include_router(router)
     app.include_router(alerts.router, responses=ERRORS)
+    app.include_router(contacts.router, responses=ERRORS)
+    app.include_router(relays.router, responses=ERRORS)
+    app.include_router(keys.router, responses=ERRORS)
+    app.include_router(files.router, responses=ERRORS)
+    app.include_router(files.downloads)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         await outbox.stats()
         return JSONResponse({"status": "ok", "version": __version__})
 
-    app.add_middleware(BodyLimit, max_bytes=outbox.settings.limits.max_message_size)
+    limits = outbox.settings.limits
+    app.add_middleware(BodyLimit, max_bytes=limits.max_message_size, per_path={
+        files.UPLOADS_PATH: (limits.max_attachment_size, "limits.max_attachment_size")})
     metrics.install(app, outbox, delivery_metrics)  # its middleware outermost: sees every answer
     return app

@@ -1,11 +1,19 @@
-"""Refuse request bodies over the size limit with 413 before anything parses them."""
+"""Refuse request bodies over the size limit with 413 before anything parses them.
+
+One limit for every body ([limits] max_message_size), except paths given
+their own: POST /v1/uploads streams one file, limited by max_attachment_size.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# (bytes, the setting that says so)
+Limit = tuple[int, str]
 
 
 class BodyTooLarge(Exception):
@@ -13,21 +21,25 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, *,
+                 per_path: Mapping[str, Limit] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), (self.max_bytes,
+                                                          "limits.max_message_size"))
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await _reply_413(send, self.max_bytes)
+        if declared is not None and declared > limit[0]:
+            await _reply_413(send, limit)
             return
-        await self._guarded(scope, receive, send)
+        await self._guarded(scope, receive, send, limit)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: Limit) -> None:
         seen = 0
         started = False
 
@@ -35,7 +47,7 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit[0]:
                 raise BodyTooLarge
             return message
 
@@ -48,7 +60,7 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _reply_413(send, self.max_bytes)
+                await _reply_413(send, limit)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -61,10 +73,11 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _reply_413(send: Send, limit: int) -> None:
+async def _reply_413(send: Send, limit: Limit) -> None:
+    max_bytes, setting = limit
     body: dict[str, Any] = {"error": {"code": "message_too_large", "message":
-                            f"the request body is over the limit of {limit:,} bytes "
-                            "(limits.max_message_size)"}}
+                            f"the request body is over the limit of {max_bytes:,} bytes "
+                            f"({setting})"}}
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"),

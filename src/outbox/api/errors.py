@@ -13,7 +13,9 @@ from outbox.config import format_location
 from outbox.errors import (
     AuthError,
     Conflict,
+    DirectoryError,
     InputError,
+    LinkExpired,
     NotFound,
     OutboxError,
     ScopeMissing,
@@ -39,6 +41,10 @@ def _status_for(exc: OutboxError) -> int:
         return 404
     if isinstance(exc, Conflict):
         return 409
+    if isinstance(exc, DirectoryError):
+        return 502  # the LDAP directory, upstream of Outbox, failed
+    if isinstance(exc, LinkExpired):
+        return 410
     return 500
 
 

@@ -4,6 +4,7 @@ middleware that gives every request an id and counts it.
     outbox_queue_messages{status}                  messages by status (read at scrape time)
     outbox_oldest_pending_age_seconds              age of the oldest queued or deferred message
     outbox_relay_state{relay}                      0 ok, 1 deferring, 2 needs attention
+                                                   (from recent attempts and the relay's mark)
     outbox_deliveries_total{relay,result}          recipient results (this process's worker)
     outbox_attempt_duration_seconds{relay}         attempt latency (this process's worker)
     outbox_api_requests_total{method,route,code}   by route template, never the raw path
@@ -71,8 +72,9 @@ class QueueGauges:
         self.oldest.set(max(age, 0.0))
         limits = thresholds(outbox)
         recent = await outbox.store.relay_outcomes(outbox.clock() - limits.window)
+        marked = {s.relay for s in await outbox.store.relay_states() if s.needs_attention}
         for relay in outbox.settings.relays:
-            state = relay_state(recent.get(relay.name, {}), limits)
+            state = relay_state(recent.get(relay.name, {}), limits, relay.name in marked)
             self.relay_state.labels(relay.name).set(int(state))
 
 

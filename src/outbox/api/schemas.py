@@ -16,15 +16,16 @@ class Strict(BaseModel):
 class AttachmentModel(Strict):
     filename: str = Field(min_length=1, max_length=255)
     content_type: str = Field("application/octet-stream", max_length=255)
-    content_base64: str | None = None
-    upload_id: str | None = None
+    content_base64: str | None = Field(None, description="the file, for small files")
+    upload_id: str | None = Field(None, max_length=100, description="from POST /v1/uploads, "
+                                  "for large files")
+    content_id: str | None = Field(None, max_length=200, description="makes it an inline "
+                                   "image of the html body, shown by <img src=\"cid:...\">")
 
     @model_validator(mode="after")
     def _one_source(self) -> AttachmentModel:
         if (self.content_base64 is None) == (self.upload_id is None):
             raise ValueError("give exactly one of content_base64 or upload_id")
-        if self.upload_id is not None:
-            raise ValueError("upload_id is not supported yet; send content_base64")
         return self
 
 
@@ -48,7 +49,8 @@ class MessageIn(Strict):
         return Submission(
             sender=self.sender, to=self.to, cc=self.cc, bcc=self.bcc, reply_to=self.reply_to,
             subject=self.subject, text=self.text, html=self.html, headers=dict(self.headers),
-            attachments=tuple(AttachmentIn(a.filename, a.content_base64 or "", a.content_type)
+            attachments=tuple(AttachmentIn(a.filename, a.content_base64 or "", a.content_type,
+                                           a.upload_id, a.content_id)
                               for a in self.attachments),
             relay=self.relay, metadata=dict(self.metadata))
 
@@ -83,6 +85,8 @@ class RecipientOut(BaseModel):
     reply: str | None
     guidance: str | None = Field(description="what happened and the next step, in plain words")
     guidance_detail: GuidanceOut | None = None
+    provenance: str = Field("typed", description="how the address was resolved: typed, "
+                            "alias:NAME, contact:NAME, or a chain like group:All > group:Ops")
 
 
 class EventOut(BaseModel):
@@ -136,3 +140,10 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+class UploadOut(BaseModel):
+    upload_id: str
+    size: int
+    sha256: str
+    expires_at: str

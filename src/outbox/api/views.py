@@ -27,7 +27,8 @@ def recipient_view(r: Recipient) -> RecipientOut:
     return RecipientOut(address=r.address, kind=r.kind, relay=r.relay, status=r.status.value,
                         reply_code=r.reply_code, enhanced_code=r.enhanced_code, reply=r.reply,
                         guidance=g.one_line() if g else None,
-                        guidance_detail=_guidance_out(g) if g else None)
+                        guidance_detail=_guidance_out(g) if g else None,
+                        provenance=r.provenance or "typed")
 
 
 def event_view(e: Event) -> EventOut:

@@ -239,6 +239,18 @@ def plan_recipients(
     )
 
 
+def split_entries(text: str) -> list[str] | None:
+    """The text of each non-empty entry of one string, as `parse_addresses` cuts it
+    (separators outside quotes, brackets and comments; a group gives its members),
+    without validating any; None when the string does not split cleanly (then
+    `parse_addresses` says why). Used to find names to expand (`core.expand`)."""
+    splitter = _Splitter()
+    try:
+        return [text[e.start : e.end].strip() for e in _entries(text, splitter) if e.significant]
+    except _Problem:
+        return None
+
+
 # --- validation of one mailbox --------------------------------------------------------------
 
 

@@ -5,7 +5,8 @@ Pure (STYLE principle 12): `outbox.alerts` reads the snapshot from the store,
 passes `now`, then persists, logs and posts the changes. The alerts:
 
     relay.<name>.failure_rate      most of a relay's attempts in the window did not deliver
-    relay.<name>.needs_attention   a relay's mail was held in the window (credentials, TLS trust)
+    relay.<name>.needs_attention   the relay is marked so (its login failed), or its mail
+                                   was held in the window (credentials, TLS trust)
     queue.backlog                  the oldest waiting message is older than oldest_queued_age
     queue.held                     held_count or more messages are held
 
@@ -15,7 +16,7 @@ Each alert names a guidance key (`core.guidance`) that says what to do.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
@@ -55,6 +56,8 @@ class Snapshot:
     relay_outcomes: Mapping[str, Mapping[str, int]]  # attempts in the window: relay → outcome → n
     oldest_pending_at: datetime | None
     held: int
+    # Relays marked needs_attention in the store: name → (what the relay said, guidance key).
+    needs_attention: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +80,11 @@ def failures(outcomes: Mapping[str, int]) -> int:
     return sum(count for outcome, count in outcomes.items() if outcome not in DELIVERED)
 
 
-def relay_state(outcomes: Mapping[str, int], thresholds: Thresholds) -> RelayState:
-    """From a relay's attempts in the window. With failure_ratio 0, any failure is deferring."""
-    if outcomes.get(HELD, 0) > 0:
+def relay_state(outcomes: Mapping[str, int], thresholds: Thresholds,
+                marked: bool = False) -> RelayState:
+    """From a relay's attempts in the window (and whether the store marks it as
+    needing attention). With failure_ratio 0, any failure is deferring."""
+    if marked or outcomes.get(HELD, 0) > 0:
         return RelayState.NEEDS_ATTENTION
     total, failed = sum(outcomes.values()), failures(outcomes)
     if failed and failed >= thresholds.failure_ratio * total:
@@ -90,30 +95,45 @@ def relay_state(outcomes: Mapping[str, int], thresholds: Thresholds) -> RelaySta
 def evaluate(snapshot: Snapshot, thresholds: Thresholds) -> list[AlertSpec]:
     """Every alert that should be active at `snapshot.now`."""
     wanted: list[AlertSpec] = []
-    for relay in sorted(snapshot.relay_outcomes):
-        wanted += relay_alerts(relay, snapshot.relay_outcomes[relay], thresholds)
+    for relay in sorted({*snapshot.relay_outcomes, *snapshot.needs_attention}):
+        outcomes = snapshot.relay_outcomes.get(relay, {})
+        wanted += attention_alert(relay, outcomes, snapshot.needs_attention.get(relay),
+                                  thresholds)
+        wanted += failure_rate_alert(relay, outcomes, thresholds)
     wanted += backlog_alert(snapshot, thresholds)
     wanted += held_alert(snapshot.held, thresholds)
     return wanted
 
 
-def relay_alerts(relay: str, outcomes: Mapping[str, int],
-                 thresholds: Thresholds) -> list[AlertSpec]:
-    alerts = []
+def attention_alert(relay: str, outcomes: Mapping[str, int], marked: tuple[str, str] | None,
+                    thresholds: Thresholds) -> list[AlertSpec]:
+    """The store's mark says why (its guidance is the most specific); held
+    attempts in the window say it without a mark."""
     held = outcomes.get(HELD, 0)
-    if held:
-        alerts.append(AlertSpec(
-            f"relay.{relay}.needs_attention", Severity.CRITICAL,
-            f"Relay {relay} needs attention",
-            f"{held} attempt(s) in the last {duration(thresholds.window)} ended with the "
-            "relay's mail held", "relay_needs_attention"))
-    if is_failing(outcomes, thresholds):
-        alerts.append(AlertSpec(
-            f"relay.{relay}.failure_rate", Severity.WARNING, f"Relay {relay} keeps failing",
-            f"{failures(outcomes)} of {sum(outcomes.values())} attempts in the last "
-            f"{duration(thresholds.window)} did not deliver ({breakdown(outcomes)})",
-            "relay_failure_rate"))
-    return alerts
+    if marked is not None:
+        reason, guidance = marked
+        detail = f"its login failed ({reason}); its mail is held" if reason else \
+            "its mail is held until its credentials are fixed"
+    elif held:
+        detail = (f"{held} attempt(s) in the last {duration(thresholds.window)} ended with "
+                  "the relay's mail held")
+        guidance = ""
+    else:
+        return []
+    return [AlertSpec(f"relay.{relay}.needs_attention", Severity.CRITICAL,
+                      f"Relay {relay} needs attention", detail,
+                      guidance or "relay_needs_attention")]
+
+
+def failure_rate_alert(relay: str, outcomes: Mapping[str, int],
+                       thresholds: Thresholds) -> list[AlertSpec]:
+    if not is_failing(outcomes, thresholds):
+        return []
+    return [AlertSpec(
+        f"relay.{relay}.failure_rate", Severity.WARNING, f"Relay {relay} keeps failing",
+        f"{failures(outcomes)} of {sum(outcomes.values())} attempts in the last "
+        f"{duration(thresholds.window)} did not deliver ({breakdown(outcomes)})",
+        "relay_failure_rate")]
 
 
 def is_failing(outcomes: Mapping[str, int], thresholds: Thresholds) -> bool:

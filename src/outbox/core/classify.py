@@ -23,7 +23,7 @@ def classify(report: DeliveryReport) -> dict[str, Outcome]:
     if report.failure is not None and report.failure.stage in _RELAY_STAGES:
         return _everyone(report, _hold_if_relay_refused(_session_outcome(report.failure,
                                                                           Scope.RELAY)))
-    if report.failure is not None and report.failure.stage is Stage.SIZE_CHECK:
+    if report.failure is not None and report.failure.stage in (Stage.PREPARE, Stage.SIZE_CHECK):
         return _everyone(report, _session_outcome(report.failure, Scope.MESSAGE))
     if report.mail_reply is not None and not report.mail_reply.is_success:
         return _everyone(report, _reply_outcome(report.mail_reply, Scope.MESSAGE))
@@ -84,9 +84,11 @@ _CONDITION_KIND = {
     Condition.AUTH_NOT_OFFERED: OutcomeKind.HELD,
     Condition.AUTH_NEEDS_TLS: OutcomeKind.HELD,
     Condition.TOKEN_REFRESH_FAILED: OutcomeKind.HELD,
+    Condition.AWAITING_CREDENTIALS: OutcomeKind.HELD,
     Condition.RELAY_NOT_CONFIGURED: OutcomeKind.HELD,
     Condition.MESSAGE_TOO_BIG: OutcomeKind.FAILED,
     Condition.SMTPUTF8_REQUIRED: OutcomeKind.FAILED,
+    Condition.ATTACHMENT_CORRUPT: OutcomeKind.HELD,  # never send a damaged file; an operator looks
 }
 
 

@@ -7,8 +7,6 @@ returns the content to store, the envelope, and the encoded size.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,29 +15,34 @@ from email.utils import format_datetime
 from typing import Any
 
 from outbox.core import addresses
-from outbox.core.mime import RESERVED_HEADERS, build_message
+from outbox.core.attachments import (
+    AttachmentIn,
+    FileInfo,
+    TypePolicy,
+    check_attachment,
+    decode_base64,
+    file_info,
+    is_windows_executable,
+)
+from outbox.core.links import LinkPolicy
+from outbox.core.mime import RESERVED_HEADERS, plan_mime
 from outbox.core.routing import RoutingTable
 from outbox.errors import (
-    AttachmentBlocked,
     HeaderInjection,
     InputError,
     MessageTooLarge,
 )
+
+__all__ = ["AttachmentIn", "FileInfo", "Limits", "PlannedBlob", "PlannedMessage",
+           "Submission", "plan_message"]
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ':' (RFC 5322 ftext)
 # CR, LF, NUL, and every other character str.splitlines() breaks at: the email package
 # refuses all of them in a header, so they must be refused here, naming the field.
 _LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _MESSAGE_ID = re.compile(r"<[!-;=?A-~]+@[!-;=?A-~]+>")  # printable ASCII but <, >, @, space
-_MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"  # RFC 6838 restricted-name
-_CONTENT_TYPE = re.compile(f"{_MIME_NAME}/{_MIME_NAME}")
-
-
-@dataclass(frozen=True, slots=True)
-class AttachmentIn:
-    filename: str
-    content_base64: str
-    content_type: str = "application/octet-stream"
+_HEADER_NAME_MAX = 76  # "Name:" and a value still fit a 78-column line
+_SNIFF_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,13 @@ class Limits:
     max_message_size: int = 25_000_000
     max_attachment_size: int = 20_000_000
     blocked_extensions: frozenset[str] = frozenset()
+    allowed_extensions: frozenset[str] = frozenset()
+    extension_policy: str = "block"  # "block" | "allow" (only allowed_extensions)
+
+    @property
+    def types(self) -> TypePolicy:
+        return TypePolicy(self.extension_policy, self.blocked_extensions,
+                          self.allowed_extensions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,26 +83,44 @@ class PlannedRecipient:
 
 
 @dataclass(frozen=True, slots=True)
+class PlannedBlob:
+    """A file the message uses; a linked one must outlive the message until `keep_until`."""
+
+    sha256: str
+    size: int
+    keep_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedMessage:
     sender: str  # envelope form
     message_id: str
     content: dict[str, Any]
     recipients: tuple[PlannedRecipient, ...]
     size: int
+    blobs: tuple[PlannedBlob, ...] = ()
 
 
 def plan_message(sub: Submission, *, limits: Limits, routing: RoutingTable,
                  known_relays: Sequence[str], now: datetime,
-                 make_message_id: Callable[[str], str]) -> PlannedMessage:
-    """Validate everything a user typed; raise on the first problem."""
+                 make_message_id: Callable[[str], str],
+                 files: Sequence[FileInfo] | None = None,
+                 links: LinkPolicy | None = None) -> PlannedMessage:
+    """Validate everything a user typed; raise on the first problem.
+
+    `files`: what the edge learned of each attachment's bytes (uploads, sniffed
+    types); without it `content_base64` is decoded here. `links`: send files
+    over its threshold as signed download links instead of attaching them."""
     sender = addresses.parse_mailbox(sub.sender, "from")
     plan = addresses.plan_recipients(sub.to, sub.cc, sub.bcc)
     reply_to = addresses.parse_addresses(sub.reply_to, "reply_to") if sub.reply_to else []
     _check_text_fields(sub)
     headers = _checked_headers(sub.headers)
     message_id = headers.pop("Message-ID", None) or make_message_id(sender.ascii_domain)
-    _check_attachments(sub.attachments, limits)
+    infos = _checked_attachments(sub, limits, files)
     recipients = _route(plan.envelope, sub.relay, routing, known_relays)
+    attachments = [_attachment_content(a, info, links, now)
+                   for a, info in zip(sub.attachments, infos, strict=True)]
     content = {
         "from": sender.formatted(),
         "to": [a.formatted() for a in plan.to],
@@ -103,18 +131,25 @@ def plan_message(sub: Submission, *, limits: Limits, routing: RoutingTable,
         "html": sub.html,
         "headers": headers,
         "date": format_datetime(now),
-        "attachments": [attachment_fields(a) for a in sub.attachments],
+        "attachments": attachments,
     }
-    size = len(build_message(content, message_id))
+    size = plan_mime(content, message_id).size
     if size > limits.max_message_size:
         raise MessageTooLarge(f"the message is {size:,} bytes encoded, over the limit of "
                               f"{limits.max_message_size:,} (limits.max_message_size)")
-    return PlannedMessage(sender.addr_spec, message_id, content, recipients, size)
+    return PlannedMessage(sender.addr_spec, message_id, content, recipients, size,
+                          _blob_uses(attachments))
 
 
 def attachment_fields(attachment: AttachmentIn) -> dict[str, str]:
-    return {"filename": attachment.filename, "content_type": attachment.content_type,
-            "content_base64": attachment.content_base64}
+    """The attachment as the user gave it (for request hashes)."""
+    fields = {"filename": attachment.filename, "content_type": attachment.content_type,
+              "content_base64": attachment.content_base64}
+    if attachment.upload_id is not None:
+        fields["upload_id"] = attachment.upload_id
+    if attachment.content_id is not None:
+        fields["content_id"] = attachment.content_id
+    return fields
 
 
 def _check_text_fields(sub: Submission) -> None:
@@ -131,8 +166,10 @@ def _checked_headers(headers: dict[str, str]) -> dict[str, str]:
         if _LINE_BREAK.search(name) or _LINE_BREAK.search(value):
             raise HeaderInjection(f"header {_shown(name)} contains a line break (CR or LF)",
                                   field=where)
-        if not _HEADER_NAME.match(name):
-            raise InputError(f"{_shown(name)} is not a valid header name", field=where)
+        if not _HEADER_NAME.match(name) or len(name) > _HEADER_NAME_MAX:
+            raise InputError(f"{_shown(name)} is not a valid header name (printable ASCII "
+                             f"without ':', at most {_HEADER_NAME_MAX} characters)",
+                             field=where)
         if name.lower() == "message-id":
             checked["Message-ID"] = _checked_message_id(value, where)
         elif name.lower() in RESERVED_HEADERS:
@@ -154,47 +191,68 @@ def _checked_message_id(value: str, where: str) -> str:
     return value
 
 
-def _check_attachments(attachments: Sequence[AttachmentIn], limits: Limits) -> None:
-    for index, attachment in enumerate(attachments):
+def _checked_attachments(sub: Submission, limits: Limits,
+                         files: Sequence[FileInfo] | None) -> list[FileInfo]:
+    if files is None:
+        files = [_inline_info(a, f"attachments[{i}]") for i, a in enumerate(sub.attachments)]
+    content_ids: set[str] = set()
+    for index, (attachment, info) in enumerate(zip(sub.attachments, files, strict=True)):
         where = f"attachments[{index}]"
-        name = attachment.filename
-        if not name or _LINE_BREAK.search(name) or "/" in name or "\\" in name:
-            raise InputError("the filename is empty or has a line break or a path",
-                             field=f"{where}.filename")
-        _check_extension(name, limits, f"{where}.filename")
-        _check_content_type(attachment.content_type, f"{where}.content_type")
-        try:
-            # Line-wrapped base64 (as `base64` prints it) is fine; other junk is not.
-            data = base64.b64decode("".join(attachment.content_base64.split()), validate=True)
-        except (binascii.Error, ValueError):
-            raise InputError("content_base64 is not valid base64",
-                             field=f"{where}.content_base64") from None
-        if len(data) > limits.max_attachment_size:
-            raise MessageTooLarge(f"'{name}' is {len(data):,} bytes, over the limit of "
-                                  f"{limits.max_attachment_size:,} (limits.max_attachment_size)",
-                                  field=where)
+        check_attachment(attachment, info, limits.types, limits.max_attachment_size, where)
+        _check_inline(attachment, sub.html is not None, content_ids, where)
+    return list(files)
 
 
-def _check_content_type(content_type: str, where: str) -> None:
-    """A bare `type/subtype` (no parameters, no line breaks); a file is never multipart."""
-    if not content_type:
+def _inline_info(attachment: AttachmentIn, where: str) -> FileInfo:
+    if attachment.upload_id is not None:
+        raise InputError(f"no upload with id {_shown(attachment.upload_id)}",
+                         field=f"{where}.upload_id")
+    data = decode_base64(attachment, where)
+    head = data[:_SNIFF_BYTES]
+    return file_info(data, (".exe",) if is_windows_executable(head) else ())
+
+
+def _check_inline(attachment: AttachmentIn, has_html: bool, seen: set[str], where: str) -> None:
+    content_id = attachment.content_id
+    if content_id is None:
         return
-    if not _CONTENT_TYPE.fullmatch(content_type):
-        raise InputError(f"content_type {_shown(content_type)} must be type/subtype, like "
-                         "application/pdf", field=where)
-    if content_type.lower().startswith("multipart/"):
-        raise InputError("content_type multipart/* is not a file type", field=where)
+    if not has_html:
+        raise InputError("an inline image (content_id) needs an html body that shows it "
+                         f"with <img src=\"cid:{content_id}\">", field=f"{where}.content_id")
+    if content_id in seen:
+        raise InputError(f"content_id {_shown(content_id)} is used twice",
+                         field=f"{where}.content_id")
+    seen.add(content_id)
 
 
-def _check_extension(name: str, limits: Limits, where: str) -> None:
-    """The last extension decides, as Windows does: 'invoice.pdf.exe' is an .exe, and
-    trailing dots or spaces ('invoice.exe. ') do not hide it."""
-    stem = name.rstrip(". ").lower()
-    _, dot, extension = stem.rpartition(".")
-    blocked = {"." + e.lower().lstrip(".") for e in limits.blocked_extensions}
-    if dot and f".{extension}" in blocked:
-        raise AttachmentBlocked(f"'{name}' is blocked: files ending in .{extension} are not "
-                                f"allowed (limits.blocked_extensions)", field=where)
+def _attachment_content(attachment: AttachmentIn, info: FileInfo, links: LinkPolicy | None,
+                        now: datetime) -> dict[str, Any]:
+    """What is stored for a file: its name, type and blob; inline images keep their
+    Content-ID; a file over the link threshold becomes a signed download link."""
+    entry: dict[str, Any] = {"filename": attachment.filename,
+                             "content_type": attachment.content_type,
+                             "sha256": info.sha256, "size": info.size}
+    if attachment.content_id is not None:
+        entry["content_id"] = attachment.content_id
+    elif links is not None and links.applies(info.size):
+        entry["link"] = links.link_for(info.sha256, info.size, attachment.filename,
+                                       attachment.content_type or "application/octet-stream",
+                                       now)
+    return entry
+
+
+def _blob_uses(attachments: Sequence[dict[str, Any]]) -> tuple[PlannedBlob, ...]:
+    """One use per distinct file; a linked file is kept until its link expires."""
+    uses: dict[str, PlannedBlob] = {}
+    for entry in attachments:
+        link = entry.get("link")
+        keep = datetime.fromisoformat(link["expires_at"]) if link else None
+        earlier = uses.get(entry["sha256"])
+        if earlier is not None and earlier.keep_until is not None and (
+                keep is None or earlier.keep_until > keep):
+            keep = earlier.keep_until
+        uses[entry["sha256"]] = PlannedBlob(entry["sha256"], entry["size"], keep)
+    return tuple(uses.values())
 
 
 def _route(envelope: Sequence[addresses.Recipient], requested: str | None,

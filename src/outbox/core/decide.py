@@ -21,6 +21,7 @@ from outbox.core.model import (
     RecipientStatus,
     RecipientUpdate,
     RetryDecision,
+    Scope,
 )
 from outbox.core.retry import RetryPolicy
 
@@ -69,8 +70,8 @@ def decide_attempt(
     events = [event for addr, outcome in outcomes.items()
               for event in _recipient_events(ctx, now, addr, outcome, retry)]
     statuses = {**ctx.statuses, **{u.address: u.status for u in updates.values()}}
-    status, hold_reason = _message_status(ctx, statuses, outcomes, bool(held))
-    if held:
+    status, hold_reason = _message_status(ctx, statuses, outcomes, held[0] if held else None)
+    if held and held[0].scope is Scope.RELAY:
         events.append(_alert_event(ctx, now, held[0]))
     due_at = retry.retry_at if status is MessageStatus.DEFERRED else None
     return AttemptVerdict(
@@ -151,10 +152,13 @@ def _recipient_event(ctx: AttemptContext, now: datetime, address: str, outcome: 
 
 
 def _message_status(ctx: AttemptContext, statuses: Mapping[str, RecipientStatus],
-                    outcomes: Mapping[str, Outcome], held: bool) -> tuple[MessageStatus, str]:
+                    outcomes: Mapping[str, Outcome],
+                    held: Outcome | None) -> tuple[MessageStatus, str]:
     if all(s.is_final for s in statuses.values()):
         return final_status(statuses.values()), ""
-    if held:
+    if held is not None and held.scope is not Scope.RELAY:  # the message itself: a damaged file
+        return MessageStatus.HELD, held.detail or held.guidance
+    if held is not None:
         return MessageStatus.HELD, "the relay needs attention"
     uncertain = any(o.kind is OutcomeKind.UNCERTAIN for o in outcomes.values())
     if uncertain and ctx.on_uncertain == "hold":

@@ -142,8 +142,22 @@ CONDITIONS: dict[str, Entry] = {
         "auth", "OAuth2 token refresh failed",
         "Outbox could not get a new access token: the refresh token may be revoked or expired, "
         "the client secret wrong, or the clock off. The relay's mail is held.",
-        "Re-run the provider's OAuth2 consent, update refresh_token and the client settings on "
-        "the relay, " + RELEASE, False),
+        "Re-run the provider's OAuth2 consent and store the new refresh token with `outbox "
+        "relay set-credentials NAME` (or PUT /v1/relays/NAME/credentials); that releases the "
+        "held mail.", False),
+    Condition.TOKEN_ENDPOINT_UNAVAILABLE.value: Entry(
+        "network", "OAuth2 token endpoint unavailable",
+        "Outbox could not get an access token because the provider's token endpoint did not "
+        "answer or answered with a server error.",
+        "Check that this machine can reach the relay's oauth2 token_url; Outbox retries "
+        "meanwhile.", True),
+    Condition.AWAITING_CREDENTIALS.value: Entry(
+        "auth", "Relay waiting for new credentials",
+        "The relay refused Outbox's last login, so Outbox holds its mail without logging in "
+        "again (repeated failed logins can lock the account).",
+        "Fix the login as the relay's alert says and store it with `outbox relay "
+        "set-credentials NAME` (or PUT /v1/relays/NAME/credentials); if the account itself was "
+        "fixed, run `outbox relay test NAME`. Either releases the held mail.", False),
     Condition.MESSAGE_TOO_BIG.value: Entry(
         "message", "Message bigger than the relay allows",
         "The message is larger than the SIZE limit the relay advertises, so Outbox did not try "
@@ -179,6 +193,14 @@ OUTBOX_CONDITIONS: dict[str, Entry] = {
         "Outbox stopped sending through this relay after a problem retrying cannot fix, usually "
         "its credentials. Its mail is held, not failed.",
         "Fix the relay as its alert says (`outbox doctor` shows the problem), " + RELEASE, False),
+    "oauth_token_rejected": Entry(
+        "auth", "Relay refused the OAuth2 token",
+        "The relay rejected a freshly issued OAuth2 access token: the grant lacks the mail "
+        "scope, the username is not the token's mailbox, or SMTP login is disabled for it. "
+        "The relay's mail is held, not failed.",
+        "Re-authorize: run the provider's OAuth2 consent again (with the SMTP scope, as the "
+        "relay's username), then store the new refresh token with `outbox relay "
+        "set-credentials NAME`; that releases the held mail.", False),
     "held_by_policy": Entry(
         "outbox", "Held by policy",
         "Outbox is holding this message by its own policy (for example on_uncertain \"hold\") "
@@ -200,6 +222,12 @@ OUTBOX_CONDITIONS: dict[str, Entry] = {
         "An attachment's stored content no longer matches the checksum taken at upload, so "
         "Outbox will not send a damaged file.",
         "Upload the file again and submit a new message; check the disk if this recurs.", False),
+    "attachment_unreadable": Entry(
+        "outbox", "Attachment could not be read",
+        "Outbox could not read an attachment from its blob store (the disk or the database "
+        "failed), so it stopped before sending anything.",
+        "Check the blob store ([storage] blob_dir or the database) is reachable and not full; "
+        "Outbox retries meanwhile.", True),
     "clock_skew": Entry(
         "outbox", "System clock is wrong",
         "This machine's clock is far from real time, which breaks OAuth2 tokens and TLS "

@@ -1,74 +1,278 @@
-"""Build the wire form of a message from its stored content.
+"""The wire form of a message, planned from its stored content. Pure; no I/O.
 
-The content is fixed at acceptance (Date, Message-ID, headers), so every
-attempt sends the same message. Bcc never appears in the headers.
+`plan_mime(content, message_id)` decides the structure, the boundaries, the
+headers and every encoding, and returns a `MimePlan`: literal byte segments
+(headers, text bodies, boundaries) and `BlobPart` placeholders for files in
+the blob store, with the exact size on the wire (CRLF line ends, before
+dot-stuffing). Nothing large is encoded here: a file's base64 size is
+arithmetic, so the size check at submit and the relay's SIZE check cost the
+same for 1 KB and 100 MB. `delivery.mime_writer` streams a plan from the
+blob store; `build_message` assembles one in memory (small messages, tests).
+
+Structure, outermost first (each level only when needed):
+
+    multipart/mixed            body + attachments
+      multipart/alternative    text/plain, then the HTML
+        multipart/related      text/html + inline images (Content-ID, cid:)
+
+The content is fixed at acceptance (Date, Message-ID, headers, boundaries
+derived from the Message-ID), so every attempt sends the same bytes. Bcc
+never appears in the headers.
 """
 
 from __future__ import annotations
 
 import base64
-import re
-from collections.abc import Mapping
-from email import policy
-from email.message import EmailMessage
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import count
 from typing import Any
 
-_WIRE_LINES = re.compile(r"\r\n|\r|\n")
+from outbox.core import mime_headers as h
+from outbox.core.links import link_note_html, link_note_text
+from outbox.core.mime_encode import base64_lines, base64_size, encode_text
 
 # Headers Outbox writes itself; a client may not set them through `headers`.
 RESERVED_HEADERS = frozenset({
     "from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to",
     "mime-version", "content-type", "content-transfer-encoding",
 })
+_BOUNDARY_PREFIX = "=_ob_"  # "=_" never occurs in quoted-printable or base64
 
 
-def build_message(content: Mapping[str, Any], message_id: str) -> bytes:
-    """RFC 5322 bytes with CRLF line endings, ready for DATA."""
-    msg = EmailMessage(policy=policy.SMTP)
-    _set_headers(msg, content, message_id)
-    _set_body(msg, content)
-    for attachment in content.get("attachments", ()):
-        _attach(msg, attachment)
-    return msg.as_bytes()
+@dataclass(frozen=True, slots=True)
+class BlobPart:
+    """A file in the blob store, written as base64 in 76-column lines."""
+
+    sha256: str
+    size: int
+
+    @property
+    def encoded_size(self) -> int:
+        return base64_size(self.size)
 
 
-def _set_headers(msg: EmailMessage, content: Mapping[str, Any], message_id: str) -> None:
-    msg["From"] = content["from"]
-    if content.get("to"):
-        msg["To"] = ", ".join(content["to"])
-    if content.get("cc"):
-        msg["Cc"] = ", ".join(content["cc"])
-    if content.get("reply_to"):
-        msg["Reply-To"] = ", ".join(content["reply_to"])
-    msg["Subject"] = content.get("subject", "")
-    msg["Date"] = content["date"]
-    msg["Message-ID"] = message_id
-    for name, value in content.get("headers", {}).items():
-        msg[name] = value
+Segment = bytes | BlobPart
 
 
-def _set_body(msg: EmailMessage, content: Mapping[str, Any]) -> None:
+@dataclass(frozen=True, slots=True)
+class MimePlan:
+    segments: tuple[Segment, ...]
+    size: int  # bytes on the wire, CRLF line ends, before dot-stuffing
+    eight_bit: bool  # a header carries raw UTF-8 (an SMTPUTF8 address)
+
+    @property
+    def blobs(self) -> tuple[BlobPart, ...]:
+        return tuple(s for s in self.segments if isinstance(s, BlobPart))
+
+
+@dataclass(slots=True)
+class _Leaf:
+    headers: str
+    body: bytes | BlobPart
+
+
+@dataclass(slots=True)
+class _Multipart:
+    subtype: str
+    children: list[_Node]
+    params: list[tuple[str, str]] = field(default_factory=list)
+    boundary: str = ""
+
+
+_Node = _Leaf | _Multipart
+
+
+# --- planning ----------------------------------------------------------------------------
+
+def plan_mime(content: Mapping[str, Any], message_id: str) -> MimePlan:
+    """The message's segments and size, from the stored content."""
+    root = _body_tree(content)
+    _assign_boundaries(root, message_id)
+    out = _Segments()
+    out.add(_top_headers(content, message_id))
+    _write_node(out, root)
+    return out.plan()
+
+
+def build_message(content: Mapping[str, Any], message_id: str,
+                  blobs: Mapping[str, bytes] | None = None) -> bytes:
+    """RFC 5322 bytes with CRLF line endings, ready for DATA; files held in the
+    blob store are taken from `blobs` (sha256 → content)."""
+    plan = plan_mime(content, message_id)
+    return b"".join(_inline(segment, blobs or {}) for segment in plan.segments)
+
+
+def _inline(segment: Segment, blobs: Mapping[str, bytes]) -> bytes:
+    if isinstance(segment, bytes):
+        return segment
+    if segment.sha256 not in blobs:
+        raise ValueError(f"the content of blob {segment.sha256} was not given")
+    return base64_lines(blobs[segment.sha256])
+
+
+def _body_tree(content: Mapping[str, Any]) -> _Node:
+    attachments = list(content.get("attachments", ()))
+    linked = [a for a in attachments if a.get("link")]
+    inline = [a for a in attachments if a.get("content_id") and not a.get("link")]
+    files = [a for a in attachments if not a.get("content_id") and not a.get("link")]
     text, html = content.get("text"), content.get("html")
-    if text is not None or html is None:
-        msg.set_content(text or "", cte=_text_cte(text or ""))
-    if html is not None:
-        if text is None:
-            msg.set_content(html, subtype="html", cte=_text_cte(html))
-        else:
-            msg.add_alternative(html, subtype="html", cte=_text_cte(html))
+    if linked:
+        text = None if text is None else _with_text_note(text, link_note_text(linked))
+        html = None if html is None else _with_html_note(html, link_note_html(linked))
+    html_node: _Node | None = None if html is None else _text_leaf(html, "html")
+    if html_node is not None and inline:
+        html_node = _Multipart("related", [html_node, *map(_file_leaf, inline)],
+                               [("type", "text/html")])
+    text_node = _text_leaf(text or "", "plain") if text is not None or html_node is None else None
+    body = _alternative(text_node, html_node)
+    if not files:
+        return body
+    return _Multipart("mixed", [body, *map(_file_leaf, files)])
 
 
-def _text_cte(text: str) -> str:
-    """7bit/quoted-printable keep bodies readable; long lines need QP."""
-    ascii_only = text.isascii()
-    # Split as the wire does (CR, LF, CRLF), not as str.splitlines(), which also breaks at
-    # form feed and friends: those stay inside a line on the wire.
-    short_lines = all(len(line) <= 900 for line in _WIRE_LINES.split(text))
-    return "7bit" if ascii_only and short_lines else "quoted-printable"
+def _alternative(text: _Node | None, html: _Node | None) -> _Node:
+    if text is not None and html is not None:
+        return _Multipart("alternative", [text, html])
+    node = text or html
+    assert node is not None
+    return node
 
 
-def _attach(msg: EmailMessage, attachment: Mapping[str, Any]) -> None:
-    maintype, _, subtype = attachment.get("content_type", "application/octet-stream").partition("/")
-    data = base64.b64decode(attachment["content_base64"])
-    msg.add_attachment(data, maintype=maintype or "application",
-                       subtype=subtype or "octet-stream", filename=attachment["filename"])
+def _with_text_note(text: str, note: str) -> str:
+    return text + ("\n" if text and not text.endswith(("\n", "\r")) else "") + "\n" + note
+
+
+def _with_html_note(html: str, note: str) -> str:
+    end = html.lower().rfind("</body>")
+    return html + note if end < 0 else html[:end] + note + html[end:]
+
+
+def _text_leaf(text: str, subtype: str) -> _Leaf:
+    body, encoding = encode_text(text)
+    headers = (h.with_params("Content-Type", f"text/{subtype}", [("charset", "utf-8")])
+               + f"Content-Transfer-Encoding: {encoding}\r\n")
+    return _Leaf(headers, body)
+
+
+def _file_leaf(attachment: Mapping[str, Any]) -> _Leaf:
+    filename = str(attachment["filename"])
+    content_type = attachment.get("content_type") or "application/octet-stream"
+    content_id = attachment.get("content_id")
+    headers = (h.with_params("Content-Type", content_type, [("name", filename)],
+                             legacy_names=("name",))
+               + "Content-Transfer-Encoding: base64\r\n"
+               + (f"Content-ID: <{content_id}>\r\n" if content_id else "")
+               + h.with_params("Content-Disposition", "inline" if content_id else "attachment",
+                               [("filename", filename)]))
+    return _Leaf(headers, _file_body(attachment))
+
+
+def _file_body(attachment: Mapping[str, Any]) -> bytes | BlobPart:
+    if "sha256" in attachment:
+        return BlobPart(str(attachment["sha256"]), int(attachment["size"]))
+    # Accepted before the blob store existed: the content is in the message itself.
+    data = base64.b64decode("".join(str(attachment["content_base64"]).split()))
+    return base64_lines(data)
+
+
+# --- boundaries ---------------------------------------------------------------------------
+
+def _assign_boundaries(root: _Node, message_id: str) -> None:
+    """Boundaries derived from the Message-ID, so every attempt writes the same
+    bytes; a 7bit text that happens to contain one gets another salt."""
+    multiparts = list(_multiparts(root))
+    texts = [leaf.body for leaf in _leaves(root) if isinstance(leaf.body, bytes)]
+    for salt in count():
+        boundaries = [_boundary(message_id, index, salt) for index in range(len(multiparts))]
+        if not any(b.encode() in text for b in boundaries for text in texts):
+            break
+    for node, boundary in zip(multiparts, boundaries, strict=True):
+        node.boundary = boundary
+
+
+def _boundary(message_id: str, index: int, salt: int) -> str:
+    digest = hashlib.sha256(f"{message_id}\0{index}\0{salt}".encode()).hexdigest()
+    return f"{_BOUNDARY_PREFIX}{digest[:28]}"
+
+
+def _multiparts(node: _Node) -> Iterator[_Multipart]:
+    if isinstance(node, _Multipart):
+        yield node
+        for child in node.children:
+            yield from _multiparts(child)
+
+
+def _leaves(node: _Node) -> Iterator[_Leaf]:
+    if isinstance(node, _Leaf):
+        yield node
+        return
+    for child in node.children:
+        yield from _leaves(child)
+
+
+# --- writing ------------------------------------------------------------------------------
+
+def _top_headers(content: Mapping[str, Any], message_id: str) -> str:
+    lines = [h.addresses("From", [content["from"]])]
+    for name, key in (("To", "to"), ("Cc", "cc"), ("Reply-To", "reply_to")):
+        if content.get(key):
+            lines.append(h.addresses(name, content[key]))
+    lines.append(h.unstructured("Subject", content.get("subject") or ""))
+    lines.append(f"Date: {content['date']}\r\n")
+    lines.append(f"Message-ID: {message_id}\r\n")
+    lines += [h.unstructured(name, value) for name, value in content.get("headers", {}).items()]
+    lines.append("MIME-Version: 1.0\r\n")
+    return "".join(lines)
+
+
+def _write_node(out: _Segments, node: _Node) -> None:
+    """The node's own headers, the blank line, then its body."""
+    if isinstance(node, _Leaf):
+        out.add(node.headers + "\r\n")
+        out.add(node.body)
+        return
+    params = [("boundary", node.boundary), *node.params]
+    out.add(h.with_params("Content-Type", f"multipart/{node.subtype}", params) + "\r\n")
+    for child in node.children:
+        out.add(f"--{node.boundary}\r\n")
+        _write_node(out, child)
+        out.add("\r\n")
+    out.add(f"--{node.boundary}--\r\n")
+
+
+class _Segments:
+    """Collects the plan: adjacent literal pieces are joined into one segment."""
+
+    def __init__(self) -> None:
+        self._segments: list[Segment] = []
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._eight_bit = False
+
+    def add(self, piece: str | bytes | BlobPart) -> None:
+        if isinstance(piece, BlobPart):
+            self._flush()
+            self._segments.append(piece)
+            self._size += piece.encoded_size
+            return
+        if isinstance(piece, str):
+            self._eight_bit = self._eight_bit or not piece.isascii()
+            piece = piece.encode("utf-8")
+        self._pending.append(piece)
+        self._size += len(piece)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._segments.append(b"".join(self._pending))
+            self._pending = []
+
+    def plan(self) -> MimePlan:
+        self._flush()
+        return MimePlan(tuple(self._segments), self._size, self._eight_bit)
+
+
+def blob_shas(content: Mapping[str, Any]) -> list[str]:
+    """The blobs a stored content refers to (attached, inline or linked)."""
+    return [str(a["sha256"]) for a in content.get("attachments", ()) if "sha256" in a]

@@ -14,6 +14,7 @@ from outbox.core.model import Reply
 class Stage(StrEnum):
     """Where in the session something went wrong, in protocol order."""
 
+    PREPARE = "prepare"  # before any command: the message could not be made ready
     CONNECT = "connect"
     GREETING = "greeting"
     EHLO = "ehlo"
@@ -45,8 +46,12 @@ class Condition(StrEnum):
     AUTH_NOT_OFFERED = "auth_not_offered"
     AUTH_NEEDS_TLS = "auth_needs_tls"
     TOKEN_REFRESH_FAILED = "token_refresh_failed"
+    TOKEN_ENDPOINT_UNAVAILABLE = "token_endpoint_unavailable"
+    AWAITING_CREDENTIALS = "relay_awaiting_credentials"  # its last login failed: not retried
     MESSAGE_TOO_BIG = "message_too_big_for_relay"
     SMTPUTF8_REQUIRED = "smtputf8_required"
+    ATTACHMENT_CORRUPT = "attachment_corrupt"  # a blob is missing or fails its sha256
+    ATTACHMENT_UNREADABLE = "attachment_unreadable"  # the blob store failed; try again
     PROTOCOL_ERROR = "protocol_error"
     RELAY_NOT_CONFIGURED = "relay_not_configured"
 

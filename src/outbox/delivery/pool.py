@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import DeliveryReport
-from outbox.delivery.transport import Authenticator, SessionError, SmtpSession, open_session
+from outbox.delivery.body import MessageBody
+from outbox.delivery.transport import (
+    Authenticator,
+    SessionError,
+    SessionInfo,
+    SmtpSession,
+    open_session,
+)
 
 PoolKey = tuple[str, str, int, str, str]
 
@@ -29,10 +36,12 @@ class SessionPool:
 
     def __init__(self, relay: RelaySettings, delivery: DeliverySettings, *,
                  authenticators: Sequence[Authenticator] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_open: Callable[[SessionInfo], None] | None = None) -> None:
         self.relay = relay
         self._delivery = delivery
         self._authenticators = authenticators
+        self._on_open = on_open  # sees each new session's greeting, EHLO, TLS and AUTH
         self._clock = clock
         self._slots = asyncio.Semaphore(relay.max_connections)
         self._idle: list[SmtpSession] = []  # most recently used last
@@ -49,9 +58,10 @@ class SessionPool:
         return len(self._idle)
 
     async def deliver(self, sender: str, recipients: Sequence[str],
-                      message: bytes) -> DeliveryReport:
+                      message: bytes | MessageBody) -> DeliveryReport:
         """Send one message over a pooled session and report every reply.
-        A session that cannot be opened is reported, not raised."""
+        A session that cannot be opened is reported, not raised. `message`: the
+        bytes, or a body streamed in chunks (`delivery.body.MessageBody`)."""
         if self._closed:
             raise RuntimeError(f"the session pool of relay '{self.relay.name}' is closed")
         async with self._slots:
@@ -91,6 +101,8 @@ class SessionPool:
         session = await open_session(self.relay, self._delivery,
                                      authenticators=self._authenticators)
         self.sessions_opened += 1
+        if self._on_open is not None:
+            self._on_open(session.info)
         return session
 
     async def _reuse(self, session: SmtpSession) -> bool:

@@ -15,16 +15,15 @@ OSError, ssl, timeouts) become a `SessionFailure` in one place,
 from __future__ import annotations
 
 import asyncio
-import base64
 import errno
 import ipaddress
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import aclosing, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC, datetime
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
@@ -36,8 +35,14 @@ from outbox.core.model import Reply
 from outbox.core.replies import ReplyCode, parse_reply
 from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
 from outbox.delivery import tls
-from outbox.delivery.transcript import Transcript, secret_forms
-from outbox.errors import DeliveryError
+from outbox.delivery.auth import AuthChannel as AuthChannel
+from outbox.delivery.auth import Authenticator, authenticators_for
+from outbox.delivery.auth import LoginAuth as LoginAuth
+from outbox.delivery.auth import PlainAuth as PlainAuth
+from outbox.delivery.body import DotStuffer, MessageBody
+from outbox.delivery.oauth import TokenError
+from outbox.delivery.transcript import Transcript
+from outbox.errors import BodyUnavailable, DeliveryError
 
 _DATA_CHUNK = 64 * 1024
 _FINAL_DOT = b".\r\n"
@@ -68,6 +73,12 @@ def map_smtp_errors(stage: Callable[[], Stage]) -> Iterator[None]:
         yield
     except SessionError:
         raise
+    except TokenError as exc:  # no access token for XOAUTH2: the endpoint's word, no reply
+        raise SessionError(SessionFailure(stage(), condition=exc.condition,
+                                          detail=exc.message)) from exc
+    except BodyUnavailable as exc:  # the message's own content failed us, not the relay
+        raise SessionError(SessionFailure(stage(), condition=Condition(exc.condition),
+                                          detail=exc.message)) from exc
     except (aiosmtplib.SMTPException, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
         raise SessionError(failure_for(exc, stage())) from exc
 
@@ -126,67 +137,6 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-# --- AUTH mechanisms ----------------------------------------------------------------
-# (Small enough to live here for now; XOAUTH2 with token refresh will make this
-# `delivery/auth.py`. A mechanism talks only through `AuthChannel`, never aiosmtplib.)
-
-class AuthChannel(Protocol):
-    async def exchange(self, line: bytes, *, secret: bool = True) -> Reply:
-        """Send one line of the AUTH exchange; the transcript shows it redacted."""
-        ...
-
-
-class Authenticator(Protocol):
-    """One SASL mechanism with its credentials."""
-
-    mechanism: str  # as EHLO advertises it: PLAIN, LOGIN, XOAUTH2
-    secrets: frozenset[str]  # strings that must never reach a transcript
-
-    async def authenticate(self, channel: AuthChannel) -> Reply:
-        """Run the exchange; return the server's final reply (235 on success)."""
-        ...
-
-
-class PlainAuth:
-    mechanism = "PLAIN"
-
-    def __init__(self, username: str, password: str) -> None:
-        self._blob = _b64(f"\0{username}\0{password}".encode())
-        self.secrets = frozenset(secret_forms(username, password))
-
-    async def authenticate(self, channel: AuthChannel) -> Reply:
-        return await channel.exchange(b"AUTH PLAIN " + self._blob)
-
-
-class LoginAuth:
-    mechanism = "LOGIN"
-
-    def __init__(self, username: str, password: str) -> None:
-        self._username = _b64(username.encode())
-        self._password = _b64(password.encode())
-        self.secrets = frozenset(secret_forms(username, password))
-
-    async def authenticate(self, channel: AuthChannel) -> Reply:
-        reply = await channel.exchange(b"AUTH LOGIN", secret=False)
-        for answer in (self._username, self._password):
-            if reply.code != ReplyCode.AUTH_CONTINUE:
-                return reply
-            reply = await channel.exchange(answer)
-        return reply
-
-
-def authenticators_for(relay: RelaySettings) -> list[Authenticator]:
-    """The mechanisms the relay's credentials allow, preferred first."""
-    password = relay.password.get_secret_value()
-    if not relay.username or not password:
-        return []
-    return [PlainAuth(relay.username, password), LoginAuth(relay.username, password)]
-
-
-def _b64(data: bytes) -> bytes:
-    return base64.b64encode(data)
-
-
 # --- session ------------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -199,6 +149,7 @@ class SessionInfo:
     tls_version: str | None = None
     cipher: str | None = None
     auth_mechanism: str | None = None
+    certificate_expires: datetime | None = None  # a verified certificate's notAfter
 
     @property
     def size_limit(self) -> int | None:
@@ -322,7 +273,7 @@ class SmtpSession:
         raise _auth_failure(Condition.AUTH_NOT_OFFERED,
                             f"the relay offers {', '.join(offered) or 'no AUTH'}; Outbox "
                             + (f"can use {ours}" if ours else "has no mechanism for these "
-                               "credentials (XOAUTH2 is not supported yet)"))
+                               "credentials"))
 
     async def exchange(self, line: bytes, *, secret: bool = True) -> Reply:
         """Send one AUTH line and return the reply; both recorded redacted.
@@ -337,13 +288,16 @@ class SmtpSession:
         cipher = smtp.get_transport_info("cipher")
         self.info.cipher = cipher[0] if cipher else None
         self.info.tls_version = cipher[1] if cipher else "TLS"
+        self.info.certificate_expires = _not_after(smtp.get_transport_info("peercert"))
         self.transcript.note(f"TLS established ({self.info.tls_version}, {self.info.cipher})")
 
     # one message -----------------------------------------------------------------
 
-    async def send(self, sender: str, recipients: Sequence[str], message: bytes) -> DeliveryReport:
+    async def send(self, sender: str, recipients: Sequence[str],
+                   message: bytes | MessageBody) -> DeliveryReport:
         """MAIL, RCPT for each recipient, DATA; every reply in the report.
-        Never raises for an SMTP or network reason: see `report.failure`."""
+        Never raises for an SMTP or network reason: see `report.failure`.
+        `message`: the bytes, or a body streamed in chunks (`delivery.body`)."""
         report = DeliveryReport(relay=self.relay.name, recipients=tuple(recipients))
         self._open_section()
         prepared = self._prepare(sender, recipients, message)
@@ -359,13 +313,13 @@ class SmtpSession:
         return report
 
     def _prepare(self, sender: str, recipients: Sequence[str],
-                 message: bytes) -> _Envelope | SessionFailure:
+                 message: bytes | MessageBody) -> _Envelope | SessionFailure:
         """Checks that need no command (SIZE, SMTPUTF8, address syntax): a
         failure here sends nothing and leaves the session usable."""
         limit = self.info.size_limit
-        if limit is not None and len(message) > limit:
+        if limit is not None and size_of(message) > limit:
             return SessionFailure(Stage.SIZE_CHECK, condition=Condition.MESSAGE_TOO_BIG,
-                                  detail=f"the message is {len(message)} bytes; "
+                                  detail=f"the message is {size_of(message)} bytes; "
                                   f"{self.relay.host} accepts at most {limit}")
         try:
             envelope = _Envelope.build(sender, recipients)
@@ -378,7 +332,7 @@ class SmtpSession:
         return envelope
 
     async def _send_checked(self, report: DeliveryReport, envelope: _Envelope,
-                            message: bytes) -> None:
+                            message: bytes | MessageBody) -> None:
         try:
             with self._mapped():
                 await self._transaction(report, envelope, message)
@@ -386,7 +340,7 @@ class SmtpSession:
             report.failure = exc.failure
 
     async def _transaction(self, report: DeliveryReport, envelope: _Envelope,
-                           message: bytes) -> None:
+                           message: bytes | MessageBody) -> None:
         self._stage = Stage.MAIL
         report.mail_reply = await self._mail(envelope, message)
         if not report.mail_reply.is_success:
@@ -400,24 +354,28 @@ class SmtpSession:
         if any(reply.is_success for reply in report.rcpt_replies.values()):
             await self._data(report, message)
 
-    async def _mail(self, envelope: _Envelope, message: bytes) -> Reply:
+    async def _mail(self, envelope: _Envelope, message: bytes | MessageBody) -> Reply:
         options = []
         if self.info.offers("size"):
-            options.append(b"SIZE=%d" % len(message))
+            options.append(b"SIZE=%d" % size_of(message))
         if envelope.utf8:
             options.append(b"SMTPUTF8")
-        if self.info.offers("8bitmime") and not message.isascii():
+        eight_bit = not message.isascii() if isinstance(message, bytes) else message.eight_bit
+        if self.info.offers("8bitmime") and eight_bit:
             options.append(b"BODY=8BITMIME")
         return await self._reply(b"MAIL", b"FROM:" + envelope.sender, *options)
 
-    async def _data(self, report: DeliveryReport, message: bytes) -> None:
+    async def _data(self, report: DeliveryReport, message: bytes | MessageBody) -> None:
         self._stage = Stage.DATA
         response = await self._command(b"DATA")
         if response.code != ReplyCode.START_MAIL_INPUT:
             report.data_reply = parse_reply(response.code, response.message)
             return
-        self.transcript.data(len(message))
-        await write_data(self._protocol(), dot_stuff(message))
+        self.transcript.data(size_of(message))
+        if isinstance(message, bytes):
+            await write_data(self._protocol(), dot_stuff(message))
+        else:
+            await self._stream_body(message)
         report.data_sent = True
         self._stage = Stage.AFTER_DATA
         self.transcript.client(".")
@@ -425,6 +383,13 @@ class SmtpSession:
             timeout=self._delivery.data_timeout.total_seconds())
         self._record(response)
         report.data_reply = parse_reply(response.code, response.message)
+
+    async def _stream_body(self, body: MessageBody) -> None:
+        try:
+            await write_body(self._protocol(), body)
+        except BodyUnavailable:
+            self.abort()  # hang up mid-body: the relay must never see the final "."
+            raise
 
     # reuse and close -------------------------------------------------------------
 
@@ -514,6 +479,13 @@ class SmtpSession:
         return protocol
 
 
+def _not_after(certificate: object) -> datetime | None:
+    """When a verified peer certificate expires (unverified ones carry no fields)."""
+    if not isinstance(certificate, dict) or "notAfter" not in certificate:
+        return None
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(certificate["notAfter"]), UTC)
+
+
 def _auth_failure(condition: Condition, detail: str) -> SessionError:
     return SessionError(SessionFailure(Stage.AUTH, condition=condition, detail=detail))
 
@@ -564,6 +536,25 @@ async def write_data(protocol: SMTPProtocol, body: bytes) -> None:
     if not protocol.is_connected:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost during DATA")
     protocol.write(bytes(view[tail_start:]) + _FINAL_DOT)
+
+
+async def write_body(protocol: SMTPProtocol, body: MessageBody) -> None:
+    """Stream a body chunk by chunk, dot-stuffed across chunk boundaries, then the
+    final "." (the same promises as `write_data`). If the body raises part way,
+    the exception propagates and the final "." is never written."""
+    protocol._response_pending = True  # as in write_data: an early reply is kept
+    stuffer = DotStuffer()
+    async with aclosing(body.chunks()) as chunks:
+        async for chunk in chunks:
+            protocol.write(stuffer.feed(chunk))
+            await protocol._drain_helper()
+    if not protocol.is_connected:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost during DATA")
+    protocol.write(stuffer.finish() + _FINAL_DOT)
+
+
+def size_of(message: bytes | MessageBody) -> int:
+    return len(message) if isinstance(message, bytes) else message.size
 
 
 # --- helpers ------------------------------------------------------------------------

@@ -72,7 +72,8 @@ def accepted_message(message: NewMessage) -> Message:
 
 def accepted_event(message: NewMessage) -> Event:
     if message.status is MessageStatus.HELD:
-        return Event(message.accepted_at, EventType.HELD, detail=message.hold_reason)
+        return Event(message.accepted_at, EventType.HELD, detail=message.hold_reason,
+                     guidance=message.hold_guidance)
     return Event(message.accepted_at, EventType.QUEUED)
 
 

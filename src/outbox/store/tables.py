@@ -1,8 +1,9 @@
 """The schema, as SQLAlchemy Core tables; migrations/ must produce exactly this.
 
-Four tables: `messages` (one row per message, with its claim and hold
+Five tables: `messages` (one row per message, with its claim and hold
 state), `recipients` (in submission order), `attempts` (one row per finished
-attempt, with the redacted transcript) and `events` (the timeline).
+attempt, with the redacted transcript), `events` (the timeline) and `alerts`
+(relay and queue alerts, core.alerting).
 
 A message is claimable exactly when `due_at` is set and has passed; every
 transition to a non-claimable status clears it, so the partial index on
@@ -147,3 +148,224 @@ events = sa.Table(
     sa.Column("detail", sa.Text, nullable=False, server_default=""),
 )
 sa.Index("ix_events_message_id_id", events.c.message_id, events.c.id)
+
+# Failure ratios and relay states read the attempts of the last window.
+sa.Index("ix_attempts_finished_at", attempts.c.finished_at)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("guidance", sa.Text, nullable=False, server_default=""),
+    sa.Column("raised_at", UtcDateTime, nullable=False),
+    sa.Column("cleared_at", UtcDateTime, nullable=True),
+)
+# At most one active alert per key, so two nodes raising it at once insert it once.
+sa.Index(
+    "ix_alerts_key_active",
+    alerts.c.key,
+    unique=True,
+    sqlite_where=alerts.c.cleared_at.is_(None),
+    postgresql_where=alerts.c.cleared_at.is_(None),
+)
+sa.Index("ix_alerts_raised_at", alerts.c.raised_at)
+
+# --- the address book (migration 0005): contacts, groups, aliases, usage, sync state ---------
+# Keys and search terms compare bytewise (collation "C" on PostgreSQL; SQLite's
+# default BINARY), so "starts with" is an index range: prefix <= term < prefix + U+10FFFF.
+KeyText = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("name_key", KeyText, nullable=False, server_default=""),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=True),  # the directory's id (LDAP entryUUID)
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("source", "external_id"),
+)
+sa.Index("ix_contacts_name_key", contacts.c.name_key)
+
+contact_emails = sa.Table(
+    "contact_emails",
+    metadata,
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),  # 0: the address groups send to
+    sa.Column("address", sa.Text, nullable=False),
+    sa.Column("address_key", KeyText, nullable=False),
+)
+sa.Index("ix_contact_emails_address_key", contact_emails.c.address_key)
+
+# What autocomplete matches: name, each word of it (address_key NULL: all the
+# contact's addresses), and each address (address_key: only that one).
+contact_terms = sa.Table(
+    "contact_terms",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("term", KeyText, nullable=False),
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("address_key", KeyText, nullable=True),
+)
+sa.Index("ix_contact_terms_term", contact_terms.c.term, contact_terms.c.contact_id,
+         contact_terms.c.address_key)
+sa.Index("ix_contact_terms_contact_id", contact_terms.c.contact_id)
+
+address_groups = sa.Table(
+    "address_groups",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("name_key", KeyText, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("name_key"),
+)
+
+# One of contact_id, member_group_id, address is set: a contact, a nested group, an address.
+group_members = sa.Table(
+    "group_members",
+    metadata,
+    sa.Column("group_id", BigId, sa.ForeignKey("address_groups.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"),
+              nullable=True),
+    sa.Column("member_group_id", BigId, sa.ForeignKey("address_groups.id", ondelete="CASCADE"),
+              nullable=True),
+    sa.Column("address", sa.Text, nullable=True),
+)
+sa.Index("ix_group_members_contact_id", group_members.c.contact_id)
+sa.Index("ix_group_members_member_group_id", group_members.c.member_group_id)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("name_key", KeyText, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("targets", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# How often and how recently each address was submitted to (core.contacts: rank).
+address_usage = sa.Table(
+    "address_usage",
+    metadata,
+    sa.Column("address_key", KeyText, primary_key=True),
+    sa.Column("use_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_used_at", UtcDateTime, nullable=False),
+    sa.Column("rank", sa.Float, nullable=False),
+)
+
+sync_state = sa.Table(
+    "sync_state",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("cursor", sa.Text, nullable=False, server_default=""),
+    sa.Column("synced_at", UtcDateTime, nullable=False),
+)
+
+# --- relay authentication (migration 0003): relay credentials and state, API keys ----------
+# One row per relay once its state or credentials changed. `credentials` is the
+# Fernet token of the credentials set through the CLI or API (NULL: the config's);
+# `version` grows with every such change, so every node knows to pick them up.
+relay_auth = sa.Table(
+    "relay_auth",
+    metadata,
+    sa.Column("relay", sa.Text, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False, server_default="ok"),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("credentials", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("guidance", sa.Text, nullable=False, server_default=""),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# API keys made with `outbox keys create`: only the key's SHA-256 is kept.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("digest", sa.Text, nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("digest"),
+)
+# A name belongs to one active key at a time; revoked keys keep their rows.
+sa.Index(
+    "ix_api_keys_name_active",
+    api_keys.c.name,
+    unique=True,
+    sqlite_where=api_keys.c.revoked_at.is_(None),
+    postgresql_where=api_keys.c.revoked_at.is_(None),
+)
+
+# --- blobs: attachment content, its uses, uploads, and database-held chunks ---------------
+# A blob is content addressed by its sha256. It is kept while `keep_until` has not passed
+# (an upload's TTL) or a live use exists: a message not yet finished (or finished less than
+# [storage] keep_finished ago), or a download link (`blob_refs.keep_until`) not yet expired.
+# With [storage] blobs = "database" its content is in `blob_chunks` (key = sha256; a
+# staging key while the upload is still streaming), else in files under blob_dir.
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.Text, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("keep_until", UtcDateTime, nullable=False),
+)
+sa.Index("ix_blobs_keep_until", blobs.c.keep_until)
+
+blob_refs = sa.Table(
+    "blob_refs",
+    metadata,
+    sa.Column("sha256", sa.Text, sa.ForeignKey("blobs.sha256"), primary_key=True),
+    sa.Column("message_id", sa.Text, sa.ForeignKey("messages.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("keep_until", UtcDateTime, nullable=True),  # a download link works until then
+)
+sa.Index("ix_blob_refs_message_id", blob_refs.c.message_id)
+
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("sha256", sa.Text, sa.ForeignKey("blobs.sha256"), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+sa.Index("ix_uploads_sha256", uploads.c.sha256)
+sa.Index("ix_uploads_expires_at", uploads.c.expires_at)
+
+blob_chunks = sa.Table(
+    "blob_chunks",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("secret", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)

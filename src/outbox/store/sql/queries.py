@@ -29,6 +29,7 @@ from outbox.store.base import (
     QueueStats,
 )
 from outbox.store.rows import AnyRow
+from outbox.store.sql import blobs as blob_sql
 from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
 
 UNFINISHED = (RecipientStatus.PENDING.value, RecipientStatus.DEFERRED.value)
@@ -94,6 +95,7 @@ def insert_message(conn: Connection, message: NewMessage) -> None:
     if recipient_rows:
         conn.execute(insert(recipients), recipient_rows)
     insert_events(conn, [(message.id, rows.accepted_event(message))])
+    blob_sql.insert_uses(conn, message)
 
 
 def insert_messages(conn: Connection, batch: Sequence[NewMessage]) -> list[bool]:

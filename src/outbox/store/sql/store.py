@@ -25,9 +25,11 @@ from outbox.core.model import Event, EventType, MessageStatus
 from outbox.errors import Conflict, InputError, NotFound, StorageError
 from outbox.store import rows
 from outbox.store.base import (
+    Alert,
     Attempt,
     AttemptRecord,
     Claim,
+    DatabaseInfo,
     Message,
     MessageDetail,
     NewMessage,
@@ -35,7 +37,11 @@ from outbox.store.base import (
     QueueStats,
 )
 from outbox.store.rows import AnyRow
+from outbox.store.sql import operations as ops
 from outbox.store.sql import queries as q
+from outbox.store.sql.address_book import AddressBookVerbs
+from outbox.store.sql.blobs import BlobVerbs
+from outbox.store.sql.relay_auth import RelayAuthVerbs
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -62,7 +68,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
 
 
-class SqlStore:
+class SqlStore(AddressBookVerbs, RelayAuthVerbs, BlobVerbs):
     """The verbs of `store.base.Store`. A subclass supplies the runners
     (`_read`, `_write`: one transaction each), `_pick_due` and the wake-up."""
 
@@ -234,6 +240,28 @@ class SqlStore:
             await self._write(q.insert_events, [(id, event)])
         except Conflict as exc:  # the foreign key: no such message
             raise NotFound(f"no message with id {id}") from exc
+
+    # -- operations: alerts and diagnostics --------------------------------------------
+
+    async def raise_alert(self, key: str, severity: str, title: str, detail: str,
+                          guidance: str, now: datetime) -> bool:
+        alert = Alert(key, severity, title, detail, guidance, raised_at=now)
+        try:
+            return await self._write(ops.raise_alert, alert)
+        except Conflict:  # another node raised it between our check and insert
+            return False
+
+    async def clear_alert(self, key: str, now: datetime) -> bool:
+        return await self._write(ops.clear_alert, key, now)
+
+    async def list_alerts(self, active_only: bool, limit: int = 100) -> tuple[Alert, ...]:
+        return await self._read(ops.list_alerts, active_only, limit)
+
+    async def relay_outcomes(self, since: datetime) -> dict[str, dict[str, int]]:
+        return await self._read(ops.relay_outcomes, since)
+
+    async def describe_database(self) -> DatabaseInfo:
+        return await self._read(ops.describe_database)
 
     # `list` last: below it, the name shadows the builtin in annotations.
     async def list(self, status: MessageStatus | None, limit: int,

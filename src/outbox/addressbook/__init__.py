@@ -1,0 +1,1 @@
+"""The address book: contacts, groups, aliases, import, dedupe, directory sync."""

@@ -1,0 +1,63 @@
+"""Files: `POST /v1/uploads` (scope send) streams one file into the blob store;
+`GET /d/{token}` (no API key: the signed token is the permission) serves a
+file sent as a link. 404 for a token Outbox did not sign, 410 once it expired.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from outbox.api.auth import Principal, require
+from outbox.api.schemas import UploadOut
+from outbox.api.views import iso
+from outbox.service import Outbox
+
+UPLOADS_PATH = "/v1/uploads"
+
+router = APIRouter(prefix="/v1")
+downloads = APIRouter()
+Sender = Annotated[Principal, Depends(require("send"))]
+
+
+def _service(request: Request) -> Outbox:
+    outbox: Outbox = request.app.state.outbox
+    return outbox
+
+
+Service = Annotated[Outbox, Depends(_service)]
+
+
+@router.post("/uploads", status_code=201, response_model=UploadOut,
+             openapi_extra={"requestBody": {"content": {"application/octet-stream": {
+                 "schema": {"type": "string", "format": "binary"}}}, "required": True}})
+async def upload_file(request: Request, outbox: Service, principal: Sender) -> UploadOut:
+    """Stream one file as the raw request body (up to [limits] max_attachment_size);
+    then name it in a message's attachments as `upload_id`."""
+    upload = await outbox.files.upload(principal.name, request.stream(), outbox.clock())
+    return UploadOut(upload_id=upload.id, size=upload.size, sha256=upload.sha256,
+                     expires_at=iso(upload.expires_at) or "")
+
+
+@downloads.get("/d/{token}", include_in_schema=False)
+async def download_file(token: str, outbox: Service) -> StreamingResponse:
+    ticket, chunks = await outbox.files.download(token, outbox.clock())
+    headers = {
+        "Content-Length": str(ticket.size),
+        "Content-Disposition": content_disposition(ticket.filename),
+        # Never rendered on Outbox's own origin, whatever the sender called it.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": "private, no-store",
+    }
+    return StreamingResponse(chunks, media_type=ticket.content_type, headers=headers)
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback and the exact name (RFC 6266, RFC 5987)."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
+                       for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

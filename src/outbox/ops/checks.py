@@ -1,0 +1,373 @@
+"""`outbox doctor`'s checks as data: what was observed in, `Check` results out.
+
+Pure: `doctor.py` does the looking (DNS, a relay probe, the database, the
+disk) and hands its observations here. Every check has a name, a status
+(pass, warn, fail, or skip when there was nothing to check), a one-line
+detail and, unless it passed, a fix. Fixes for relay failures come from the
+guidance catalogue, so doctor and a failed message say the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any
+
+from outbox.config import AlertSettings, DoctorSettings, RelaySettings
+from outbox.core.alerting import duration
+from outbox.core.guidance import Guidance, describe, key_for_reply
+from outbox.core.report import Condition, SessionFailure, Stage
+from outbox.delivery.transport import ProbeResult, SessionInfo, is_loopback
+from outbox.store.base import Alert, DatabaseInfo, QueueStats
+
+CLOCK_SKEW_FAILURE = timedelta(minutes=5)  # TLS validity and OAuth2 tokens stop working
+LOW_DISK_SHARE = 0.10
+START_ONCE = "Start `outbox serve` (or `outbox worker`) once: it creates and migrates the database."
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"  # nothing to check (no credentials, no time source)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status.value, "detail": self.detail,
+                "fix": self.fix}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No check failed (warnings allowed)."""
+        return all(check.status is not Status.FAIL for check in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def counts(self) -> dict[str, int]:
+        return {s.value: sum(c.status is s for c in self.checks) for s in Status}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "summary": self.counts(),
+                "checks": [check.as_dict() for check in self.checks]}
+
+
+def passed(name: str, detail: str) -> Check:
+    return Check(name, Status.PASS, detail)
+
+
+def warned(name: str, detail: str, fix: str) -> Check:
+    return Check(name, Status.WARN, detail, fix)
+
+
+def failed(name: str, detail: str, fix: str) -> Check:
+    return Check(name, Status.FAIL, detail, fix)
+
+
+def skipped(name: str, detail: str) -> Check:
+    return Check(name, Status.SKIP, detail)
+
+
+# --- relays ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RelayObservation:
+    relay: RelaySettings
+    addresses: tuple[str, ...] = ()
+    dns_error: str = ""
+    probe: ProbeResult | None = None  # None: not probed (DNS failed)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLimits:
+    max_message_size: int
+    certificate_warning: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    prefix: str
+    relay: RelaySettings
+    info: SessionInfo
+    now: datetime
+    limits: RelayLimits
+
+
+_TLS_CONDITIONS = frozenset({
+    Condition.TLS_CERT_EXPIRED, Condition.TLS_HOSTNAME_MISMATCH, Condition.TLS_SELF_SIGNED,
+    Condition.TLS_UNKNOWN_CA, Condition.TLS_VERSION_MISMATCH, Condition.TLS_HANDSHAKE_FAILED,
+    Condition.STARTTLS_NOT_OFFERED,
+})
+_STAGE_STEPS = {Stage.CONNECT: "connect", Stage.GREETING: "greeting", Stage.EHLO: "ehlo",
+                Stage.STARTTLS: "tls", Stage.AUTH: "auth"}
+
+
+def relay_checks(observed: RelayObservation, now: datetime, limits: RelayLimits) -> list[Check]:
+    """DNS, connect, greeting, EHLO, TLS, AUTH and SIZE, in the order the session
+    met them; checks after a failed one are left out (they did not run)."""
+    relay, prefix = observed.relay, f"relay {observed.relay.name}"
+    if observed.probe is None:
+        return [failed(f"{prefix}: dns", f"{relay.host} does not resolve: {observed.dns_error}",
+                       describe(Condition.DNS_FAILURE.value).next_step)]
+    checks = [passed(f"{prefix}: dns", f"{relay.host} is {', '.join(observed.addresses)}")]
+    failure = observed.probe.failure
+    failing = failed_step(failure)
+    step = _Step(prefix, relay, observed.probe.info, now, limits)
+    for name in steps_for(relay):
+        if failure is not None and name == failing:
+            checks.append(failure_check(f"{prefix}: {name}", failure))
+            break
+        checks.append(_STEP_CHECKS[name](step))
+    return checks
+
+
+def steps_for(relay: RelaySettings) -> tuple[str, ...]:
+    if relay.security == "tls":  # TLS from the first byte, before the greeting
+        return ("connect", "tls", "greeting", "ehlo", "auth", "size")
+    return ("connect", "greeting", "ehlo", "tls", "auth", "size")
+
+
+def failed_step(failure: SessionFailure | None) -> str | None:
+    if failure is None:
+        return None
+    if failure.condition in _TLS_CONDITIONS:
+        return "tls"
+    return _STAGE_STEPS.get(failure.stage, "connect")
+
+
+def failure_check(name: str, failure: SessionFailure) -> Check:
+    g = guidance_for(failure)
+    what = str(failure.reply) if failure.reply else (failure.detail or str(failure.condition))
+    return failed(name, f"{g.title}: {what}", g.next_step)
+
+
+def guidance_for(failure: SessionFailure) -> Guidance:
+    if failure.reply is not None:
+        return describe(key_for_reply(failure.reply, during_auth=failure.stage is Stage.AUTH))
+    return describe((failure.condition or Condition.PROTOCOL_ERROR).value)
+
+
+def _connect(step: _Step) -> Check:
+    return passed(f"{step.prefix}: connect",
+                  f"{step.relay.host}:{step.relay.port} accepted the connection")
+
+
+def _greeting(step: _Step) -> Check:
+    greeting = step.info.greeting
+    return passed(f"{step.prefix}: greeting", str(greeting) if greeting else "(none recorded)")
+
+
+def _ehlo(step: _Step) -> Check:
+    offered = [f"{name.upper()} {value}".strip() for name, value in step.info.extensions.items()]
+    detail = f"offers {', '.join(offered)}" if offered else "no ESMTP extensions (HELO only)"
+    return passed(f"{step.prefix}: ehlo", detail)
+
+
+def _tls(step: _Step) -> Check:
+    name, relay, info = f"{step.prefix}: tls", step.relay, step.info
+    if relay.security == "none":
+        if is_loopback(relay.host):
+            return skipped(name, "security = none on a loopback relay: nothing crosses a network")
+        return warned(name, "security = none: mail and passwords cross the network unencrypted",
+                      'Set security = "starttls" (port 587) or "tls" (port 465) if the relay '
+                      "supports it.")
+    session = f"{info.tls_version or 'TLS'} {info.cipher or ''}".strip()
+    if not relay.tls_verify:
+        return warned(name, f"{session}; the certificate is not checked (tls_verify = false)",
+                      "Point ca_file at the relay's CA and turn tls_verify back on.")
+    return _certificate(name, session, info.certificate_expires, step)
+
+
+def _certificate(name: str, session: str, expires: datetime | None, step: _Step) -> Check:
+    if expires is None:
+        return passed(name, f"{session}; certificate verified")
+    left = expires - step.now
+    detail = (f"{session}; certificate valid until {expires:%Y-%m-%d} "
+              f"({left.days} days left)")
+    if left < step.limits.certificate_warning:
+        return warned(name, detail, "Ask the relay's administrator to renew the certificate "
+                      "before it expires; mail stops (held as a TLS failure) when it does.")
+    return passed(name, detail)
+
+
+def _auth(step: _Step) -> Check:
+    name, relay = f"{step.prefix}: auth", step.relay
+    if not relay.has_credentials:
+        return skipped(name, "no username and password configured: no AUTH")
+    mechanism = step.info.auth_mechanism or "AUTH"
+    return passed(name, f"logged in as {relay.username} with {mechanism} (no mail sent)")
+
+
+def _size(step: _Step) -> Check:
+    name, limit = f"{step.prefix}: size", step.info.size_limit
+    ours = step.limits.max_message_size
+    if limit is None:
+        return passed(name, "the relay advertises no SIZE limit")
+    detail = f"the relay accepts up to {limit:,} bytes; [limits] max_message_size is {ours:,}"
+    if limit < ours:
+        return warned(name, detail, f"Lower [limits] max_message_size to {limit} so oversized "
+                      "mail is refused when submitted, not when it is delivered.")
+    return passed(name, detail)
+
+
+_STEP_CHECKS = {"connect": _connect, "greeting": _greeting, "ehlo": _ehlo, "tls": _tls,
+                "auth": _auth, "size": _size}
+
+
+# --- clock ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TimeSource:
+    name: str  # "relay default's greeting", "the database server"
+    their_time: datetime
+    our_time: datetime
+
+    @property
+    def skew(self) -> timedelta:
+        return self.our_time - self.their_time
+
+
+_DATE = re.compile(r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?\d{1,2}\s+"
+                   r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d{4}\s+"
+                   r"\d{1,2}:\d{2}(?::\d{2})?\s*(?:[+-]\d{4}|UT|UTC|GMT)", re.IGNORECASE)
+
+
+def greeting_time(text: str) -> datetime | None:
+    """The date a greeting carries (`220 mx ESMTP; Mon, 6 Jan 2025 10:00:00 +0100`)."""
+    match = _DATE.search(text)
+    if match is None:
+        return None
+    try:
+        return parsedate_to_datetime(match.group(0).replace("UTC", "GMT"))
+    except (TypeError, ValueError):
+        return None
+
+
+def clock_check(sources: Sequence[TimeSource], max_skew: timedelta) -> Check:
+    name = "clock skew"
+    if not sources:
+        return skipped(name, "no time source: no relay greeting carries a date and the "
+                       "database is SQLite (this machine's clock)")
+    worst = max(sources, key=lambda s: abs(s.skew))
+    off = abs(worst.skew).total_seconds()
+    ahead = "ahead of" if worst.skew > timedelta(0) else "behind"
+    detail = f"this machine is {off:.1f}s {ahead} {worst.name}"
+    if len(sources) > 1:
+        detail += f" (compared with {', '.join(s.name for s in sources)})"
+    if abs(worst.skew) > CLOCK_SKEW_FAILURE:
+        return failed(name, detail, describe("clock_skew").next_step)
+    if abs(worst.skew) > max_skew:
+        return warned(name, detail, describe("clock_skew").next_step)
+    return passed(name, detail)
+
+
+# --- database, disk, queue ------------------------------------------------------------
+
+def database_checks(info: DatabaseInfo, where: str) -> list[Check]:
+    checks = [passed("database", f"{info.backend} {info.version} answers at {where}")]
+    if info.is_migrated:
+        checks.append(passed("database schema", f"migrated (revision {info.revision})"))
+    else:
+        checks.append(failed("database schema", f"at revision {info.revision or 'none'}; this "
+                             f"Outbox needs {info.head}", START_ONCE))
+    return checks
+
+
+def database_failure(detail: str, fix: str) -> Check:
+    return failed("database", detail, fix)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskObservation:
+    label: str  # what lives there: "database", "log file", ...
+    path: str
+    free: int
+    total: int
+
+
+def disk_check(disk: DiskObservation, min_free: int) -> Check:
+    name = f"disk ({disk.label})"
+    detail = f"{_bytes(disk.free)} free of {_bytes(disk.total)} at {disk.path}"
+    fix = (f"Free space on the disk holding {disk.path}: when it fills up, Outbox cannot "
+           "accept mail.")
+    if disk.free < min_free:
+        return failed(name, f"{detail}; [doctor] min_free_disk is {_bytes(min_free)}", fix)
+    if disk.total and disk.free < disk.total * LOW_DISK_SHARE:
+        return warned(name, f"{detail} (under {LOW_DISK_SHARE:.0%})", fix)
+    return passed(name, detail)
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueObservation:
+    stats: QueueStats
+    active_alerts: tuple[Alert, ...]
+    now: datetime
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    doctor: DoctorSettings = field(default_factory=DoctorSettings)
+
+
+def queue_checks(queue: QueueObservation) -> list[Check]:
+    return [_oldest(queue), _deferred(queue), _held(queue), _alerts(queue.active_alerts)]
+
+
+def _oldest(queue: QueueObservation) -> Check:
+    name, oldest = "queue: oldest waiting", queue.stats.oldest_pending_at
+    if oldest is None:
+        return passed(name, "nothing is waiting")
+    age, limit = queue.now - oldest, queue.alerts.oldest_queued_age
+    detail = f"the oldest queued or deferred message was accepted {duration(age)} ago"
+    if limit > timedelta(0) and age >= limit:
+        return warned(name, f"{detail} ([alerts] oldest_queued_age {duration(limit)})",
+                      describe("queue_backlog").next_step)
+    return passed(name, detail)
+
+
+def _deferred(queue: QueueObservation) -> Check:
+    count, limit = queue.stats.by_status.get("deferred", 0), queue.doctor.deferred_warning
+    detail = f"{count} message(s) deferred, waiting for their next attempt"
+    if count >= limit:
+        return warned("queue: deferred", f"{detail} ([doctor] deferred_warning {limit})",
+                      "Look at a deferred message's guidance: `outbox queue ls --status "
+                      "deferred`, then `outbox status ID`.")
+    return passed("queue: deferred", detail)
+
+
+def _held(queue: QueueObservation) -> Check:
+    count, limit = queue.stats.by_status.get("held", 0), queue.alerts.held_count
+    detail = f"{count} message(s) held for an operator"
+    if limit > 0 and count >= limit:
+        return warned("queue: held", detail, describe("messages_held").next_step)
+    return passed("queue: held", detail)
+
+
+def _alerts(active: Iterable[Alert]) -> Check:
+    alerts = list(active)
+    if not alerts:
+        return passed("alerts", "no active alerts")
+    titles = "; ".join(f"{a.title} ({a.detail})" for a in alerts)
+    return warned("alerts", f"{len(alerts)} active: {titles}",
+                  describe(alerts[0].guidance).next_step)

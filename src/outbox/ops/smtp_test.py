@@ -1,0 +1,155 @@
+"""`outbox smtp-test`: a swaks-style test send through one relay, outside the queue.
+
+It opens a session exactly as a delivery does (connect, EHLO, STARTTLS, AUTH),
+sends one small message, and shows the conversation line by line as it
+happens (AUTH redacted, message data only counted), then one line with the
+result: what the relay said and, unless it accepted, the guidance for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+from outbox import __version__
+from outbox.config import DeliverySettings, RelaySettings, Settings
+from outbox.core.addresses import parse_mailbox
+from outbox.core.classify import classify
+from outbox.core.guidance import describe
+from outbox.core.mime import build_message
+from outbox.core.model import OutcomeKind
+from outbox.core.report import DeliveryReport, SessionFailure
+from outbox.delivery.transcript import Transcript
+from outbox.delivery.transport import SessionError, SmtpSession, authenticators_for
+from outbox.errors import InputError
+from outbox.ids import new_message_id
+from outbox.ops.checks import guidance_for
+
+Echo = Callable[[str], None]
+
+
+class LiveTranscript(Transcript):
+    """A transcript that hands each line to `echo` as soon as it is recorded
+    (already redacted: redaction happens when a line is recorded)."""
+
+    def __init__(self, secrets: Iterable[str], echo: Echo) -> None:
+        super().__init__(secrets)
+        self._echo = echo
+        self._shown = 0
+
+    def client(self, text: str, *, secret: bool = False) -> None:
+        super().client(text, secret=secret)
+        self._flush()
+
+    def server(self, code: int, message: str, *, secret: bool = False) -> None:
+        super().server(code, message, secret=secret)
+        self._flush()
+
+    def data(self, size: int) -> None:
+        super().data(size)
+        self._flush()
+
+    def note(self, text: str) -> None:
+        super().note(text)
+        self._flush()
+
+    def _flush(self) -> None:
+        lines = self.render().splitlines()
+        for line in lines[self._shown:]:
+            self._echo(line)
+        self._shown = len(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleMessage:
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    ok: bool
+    summary: str  # one line: what happened and, on failure, what to do
+
+
+def find_relay(settings: Settings, name: str) -> RelaySettings:
+    for relay in settings.relays:
+        if relay.name == name:
+            return relay
+    known = ", ".join(r.name for r in settings.relays) or "none configured"
+    raise InputError(f"no relay named '{name}' (known: {known})", field="relay")
+
+
+def default_sender(relay: RelaySettings, delivery: DeliverySettings) -> str:
+    if "@" in relay.username:
+        return relay.username
+    return f"outbox-smtp-test@{delivery.helo_name or socket.gethostname() or 'localhost'}"
+
+
+def build_test_message(sender: str, recipient: str, relay: RelaySettings, now: datetime,
+                       attachments: Sequence[Path] = ()) -> SampleMessage:
+    """A small message saying what it is; `--to` and `--from` must be addresses."""
+    to = parse_mailbox(recipient, "to")
+    frm = parse_mailbox(sender, "from")
+    message_id = new_message_id(frm.ascii_domain)
+    content = {
+        "from": frm.formatted(), "to": [to.formatted()], "date": format_datetime(now),
+        "subject": f"Outbox SMTP test through relay {relay.name}",
+        "text": (f"This is a test message sent by `outbox smtp-test` (Outbox {__version__}) "
+                 f"through relay {relay.name} ({relay.host}:{relay.port}) at "
+                 f"{now.isoformat()}.\nIt was not queued; nothing else was sent.\n"),
+        "headers": {"X-Outbox-Test": "smtp-test"},
+        "attachments": [_attachment(path) for path in attachments],
+    }
+    data = build_message(content, message_id)
+    return SampleMessage(frm.addr_spec, to.addr_spec, message_id, data)
+
+
+def _attachment(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise InputError(f"'{path}' is not a readable file", field="attach")
+    return {"filename": path.name,
+            "content_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            "content_base64": base64.b64encode(path.read_bytes()).decode("ascii")}
+
+
+async def send_test(relay: RelaySettings, delivery: DeliverySettings, message: SampleMessage,
+                    echo: Echo) -> SendResult:
+    """Set up a session, send `message`, QUIT; every line goes to `echo` live."""
+    authenticators = authenticators_for(relay)
+    session = SmtpSession(relay, delivery, authenticators)
+    session.transcript = LiveTranscript({s for a in authenticators for s in a.secrets}, echo)
+    try:
+        await session.setup()
+    except SessionError as exc:
+        return setup_failed(exc.failure)
+    try:
+        report = await session.send(message.sender, [message.recipient], message.data)
+    finally:
+        await session.close()
+    return verdict(report, message)
+
+
+def setup_failed(failure: SessionFailure) -> SendResult:
+    g = guidance_for(failure)
+    what = str(failure.reply) if failure.reply else (failure.detail or str(failure.condition))
+    return SendResult(False, f"FAILED at {failure.stage.value}: {g.title}: {what}. "
+                             f"Next step: {g.next_step}")
+
+
+def verdict(report: DeliveryReport, message: SampleMessage) -> SendResult:
+    outcome = classify(report)[message.recipient]
+    if outcome.kind is OutcomeKind.SENT:
+        return SendResult(True, f"OK: relay {report.relay} accepted the message for "
+                                f"{message.recipient} ({outcome.reply}); Message-ID "
+                                f"{message.message_id}")
+    g = describe(outcome.guidance, outcome.reply)
+    return SendResult(False, f"{outcome.kind.value.upper()}: {g.one_line()}")

@@ -1,0 +1,283 @@
+"""What the worker delivers through: one `RelayGate` per relay, around its
+session pool.
+
+A gate keeps the pool logged in with the relay's current credentials: it
+looks at the relay's stored state at most every `SYNC_INTERVAL` (and at once
+when a login fails), and when the credentials' version changed (set through
+the CLI or API, on any node) it builds a new pool with them. Steps, per
+message:
+
+    sync_credentials → hold_if_relay_needs_attention → transmit
+      → mark_needs_attention_if_login_failed | release_if_login_works_again
+
+A login failure marks the relay `needs_attention` and holds all its waiting
+mail (`RelayCredentials.mark_needs_attention`); after that this node does not
+log in with the same credentials again, since repeated failures can lock the
+account. A login that works again releases the held mail.
+
+Clock skew seen by the relay's OAuth2 token source (the token endpoint's
+`Date`) or in a relay greeting that carries a date becomes an `alert` event on
+the message being delivered (`RelayGates.after_verdict`, the worker's
+`on_verdict` hook), naming the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from outbox.clock import utcnow
+from outbox.config import DeliverySettings, RelaySettings, Settings
+from outbox.core import guidance as catalogue
+from outbox.core.classify import classify
+from outbox.core.decide import AttemptVerdict
+from outbox.core.model import Event, EventType, Outcome, OutcomeKind
+from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
+from outbox.credentials import RelayCredentials
+from outbox.delivery.auth import authenticators_for
+from outbox.delivery.body import MessageBody
+from outbox.delivery.oauth import ClockSkew, TokenSource, clock_skew
+from outbox.delivery.pool import SessionPool
+from outbox.delivery.transport import SessionInfo
+from outbox.errors import OutboxError
+from outbox.ops.checks import greeting_time
+from outbox.store.base import Claim, RelayAuth, Store
+
+log = structlog.get_logger("outbox.relaygate")
+
+SYNC_INTERVAL = 5.0  # seconds between looks at the relay's stored state
+_SETUP_STAGES = frozenset({Stage.CONNECT, Stage.GREETING, Stage.EHLO, Stage.STARTTLS,
+                           Stage.AUTH})
+
+
+class RelayGate:
+    """A relay's session pool, with its current credentials and state."""
+
+    def __init__(self, relay: RelaySettings, delivery: DeliverySettings,
+                 credentials: RelayCredentials, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], datetime] = utcnow) -> None:
+        self.relay = relay
+        self._delivery = delivery
+        self._credentials = credentials
+        self._clock = clock
+        self._wall = wall
+        self._lock = asyncio.Lock()
+        self._auth: RelayAuth | None = None
+        self._synced_at = float("-inf")
+        self._pool: SessionPool | None = None
+        self._pool_relay = relay
+        self._tokens: TokenSource | None = None
+        self._version: int | None = None  # the credentials the pool logs in with
+        self._failed_version: int | None = None  # login failed here with these
+        self._skews: list[ClockSkew] = []
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def pool(self) -> SessionPool | None:
+        return self._pool
+
+    async def deliver(self, sender: str, recipients: Sequence[str],
+                      message: bytes | MessageBody) -> DeliveryReport:
+        attempt = await self._transmit(sender, recipients, message)
+        if attempt is not None and attempt.failure is not None and (
+                await self._credentials_changed(attempt.version)):
+            # New credentials arrived while the old ones failed: they get their chance now.
+            attempt = await self._transmit(sender, recipients, message)
+        if attempt is None:
+            return self._held_report(recipients)
+        await self._settle(attempt)
+        return attempt.report
+
+    def take_skews(self) -> list[ClockSkew]:
+        """Clock skews seen since the last call (each reported once)."""
+        skews, self._skews = self._skews, []
+        if self._tokens is not None and (skew := self._tokens.take_skew()) is not None:
+            skews.append(skew)
+        return skews
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # -- steps -------------------------------------------------------------------------
+
+    async def sync_credentials(self, force: bool = False) -> SessionPool:
+        """The pool for the relay's current credentials, rebuilt when they changed."""
+        async with self._lock:
+            if force or self._pool is None or self._clock() - self._synced_at >= SYNC_INTERVAL:
+                self._auth = await self._credentials.store.load_relay_credentials(
+                    self.relay.name)
+                self._synced_at = self._clock()
+                if self._pool is None or self._auth.version != self._version:
+                    self._rebuild(self._auth)
+            return self._pool_now()
+
+    async def _transmit(self, sender: str, recipients: Sequence[str],
+                        message: bytes | MessageBody) -> _Attempt | None:
+        """Deliver over the current pool; None when the relay's mail must wait."""
+        pool = await self.sync_credentials()
+        if self._is_blocked():
+            pool = await self.sync_credentials(force=True)  # maybe fixed on another node
+            if self._is_blocked():
+                return None
+        version, relay = self._version, self._pool_relay
+        report = await pool.deliver(sender, recipients, message)
+        return _Attempt(report, _login_failure(report), version, relay)
+
+    def _is_blocked(self) -> bool:
+        """hold_if_relay_needs_attention: this node's login with these credentials failed."""
+        auth = self._auth
+        return (auth is not None and auth.needs_attention
+                and auth.version == self._failed_version == self._version)
+
+    async def _credentials_changed(self, used: int | None) -> bool:
+        await self.sync_credentials(force=True)
+        return self._version != used
+
+    async def _settle(self, attempt: _Attempt) -> None:
+        if attempt.failure is not None:
+            await self._mark_needs_attention(attempt, attempt.failure)
+        elif _logged_in(attempt.report):
+            await self._release_if_login_works_again(attempt.version)
+
+    async def _mark_needs_attention(self, attempt: _Attempt, failure: Outcome) -> None:
+        if attempt.version is None:
+            return
+        self._failed_version = attempt.version
+        try:
+            await self._credentials.mark_needs_attention(attempt.relay, attempt.version,
+                                                         failure)
+        except OutboxError as exc:
+            log.error("could not hold the mail of a relay that needs attention",
+                      relay=self.relay.name, error=exc.one_line())
+        self._synced_at = float("-inf")  # read the new state before the next message
+
+    async def _release_if_login_works_again(self, version: int | None) -> None:
+        self._failed_version = None
+        auth = self._auth
+        if auth is None or not auth.needs_attention or auth.version != version:
+            return
+        try:
+            await self._credentials.mark_ok(self.relay.name, auth.version)
+        except OutboxError as exc:
+            log.error("could not release the held mail of a relay that works again",
+                      relay=self.relay.name, error=exc.one_line())
+        self._synced_at = float("-inf")
+
+    def _held_report(self, recipients: Sequence[str]) -> DeliveryReport:
+        reason = self._auth.reason if self._auth is not None else ""
+        detail = (f"the last login to relay {self.relay.name} failed ({reason}); Outbox does not "
+                  "log in again with the same credentials")
+        failure = SessionFailure(Stage.AUTH, condition=Condition.AWAITING_CREDENTIALS,
+                                 detail=detail)
+        return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
+                              failure=failure, transcript=f"(not sent: {detail})")
+
+    # -- the pool --------------------------------------------------------------------------
+
+    def _pool_now(self) -> SessionPool:
+        assert self._pool is not None
+        return self._pool
+
+    def _rebuild(self, auth: RelayAuth) -> None:
+        try:
+            relay = self._credentials.effective(self.relay, auth)
+        except OutboxError as exc:
+            log.error("stored relay credentials cannot be used; using the config's",
+                      relay=self.relay.name, error=exc.one_line())
+            relay = self.relay
+        old, self._pool = self._pool, self._new_pool(relay, auth.version)
+        self._pool_relay, self._version = relay, auth.version
+        if old is not None:
+            task = asyncio.create_task(old.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            log.info("relay credentials changed; new sessions use them", relay=relay.name,
+                     version=auth.version)
+
+    def _new_pool(self, relay: RelaySettings, version: int) -> SessionPool:
+        async def keep_rotated(token: str) -> None:
+            await self._credentials.save_rotated(relay, version, token)
+
+        self._tokens = (TokenSource(relay.oauth2, on_rotate=keep_rotated, wall=self._wall)
+                        if relay.oauth2 is not None else None)
+        return SessionPool(relay, self._delivery, authenticators=authenticators_for(
+            relay, self._tokens), on_open=self._observe_session)
+
+    def _observe_session(self, info: SessionInfo) -> None:
+        """A greeting that carries a date shows how far off our clock is."""
+        said = greeting_time(str(info.greeting)) if info.greeting is not None else None
+        skew = clock_skew(said, self._wall(), f"relay {self.relay.name}'s greeting")
+        if skew is not None:
+            self._skews.append(skew)
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    report: DeliveryReport
+    failure: Outcome | None  # a failed login
+    version: int | None  # of the credentials used
+    relay: RelaySettings  # with those credentials
+
+
+def _login_failure(report: DeliveryReport) -> Outcome | None:
+    """The held outcome of a failed login (credentials, not the network)."""
+    if report.failure is None or not report.recipients:
+        return None
+    outcome = classify(report)[report.recipients[0]]
+    if outcome.kind is OutcomeKind.HELD and catalogue.describe(outcome.guidance).kind == "auth":
+        return outcome
+    return None
+
+
+def _logged_in(report: DeliveryReport) -> bool:
+    return report.failure is None or report.failure.stage not in _SETUP_STAGES
+
+
+class RelayGates(Mapping[str, RelayGate]):
+    """Every configured relay's gate: the worker's `pools`."""
+
+    def __init__(self, settings: Settings, store: Store, *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.credentials = RelayCredentials(settings, store, clock=clock)
+        self._clock = clock
+        self._gates = {relay.name: RelayGate(relay, settings.delivery, self.credentials,
+                                             wall=clock) for relay in settings.relays}
+
+    def __getitem__(self, name: str) -> RelayGate:
+        return self._gates[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._gates)
+
+    def __len__(self) -> int:
+        return len(self._gates)
+
+    async def after_verdict(self, claim: Claim, verdict: AttemptVerdict) -> None:
+        """The worker's `on_verdict`: a clock skew seen during the attempt becomes
+        an alert event on the message."""
+        relays = {recipient.relay for recipient in claim.message.recipients}
+        for name in sorted(relays & set(self._gates)):
+            for skew in self._gates[name].take_skews():
+                await self._report_skew(claim, skew)
+
+    async def _report_skew(self, claim: Claim, skew: ClockSkew) -> None:
+        log.warning("clock skew", detail=skew.describe(),
+                    seconds=round(skew.skew.total_seconds()))
+        event = Event(self._clock(), EventType.ALERT, claim.attempt, guidance="clock_skew",
+                      detail=skew.describe())
+        try:
+            await self.credentials.store.append_event(claim.message.id, event)
+        except OutboxError as exc:
+            log.warning("could not record the clock-skew event", error=exc.one_line())
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(gate.aclose() for gate in self._gates.values()),
+                             return_exceptions=True)

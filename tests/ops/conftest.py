@@ -1,0 +1,105 @@
+"""Fixtures for the operator tools: a migrated SQLite database, the scripted SMTP
+server (tests/smtpd.py) with test certificates, and configs as dicts that become
+`Settings` (in-process) or a TOML file (for the CLI as a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outbox.config import Settings
+from outbox.store.factory import open_store
+from tests.processes import write_config
+from tests.smtpd import CertKind, ScriptedServer, TlsCerts, TlsMode
+
+ServerFactory = Callable[..., ScriptedServer]
+ConfigFactory = Callable[..., dict[str, Any]]
+
+
+async def migrate(url: str) -> None:
+    store = await open_store(url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> TlsCerts:
+    return TlsCerts(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    asyncio.run(migrate(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture
+def database_url(migrated_template: Path, tmp_path: Path) -> str:
+    """A fresh, migrated SQLite database for this test."""
+    path = tmp_path / "outbox.db"
+    shutil.copyfile(migrated_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def smtp_server(tls_certs: TlsCerts) -> Iterator[ServerFactory]:
+    """smtp_server(script=[...], tls="starttls", cert="expired", auth=(u, p), ...)"""
+    started: list[ScriptedServer] = []
+
+    def start(*, tls: TlsMode | None = None, cert: CertKind = "good",
+              **options: Any) -> ScriptedServer:
+        context = tls_certs.server_context(cert) if tls else None
+        server = ScriptedServer(tls=tls, tls_context=context, **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def relay_for(tls_certs: TlsCerts) -> Callable[..., dict[str, Any]]:
+    """The [[relays]] entry for a scripted server (trusting the test CA)."""
+    def make(server: ScriptedServer, **overrides: Any) -> dict[str, Any]:
+        security = {"starttls": "starttls", "implicit": "tls", None: "none"}[server.tls]
+        relay = {"name": "test", "host": server.host, "port": server.port,
+                 "security": security, "ca_file": tls_certs.ca_file}
+        return {**relay, **overrides}
+
+    return make
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, database_url: str) -> ConfigFactory:
+    """make_config(relay, ..., section={...}) → a config dict with short timeouts."""
+    def make(*relays: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "database": {"url": database_url},
+            "logging": {"level": "info", "file": str(tmp_path / "outbox.log")},
+            "delivery": {"connect_timeout": "3s", "command_timeout": "3s",
+                         "data_timeout": "5s", "helo_name": "client.test"},
+            "doctor": {"min_free_disk": "1MB"},
+            "relays": list(relays),
+        }
+        for name, values in sections.items():
+            config[name] = {**config.get(name, {}), **values}
+        return config
+
+    return make
+
+
+def settings_of(config: dict[str, Any]) -> Settings:
+    return Settings(**config)
+
+
+def config_file(tmp_path: Path, config: dict[str, Any]) -> Path:
+    return write_config(tmp_path / "outbox.toml", config)

@@ -1,0 +1,208 @@
+"""`outbox doctor` against real relays on loopback (the scripted SMTP server with
+generated certificates): a healthy one, and each way a relay commonly breaks.
+Each broken relay gives one fail line naming the check, with the catalogue's fix,
+and the exit code says whether anything failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from outbox.core.guidance import describe, key_for_reply
+from outbox.core.replies import parse_reply
+from outbox.core.report import Condition
+from outbox.ops.checks import Check, Report, Status
+from outbox.ops.doctor import run_doctor
+from tests.ops.conftest import ConfigFactory, ServerFactory, config_file, settings_of
+from tests.smtpd import closed_port
+
+RelayFor = Callable[..., dict[str, Any]]
+USER, PASSWORD = "mailer", "correct-horse-battery"
+STEPS = ["dns", "connect", "greeting", "ehlo", "tls", "auth", "size"]
+
+
+async def doctor(config: dict[str, Any]) -> Report:
+    return await run_doctor(settings_of(config))
+
+
+def relay_checks(report: Report, relay: str = "test") -> dict[str, Check]:
+    prefix = f"relay {relay}: "
+    return {c.name.removeprefix(prefix): c for c in report.checks if c.name.startswith(prefix)}
+
+
+def the_failure(report: Report) -> Check:
+    (failed,) = [c for c in report.checks if c.status is Status.FAIL]
+    return failed
+
+
+async def test_a_healthy_relay_passes_every_check(
+        smtp_server: ServerFactory, relay_for: RelayFor, make_config: ConfigFactory) -> None:
+    server = smtp_server(tls="starttls", auth=(USER, PASSWORD), size_limit=30_000_000)
+    report = await doctor(make_config(relay_for(server, username=USER, password=PASSWORD)))
+
+    checks = relay_checks(report)
+    assert list(checks) == STEPS
+    assert {name: c.status for name, c in checks.items()} == dict.fromkeys(STEPS, Status.PASS)
+    assert checks["dns"].detail == "127.0.0.1 is 127.0.0.1"
+    assert "STARTTLS" not in checks["ehlo"].detail and "AUTH" in checks["ehlo"].detail
+    assert "TLSv1." in checks["tls"].detail and "days left" in checks["tls"].detail
+    assert checks["auth"].detail == f"logged in as {USER} with PLAIN (no mail sent)"
+    assert "30,000,000 bytes" in checks["size"].detail
+    assert report.ok and report.exit_code == 0
+    assert server.messages == [], "doctor never sends mail"
+    assert [c.status for c in report.checks if not c.name.startswith("relay")] == [
+        Status.PASS, Status.PASS, Status.PASS, Status.SKIP, Status.PASS, Status.PASS,
+        Status.PASS, Status.PASS]  # database, schema, disk, clock (no source), queue x3, alerts
+
+
+async def test_a_closed_port_fails_at_connect_with_the_refused_fix(
+        relay_for: RelayFor, make_config: ConfigFactory) -> None:
+    relay = {"name": "test", "host": "127.0.0.1", "port": closed_port(), "security": "starttls"}
+    report = await doctor(make_config(relay))
+
+    failure = the_failure(report)
+    assert failure.name == "relay test: connect"
+    assert failure.detail.startswith("Connection refused: ")
+    assert failure.fix == describe(Condition.CONNECTION_REFUSED.value).next_step
+    assert list(relay_checks(report)) == ["dns", "connect"], "later checks did not run"
+    assert report.exit_code == 1
+
+
+async def test_an_expired_certificate_fails_at_tls(
+        smtp_server: ServerFactory, relay_for: RelayFor, make_config: ConfigFactory) -> None:
+    server = smtp_server(tls="starttls", cert="expired")
+    report = await doctor(make_config(relay_for(server)))
+
+    failure = the_failure(report)
+    assert failure.name == "relay test: tls"
+    assert failure.detail.startswith("Relay's TLS certificate expired: certificate rejected")
+    assert failure.fix == describe(Condition.TLS_CERT_EXPIRED.value).next_step
+    assert [c.status for c in relay_checks(report).values()] == [Status.PASS] * 4 + [Status.FAIL]
+    assert report.exit_code == 1
+
+
+async def test_a_certificate_for_another_host_fails_at_tls(
+        smtp_server: ServerFactory, relay_for: RelayFor, make_config: ConfigFactory) -> None:
+    server = smtp_server(tls="implicit", cert="wrong_host")
+    report = await doctor(make_config(relay_for(server)))
+
+    failure = the_failure(report)
+    assert failure.name == "relay test: tls"
+    assert failure.detail.startswith("TLS certificate is for another name: ")
+    assert failure.fix == describe(Condition.TLS_HOSTNAME_MISMATCH.value).next_step
+    assert list(relay_checks(report)) == ["dns", "connect", "tls"], "implicit TLS comes first"
+    assert report.exit_code == 1
+
+
+async def test_a_wrong_password_fails_at_auth(
+        smtp_server: ServerFactory, relay_for: RelayFor, make_config: ConfigFactory) -> None:
+    server = smtp_server(tls="starttls", auth=(USER, PASSWORD))
+    report = await doctor(make_config(relay_for(server, username=USER, password="wrong-pass")))
+
+    failure = the_failure(report)
+    assert failure.name == "relay test: auth"
+    rejected = describe(key_for_reply(parse_reply(535, "5.7.8 Authentication credentials "
+                                                  "invalid"), during_auth=True))
+    assert rejected.kind == "auth"
+    assert failure.detail == f"{rejected.title}: 535 5.7.8 Authentication credentials invalid"
+    assert failure.fix == rejected.next_step
+    assert "wrong-pass" not in json.dumps(report.as_dict())
+    assert report.exit_code == 1
+
+
+async def test_a_relay_without_starttls_fails_when_starttls_is_required(
+        smtp_server: ServerFactory, relay_for: RelayFor, make_config: ConfigFactory) -> None:
+    server = smtp_server()  # plain SMTP: EHLO offers no STARTTLS
+    report = await doctor(make_config(relay_for(server, security="starttls")))
+
+    failure = the_failure(report)
+    assert failure.name == "relay test: tls"
+    assert failure.detail.startswith(describe(Condition.STARTTLS_NOT_OFFERED.value).title)
+    assert "never falls back to plaintext" in failure.detail
+    assert failure.fix == describe(Condition.STARTTLS_NOT_OFFERED.value).next_step
+    assert report.exit_code == 1
+
+
+async def test_a_missing_database_fails_and_is_not_created(
+        tmp_path: Path, make_config: ConfigFactory) -> None:
+    missing = tmp_path / "nowhere.db"
+    report = await doctor(make_config(database={"url": f"sqlite:///{missing}"}))
+
+    failure = the_failure(report)
+    assert failure.name == "database"
+    assert "does not exist yet" in failure.detail and "outbox serve" in failure.fix
+    assert not missing.exists()
+    assert not any(c.name.startswith("queue") for c in report.checks)
+
+
+async def test_an_unmigrated_database_fails_the_schema_check(
+        tmp_path: Path, make_config: ConfigFactory) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    report = await doctor(make_config(database={"url": f"sqlite:///{empty}"}))
+
+    failure = the_failure(report)
+    assert failure.name == "database schema"
+    assert failure.detail.startswith("at revision none; this Outbox needs ")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "OUTBOX_DEBUG": ""}
+    return subprocess.run([sys.executable, "-m", "outbox", *args], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+
+
+def test_the_cli_prints_a_table_and_exits_0_for_a_healthy_relay(
+        tmp_path: Path, smtp_server: ServerFactory, relay_for: RelayFor,
+        make_config: ConfigFactory) -> None:
+    server = smtp_server(tls="starttls", auth=(USER, PASSWORD))
+    path = config_file(tmp_path, make_config(relay_for(server, username=USER,
+                                                       password=PASSWORD)))
+    result = run_cli("doctor", "--config", str(path))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for step in STEPS:
+        assert f"relay test: {step}" in result.stdout
+    assert "PASS" in result.stdout and "FAIL" not in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("OK: ")
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_the_cli_exits_1_with_the_fail_line_and_fix_and_gives_json(
+        tmp_path: Path, smtp_server: ServerFactory, relay_for: RelayFor,
+        make_config: ConfigFactory) -> None:
+    good = smtp_server(tls="starttls")
+    expired = smtp_server(tls="starttls", cert="expired")
+    path = config_file(tmp_path, make_config(relay_for(good, name="good"),
+                                             relay_for(expired, name="old")))
+
+    result = run_cli("doctor", "--config", str(path))
+    assert result.returncode == 1
+    fix = describe(Condition.TLS_CERT_EXPIRED.value).next_step
+    assert f"FAIL relay old: tls: {fix}" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("PROBLEMS FOUND: ")
+    assert "Traceback" not in result.stderr
+
+    as_json = run_cli("doctor", "--json", "--config", str(path))
+    assert as_json.returncode == 1
+    body = json.loads(as_json.stdout)
+    assert body["ok"] is False and body["summary"]["fail"] == 1
+    statuses = {c["name"]: c["status"] for c in body["checks"]}
+    assert statuses["relay good: tls"] == "pass"
+    assert statuses["relay old: tls"] == "fail"
+    (old,) = [c for c in body["checks"] if c["name"] == "relay old: tls"]
+    assert old["fix"] == fix
+
+
+def test_the_cli_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[alerts]\nwebhook_url = "http://127.0.0.1:9/x"\n')
+    result = run_cli("doctor", "--config", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "alerts: webhook_secret is required with webhook_url" in result.stderr

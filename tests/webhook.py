@@ -1,0 +1,84 @@
+"""A real HTTP server for webhook tests: records every POST (path, headers, raw body)
+on a free loopback port, in its own thread.
+
+    with WebhookReceiver() as hooks:
+        ... hooks.url ...
+        hooks.wait_for(lambda r: r.json["type"] == "alert.raised")
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.processes import wait_until
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with receiver._lock:
+                    receiver.received.append(Received(self.path, dict(self.headers.items()),
+                                                      body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/hook"
+
+    def requests(self) -> list[Received]:
+        with self._lock:
+            return list(self.received)
+
+    def wait_for(self, predicate: Callable[[Received], bool], timeout: float = 30.0,
+                 message: str = "a webhook request") -> Received:
+        def found() -> Received | None:
+            return next((r for r in self.requests() if predicate(r)), None)
+
+        return wait_until(found, timeout=timeout, message=message)  # type: ignore[no-any-return]
+
+    def start(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
