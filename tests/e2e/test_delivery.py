@@ -4,6 +4,7 @@ on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import email
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from email import policy
@@ -331,3 +332,26 @@ def _uncertain_events(outbox: OutboxProcess, ids: list[str]) -> int:
         return sum(1 for id in ids for e in client.get(f"/v1/messages/{id}").json()["events"]
                    if e["type"] == "uncertain")
 
+
+
+def test_sigterm_drains_in_flight_delivery_within_the_grace_period(
+        start_outbox: Any) -> None:
+    with ScriptedServer(script=[delay("DATA", 1.5, times=1)]) as server:
+        relay = {"name": "default", "host": "127.0.0.1", "port": server.port, "security": "none"}
+        outbox: OutboxProcess = start_outbox([relay], delivery={"shutdown_grace": "5s"})
+        with outbox.client() as client:
+            accepted = client.post("/v1/messages", json={
+                "from": "a@example.test", "to": "b@example.test", "text": "bye"}).json()
+        wait_until(lambda: "DATA" in server.commands, message="the DATA command")
+        started = time.monotonic()
+        assert outbox.stop(timeout=15) == 0
+        stopped_in = time.monotonic() - started
+        assert server.message_ids[accepted["message_id"]] == 1
+        restarted = start_outbox([relay], config=outbox.config)
+        with restarted.client() as client:
+            message = client.get(f"/v1/messages/{accepted['id']}").json()
+        print(f"\nSIGTERM with a delivery in flight: stopped in {stopped_in:.1f}s, "
+              f"message {message['status']}")
+        # Drained, not abandoned: recorded as sent before exit, no uncertain event.
+        assert message["status"] == "sent"
+        assert not [e for e in message["events"] if e["type"] == "uncertain"]
