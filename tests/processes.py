@@ -42,7 +42,7 @@ def toml_value(value: Any) -> str:
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     lines: list[str] = []
     for section, body in config.items():
-        if isinstance(body, list):
+        if isinstance(body, list) and all(isinstance(item, dict) for item in body):
             for item in body:
                 lines.append(f"[[{section}]]")
                 lines += [f"{k} = {toml_value(v)}" for k, v in item.items()]
@@ -69,6 +69,9 @@ def base_config(tmp: Path, database_url: str, relays: list[dict[str, Any]],
         "auth": {"api_keys": [{"name": "app", "key": API_KEY, "scopes": ["send", "read"]},
                               {"name": "viewer", "key": READ_ONLY_KEY, "scopes": ["read"]}]},
         "relays": relays,
+        # Attachment files stay in the test's directory (the default for PostgreSQL
+        # would be ./outbox-blobs in the working directory).
+        "storage": {"blob_dir": str(tmp / "blobs")},
     }
     for name, values in sections.items():
         if isinstance(config.get(name), dict):

@@ -55,6 +55,7 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
 
 
 def print_report(console: Console, report: Report) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from outbox.ops.checks import Status
@@ -65,7 +66,8 @@ def print_report(console: Console, report: Report) -> None:
     table.add_column("detail", overflow="fold")
     for check in report.checks:
         style = _STYLES[check.status.value]
-        table.add_row(f"[{style}]{check.status.value.upper()}[/]", check.name, check.detail)
+        table.add_row(f"[{style}]{check.status.value.upper()}[/]", escape(check.name),
+                      escape(check.detail))
     console.print(table)
     for check in report.checks:
         if check.fix and check.status in (Status.FAIL, Status.WARN):

@@ -225,10 +225,12 @@ class RelayCredentials:
                  version=version, released=released)
         return await self.status(name), released
 
-    async def save_rotated(self, relay: RelaySettings, version: int, refresh_token: str) -> None:
-        """Keep a refresh token the provider rotated (same version)."""
+    async def save_rotated(self, relay: RelaySettings, version: int,
+                           refresh_token: str) -> str | None:
+        """Keep a refresh token the provider rotated (same version); returns the
+        sealed credentials as stored, or None if they were not."""
         if relay.oauth2 is None:
-            return
+            return None
         values = {"token_url": relay.oauth2.token_url, "client_id": relay.oauth2.client_id,
                   "client_secret": relay.oauth2.client_secret.get_secret_value(),
                   "refresh_token": refresh_token, "scope": relay.oauth2.scope}
@@ -240,8 +242,9 @@ class RelayCredentials:
         except OutboxError as exc:
             log.warning("the provider rotated the refresh token but it could not be saved",
                         relay=relay.name, error=exc.one_line())
-            return
+            return None
         log.info("rotated refresh token saved", relay=relay.name, saved=saved)
+        return sealed if saved else None
 
     async def mark_needs_attention(self, relay: RelaySettings, version: int,
                                    outcome: Outcome) -> int:

@@ -19,7 +19,7 @@ import hashlib
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from outbox.blobs import BlobStore
@@ -33,6 +33,7 @@ from outbox.errors import BlobCorrupt, Conflict, InputError, LinkExpired
 from outbox.store.base import BlobUse, Store, Upload
 
 LINK_KEY_NAME = "download-links"
+INLINE_GRACE = timedelta(minutes=10)  # a base64 file is stored, then its message enqueued
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +93,9 @@ class AttachmentFiles:
         return FileInfo(upload.sha256, upload.size, sniff(head))
 
     async def keep(self, found: FoundFiles, now: datetime) -> None:
-        """Store the planned message's base64 files as blobs (before it is enqueued)."""
-        keep_until = now + self.settings.storage.upload_ttl
+        """Store the planned message's base64 files as blobs (before it is enqueued;
+        from then on the message's use keeps them)."""
+        keep_until = now + INLINE_GRACE
         for data in found.inline:
             if data is not None:
                 await self.blobs.put_bytes(data, keep_until=keep_until, now=now)

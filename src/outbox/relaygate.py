@@ -74,13 +74,11 @@ class RelayGate:
         self._pool_relay = relay
         self._tokens: TokenSource | None = None
         self._version: int | None = None  # the credentials the pool logs in with
+        self._sealed: str | None = None  # ... as stored (changes when rotated)
         self._failed_version: int | None = None  # login failed here with these
+        self._last_login: datetime | None = None  # when a new session last logged in
         self._skews: list[ClockSkew] = []
         self._closing: set[asyncio.Task[None]] = set()
-
-    @property
-    def pool(self) -> SessionPool | None:
-        return self._pool
 
     async def deliver(self, sender: str, recipients: Sequence[str],
                       message: bytes | MessageBody) -> DeliveryReport:
@@ -112,12 +110,23 @@ class RelayGate:
         """The pool for the relay's current credentials, rebuilt when they changed."""
         async with self._lock:
             if force or self._pool is None or self._clock() - self._synced_at >= SYNC_INTERVAL:
-                self._auth = await self._credentials.store.load_relay_credentials(
-                    self.relay.name)
-                self._synced_at = self._clock()
+                self._auth = await self._load_auth()
                 if self._pool is None or self._auth.version != self._version:
                     self._rebuild(self._auth)
+                elif self._auth.credentials != self._sealed:
+                    self._adopt_rotation(self._auth)
             return self._pool_now()
+
+    async def _load_auth(self) -> RelayAuth:
+        """The relay's stored state; while the database cannot say, what we knew."""
+        try:
+            auth = await self._credentials.store.load_relay_credentials(self.relay.name)
+        except OutboxError as exc:
+            log.warning("cannot read the relay's credentials; trying again soon",
+                        relay=self.relay.name, error=exc.one_line())
+            return self._auth or RelayAuth(self.relay.name)
+        self._synced_at = self._clock()
+        return auth
 
     async def _transmit(self, sender: str, recipients: Sequence[str],
                         message: bytes | MessageBody) -> _Attempt | None:
@@ -138,8 +147,10 @@ class RelayGate:
                 and auth.version == self._failed_version == self._version)
 
     async def _credentials_changed(self, used: int | None) -> bool:
+        """New credentials, or a refresh token another node rotated, since `used`."""
+        sealed = self._sealed
         await self.sync_credentials(force=True)
-        return self._version != used
+        return self._version != used or self._sealed != sealed
 
     async def _settle(self, attempt: _Attempt) -> None:
         if attempt.failure is not None:
@@ -160,9 +171,12 @@ class RelayGate:
         self._synced_at = float("-inf")  # read the new state before the next message
 
     async def _release_if_login_works_again(self, version: int | None) -> None:
+        """Only a session that logged in after the failure proves the login works."""
         self._failed_version = None
         auth = self._auth
         if auth is None or not auth.needs_attention or auth.version != version:
+            return
+        if self._last_login is None or (auth.updated_at and self._last_login <= auth.updated_at):
             return
         try:
             await self._credentials.mark_ok(self.relay.name, auth.version)
@@ -194,7 +208,7 @@ class RelayGate:
                       relay=self.relay.name, error=exc.one_line())
             relay = self.relay
         old, self._pool = self._pool, self._new_pool(relay, auth.version)
-        self._pool_relay, self._version = relay, auth.version
+        self._pool_relay, self._version, self._sealed = relay, auth.version, auth.credentials
         if old is not None:
             task = asyncio.create_task(old.aclose())
             self._closing.add(task)
@@ -202,9 +216,22 @@ class RelayGate:
             log.info("relay credentials changed; new sessions use them", relay=relay.name,
                      version=auth.version)
 
+    def _adopt_rotation(self, auth: RelayAuth) -> None:
+        """Another node saved a rotated refresh token: use it, keep the access token."""
+        try:
+            relay = self._credentials.effective(self.relay, auth)
+        except OutboxError:
+            return
+        self._sealed = auth.credentials
+        if relay.oauth2 is not None and self._tokens is not None:
+            self._tokens.adopt_refresh_token(relay.oauth2.refresh_token.get_secret_value())
+            self._pool_relay = relay
+
     def _new_pool(self, relay: RelaySettings, version: int) -> SessionPool:
         async def keep_rotated(token: str) -> None:
-            await self._credentials.save_rotated(relay, version, token)
+            sealed = await self._credentials.save_rotated(self._pool_relay, version, token)
+            if sealed is not None and self._version == version:
+                self._sealed = sealed
 
         self._tokens = (TokenSource(relay.oauth2, on_rotate=keep_rotated, wall=self._wall)
                         if relay.oauth2 is not None else None)
@@ -212,7 +239,9 @@ class RelayGate:
             relay, self._tokens), on_open=self._observe_session)
 
     def _observe_session(self, info: SessionInfo) -> None:
-        """A greeting that carries a date shows how far off our clock is."""
+        """A new session is set up (logged in, if the relay has credentials); a greeting
+        that carries a date shows how far off our clock is."""
+        self._last_login = self._wall()
         said = greeting_time(str(info.greeting)) if info.greeting is not None else None
         skew = clock_skew(said, self._wall(), f"relay {self.relay.name}'s greeting")
         if skew is not None:

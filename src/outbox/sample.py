@@ -47,14 +47,13 @@ _SECRET_QUERY_WORDS = ("password", "secret", "token", "key")
 
 def masked_config(settings: Settings) -> str:
     """The effective configuration as TOML with every secret replaced by `***`:
-    secret values, a password in the database URL, and the webhook URL's path
-    and query (services like Slack put the credential there)."""
+    secret values, a password in any URL (database, LDAP, ...), and the webhook
+    URL's path and query (services like Slack put the credential there)."""
     return sample_config(masked_values(settings))
 
 
 def masked_values(settings: Settings) -> dict[str, Any]:
     values: dict[str, Any] = _masked(settings.model_dump(mode="python"))
-    values["database"]["url"] = mask_url_password(values["database"]["url"])
     if values["alerts"]["webhook_url"]:
         parts = urlsplit(values["alerts"]["webhook_url"])
         values["alerts"]["webhook_url"] = urlunsplit((parts.scheme, parts.netloc, MASK, "", ""))
@@ -68,19 +67,28 @@ def _masked(value: Any) -> Any:
         return {key: _masked(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_masked(item) for item in value]
+    if isinstance(value, str) and "://" in value:  # database, LDAP, token URLs
+        return mask_url_password(value)
     return value
 
 
 def mask_url_password(url: str) -> str:
-    """`scheme://user:***@host/db`, and secret-looking query values masked."""
+    """`scheme://user:***@host/db`, and secret-looking query values masked;
+    any other URL unchanged (character for character)."""
     parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not parts.password and not any(_is_secret_name(k) for k, _ in pairs):
+        return url
     netloc = parts.netloc
     if parts.password:
         credentials, _, host = netloc.rpartition("@")
         netloc = f"{credentials.split(':', 1)[0]}:{MASK}@{host}"
-    query = urlencode([(k, MASK if any(w in k.lower() for w in _SECRET_QUERY_WORDS) else v)
-                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    query = urlencode([(k, MASK if _is_secret_name(k) else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _is_secret_name(name: str) -> bool:
+    return any(word in name.lower() for word in _SECRET_QUERY_WORDS)
 
 
 def _table(name: str, value: Any) -> list[str]:

@@ -18,11 +18,10 @@ from outbox.store.factory import open_store
 OUTLOOK_CSV = """\
 First Name,Last Name,E-mail Address,E-mail 2 Address,Categories
 Ann,Lee,ann@corp.test,ann.lee@home.test,staff;ops
-"Doe, John",,"""  # noqa: ISC003 - continued below
-OUTLOOK_CSV += """j@x.test,,
+"Doe, John",,j@x.test,,
 Ann,Lee,ANN@corp.test,,vip
 Bad,Guy,not-an-address,,
-Carol,King,carol@x.test,,
+Carol,King,carol@x.test,,club
 """
 
 GOOGLE_CSV = """\
@@ -83,7 +82,7 @@ async def test_a_csv_import_merges_duplicates_and_reports_each_decision(
         "record 6: merged into contact 1 (Carol K.)",
     )
     assert await people(book.store) == {
-        "Carol K.": (("carol@x.test",), ("friend",)),
+        "Carol K.": (("carol@x.test",), ("friend", "club")),
         "Ann Lee": (("ann@corp.test", "ann.lee@home.test"), ("staff", "ops", "vip")),
         "Doe, John": (("j@x.test",), ()),
     }

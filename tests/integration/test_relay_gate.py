@@ -245,3 +245,39 @@ async def test_a_greeting_ten_minutes_off_gives_a_clock_skew_alert_event(
     (event,) = [e for e in (await node.detail(sent)).events if e.guidance == "clock_skew"]
     assert event.type is EventType.ALERT
     assert "ahead of relay test's greeting" in event.detail and "NTP" in event.detail
+
+
+async def test_a_refresh_token_rotated_by_another_node_is_adopted_not_taken_for_a_failure(
+        oauth: tuple[Authority, RelaySettings], open_node: NodeFactory) -> None:
+    authority, relay = oauth  # every refresh rotates; the old refresh token stops working
+    one, two = await open_node(relay), await open_node(relay)
+    for node in (one, two):
+        await node.gates["test"].sync_credentials()  # both start from the config's token
+    message = b"Subject: hi\r\n\r\nhello\r\n"
+
+    first = await one.gates["test"].deliver("app@example.test", ["a@example.test"], message)
+    second = await two.gates["test"].deliver("app@example.test", ["b@example.test"], message)
+
+    assert first.failure is None and second.failure is None, second.transcript
+    used = [r["refresh_token"] for r in authority.token_requests]
+    assert used[:2] == ["rt-first", "rt-first"] and len(used) == 3  # refused, then adopted
+    assert (await two.store.load_relay_credentials("test")).state == RELAY_OK
+
+
+async def test_after_a_config_fix_and_restart_the_first_working_login_releases_the_held_mail(
+        smtp_server: ServerFactory, make_relay: RelayFactory, open_node: NodeFactory) -> None:
+    server = smtp_server(auth=(MAILBOX, GOOD))
+    before = await open_node(make_relay(server, username=MAILBOX, password=WRONG))
+    before.start()
+    held = [await before.submit(), await before.submit()]
+    await before.wait_status(held, MessageStatus.HELD)
+    before.worker.stop()
+    await asyncio.gather(*before.tasks)
+
+    after = await open_node(make_relay(server, username=MAILBOX, password=GOOD))
+    after.start()
+    new = await after.submit()
+
+    await after.wait_status([new, *held], MessageStatus.SENT)
+    assert (await after.store.load_relay_credentials("test")).state == RELAY_OK
+    assert [(await after.detail(i)).message.attempts for i in held] == [1, 1]

@@ -14,6 +14,7 @@ import pytest
 
 from outbox.alerts import AlertEngine, Webhook, sign, verify
 from outbox.config import AlertSettings
+from outbox.core.guidance import CATALOGUE
 from outbox.core.model import MessageStatus
 from outbox.store.base import Store
 from outbox.store.factory import open_store
@@ -136,6 +137,24 @@ async def test_held_mail_raises_the_attention_and_held_alerts(
         "queue.held", "relay.smtp1.needs_attention"]
     severities = {a.key: a.severity for a in await store.list_alerts(active_only=True)}
     assert severities == {"queue.held": "warning", "relay.smtp1.needs_attention": "critical"}
+    await alerts.aclose()
+
+
+async def test_a_relay_marked_as_needing_attention_raises_until_it_is_fixed(
+        store: Store, hooks: WebhookReceiver) -> None:
+    clock = Clock()
+    alerts = engine(store, settings(hooks.url), clock)
+    await store.set_relay_state("o365", "needs_attention", "535 5.7.8 bad credentials",
+                                "smtp.5.7.8", at(1))
+    clock.now = at(2)
+    (spec,) = (await alerts.evaluate()).to_raise
+    assert (spec.key, spec.guidance) == ("relay.o365.needs_attention", "smtp.5.7.8")
+    assert hooks.requests()[-1].json["alert"]["guidance"].startswith(
+        CATALOGUE["smtp.5.7.8"].title)
+
+    await store.set_relay_state("o365", "ok", "", "", at(3))
+    clock.now = at(4)
+    assert (await alerts.evaluate()).to_clear == ("relay.o365.needs_attention",)
     await alerts.aclose()
 
 

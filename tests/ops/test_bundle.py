@@ -13,6 +13,7 @@ from typing import Any
 from outbox.config import Settings
 from outbox.core.model import MessageStatus
 from outbox.ops.bundle import Scrubber, configured_secrets, tail_lines, write_bundle
+from outbox.sample import mask_url_password
 from outbox.store.factory import open_store
 from tests.contract.support import LEASE, at, finished, new_message
 from tests.ops.conftest import ConfigFactory
@@ -93,6 +94,7 @@ async def test_the_bundle_holds_every_item_and_no_secret(
     readme = contents["README.txt"].decode()
     assert all(name in readme for name in MEMBERS[1:])
     config_text = contents["config.toml"].decode()
+    assert f'url = "{settings.database.url}"' in config_text
     assert 'password = "***"' in config_text and 'key = "***"' in config_text
     assert 'webhook_url = "https://hooks.example.test/***"' in config_text
     assert 'webhook_secret = "***"' in config_text
@@ -155,3 +157,12 @@ def test_configured_secrets_cover_every_kind(make_config: ConfigFactory) -> None
             WEBHOOK_URL} <= found
     assert base64.b64encode(RELAY_PASSWORD.encode()).decode() in found
     assert "hook" not in found and "" not in found
+
+
+def test_database_urls_lose_only_their_password() -> None:
+    assert mask_url_password("sqlite:////var/lib/outbox.db") == "sqlite:////var/lib/outbox.db"
+    assert mask_url_password("sqlite:///./outbox.db") == "sqlite:///./outbox.db"
+    assert mask_url_password("postgresql://app:pw@db:5432/outbox?sslmode=require") == \
+        "postgresql://app:***@db:5432/outbox?sslmode=require"
+    assert mask_url_password("postgresql://app@db/outbox?password=pw&x=1") == \
+        "postgresql://app@db/outbox?password=***&x=1"

@@ -68,16 +68,18 @@ def test_smtp_test_sends_one_message_and_prints_the_transcript_and_success(
     assert server.connections[0].tls and server.connections[0].authenticated_as == USER
 
 
-def test_smtp_test_attaches_files(tmp_path: Path, smtp_server: ServerFactory,
-                                  relay_for: RelayFor, make_config: ConfigFactory) -> None:
+async def test_smtp_test_attaches_files(tmp_path: Path, smtp_server: ServerFactory,
+                                        relay_for: RelayFor) -> None:
     server = smtp_server()
     attachment = tmp_path / "report.pdf"
     attachment.write_bytes(b"%PDF-1.4 test")
-    path = config_file(tmp_path, make_config(relay_for(server)))
-    result = run_cli("smtp-test", "--relay", "test", "--to", "ann@example.test", "--from",
-                     "ops@example.test", "--attach", str(attachment), "--config", str(path))
+    relay = RelaySettings(**relay_for(server))
+    message = build_test_message("ops@example.test", "ann@example.test", relay, NOW,
+                                 [attachment])
 
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = await send_test(relay, DELIVERY, message, lambda line: None)
+
+    assert result.ok, result.summary
     (received,) = server.messages
     parsed = email.message_from_bytes(received.data, policy=policy.default)
     (part,) = list(parsed.iter_attachments())  # type: ignore[attr-defined]

@@ -72,6 +72,19 @@ def test_held_mail_means_the_relay_needs_attention() -> None:
     assert wanted[0].guidance == "relay_needs_attention"
 
 
+def test_a_relay_marked_in_the_store_needs_attention_with_its_own_guidance() -> None:
+    marked = Snapshot(NOW, {}, None, 0, {"o365": ("535 5.7.8 bad credentials", "smtp.5.7.8")})
+    (spec,) = evaluate(marked, LIMITS)
+    assert spec == AlertSpec("relay.o365.needs_attention", Severity.CRITICAL,
+                             "Relay o365 needs attention",
+                             "its login failed (535 5.7.8 bad credentials); its mail is held",
+                             "smtp.5.7.8")
+    unexplained = Snapshot(NOW, {"o365": {"held": 2}}, None, 0, {"o365": ("", "")})
+    (spec,) = evaluate(unexplained, LIMITS)
+    assert spec.guidance == "relay_needs_attention"
+    assert relay_state({}, LIMITS, marked=True) is RelayState.NEEDS_ATTENTION
+
+
 def test_relays_are_judged_each_on_its_own_attempts() -> None:
     wanted = evaluate(snapshot({"b": {"deferred": 10}, "a": {"sent": 10}, "c": {"held": 2}}),
                       LIMITS)

@@ -9,7 +9,7 @@ import struct
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outbox.core.attachments import (
@@ -201,6 +201,7 @@ def test_a_link_reads_back_until_it_expires() -> None:
         read_link(KEY, token, NOW + timedelta(hours=1))
 
 
+@settings(max_examples=300)
 @given(st.data())
 def test_any_change_to_a_token_is_refused(data: st.DataObject) -> None:
     token = sign_link(KEY, ticket())

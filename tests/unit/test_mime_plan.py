@@ -161,6 +161,12 @@ def test_incremental_base64_equals_the_whole(data: bytes, cuts: list[int]) -> No
     assert b"".join(pieces) + lines.finish() == base64_lines(data)
 
 
+@pytest.mark.parametrize("size", [0, 1, 57 * 64 - 1, 57 * 64, 57 * 64 + 1, 100_003, 1_048_572])
+def test_base64_lines_are_what_the_stdlib_writes(size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
 def test_base64_lines_are_76_columns() -> None:
     encoded = base64_lines(bytes(range(256)) * 10)
     lines = encoded.split(b"\r\n")

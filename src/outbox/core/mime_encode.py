@@ -30,7 +30,24 @@ def base64_size(size: int) -> int:
 
 def base64_lines(data: bytes) -> bytes:
     """`data` as base64 in 76-column lines, each ending CRLF (b"" for no data)."""
-    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+    whole = len(data) - len(data) % LINE_BYTES
+    if whole < 64 * LINE_BYTES:
+        return base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return _full_lines(data[:whole] if whole < len(data) else data) + (
+        base64.encodebytes(data[whole:]).replace(b"\n", b"\r\n"))
+
+
+def _full_lines(data: bytes) -> bytes:
+    """Whole lines (len(data) is a multiple of 57), about twice as fast as
+    `encodebytes` for large blocks: one C-level strided copy per column."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    lines = len(encoded) // LINE_CHARS
+    out = bytearray(lines * (LINE_CHARS + 2))
+    for column in range(LINE_CHARS):
+        out[column::LINE_CHARS + 2] = encoded[column::LINE_CHARS]
+    out[LINE_CHARS::LINE_CHARS + 2] = b"\r" * lines
+    out[LINE_CHARS + 1::LINE_CHARS + 2] = b"\n" * lines
+    return bytes(out)
 
 
 class Base64Lines:

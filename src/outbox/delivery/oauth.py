@@ -147,6 +147,10 @@ class TokenSource:
             self._token = await self._request()
             return self._token.value
 
+    def adopt_refresh_token(self, refresh_token: str) -> None:
+        """Use a refresh token rotated elsewhere (another node saved it)."""
+        self._refresh_token = refresh_token
+
     def take_skew(self) -> ClockSkew | None:
         """The clock skew seen since the last call, if any (reported once)."""
         skew, self._skew = self._skew, None

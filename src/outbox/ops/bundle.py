@@ -24,12 +24,14 @@ import os
 import platform
 import sys
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from pydantic import SecretStr
 
 from outbox import __version__
 from outbox.clock import utcnow
@@ -87,22 +89,32 @@ async def write_bundle(settings: Settings, output: Path, *, log_lines: int = 100
 # --- secrets --------------------------------------------------------------------------
 
 def configured_secrets(settings: Settings) -> set[str]:
-    """Every secret the configuration holds, in the forms it could appear in."""
-    found: set[str] = set()
+    """Every secret the configuration holds (each secret-typed value, wherever
+    it is), in the forms it could appear in."""
+    found = set(_secret_values(settings.model_dump(mode="python")))
     for relay in settings.relays:
         found |= secret_forms(relay.username, relay.password.get_secret_value())
-        if relay.oauth2 is not None:
-            found |= {relay.oauth2.client_secret.get_secret_value(),
-                      relay.oauth2.refresh_token.get_secret_value()}
-    found |= {key.key.get_secret_value() for key in settings.auth.api_keys}
-    found.add(settings.alerts.webhook_secret.get_secret_value())
     webhook = urlsplit(settings.alerts.webhook_url)
     found.add(settings.alerts.webhook_url)
     # A long path or query (Slack-style URLs) is a credential; a short one ("/hook") is not.
     found |= {part for part in (webhook.path.strip("/"), webhook.query) if len(part) >= 16}
-    found.add(urlsplit(settings.database.url).password or "")
     found.add(os.environ.get(SECRET_KEY_ENV, ""))  # the key sealing stored credentials
     return {secret for secret in found if len(secret) >= 3}
+
+
+def _secret_values(value: Any) -> Iterator[str]:
+    """Secret-typed values, and passwords inside URLs, anywhere in the config."""
+    if isinstance(value, SecretStr):
+        yield value.get_secret_value()
+    elif isinstance(value, str) and "://" in value:
+        password = urlsplit(value).password or ""
+        yield from (password, unquote(password))  # as written, and percent-decoded
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secret_values(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _secret_values(item)
 
 
 class Scrubber:
@@ -136,7 +148,7 @@ def logs_member(settings: Settings, count: int) -> Member:
     except OSError as exc:
         text = f"cannot read the log file {path}: {exc.strerror or exc}\n"
         return Member("logs.txt", "the log file could not be read", text.encode())
-    return Member("logs.txt", f"the last {len(lines)} lines of {path}",
+    return Member("logs.txt", f"the last {len(lines)} line(s) of {path}",
                   b"".join(line + b"\n" for line in lines))
 
 

@@ -22,7 +22,7 @@ from outbox.core.alerting import duration
 from outbox.core.guidance import Guidance, describe, key_for_reply
 from outbox.core.report import Condition, SessionFailure, Stage
 from outbox.delivery.transport import ProbeResult, SessionInfo, is_loopback
-from outbox.store.base import Alert, DatabaseInfo, QueueStats
+from outbox.store.base import Alert, DatabaseInfo, QueueStats, RelayAuth
 
 CLOCK_SKEW_FAILURE = timedelta(minutes=5)  # TLS validity and OAuth2 tokens stop working
 LOW_DISK_SHARE = 0.10
@@ -229,6 +229,16 @@ def _size(step: _Step) -> Check:
 
 _STEP_CHECKS = {"connect": _connect, "greeting": _greeting, "ehlo": _ehlo, "tls": _tls,
                 "auth": _auth, "size": _size}
+
+
+def relay_mark_check(relay: str, mark: RelayAuth | None) -> Check | None:
+    """A relay marked needs_attention (its login failed) holds its mail until fixed."""
+    if mark is None or not mark.needs_attention:
+        return None
+    since = f" since {mark.updated_at:%Y-%m-%d %H:%M} UTC" if mark.updated_at else ""
+    return failed(f"relay {relay}: state", f"marked needs attention{since}: "
+                  f"{mark.reason or 'its login failed'}; its mail is held",
+                  describe(mark.guidance or "relay_needs_attention").next_step)
 
 
 # --- clock ------------------------------------------------------------------------------

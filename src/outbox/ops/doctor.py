@@ -43,8 +43,9 @@ from outbox.ops.checks import (
     greeting_time,
     queue_checks,
     relay_checks,
+    relay_mark_check,
 )
-from outbox.store.base import Store
+from outbox.store.base import RelayAuth, Store
 from outbox.store.factory import database_url, open_store
 
 PROBE_TIMEOUT = timedelta(seconds=10)  # doctor answers fast even when a relay does not
@@ -56,20 +57,30 @@ Clock = Callable[[], datetime]
 
 
 async def run_doctor(settings: Settings, *, clock: Clock = utcnow) -> Report:
+    """Every check, in this order: database, disk, each relay, clock, queue."""
     database, relays = await asyncio.gather(
         inspect_database(settings, clock),
         asyncio.gather(*(observe_relay(r, settings.delivery, clock) for r in settings.relays)))
-    limits = RelayLimits(settings.limits.max_message_size, settings.doctor.certificate_warning)
-    now = clock()
     checks = [*database.checks,
               *(disk_check(d, settings.doctor.min_free_disk) for d in observe_disks(settings))]
-    for observed, _ in relays:
-        checks += relay_checks(observed, now, limits)
+    checks += all_relay_checks(settings, [observed for observed, _ in relays], database, clock())
     sources = [s for _, s in relays if s is not None] + database.time_sources
     checks.append(clock_check(sources, settings.doctor.max_clock_skew))
     if database.queue is not None:
         checks += queue_checks(database.queue)
     return Report(tuple(checks))
+
+
+def all_relay_checks(settings: Settings, relays: list[RelayObservation],
+                     database: DatabaseState, now: datetime) -> list[Check]:
+    limits = RelayLimits(settings.limits.max_message_size, settings.doctor.certificate_warning)
+    checks: list[Check] = []
+    for observed in relays:
+        name = observed.relay.name
+        checks += relay_checks(observed, now, limits)
+        marked = relay_mark_check(name, database.relay_marks.get(name))
+        checks += [marked] if marked else []
+    return checks
 
 
 # --- relays -----------------------------------------------------------------------------
@@ -115,6 +126,7 @@ class DatabaseState:
     checks: list[Check]
     queue: QueueObservation | None = None
     time_sources: list[TimeSource] = field(default_factory=list)
+    relay_marks: dict[str, RelayAuth] = field(default_factory=dict)
 
 
 async def inspect_database(settings: Settings, clock: Clock) -> DatabaseState:
@@ -144,6 +156,7 @@ async def read_database(store: Store, settings: Settings, clock: Clock) -> Datab
     if info.is_migrated:
         state.queue = QueueObservation(await store.stats(), await store.list_alerts(True),
                                        clock(), settings.alerts, settings.doctor)
+        state.relay_marks = {mark.relay: mark for mark in await store.relay_states()}
     return state
 
 

@@ -1,0 +1,306 @@
+"""Memory and throughput of a 100 MB attachment through a real `outbox serve`.
+
+    .venv/bin/python bench/memory.py [--size 100000000] [--database-url URL|postgres]
+                                     [--blobs filesystem|database] [--sink smtpd|discard]
+
+Starts the sink in its own process (`tests/smtpd.py`, which keeps each message
+in memory to count it, or with --sink discard a minimal one that only looks for
+the final dot) and `outbox serve` (SQLite in a
+temporary directory unless --database-url is given), warms it up with a small
+message, then streams a random file of --size bytes to POST /v1/uploads and sends
+it as an attachment. The RSS of the `outbox serve` process is sampled from /proc
+(psutil) every few milliseconds throughout; the report gives its growth over the
+warmed-up baseline for the upload and for the delivery, and the throughput of each.
+Target (SPEC §4): peak growth under 32 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.pg import fresh_database  # noqa: E402
+from tests.processes import OUTBOX, free_port, write_config  # noqa: E402
+
+API_KEY = "ob_bench_memory_key_000"
+MB = 1_000_000
+PIECE = 1024 * 1024
+
+
+class RssSampler:
+    """Samples one process's RSS in a thread; `peak(since)` over a phase."""
+
+    def __init__(self, pid: int, interval: float = 0.002) -> None:
+        self._process = psutil.Process(pid)
+        self._interval = interval
+        self._samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._samples.append((time.monotonic(), self._process.memory_info().rss))
+            time.sleep(self._interval)
+
+    def now(self) -> int:
+        return int(self._process.memory_info().rss)
+
+    def peak(self, since: float, until: float) -> int:
+        return max((rss for at, rss in list(self._samples) if since <= at <= until), default=0)
+
+    @property
+    def count(self) -> int:
+        return len(self._samples)
+
+
+def start_sink(directory: Path, kind: str) -> tuple[subprocess.Popen[str], int, Path]:
+    counts = directory / "sink.json"
+    command = ([str(REPO / "tests" / "smtpd.py"), "--port", "0"] if kind == "smtpd"
+               else [__file__, "--run-discard-sink"])
+    proc = subprocess.Popen([sys.executable, *command, "--count-file", str(counts)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline().rsplit(":", 1)[1]), counts
+
+
+class DiscardSink(asyncio.Protocol):
+    """Answers SMTP and throws the message away, keeping only its length."""
+
+    REPLIES = {b"EHLO": b"250-sink\r\n250 8BITMIME\r\n", b"DATA": b"354 go on\r\n",
+               b"QUIT": b"221 bye\r\n"}
+
+    def __init__(self, stats: dict[str, int]) -> None:
+        self.stats = stats
+        self.in_data = False
+        self.tail = b""
+        self.line = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"220 discard sink\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.in_data:
+            self.stats["bytes"] += len(data)
+            seen = self.tail + data
+            if b"\r\n.\r\n" in seen:
+                self.in_data, self.tail = False, b""
+                self.stats["messages"] += 1
+                self.transport.write(b"250 2.0.0 OK\r\n")
+            else:
+                self.tail = seen[-4:]
+            return
+        self.line += data
+        while b"\r\n" in self.line:
+            command, self.line = self.line.split(b"\r\n", 1)
+            verb = command[:4].upper()
+            self.transport.write(self.REPLIES.get(verb, b"250 OK\r\n"))
+            self.in_data = verb == b"DATA"
+
+
+async def serve_discard_sink(count_file: str) -> None:
+    stats = {"messages": 0, "bytes": 0}
+    server = await asyncio.get_running_loop().create_server(lambda: DiscardSink(stats),
+                                                            "127.0.0.1", 0)
+    print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    while True:
+        Path(count_file).write_text(json.dumps(stats))
+        await asyncio.sleep(0.1)
+
+
+def sink_counts(path: Path) -> dict[str, int]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def start_outbox(directory: Path, url: str, blobs: str, sink_port: int,
+                 size: int) -> tuple[subprocess.Popen[bytes], str]:
+    bind = f"127.0.0.1:{free_port()}"
+    config = {
+        "server": {"bind": bind},
+        "database": {"url": url},
+        "logging": {"level": "warning", "file": str(directory / "outbox.log")},
+        "auth": {"api_keys": [{"name": "bench", "key": API_KEY, "scopes": ["send", "read"]}]},
+        "limits": {"max_message_size": size * 2, "max_attachment_size": size + MB},
+        "storage": {"blobs": blobs, "blob_dir": str(directory / "blobs")},
+        "delivery": {"poll_interval": "50ms", "helo_name": "bench.test",
+                     "data_timeout": "10m"},
+        "relays": [{"name": "default", "host": "127.0.0.1", "port": sink_port,
+                    "security": "none"}],
+    }
+    path = write_config(directory / "outbox.toml", config)
+    stderr = open(directory / "outbox.stderr", "wb")  # noqa: SIM115 (lives with the process)
+    proc = subprocess.Popen([*OUTBOX, "serve", "--config", str(path)], stdout=stderr,
+                            stderr=stderr, cwd=directory)
+    base = f"http://{bind}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError((directory / "outbox.stderr").read_text())
+
+
+def write_random_file(path: Path, size: int) -> None:
+    with open(path, "wb") as handle:
+        left = size
+        while left:
+            piece = min(PIECE, left)
+            handle.write(os.urandom(piece))
+            left -= piece
+
+
+def file_pieces(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while piece := handle.read(PIECE):
+            yield piece
+
+
+def send(client: httpx.Client, upload_id: str | None = None,
+         base64_data: str | None = None) -> dict[str, Any]:
+    attachment: dict[str, Any] = {"filename": "big.bin"}
+    if upload_id:
+        attachment["upload_id"] = upload_id
+    else:
+        attachment["content_base64"] = base64_data or ""
+    response = client.post("/v1/messages", json={
+        "from": "bench@example.test", "to": "sink@example.test", "subject": "memory bench",
+        "text": "a large attachment", "attachments": [attachment]})
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def wait_sent(client: httpx.Client, id: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/v1/messages/{id}").json()["status"]
+        if status == "sent":
+            return
+        if status in ("failed", "held", "cancelled"):
+            raise RuntimeError(f"message {id} ended {status}")
+        time.sleep(0.02)
+    raise RuntimeError(f"message {id} not sent in {timeout}s")
+
+
+def run(size: int, url: str | None, blobs: str, sink_kind: str,
+        directory: Path) -> dict[str, Any]:
+    sink, sink_port, counts = start_sink(directory, sink_kind)
+    with ExitStack() as stack:
+        stack.callback(_stop, sink)
+        database = nullcontext(url) if url else (
+            nullcontext(f"sqlite:///{directory}/outbox.db"))
+        db_url = stack.enter_context(database)
+        proc, base = start_outbox(directory, db_url, blobs, sink_port, size)
+        stack.callback(_stop, proc)
+        client = stack.enter_context(httpx.Client(
+            base_url=base, timeout=600, headers={"Authorization": f"Bearer {API_KEY}"}))
+        wait_sent(client, send(client, base64_data="aGVsbG8=")["id"])  # warm up every path
+        source = directory / "source.bin"
+        write_random_file(source, size)
+        return measure(client, proc.pid, source, size, counts)
+    raise AssertionError("unreachable")
+
+
+def measure(client: httpx.Client, pid: int, source: Path, size: int,
+            counts: Path) -> dict[str, Any]:
+    with RssSampler(pid) as rss:
+        time.sleep(0.3)
+        baseline = max(rss.now(), rss.peak(time.monotonic() - 0.3, time.monotonic()))
+        t0 = time.monotonic()
+        upload = client.post("/v1/uploads", content=file_pieces(source)).json()
+        t1 = time.monotonic()
+        accepted = send(client, upload_id=upload["upload_id"])
+        wait_sent(client, accepted["id"])
+        t2 = time.monotonic()
+        time.sleep(0.2)
+    received = sink_counts(counts)
+    return {
+        "size": size, "baseline_rss": baseline,
+        "upload_peak_growth": rss.peak(t0, t1) - baseline,
+        "delivery_peak_growth": rss.peak(t1, t2) - baseline,
+        "upload_mb_s": size / MB / (t1 - t0),
+        "delivery_mb_s": size / MB / (t2 - t1),
+        "samples": rss.count, "sink_messages": received.get("messages"),
+        "sink_bytes": received.get("bytes"), "sha256_ok": upload["size"] == size,
+    }
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def report(result: dict[str, Any], label: str) -> None:
+    mib = 1024 * 1024
+    peak = max(result["upload_peak_growth"], result["delivery_peak_growth"])
+    verdict = "OK" if peak < 32 * MB else "OVER TARGET"
+    print(f"{label}: {result['size'] / MB:.0f} MB attachment through outbox serve "
+          f"({result['samples']} RSS samples)")
+    print(f"  baseline RSS          {result['baseline_rss'] / mib:8.1f} MiB")
+    print(f"  upload   peak growth  {result['upload_peak_growth'] / mib:8.1f} MiB   "
+          f"{result['upload_mb_s']:7.1f} MB/s")
+    print(f"  delivery peak growth  {result['delivery_peak_growth'] / mib:8.1f} MiB   "
+          f"{result['delivery_mb_s']:7.1f} MB/s (upload_id to sent, base64 on the wire)")
+    print(f"  peak RSS growth {peak / MB:.1f} MB (target < 32 MB): {verdict}; the sink got "
+          f"{result['sink_messages']} messages, {result['sink_bytes'] or 0:,} bytes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=100 * MB)
+    parser.add_argument("--database-url", help="default: SQLite in a temporary directory; "
+                        "'postgres' makes a throw-away PostgreSQL database")
+    parser.add_argument("--blobs", choices=["filesystem", "database"], default="filesystem")
+    parser.add_argument("--sink", choices=["smtpd", "discard"], default="smtpd")
+    parser.add_argument("--run-discard-sink", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--count-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_discard_sink:
+        asyncio.run(serve_discard_sink(args.count_file))
+        return
+    with tempfile.TemporaryDirectory(prefix="outbox-memory-") as tmp, ExitStack() as stack:
+        url = args.database_url
+        if url == "postgres":
+            url = stack.enter_context(fresh_database("outbox_bench"))
+        backend = "PostgreSQL" if url else "SQLite"
+        result = run(args.size, url, args.blobs, args.sink, Path(tmp))
+        report(result, f"{backend}, {args.blobs} blobs, {args.sink} sink")
+
+
+if __name__ == "__main__":
+    main()
