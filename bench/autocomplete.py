@@ -76,10 +76,12 @@ async def fill(store: Store, contacts: list[NewContact], rng: random.Random) -> 
     for start in range(0, len(contacts), 5000):
         await store.apply_contact_changes(ContactChanges(add=tuple(contacts[start:start + 5000])),
                                           NOW)
-    used = rng.sample(contacts, min(5000, len(contacts)))
-    for contact in used:
-        at = NOW - timedelta(days=rng.uniform(0, 180))
-        await store.record_usage({contact.emails[0].lower(): rng.randint(1, 20)}, at)
+    by_day: dict[int, dict[str, int]] = {}  # uses over the last 180 days, one write per day
+    for contact in rng.sample(contacts, min(5000, len(contacts))):
+        day = by_day.setdefault(rng.randint(0, 180), {})
+        day[contact.emails[0].lower()] = rng.randint(1, 20)
+    for days_ago, counts in sorted(by_day.items(), reverse=True):
+        await store.record_usage(counts, NOW - timedelta(days=days_ago))
 
 
 def percentiles(samples: list[float]) -> str:

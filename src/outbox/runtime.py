@@ -75,12 +75,14 @@ async def run_serve_process(settings: Settings) -> None:
              relays=list(pools), owner=worker.owner)
     worker_task = asyncio.create_task(worker.run())
     alerts_task = asyncio.create_task(alerts.run())
+    contacts_task = asyncio.create_task(outbox.contacts.sync_periodically())  # [ldap]
     try:
         await server.serve()
     finally:
         worker.stop()
         alerts_task.cancel()
-        await asyncio.gather(alerts_task, return_exceptions=True)
+        contacts_task.cancel()
+        await asyncio.gather(alerts_task, contacts_task, return_exceptions=True)
         await alerts.aclose()
         await worker_task
         await _close(outbox, pools)

@@ -202,3 +202,12 @@ async def test_recipients_are_rerouted(store: Store) -> None:
     await store.reroute_recipients(message.id, {"a@corp.test": "internal"})
     relays = [(r.address, r.relay) for r in (await store.get(message.id)).message.recipients]
     assert relays == [("a@corp.test", "internal"), ("b@other.test", "external")]
+
+
+async def test_suggest_looks_past_an_address_that_matches_by_many_terms(store: Store) -> None:
+    await store.apply_contact_changes(ContactChanges(add=(
+        NewContact("Aa Ab Ac Ad Ae Af Ag Ah", ("aa@x.test",)),
+        NewContact("Az Other", ("other@x.test",)))), at(0))
+    await store.record_usage({"aa@x.test": 5}, at(0))
+    found = await store.suggest("a", limit=2)
+    assert [s.address for s in found] == ["aa@x.test", "other@x.test"]

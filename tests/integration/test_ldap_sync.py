@@ -4,17 +4,18 @@ the contact across updates; a bad bind changes nothing; the CLI command works.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 from tests.processes import write_config
 from tests.slapd import ADMIN_DN, ADMIN_PASSWORD, PEOPLE, Slapd, person
+from typer.testing import CliRunner
 
+from outbox import cli
 from outbox.addressbook.book import ContactBook
 from outbox.config import LdapAttributes, LdapSettings
 from outbox.core.contacts import Contact, Group, Member, Source
@@ -108,9 +109,30 @@ def test_cli_sync_ldap_reports_what_it_did(slapd: Slapd, tmp_path: Path) -> None
         "ldap": {"url": slapd.url, "bind_dn": ADMIN_DN, "bind_password": ADMIN_PASSWORD,
                  "base_dn": PEOPLE},
     })
-    outbox = [sys.executable, "-m", "outbox"]
-    run = subprocess.run([*outbox, "contacts", "sync-ldap", "--config", str(config)],
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert run.returncode == 0, run.stderr
+    run = CliRunner().invoke(cli.app, ["contacts", "sync-ldap", "--config", str(config)])
+    assert run.exit_code == 0, run.output
     assert run.stdout.startswith("full sync")
     assert "2 added" in run.stdout
+
+
+async def test_serve_s_periodic_sync_picks_up_new_entries(slapd: Slapd, store: Store) -> None:
+    slapd.add(person("ann", "Ann Lee", "ann@corp.test"))
+    settings = ldap_settings(slapd).model_copy(update={"sync_interval": timedelta(seconds=0.1)})
+    book = ContactBook(store, settings)
+    task = asyncio.create_task(book.sync_periodically())
+    try:
+        await until(store, {"Ann Lee"})
+        slapd.add(person("bob", "Bob Stone", "bob@corp.test"))
+        await until(store, {"Ann Lee", "Bob Stone"})
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    unconfigured = ContactBook(store, LdapSettings())
+    await asyncio.wait_for(unconfigured.sync_periodically(), timeout=5)  # returns at once
+
+
+async def until(store: Store, names: set[str], timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while {c.name for c in await store.list_contacts()} != names:
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {names}"
+        await asyncio.sleep(0.05)

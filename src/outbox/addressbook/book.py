@@ -8,6 +8,8 @@ this module reads what they need from the store and writes what they decide.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +42,7 @@ from outbox.store.base import Store
 
 log = structlog.get_logger("outbox.contacts")
 LDAP = "ldap"
+FULL_EVERY = 86400.0  # seconds between full directory syncs in `sync_periodically`
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,22 @@ class ContactBook:
         log.info("directory synced", full=full, added=report.added, updated=report.updated,
                  removed=report.removed, skipped=report.skipped)
         return SyncResult(full, report, read.cursor)
+
+    async def sync_periodically(self) -> None:
+        """For `outbox serve`: sync every [ldap] sync_interval, a full sync at start and
+        then once a day; a failed sync is logged and tried again. Returns at once when
+        no directory or no interval is configured."""
+        interval = self.ldap.sync_interval.total_seconds()
+        if not self.ldap.url or interval <= 0:
+            return
+        last_full = -math.inf
+        while True:
+            try:
+                result = await self.sync_ldap(full=time.monotonic() - last_full >= FULL_EVERY)
+                last_full = time.monotonic() if result.full else last_full
+            except OutboxError as exc:
+                log.warning("directory sync failed; will try again", error=exc.one_line())
+            await asyncio.sleep(interval)
 
     # -- compose: suggest, expand, count usage -------------------------------------------
 

@@ -29,6 +29,7 @@ from outbox.errors import InputError
 HALF_LIFE = timedelta(days=30)
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 MAX_TERM = "\U0010ffff"  # sorts after every character: `prefix <= term < prefix + MAX_TERM`
+NEVER_USED = -1e300  # the rank of an address nobody has sent to yet
 
 
 class Source(StrEnum):
@@ -167,18 +168,15 @@ def address_key(address: str) -> str:
     return unicodedata.normalize("NFC", address.strip()).lower()
 
 
-def search_terms(contact: NewContact) -> list[tuple[str, str | None]]:
-    """What a prefix may match: the whole name, each word of it, and each address.
-
-    Name terms (address None) suggest every address of the contact; an address
-    term only its own address."""
+def search_terms(contact: NewContact) -> list[tuple[str, int]]:
+    """What a prefix may match, as (term, address position): for each address, the
+    whole name (which covers its first word), each later word, and the address."""
     key = name_key(contact.name)
-    terms: dict[tuple[str, str | None], None] = {}
-    for word in [key, *key.split()]:
-        if word:
-            terms[(word, None)] = None
-    for email in contact.emails:
-        terms[(address_key(email), address_key(email))] = None
+    words = list(dict.fromkeys(w for w in [key, *key.split()[1:]] if w))
+    terms: dict[tuple[str, int], None] = {}
+    for position, email in enumerate(contact.emails):
+        for term in [*words, address_key(email)]:
+            terms[(term, position)] = None
     return list(terms)
 
 

@@ -205,20 +205,25 @@ contact_emails = sa.Table(
 )
 sa.Index("ix_contact_emails_address_key", contact_emails.c.address_key)
 
-# What autocomplete matches: name, each word of it (address_key NULL: all the
-# contact's addresses), and each address (address_key: only that one).
+# What autocomplete matches, one row per (term, address): the name, each word of it,
+# and the address itself. The address's usage rank (core.contacts) and the name key
+# are copied here, so ranking the matches of a prefix is one covering-index range.
 contact_terms = sa.Table(
     "contact_terms",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("term", KeyText, nullable=False),
+    sa.Column("rank", sa.Float, nullable=False),
+    sa.Column("name_key", KeyText, nullable=False),
     sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"),
               nullable=False),
-    sa.Column("address_key", KeyText, nullable=True),
+    sa.Column("position", sa.Integer, nullable=False),  # of the address in contact_emails
+    sa.Column("address_key", KeyText, nullable=False),
 )
-sa.Index("ix_contact_terms_term", contact_terms.c.term, contact_terms.c.contact_id,
-         contact_terms.c.address_key)
+sa.Index("ix_contact_terms_term", contact_terms.c.term, contact_terms.c.rank,
+         contact_terms.c.name_key, contact_terms.c.contact_id, contact_terms.c.position)
 sa.Index("ix_contact_terms_contact_id", contact_terms.c.contact_id)
+sa.Index("ix_contact_terms_address_key", contact_terms.c.address_key)
 
 address_groups = sa.Table(
     "address_groups",

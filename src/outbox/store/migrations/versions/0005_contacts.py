@@ -60,15 +60,19 @@ def create_contacts() -> None:
         "contact_terms",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
         sa.Column("term", KeyText, nullable=False),
+        sa.Column("rank", sa.Float(), nullable=False),
+        sa.Column("name_key", KeyText, nullable=False),
         sa.Column("contact_id", BigId, nullable=False),
-        sa.Column("address_key", KeyText, nullable=True),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("address_key", KeyText, nullable=False),
         sa.ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE",
                                 name="fk_contact_terms_contact_id_contacts"),
         sa.PrimaryKeyConstraint("id", name="pk_contact_terms"),
     )
     op.create_index("ix_contact_terms_term", "contact_terms",
-                    ["term", "contact_id", "address_key"])
+                    ["term", "rank", "name_key", "contact_id", "position"])
     op.create_index("ix_contact_terms_contact_id", "contact_terms", ["contact_id"])
+    op.create_index("ix_contact_terms_address_key", "contact_terms", ["address_key"])
 
 
 def create_groups() -> None:
