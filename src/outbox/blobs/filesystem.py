@@ -15,17 +15,25 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from outbox.blobs.base import READ_CHUNK, Hasher, StoredBlob, rechunk
 from outbox.errors import BlobCorrupt
 from outbox.store.base import Store
 
 WRITE_CHUNK = 1024 * 1024
+# File I/O on threads of its own (few threads: few malloc arenas holding freed buffers).
+_IO = ThreadPoolExecutor(max_workers=4, thread_name_prefix="outbox-blobs")
+
+
+async def _in_thread(call: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_IO, call, *args)
 STALE_PARTIAL = timedelta(hours=6)  # a .part file this old belongs to a dead upload
+T = TypeVar("T")
 
 
 class FilesystemBlobs:
@@ -42,14 +50,14 @@ class FilesystemBlobs:
     async def put(self, chunks: AsyncIterable[bytes], *, max_size: int, keep_until: datetime,
                   now: datetime) -> StoredBlob:
         hasher = Hasher(max_size)
-        partial, handle = await asyncio.to_thread(self._open_partial)
+        partial, handle = await _in_thread(self._open_partial)
         try:
             async for piece in rechunk(chunks, WRITE_CHUNK):
-                await asyncio.to_thread(_hash_and_write, hasher, handle, piece)
-            await asyncio.to_thread(_sync_and_close, handle)
+                await _in_thread(_hash_and_write, hasher, handle, piece)
+            await _in_thread(_sync_and_close, handle)
             stored = hasher.stored()
             await self._index.register_blob(stored.sha256, stored.size, keep_until, now)
-            await asyncio.to_thread(self._install, partial, stored.sha256)
+            await _in_thread(self._install, partial, stored.sha256)
         except BaseException:
             handle.close()
             partial.unlink(missing_ok=True)
@@ -77,23 +85,23 @@ class FilesystemBlobs:
     # -- reading -------------------------------------------------------------------------
 
     async def read(self, sha256: str, size: int) -> AsyncIterator[bytes]:
-        handle = await asyncio.to_thread(self._open, sha256)
+        handle = await _in_thread(self._open, sha256)
         try:
-            while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
+            while chunk := await _in_thread(handle.read, READ_CHUNK):
                 yield chunk
         finally:
             handle.close()
 
     async def head(self, sha256: str, size: int, limit: int) -> bytes:
-        handle = await asyncio.to_thread(self._open, sha256)
+        handle = await _in_thread(self._open, sha256)
         try:
-            return await asyncio.to_thread(handle.read, limit)
+            return await _in_thread(handle.read, limit)
         finally:
             handle.close()
 
     async def check(self, sha256: str, size: int) -> None:
         try:
-            found = (await asyncio.to_thread(self.path(sha256).stat)).st_size
+            found = (await _in_thread(self.path(sha256).stat)).st_size
         except FileNotFoundError:
             raise self._missing(sha256) from None
         if found != size:
@@ -117,7 +125,7 @@ class FilesystemBlobs:
 
     async def collect(self, now: datetime) -> tuple[str, ...]:
         deleted = await self._index.collect_blobs(now, self._keep_finished, self.delete_content)
-        await asyncio.to_thread(self._sweep_partials)
+        await _in_thread(self._sweep_partials)
         return deleted
 
     def _sweep_partials(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -25,6 +26,9 @@ from outbox.core.report import Condition
 from outbox.errors import BlobCorrupt, BodyUnavailable, StorageError
 
 _THREAD_AT = 256 * 1024  # encode smaller pieces on the event loop: a thread hop costs more
+# Two threads of its own: base64 holds the GIL anyway, and few threads keep few malloc
+# arenas, so freed chunk buffers are reused instead of piling up per thread.
+_ENCODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="outbox-mime")
 
 
 class BlobSource(Protocol):
@@ -85,7 +89,8 @@ class PlannedBody:
         with _translated(part):
             async for raw in self._blobs.read(part.sha256, part.size):
                 if len(raw) >= _THREAD_AT:
-                    encoded = await asyncio.to_thread(verifier.feed, raw)
+                    encoded = await asyncio.get_running_loop().run_in_executor(
+                        _ENCODERS, verifier.feed, raw)
                 else:
                     encoded = verifier.feed(raw)
                 if encoded:

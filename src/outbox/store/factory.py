@@ -15,7 +15,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from outbox.errors import ConfigError, StorageError
-from outbox.store import postgres, sqlite
 from outbox.store.base import Store
 from outbox.store.sql import SqlStore
 
@@ -27,8 +26,12 @@ async def open_store(url: str) -> Store:
     parsed = database_url(url)
     store: SqlStore
     if parsed.get_backend_name() == "sqlite":
+        from outbox.store import sqlite
+
         store = sqlite.SqliteStore(sqlite.create_engine(parsed))
     else:
+        from outbox.store import postgres  # asyncpg only when PostgreSQL is used
+
         store = postgres.PostgresStore(postgres.create_engine(parsed))
     try:
         await store.ping()

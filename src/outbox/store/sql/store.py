@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -68,7 +67,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
 
 
-class SqlStore(AddressBookVerbs, RelayAuthVerbs, BlobVerbs):
+class SqlStore(AddressBookVerbs, RelayAuthVerbs, BlobVerbs, ABC):
     """The verbs of `store.base.Store`. A subclass supplies the runners
     (`_read`, `_write`: one transaction each), `_pick_due` and the wake-up."""
 
@@ -77,18 +76,21 @@ class SqlStore(AddressBookVerbs, RelayAuthVerbs, BlobVerbs):
 
     # -- what a backend supplies -------------------------------------------------------
 
+    @abstractmethod
     async def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`body(conn, ...)` in a read transaction."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def _write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`body(conn, ...)` in a write transaction, committed durably on return."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _pick_due(self, conn: Connection, values: dict[str, Any], now: datetime,
                   limit: int) -> Sequence[AnyRow]:
         """Claim up to `limit` due rows with `values`; full rows, oldest due first."""
-        raise NotImplementedError
+        ...
 
     def _announce(self) -> None:
         """A message may have become due: wake this process's waiters (and,
@@ -111,14 +113,19 @@ class SqlStore(AddressBookVerbs, RelayAuthVerbs, BlobVerbs):
         await self._write(self._migrate)
 
     def _migrate(self, conn: Connection) -> None:
+        # Imported here: Alembic is only needed when migrating, and the CLI starts faster.
+        from alembic import command
+        from alembic.config import Config
+
         self._lock_schema(conn)
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
+    @abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        ...
 
     # -- submission --------------------------------------------------------------------
 

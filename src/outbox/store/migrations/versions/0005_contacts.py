@@ -12,10 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-# TEMPORARY while 0003/0004 are being written: chain onto the latest one present.
-# The final value is "0004".
-down_revision = max(p.name[:4] for p in __import__("pathlib").Path(__file__).parent.glob(
-    "000[1-4]_*.py"))
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
