@@ -22,7 +22,14 @@ from typing import Any
 import pytest
 
 from tests.pg import fresh_database
-from tests.processes import API_KEY, OutboxProcess, base_config, wait_until, write_config
+from tests.processes import (
+    API_KEY,
+    READ_ONLY_KEY,
+    OutboxProcess,
+    base_config,
+    wait_until,
+    write_config,
+)
 from tests.smtpd import ScriptedServer
 
 FINAL = {"sent", "failed", "partially_sent", "cancelled"}
@@ -86,7 +93,8 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                     {"match": "corp.test", "relay": "internal"}],
             internal_domains=["corp.test", "secret.test"],
             auth={"api_keys": [{"name": "app", "key": API_KEY,
-                                "scopes": ["send", "read", "contacts"]}]})
+                                "scopes": ["send", "read", "contacts"]},
+                               {"name": "viewer", "key": READ_ONLY_KEY, "scopes": ["read"]}]})
         outbox = OutboxProcess(write_config(directory / "outbox.toml", config), config).start()
         try:
             yield Env(outbox, external, internal)
@@ -216,3 +224,8 @@ def test_autocomplete_ranks_what_was_used_and_imports_report(env: Env) -> None:
     after = wait_until(ranked, timeout=10, message="usage to be counted")
     assert [s["formatted"] for s in after] == ["Zoe Quinn <zoe.q@x.test>",
                                                "Zoe Quest <zoe.z@x.test>"]
+    with env.outbox.client(READ_ONLY_KEY) as viewer:
+        assert viewer.get("/v1/contacts/suggest", params={"q": "zoe"}).status_code == 200
+        refused = viewer.post("/v1/contacts", json={"name": "X", "emails": ["x@x.test"]})
+    assert refused.status_code == 403
+    assert "'contacts' scope" in refused.json()["error"]["message"]
