@@ -24,12 +24,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.pg import fresh_database  # noqa: E402
+from tests.processes import write_config  # noqa: E402
+
 from outbox.config import LoggingSettings, Settings  # noqa: E402
 from outbox.core.compose import Submission  # noqa: E402
 from outbox.observability import configure_logging  # noqa: E402
 from outbox.service import Outbox  # noqa: E402
-from tests.pg import fresh_database  # noqa: E402
-from tests.processes import write_config  # noqa: E402
 
 
 def start_sink(directory: Path) -> tuple[subprocess.Popen[str], int, Path]:

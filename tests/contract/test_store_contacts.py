@@ -3,6 +3,7 @@ cycles), aliases, the slice a submission needs, usage ranking and autocomplete."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from outbox.core.contacts import (
     SyncState,
     address_key,
 )
+from outbox.core.model import MessageStatus
 from outbox.errors import InputError, NotFound
 from outbox.store.base import Store
 from tests.contract.support import T0, at, new_message
@@ -211,3 +213,15 @@ async def test_suggest_looks_past_an_address_that_matches_by_many_terms(store: S
     await store.record_usage({"aa@x.test": 5}, at(0))
     found = await store.suggest("a", limit=2)
     assert [s.address for s in found] == ["aa@x.test", "other@x.test"]
+
+
+async def test_a_message_held_at_submit_keeps_its_reason_and_guidance(store: Store) -> None:
+    held = replace(new_message(to=("a@corp.test",), relay="external"),
+                   status=MessageStatus.HELD, hold_reason="internal_domains[0] ('corp.test')",
+                   hold_guidance="internal_route_violation")
+    await store.enqueue(held)
+    detail = await store.get(held.id)
+    assert detail.message.hold_reason == "internal_domains[0] ('corp.test')"
+    (event,) = detail.events
+    assert (event.type.value, event.guidance, event.detail) == (
+        "held", "internal_route_violation", "internal_domains[0] ('corp.test')")

@@ -6,8 +6,8 @@ on SQLite and PostgreSQL.
   counted; `outbox relay set-credentials` releases it and all is delivered.
 - OAuth2: delivered with XOAUTH2; a dead refresh token holds the mail; new
   credentials through `PUT /v1/relays/{name}/credentials` release it.
-- A token endpoint whose clock is 10 minutes off: a clock-skew alert event.
 - API keys made at run time: hashed, scoped, revocable.
+(The token endpoint with a clock 10 minutes off is in tests/integration/test_relay_gate.py.)
 After each, no secret appears in the logs, transcripts, events, API responses
 or the raw database (checked byte-wise: the SQLite file and its WAL, or a
 pg_dump of the PostgreSQL database).
@@ -220,29 +220,6 @@ def test_oauth_delivers_and_a_dead_refresh_token_holds_until_new_credentials_rel
     assert len(server.messages) == 3
     api.transcripts([first, *ids])
     assert_never_leaked(authority.secrets() | {ADMIN_KEY}, outbox, api)
-
-
-@SQLITE_ONLY
-def test_a_token_endpoint_ten_minutes_off_yields_a_clock_skew_warning_event(
-        start_outbox: Starter, provider: tuple[Authority, TokenEndpoint, ScriptedServer],
-        tmp_path: Path) -> None:
-    authority, endpoint, server = provider
-    authority.date_offset = 600
-    outbox = start_outbox([oauth_relay(tmp_path, endpoint, server)])
-    api = Api(outbox)
-    (id,) = api.submit()
-    api.wait([id], "sent")
-
-    def skew_event() -> dict[str, Any] | None:
-        events = api.message(id)["events"]
-        return next((e for e in events if e["type"] == "alert"
-                     and "clock" in (e["guidance"] or "").lower()), None)
-
-    event = wait_until(skew_event, timeout=10, message="the clock-skew event")
-    assert "NTP" in event["guidance"] and "NTP" in event["detail"]
-    seconds = int(event["detail"].split("s behind the OAuth2 token endpoint")[0].split()[-1])
-    assert 590 <= seconds <= 610
-    assert "clock skew" in outbox.log_path.read_text()
 
 
 @SQLITE_ONLY

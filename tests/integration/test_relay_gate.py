@@ -228,6 +228,25 @@ async def test_oauth_rotation_is_saved_encrypted_and_a_dead_refresh_token_holds_
         assert secret.encode() not in db_bytes(tmp_path)
 
 
+async def test_a_token_endpoint_ten_minutes_off_gives_a_clock_skew_warning_event(
+        oauth: tuple[Authority, RelaySettings], open_node: NodeFactory) -> None:
+    authority, relay = oauth
+    authority.date_offset = 600  # the provider's clock is 10 minutes ahead of ours
+    node = await open_node(relay)
+    node.start()
+    sent = await node.submit()
+    await node.wait_status([sent], MessageStatus.SENT)
+
+    async def has_alert() -> bool:
+        return any(e.guidance == "clock_skew" for e in (await node.detail(sent)).events)
+
+    await wait_until(has_alert, "the clock-skew event")
+    (event,) = [e for e in (await node.detail(sent)).events if e.guidance == "clock_skew"]
+    assert event.type is EventType.ALERT and "NTP" in event.detail
+    seconds = int(event.detail.split("s behind the OAuth2 token endpoint")[0].split()[-1])
+    assert 590 <= seconds <= 610
+
+
 async def test_a_greeting_ten_minutes_off_gives_a_clock_skew_alert_event(
         make_relay: RelayFactory, open_node: NodeFactory) -> None:
     server = ScriptedServer()
