@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: $(STAMP) system-deps lint
-	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadscope
+	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadscope --durations=15
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -243,7 +243,7 @@ class Worker:
             outcome=verdict.outcome, transcript="\n".join(transcripts),
             recipient_updates=verdict.recipient_updates, status=verdict.status,
             due_at=verdict.due_at, events=verdict.events, count_attempt=verdict.count_attempt,
-            hold_reason=verdict.hold_reason,
+            hold_reason=verdict.hold_reason, held_for_relay=verdict.held_for_relay,
         )
         if not await self._recorder.record(record):
             log.warning("lease lost before the result was recorded; late result discarded",

@@ -73,6 +73,7 @@ def finished(
     finished_at: datetime | None = None,
     count_attempt: bool = True,
     hold_reason: str = "",
+    held_for_relay: bool = False,
     token: str | None = None,
     updates: Sequence[RecipientUpdate] | None = None,
 ) -> AttemptRecord:
@@ -93,7 +94,7 @@ def finished(
         relay="default", started_at=claim.lease_until - LEASE, finished_at=done,
         outcome=status.value, transcript="EHLO outbox\n250 ok", recipient_updates=updates,
         status=status, due_at=due_at, events=events, count_attempt=count_attempt,
-        hold_reason=hold_reason,
+        hold_reason=hold_reason, held_for_relay=held_for_relay,
     )
 
 

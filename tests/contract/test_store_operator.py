@@ -150,7 +150,7 @@ async def test_a_held_attempt_is_released_with_its_relay(store: Store) -> None:
     (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
     await store.record_attempts([finished(claim, MessageStatus.HELD, count_attempt=False,
                                           hold_reason="535 authentication failed",
-                                          finished_at=at(2))])
+                                          held_for_relay=True, finished_at=at(2))])
     held = (await store.get("m1")).message
     assert (held.status, held.due_at, held.attempts) == (MessageStatus.HELD, None, 0)
     assert held.hold_reason == "535 authentication failed"
@@ -159,3 +159,14 @@ async def test_a_held_attempt_is_released_with_its_relay(store: Store) -> None:
 
     released = (await store.get("m1")).message
     assert (released.status, released.held_seconds) == (MessageStatus.QUEUED, 30.0)
+
+
+async def test_an_attempt_held_for_another_reason_waits_for_an_operator(store: Store) -> None:
+    # e.g. on_uncertain = "hold": releasing the relay must not resend it unreviewed.
+    await store.enqueue(new_message(id="m1", relay="default"))
+    (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
+    await store.record_attempts([finished(claim, MessageStatus.HELD,
+                                          hold_reason="delivery uncertain", finished_at=at(2))])
+
+    assert await store.release_relay("default", at(32)) == 0
+    assert (await store.get("m1")).message.status is MessageStatus.HELD

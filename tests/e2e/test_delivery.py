@@ -11,6 +11,7 @@ from email import policy
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.pg import fresh_database
@@ -259,7 +260,12 @@ def test_retry_and_cancel_follow_the_state_rules(env: Env, relay: ScriptedServer
     accepted = env.submit(to="ivy@example.test")
     wait_until(lambda: env.get(accepted["id"])["status"] == "deferred", message="deferral")
     with env.outbox.client() as client:
-        cancelled = client.post(f"/v1/messages/{accepted['id']}/cancel")
+        def cancel() -> httpx.Response | None:
+            # 409 while a retry is in flight (`sending`); it is deferred again right after.
+            response = client.post(f"/v1/messages/{accepted['id']}/cancel")
+            return response if response.status_code != 409 else None
+
+        cancelled = wait_until(cancel, message="a cancel between attempts")
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         again = client.post(f"/v1/messages/{accepted['id']}/cancel")
         assert again.status_code == 409

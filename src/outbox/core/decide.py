@@ -54,6 +54,9 @@ class AttemptVerdict:
     count_attempt: bool
     hold_reason: str
     outcome: str
+    # Held because of the relay (credentials, trust): released with the relay,
+    # unlike mail held by policy or after an uncertain delivery.
+    held_for_relay: bool = False
 
 
 def decide_attempt(
@@ -82,6 +85,8 @@ def decide_attempt(
         count_attempt=not held,
         hold_reason=hold_reason,
         outcome=status.value,
+        held_for_relay=(status is MessageStatus.HELD and bool(held)
+                        and held[0].scope is Scope.RELAY),
     )
 
 

@@ -170,6 +170,7 @@ class AttemptRecord:
     events: Sequence[Event]
     count_attempt: bool = True  # False when the relay, not the message, failed (held)
     hold_reason: str = ""
+    held_for_relay: bool = False  # release_relay releases it; other holds wait for an operator
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,7 +127,7 @@ def finish_params(record: AttemptRecord) -> dict[str, Any]:
         "b_inc": 1 if record.count_attempt else 0, "b_at": record.finished_at,
         "b_held_since": record.finished_at if held else None,
         "b_hold_reason": record.hold_reason if held else "",
-        "b_relay": (record.relay or None) if held else None,
+        "b_relay": (record.relay or None) if held and record.held_for_relay else None,
     }
 
 
