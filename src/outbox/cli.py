@@ -67,7 +67,7 @@ def _with_outbox(config: str | None, action: Callable[[Outbox], Awaitable[T]],
 
 @app.command()
 def serve(config: ConfigOption = None) -> None:
-    """HTTP API, web UI, metrics and delivery workers in one process."""
+    """HTTP API, metrics and delivery workers in one process."""
     from outbox.runtime import run_serve_process
 
     asyncio.run(run_serve_process(_settings(config)))
