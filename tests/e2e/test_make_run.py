@@ -49,6 +49,8 @@ def test_make_run_from_a_fresh_clone_then_readme_curl_queues(tmp_path: Path) -> 
 
         wait_until(healthy, timeout=90, message="make run to serve /healthz")
         assert (clone / "outbox.toml").is_file(), "make run should write a sample outbox.toml"
+        # The venv is shared with the running suite: make must not reinstall into it.
+        assert b"pip install" not in (tmp_path / "make-run.log").read_bytes()
         command = readme_curl().replace("127.0.0.1:8025", f"127.0.0.1:{port}")
         out = subprocess.run([*shlex.split(command), "-w", "\n%{http_code}"],
                              capture_output=True, text=True, check=True)
