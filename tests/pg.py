@@ -6,6 +6,7 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v",
             "ON_ERROR_STOP=1", "-Atqc"]
@@ -27,3 +28,13 @@ def fresh_database(prefix: str = "outbox_e2e") -> Iterator[str]:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
         psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def database(kind: str, directory: Path) -> Iterator[str]:
+    """A database URL for a test: a SQLite file in `directory`, or a fresh PostgreSQL one."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory}/outbox.db"
+    else:
+        with fresh_database() as url:
+            yield url

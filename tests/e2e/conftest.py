@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.pg import fresh_database
+from tests.pg import database
 from tests.processes import OutboxProcess, base_config, free_port, write_config
 
 Starter = Callable[..., OutboxProcess]
 
 
-@contextmanager
-def _database(kind: str, directory: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{directory}/outbox.db"
-    else:
-        with fresh_database() as url:
-            yield url
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with _database(request.param, tmp_path) as url:
+    with database(request.param, tmp_path) as url:
         yield url
 
 
@@ -37,7 +27,7 @@ def shared_server(request: pytest.FixtureRequest,
     that leave the queue as they found it; its relay port is closed."""
     directory = tmp_path_factory.mktemp("shared")
     relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}
-    with _database(request.param, directory) as url:
+    with database(request.param, directory) as url:
         config = base_config(directory, url, [relay], limits={"max_message_size": "200KB"})
         process = OutboxProcess(write_config(directory / "outbox.toml", config), config)
         process.start()

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from outbox.core.links import LinkTicket, sign_link
-from tests.pg import fresh_database
+from tests.pg import database
 from tests.processes import API_KEY, OutboxProcess, base_config, wait_until, write_config
 from tests.smtpd import ScriptedServer
 
@@ -105,7 +105,7 @@ def env(request: pytest.FixtureRequest,
     relay, small = ScriptedServer().start(), ScriptedServer(size_limit=1_000_000).start()
     relays = [{"name": "default", "host": "127.0.0.1", "port": relay.port, "security": "none"},
               {"name": "small", "host": "127.0.0.1", "port": small.port, "security": "none"}]
-    with _database(request.param, directory) as url:
+    with database(request.param, directory) as url:
         blobs = "filesystem" if request.param == "sqlite" else "database"
         config = base_config(
             directory, url, relays,
@@ -120,14 +120,6 @@ def env(request: pytest.FixtureRequest,
             outbox.stop(timeout=10)
             relay.stop()
             small.stop()
-
-
-def _database(kind: str, directory: Path) -> Any:
-    from contextlib import nullcontext
-
-    if kind == "sqlite":
-        return nullcontext(f"sqlite:///{directory}/outbox.db")
-    return fresh_database()
 
 
 def b64(data: bytes) -> str:

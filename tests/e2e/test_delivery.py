@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.pg import fresh_database
+from tests.pg import database
 from tests.processes import OutboxProcess, base_config, wait_until, write_config
 from tests.smtpd import ScriptedServer, delay, drop_mid_data, reply
 
@@ -60,7 +60,7 @@ def env(request: pytest.FixtureRequest,
     relay_server = ScriptedServer().start()
     relay = {"name": "default", "host": "127.0.0.1", "port": relay_server.port,
              "security": "none"}
-    with _database(request.param, directory) as url:
+    with database(request.param, directory) as url:
         config = base_config(directory, url, [relay],
                              retry={"first_delay": f"{int(FIRST_DELAY * 1000)}ms",
                                     "max_delay": f"{int(MAX_DELAY)}s",
@@ -79,14 +79,6 @@ def relay(env: Env) -> Iterator[ScriptedServer]:
     env.relay.set_script()
     yield env.relay
     env.relay.set_script()
-
-
-def _database(kind: str, directory: Path) -> Any:
-    if kind == "sqlite":
-        from contextlib import nullcontext
-
-        return nullcontext(f"sqlite:///{directory}/outbox.db")
-    return fresh_database()
 
 
 def parse_time(text: str) -> datetime:

@@ -12,7 +12,6 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from outbox.alerts import verify
-from tests.pg import fresh_database
+from tests.pg import database
 from tests.processes import (
     API_KEY,
     OUTBOX,
@@ -63,11 +62,6 @@ def secrets() -> list[bytes]:
              base64.b64encode(RELAY_PASSWORD.encode()).decode(),
              base64.b64encode(f"\0{RELAY_USER}\0{RELAY_PASSWORD}".encode()).decode()]
     return [s.encode() for s in plain]
-
-
-def database(kind: str, directory: Path) -> Any:
-    return nullcontext(f"sqlite:///{directory}/outbox.db") if kind == "sqlite" \
-        else fresh_database()
 
 
 # --- a batch through a relay that is busy, then recovers -------------------------------

@@ -16,12 +16,11 @@ import email
 from collections.abc import Iterator
 from email import policy
 from email.headerregistry import AddressHeader
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.pg import fresh_database
+from tests.pg import database
 from tests.processes import (
     API_KEY,
     READ_ONLY_KEY,
@@ -86,7 +85,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                "security": "none"},
               {"name": "internal", "host": "127.0.0.1", "port": internal.port,
                "security": "none", "internal": True}]
-    with _database(request.param, directory) as url:
+    with database(request.param, directory) as url:
         config = base_config(
             directory, url, relays,
             routes=[{"match": "*.corp.test", "relay": "internal"},
@@ -102,14 +101,6 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             outbox.stop(timeout=10)
             external.stop()
             internal.stop()
-
-
-def _database(kind: str, directory: Path) -> Any:
-    if kind == "sqlite":
-        from contextlib import nullcontext
-
-        return nullcontext(f"sqlite:///{directory}/outbox.db")
-    return fresh_database()
 
 
 def test_a_mixed_list_is_three_recipients_and_the_display_name_survives(env: Env) -> None:
