@@ -44,13 +44,15 @@ Reader = Annotated[Principal, Depends(require("read"))]
 
 @router.post("/messages", status_code=202, response_model=Accepted,
              responses={200: {"model": Accepted, "description": "idempotent replay"}})
-async def submit_message(body: MessageIn, request: Request, response: Response,
+async def submit_message(body: MessageIn, response: Response,
                          outbox: Service, principal: Sender,
                          idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
     """Queue a message; it is on disk before this answers."""
-    raw = await request.json()
+    # The hash comes from the validated body as the client sent it (unset fields left
+    # out), so the JSON is parsed once and key order or spacing never matter.
+    sent = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
     accepted = await outbox.submit(body.to_submission(), owner=principal.name,
-                                   idempotency_key=idempotency_key, body_hash=request_hash(raw))
+                                   idempotency_key=idempotency_key, body_hash=request_hash(sent))
     if accepted.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
