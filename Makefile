@@ -2,9 +2,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The install stamp is keyed by pyproject's content, so a changed dependency list reinstalls.
-# The rule has no prerequisite on purpose: a fresh checkout's newer mtime must not reinstall.
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Install stamps are keyed by pyproject's content, so a changed dependency list reinstalls.
+# The rules have no prerequisite on pyproject on purpose: a fresh checkout's newer mtime must
+# not reinstall. `run` installs Outbox with its runtime dependencies only; `test` adds the
+# `dev` extra (pytest, mypy, ruff, ...) on top.
+SHA := $(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(SHA)
+DEV_STAMP := $(VENV)/.installed-dev-$(SHA)
 
 .PHONY: run test lint unit system-deps bench clean venv
 
@@ -13,9 +17,14 @@ venv: $(STAMP)
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install -q -e .
+	find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(SHA)' -delete
 	touch $(STAMP)
+
+$(DEV_STAMP): | $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	VENV=$(VENV) bash scripts/wheelhouse.sh
+	touch $(DEV_STAMP)
 
 outbox.toml: | $(STAMP)
 	$(BIN)/outbox config sample > outbox.toml
@@ -28,19 +37,24 @@ run: $(STAMP) outbox.toml
 system-deps:
 	bash scripts/ensure-services.sh
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) system-deps lint
-	$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadscope --durations=15
+# Bytecode is written for the suite even where the environment says not to: every test
+# starts `outbox` processes, and each would otherwise compile the whole package again.
+test: $(DEV_STAMP) system-deps lint
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q -p no:cacheprovider -n 4 --dist worksteal \
+	  --durations=25
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(BIN)/pytest -q tests/unit
 
-bench: $(STAMP) system-deps
-	$(BIN)/python bench/throughput.py
+# Outbox beside Postfix on loopback (issue 15): installs Postfix, prints one table.
+bench: $(DEV_STAMP) system-deps
+	bash scripts/bench-deps.sh
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

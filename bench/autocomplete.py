@@ -77,14 +77,14 @@ def prefixes(contacts: list[NewContact], count: int, rng: random.Random) -> list
 
 async def fill(store: Store, contacts: list[NewContact], rng: random.Random) -> None:
     for start in range(0, len(contacts), 5000):
-        await store.apply_contact_changes(ContactChanges(add=tuple(contacts[start:start + 5000])),
-                                          NOW)
+        batch = ContactChanges(add=tuple(contacts[start:start + 5000]))
+        await store.contacts.apply_contact_changes(batch, NOW)
     by_day: dict[int, dict[str, int]] = {}  # uses over the last 180 days, one write per day
     for contact in rng.sample(contacts, min(5000, len(contacts))):
         day = by_day.setdefault(rng.randint(0, 180), {})
         day[contact.emails[0].lower()] = rng.randint(1, 20)
     for days_ago, counts in sorted(by_day.items(), reverse=True):
-        await store.record_usage(counts, NOW - timedelta(days=days_ago))
+        await store.contacts.record_usage(counts, NOW - timedelta(days=days_ago))
 
 
 def percentiles(samples: list[float]) -> str:
@@ -98,11 +98,11 @@ async def time_store(url: str, queries: list[str]) -> list[float]:
     store = await open_store(url)
     try:
         for q in queries[:50]:  # warm the caches
-            await store.suggest(q)
+            await store.contacts.suggest(q)
         samples = []
         for q in queries:
             started = time.perf_counter()
-            await store.suggest(q)
+            await store.contacts.suggest(q)
             samples.append((time.perf_counter() - started) * 1000)
         return samples
     finally:

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/memory.py [--size 100000000] [--database-url URL|postgres]
                                      [--blobs filesystem|database] [--sink smtpd|discard]
+                                     [--dkim]
 
 Starts the sink in its own process (`tests/smtpd.py`, which keeps each message
 in memory to count it, or with --sink discard a minimal one that only looks for
@@ -11,13 +12,23 @@ message, then streams a random file of --size bytes to POST /v1/uploads and send
 it as an attachment. The RSS of the `outbox serve` process is sampled from /proc
 (psutil) every few milliseconds throughout; the report gives its growth over the
 warmed-up baseline for the upload and for the delivery, and the throughput of each.
-Target (SPEC §4): peak growth under 32 MB.
+Target (SPEC §4): peak growth under 32 MB. With --dkim, [dkim] has an RSA 2048 and an
+Ed25519 key for the sender's domain (dual signing, the body hashed while it streams).
+
+    .venv/bin/python bench/memory.py --concurrent 10 [--json-size 20000000]
+
+Concurrent mode (issue 17): `outbox serve` at the default [limits]; --concurrent
+clients each POST /v1/messages a JSON body of --json-size bytes (one base64
+attachment) at the same time. Reports the peak RSS growth while they are accepted,
+then while they are delivered, and what is left after. Target: < 200 MB.
+Run it with PYTHONPATH=<other checkout>/src to compare another version.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -26,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
@@ -143,21 +155,41 @@ def sink_counts(path: Path) -> dict[str, int]:
         return {}
 
 
+def dkim_keys(directory: Path) -> dict[str, Any]:
+    """[dkim]: an RSA 2048 and an Ed25519 key for example.test, as files."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    keys = []
+    for name, key in (("rsa", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+                      ("ed25519", ed25519.Ed25519PrivateKey.generate())):
+        path = directory / f"dkim-{name}.pem"
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        keys.append({"domain": "example.test", "selector": name,
+                     "algorithm": f"{name}-sha256", "private_key": f"file:{path}"})
+    return {"keys": keys}
+
+
 def start_outbox(directory: Path, url: str, blobs: str, sink_port: int,
-                 size: int) -> tuple[subprocess.Popen[bytes], str]:
+                 size: int | None, dkim: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     bind = f"127.0.0.1:{free_port()}"
     config = {
         "server": {"bind": bind},
         "database": {"url": url},
         "logging": {"level": "warning", "file": str(directory / "outbox.log")},
         "auth": {"api_keys": [{"name": "bench", "key": API_KEY, "scopes": ["send", "read"]}]},
-        "limits": {"max_message_size": size * 2, "max_attachment_size": size + MB},
+        "limits": {"max_message_size": size * 2, "max_attachment_size": size + MB} if size
+        else {},  # None: the defaults
         "storage": {"blobs": blobs, "blob_dir": str(directory / "blobs")},
         "delivery": {"poll_interval": "50ms", "helo_name": "bench.test",
                      "data_timeout": "10m"},
         "relays": [{"name": "default", "host": "127.0.0.1", "port": sink_port,
                     "security": "none"}],
     }
+    if dkim:
+        config["dkim"] = dkim_keys(directory)
     path = write_config(directory / "outbox.toml", config)
     stderr = open(directory / "outbox.stderr", "wb")  # noqa: SIM115 (lives with the process)
     proc = subprocess.Popen([*OUTBOX, "serve", "--config", str(path)], stdout=stderr,
@@ -215,14 +247,14 @@ def wait_sent(client: httpx.Client, id: str, timeout: float = 600) -> None:
 
 
 def run(size: int, url: str | None, blobs: str, sink_kind: str,
-        directory: Path) -> dict[str, Any]:
+        directory: Path, dkim: bool = False) -> dict[str, Any]:
     sink, sink_port, counts = start_sink(directory, sink_kind)
     with ExitStack() as stack:
         stack.callback(_stop, sink)
         database = nullcontext(url) if url else (
             nullcontext(f"sqlite:///{directory}/outbox.db"))
         db_url = stack.enter_context(database)
-        proc, base = start_outbox(directory, db_url, blobs, sink_port, size)
+        proc, base = start_outbox(directory, db_url, blobs, sink_port, size, dkim)
         stack.callback(_stop, proc)
         client = stack.enter_context(httpx.Client(
             base_url=base, timeout=600, headers={"Authorization": f"Bearer {API_KEY}"}))
@@ -257,6 +289,69 @@ def measure(client: httpx.Client, pid: int, source: Path, size: int,
     }
 
 
+def run_concurrent(clients: int, json_size: int, sink_kind: str,
+                   directory: Path) -> dict[str, Any]:
+    sink, sink_port, counts = start_sink(directory, sink_kind)
+    with ExitStack() as stack:
+        stack.callback(_stop, sink)
+        proc, base = start_outbox(directory, f"sqlite:///{directory}/outbox.db", "filesystem",
+                                  sink_port, None)
+        stack.callback(_stop, proc)
+        client = stack.enter_context(httpx.Client(
+            base_url=base, timeout=600, headers={"Authorization": f"Bearer {API_KEY}"}))
+        wait_sent(client, send(client, base64_data="aGVsbG8=")["id"])  # warm up every path
+        file_size = (json_size - 300) * 3 // 4
+        body = json.dumps({"from": "bench@example.test", "to": "sink@example.test",
+                           "subject": "memory bench", "text": "a large attachment",
+                           "attachments": [{"filename": "big.bin", "content_base64":
+                                            base64.b64encode(os.urandom(file_size)).decode()}]
+                           }).encode()
+        return measure_concurrent(client, proc.pid, body, clients, counts)
+    raise AssertionError("unreachable")
+
+
+def measure_concurrent(client: httpx.Client, pid: int, body: bytes, clients: int,
+                       counts: Path) -> dict[str, Any]:
+    def post(_: int) -> str:
+        response = client.post("/v1/messages", content=body,
+                               headers={"Content-Type": "application/json"})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    with RssSampler(pid) as rss:
+        time.sleep(0.3)
+        baseline = max(rss.now(), rss.peak(time.monotonic() - 0.3, time.monotonic()))
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(clients) as pool:
+            ids = list(pool.map(post, range(clients)))
+        t1 = time.monotonic()
+        for id in ids:
+            wait_sent(client, id)
+        t2 = time.monotonic()
+        time.sleep(1.0)
+        after = rss.now()
+    return {"clients": clients, "json_size": len(body), "baseline_rss": baseline,
+            "accept_peak_growth": rss.peak(t0, t1) - baseline,
+            "delivery_peak_growth": rss.peak(t1, t2) - baseline,
+            "left_after": after - baseline, "accept_s": t1 - t0, "delivery_s": t2 - t1,
+            "sink_messages": sink_counts(counts).get("messages")}
+
+
+def report_concurrent(result: dict[str, Any]) -> None:
+    peak = max(result["accept_peak_growth"], result["delivery_peak_growth"])
+    verdict = "OK" if peak < 200 * MB else "OVER TARGET"
+    print(f"{result['clients']} concurrent submits of {result['json_size'] / MB:.1f} MB JSON "
+          f"(one base64 attachment each), SQLite, filesystem blobs")
+    print(f"  baseline RSS            {result['baseline_rss'] / MB:8.1f} MB")
+    print(f"  accept   peak growth    {result['accept_peak_growth'] / MB:8.1f} MB   "
+          f"in {result['accept_s']:.1f} s")
+    print(f"  delivery peak growth    {result['delivery_peak_growth'] / MB:8.1f} MB   "
+          f"in {result['delivery_s']:.1f} s")
+    print(f"  left after              {result['left_after'] / MB:8.1f} MB")
+    print(f"  peak RSS growth {peak / MB:.1f} MB (target < 200 MB): {verdict}; the sink got "
+          f"{result['sink_messages']} messages")
+
+
 def _stop(proc: subprocess.Popen[Any]) -> None:
     proc.terminate()
     try:
@@ -287,19 +382,30 @@ def main() -> None:
                         "'postgres' makes a throw-away PostgreSQL database")
     parser.add_argument("--blobs", choices=["filesystem", "database"], default="filesystem")
     parser.add_argument("--sink", choices=["smtpd", "discard"], default="smtpd")
+    parser.add_argument("--concurrent", type=int, default=0, help="clients posting large "
+                        "JSON bodies at once (issue 17 mode)")
+    parser.add_argument("--json-size", type=int, default=20 * MB)
+    parser.add_argument("--dkim", action="store_true", help="sign with an RSA and an "
+                        "Ed25519 key (dual signing)")
     parser.add_argument("--run-discard-sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--count-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_discard_sink:
         asyncio.run(serve_discard_sink(args.count_file))
         return
+    if args.concurrent:
+        with tempfile.TemporaryDirectory(prefix="outbox-memory-") as tmp:
+            report_concurrent(run_concurrent(args.concurrent, args.json_size, args.sink,
+                                             Path(tmp)))
+        return
     with tempfile.TemporaryDirectory(prefix="outbox-memory-") as tmp, ExitStack() as stack:
         url = args.database_url
         if url == "postgres":
             url = stack.enter_context(fresh_database("outbox_bench"))
         backend = "PostgreSQL" if url else "SQLite"
-        result = run(args.size, url, args.blobs, args.sink, Path(tmp))
-        report(result, f"{backend}, {args.blobs} blobs, {args.sink} sink")
+        result = run(args.size, url, args.blobs, args.sink, Path(tmp), args.dkim)
+        signed = ", DKIM rsa+ed25519" if args.dkim else ""
+        report(result, f"{backend}, {args.blobs} blobs, {args.sink} sink{signed}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ from tests.pg import fresh_database  # noqa: E402
 from tests.processes import write_config  # noqa: E402
 
 from outbox.config import LoggingSettings, Settings  # noqa: E402
+from outbox.core.attachments import AttachmentIn  # noqa: E402
 from outbox.core.compose import Submission  # noqa: E402
 from outbox.observability import configure_logging  # noqa: E402
 from outbox.service import Outbox  # noqa: E402
@@ -60,16 +62,28 @@ def config_for(url: str, port: int, directory: Path) -> dict[str, Any]:
     }
 
 
-async def fill_queue(config: dict[str, Any], count: int) -> float:
+def attachments(n: int, size: int) -> tuple[AttachmentIn, ...]:
+    """One text attachment of `size` bytes, its own content (its own blob) per message."""
+    if size <= 0:
+        return ()
+    content = (f"attachment of message {n}\n".encode() * (size // 20 + 1))[:size]
+    return (AttachmentIn(filename=f"bench-{n}.txt", content_type="text/plain",
+                         content_base64=base64.b64encode(content).decode()),)
+
+
+async def fill_queue(config: dict[str, Any], count: int, body: str = "x" * 2000, *,
+                     attachment: int = 0) -> float:
+    """Queue `count` messages in-process (nothing delivers meanwhile); the rate. With
+    `attachment` > 0, each message also carries that many bytes as an attachment."""
     configure_logging(LoggingSettings(level="warning"))
     outbox = await Outbox.open(Settings(**config))
-    body = "x" * 2000
     started = time.perf_counter()
     try:
         for start in range(0, count, 100):
-            await asyncio.gather(*(outbox.submit(Submission(
+            await asyncio.gather(*(outbox.messages.submit(Submission(
                 sender="bench@example.test", to=f"user{n}@example.test", subject=f"Bench {n}",
-                text=body)) for n in range(start, min(start + 100, count))))
+                text=body, attachments=attachments(n, attachment)))
+                for n in range(start, min(start + 100, count))))
     finally:
         await outbox.close()
     return count / (time.perf_counter() - started)
@@ -120,7 +134,8 @@ def main() -> None:
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         sink, port, counts = start_sink(directory)
-        stack.callback(lambda: (sink.terminate(), sink.wait(10)))
+        stack.callback(sink.wait, 10)
+        stack.callback(sink.terminate)  # first: callbacks run last in, first out
         print(f"machine: {os.cpu_count()} cores; sink on 127.0.0.1:{port}", flush=True)
         for backend in args.backends.split(","):
             run(backend, args.messages, port, counts, directory)

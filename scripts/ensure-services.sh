@@ -33,3 +33,36 @@ if ! [ -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null 2>&1; then
   echo "ensure-services: installing slapd and ldap-utils from Debian" >&2
   apt_install slapd ldap-utils
 fi
+
+# libfaketime for the clock-skew test: a second worker runs under `faketime -f "+10m"`.
+if ! command -v faketime >/dev/null 2>&1; then
+  echo "ensure-services: installing faketime from Debian" >&2
+  apt_install faketime
+fi
+
+# swaks for the SMTP submission tests (a third real client beside smtplib and aiosmtplib);
+# Net::SSLeay gives it STARTTLS.
+if ! command -v swaks >/dev/null 2>&1 || ! perl -MNet::SSLeay -e1 >/dev/null 2>&1; then
+  echo "ensure-services: installing swaks and libnet-ssleay-perl from Debian" >&2
+  apt_install swaks libnet-ssleay-perl
+fi
+
+# Node.js runs the webhook verification example of docs/webhooks.md.
+if ! command -v node >/dev/null 2>&1; then
+  echo "ensure-services: installing nodejs from Debian" >&2
+  apt_install nodejs
+fi
+
+# Dovecot for the IMAP bounce intake tests: each test starts its own dovecot on loopback
+# (tests/dovecot.py); the system's own instance is never started.
+if ! [ -x /usr/sbin/dovecot ] || ! [ -d /usr/lib/dovecot ] || ! ls /usr/lib/dovecot/imap >/dev/null 2>&1; then
+  echo "ensure-services: installing dovecot-imapd from Debian" >&2
+  apt_install dovecot-imapd
+fi
+
+# Chromium for the web UI tests (Playwright for Python drives /usr/bin/chromium; nothing
+# is downloaded at test time).
+if ! [ -x /usr/bin/chromium ]; then
+  echo "ensure-services: installing chromium from Debian" >&2
+  apt_install chromium
+fi

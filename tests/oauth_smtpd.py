@@ -8,7 +8,9 @@ that speaks XOAUTH2, sharing one `Authority` that issues and checks tokens.
 The endpoint implements the refresh_token grant (RFC 6749 §6) on
 127.0.0.1, answering errors as RFC 6749 §5.2 JSON. `date_offset` shifts its
 `Date` header (a provider whose clock is off, as seen from Outbox);
-`rotate` issues a new refresh token with every access token.
+`rotate` issues a new refresh token with every access token; `trickle` > 0
+makes it answer 200 and then send one byte of body every `trickle` seconds,
+never finishing (each read is quick, the answer never complete).
 
 The relay accepts `AUTH XOAUTH2 <base64 user=...^Aauth=Bearer TOKEN^A^A>` for
 a token the authority issued and has not revoked; otherwise it answers like
@@ -47,6 +49,7 @@ class Authority:
     expires_in: int = 3600
     rotate: bool = False
     date_offset: float = 0.0  # seconds added to the endpoint's Date header
+    trickle: float = 0.0  # > 0: seconds between body bytes of an answer that never ends
     issued: list[str] = field(default_factory=list)  # every access token, in order
     revoked: set[str] = field(default_factory=set)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -104,6 +107,8 @@ class _TokenHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        if self.authority.trickle > 0:
+            return self._trickle()
         status, body = self.authority.grant(form) if self.path == "/token" else (404, {})
         raw = json.dumps(body).encode()
         self.send_response(status)
@@ -111,6 +116,19 @@ class _TokenHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
+
+    def _trickle(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        try:
+            for _ in range(3600):  # until the client hangs up (or an hour)
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(self.authority.trickle)
+        except OSError:
+            pass  # the client gave up: what a well-behaved client does
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         return formatdate((timestamp or time.time()) + self.authority.date_offset, usegmt=True)

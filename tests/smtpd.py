@@ -10,6 +10,7 @@ script says:
         reply("RCPT", "550 5.1.1 No such user", recipient="b@x.test"),
         drop("DATA", times=1),            # hang up after the final dot, no reply
         drop_mid_data(),                  # hang up while the body is coming in
+        stall_after_354(),                # answer DATA with 354, then read nothing more
         delay("MAIL", 2.0),               # sleep before replying
         reply("GREETING", "421 4.3.2 Too busy"),
     ]).start()
@@ -58,7 +59,7 @@ _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MU
 
 # --- scripts ----------------------------------------------------------------------
 
-Action = Literal["reply", "drop", "drop_mid_data"]
+Action = Literal["reply", "drop", "drop_mid_data", "stall_after_354"]
 
 
 @dataclass
@@ -98,6 +99,12 @@ def drop(command: str = "DATA", *, times: int | None = None, keep_message: bool 
 def drop_mid_data(*, after_bytes: int = 64 * 1024, times: int | None = None) -> Rule:
     """Send 354, read about `after_bytes` of the body, then hang up."""
     return Rule("DATA_START", action="drop_mid_data", after_bytes=after_bytes, times=times)
+
+
+def stall_after_354(*, times: int | None = None) -> Rule:
+    """Send 354 to the DATA command, then stop reading the socket and keep the
+    connection open: the client's body fills the buffers and stays there."""
+    return Rule("DATA_START", action="stall_after_354", times=times)
 
 
 def delay(command: str, seconds: float, *, times: int | None = None) -> Rule:
@@ -266,6 +273,8 @@ class ScriptedSMTP(SMTP):
                 rule = self.recorder.take_rule(self._RULE_NAMES.get(verb, verb))
             if rule is not None and rule.action == "drop_mid_data":
                 return await self._drop_mid_data(rule)
+            if rule is not None and rule.action == "stall_after_354":
+                return await self._stall_after_354()
             status = await _perform(self, rule)
             if status is None:
                 return await method(arg)
@@ -295,6 +304,13 @@ class ScriptedSMTP(SMTP):
                 break
             received += len(chunk)
         await _hang_up(self)
+
+
+    async def _stall_after_354(self) -> None:
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        if isinstance(self.transport, asyncio.Transport):
+            self.transport.pause_reading()
+        await asyncio.sleep(3600)  # until the server stops; the client must give up first
 
 
 class _Controller(Controller):

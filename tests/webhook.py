@@ -4,6 +4,8 @@ on a free loopback port, in its own thread.
     with WebhookReceiver() as hooks:
         ... hooks.url ...
         hooks.wait_for(lambda r: r.json["type"] == "alert.raised")
+
+`script` gives the statuses of the first requests (then `status`); `port` a fixed port.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 200  # what the receiver answered
 
     @property
     def json(self) -> Any:
@@ -30,8 +33,10 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, script: list[int] | None = None,
+                 port: int = 0) -> None:
         self.status = status
+        self.script = list(script or [])
         self.received: list[Received] = []
         self._lock = threading.Lock()
         receiver = self
@@ -41,16 +46,17 @@ class WebhookReceiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 with receiver._lock:
+                    status = receiver.script.pop(0) if receiver.script else receiver.status
                     receiver.received.append(Received(self.path, dict(self.headers.items()),
-                                                      body))
-                self.send_response(receiver.status)
+                                                      body, status))
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True)
 

@@ -7,21 +7,38 @@
     │   ├── HeaderInjection
     │   ├── MessageTooLarge
     │   ├── AttachmentBlocked
-    │   └── IdempotencyKeyReused
+    │   ├── TooManyRecipients       over [limits] max_recipients
+    │   ├── LimitExceeded           over another named [limits] key
+    │   ├── IdempotencyKeyReused
+    │   ├── EmptyUpload
+    │   ├── BackupInvalid          a backup file that is truncated, altered or not a backup
+    │   ├── UnknownUpload          a well-formed upload_id that names no upload (HTTP 404)
+    │   ├── CredentialsIncomplete  well-formed, but the relay lacks the rest (HTTP 409)
+    │   ├── GroupCycle             the group would contain itself (HTTP 409)
+    │   ├── UnknownMember          a group member naming no contact or group (HTTP 404)
+    │   ├── MalformedForm          a multipart/form-data body that cannot be read (HTTP 400)
+    │   ├── UnsupportedMediaType   a body in a content type the route does not take (HTTP 415)
+    │   ├── Suppressed             a recipient is on the suppression list
+    │   └── BounceUnreadable       a bounce that cannot be read as a message
     ├── NotFound                    no such message (or relay, contact, ...)
     │   └── LinkInvalid             a download link that Outbox did not sign
     ├── LinkExpired                 a download link past its expiry (HTTP 410)
     ├── Conflict                    the thing exists but is in the wrong state
     │   ├── ConfirmationRequired
-    │   └── IdempotencyInProgress
+    │   ├── IdempotencyInProgress
+    │   └── NotConfigured           a feature whose config section is not set (has .key)
     ├── AuthError                   API key missing, unknown or without scope
     │   └── ScopeMissing
+    ├── RateLimited                 the API key is over its rate limit (HTTP 429)
+    ├── TooBusy                     a per-key or per-server cap on work at once (HTTP 429)
     ├── StorageError                the database failed us
     │   ├── LeaseLost               our claim was taken over; the result is stale
     │   └── BlobCorrupt             a stored file is missing or fails its checksum
     ├── DeliveryError               the relay or the network failed us
-    │   └── BodyUnavailable         the message's content could not be read to send
-    └── DirectoryError              the LDAP directory failed us (address-book sync)
+    │   ├── BodyUnavailable         the message's content could not be read to send
+    │   └── LoginNotVerified        new credentials the relay did not accept: not stored
+    ├── DirectoryError              the LDAP directory failed us (address-book sync)
+    └── MailboxError                the bounce mailbox (IMAP) failed us
 
 Each class's docstring is its default one-line message; `hint` is the next step.
 Foreign exceptions are translated once per adapter, with `raise ... from exc`.
@@ -90,11 +107,101 @@ class AttachmentBlocked(InputError):
     code = "attachment_blocked"
 
 
+class TooManyRecipients(InputError):
+    """The message has more recipients than the configured limit."""
+
+    code = "too_many_recipients"
+    hint = "raise [limits] max_recipients, or send the list in parts with POST /v1/messages/batch"
+
+
+class LimitExceeded(InputError):
+    """The request is over a configured limit."""
+
+    code = "limit_exceeded"
+
+
 class IdempotencyKeyReused(InputError):
     """This Idempotency-Key was already used with a different request body."""
 
     code = "idempotency_key_reused"
     hint = "use a new Idempotency-Key for a different message"
+
+
+class EmptyUpload(InputError):
+    """The upload is empty."""
+
+    code = "empty_upload"
+    hint = "send the file as the request body, or as the form field 'file' (curl -F file=@PATH)"
+
+
+class BackupInvalid(InputError):
+    """The file is not a sound Outbox backup."""
+
+    code = "backup_invalid"
+    hint = "nothing was changed; restore from another copy of the backup, or take a new one"
+
+
+class UnknownUpload(InputError):
+    """No upload has this id."""
+
+    code = "upload_not_found"
+    status = 404
+    hint = ("uploads are kept for [storage] upload_ttl: upload the file again with "
+            "POST /v1/uploads and send its upload_id")
+
+
+class CredentialsIncomplete(InputError):
+    """The relay's login would be incomplete."""
+
+    code = "credentials_incomplete"
+    status = 409
+    hint = "give what the relay does not have yet (PUT /v1/relays/{name}/credentials)"
+
+
+class GroupCycle(InputError):
+    """The group would contain itself."""
+
+    code = "group_cycle"
+    status = 409
+    hint = "remove the member that leads back to this group"
+
+
+class UnknownMember(InputError):
+    """A group member names a contact or group that does not exist."""
+
+    code = "member_not_found"
+    status = 404
+    hint = "add the contact or group first, or name an address"
+
+
+class MalformedForm(InputError):
+    """The multipart/form-data body cannot be read."""
+
+    code = "invalid_form"
+    status = 400
+    hint = "send one file as the form field 'file' (curl -F file=@PATH), or the raw bytes"
+
+
+class UnsupportedMediaType(InputError):
+    """This route takes a JSON body."""
+
+    code = "unsupported_media_type"
+    status = 415
+    hint = "send the body with 'Content-Type: application/json'"
+
+
+class Suppressed(InputError):
+    """The recipient is on the suppression list."""
+
+    code = "suppressed"
+    hint = ("remove the address with `outbox suppress rm ADDRESS` (or DELETE "
+            "/v1/suppressions/ADDRESS) if it can receive mail again")
+
+
+class BounceUnreadable(InputError):
+    """The bounce could not be read as an email message."""
+
+    code = "bounce_unreadable"
 
 
 class NotFound(OutboxError):
@@ -123,6 +230,16 @@ class IdempotencyInProgress(Conflict):
     hint = "retry the request in a moment"
 
 
+class NotConfigured(Conflict):
+    """This feature is not configured."""
+
+    code = "not_configured"
+
+    def __init__(self, message: str | None = None, *, key: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or f"set {key} in the config file")
+        self.key = key  # the config key to set, e.g. "ldap.url"
+
+
 class AuthError(OutboxError):
     """Missing or unknown API key."""
 
@@ -135,6 +252,32 @@ class ScopeMissing(AuthError):
 
     code = "forbidden"
     hint = "use a key that has the needed scope"
+
+
+class RateLimited(OutboxError):
+    """This API key is over its rate limit."""
+
+    code = "rate_limited"
+    hint = "wait for Retry-After seconds, or ask for a higher limit for this key"
+
+    def __init__(self, message: str | None = None, *, retry_after: int, limit: int,
+                 remaining: int = 0, reset: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after  # whole seconds until the request can succeed
+        self.limit = limit  # per minute
+        self.remaining = remaining
+        self.reset = reset  # whole seconds until the whole minute's worth is back
+
+
+class TooBusy(OutboxError):
+    """Too much of this work is under way at once; try again shortly."""
+
+    code = "too_busy"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
 
 
 class StorageError(OutboxError):
@@ -176,6 +319,14 @@ class DeliveryError(OutboxError):
     code = "delivery_error"
 
 
+class LoginNotVerified(DeliveryError):
+    """The relay did not accept the login; nothing was stored."""
+
+    code = "login_not_verified"
+    hint = ("check them by signing in outside Outbox (with MFA, use an app password), then "
+            "set them again")
+
+
 class BodyUnavailable(DeliveryError):
     """The message's content could not be read to send it."""
 
@@ -191,3 +342,10 @@ class DirectoryError(OutboxError):
 
     code = "directory_error"
     hint = "check [ldap] url, bind_dn and bind_password, and that the directory is reachable"
+
+
+class MailboxError(OutboxError):
+    """The bounce mailbox (IMAP) could not be read."""
+
+    code = "mailbox_error"
+    hint = "check [bounces.imap] host, port, security and credentials"

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from outbox.config import LoggingSettings
+from outbox.errors import ConfigError
 
 SECRET_KEYS = ("password", "secret", "token", "api_key", "authorization", "key")
 
@@ -31,9 +33,13 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
-def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -> None:
-    output = stream or (open(settings.file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-                        if settings.file else sys.stderr)
+def configure_logging(settings: LoggingSettings, stream: TextIO | None = None, *,
+                      history: str = "") -> None:
+    """Log lines to `stream`, else [logging] file, else stderr and, when `history` names a
+    file, a rotating copy there (what `outbox support-bundle` reads)."""
+    output: Any = stream or (_open_log_file(settings.file) if settings.file else sys.stderr)
+    if history and stream is None and not settings.file:
+        output = _Tee(output, RotatingLog(Path(history)))
     level = logging.getLevelName(settings.level.upper())
     renderer: Any = (structlog.processors.JSONRenderer() if settings.format == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
@@ -51,6 +57,61 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(stream=output, level=max(level, logging.WARNING), force=True)
+
+
+class RotatingLog:
+    """An append-only log file that is renamed to `.1` (`.1` to `.2`) past `max_bytes`."""
+
+    def __init__(self, path: Path, max_bytes: int = 10_000_000, backups: int = 2) -> None:
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self._handle = _open_log_file(str(path))
+        self._size = self._handle.tell()
+
+    def write(self, text: str) -> int:
+        if self._size + len(text) > self.max_bytes and self._size:
+            self._rotate()
+        self._size += len(text.encode())
+        return self._handle.write(text)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def _rotate(self) -> None:
+        self._handle.close()
+        for index in range(self.backups, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            newer = self.path.with_name(f"{self.path.name}.{index - 1}") if index > 1 \
+                else self.path
+            if newer.exists():
+                newer.replace(older)
+        self._handle = _open_log_file(str(self.path))
+        self._size = 0
+
+
+class _Tee:
+    """Writes every log line to two streams (stderr and the rotating copy)."""
+
+    def __init__(self, first: TextIO, second: RotatingLog) -> None:
+        self.first, self.second = first, second
+
+    def write(self, text: str) -> int:
+        self.second.write(text)
+        return self.first.write(text)
+
+    def flush(self) -> None:
+        self.first.flush()
+        self.second.flush()
+
+
+def _open_log_file(path: str) -> TextIO:
+    """The log file for appending, its directory created; a ConfigError naming it if not."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a", buffering=1, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"logging.file: cannot write {path}: {exc.strerror or exc}",
+                          hint="give a writable path, or leave it empty to log to stderr") \
+            from None
 
 
 # Attempts range from a loopback sink (milliseconds) to a slow relay's DATA (minutes).
@@ -78,3 +139,30 @@ class DeliveryMetrics:
         for result, count in results.items():
             self.deliveries.labels(relay, result).inc(count)
         self.attempt_seconds.labels(relay).observe(seconds)
+
+
+class Throttle:
+    """At most `burst` log lines per `period` seconds for one kind of trouble; the
+    lines held back are counted and reported on the next line let through.
+
+        if (held := throttle.admit(now)) is not None:
+            log.error("...", suppressed=held)
+    """
+
+    def __init__(self, burst: int = 10, period: float = 1.0) -> None:
+        self.burst = burst
+        self.period = period
+        self._window_start = float("-inf")
+        self._in_window = 0
+        self._held = 0
+
+    def admit(self, now: float) -> int | None:
+        """None: stay silent; else log, saying how many lines were held back since."""
+        if now - self._window_start >= self.period:
+            self._window_start, self._in_window = now, 0
+        if self._in_window >= self.burst:
+            self._held += 1
+            return None
+        self._in_window += 1
+        held, self._held = self._held, 0
+        return held

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus, RecipientUpdate
+from outbox.core.content import AttachmentRef, LinkRef, MessageContent
+from outbox.core.model import (
+    Event,
+    EventType,
+    Hold,
+    MessageStatus,
+    RecipientStatus,
+    RecipientUpdate,
+)
+from outbox.core.recovery import Recovery
+from outbox.core.retry import RetryPolicy
 from outbox.store.base import (
     AttemptRecord,
     Claim,
@@ -18,6 +29,22 @@ from outbox.store.base import (
 )
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+HELD = Hold("held at submit by a test")
+SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
+# Every kind of content: headers in order, a file, an inline image, a linked file.
+TODAY_CONTENT = MessageContent(
+    from_="Shop <shop@x.test>", to=("Ann <ann@x.test>", "bob@x.test"), cc=("carl@x.test",),
+    reply_to=("help@x.test",), subject="Grüße ✓", text="Hello",
+    html='<p><img src="cid:logo@x"></p>', headers=(("X-B", "2"), ("X-A", "1")),
+    date="Tue, 01 Jan 2030 12:00:00 +0000",
+    attachments=(
+        AttachmentRef("a.txt", "text/plain", SHA_A, 5),
+        AttachmentRef("logo.png", "image/png", SHA_B, 208, content_id="logo@x"),
+        AttachmentRef("big.bin", "application/octet-stream", SHA_C, 3000,
+                      link=LinkRef("http://127.0.0.1:8025/d/TOKEN",
+                                   datetime.fromisoformat("2030-01-08T12:00:00+00:00"))),
+    ),
+)
 LEASE = timedelta(minutes=5)
 _ids = itertools.count(1)
 
@@ -34,8 +61,7 @@ def new_message(
     to: Sequence[str] = ("alice@example.com",),
     relay: str = "default",
     idempotency: IdempotencyClaim | None = None,
-    status: MessageStatus = MessageStatus.QUEUED,
-    hold_reason: str = "",
+    hold: Hold | None = None,
     owner: str = "app",
 ) -> NewMessage:
     n = next(_ids)
@@ -45,12 +71,13 @@ def new_message(
         message_id=f"<{id}@outbox.test>",
         sender="sender@example.com",
         recipients=[NewRecipient(address, "to", relay) for address in to],
-        content={"subject": f"hello {n}", "text": "body", "headers": {"X-N": str(n)}},
+        content=MessageContent(from_="sender@example.com", date="Tue, 01 Jan 2030 12:00:00 +0000",
+                               subject=f"hello {n}", text="body", headers=(("X-N", str(n)),)),
         accepted_at=accepted_at,
-        metadata={"_owner": owner, "n": n},
+        owner=owner,
+        metadata={"n": n},
         idempotency=idempotency,
-        status=status,
-        hold_reason=hold_reason,
+        hold=hold,
     )
 
 
@@ -60,7 +87,7 @@ async def enqueue_many(store: Store, count: int, start: datetime = T0,
     batch = [new_message(accepted_at=start + timedelta(milliseconds=i), **fields)  # type: ignore[arg-type]
              for i in range(count)]
     for chunk in range(0, count, 50):
-        await asyncio.gather(*(store.enqueue(m) for m in batch[chunk:chunk + 50]))
+        await asyncio.gather(*(store.messages.enqueue(m) for m in batch[chunk:chunk + 50]))
     return [m.id for m in batch]
 
 
@@ -105,3 +132,15 @@ _RECIPIENT_STATUS = {
     MessageStatus.HELD: RecipientStatus.PENDING,
     MessageStatus.QUEUED: RecipientStatus.PENDING,
 }
+
+
+RECOVERY = Recovery(RetryPolicy(max_attempts=20), "retry")
+
+
+async def recover(store: Store, now: datetime, *, hold: bool = False,
+                  dead: Sequence[str] = (), recovery: Recovery = RECOVERY) -> list[str]:
+    """`recover_stale` with the production policy (held when `hold`)."""
+    policy = Recovery(recovery.policy, "hold" if hold else recovery.on_uncertain)
+    rng = random.Random(7)
+    return await store.messages.recover_stale(
+        now, lambda claim: policy.decide(claim, now, rng), dead)

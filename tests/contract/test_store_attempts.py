@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from outbox.core.model import EventType, MessageStatus, RecipientStatus, RecipientUpdate
 from outbox.store.base import Store
-from tests.contract.support import LEASE, at, finished, new_message
+from tests.contract.support import LEASE, at, finished, new_message, recover
 
 
 async def test_a_sent_attempt_is_recorded_in_full(store: Store) -> None:
-    await store.enqueue(new_message(id="m1", to=["a@example.com", "b@example.com"]))
-    (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
+    await store.messages.enqueue(new_message(id="m1", to=["a@example.com", "b@example.com"]))
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
     record = finished(claim, MessageStatus.SENT, finished_at=at(3))
 
-    assert await store.record_attempts([record]) == [True]
+    assert await store.messages.record_attempts([record]) == [True]
 
-    detail = await store.get("m1")
+    detail = await store.messages.get("m1")
     message = detail.message
     assert (message.status, message.attempts, message.due_at) == (MessageStatus.SENT, 1, None)
     assert message.updated_at == at(3)
@@ -22,98 +22,98 @@ async def test_a_sent_attempt_is_recorded_in_full(store: Store) -> None:
             for r in message.recipients] == [
         (RecipientStatus.SENT, 250, "2.0.0", "reply text", "guidance.key")] * 2
     assert detail.events[-3:] == tuple(record.events)
-    (attempt,) = await store.attempts("m1")
+    (attempt,) = await store.messages.attempts("m1")
     assert (attempt.number, attempt.relay, attempt.outcome) == (1, "default", "sent")
     assert (attempt.started_at, attempt.finished_at) == (at(1), at(3))
     assert attempt.transcript == record.transcript
-    assert await store.renew_leases("w", at(999)) == 0, "the claim is over"
+    assert await store.messages.renew_leases("w", {claim.token}, at(999)) == 0, \
+        "the claim is over"
 
 
 async def test_a_deferred_attempt_comes_back_when_due(store: Store) -> None:
-    await store.enqueue(new_message(id="m1"))
-    (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
+    await store.messages.enqueue(new_message(id="m1"))
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
 
-    await store.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(120))])
+    await store.messages.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(120))])
 
-    assert (await store.get("m1")).message.due_at == at(120)
-    assert await store.next_due_at() == at(120)
-    assert await store.claim_due("w", at(119), at(200), 5) == []
-    (again,) = await store.claim_due("w", at(120), at(200), 5)
+    assert (await store.messages.get("m1")).message.due_at == at(120)
+    assert await store.messages.claim_due("w", at(119), at(200), 5) == []
+    (again,) = await store.messages.claim_due("w", at(120), at(200), 5)
     assert again.attempt == 2
 
 
 async def test_an_attempt_that_does_not_count_keeps_the_count(store: Store) -> None:
-    await store.enqueue(new_message(id="m1"))
-    (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
+    await store.messages.enqueue(new_message(id="m1"))
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
 
-    await store.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(5),
-                                          count_attempt=False)])
+    await store.messages.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(5),
+                                                   count_attempt=False)])
 
-    assert (await store.get("m1")).message.attempts == 0
+    assert (await store.messages.get("m1")).message.attempts == 0
 
 
 async def test_a_stale_token_is_rejected_and_writes_nothing(store: Store) -> None:
-    await store.enqueue(new_message(id="m1"))
-    (lost,) = await store.claim_due("slow", at(1), at(10), 1)
-    await store.release_stale(at(11), hold=False)
-    (current,) = await store.claim_due("fast", at(11), at(11) + LEASE, 1)
-    before = await store.get("m1")
+    await store.messages.enqueue(new_message(id="m1"))
+    (lost,) = await store.messages.claim_due("slow", at(1), at(10), 1)
+    await recover(store, at(11), hold=False)
+    (current,) = await store.messages.claim_due("fast", at(11), at(11) + LEASE, 1)
+    before = await store.messages.get("m1")
 
-    results = await store.record_attempts([finished(lost, MessageStatus.SENT)])
+    results = await store.messages.record_attempts([finished(lost, MessageStatus.SENT)])
 
     assert results == [False]
-    assert await store.get("m1") == before
-    assert await store.attempts("m1") == []
-    assert await store.record_attempts([finished(current, MessageStatus.SENT)]) == [True]
+    assert await store.messages.get("m1") == before
+    assert await store.messages.attempts("m1") == []
+    assert await store.messages.record_attempts([finished(current, MessageStatus.SENT)]) == [True]
 
 
 async def test_a_batch_is_judged_record_by_record(store: Store) -> None:
     for id in ("m1", "m2", "m3"):
-        await store.enqueue(new_message(id=id))
-    c1, c2, c3 = await store.claim_due("w", at(1), at(1) + LEASE, 3)
+        await store.messages.enqueue(new_message(id=id))
+    c1, c2, c3 = await store.messages.claim_due("w", at(1), at(1) + LEASE, 3)
     forged = finished(c2, MessageStatus.SENT, token="not-the-token")
 
-    results = await store.record_attempts([finished(c1, MessageStatus.SENT), forged,
-                                           finished(c3, MessageStatus.FAILED)])
+    results = await store.messages.record_attempts([finished(c1, MessageStatus.SENT), forged,
+                                                    finished(c3, MessageStatus.FAILED)])
 
     assert results == [True, False, True]
-    statuses = [(await store.get(id)).message.status for id in ("m1", "m2", "m3")]
+    statuses = [(await store.messages.get(id)).message.status for id in ("m1", "m2", "m3")]
     assert statuses == [MessageStatus.SENT, MessageStatus.SENDING, MessageStatus.FAILED]
-    assert [e.type for e in (await store.get("m2")).events] == [EventType.QUEUED,
-                                                                EventType.CLAIMED]
+    assert [e.type for e in (await store.messages.get("m2")).events] == [EventType.QUEUED,
+                                                                         EventType.CLAIMED]
 
 
 async def test_a_claim_ends_with_its_first_record(store: Store) -> None:
-    await store.enqueue(new_message(id="m1"))
-    (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
+    await store.messages.enqueue(new_message(id="m1"))
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
     record = finished(claim, MessageStatus.DEFERRED, due_at=at(60))
 
-    assert await store.record_attempts([record, record]) == [True, False]
-    assert await store.record_attempts([record]) == [False]
-    assert len(await store.attempts("m1")) == 1
+    assert await store.messages.record_attempts([record, record]) == [True, False]
+    assert await store.messages.record_attempts([record]) == [False]
+    assert len(await store.messages.attempts("m1")) == 1
 
 
 async def test_only_the_named_recipients_change(store: Store) -> None:
-    await store.enqueue(new_message(id="m1", to=["a@example.com", "b@example.com"]))
-    (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
+    await store.messages.enqueue(new_message(id="m1", to=["a@example.com", "b@example.com"]))
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
     update = RecipientUpdate("b@example.com", RecipientStatus.FAILED, 550, "5.1.1",
                              "no such user", "recipient.unknown")
 
-    await store.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(9),
-                                          updates=[update])])
+    await store.messages.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(9),
+                                                   updates=[update])])
 
-    a, b = (await store.get("m1")).message.recipients
+    a, b = (await store.messages.get("m1")).message.recipients
     assert (a.status, a.reply_code) == (RecipientStatus.PENDING, None)
     assert (b.status, b.reply_code, b.enhanced_code, b.reply, b.guidance) == (
         RecipientStatus.FAILED, 550, "5.1.1", "no such user", "recipient.unknown")
 
 
 async def test_attempts_are_listed_in_order(store: Store) -> None:
-    await store.enqueue(new_message(id="m1"))
+    await store.messages.enqueue(new_message(id="m1"))
     for n in range(3):
-        (claim,) = await store.claim_due("w", at(10 * n), at(10 * n) + LEASE, 1)
-        await store.record_attempts([finished(claim, MessageStatus.DEFERRED,
-                                              due_at=at(10 * (n + 1)))])
+        (claim,) = await store.messages.claim_due("w", at(10 * n), at(10 * n) + LEASE, 1)
+        await store.messages.record_attempts([finished(claim, MessageStatus.DEFERRED,
+                                                       due_at=at(10 * (n + 1)))])
 
-    assert [a.number for a in await store.attempts("m1")] == [1, 2, 3]
-    assert (await store.get("m1")).message.attempts == 3
+    assert [a.number for a in await store.messages.attempts("m1")] == [1, 2, 3]
+    assert (await store.messages.get("m1")).message.attempts == 3

@@ -1,4 +1,4 @@
-"""claim_due, renew_leases, next_due_at, wait_for_new; claims never overlap."""
+"""claim_due, renew_leases, wait_for_new; claims never overlap."""
 
 from __future__ import annotations
 
@@ -13,59 +13,70 @@ import pytest
 from outbox.core.model import EventType, MessageStatus, RecipientStatus, RecipientUpdate
 from outbox.store.base import Claim, Store
 from tests.contract.conftest import OpenStore
-from tests.contract.support import LEASE, T0, at, enqueue_many, finished, new_message
+from tests.contract.support import (
+    HELD,
+    LEASE,
+    T0,
+    at,
+    enqueue_many,
+    finished,
+    new_message,
+    recover,
+)
 
 
 async def test_claim_takes_due_messages_oldest_due_first_up_to_the_limit(store: Store) -> None:
     for i, seconds in enumerate([30, 10, 20, 40]):
-        await store.enqueue(new_message(id=f"m{i}", accepted_at=at(seconds)))
-    await store.enqueue(new_message(id="held", accepted_at=at(0), status=MessageStatus.HELD))
+        await store.messages.enqueue(new_message(id=f"m{i}", accepted_at=at(seconds)))
+    await store.messages.enqueue(new_message(id="held", accepted_at=at(0),
+                                             hold=HELD))
 
-    first = await store.claim_due("w1", at(35), at(35) + LEASE, 2)
-    second = await store.claim_due("w1", at(35), at(35) + LEASE, 10)
-    third = await store.claim_due("w1", at(35), at(35) + LEASE, 10)
+    first = await store.messages.claim_due("w1", at(35), at(35) + LEASE, 2)
+    second = await store.messages.claim_due("w1", at(35), at(35) + LEASE, 10)
+    third = await store.messages.claim_due("w1", at(35), at(35) + LEASE, 10)
 
     assert [c.message.id for c in first] == ["m1", "m2"]
     assert [c.message.id for c in second] == ["m0"]  # m3 is not due until 40 s
     assert third == []
-    assert [c.message.id for c in await store.claim_due("w1", at(40), at(99), 10)] == ["m3"]
+    fourth = await store.messages.claim_due("w1", at(40), at(99), 10)
+    assert [c.message.id for c in fourth] == ["m3"]
 
 
 async def test_a_claim_carries_owner_token_lease_and_a_claimed_event(store: Store) -> None:
-    await store.enqueue(new_message(id="m1"))
+    await store.messages.enqueue(new_message(id="m1"))
 
-    (claim,) = await store.claim_due("worker-a", at(1), at(301), 5)
-    detail = await store.get("m1")
+    (claim,) = await store.messages.claim_due("worker-a", at(1), at(301), 5)
+    detail = await store.messages.get("m1")
 
     assert (claim.owner, claim.lease_until, claim.attempt) == ("worker-a", at(301), 1)
     assert claim.token
     assert claim.message.status is MessageStatus.SENDING and claim.message.due_at is None
-    assert detail.message.status is MessageStatus.SENDING
+    assert detail.message.status is MessageStatus.SENDING and detail.message.due_at is None
     assert [(e.type, e.at, e.attempt) for e in detail.events][-1] == (EventType.CLAIMED, at(1), 1)
-    assert await store.next_due_at() is None
+    assert await store.messages.claim_due("worker-b", at(10**6), at(10**6) + LEASE, 5) == []
 
 
 async def test_each_claim_gets_a_fresh_token(store: Store) -> None:
-    await store.enqueue(new_message(id="m1"))
-    (first,) = await store.claim_due("w", at(1), at(2), 1)
-    await store.release_stale(at(3), hold=False)
+    await store.messages.enqueue(new_message(id="m1"))
+    (first,) = await store.messages.claim_due("w", at(1), at(2), 1)
+    await recover(store, at(3), hold=False)
 
-    (second,) = await store.claim_due("w", at(3), at(4), 1)
+    (second,) = await store.messages.claim_due("w", at(3), at(4), 1)
 
     assert second.token != first.token
 
 
 async def test_a_claim_carries_every_recipient_with_its_status(store: Store) -> None:
-    await store.enqueue(new_message(id="m1", to=["a@example.com", "b@example.com",
-                                                 "c@example.com"]))
-    (claim,) = await store.claim_due("w", at(1), at(1) + LEASE, 1)
+    await store.messages.enqueue(new_message(id="m1", to=["a@example.com", "b@example.com",
+                                                          "c@example.com"]))
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
     updates = [RecipientUpdate("a@example.com", RecipientStatus.SENT, 250),
                RecipientUpdate("b@example.com", RecipientStatus.DEFERRED, 451),
                RecipientUpdate("c@example.com", RecipientStatus.FAILED, 550)]
-    await store.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(60),
-                                          updates=updates)])
+    await store.messages.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(60),
+                                                   updates=updates)])
 
-    (again,) = await store.claim_due("w", at(60), at(60) + LEASE, 1)
+    (again,) = await store.messages.claim_due("w", at(60), at(60) + LEASE, 1)
 
     assert [(r.address, r.status, r.reply_code) for r in again.message.recipients] == [
         ("a@example.com", RecipientStatus.SENT, 250),
@@ -77,14 +88,14 @@ async def test_a_claim_carries_every_recipient_with_its_status(store: Store) -> 
 async def test_claims_stay_in_due_order_across_many_messages(store: Store) -> None:
     ids = await enqueue_many(store, 30)
 
-    claims = await store.claim_due("w", at(60), at(60) + LEASE, 30)
+    claims = await store.messages.claim_due("w", at(60), at(60) + LEASE, 30)
 
     assert [c.message.id for c in claims] == ids
 
 
 async def _claim_until_empty(store: Store, owner: str) -> list[str]:
     claimed: list[str] = []
-    while claims := await store.claim_due(owner, at(60), at(60) + LEASE, 7):
+    while claims := await store.messages.claim_due(owner, at(60), at(60) + LEASE, 7):
         claimed += [c.message.id for c in claims]
     return claimed
 
@@ -101,7 +112,7 @@ async def test_concurrent_claimers_take_every_message_exactly_once(
     assert sorted(claimed) == sorted(ids)
     assert Counter(claimed).most_common(1)[0][1] == 1
     assert sum(1 for result in results if result) >= 2, "the claimers should have raced"
-    assert (await store.stats()).by_status["sending"] == 500
+    assert (await store.messages.stats()).by_status["sending"] == 500
 
 
 CLAIMER = """
@@ -115,7 +126,7 @@ async def main(url, owner, now):
     print("ready", flush=True)
     sys.stdin.readline()
     claimed = []
-    while claims := await store.claim_due(owner, now, now + timedelta(minutes=5), 5):
+    while claims := await store.messages.claim_due(owner, now, now + timedelta(minutes=5), 5):
         claimed += [c.message.id for c in claims]
     await store.close()
     print(json.dumps(claimed), flush=True)
@@ -159,32 +170,38 @@ async def test_claimers_in_separate_processes_never_share_a_message(
     assert len(set(claimed)) == len(claimed)
 
 
-async def test_renew_leases_extends_only_the_owners_claims(store: Store) -> None:
-    await enqueue_many(store, 3)
-    mine = await store.claim_due("me", at(1), at(10), 2)
-    await store.claim_due("other", at(1), at(10), 1)
+async def test_renew_leases_extends_only_the_owners_running_claims(store: Store) -> None:
+    await enqueue_many(store, 4)
+    mine = await store.messages.claim_due("me", at(1), at(10), 3)
+    (other,) = await store.messages.claim_due("other", at(1), at(10), 1)
+    running = {mine[0].token}  # the attempts of mine[1:] ended in a crash: orphans
 
-    renewed = await store.renew_leases("me", at(100))
-    stale = await store.release_stale(at(50), hold=False)
+    renewed = await store.messages.renew_leases("me", running | {other.token}, at(100))
+    stale = await recover(store, at(50), hold=False)
 
-    assert renewed == 2
-    assert len(stale) == 1 and stale[0] not in {c.message.id for c in mine}
-    assert await store.renew_leases("nobody", at(100)) == 0
+    assert renewed == 1, "neither the orphans nor another owner's claim"
+    assert sorted(stale) == sorted([c.message.id for c in mine[1:]] + [other.message.id])
+    assert await store.messages.renew_leases("nobody", running, at(100)) == 0
+    assert await store.messages.renew_leases("me", set(), at(100)) == 0
 
 
-async def test_next_due_at_is_the_earliest_due_time(store: Store) -> None:
-    assert await store.next_due_at() is None
-    await store.enqueue(new_message(accepted_at=at(20)))
-    await store.enqueue(new_message(accepted_at=at(5)))
-    await store.enqueue(new_message(accepted_at=at(1), status=MessageStatus.HELD))
+async def test_a_message_is_due_from_its_acceptance_and_a_held_one_never(store: Store) -> None:
+    await store.messages.enqueue(new_message(id="later", accepted_at=at(20)))
+    await store.messages.enqueue(new_message(id="earlier", accepted_at=at(5)))
+    held = new_message(id="held", accepted_at=at(1), hold=HELD)
+    await store.messages.enqueue(held)
 
-    assert await store.next_due_at() == at(5)
+    assert await store.messages.claim_due("w", at(4), at(4) + LEASE, 10) == []
+    earlier = await store.messages.claim_due("w", at(5), at(5) + LEASE, 10)
+    later = await store.messages.claim_due("w", at(10**6), at(10**6) + LEASE, 10)
+    assert [c.message.id for c in earlier] == ["earlier"]
+    assert [c.message.id for c in later] == ["later"]
 
 
 async def test_wait_for_new_wakes_on_enqueue(store: Store) -> None:
-    waiter = asyncio.create_task(store.wait_for_new(30))
+    waiter = asyncio.create_task(store.messages.wait_for_new(30))
     await asyncio.sleep(0.05)
-    await store.enqueue(new_message())
+    await store.messages.enqueue(new_message())
 
     await asyncio.wait_for(waiter, 5)
 
@@ -193,7 +210,7 @@ async def test_wait_for_new_returns_after_the_timeout(store: Store) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
 
-    await store.wait_for_new(0.1)
+    await store.messages.wait_for_new(0.1)
 
     assert 0.09 <= loop.time() - started < 2
 
@@ -202,28 +219,29 @@ async def test_wait_for_new_returns_after_the_timeout(store: Store) -> None:
 async def test_wait_for_new_wakes_across_stores_on_postgresql(
         store: Store, open_stores: OpenStore) -> None:
     other = await open_stores()
-    await other.wait_for_new(0.01)  # starts listening
-    waiter = asyncio.create_task(other.wait_for_new(30))
+    await other.messages.wait_for_new(0.01)  # starts listening
+    waiter = asyncio.create_task(other.messages.wait_for_new(30))
     await asyncio.sleep(0.05)
 
-    await store.enqueue(new_message())
+    await store.messages.enqueue(new_message())
 
     await asyncio.wait_for(waiter, 5)
 
 
 async def test_wait_for_new_wakes_on_retry_and_release(store: Store) -> None:
-    await store.enqueue(new_message(id="m1", status=MessageStatus.HELD))
-    await store.wait_for_new(0)  # nothing pending before the test proper
-    waiter = asyncio.create_task(store.wait_for_new(30))
+    await store.messages.enqueue(new_message(id="m1", hold=HELD))
+    await store.messages.wait_for_new(0)  # nothing pending before the test proper
+    waiter = asyncio.create_task(store.messages.wait_for_new(30))
     await asyncio.sleep(0.05)
 
-    await store.retry("m1", at(1))
+    await store.messages.retry("m1", at(1))
 
     await asyncio.wait_for(waiter, 5)
-    claims: list[Claim] = await store.claim_due("w", at(1), at(2), 1)
+    claims: list[Claim] = await store.messages.claim_due("w", at(1), at(2), 1)
     assert [c.message.id for c in claims] == ["m1"]
 
 
 async def test_a_zero_limit_claims_nothing(store: Store) -> None:
-    await store.enqueue(new_message())
-    assert await store.claim_due("w", T0 + timedelta(days=1), T0 + timedelta(days=2), 0) == []
+    await store.messages.enqueue(new_message())
+    day = timedelta(days=1)
+    assert await store.messages.claim_due("w", T0 + day, T0 + 2 * day, 0) == []

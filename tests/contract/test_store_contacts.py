@@ -19,7 +19,7 @@ from outbox.core.contacts import (
     SyncState,
     address_key,
 )
-from outbox.core.model import MessageStatus
+from outbox.core.model import Hold
 from outbox.errors import InputError, NotFound
 from outbox.store.base import Store
 from tests.contract.support import T0, at, new_message
@@ -29,198 +29,202 @@ BOB = NewContact("Bob Stone", ("bob@corp.test",))
 
 
 async def test_a_contact_is_added_read_replaced_and_deleted(store: Store) -> None:
-    added = await store.add_contact(ANN, at(0))
+    added = await store.contacts.add_contact(ANN, at(0))
     assert (added.name, added.emails, added.tags, added.source) == (
         "Ann Lee", ("ann@corp.test", "Ann.Lee@Home.test"), ("staff", "ops"), Source.LOCAL)
-    assert await store.get_contact(added.id) == added
+    assert await store.contacts.get_contact(added.id) == added
 
-    replaced = await store.replace_contact(added.id, NewContact("Ann Lee-Park", ("ann@corp.test",)),
-                                           at(5))
+    replaced = await store.contacts.replace_contact(
+        added.id, NewContact("Ann Lee-Park", ("ann@corp.test",)), at(5))
     assert (replaced.name, replaced.emails, replaced.tags) == ("Ann Lee-Park", ("ann@corp.test",),
                                                                ())
     assert replaced.updated_at == at(5)
 
-    await store.delete_contact(added.id)
+    await store.contacts.delete_contact(added.id)
     with pytest.raises(NotFound):
-        await store.get_contact(added.id)
+        await store.contacts.get_contact(added.id)
     with pytest.raises(NotFound):
-        await store.delete_contact(added.id)
+        await store.contacts.delete_contact(added.id)
     with pytest.raises(NotFound):
-        await store.replace_contact(added.id, BOB, at(6))
+        await store.contacts.replace_contact(added.id, BOB, at(6))
 
 
 async def test_contacts_are_listed_by_id_in_pages_and_by_source(store: Store) -> None:
-    ids = await store.apply_contact_changes(ContactChanges(add=(
+    ids = await store.contacts.apply_contact_changes(ContactChanges(add=(
         ANN, BOB, NewContact("Cy", ("cy@corp.test",), source=Source.LDAP, external_id="u-1"))),
         at(0))
     assert len(ids) == 3 and ids == sorted(ids)
-    first = await store.list_contacts(limit=2)
+    first = await store.contacts.list_contacts(limit=2)
     assert [c.id for c in first] == ids[:2]
-    rest = await store.list_contacts(limit=2, after=first[-1].id)
+    rest = await store.contacts.list_contacts(limit=2, after=first[-1].id)
     assert [c.name for c in rest] == ["Cy"]
-    ldap = await store.list_contacts(source=Source.LDAP)
+    ldap = await store.contacts.list_contacts(source=Source.LDAP)
     assert [(c.name, c.external_id) for c in ldap] == [("Cy", "u-1")]
 
 
 async def test_contacts_are_found_by_address_whatever_its_case(store: Store) -> None:
-    await store.apply_contact_changes(ContactChanges(add=(ANN, BOB)), at(0))
-    found = await store.find_contacts({address_key("ANN.LEE@home.TEST"), "nobody@x.test"})
+    await store.contacts.apply_contact_changes(ContactChanges(add=(ANN, BOB)), at(0))
+    found = await store.contacts.find_contacts({address_key("ANN.LEE@home.TEST"), "nobody@x.test"})
     assert [c.name for c in found] == ["Ann Lee"]
 
 
 async def test_changes_apply_together_merges_move_group_memberships(store: Store) -> None:
-    ann, bob, dup = await store.apply_contact_changes(ContactChanges(add=(
+    ann, bob, dup = await store.contacts.apply_contact_changes(ContactChanges(add=(
         ANN, BOB, NewContact("A. Lee", ("ann@corp.test",)))), at(0))
-    await store.save_group(Group("Team", (Member.contact(dup), Member.contact(bob))), at(0))
+    await store.contacts.save_group(Group("Team", (Member.contact(dup), Member.contact(bob))),
+                                    at(0))
 
     state = SyncState("ldap", "20300101000000Z", at(9))
-    await store.apply_contact_changes(ContactChanges(
+    await store.contacts.apply_contact_changes(ContactChanges(
         update=((ann, NewContact("Ann Lee", ANN.emails, ("staff",))),),
         merges=((ann, (dup,)),), remove=(bob,),
         add=(NewContact("Dee", ("dee@corp.test",)),), sync_state=state), at(10))
 
-    names = [c.name for c in await store.list_contacts()]
+    names = [c.name for c in await store.contacts.list_contacts()]
     assert names == ["Ann Lee", "Dee"]
-    assert (await store.get_group("team")).members == (Member.contact(ann),)
-    assert await store.get_sync_state("ldap") == state
-    assert await store.get_sync_state("other") is None
+    assert (await store.contacts.get_group("team")).members == (Member.contact(ann),)
+    assert await store.contacts.get_sync_state("ldap") == state
+    assert await store.contacts.get_sync_state("other") is None
 
 
 async def test_a_failed_change_set_changes_nothing(store: Store) -> None:
-    (ann,) = await store.apply_contact_changes(ContactChanges(add=(ANN,)), at(0))
+    (ann,) = await store.contacts.apply_contact_changes(ContactChanges(add=(ANN,)), at(0))
     with pytest.raises(NotFound):
-        await store.apply_contact_changes(ContactChanges(
+        await store.contacts.apply_contact_changes(ContactChanges(
             add=(BOB,), update=((ann + 1000, BOB),)), at(1))
-    assert [c.name for c in await store.list_contacts()] == ["Ann Lee"]
+    assert [c.name for c in await store.contacts.list_contacts()] == ["Ann Lee"]
 
 
 async def test_groups_hold_contacts_addresses_and_nested_groups(store: Store) -> None:
-    ann = await store.add_contact(ANN, at(0))
-    await store.save_group(Group("Ops", (Member.address("pager@corp.test"),), "on call"), at(0))
-    saved = await store.save_group(Group("All Staff", (
+    ann = await store.contacts.add_contact(ANN, at(0))
+    await store.contacts.save_group(Group("Ops", (Member.address("pager@corp.test"),), "on call"),
+                                    at(0))
+    saved = await store.contacts.save_group(Group("All Staff", (
         Member.contact(ann.id), Member.group("OPS"), Member.address("x@corp.test"))), at(1))
     assert saved.members == (Member.contact(ann.id), Member.group("Ops"),
                              Member.address("x@corp.test"))
-    assert [(g.name, g.description) for g in await store.list_groups()] == [
+    assert [(g.name, g.description) for g in await store.contacts.list_groups()] == [
         ("All Staff", ""), ("Ops", "on call")]
 
-    await store.save_group(Group("all staff", (Member.address("y@corp.test"),)), at(2))
-    assert (await store.get_group("All Staff")).members == (Member.address("y@corp.test"),)
+    await store.contacts.save_group(Group("all staff", (Member.address("y@corp.test"),)), at(2))
+    assert (await store.contacts.get_group("All Staff")).members == (Member.address("y@corp.test"),)
 
     with pytest.raises(InputError) as caught:
-        await store.save_group(Group("Bad", (Member.address("z@corp.test"),
-                                             Member.group("nope"))), at(3))
+        await store.contacts.save_group(Group("Bad", (Member.address("z@corp.test"),
+                                                      Member.group("nope"))), at(3))
     assert caught.value.field == "members[1]"
     with pytest.raises(InputError):
-        await store.save_group(Group("Bad", (Member.contact(ann.id + 99),)), at(3))
+        await store.contacts.save_group(Group("Bad", (Member.contact(ann.id + 99),)), at(3))
     with pytest.raises(NotFound):
-        await store.get_group("Bad")
+        await store.contacts.get_group("Bad")
 
 
 async def test_deleting_a_contact_or_group_removes_its_memberships(store: Store) -> None:
-    ann = await store.add_contact(ANN, at(0))
-    await store.save_group(Group("Ops", (Member.address("pager@corp.test"),)), at(0))
-    await store.save_group(Group("All", (Member.contact(ann.id), Member.group("Ops"))), at(0))
-    await store.delete_contact(ann.id)
-    await store.delete_group("ops")
-    assert (await store.get_group("All")).members == ()
+    ann = await store.contacts.add_contact(ANN, at(0))
+    await store.contacts.save_group(Group("Ops", (Member.address("pager@corp.test"),)), at(0))
+    await store.contacts.save_group(Group("All", (Member.contact(ann.id), Member.group("Ops"))),
+                                    at(0))
+    await store.contacts.delete_contact(ann.id)
+    await store.contacts.delete_group("ops")
+    assert (await store.contacts.get_group("All")).members == ()
     with pytest.raises(NotFound):
-        await store.delete_group("ops")
+        await store.contacts.delete_group("ops")
 
 
 async def test_aliases_are_saved_replaced_listed_and_deleted(store: Store) -> None:
-    await store.save_alias(Alias("boss", ("Jane <jane@corp.test>",)), at(0))
-    await store.save_alias(Alias("Support", ("a@corp.test", "b@corp.test")), at(0))
-    await store.save_alias(Alias("BOSS", ("june@corp.test",)), at(1))
-    assert await store.list_aliases() == [Alias("BOSS", ("june@corp.test",)),
-                                          Alias("Support", ("a@corp.test", "b@corp.test"))]
-    await store.delete_alias("boss")
+    await store.contacts.save_alias(Alias("boss", ("Jane <jane@corp.test>",)), at(0))
+    await store.contacts.save_alias(Alias("Support", ("a@corp.test", "b@corp.test")), at(0))
+    await store.contacts.save_alias(Alias("BOSS", ("june@corp.test",)), at(1))
+    assert await store.contacts.list_aliases() == [Alias("BOSS", ("june@corp.test",)),
+                                                   Alias("Support", ("a@corp.test", "b@corp.test"))]
+    await store.contacts.delete_alias("boss")
     with pytest.raises(NotFound):
-        await store.delete_alias("boss")
+        await store.contacts.delete_alias("boss")
 
 
 async def test_the_book_slice_holds_named_things_nested_groups_and_their_contacts(
         store: Store) -> None:
-    ann = await store.add_contact(ANN, at(0))
-    bob = await store.add_contact(BOB, at(0))
-    await store.save_group(Group("Loop A", ()), at(0))
-    await store.save_group(Group("Loop B", (Member.group("Loop A"), Member.contact(bob.id))),
-                           at(0))
-    await store.save_group(Group("Loop A", (Member.group("Loop B"),)), at(0))  # a cycle
-    await store.save_alias(Alias("boss", ("jane@corp.test",)), at(0))
+    ann = await store.contacts.add_contact(ANN, at(0))
+    bob = await store.contacts.add_contact(BOB, at(0))
+    await store.contacts.save_group(Group("Loop A", ()), at(0))
+    await store.contacts.save_group(
+        Group("Loop B", (Member.group("Loop A"), Member.contact(bob.id))), at(0))
+    await store.contacts.save_group(Group("Loop A", (Member.group("Loop B"),)), at(0))  # a cycle
+    await store.contacts.save_alias(Alias("boss", ("jane@corp.test",)), at(0))
 
-    book = await store.address_book_for({"loop a", "boss", "ann lee", "unknown"})
+    book = await store.contacts.address_book_for({"loop a", "boss", "ann lee", "unknown"})
     assert set(book.groups) == {"loop a", "loop b"}
     assert set(book.aliases) == {"boss"}
     assert [c.id for c in book.contacts_by_name["ann lee"]] == [ann.id]
     assert set(book.contacts_by_id) == {bob.id}
-    assert (await store.address_book_for(set())).groups == {}
+    assert (await store.contacts.address_book_for(set())).groups == {}
 
 
 async def test_suggest_matches_name_words_and_addresses_by_prefix(store: Store) -> None:
-    await store.apply_contact_changes(ContactChanges(add=(
+    await store.contacts.apply_contact_changes(ContactChanges(add=(
         ANN, BOB, NewContact("Annika Berg", ("annika@corp.test",)))), at(0))
 
-    by_first = await store.suggest("ann")
+    by_first = await store.contacts.suggest("ann")
     assert [s.address for s in by_first] == ["ann@corp.test", "Ann.Lee@Home.test",
                                              "annika@corp.test"]
-    assert [s.address for s in await store.suggest("LEE")] == ["ann@corp.test",
-                                                               "Ann.Lee@Home.test"]
-    assert [s.address for s in await store.suggest("ann.lee@")] == ["Ann.Lee@Home.test"]
-    assert [s.formatted() for s in await store.suggest("bob s")] == ["Bob Stone <bob@corp.test>"]
-    assert await store.suggest("  ") == []
-    assert await store.suggest("zed") == []
-    assert len(await store.suggest("a", limit=1)) == 1
+    assert [s.address for s in await store.contacts.suggest("LEE")] == ["ann@corp.test",
+                                                                        "Ann.Lee@Home.test"]
+    assert [s.address for s in await store.contacts.suggest("ann.lee@")] == ["Ann.Lee@Home.test"]
+    assert [s.formatted() for s in await store.contacts.suggest("bob s")] == [
+        "Bob Stone <bob@corp.test>"]
+    assert await store.contacts.suggest("  ") == []
+    assert await store.contacts.suggest("zed") == []
+    assert len(await store.contacts.suggest("a", limit=1)) == 1
     with pytest.raises(InputError):
-        await store.suggest("a", limit=0)
+        await store.contacts.suggest("a", limit=0)
 
 
 async def test_suggest_ranks_by_how_often_and_how_recently_used(store: Store) -> None:
-    await store.apply_contact_changes(ContactChanges(add=(
+    await store.contacts.apply_contact_changes(ContactChanges(add=(
         NewContact("Sam Often", ("often@corp.test",)),
         NewContact("Sam Lately", ("lately@corp.test",)),
         NewContact("Sam Never", ("never@corp.test",)),
         NewContact("Sam Once", ("once@corp.test",)))), at(0))
     long_ago = T0 - 6 * HALF_LIFE
-    await store.record_usage({"often@corp.test": 3}, long_ago)  # 3 uses, 6 half-lives ago
-    await store.record_usage({"lately@corp.test": 1}, T0)
-    await store.record_usage({"once@corp.test": 1}, T0 - timedelta(days=1))
-    await store.record_usage({"often@corp.test": 1}, long_ago + timedelta(hours=1))
+    await store.contacts.record_usage({"often@corp.test": 3}, long_ago)  # 3 uses, 6 half-lives ago
+    await store.contacts.record_usage({"lately@corp.test": 1}, T0)
+    await store.contacts.record_usage({"once@corp.test": 1}, T0 - timedelta(days=1))
+    await store.contacts.record_usage({"often@corp.test": 1}, long_ago + timedelta(hours=1))
 
-    ranked = await store.suggest("sam")
+    ranked = await store.contacts.suggest("sam")
     assert [s.address for s in ranked] == ["lately@corp.test", "once@corp.test",
                                            "often@corp.test", "never@corp.test"]
     often = ranked[2]
     assert (often.use_count, often.last_used_at) == (4, long_ago + timedelta(hours=1))
     assert (ranked[3].use_count, ranked[3].last_used_at) == (0, None)
 
-    await store.record_usage({"often@corp.test": 100}, T0)
-    assert (await store.suggest("sam"))[0].address == "often@corp.test"
+    await store.contacts.record_usage({"often@corp.test": 100}, T0)
+    assert (await store.contacts.suggest("sam"))[0].address == "often@corp.test"
 
 
 async def test_recipients_are_rerouted(store: Store) -> None:
     message = new_message(to=("a@corp.test", "b@other.test"), relay="external")
-    await store.enqueue(message)
-    await store.reroute_recipients(message.id, {"a@corp.test": "internal"})
-    relays = [(r.address, r.relay) for r in (await store.get(message.id)).message.recipients]
+    await store.messages.enqueue(message)
+    await store.messages.reroute_recipients(message.id, {"a@corp.test": "internal"})
+    rerouted = (await store.messages.get(message.id)).message
+    relays = [(r.address, r.relay) for r in rerouted.recipients]
     assert relays == [("a@corp.test", "internal"), ("b@other.test", "external")]
 
 
 async def test_suggest_looks_past_an_address_that_matches_by_many_terms(store: Store) -> None:
-    await store.apply_contact_changes(ContactChanges(add=(
+    await store.contacts.apply_contact_changes(ContactChanges(add=(
         NewContact("Aa Ab Ac Ad Ae Af Ag Ah", ("aa@x.test",)),
         NewContact("Az Other", ("other@x.test",)))), at(0))
-    await store.record_usage({"aa@x.test": 5}, at(0))
-    found = await store.suggest("a", limit=2)
+    await store.contacts.record_usage({"aa@x.test": 5}, at(0))
+    found = await store.contacts.suggest("a", limit=2)
     assert [s.address for s in found] == ["aa@x.test", "other@x.test"]
 
 
 async def test_a_message_held_at_submit_keeps_its_reason_and_guidance(store: Store) -> None:
     held = replace(new_message(to=("a@corp.test",), relay="external"),
-                   status=MessageStatus.HELD, hold_reason="internal_domains[0] ('corp.test')",
-                   hold_guidance="internal_route_violation")
-    await store.enqueue(held)
-    detail = await store.get(held.id)
+                   hold=Hold("internal_domains[0] ('corp.test')", "internal_route_violation"))
+    await store.messages.enqueue(held)
+    detail = await store.messages.get(held.id)
     assert detail.message.hold_reason == "internal_domains[0] ('corp.test')"
     (event,) = detail.events
     assert (event.type.value, event.guidance, event.detail) == (

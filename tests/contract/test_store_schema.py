@@ -17,6 +17,10 @@ ADDRESS_BOOK_TABLES = {"contacts", "contact_emails", "contact_terms", "address_g
                        "group_members", "aliases", "address_usage", "sync_state"}
 BLOB_TABLES = {"blobs", "blob_refs", "uploads", "blob_chunks", "signing_keys"}
 RELAY_AUTH_TABLES = {"relay_auth", "api_keys"}
+INTEGRATION_TABLES = {"webhook_endpoints", "webhook_deliveries", "rate_limit_buckets"}
+GOVERNOR_TABLES = {"relay_governor", "clock_readings"}
+SUPPRESSION_TABLES = {"suppressions"}
+UI_TABLES = {"ui_users"}
 
 
 def snapshot(conn: Connection) -> dict[str, Any]:
@@ -86,7 +90,9 @@ async def test_migrations_build_the_same_schema_as_create_all(
     created, _ = await _reflect(created_url, create_all=True)
 
     assert set(migrated) == {"messages", "recipients", "attempts", "events", "alerts",
-                             *ADDRESS_BOOK_TABLES, *BLOB_TABLES, *RELAY_AUTH_TABLES}
+                             *ADDRESS_BOOK_TABLES, *BLOB_TABLES, *RELAY_AUTH_TABLES,
+                             *INTEGRATION_TABLES, *GOVERNOR_TABLES,
+                             *SUPPRESSION_TABLES, *UI_TABLES}
     assert migrated == created
     assert drift == []
     due_index = next(i for i in migrated["messages"]["indexes"] if i[0] == "ix_messages_due_at")

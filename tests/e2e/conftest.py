@@ -45,15 +45,41 @@ def closed_relay() -> dict[str, Any]:
 
 @pytest.fixture
 def start_outbox(tmp_path: Path, database_url: str) -> Iterator[Starter]:
-    """start_outbox(relays, command="serve", **sections) → a running process."""
+    """start_outbox(relays, command="serve", forked=None, **sections) → a running
+    process."""
     started: list[OutboxProcess] = []
 
     def start(relays: list[dict[str, Any]], command: str = "serve", wait: bool = True,
-              config: dict[str, Any] | None = None, **sections: dict[str, Any]) -> OutboxProcess:
+              config: dict[str, Any] | None = None, forked: bool | None = None,
+              **sections: dict[str, Any]) -> OutboxProcess:
         if config is None:
             config = base_config(tmp_path, database_url, relays, **sections)
         path = write_config(tmp_path / f"outbox-{len(started)}.toml", config)
         process = OutboxProcess(path, config, command=command)
+        if forked is not None:  # False: a real exec, where start-up time is under test
+            process.forked = forked
+        started.append(process)
+        return process.start(wait=wait)
+
+    yield start
+    for process in started:
+        try:
+            process.stop(timeout=10)
+        except Exception:
+            process.kill()
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., OutboxProcess]]:
+    """launch(config, command="serve", wait=True, **options) → a running process on a
+    config the test built itself (no backend parameter); stopped afterwards.
+    `options` go to OutboxProcess (env, wrapper)."""
+    started: list[OutboxProcess] = []
+
+    def start(config: dict[str, Any], command: str = "serve", wait: bool = True,
+              **options: Any) -> OutboxProcess:
+        path = write_config(tmp_path / f"{command}-{len(started)}.toml", config)
+        process = OutboxProcess(path, config, command=command, **options)
         started.append(process)
         return process.start(wait=wait)
 

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from email import policy
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -264,72 +263,7 @@ def test_retry_and_cancel_follow_the_state_rules(env: Env, relay: ScriptedServer
     assert env.get(accepted["id"])["status"] == "cancelled"
 
 
-def test_kill_9_during_delivery_loses_nothing(start_outbox: Any, tmp_path: Path,
-                                              database_url: str) -> None:
-    total = 500
-    # The relay says "451, later" until all 500 are accepted, then delivers at about
-    # 100 messages/s, so the kill lands in the middle of the deliveries.
-    with ScriptedServer(script=[reply("MAIL", "451 4.3.0 Not yet")]) as sink:
-        relay = {"name": "default", "host": "127.0.0.1", "port": sink.port, "security": "none",
-                 "max_connections": 2}
-        outbox = start_outbox([relay], delivery={"lease": "3s", "concurrency": 4},
-                              retry={"first_delay": "200ms", "max_delay": "1s",
-                                     "max_attempts": 1000, "max_age": "1h"})
-        submitted = _submit_many(outbox, total)
-        ids = list(submitted)
-        sink.set_script(delay("DATA", 0.02))
-        wait_until(lambda: len(sink.messages) >= 100, timeout=60, message="deliveries")
-        outbox.kill()
-        at_kill = len(sink.messages)
-        assert at_kill < total, "the kill should land while deliveries are still going on"
-        restarted = start_outbox([relay], config=outbox.config)
-
-        def all_final() -> bool:
-            statuses = _statuses(restarted)
-            return len(statuses) == total and all(s == "sent" for s in statuses.values())
-
-        wait_until(all_final, timeout=180, interval=0.5, message="all 500 to be sent")
-        uncertain = _uncertain_events(restarted, ids)
-        duplicates = sink.duplicates
-        print(f"\nkill -9 after {at_kill} of {total} deliveries: all {total} sent, "
-              f"{len(sink.message_ids)} distinct Message-IDs at the sink, "
-              f"{duplicates} duplicates, {uncertain} uncertain events")
-        assert set(sink.message_ids) == set(submitted.values())
-        assert duplicates <= uncertain
-
-
-def _submit_many(outbox: OutboxProcess, count: int) -> dict[str, str]:
-    """id → Message-ID of `count` new messages."""
-    submitted = {}
-    with outbox.client() as client:
-        for n in range(count):
-            body = client.post("/v1/messages", json={
-                "from": "bulk@example.test", "to": f"user{n}@example.test",
-                "subject": f"Bulk {n}", "text": "x" * 1000}).json()
-            submitted[body["id"]] = body["message_id"]
-    return submitted
-
-
-def _statuses(outbox: OutboxProcess) -> dict[str, str]:
-    statuses: dict[str, str] = {}
-    cursor = None
-    with outbox.client() as client:
-        while True:
-            params: dict[str, Any] = {"limit": 500}
-            if cursor:
-                params["cursor"] = cursor
-            page = client.get("/v1/messages", params=params).json()
-            statuses.update({m["id"]: m["status"] for m in page["messages"]})
-            cursor = page["next_cursor"]
-            if not cursor:
-                return statuses
-
-
-def _uncertain_events(outbox: OutboxProcess, ids: list[str]) -> int:
-    with outbox.client() as client:
-        return sum(1 for id in ids for e in client.get(f"/v1/messages/{id}").json()["events"]
-                   if e["type"] == "uncertain")
-
+# kill -9 during delivery: tests/e2e/test_crash_recovery.py (at the default lease).
 
 
 def test_sigterm_drains_in_flight_delivery_within_the_grace_period(

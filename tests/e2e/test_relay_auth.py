@@ -108,7 +108,7 @@ def database_bytes(outbox: OutboxProcess) -> bytes:
     if url.startswith("sqlite:"):
         path = Path(url.split(":///", 1)[1])
         return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*")
-                        if not p.name.endswith(".key"))
+                        if p.is_file() and not p.name.endswith(".key"))
     dump = subprocess.run(["pg_dump", "--data-only", url], capture_output=True, check=True,
                           timeout=60)
     return dump.stdout

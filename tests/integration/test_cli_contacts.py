@@ -8,7 +8,8 @@ import pytest
 from tests.processes import write_config
 from typer.testing import CliRunner, Result
 
-from outbox import cli
+from outbox.cli import common
+from outbox.cli.app import app
 from outbox.errors import InputError
 
 CSV = "Name,Email,Tags\nAnn Lee,ann@corp.test,ops\nAnn L,ANN@corp.test,vip\nBob,bob@x.test,\n"
@@ -16,7 +17,7 @@ CSV = "Name,Email,Tags\nAnn Lee,ann@corp.test,ops\nAnn L,ANN@corp.test,vip\nBob,
 
 @pytest.fixture
 def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
-    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)  # keep this process's logging
+    monkeypatch.setattr(common, "configure_logging", lambda *_: None)  # keep this process's logging
     config = write_config(tmp_path / "outbox.toml", {
         "internal_domains": ["corp.test"],
         "database": {"url": f"sqlite:///{tmp_path}/outbox.db"},
@@ -27,8 +28,9 @@ def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     })
 
     def run(*args: str) -> Result:
-        return CliRunner().invoke(cli.app, [*args, "--config", str(config)])
+        return CliRunner().invoke(app, [*args, "--config", str(config)])
 
+    assert run("migrate").exit_code == 0  # only serve, worker and migrate create a database
     return run
 
 

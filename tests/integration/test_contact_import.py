@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from outbox.addressbook.book import ContactBook
 from outbox.config import LdapSettings
 from outbox.core.contacts import Group, Member, Source
 from outbox.errors import InputError
-from outbox.store.base import Store
+from outbox.service.contacts import ContactBook
+from outbox.store.base import ContactStore
 from outbox.store.factory import open_store
 
 OUTLOOK_CSV = """\
@@ -59,11 +59,11 @@ END:VCARD
 async def book(tmp_path: Path) -> AsyncIterator[ContactBook]:
     store = await open_store(f"sqlite:///{tmp_path}/outbox.db")
     await store.migrate()
-    yield ContactBook(store, LdapSettings())
+    yield ContactBook(store.contacts, LdapSettings())
     await store.close()
 
 
-async def people(store: Store) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+async def people(store: ContactStore) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     return {c.name: (c.emails, c.tags) for c in await store.list_contacts()}
 
 
@@ -148,3 +148,19 @@ async def test_dedupe_reports_then_merges_keeping_group_memberships(book: Contac
     assert (merged.emails, merged.tags) == (("ann@corp.test", "a.lee@home.test"), ("vip",))
     assert (await book.store.get_group("Board")).members == (Member.contact(first.id),)
     assert (await book.dedupe(apply=False)).merged == 0
+
+
+OUTLOOK_SEMICOLON_CSV = """\
+First Name;Last Name;E-mail Address;Categories
+Åsa;Berg;asa@corp.test;staff
+"Dupont, Jean";;jean@x.test;
+"""
+
+
+async def test_a_semicolon_outlook_csv_keeps_every_name(book: ContactBook) -> None:
+    """European Outlook exports separate fields with `;`: the names must survive."""
+    report = await book.import_file(OUTLOOK_SEMICOLON_CSV.encode(), "contacts.csv")
+    assert report.added == 2
+    found = {c.emails[0]: (c.name, c.tags) for c in await book.store.list_contacts()}
+    assert found == {"asa@corp.test": ("Åsa Berg", ("staff",)),
+                     "jean@x.test": ("Dupont, Jean", ())}

@@ -15,11 +15,12 @@ from tests.processes import write_config
 from tests.slapd import ADMIN_DN, ADMIN_PASSWORD, PEOPLE, Slapd, person
 from typer.testing import CliRunner
 
-from outbox import cli
-from outbox.addressbook.book import ContactBook
+from outbox.cli import common
+from outbox.cli.app import app
 from outbox.config import LdapAttributes, LdapSettings
 from outbox.core.contacts import Contact, Group, Member, Source
 from outbox.errors import DirectoryError
+from outbox.service.contacts import ContactBook
 from outbox.store.base import Store
 from outbox.store.factory import open_store
 
@@ -55,18 +56,18 @@ async def test_full_then_incremental_sync_adds_updates_and_removes(
     slapd.add(person("ann", "Ann Lee", "ann@corp.test", "a.lee@corp.test", department="ops"),
               person("bob", "Bob Stone", "bob@corp.test"),
               person("eve", "Eve Bad", "eve@@corp.test"))
-    book = ContactBook(store, ldap_settings(slapd))
+    book = ContactBook(store.contacts, ldap_settings(slapd))
 
     first = await book.sync_ldap()
     assert first.full and first.cursor
     assert (first.report.added, first.report.skipped, first.report.removed) == (2, 1, 0)
     assert any("eve@@corp.test" in note for note in first.report.notes)
-    contacts = await store.list_contacts(source=Source.LDAP)
+    contacts = await store.contacts.list_contacts(source=Source.LDAP)
     assert by_name(contacts) == {"Ann Lee": (("ann@corp.test", "a.lee@corp.test"), ("ops",)),
                                  "Bob Stone": (("bob@corp.test",), ())}
     assert all(c.external_id for c in contacts)
     bob_id = next(c.id for c in contacts if c.name == "Bob Stone")
-    await store.save_group(Group("Team", (Member.contact(bob_id),)), datetime.now(UTC))
+    await store.contacts.save_group(Group("Team", (Member.contact(bob_id),)), datetime.now(UTC))
 
     slapd.replace(f"uid=bob,{PEOPLE}", cn="Robert Stone", mail=["rob@corp.test", "bob@corp.test"])
     slapd.delete(f"uid=ann,{PEOPLE}")
@@ -75,11 +76,11 @@ async def test_full_then_incremental_sync_adds_updates_and_removes(
     second = await book.sync_ldap()
     assert not second.full
     assert (second.report.added, second.report.updated, second.report.removed) == (1, 1, 1)
-    contacts = await store.list_contacts(source=Source.LDAP)
+    contacts = await store.contacts.list_contacts(source=Source.LDAP)
     assert by_name(contacts) == {"Robert Stone": (("rob@corp.test", "bob@corp.test"), ()),
                                  "Dee Park": (("dee@corp.test",), ("sales",))}
     assert next(c.id for c in contacts if c.name == "Robert Stone") == bob_id
-    assert (await store.get_group("Team")).members == (Member.contact(bob_id),)
+    assert (await store.contacts.get_group("Team")).members == (Member.contact(bob_id),)
 
     quiet = await book.sync_ldap()
     assert (quiet.report.added, quiet.report.updated, quiet.report.removed) == (0, 0, 0)
@@ -92,17 +93,17 @@ async def test_full_then_incremental_sync_adds_updates_and_removes(
 async def test_a_failed_bind_is_a_directory_error_and_changes_nothing(
         slapd: Slapd, store: Store) -> None:
     slapd.add(person("ann", "Ann Lee", "ann@corp.test"))
-    book = ContactBook(store, ldap_settings(slapd, password="wrong"))
+    book = ContactBook(store.contacts, ldap_settings(slapd, password="wrong"))
     with pytest.raises(DirectoryError) as caught:
         await book.sync_ldap()
     assert "cannot bind" in caught.value.message and "wrong" not in caught.value.message
-    assert await store.list_contacts() == []
-    assert await store.get_sync_state("ldap") is None
+    assert await store.contacts.list_contacts() == []
+    assert await store.contacts.get_sync_state("ldap") is None
 
 
 def test_cli_sync_ldap_reports_what_it_did(slapd: Slapd, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)  # keep this process's logging
+    monkeypatch.setattr(common, "configure_logging", lambda *_: None)  # keep this process's logging
     slapd.add(person("ann", "Ann Lee", "ann@corp.test"), person("bob", "Bob Stone",
                                                                  "bob@corp.test"))
     config = write_config(tmp_path / "outbox.toml", {
@@ -111,7 +112,8 @@ def test_cli_sync_ldap_reports_what_it_did(slapd: Slapd, tmp_path: Path,
         "ldap": {"url": slapd.url, "bind_dn": ADMIN_DN, "bind_password": ADMIN_PASSWORD,
                  "base_dn": PEOPLE},
     })
-    run = CliRunner().invoke(cli.app, ["contacts", "sync-ldap", "--config", str(config)])
+    assert CliRunner().invoke(app, ["migrate", "--config", str(config)]).exit_code == 0
+    run = CliRunner().invoke(app, ["contacts", "sync-ldap", "--config", str(config)])
     assert run.exit_code == 0, run.output
     assert "full sync; cursor " in run.stdout
     assert "2 added" in run.stdout
@@ -120,7 +122,7 @@ def test_cli_sync_ldap_reports_what_it_did(slapd: Slapd, tmp_path: Path,
 async def test_serve_s_periodic_sync_picks_up_new_entries(slapd: Slapd, store: Store) -> None:
     slapd.add(person("ann", "Ann Lee", "ann@corp.test"))
     settings = ldap_settings(slapd).model_copy(update={"sync_interval": timedelta(seconds=0.1)})
-    book = ContactBook(store, settings)
+    book = ContactBook(store.contacts, settings)
     task = asyncio.create_task(book.sync_periodically())
     try:
         await until(store, {"Ann Lee"})
@@ -129,12 +131,12 @@ async def test_serve_s_periodic_sync_picks_up_new_entries(slapd: Slapd, store: S
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    unconfigured = ContactBook(store, LdapSettings())
+    unconfigured = ContactBook(store.contacts, LdapSettings())
     await asyncio.wait_for(unconfigured.sync_periodically(), timeout=5)  # returns at once
 
 
 async def until(store: Store, names: set[str], timeout: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while {c.name for c in await store.list_contacts()} != names:
+    while {c.name for c in await store.contacts.list_contacts()} != names:
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {names}"
         await asyncio.sleep(0.05)

@@ -4,6 +4,7 @@ refreshes, rotation, the clock-skew check, and redaction."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,10 +25,11 @@ from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.classify import classify
 from outbox.core.model import OutcomeKind
 from outbox.core.report import Condition, DeliveryReport, Stage
+from outbox.delivery import oauth
 from outbox.delivery.auth import authenticators_for
 from outbox.delivery.oauth import TokenSource
 from outbox.delivery.pool import SessionPool
-from outbox.delivery.transport import probe
+from outbox.delivery.smtp.probe import probe
 
 SENDER = "app@example.test"
 RECIPIENT = "rcpt@example.test"
@@ -167,6 +169,25 @@ async def test_an_unreachable_token_endpoint_defers_instead_of_holding(
     assert report.failure is not None
     assert report.failure.condition is Condition.TOKEN_ENDPOINT_UNAVAILABLE
     assert classify(report)[RECIPIENT].kind is OutcomeKind.DEFERRED
+
+
+async def test_a_token_endpoint_that_never_finishes_answering_defers_within_the_timeout(
+        provider: Provider, delivery_settings: DeliverySettings) -> None:
+    """At the production deadline (oauth.TIMEOUT): slow, but it only waits. A byte
+    a second keeps every httpx read timeout happy; only the whole-request
+    deadline ends it."""
+    provider.authority.trickle = 1.0
+    started = time.monotonic()
+    report = await deliver(provider, provider.tokens(), delivery_settings)
+    elapsed = time.monotonic() - started
+
+    assert oauth.TIMEOUT <= elapsed < oauth.TIMEOUT + 10  # margin for a shared machine
+    assert report.failure is not None
+    assert (report.failure.stage, report.failure.condition) == (
+        Stage.AUTH, Condition.TOKEN_ENDPOINT_UNAVAILABLE)
+    assert "did not answer within" in report.failure.detail
+    assert classify(report)[RECIPIENT].kind is OutcomeKind.DEFERRED
+    assert "AUTH" not in provider.server.commands  # no token, no login attempt
 
 
 async def test_a_rotated_refresh_token_is_handed_over_and_used_for_the_next_refresh(

@@ -15,12 +15,13 @@ from tests.smtpd import ScriptedServer
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.classify import classify
+from outbox.core.content import AttachmentRef, MessageContent
 from outbox.core.model import OutcomeKind, Scope
 from outbox.core.report import Condition, Stage
 from outbox.delivery import open_session
 from outbox.delivery.body import DotStuffer
 from outbox.delivery.mime_writer import MimeWriter, PlannedBody
-from outbox.delivery.transport import dot_stuff
+from outbox.delivery.smtp.data import dot_stuff
 from outbox.errors import BlobCorrupt, BodyUnavailable
 
 ServerFactory = Callable[..., ScriptedServer]
@@ -63,12 +64,13 @@ class MemoryBlobs:
             raise BlobCorrupt(f"blob {sha256[:16]} is missing")
 
 
-def content(*files: tuple[str, bytes]) -> dict[str, object]:
-    return {"from": "a@x.test", "to": ["b@x.test"], "subject": "files", "text": ".dot\nhi",
-            "date": "Wed, 01 May 2024 12:30:00 +0000", "headers": {}, "attachments": [
-                {"filename": name, "content_type": "application/octet-stream",
-                 "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-                for name, data in files]}
+def content(*files: tuple[str, bytes]) -> MessageContent:
+    return MessageContent(
+        from_="a@x.test", to=("b@x.test",), subject="files", text=".dot\nhi",
+        date="Wed, 01 May 2024 12:30:00 +0000",
+        attachments=tuple(AttachmentRef(name, "application/octet-stream",
+                                        hashlib.sha256(data).hexdigest(), len(data))
+                          for name, data in files))
 
 
 # --- dot-stuffing across chunks -------------------------------------------------------------

@@ -15,8 +15,10 @@ from tests.smtpd import ScriptedServer, closed_port, delay, drop, drop_mid_data,
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, DeliveryReport, Stage
-from outbox.delivery import SessionError, SmtpSession, open_session, probe, transport
-from outbox.delivery.transport import failure_for, is_loopback
+from outbox.delivery import SessionError, SmtpSession, open_session, probe
+from outbox.delivery.smtp import session as smtp_session
+from outbox.delivery.smtp.errors import failure_for
+from outbox.delivery.smtp.hostnames import is_loopback
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]
@@ -395,7 +397,7 @@ async def test_auth_needs_tls_to_a_non_loopback_relay(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests may only talk to loopback, so the server stays on 127.0.0.1 and the
     # session is told the relay is remote (`is_loopback` itself is tested below).
-    monkeypatch.setattr(transport, "is_loopback", lambda host: False)
+    monkeypatch.setattr(smtp_session, "is_loopback", lambda host: False)
     server = smtp_server(auth=("user", PASSWORD))
     relay = make_relay(server, username="user", password=PASSWORD,
                        allow_insecure_auth=allow_insecure_auth)

@@ -1,4 +1,4 @@
-"""The alert engine (outbox.alerts) on a real SQLite store, posting to a real HTTP
+"""The alert engine (outbox.service.alerts) on a real SQLite store, posting to a real HTTP
 server on loopback; time is passed in, so windows pass without waiting."""
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from outbox.alerts import AlertEngine, Webhook, sign, verify
-from outbox.config import AlertSettings
+from outbox.config import AlertSettings, Settings
 from outbox.core.guidance import CATALOGUE
-from outbox.core.model import MessageStatus
+from outbox.core.model import Hold, MessageStatus
+from outbox.service.alerts import AlertEngine, Webhook, sign, verify
+from outbox.service.health import Health
 from outbox.store.base import Store
 from outbox.store.factory import open_store
+from outbox.supervision import Loops
 from tests.contract.support import LEASE, T0, at, finished, new_message
 from tests.webhook import Received, WebhookReceiver
 
@@ -52,18 +54,22 @@ def settings(url: str, **values: object) -> AlertSettings:
     return AlertSettings(**{**base, **values})
 
 
+def health(store: Store, alert_settings: AlertSettings, clock: Clock) -> Health:
+    return Health(Settings(alerts=alert_settings), store, Loops(), clock=clock)
+
+
 def engine(store: Store, alert_settings: AlertSettings, clock: Clock) -> AlertEngine:
-    return AlertEngine(store, alert_settings, clock=clock,
+    return AlertEngine(store, alert_settings, health(store, alert_settings, clock), clock=clock,
                        webhook=Webhook(alert_settings, retry_delay=0.01))
 
 
 async def attempt(store: Store, status: MessageStatus, seconds: float,
                   relay: str = "default") -> None:
-    await store.enqueue(new_message(accepted_at=at(seconds)))
-    (claim,) = await store.claim_due("w", at(seconds), at(seconds) + LEASE, 1)
+    await store.messages.enqueue(new_message(accepted_at=at(seconds)))
+    (claim,) = await store.messages.claim_due("w", at(seconds), at(seconds) + LEASE, 1)
     due = at(seconds + 3600) if status is MessageStatus.DEFERRED else None
     record = finished(claim, status, finished_at=at(seconds), due_at=due)
-    await store.record_attempts([replace(record, relay=relay)])
+    await store.messages.record_attempts([replace(record, relay=relay)])
 
 
 def signed_correctly(request: Received) -> bool:
@@ -84,7 +90,7 @@ async def test_a_failing_relay_raises_one_alert_and_clears_it_when_its_window_pa
 
     raised = await alerts.evaluate()
     assert [spec.key for spec in raised.to_raise] == ["relay.default.failure_rate"]
-    (active,) = await store.list_alerts(active_only=True)
+    (active,) = await store.alerts.list_alerts(active_only=True)
     assert active.detail == "3 of 3 attempts in the last 1m did not deliver (3 deferred)"
     (posted,) = hooks.requests()
     assert posted.path == "/hook" and signed_correctly(posted)
@@ -101,7 +107,7 @@ async def test_a_failing_relay_raises_one_alert_and_clears_it_when_its_window_pa
     clock.now = at(70)  # the failures left the 60 s window
     cleared = await alerts.evaluate()
     assert cleared.to_clear == ("relay.default.failure_rate",)
-    assert await store.list_alerts(active_only=True) == ()
+    assert await store.alerts.list_alerts(active_only=True) == ()
     last = hooks.requests()[-1]
     assert last.json["type"] == "alert.cleared" and signed_correctly(last)
     assert last.json["alert"]["cleared_at"] == "2030-01-01T12:01:10Z"
@@ -135,7 +141,7 @@ async def test_held_mail_raises_the_attention_and_held_alerts(
 
     assert sorted(spec.key for spec in changes.to_raise) == [
         "queue.held", "relay.smtp1.needs_attention"]
-    severities = {a.key: a.severity for a in await store.list_alerts(active_only=True)}
+    severities = {a.key: a.severity for a in await store.alerts.list_alerts(active_only=True)}
     assert severities == {"queue.held": "warning", "relay.smtp1.needs_attention": "critical"}
     await alerts.aclose()
 
@@ -144,15 +150,15 @@ async def test_a_relay_marked_as_needing_attention_raises_until_it_is_fixed(
         store: Store, hooks: WebhookReceiver) -> None:
     clock = Clock()
     alerts = engine(store, settings(hooks.url), clock)
-    await store.set_relay_state("o365", "needs_attention", "535 5.7.8 bad credentials",
-                                "smtp.5.7.8", at(1))
+    await store.relay_auth.set_relay_state("o365", "needs_attention", "535 5.7.8 bad credentials",
+                                           "smtp.5.7.8", at(1))
     clock.now = at(2)
     (spec,) = (await alerts.evaluate()).to_raise
     assert (spec.key, spec.guidance) == ("relay.o365.needs_attention", "smtp.5.7.8")
     assert hooks.requests()[-1].json["alert"]["guidance"].startswith(
         CATALOGUE["smtp.5.7.8"].title)
 
-    await store.set_relay_state("o365", "ok", "", "", at(3))
+    await store.relay_auth.set_relay_state("o365", "ok", "", "", at(3))
     clock.now = at(4)
     assert (await alerts.evaluate()).to_clear == ("relay.o365.needs_attention",)
     await alerts.aclose()
@@ -162,7 +168,7 @@ async def test_a_backlog_alert_when_mail_waits_too_long(store: Store,
                                                          hooks: WebhookReceiver) -> None:
     clock = Clock()
     alerts = engine(store, settings(hooks.url, oldest_queued_age="10m"), clock)
-    await store.enqueue(new_message(accepted_at=T0))
+    await store.messages.enqueue(new_message(accepted_at=T0))
     clock.now = T0 + timedelta(minutes=9)
     assert (await alerts.evaluate()).to_raise == ()
     clock.now = T0 + timedelta(minutes=11)
@@ -177,18 +183,19 @@ async def test_a_refusing_webhook_is_tried_three_times_and_the_alert_stays_liste
     clock = Clock()
     with WebhookReceiver(status=500) as refusing:
         alerts = engine(store, settings(refusing.url, held_count=1), clock)
-        await store.enqueue(new_message(status=MessageStatus.HELD, hold_reason="test"))
+        await store.messages.enqueue(new_message(hold=Hold("test")))
         await alerts.evaluate()
         assert len(refusing.requests()) == 3
         assert all(signed_correctly(r) for r in refusing.requests())
         await alerts.aclose()
-    assert [a.key for a in await store.list_alerts(active_only=True)] == ["queue.held"]
+    assert [a.key for a in await store.alerts.list_alerts(active_only=True)] == ["queue.held"]
 
 
 async def test_without_a_webhook_alerts_are_only_stored_and_logged(store: Store) -> None:
     clock = Clock()
-    alerts = AlertEngine(store, AlertSettings(held_count=1), clock=clock)
-    await store.enqueue(new_message(status=MessageStatus.HELD, hold_reason="test"))
+    quiet = AlertSettings(held_count=1)
+    alerts = AlertEngine(store, quiet, health(store, quiet, clock), clock=clock)
+    await store.messages.enqueue(new_message(hold=Hold("test")))
     assert [s.key for s in (await alerts.evaluate()).to_raise] == ["queue.held"]
     await alerts.aclose()
 

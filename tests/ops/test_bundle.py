@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from outbox.config import Settings
+from outbox.config.sample import mask_url_password
 from outbox.core.model import MessageStatus
-from outbox.ops.bundle import Scrubber, configured_secrets, tail_lines, write_bundle
-from outbox.sample import mask_url_password
+from outbox.ops.bundle import Scrubber, configured_secrets, tail_lines
+from outbox.service.diagnostics import support_bundle
 from outbox.store.factory import open_store
 from tests.contract.support import LEASE, at, finished, new_message
 from tests.ops.conftest import ConfigFactory
@@ -55,14 +56,14 @@ async def fill_database(url: str) -> list[str]:
         ids = []
         for n, status in enumerate((MessageStatus.SENT, MessageStatus.DEFERRED)):
             message = new_message(accepted_at=at(n))
-            await store.enqueue(message)
-            (claim,) = await store.claim_due("w", at(n), at(n) + LEASE, 1)
+            await store.messages.enqueue(message)
+            (claim,) = await store.messages.claim_due("w", at(n), at(n) + LEASE, 1)
             record = finished(claim, status, finished_at=at(n + 1),
                               due_at=at(999) if status is MessageStatus.DEFERRED else None)
-            await store.record_attempts([record])
+            await store.messages.record_attempts([record])
             ids.append(message.id)
-        await store.raise_alert("queue.backlog", "warning", "Mail is waiting too long", "d",
-                                "queue_backlog", at(5))
+        await store.alerts.raise_alert("queue.backlog", "warning", "Mail is waiting too long", "d",
+                                       "queue_backlog", at(5))
         return ids
     finally:
         await store.close()
@@ -79,7 +80,7 @@ async def test_the_bundle_holds_every_item_and_no_secret(
     log.write_text("\n".join(lines) + "\n")
     output = tmp_path / "bundle.zip"
 
-    members = await write_bundle(settings, output, log_lines=10)
+    members = await support_bundle(settings, output, log_lines=10)
 
     assert [m.name for m in members] == MEMBERS
     raw = output.read_bytes()
@@ -125,7 +126,7 @@ async def test_a_bundle_without_a_database_or_log_file_says_so(
                          logging={"file": ""})
     output = tmp_path / "bundle.zip"
 
-    await write_bundle(Settings(**values), output)
+    await support_bundle(Settings(**values), output)
 
     with zipfile.ZipFile(output) as bundle:
         assert "does not exist" in json.loads(bundle.read("queue.json"))["error"]
@@ -166,3 +167,12 @@ def test_database_urls_lose_only_their_password() -> None:
         "postgresql://app:***@db:5432/outbox?sslmode=require"
     assert mask_url_password("postgresql://app@db/outbox?password=pw&x=1") == \
         "postgresql://app@db/outbox?password=***&x=1"
+
+
+def test_scrubber_replaces_whole_tokens_not_parts_of_words() -> None:
+    """A password `secret` must not turn `webhook_secret` into `webhook_***`."""
+    scrub = Scrubber({"secret", "pw-2x"})
+    assert scrub(b'webhook_secret = "secret"; link_secret=secret; secrets: 2') == \
+        b'webhook_secret = "***"; link_secret=***; secrets: 2'
+    assert scrub(b"smtp://user:secret@host C: AUTH pw-2x\npw-2x.") == \
+        b"smtp://user:***@host C: AUTH ***\n***."

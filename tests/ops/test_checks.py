@@ -10,8 +10,10 @@ import pytest
 from outbox.config import AlertSettings, DoctorSettings, RelaySettings
 from outbox.core.guidance import describe
 from outbox.core.model import Reply
+from outbox.core.replies import greeting_time
 from outbox.core.report import Condition, SessionFailure, Stage
-from outbox.delivery.transport import ProbeResult, SessionInfo
+from outbox.delivery.smtp.info import SessionInfo
+from outbox.delivery.smtp.probe import ProbeResult
 from outbox.ops.checks import (
     Check,
     DiskObservation,
@@ -24,7 +26,6 @@ from outbox.ops.checks import (
     clock_check,
     disk_check,
     failed_step,
-    greeting_time,
     queue_checks,
     relay_checks,
 )
@@ -153,6 +154,16 @@ def test_clock_skew_without_a_time_source_is_skipped_and_uses_the_worst_source()
     check = clock_check(sources, timedelta(seconds=30))
     assert check.status is Status.WARN
     assert check.detail == "this machine is 60.0s ahead of b (compared with a, b)"
+
+
+def test_clock_skew_names_who_measured_it() -> None:
+    measured = TimeSource("the database server", NOW - timedelta(seconds=400), NOW,
+                          who="delivery on host1 (measured 12s ago)")
+    check = clock_check([TimeSource("the database server", NOW, NOW), measured],
+                        timedelta(seconds=30))
+    assert check.status is Status.FAIL
+    assert check.detail == ("delivery on host1 (measured 12s ago) is 400.0s ahead of the "
+                            "database server")
 
 
 @pytest.mark.parametrize(("free", "total", "status"), [

@@ -22,7 +22,7 @@ from outbox.core.replies import parse_reply
 from outbox.core.report import Condition
 from outbox.errors import ConfigError
 from outbox.ops.checks import Check, Report, Status
-from outbox.ops.doctor import run_doctor
+from outbox.service.diagnostics import doctor as run_doctor
 from outbox.store.factory import open_store
 from tests.ops.conftest import ConfigFactory, ServerFactory, config_file, settings_of
 from tests.smtpd import closed_port
@@ -139,8 +139,9 @@ async def test_a_relay_marked_as_needing_attention_fails_its_state_check(
         database_url: str) -> None:
     store = await open_store(database_url)
     try:
-        await store.set_relay_state("test", "needs_attention", "535 5.7.8 bad credentials",
-                                    "smtp.5.7.8", datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
+        await store.relay_auth.set_relay_state(
+            "test", "needs_attention", "535 5.7.8 bad credentials", "smtp.5.7.8",
+            datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
     finally:
         await store.close()
     report = await doctor(make_config(relay_for(smtp_server())))

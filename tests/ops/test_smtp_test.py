@@ -20,7 +20,7 @@ from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.guidance import describe
 from outbox.core.report import Condition
 from outbox.errors import InvalidAddress
-from outbox.ops.smtp_test import build_test_message, send_test
+from outbox.ops.smtp_test import build_test_message, default_sender, send_test
 from tests.ops.conftest import ConfigFactory, ServerFactory, config_file
 from tests.smtpd import closed_port, reply
 
@@ -154,3 +154,26 @@ def test_the_cli_names_an_unknown_relay_in_one_line(tmp_path: Path,
     assert result.returncode == 1
     assert result.stderr.strip() == "error: no relay named 'nope' (known: main)"
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("hostname", ["vm", "", "host_with_underscore"])
+def test_the_default_sender_is_valid_on_any_host(monkeypatch: pytest.MonkeyPatch,
+                                                 hostname: str) -> None:
+    """A host name without a dot (`vm`) must not make the default sender invalid."""
+    monkeypatch.setattr("socket.gethostname", lambda: hostname)
+    relay = RelaySettings(name="r", host="127.0.0.1", port=2525, security="none")
+    sender = default_sender(relay, DeliverySettings(helo_name=""))
+    build_test_message(sender, "ann@example.test", relay, NOW)  # Outbox's own validator
+    assert sender == "outbox-smtp-test@localhost.localdomain"
+
+
+def test_an_invalid_sender_is_one_line_naming_the_from_option(
+        tmp_path: Path, make_config: ConfigFactory) -> None:
+    path = config_file(tmp_path, make_config({"name": "main", "host": "127.0.0.1",
+                                              "port": closed_port()}))
+    result = run_cli("smtp-test", "--relay", "main", "--to", "a@example.test",
+                     "--from", "me@vm", "--config", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --from: 'me@vm' is not a valid")
+    assert "--from ADDRESS" in lines[0]

@@ -20,6 +20,7 @@ from outbox.core.alerting import (
     evaluate,
     failures,
     relay_state,
+    stale,
 )
 from outbox.core.guidance import CATALOGUE
 
@@ -83,6 +84,38 @@ def test_a_relay_marked_in_the_store_needs_attention_with_its_own_guidance() -> 
     (spec,) = evaluate(unexplained, LIMITS)
     assert spec.guidance == "relay_needs_attention"
     assert relay_state({}, LIMITS, marked=True) is RelayState.NEEDS_ATTENTION
+
+
+def relay_now(outcomes: dict[str, int], latest: str,
+              marked: dict[str, tuple[str, str]] | None = None) -> Snapshot:
+    return Snapshot(NOW, {"r": outcomes}, None, 0, marked or {}, latest={"r": latest})
+
+
+@pytest.mark.parametrize("outcomes", [{"deferred": 20, "sent": 1}, {"held": 3, "sent": 1},
+                                      {"failed": 9, "deferred": 9, "partially_sent": 1}])
+def test_a_relay_whose_newest_attempt_delivered_wants_no_relay_alert(
+        outcomes: dict[str, int]) -> None:
+    """Fixed relays clear at once, not when their failures leave the window."""
+    assert evaluate(relay_now(outcomes, "sent"), LIMITS) == []
+    assert relay_state(outcomes, LIMITS, latest="sent") is RelayState.OK
+    newest = "held" if "held" in outcomes else "deferred"
+    assert evaluate(relay_now(outcomes, newest), LIMITS) != []
+    assert relay_state(outcomes, LIMITS, latest=newest) is not RelayState.OK
+
+
+def test_a_mark_in_the_store_stays_until_it_is_lifted_even_after_a_delivery() -> None:
+    marked = relay_now({"sent": 1}, "sent", {"r": ("535 5.7.8 bad credentials", "smtp.5.7.8")})
+    assert keys(evaluate(marked, LIMITS)) == ["relay.r.needs_attention"]
+    assert relay_state({"sent": 1}, LIMITS, marked=True, latest="sent") is \
+        RelayState.NEEDS_ATTENTION
+
+
+def test_stale_names_the_active_alerts_whose_text_changed() -> None:
+    (now,) = evaluate(snapshot({"r": {"deferred": 12}}), LIMITS)
+    active = {now.key: (now.title, "10 of 10 attempts ...", now.guidance)}
+    assert stale([now], active) == (now,)
+    assert stale([now], {now.key: (now.title, now.detail, now.guidance)}) == ()
+    assert stale([now], {}) == (), "not active: raised, not refreshed"
 
 
 def test_relays_are_judged_each_on_its_own_attempts() -> None:

@@ -21,6 +21,7 @@ from outbox.core.attachments import (
     last_extension,
 )
 from outbox.core.compose import Limits, PlannedBlob, Submission, plan_message
+from outbox.core.content import AttachmentRef
 from outbox.core.links import LinkPolicy, LinkTicket, read_link, sign_link
 from outbox.core.routing import RoutingTable
 from outbox.errors import AttachmentBlocked, InputError, LinkExpired, LinkInvalid
@@ -121,8 +122,8 @@ def test_the_last_extension_is_what_windows_sees(stem: str, extension: str,
 def test_an_inline_image_keeps_its_content_id() -> None:
     planned = plan(AttachmentIn("logo.png", b64(b"\x89PNG"), "image/png", content_id="logo"),
                    html='<img src="cid:logo">')
-    (entry,) = planned.content["attachments"]
-    assert entry["content_id"] == "logo"
+    (entry,) = planned.content.attachments
+    assert isinstance(entry, AttachmentRef) and entry.content_id == "logo"
 
 
 @pytest.mark.parametrize(("attachments", "html", "message"), [
@@ -144,9 +145,8 @@ def test_an_upload_is_planned_from_what_the_edge_knows() -> None:
     info = FileInfo("ab" * 32, 50_000_000)
     limits = Limits(max_attachment_size=60_000_000, max_message_size=70_000_000)
     planned = plan(AttachmentIn("big.bin", upload_id="up_1"), files=[info], limits=limits)
-    assert planned.content["attachments"] == [{"filename": "big.bin", "sha256": "ab" * 32,
-                                               "content_type": "application/octet-stream",
-                                               "size": 50_000_000}]
+    assert planned.content.attachments == (
+        AttachmentRef("big.bin", "application/octet-stream", "ab" * 32, 50_000_000),)
     assert planned.blobs == (PlannedBlob("ab" * 32, 50_000_000),)
     assert planned.size > 50_000_000 * 4 // 3
 
@@ -167,15 +167,16 @@ def test_a_file_over_the_threshold_becomes_a_signed_link() -> None:
     big, small = b"x" * 1001, b"y" * 1000
     planned = plan(AttachmentIn("big.iso", b64(big)), AttachmentIn("small.txt", b64(small)),
                    links=links(), limits=Limits(max_message_size=3000))
-    big_entry, small_entry = planned.content["attachments"]
-    assert "link" not in small_entry
-    url = big_entry["link"]["url"]
+    big_entry, small_entry = planned.content.attachments
+    assert isinstance(big_entry, AttachmentRef) and isinstance(small_entry, AttachmentRef)
+    assert small_entry.link is None and big_entry.link is not None
+    url = big_entry.link.url
     assert url.startswith("https://outbox.example/d/")
     ticket = read_link(KEY, url.rsplit("/", 1)[1], NOW)
     assert ticket == LinkTicket(hashlib.sha256(big).hexdigest(), 1001, "big.iso",
                                 "application/octet-stream", NOW + timedelta(days=7))
     expires = NOW + timedelta(days=7)
-    assert big_entry["link"]["expires_at"] == expires.isoformat()
+    assert big_entry.link.expires_at == expires
     assert PlannedBlob(hashlib.sha256(big).hexdigest(), 1001, expires) in planned.blobs
     assert planned.size < 3000  # the big file does not travel
 
@@ -183,7 +184,8 @@ def test_a_file_over_the_threshold_becomes_a_signed_link() -> None:
 def test_an_inline_image_is_never_a_link() -> None:
     planned = plan(AttachmentIn("logo.png", b64(b"p" * 5000), "image/png", content_id="l"),
                    html="<img src='cid:l'>", links=links())
-    assert "link" not in planned.content["attachments"][0]
+    (entry,) = planned.content.attachments
+    assert isinstance(entry, AttachmentRef) and entry.link is None
 
 
 def ticket(**changes: object) -> LinkTicket:

@@ -20,6 +20,7 @@ from outbox.core.compose import (
     Submission,
     plan_message,
 )
+from outbox.core.content import AttachmentRef, MessageContent
 from outbox.core.mime import RESERVED_HEADERS, build_message
 from outbox.core.routing import Route, RoutingTable, default_relay_name
 from outbox.errors import (
@@ -94,19 +95,18 @@ def test_a_valid_submission_is_planned():
     assert planned.sender == "me@example.com"
     assert planned.message_id == "<generated.1@example.com>"
     assert ids.domains == ["example.com"]
-    assert planned.content == {
-        "from": "Me <me@example.com>",
-        "to": ["Bob <bob@example.org>"],
-        "cc": ["carol@example.net"],
-        "reply_to": ["replies@example.com"],
-        "subject": "Hello",
-        "text": "Hi Bob",
-        "html": "<p>Hi Bob</p>",
-        "headers": {"X-Campaign": "spring"},
-        "date": format_datetime(NOW),
-        "attachments": [{"filename": "notes.txt", "content_type": "text/plain",
-                         "sha256": HELLO_SHA256, "size": 5}],
-    }
+    assert planned.content == MessageContent(
+        from_="Me <me@example.com>",
+        to=("Bob <bob@example.org>",),
+        cc=("carol@example.net",),
+        reply_to=("replies@example.com",),
+        subject="Hello",
+        text="Hi Bob",
+        html="<p>Hi Bob</p>",
+        headers=(("X-Campaign", "spring"),),
+        date=format_datetime(NOW),
+        attachments=(AttachmentRef("notes.txt", "text/plain", HELLO_SHA256, 5),),
+    )
     assert planned.recipients == (
         PlannedRecipient("bob@example.org", "to", "default"),
         PlannedRecipient("carol@example.net", "cc", "default"),
@@ -126,7 +126,7 @@ def test_bcc_is_in_the_envelope_only():
 def test_a_recipient_in_to_cc_and_bcc_is_sent_to_once():
     planned = plan(to=["bob@example.org"], cc=["bob@EXAMPLE.org"], bcc="bob@example.org")
     assert [r.address for r in planned.recipients] == ["bob@example.org"]
-    assert planned.content["cc"] == []
+    assert planned.content.cc == ()
 
 
 def test_message_id_domain_is_the_senders_ascii_domain():
@@ -193,13 +193,13 @@ def test_reserved_headers_are_set_through_their_own_field(name):
 
 def test_custom_headers_are_kept_in_order():
     planned = plan(headers={"X-B": "2", "X-A": "1", "List-Unsubscribe": "<mailto:u@example.com>"})
-    assert list(planned.content["headers"].items()) == [
-        ("X-B", "2"), ("X-A", "1"), ("List-Unsubscribe", "<mailto:u@example.com>")]
+    assert planned.content.headers == (
+        ("X-B", "2"), ("X-A", "1"), ("List-Unsubscribe", "<mailto:u@example.com>"))
 
 
 def test_non_ascii_subject_and_header_values_are_fine():
     planned = plan(subject="Grüße · 你好", headers={"X-Note": "café"})
-    assert planned.content["subject"] == "Grüße · 你好"
+    assert planned.content.subject == "Grüße · 你好"
 
 
 # --- Message-ID ------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_a_client_message_id_is_honoured(name):
     planned = plan(ids=ids, headers={name: "  <order-42.confirm@shop.example>  "})
     assert planned.message_id == "<order-42.confirm@shop.example>"
     assert ids.domains == []
-    assert planned.content["headers"] == {}
+    assert planned.content.headers == ()
 
 
 @pytest.mark.parametrize("value", [
@@ -231,7 +231,7 @@ def test_no_body_is_refused_naming_text():
 
 @pytest.mark.parametrize(("text", "html"), [("", None), (None, "<p>hi</p>"), ("hi", "<p>hi</p>")])
 def test_text_html_or_both_are_a_body(text, html):
-    assert plan(text=text, html=html).content["text"] == text
+    assert plan(text=text, html=html).content.text == text
 
 
 # --- attachments -----------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_blocked_extensions_and_double_extensions_are_refused(filename):
 ])
 def test_other_files_are_accepted(filename):
     planned = plan(attachments=[attachment(filename)])
-    assert planned.content["attachments"][0]["filename"] == filename
+    assert planned.content.attachments[0].filename == filename
 
 
 def test_the_failing_attachment_is_named_by_its_index():
@@ -287,7 +287,7 @@ def test_bad_base64_is_refused(content):
 @pytest.mark.parametrize("content", ["aGVs bG8=", "aGVsbG8=\n", "aGVs\r\nbG8=\r\n"])
 def test_line_wrapped_base64_is_accepted(content):
     planned = plan(attachments=[AttachmentIn("notes.txt", content)])
-    assert planned.content["attachments"][0]["filename"] == "notes.txt"
+    assert planned.content.attachments[0].filename == "notes.txt"
 
 
 @pytest.mark.parametrize("content_type", [
@@ -307,7 +307,7 @@ def test_a_bad_content_type_is_refused(content_type):
 ])
 def test_good_content_types_are_accepted(content_type):
     planned = plan(attachments=[attachment(content_type=content_type)])
-    assert planned.content["attachments"][0]["content_type"] == content_type
+    assert planned.content.attachments[0].content_type == content_type
 
 
 def test_an_empty_attachment_is_fine():
@@ -431,14 +431,14 @@ def test_any_line_break_anywhere_in_the_subject_is_injection(before, brk, after)
 
 @given(_SAFE_TEXT)
 def test_any_subject_without_line_breaks_is_planned(subject):
-    assert plan(subject=subject).content["subject"] == subject
+    assert plan(subject=subject).content.subject == subject
 
 
 @given(st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True), _SAFE_TEXT)
 def test_any_custom_header_without_line_breaks_is_planned(name, value):
     if name.lower() in RESERVED_HEADERS:
         return
-    assert plan(headers={name: value}).content["headers"] == {name: value}
+    assert plan(headers={name: value}).content.headers == ((name, value),)
 
 
 @given(st.from_regex(r"[a-z0-9]{1,8}(\.[a-z0-9]{1,4}){0,2}", fullmatch=True),

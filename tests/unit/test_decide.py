@@ -116,6 +116,12 @@ def test_550_for_one_of_two_is_partially_sent_once_the_other_is_sent():
     assert second.status is MessageStatus.PARTIALLY_SENT
     assert second.due_at is None
     assert message.statuses == {A: RecipientStatus.FAILED, B: RecipientStatus.SENT}
+    # The message's own event (webhooks subscribe to it), after the recipients' ones.
+    assert event_types(first)[-1] is not EventType.PARTIALLY_SENT
+    (partly,) = [e for e in second.events if e.type is EventType.PARTIALLY_SENT]
+    assert (partly.recipient, partly.attempt) == (None, 2)
+    assert partly.detail.startswith("1 of 2 recipients delivered")
+    assert second.events[-1] is partly
 
 
 def test_550_for_one_and_250_for_the_other_in_one_attempt_is_partially_sent():

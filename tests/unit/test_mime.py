@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outbox.core.compose import Limits, Submission, plan_message
+from outbox.core.content import EmbeddedFile, MessageContent
 from outbox.core.mime import build_message
 from outbox.core.routing import RoutingTable
 
@@ -22,12 +23,15 @@ DATE = "Wed, 01 May 2024 12:30:00 +0000"
 MESSAGE_ID = "<20240501123000.abc123@example.com>"
 
 
-def content(**overrides) -> dict:
-    values = {"from": "Me <me@example.com>", "to": ["Bob <bob@example.org>"], "cc": [],
-              "reply_to": [], "subject": "Hello", "text": "Hi Bob", "html": None,
-              "headers": {}, "date": DATE, "attachments": []}
+def content(**overrides) -> MessageContent:
+    """Stored content; lists and a headers dict as a client writes them."""
+    values = {"from_": "Me <me@example.com>", "to": ["Bob <bob@example.org>"],
+              "subject": "Hello", "text": "Hi Bob", "date": DATE}
     values.update(overrides)
-    return values
+    for key in ("to", "cc", "reply_to", "attachments"):
+        values[key] = tuple(values.get(key, ()))
+    values["headers"] = tuple(dict(values.get("headers", {})).items())
+    return MessageContent(**values)
 
 
 def parse(data: bytes) -> EmailMessage:
@@ -45,8 +49,7 @@ def wire_text(text: str) -> str:
 
 
 def attached(filename: str, data: bytes, content_type: str = "application/octet-stream"):
-    return {"filename": filename, "content_type": content_type,
-            "content_base64": base64.b64encode(data).decode()}
+    return EmbeddedFile(filename, content_type, base64.b64encode(data).decode())
 
 
 def assert_wire_safe(data: bytes) -> None:
@@ -102,9 +105,9 @@ def test_no_bcc_header_ever():
 
 
 def test_international_headers_are_encoded_and_read_back():
-    msg = built(**{"from": "Zoë Ünïcode <zoe@example.com>",
-                   "to": ["山田 <yamada@example.jp>", "\"Doe, John\" <john@example.org>"],
-                   "subject": "Grüße aus Köln · 你好", "headers": {"X-Note": "café crème"}})
+    msg = built(from_="Zoë Ünïcode <zoe@example.com>",
+                to=["山田 <yamada@example.jp>", "\"Doe, John\" <john@example.org>"],
+                subject="Grüße aus Köln · 你好", headers={"X-Note": "café crème"})
     assert msg["From"] == "Zoë Ünïcode <zoe@example.com>"
     assert [str(a) for a in msg["To"].addresses] == ["山田 <yamada@example.jp>",
                                                      '"Doe, John" <john@example.org>']
@@ -206,7 +209,7 @@ def test_attachments_are_byte_identical():
 
 
 def test_attachment_without_a_content_type_is_octet_stream():
-    msg = built(attachments=[{"filename": "a.bin", "content_base64": "AAE="}])
+    msg = built(attachments=[EmbeddedFile("a.bin", "", "AAE=")])
     (part,) = msg.iter_attachments()
     assert part.get_content_type() == "application/octet-stream"
     assert part.get_payload(decode=True) == b"\x00\x01"

@@ -7,6 +7,8 @@ import base64
 import email
 import hashlib
 import re
+from dataclasses import replace
+from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from typing import Any
@@ -16,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outbox.core import mime_headers
+from outbox.core.content import AttachmentRef, EmbeddedFile, LinkRef, MessageContent
 from outbox.core.mime import BlobPart, build_message, plan_mime
 from outbox.core.mime_encode import Base64Lines, base64_lines, base64_size, encode_text
 
@@ -24,20 +27,23 @@ MESSAGE_ID = "<20240501123000.abc123@example.com>"
 
 
 def file(name: str, data: bytes, content_type: str = "application/octet-stream",
-         **extra: Any) -> dict[str, Any]:
-    return {"filename": name, "content_type": content_type,
-            "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), **extra}
+         **extra: Any) -> AttachmentRef:
+    return AttachmentRef(name, content_type, hashlib.sha256(data).hexdigest(), len(data),
+                         **extra)
 
 
-def content(**overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"from": "Me <me@example.com>", "to": ["bob@example.org"],
-                              "cc": [], "reply_to": [], "subject": "Hello", "text": "Hi",
-                              "html": None, "headers": {}, "date": DATE, "attachments": []}
+def content(**overrides: Any) -> MessageContent:
+    """Stored content; lists and a headers dict as a client writes them."""
+    values: dict[str, Any] = {"from_": "Me <me@example.com>", "to": ["bob@example.org"],
+                              "subject": "Hello", "text": "Hi", "date": DATE}
     values.update(overrides)
-    return values
+    for key in ("to", "cc", "reply_to", "attachments"):
+        values[key] = tuple(values.get(key, ()))
+    values["headers"] = tuple(dict(values.get("headers", {})).items())
+    return MessageContent(**values)
 
 
-def written(stored: dict[str, Any], files: dict[str, bytes] | None = None) -> bytes:
+def written(stored: MessageContent, files: dict[str, bytes] | None = None) -> bytes:
     blobs = {hashlib.sha256(d).hexdigest(): d for d in (files or {}).values()}
     return build_message(stored, MESSAGE_ID, blobs)
 
@@ -121,15 +127,16 @@ def test_a_utf8_filename_uses_rfc2231_and_rfc2047() -> None:
 
 
 def test_legacy_content_base64_is_still_written() -> None:
-    legacy = {"filename": "a.bin", "content_type": "application/octet-stream",
-              "content_base64": base64.b64encode(b"\x00\x01").decode()}
+    legacy = EmbeddedFile("a.bin", "application/octet-stream",
+                          base64.b64encode(b"\x00\x01").decode())
     msg = parse(written(content(attachments=[legacy])))
     (part,) = msg.iter_attachments()
     assert part.get_payload(decode=True) == b"\x00\x01"
 
 
 def test_a_linked_file_is_a_note_not_a_part() -> None:
-    link = {"url": "https://outbox.example/d/TOKEN", "expires_at": "2024-05-08T12:30:00+00:00"}
+    link = LinkRef("https://outbox.example/d/TOKEN",
+                   datetime.fromisoformat("2024-05-08T12:30:00+00:00"))
     stored = content(html="<html><body><p>Hi</p></body></html>",
                      attachments=[file("big.iso", b"x" * 10, link=link)])
     plan = plan_mime(stored, MESSAGE_ID)
@@ -200,13 +207,13 @@ def test_the_planned_size_is_the_written_size(text: str | None, html: str | None
     data = written(stored, files)
     assert plan.size == len(data)
     assert_wire_safe(data)
-    assert {p.sha256 for p in plan.blobs} == {a["sha256"] for a in attachments}
+    assert {p.sha256 for p in plan.blobs} == {a.sha256 for a in attachments}
     assert all(isinstance(p, BlobPart) for p in plan.blobs)
 
 
 def test_the_size_of_a_100_mb_file_is_arithmetic() -> None:
     plan = plan_mime(content(attachments=[file("big.bin", b"")]), MESSAGE_ID)
-    big = plan_mime(content(attachments=[{**file("big.bin", b""), "size": 100_000_000}]),
+    big = plan_mime(content(attachments=[replace(file("big.bin", b""), size=100_000_000)]),
                     MESSAGE_ID)
     assert big.size - plan.size == base64_size(100_000_000)
 
@@ -251,7 +258,7 @@ def test_long_headers_are_folded_at_78_columns() -> None:
 
 
 def test_non_ascii_display_names_are_encoded_words() -> None:
-    data = written(content(**{"from": "Zoë <zoe@example.com>", "to": ["山田 <y@example.jp>"]}))
+    data = written(content(from_="Zoë <zoe@example.com>", to=["山田 <y@example.jp>"]))
     assert b"From: =?utf-8?q?Zo=C3=AB?= <zoe@example.com>" in data
     assert parse(data)["To"] == "山田 <y@example.jp>"
     assert plan_mime(content(), MESSAGE_ID).eight_bit is False
@@ -269,7 +276,7 @@ def test_a_utf8_local_part_stays_utf8() -> None:
 def test_every_plan_of_the_same_content_writes_the_same_bytes() -> None:
     stored = content(html="<p>x</p>", attachments=[file("a.pdf", PDF)])
     assert written(stored, {"a": PDF}) == written(stored, {"a": PDF})
-    other = build_message(stored, "<other@example.com>", {file("a", PDF)["sha256"]: PDF})
+    other = build_message(stored, "<other@example.com>", {file("a", PDF).sha256: PDF})
     assert other != written(stored, {"a": PDF})  # boundaries come from the Message-ID
 
 

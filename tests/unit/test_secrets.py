@@ -11,17 +11,12 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from outbox.apikeys import digest, new_key, parse_scopes
 from outbox.config import RelaySettings, load_settings
-from outbox.credentials import (
-    CredentialsUpdate,
-    apply_credentials,
-    auth_kind,
-    credentials_json,
-    merge_credentials,
-)
+from outbox.delivery.credentials import apply_credentials, auth_kind, credentials_json
 from outbox.errors import ConfigError, InputError
 from outbox.secrets import KEY_ENV, SecretBox, default_key_file, open_box, resolve_reference
+from outbox.service.keys import digest, new_key, parse_scopes
+from outbox.service.relays import CredentialsUpdate, merge_credentials
 
 # --- the box and its key --------------------------------------------------------------
 

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
-from outbox.config import Settings, format_location, load_settings
+from outbox.config import (
+    ApiKey,
+    DkimKey,
+    OAuth2Settings,
+    RelaySettings,
+    RouteSettings,
+    Settings,
+    format_location,
+    load_settings,
+)
+from outbox.config.sample import SAMPLE_VALUES, sample_config
+from outbox.config.units import format_duration, parse_duration, parse_size
 from outbox.errors import ConfigError
-from outbox.sample import SAMPLE_VALUES, sample_config
-from outbox.units import format_duration, parse_duration, parse_size
 
 # --- sizes -----------------------------------------------------------------------------------
 
@@ -415,3 +428,62 @@ def test_sample_of_a_rich_config_parses_back():
     assert Settings(**tomllib.loads(sample_config(values))) == expected
     dumped = expected.model_dump(mode="python")
     assert Settings(**tomllib.loads(sample_config(dumped))) == expected
+
+
+# --- every key is described ------------------------------------------------------------------
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        for field in annotation.model_fields.values():
+            yield from _models_in(field.annotation)
+    for arg in get_args(annotation):
+        yield from _models_in(arg)
+
+
+SETTINGS_MODELS = set(_models_in(Settings))
+
+
+def test_the_walk_reaches_nested_and_listed_models():
+    assert {ApiKey, RelaySettings, OAuth2Settings, RouteSettings} <= SETTINGS_MODELS
+
+
+@pytest.mark.parametrize("model", sorted(SETTINGS_MODELS, key=lambda m: m.__name__),
+                         ids=lambda m: m.__name__)
+def test_every_settings_field_has_a_description(model: type[BaseModel]):
+    missing = [name for name, field in model.model_fields.items()
+               if not (field.description or "").strip()]
+    assert not missing, f"{model.__name__}: no description for {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("values", [None, {}], ids=["sample", "defaults"])
+def test_every_key_in_the_sample_carries_its_description(values):
+    lines = sample_config(values).splitlines()
+    first_table = next(i for i, line in enumerate(lines) if line.startswith("["))
+    keys = [i for i, line in enumerate(lines) if re.match(r"(# )?\w+ = ", line)]
+    assert len(keys) > 50
+    # top-level keys have no table to share a line with: their description is the line above
+    assert [lines[i] for i in keys if i < first_table and not lines[i - 1].startswith("# ")] == []
+    assert [lines[i] for i in keys
+            if i > first_table and "  # " not in lines[i].split(" = ", 1)[1]] == []
+
+
+EXAMPLE_MODELS = {"auth.api_keys": ApiKey, "relays": RelaySettings,
+                  "relays.oauth2": OAuth2Settings, "routes": RouteSettings,
+                  "dkim.keys": DkimKey}
+
+
+@pytest.mark.parametrize("values", [None, {}], ids=["sample", "defaults"])
+def test_tables_left_out_are_commented_examples_that_validate(values, monkeypatch):
+    monkeypatch.setenv("OUTBOX_CI_KEY", "ob_ci_example")  # the api key example is a reference
+    monkeypatch.setenv("OUTBOX_DKIM_KEY", "pem")  # and so is the DKIM key example
+    text = sample_config(values)
+    blocks = re.findall(r"^# \[\[?([\w.]+)\]\]?\n((?:# \w+ = .*\n)+)", text, re.MULTILINE)
+    missing = {"auth.api_keys", "relays", "routes"} if values == {} else {"routes"}
+    assert {path for path, _ in blocks} == missing | {"relays.oauth2", "dkim.keys"}
+    for path, body in blocks:
+        model = EXAMPLE_MODELS[path]
+        entry = tomllib.loads("".join(line[2:] for line in body.splitlines(keepends=True)))
+        assert set(entry) == {k for k, f in model.model_fields.items()
+                              if not set(_models_in(f.annotation))}
+        model(**entry)

@@ -76,7 +76,14 @@ def read_contacts(text: str, format: str) -> ImportRead:
 
 
 def read_csv(text: str) -> ImportRead:
-    reader = csv.reader(io.StringIO(text))
+    try:
+        return _read_csv(text)
+    except csv.Error as exc:  # a NUL, a field over csv's size limit, ...
+        raise InputError(f"the CSV file cannot be read: {exc}", field="file") from None
+
+
+def _read_csv(text: str) -> ImportRead:
+    reader = csv.reader(io.StringIO(text), delimiter=sniff_delimiter(text))
     header = next(reader, None)
     if header is None:
         raise InputError("the CSV file is empty", field="file")
@@ -87,6 +94,16 @@ def read_csv(text: str) -> ImportRead:
             continue
         read.records.append((reader.line_num, columns.contact(row)))
     return read
+
+
+def sniff_delimiter(text: str) -> str:
+    """The header line's separator: `,`, or `;` (Outlook in European locales) or a tab
+    when the header has more of those than of commas outside quotes."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    unquoted = "".join(part for index, part in enumerate(header.split('"')) if index % 2 == 0)
+    counts = {d: unquoted.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
 
 
 class _Columns:

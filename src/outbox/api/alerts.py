@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from outbox.api.auth import Principal, require
-from outbox.api.schemas import GuidanceOut
-from outbox.api.views import iso
 from outbox.core import guidance as catalogue
 from outbox.service import Outbox
 from outbox.store.base import Alert
+from outbox.views.models import GuidanceOut
+from outbox.views.render import guidance_view, iso
 
 router = APIRouter(prefix="/v1")
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -40,9 +40,7 @@ def alert_view(alert: Alert) -> AlertOut:
                     detail=alert.detail, active=alert.cleared_at is None,
                     raised_at=iso(alert.raised_at) or "", cleared_at=iso(alert.cleared_at),
                     guidance=g.one_line(),
-                    guidance_detail=GuidanceOut(key=g.key, kind=g.kind, title=g.title,
-                                                explanation=g.explanation,
-                                                next_step=g.next_step, retryable=g.retryable))
+                    guidance_detail=guidance_view(g))
 
 
 @router.get("/alerts", response_model=AlertList)
@@ -51,5 +49,5 @@ async def list_alerts(request: Request, _: Reader,
                       = False) -> AlertList:
     """Alerts, newest first: active ones and (without ?active=true) recently cleared ones."""
     outbox: Outbox = request.app.state.outbox
-    alerts = await outbox.store.list_alerts(active)
+    alerts = await outbox.alerts.list(active)
     return AlertList(alerts=[alert_view(a) for a in alerts])

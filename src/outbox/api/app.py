@@ -4,29 +4,46 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from outbox import __version__
-from outbox.api import alerts, contacts, errors, files, keys, metrics, relays
-from outbox.api.auth import KeyRing, Principal, require
+from outbox.api import (
+    alerts,
+    batch,
+    contacts,
+    described,
+    docs,
+    errors,
+    files,
+    keys,
+    metrics,
+    relays,
+    suppressions,
+    unsubscribe,
+    webhooks,
+)
+from outbox.api.auth import Principal, require
 from outbox.api.body_limit import BodyLimit
+from outbox.api.errors import UnexpectedErrors
+from outbox.api.listing import MessageQuery, message_query
+from outbox.api.media import declared_methods_only, json_only
+from outbox.api.ratelimit import RateLimitHeaders, admit_messages
 from outbox.api.schemas import (
-    Accepted,
-    AttemptOut,
     ErrorOut,
+    IdempotencyKey,
     MessageIn,
+    MessageKey,
     MessageList,
-    MessageOut,
     ResendIn,
 )
-from outbox.api.views import attempt_view, detail_view, message_view
-from outbox.core.model import MessageStatus
-from outbox.observability import DeliveryMetrics
+from outbox.api.spool import SpooledJson, stable
 from outbox.service import Outbox, request_hash
+from outbox.views.models import Accepted, AttemptOut, MessageOut
+from outbox.views.render import accepted_view, attempt_view, detail_view, message_view
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 422, 429)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
 }
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -44,86 +61,122 @@ Reader = Annotated[Principal, Depends(require("read"))]
 
 @router.post("/messages", status_code=202, response_model=Accepted,
              responses={200: {"model": Accepted, "description": "idempotent replay"}})
-async def submit_message(body: MessageIn, response: Response,
+async def submit_message(body: MessageIn, request: Request, response: Response,
                          outbox: Service, principal: Sender,
-                         idempotency_key: Annotated[str | None, Header()] = None) -> Accepted:
+                         idempotency_key: IdempotencyKey = None) -> Accepted:
     """Queue a message; it is on disk before this answers."""
+    await admit_messages(request, principal)  # over the key's limit: 429, nothing queued
     # The hash comes from the validated body as the client sent it (unset fields left
     # out), so the JSON is parsed once and key order or spacing never matter.
-    sent = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    accepted = await outbox.submit(body.to_submission(), owner=principal.name,
+    sent = stable(body.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                  outbox.files)
+    accepted = await outbox.messages.submit(body.to_submission(), owner=principal.name,
                                    idempotency_key=idempotency_key, body_hash=request_hash(sent))
     if accepted.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    m = accepted.message
-    return Accepted(id=m.id, status=m.status.value, message_id=m.message_id)
+    return accepted_view(accepted.message)
 
 
 @router.get("/messages", response_model=MessageList)
 async def list_messages(outbox: Service, _: Reader,
-                        status: MessageStatus | None = None,
-                        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                        cursor: str | None = None) -> MessageList:
-    page = await outbox.list_messages(status, limit, cursor)
+                        query: Annotated[MessageQuery, Depends(message_query)]) -> MessageList:
+    """Newest first, narrowed by every filter given; follow `next_cursor` for more."""
+    page = await outbox.messages.list(query.status, query.limit, query.cursor, query.where)
     return MessageList(messages=[message_view(m) for m in page.messages],
                        next_cursor=page.next_cursor)
 
 
 @router.get("/messages/{id}", response_model=MessageOut)
-async def get_message(id: str, outbox: Service, _: Reader) -> MessageOut:
-    return detail_view(await outbox.get(id))
+async def get_message(id: MessageKey, outbox: Service, _: Reader) -> MessageOut:
+    return detail_view(await outbox.messages.get(id))
 
 
 @router.get("/messages/{id}/attempts", response_model=list[AttemptOut])
-async def get_attempts(id: str, outbox: Service, _: Reader) -> list[AttemptOut]:
-    return [attempt_view(a) for a in await outbox.attempts(id)]
+async def get_attempts(id: MessageKey, outbox: Service, _: Reader) -> list[AttemptOut]:
+    return [attempt_view(a) for a in await outbox.messages.attempts(id)]
 
 
 @router.post("/messages/{id}/retry", response_model=MessageOut)
-async def retry_message(id: str, outbox: Service, _: Sender) -> MessageOut:
+async def retry_message(id: MessageKey, outbox: Service, _: Sender) -> MessageOut:
     """Try again now; also releases a held message."""
-    await outbox.retry(id)
-    return detail_view(await outbox.get(id))
+    await outbox.messages.retry(id)
+    return detail_view(await outbox.messages.get(id))
 
 
-@router.post("/messages/{id}/resend", status_code=202, response_model=Accepted)
-async def resend_message(id: str, body: ResendIn, outbox: Service,
-                         principal: Sender) -> Accepted:
+@router.post("/messages/{id}/resend", status_code=202, response_model=Accepted,
+             responses={200: {"model": Accepted, "description": "idempotent replay"}})
+async def resend_message(id: MessageKey, body: ResendIn, request: Request, response: Response,
+                         outbox: Service, principal: Sender,
+                         idempotency_key: IdempotencyKey = None) -> Accepted:
     """Queue a new copy with a new Message-ID, linked to this one. A message that
-    already reached someone needs {"confirm": true}."""
-    m = await outbox.resend(id, confirm=body.confirm, owner=principal.name)
-    return Accepted(id=m.id, status=m.status.value, message_id=m.message_id)
+    already reached someone needs {"confirm": true}. With an Idempotency-Key, a
+    repeated request answers 200 with the copy it made."""
+    await admit_messages(request, principal)
+    resent = await outbox.messages.resend(id, confirm=body.confirm, owner=principal.name,
+                                          idempotency_key=idempotency_key)
+    if resent.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return accepted_view(resent.message)
 
 
 @router.post("/messages/{id}/cancel", response_model=MessageOut)
-async def cancel_message(id: str, outbox: Service, _: Sender) -> MessageOut:
-    await outbox.cancel(id)
-    return detail_view(await outbox.get(id))
+async def cancel_message(id: MessageKey, outbox: Service, _: Sender) -> MessageOut:
+    await outbox.messages.cancel(id)
+    return detail_view(await outbox.messages.get(id))
 
 
-def create_app(outbox: Outbox, delivery_metrics: DeliveryMetrics | None = None) -> FastAPI:
-    """The API; `delivery_metrics`: the worker's counters in this process, for /metrics."""
+def create_app(outbox: Outbox) -> FastAPI:
+    """The API over the service (and the worker's counters, when this process delivers)."""
     app = FastAPI(title="Outbox", version=__version__,
-                  description="Outbound email that gets delivered and explains every failure.")
+                  description="Outbound email that gets delivered and explains every failure.",
+                  dependencies=[Depends(declared_methods_only), Depends(json_only)],
+                  docs_url=None, redoc_url=None)
     app.state.outbox = outbox
-    app.state.keyring = KeyRing(outbox.settings, outbox.store)
     errors.install(app)
+    docs.install(app)
+    app.include_router(batch.router, responses=ERRORS)
     app.include_router(router)
     app.include_router(alerts.router, responses=ERRORS)
     app.include_router(contacts.router, responses=ERRORS)
     app.include_router(relays.router, responses=ERRORS)
     app.include_router(keys.router, responses=ERRORS)
     app.include_router(files.router, responses=ERRORS)
+    app.include_router(webhooks.router, responses=ERRORS)
+    app.include_router(suppressions.router, responses=ERRORS)
     app.include_router(files.downloads)
+    app.include_router(unsubscribe.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        await outbox.stats()
-        return JSONResponse({"status": "ok", "version": __version__})
+        """200 while the database answers and every loop of this process runs; else
+        503 with the reasons (no API key needed, for load balancers and monitors)."""
+        live = await outbox.health.liveness()
+        body: dict[str, object] = {"status": "ok" if live.ok else "unavailable",
+                                   "version": __version__}
+        if live.problems:
+            body["problems"] = list(live.problems)
+        if live.warnings:
+            body["warnings"] = list(live.warnings)
+        return JSONResponse(body, status_code=200 if live.ok else 503)
 
     limits = outbox.settings.limits
-    app.add_middleware(BodyLimit, max_bytes=limits.max_message_size, per_path={
-        files.UPLOADS_PATH: (limits.max_attachment_size, "limits.max_attachment_size")})
-    metrics.install(app, outbox, delivery_metrics)  # its middleware outermost: sees every answer
+    described.install(app, [relay.name for relay in outbox.settings.relays],
+                      described.extension_rule(limits.extension_policy,
+                                               limits.blocked_extensions,
+                                               limits.allowed_extensions),
+                      outbox.settings.webhooks.max_batch)
+    message_size = (limits.max_message_size, "limits.max_message_size")
+    app.add_middleware(SpooledJson, files=outbox.files, clock=outbox.clock,
+                       threshold=limits.json_spool_threshold)
+    app.add_middleware(UnexpectedErrors)
+    app.add_middleware(
+        BodyLimit, max_bytes=limits.max_request_size, max_depth=limits.max_json_depth,
+        default=(limits.max_request_size, "limits.max_request_size"), per_path={
+            "/v1/messages": message_size, "/v1/messages/batch": message_size,
+            "/v1/contacts/import": message_size,
+            files.UPLOADS_PATH: (limits.max_attachment_size, "limits.max_attachment_size")})
+    app.add_middleware(RateLimitHeaders)
+    metrics.install(app, outbox)  # its middleware outermost: sees every answer
     return app

@@ -1,54 +1,103 @@
-"""Refuse request bodies over the size limit with 413 before anything parses them.
+"""Refuse request bodies over their limits before anything parses them.
 
-One limit for every body ([limits] max_message_size), except paths given
-their own: POST /v1/uploads streams one file, limited by max_attachment_size.
+Size: 413 at once for a Content-Length over the route's limit, and for a chunked
+body as soon as the bytes read pass it. Every route has a limit: messages and
+batches `[limits] max_message_size`, uploads `max_attachment_size`, contact
+imports `max_message_size`, everything else `max_request_size`.
+Depth: a JSON body nesting deeper than `max_json_depth` is refused with 400 as
+soon as the scanner sees it (`core.json_depth`), before the parser recurses.
+
+FastAPI turns any exception raised while it reads the body into its own 400
+("There was an error parsing the body"); `refusal_of` finds ours behind it, so
+`api.errors` answers with the status and the key that says so.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from outbox.core.json_depth import DepthScanner, TooDeep
 
 # (bytes, the setting that says so)
 Limit = tuple[int, str]
 
 
-class BodyTooLarge(Exception):
-    pass
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+
+
+class BodyRefused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+def too_large(limit: Limit) -> Refusal:
+    max_bytes, setting = limit
+    return Refusal(413, "message_too_large", f"the request body is over the limit of "
+                   f"{max_bytes:,} bytes ({setting})")
+
+
+def too_deep(limit: int) -> Refusal:
+    return Refusal(400, "json_too_deep", f"the JSON body nests deeper than {limit} levels "
+                   "(limits.max_json_depth)")
+
+
+def refusal_of(exc: BaseException) -> Refusal | None:
+    """Ours, when FastAPI's 400 for an unreadable body was caused by a limit."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BodyRefused):
+            return seen.refusal
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, *,
+                 default: Limit | None = None, max_depth: int = 32,
                  per_path: Mapping[str, Limit] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = default or (max_bytes, "limits.max_message_size")
+        self.max_depth = max_depth
         self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.per_path.get(scope.get("path", ""), (self.max_bytes,
-                                                          "limits.max_message_size"))
+        limit = self.per_path.get(scope.get("path", ""), self.default)
         declared = _content_length(scope)
         if declared is not None and declared > limit[0]:
-            await _reply_413(send, limit)
+            await reply(send, too_large(limit))
             return
         await self._guarded(scope, receive, send, limit)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: Limit) -> None:
         seen = 0
         started = False
+        scanner = DepthScanner(self.max_depth) if _is_json(scope) else None
 
         async def counting_receive() -> Message:
             nonlocal seen
             message = await receive()
-            seen += len(message.get("body", b""))
+            body = message.get("body", b"")
+            seen += len(body)
             if seen > limit[0]:
-                raise BodyTooLarge
+                raise BodyRefused(too_large(limit))
+            if scanner is not None:
+                try:
+                    scanner.feed(body)
+                except TooDeep:
+                    raise BodyRefused(too_deep(self.max_depth)) from None
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -58,9 +107,9 @@ class BodyLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyRefused as exc:
             if not started:
-                await _reply_413(send, limit)
+                await reply(send, exc.refusal)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -73,13 +122,19 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _reply_413(send: Send, limit: Limit) -> None:
-    max_bytes, setting = limit
-    body: dict[str, Any] = {"error": {"code": "message_too_large", "message":
-                            f"the request body is over the limit of {max_bytes:,} bytes "
-                            f"({setting})"}}
+def _is_json(scope: Scope) -> bool:
+    """FastAPI parses a body without a Content-Type as JSON too."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return True
+
+
+async def reply(send: Send, refusal: Refusal) -> None:
+    body: dict[str, Any] = {"error": {"code": refusal.code, "message": refusal.message}}
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await send({"type": "http.response.start", "status": refusal.status,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode())]})
+                            (b"content-length", str(len(payload)).encode()),
+                            (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": payload})

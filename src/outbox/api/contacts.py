@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field, model_validator
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from outbox.addressbook.book import ContactBook
 from outbox.api.auth import Principal, require
-from outbox.api.schemas import Strict
-from outbox.api.views import iso
+from outbox.api.described import ADDRESS, CSV_FILE, NAME, VCARD_FILE
+from outbox.api.schemas import JSON_INTEGER, Address, Strict
 from outbox.core import addresses
 from outbox.core.contact_merge import Report
 from outbox.core.contacts import Alias, Contact, Group, Member, MemberKind, Suggestion
 from outbox.core.routing import explain_route
 from outbox.service import Outbox
+from outbox.service.contacts import ContactBook
+from outbox.views.render import iso
 
 router = APIRouter(prefix="/v1", tags=["address book"])
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -33,6 +34,12 @@ def _book(request: Request) -> ContactBook:
 
 
 Book = Annotated[ContactBook, Depends(_book)]
+# Contact ids are 64-bit database ids: a larger number is a 422, never a database error.
+MAX_ID = 2**63 - 1
+ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
+MAX_JSON_ID = 2**53 - 1
+# A group's or alias's name (core.contacts.check_name).
+BookName = Annotated[str, Path(json_schema_extra=NAME)]
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -40,8 +47,9 @@ Book = Annotated[ContactBook, Depends(_book)]
 
 class ContactIn(Strict):
     name: str = Field("", max_length=200)
-    emails: list[str] = Field(min_length=1, max_length=50, description="the first is the one "
-                              "a group or a typed name sends to")
+    emails: list[Address] = Field(min_length=1, max_length=50, json_schema_extra={
+        "uniqueItems": True}, description="the first is the one a group or a typed name "
+        "sends to; each address once")
     tags: list[str] = Field(default_factory=list, max_length=50)
 
 
@@ -75,9 +83,17 @@ class SuggestionList(BaseModel):
 class MemberModel(Strict):
     """Exactly one of: a contact id, a group name, an address."""
 
-    contact: int | None = None
-    group: str | None = None
-    address: str | None = None
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {
+            other: {"type": "null"} if other != name else {"not": {"type": "null"}}
+            for other in ("contact", "group", "address")}}
+        for name in ("contact", "group", "address")]})
+
+    # JSON numbers past 2**53 lose precision in most clients (and in float comparisons):
+    # a member's contact id stays below, as every id the database gives out does.
+    contact: Annotated[int, Field(ge=1, le=MAX_JSON_ID), JSON_INTEGER] | None = None
+    group: str | None = Field(None, json_schema_extra=NAME)
+    address: str | None = Field(None, json_schema_extra=ADDRESS)
 
     @model_validator(mode="after")
     def _one(self) -> MemberModel:
@@ -104,7 +120,7 @@ class GroupOut(BaseModel):
 
 
 class AliasIn(Strict):
-    targets: list[str] = Field(min_length=1, max_length=1000)
+    targets: list[Address] = Field(min_length=1, max_length=1000)
 
 
 class AliasOut(BaseModel):
@@ -174,7 +190,7 @@ async def suggest(book: Book, _: Reader,
 
 @router.get("/contacts", response_model=ContactList)
 async def list_contacts(book: Book, _: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                        after: Annotated[int, Query(ge=0)] = 0) -> ContactList:
+                        after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> ContactList:
     found = await book.list_contacts(limit, after)
     return ContactList(contacts=[contact_out(c) for c in found],
                        next_after=found[-1].id if len(found) == limit else None)
@@ -185,15 +201,25 @@ async def add_contact(body: ContactIn, book: Book, _: Editor) -> ContactOut:
     return contact_out(await book.add_contact(body.name, body.emails, body.tags))
 
 
-@router.post("/contacts/import", response_model=ReportOut)
+@router.post("/contacts/import", response_model=ReportOut, openapi_extra={"requestBody": {
+    "required": True, "content": {
+        "text/csv": {"schema": {"type": "string", "pattern": CSV_FILE}},
+        "text/vcard": {"schema": {"type": "string", "pattern": VCARD_FILE}}}}})
 async def import_contacts(request: Request, book: Book, _: Editor,
                           format: Annotated[str | None, Query(pattern="^(csv|vcard)$")] = None,
                           dry_run: bool = False) -> ReportOut:
-    """The body is a CSV or vCard file; the report says what was added, merged into
-    existing contacts (same address), unchanged or skipped, and why."""
-    kind = format or ("vcard" if "vcard" in request.headers.get("content-type", "") else None)
+    """The body is a CSV file (its header names an email column, like 'email' or
+    'E-mail Address') or vCards; the report says what was added, merged into existing
+    contacts (same address), unchanged or skipped, and why. The format is the body's
+    Content-Type (text/csv, text/vcard), else ?format=, else what the content looks like."""
+    kind = _format_of(request.headers.get("content-type", "")) or format
     report = await book.import_file(await request.body(), format=kind, apply=not dry_run)
     return report_out(report, applied=not dry_run)
+
+
+def _format_of(content_type: str) -> str | None:
+    media = content_type.partition(";")[0].strip().lower()
+    return {"text/csv": "csv", "text/vcard": "vcard", "text/x-vcard": "vcard"}.get(media)
 
 
 @router.post("/contacts/dedupe", response_model=ReportOut)
@@ -208,17 +234,17 @@ async def sync_ldap(book: Book, _: Editor, full: bool = False) -> ReportOut:
 
 
 @router.get("/contacts/{id}", response_model=ContactOut)
-async def get_contact(id: int, book: Book, _: Reader) -> ContactOut:
+async def get_contact(id: ContactId, book: Book, _: Reader) -> ContactOut:
     return contact_out(await book.get_contact(id))
 
 
 @router.put("/contacts/{id}", response_model=ContactOut)
-async def replace_contact(id: int, body: ContactIn, book: Book, _: Editor) -> ContactOut:
+async def replace_contact(id: ContactId, body: ContactIn, book: Book, _: Editor) -> ContactOut:
     return contact_out(await book.replace_contact(id, body.name, body.emails, body.tags))
 
 
 @router.delete("/contacts/{id}", status_code=204, response_class=Response)
-async def delete_contact(id: int, book: Book, _: Editor) -> Response:
+async def delete_contact(id: ContactId, book: Book, _: Editor) -> Response:
     await book.delete_contact(id)
     return Response(status_code=204)
 
@@ -228,36 +254,36 @@ async def delete_contact(id: int, book: Book, _: Editor) -> Response:
 
 @router.get("/groups", response_model=list[GroupOut])
 async def list_groups(book: Book, _: Reader) -> list[GroupOut]:
-    return [group_out(g) for g in await book.store.list_groups()]
+    return [group_out(g) for g in await book.list_groups()]
 
 
 @router.put("/groups/{name}", response_model=GroupOut)
-async def save_group(name: str, body: GroupIn, book: Book, _: Editor) -> GroupOut:
+async def save_group(name: BookName, body: GroupIn, book: Book, _: Editor) -> GroupOut:
     """Create or replace a group; members are contacts, addresses and other groups."""
     group = Group(name, tuple(m.to_member() for m in body.members), body.description)
     return group_out(await book.save_group(group))
 
 
 @router.delete("/groups/{name}", status_code=204, response_class=Response)
-async def delete_group(name: str, book: Book, _: Editor) -> Response:
-    await book.store.delete_group(name)
+async def delete_group(name: BookName, book: Book, _: Editor) -> Response:
+    await book.delete_group(name)
     return Response(status_code=204)
 
 
 @router.get("/aliases", response_model=list[AliasOut])
 async def list_aliases(book: Book, _: Reader) -> list[AliasOut]:
-    return [AliasOut(name=a.name, targets=list(a.targets)) for a in await book.store.list_aliases()]
+    return [AliasOut(name=a.name, targets=list(a.targets)) for a in await book.list_aliases()]
 
 
 @router.put("/aliases/{name}", response_model=AliasOut)
-async def save_alias(name: str, body: AliasIn, book: Book, _: Editor) -> AliasOut:
+async def save_alias(name: BookName, body: AliasIn, book: Book, _: Editor) -> AliasOut:
     alias = await book.save_alias(Alias(name, tuple(body.targets)))
     return AliasOut(name=alias.name, targets=list(alias.targets))
 
 
 @router.delete("/aliases/{name}", status_code=204, response_class=Response)
-async def delete_alias(name: str, book: Book, _: Editor) -> Response:
-    await book.store.delete_alias(name)
+async def delete_alias(name: BookName, book: Book, _: Editor) -> Response:
+    await book.delete_alias(name)
     return Response(status_code=204)
 
 
@@ -265,7 +291,8 @@ async def delete_alias(name: str, book: Book, _: Editor) -> Response:
 
 
 @router.get("/routes/explain", response_model=RouteOut)
-async def explain(request: Request, _: Reader, address: str,
+async def explain(request: Request, _: Reader,
+                  address: Annotated[str, Query(json_schema_extra=ADDRESS)],
                   relay: str | None = None) -> RouteOut:
     """Which relay would carry `address`, which rule decided it, and whether the
     internal-domains policy would hold it."""

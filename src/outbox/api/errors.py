@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from outbox.api.body_limit import BodyRefused, refusal_of
+from outbox.api.media import allowed_methods
+from outbox.api.ratelimit import refusal_headers
 from outbox.config import format_location
 from outbox.errors import (
     AuthError,
@@ -18,8 +24,15 @@ from outbox.errors import (
     LinkExpired,
     NotFound,
     OutboxError,
+    RateLimited,
     ScopeMissing,
+    TooBusy,
 )
+from outbox.observability import Throttle
+
+log = structlog.get_logger("outbox.api")
+# One line per failing request, but not a flood: 20 a second, then a count.
+SERVER_ERRORS = Throttle(burst=20, period=1.0)
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
@@ -45,6 +58,8 @@ def _status_for(exc: OutboxError) -> int:
         return 502  # the LDAP directory, upstream of Outbox, failed
     if isinstance(exc, LinkExpired):
         return 410
+    if isinstance(exc, RateLimited | TooBusy):
+        return 429
     return 500
 
 
@@ -52,22 +67,37 @@ async def outbox_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OutboxError)
     status = _status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, RateLimited):
+        headers = refusal_headers(exc)
+    elif isinstance(exc, TooBusy):
+        headers = {"Retry-After": str(exc.retry_after)}
+    if status >= 500:
+        log_server_error(request.method, request.url.path, exc.code, exc.one_line())
     return error_response(status, exc.code, exc.message, getattr(exc, "field", None), headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     error = exc.errors()[0]
-    loc = tuple(error.get("loc", ()))
     if error.get("type") == "json_invalid":
         return error_response(400, "invalid_json", "the request body is not valid JSON: "
                               f"{error.get('ctx', {}).get('error', 'syntax error')}")
+    loc = tuple(error.get("loc", ()))
     if loc and loc[0] in ("body", "query", "path", "header"):
         loc = loc[1:]
+    code, message, field = explain(error, loc)
+    return error_response(422, code, message, field)
+
+
+def explain(error: dict[str, Any], loc: tuple[Any, ...],
+            prefix: str = "") -> tuple[str, str, str | None]:
+    """One pydantic error as (code, message, field); `prefix` goes before the field
+    (`messages[3]` for an item of a batch)."""
     loc = tuple(p for p in loc if p not in ("list[str]", "str", "function-after[_one_source()]"))
     field = format_location(loc) or None
-    message = _message(error, field)
-    return error_response(422, _code(error), message, field)
+    if prefix:
+        field = f"{prefix}.{field}" if field else prefix
+    return _code(error), _message(error, field), field
 
 
 def _code(error: dict[str, Any]) -> str:
@@ -86,10 +116,56 @@ def _message(error: dict[str, Any], field: str | None) -> str:
     return f"{field}: {text}" if field else text
 
 
+def log_server_error(method: str, path: str, code: str, cause: str) -> None:
+    """One line per request answered 5xx (throttled), naming the cause."""
+    held = SERVER_ERRORS.admit(time.monotonic())
+    if held is not None:
+        log.error("request failed", method=method, path=path, code=code, cause=cause,
+                  **({"suppressed": held} if held else {}))
+
+
+class UnexpectedErrors:
+    """The last catch, inside Starlette's: an exception no handler took becomes a JSON
+    500 and one log line with its type and message, never a plain-text traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except BodyRefused:
+            raise  # answered by api.body_limit, outside
+        except Exception as exc:
+            cause = f"{type(exc).__name__}: {str(exc)[:300]}".replace("\n", " ")
+            log_server_error(scope["method"], scope.get("path", ""), "internal_error", cause)
+            if not started:
+                response = error_response(500, "internal_error", "Outbox failed to answer "
+                                          "this request; the log says why")
+                await response(scope, receive, send)
+
+
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    refusal = refusal_of(exc)
+    if refusal is not None:  # a body over a limit, not a syntax error
+        return error_response(refusal.status, refusal.code, refusal.message,
+                              headers={"Connection": "close"})
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers or None)
 
 
 def install(app: FastAPI) -> None:

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from outbox.api.auth import Principal, require
+from outbox.api.multipart import FILE_FIELD, FORM_TYPE, FormFile, is_form
 from outbox.api.schemas import UploadOut
-from outbox.api.views import iso
 from outbox.service import Outbox
+from outbox.views.render import iso
 
 UPLOADS_PATH = "/v1/uploads"
 
@@ -32,14 +33,26 @@ Service = Annotated[Outbox, Depends(_service)]
 
 
 @router.post("/uploads", status_code=201, response_model=UploadOut,
-             openapi_extra={"requestBody": {"content": {"application/octet-stream": {
-                 "schema": {"type": "string", "format": "binary"}}}, "required": True}})
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/octet-stream": {"schema": {
+                     "type": "string", "format": "binary", "minLength": 1}},
+                 FORM_TYPE: {"schema": {
+                     "type": "object", "required": [FILE_FIELD], "properties": {
+                         FILE_FIELD: {"type": "string", "format": "binary",
+                                      "minLength": 1}}}}}}})
 async def upload_file(request: Request, outbox: Service, principal: Sender) -> UploadOut:
-    """Stream one file as the raw request body (up to [limits] max_attachment_size);
-    then name it in a message's attachments as `upload_id`."""
-    upload = await outbox.files.upload(principal.name, request.stream(), outbox.clock())
+    """Stream one file (up to [limits] max_attachment_size) as the raw request body, or
+    as the form field `file` of a multipart/form-data body (`curl -F file=@PATH`); the
+    answer says which it got. Then name it in a message's attachments as `upload_id`."""
+    content_type = request.headers.get("content-type", "")
+    form = FormFile.of(content_type) if is_form(content_type) else None
+    chunks = form.chunks(request.stream()) if form else request.stream()
+    upload = await outbox.files.upload(principal.name, chunks, outbox.clock())
     return UploadOut(upload_id=upload.id, size=upload.size, sha256=upload.sha256,
-                     expires_at=iso(upload.expires_at) or "")
+                     expires_at=iso(upload.expires_at) or "",
+                     received_as="multipart" if form else "raw",
+                     filename=form.filename if form else None,
+                     content_type=form.content_type if form else None)
 
 
 @downloads.get("/d/{token}", include_in_schema=False)

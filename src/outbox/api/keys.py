@@ -9,20 +9,31 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from outbox.api.auth import Principal, require
-from outbox.api.schemas import Strict
-from outbox.api.views import iso
-from outbox.apikeys import ApiKeys
+from outbox.api.schemas import JSON_INTEGER, Strict
 from outbox.service import Outbox
+from outbox.service.keys import SCOPES, ApiKeys
 from outbox.store.base import StoredApiKey
+from outbox.views.render import iso
 
 router = APIRouter(prefix="/v1")
 Admin = Annotated[Principal, Depends(require("admin"))]
+MAX_RATE = 2**31 - 1  # a per-minute limit the database's integer column holds
+Rate = Annotated[int, Field(ge=0, le=MAX_RATE), JSON_INTEGER]
 
 
 class KeyIn(Strict):
-    name: str = Field(description="who uses the key; also scopes its idempotency keys")
-    scopes: list[str] = Field(default_factory=lambda: ["send", "read"],
-                              description="send, read, admin")
+    name: str = Field(description="who uses the key; also scopes its idempotency keys; "
+                      "1-64 letters, digits, '.', '_' or '-'", json_schema_extra={
+                          "pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{0,63}\s*$"})
+    scopes: list[Annotated[str, Field(json_schema_extra={"enum": list(SCOPES)})]] = Field(
+        default_factory=lambda: ["send", "read"], json_schema_extra={"minItems": 1},
+        description="send, read, admin")
+    requests_per_minute: Rate | None = Field(
+        None, description="API requests a minute; 0: unlimited; left out: "
+        "[auth] requests_per_minute")
+    messages_per_minute: Rate | None = Field(
+        None, description="messages a minute; 0: unlimited; left out: "
+        "[auth] messages_per_minute")
 
 
 class KeyOut(BaseModel):
@@ -30,6 +41,8 @@ class KeyOut(BaseModel):
     scopes: list[str]
     created_at: str | None
     revoked_at: str | None
+    requests_per_minute: int | None = Field(description="null: [auth]'s default")
+    messages_per_minute: int | None = Field(description="null: [auth]'s default")
 
 
 class KeyCreated(KeyOut):
@@ -42,12 +55,14 @@ class KeyList(BaseModel):
 
 def key_view(record: StoredApiKey) -> KeyOut:
     return KeyOut(name=record.name, scopes=list(record.scopes),
-                  created_at=iso(record.created_at), revoked_at=iso(record.revoked_at))
+                  created_at=iso(record.created_at), revoked_at=iso(record.revoked_at),
+                  requests_per_minute=record.requests_per_minute,
+                  messages_per_minute=record.messages_per_minute)
 
 
 def api_keys(request: Request) -> ApiKeys:
     outbox: Outbox = request.app.state.outbox
-    return ApiKeys(outbox.settings, outbox.store, clock=outbox.clock)
+    return outbox.keys
 
 
 Keys = Annotated[ApiKeys, Depends(api_keys)]
@@ -55,7 +70,9 @@ Keys = Annotated[ApiKeys, Depends(api_keys)]
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)
 async def create_key(body: KeyIn, keys: Keys, _: Admin) -> KeyCreated:
-    created = await keys.create(body.name, body.scopes)
+    created = await keys.create(body.name, body.scopes,
+                                requests_per_minute=body.requests_per_minute,
+                                messages_per_minute=body.messages_per_minute)
     return KeyCreated(**key_view(created.record).model_dump(), key=created.key)
 
 

@@ -5,12 +5,19 @@ middleware that gives every request an id and counts it.
     outbox_oldest_pending_age_seconds              age of the oldest queued or deferred message
     outbox_relay_state{relay}                      0 ok, 1 deferring, 2 needs attention
                                                    (from recent attempts and the relay's mark)
+    outbox_relay_governor{relay,state}             1 for the relay's state: open, backing_off,
+                                                   probing or throttled (core.governor)
+    outbox_relay_session_limit{relay}              sessions at once the relay is allowed now
+    outbox_relay_backoff_seconds{relay}            until the relay's next probe (0: none)
     outbox_deliveries_total{relay,result}          recipient results (this process's worker)
     outbox_attempt_duration_seconds{relay}         attempt latency (this process's worker)
     outbox_api_requests_total{method,route,code}   by route template, never the raw path
 
-Queue gauges and relay states come from the database, so they cover every
-worker; the delivery counters are this process's own.
+    outbox_loop_errors_total{loop}                 errors a background loop backed off from
+
+Queue gauges and relay states come from the health snapshot (the same reading
+the alert engine, `outbox doctor` and `outbox relay ls` use), so they cover
+every worker; the delivery and loop counters are this process's own.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -33,20 +41,13 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bound_contextvars
 
-from outbox.core.alerting import Thresholds, relay_state
+from outbox.core.governor import GovernorState, State
 from outbox.core.model import MessageStatus
-from outbox.observability import DeliveryMetrics
 from outbox.service import Outbox
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 UNMATCHED = "unmatched"
-
-
-def thresholds(outbox: Outbox) -> Thresholds:
-    a = outbox.settings.alerts
-    return Thresholds(a.failure_ratio, a.window, a.min_attempts, a.oldest_queued_age,
-                      a.held_count)
 
 
 class QueueGauges:
@@ -61,26 +62,40 @@ class QueueGauges:
         self.relay_state = Gauge("outbox_relay_state", "Relay health from its attempts in "
                                  "[alerts] window: 0 ok, 1 deferring, 2 needs attention",
                                  ["relay"], registry=registry)
+        self.governor = Gauge("outbox_relay_governor", "1 for the relay's delivery state "
+                              "(open, backing_off, probing, throttled)", ["relay", "state"],
+                              registry=registry)
+        self.session_limit = Gauge("outbox_relay_session_limit", "Sessions at once the relay "
+                                   "is allowed now", ["relay"], registry=registry)
+        self.backoff = Gauge("outbox_relay_backoff_seconds", "Seconds until the relay's next "
+                             "probe; 0 when it is not backing off", ["relay"], registry=registry)
 
     async def refresh(self) -> None:
-        outbox = self.outbox
-        stats = await outbox.stats()
+        snapshot = await self.outbox.health.snapshot()
+        stats = snapshot.queue
         for status in MessageStatus:
             self.depth.labels(status.value).set(stats.by_status.get(status.value, 0))
         oldest = stats.oldest_pending_at
-        age = (outbox.clock() - oldest).total_seconds() if oldest else 0.0
+        age = (snapshot.at - oldest).total_seconds() if oldest else 0.0
         self.oldest.set(max(age, 0.0))
-        limits = thresholds(outbox)
-        recent = await outbox.store.relay_outcomes(outbox.clock() - limits.window)
-        marked = {s.relay for s in await outbox.store.relay_states() if s.needs_attention}
-        for relay in outbox.settings.relays:
-            state = relay_state(recent.get(relay.name, {}), limits, relay.name in marked)
-            self.relay_state.labels(relay.name).set(int(state))
+        for relay in snapshot.relays:
+            self.relay_state.labels(relay.name).set(int(relay.state))
+            self._governed(relay.name, relay.governor, snapshot.at)
+
+    def _governed(self, name: str, health: GovernorState, now: datetime) -> None:
+        current = health.state(now)
+        for state in State:
+            self.governor.labels(name, state.value).set(1 if state is current else 0)
+        configured = next((r.max_connections for r in self.outbox.settings.relays
+                           if r.name == name), 0)
+        self.session_limit.labels(name).set(health.limit or configured)
+        until = health.backoff_until
+        self.backoff.labels(name).set(max((until - now).total_seconds(), 0.0) if until else 0)
 
 
-def install(app: FastAPI, outbox: Outbox, delivery: DeliveryMetrics | None = None) -> None:
+def install(app: FastAPI, outbox: Outbox) -> None:
     """/metrics, and the request middleware (add it last, so it sees every answer)."""
-    registry = delivery.registry if delivery is not None else CollectorRegistry()
+    registry = outbox.loops.registry
     gauges = QueueGauges(outbox, registry)
     requests = Counter("outbox_api_requests", "HTTP requests by method, route template and "
                        "status code", ["method", "route", "code"], registry=registry)

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from outbox.api.auth import Principal, require
-from outbox.api.schemas import GuidanceOut, Strict
-from outbox.api.views import iso
+from outbox.api.schemas import Strict
 from outbox.core import guidance as catalogue
-from outbox.credentials import CredentialsUpdate, RelayCredentials, RelayStatus
 from outbox.service import Outbox
+from outbox.service.relays import CredentialsUpdate, Relays, RelayStatus
+from outbox.views.models import GuidanceOut
+from outbox.views.render import guidance_view, iso
 
 router = APIRouter(prefix="/v1")
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -27,15 +28,28 @@ class OAuth2In(Strict):
     refresh_token: str | None = Field(None, description="from the provider's consent flow")
     client_id: str | None = None
     client_secret: str | None = None
-    token_url: str | None = None
+    token_url: str | None = Field(None, json_schema_extra={"pattern": r"^\s*https?://"})
     scope: str | None = None
 
 
 class CredentialsIn(Strict):
-    """New credentials; a field left out keeps its current value."""
+    """New credentials; a field left out keeps its current value. At least one of
+    username, password, oauth2; not both password and oauth2. What the relay does not
+    have and the request leaves out (a username, OAuth2's token_url, client_id or
+    refresh_token) is a 409 credentials_incomplete naming the field."""
 
-    username: str | None = Field(None, description="the account to log in as")
-    password: str | None = Field(None, description="for PLAIN/LOGIN (an app password with MFA)")
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        {"anyOf": [{"required": [name], "properties": {name: {"type": kind}}}
+                   for name, kind in (("username", "string"), ("password", "string"),
+                                      ("oauth2", "object"))]},
+        {"anyOf": [{"properties": {"password": {"type": "null"}}},
+                   {"properties": {"oauth2": {"type": "null"}}}]},
+    ]})
+
+    username: str | None = Field(None, json_schema_extra={"pattern": r"\S"},
+                                 description="the account to log in as")
+    password: str | None = Field(None, json_schema_extra={"minLength": 1},
+                                 description="for PLAIN/LOGIN (an app password with MFA)")
     oauth2: OAuth2In | None = Field(None, description="for XOAUTH2")
 
     @model_validator(mode="after")
@@ -64,6 +78,11 @@ class RelayOut(BaseModel):
     guidance: str | None
     guidance_detail: GuidanceOut | None
     updated_at: str | None
+    delivery: str = Field(description="open | backing_off (its mail waits, no attempt "
+                          "spent) | probing | throttled (fewer sessions at once)")
+    delivery_detail: str = Field(description="e.g. 'backing off until T after 3 failure(s)'")
+    session_limit: int = Field(description="sessions at once the relay is allowed now")
+    backoff_until: str | None = Field(description="when the relay is tried again")
 
 
 class RelayList(BaseModel):
@@ -87,26 +106,22 @@ class RelayTestOut(BaseModel):
 
 def relay_view(status: RelayStatus) -> RelayOut:
     g = catalogue.describe(status.guidance) if status.guidance else None
-    detail = GuidanceOut(key=g.key, kind=g.kind, title=g.title, explanation=g.explanation,
-                         next_step=g.next_step, retryable=g.retryable) if g else None
+    detail = guidance_view(g) if g else None
     return RelayOut(name=status.name, host=status.host, port=status.port,
                     security=status.security, auth=status.auth, username=status.username,
                     credentials=status.source, state=status.state, reason=status.reason,
                     guidance=g.one_line() if g else None, guidance_detail=detail,
-                    updated_at=iso(status.updated_at))
+                    updated_at=iso(status.updated_at), delivery=status.delivery,
+                    delivery_detail=status.delivery_detail, session_limit=status.session_limit,
+                    backoff_until=iso(status.backoff_until))
 
 
-def relay_credentials(request: Request) -> RelayCredentials:
-    state = request.app.state
-    if getattr(state, "relay_credentials", None) is None:
-        outbox: Outbox = state.outbox
-        state.relay_credentials = RelayCredentials(outbox.settings, outbox.store,
-                                                   clock=outbox.clock)
-    credentials: RelayCredentials = state.relay_credentials
-    return credentials
+def relays(request: Request) -> Relays:
+    outbox: Outbox = request.app.state.outbox
+    return outbox.relays
 
 
-Credentials = Annotated[RelayCredentials, Depends(relay_credentials)]
+Credentials = Annotated[Relays, Depends(relays)]
 
 
 @router.get("/relays", response_model=RelayList)

@@ -1,12 +1,50 @@
-"""Request and response bodies of the HTTP API, with the OpenAPI descriptions."""
+"""Request bodies and API-only responses (list page, errors, uploads) of the HTTP API,
+with the OpenAPI descriptions. The message views the CLI shares are in `outbox.views`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import Header, Path
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
+from outbox.api.described import (
+    ADDRESS,
+    BODY_GIVEN,
+    CONTENT_ID_PATTERN,
+    CONTENT_TYPE,
+    FILENAME_PATTERN,
+    HEADERS,
+    INLINE_NEEDS_HTML,
+    ONE_LINE,
+    ONE_SOURCE,
+    RECIPIENT_GIVEN,
+    RECIPIENTS,
+    UPLOAD_ID_PATTERN,
+)
 from outbox.core.compose import AttachmentIn, Submission
+from outbox.views.models import MessageOut
+
+# A message's id in a path (32 hex digits for messages Outbox made; imports keep theirs).
+MessageKey = Annotated[str, Path(min_length=1, max_length=200)]
+IdempotencyKey = Annotated[str | None, Header(
+    min_length=1, max_length=255, description="a repeated request with the same key and "
+    "body answers 200 with the first result; another body: 422 idempotency_key_reused")]
+# One address, or in a string field also a list separated by commas or semicolons; display
+# names ("Name <a@example.com>") and groups are accepted where the format says email.
+Address = Annotated[str, Field(json_schema_extra=ADDRESS)]
+Recipient = Annotated[str, Field(json_schema_extra=RECIPIENTS)]
+Addresses = list[Recipient] | Recipient
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON's integers (1 and 1.0), not true or "1": what the document's integer means."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+JSON_INTEGER = BeforeValidator(_json_integer)  # Annotated[int, Field(ge=...), JSON_INTEGER]
 
 
 class Strict(BaseModel):
@@ -14,13 +52,22 @@ class Strict(BaseModel):
 
 
 class AttachmentModel(Strict):
-    filename: str = Field(min_length=1, max_length=255)
-    content_type: str = Field("application/octet-stream", max_length=255)
-    content_base64: str | None = Field(None, description="the file, for small files")
-    upload_id: str | None = Field(None, max_length=100, description="from POST /v1/uploads, "
-                                  "for large files")
-    content_id: str | None = Field(None, max_length=200, description="makes it an inline "
-                                   "image of the html body, shown by <img src=\"cid:...\">")
+    model_config = ConfigDict(json_schema_extra=ONE_SOURCE)
+
+    filename: str = Field(min_length=1, max_length=255, json_schema_extra={
+        "pattern": FILENAME_PATTERN}, description="the name the recipient sees; no path, no "
+        "line break; the extensions in [limits] blocked_extensions are refused")
+    content_type: str = Field("application/octet-stream", max_length=255,
+                              json_schema_extra=CONTENT_TYPE,
+                              description="type/subtype, not multipart/*; empty: guessed")
+    content_base64: str | None = Field(None, json_schema_extra={"format": "byte"},
+                                       description="the file, for small files")
+    upload_id: str | None = Field(None, max_length=100, pattern=UPLOAD_ID_PATTERN,
+                                  description="from POST /v1/uploads, for large files; one "
+                                  "that expired or was never made: 404 upload_not_found")
+    content_id: str | None = Field(None, max_length=200, json_schema_extra={
+        "pattern": CONTENT_ID_PATTERN}, description="makes it an inline image of the html "
+        "body, shown by <img src=\"cid:...\">; unique within the message")
 
     @model_validator(mode="after")
     def _one_source(self) -> AttachmentModel:
@@ -30,20 +77,30 @@ class AttachmentModel(Strict):
 
 
 class MessageIn(Strict):
-    sender: str = Field(alias="from", description="the From address, e.g. 'Shop <shop@x.org>'")
-    to: list[str] | str = Field(default_factory=list, description="addresses: a list, or one "
-                                "string separated by commas or semicolons")
-    cc: list[str] | str = Field(default_factory=list)
-    bcc: list[str] | str = Field(default_factory=list, description="never shown in headers")
-    reply_to: list[str] | str = Field(default_factory=list)
-    subject: str = Field("", max_length=998)
+    # What one field's type cannot say: a recipient in to, cc or bcc; a body; an inline
+    # image only with an html body.
+    model_config = ConfigDict(json_schema_extra={
+        "allOf": [RECIPIENT_GIVEN, BODY_GIVEN, INLINE_NEEDS_HTML]})
+
+    sender: str = Field(alias="from", json_schema_extra=ADDRESS,
+                        description="the From address, e.g. 'Shop <shop@x.org>'")
+    to: Addresses = Field(default_factory=list, description="addresses: a list, or one "
+                          "string separated by commas or semicolons")
+    cc: Addresses = Field(default_factory=list)
+    bcc: Addresses = Field(default_factory=list, description="never shown in headers")
+    reply_to: Addresses = Field(default_factory=list)
+    subject: str = Field("", max_length=998, json_schema_extra=ONE_LINE)
     text: str | None = None
     html: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict, description="extra headers; "
-                                    "Message-ID may be given to set it")
+    headers: dict[str, str] = Field(default_factory=dict, json_schema_extra=HEADERS,
+                                    description="extra headers; Message-ID may be given to "
+                                    "set it; those with their own field are refused")
     attachments: list[AttachmentModel] = Field(default_factory=list)
     relay: str | None = Field(None, description="force a relay by name; default: routing rules")
     metadata: dict[str, Any] = Field(default_factory=dict, description="kept with the message")
+    list_unsubscribe: StrictBool = Field(False, description="add RFC 8058 one-click unsubscribe "
+                                   "headers (List-Unsubscribe, List-Unsubscribe-Post); the "
+                                   "message must have exactly one recipient")
 
     def to_submission(self) -> Submission:
         return Submission(
@@ -52,84 +109,18 @@ class MessageIn(Strict):
             attachments=tuple(AttachmentIn(a.filename, a.content_base64 or "", a.content_type,
                                            a.upload_id, a.content_id)
                               for a in self.attachments),
-            relay=self.relay, metadata=dict(self.metadata))
+            relay=self.relay, metadata=dict(self.metadata),
+            list_unsubscribe=self.list_unsubscribe)
 
 
 class ResendIn(Strict):
-    confirm: bool = Field(False, description="required when the message already reached "
+    confirm: StrictBool = Field(False, description="required when the message already reached "
                           "a recipient")
-
-
-class Accepted(BaseModel):
-    id: str
-    status: str
-    message_id: str
-
-
-class GuidanceOut(BaseModel):
-    key: str
-    kind: str
-    title: str
-    explanation: str
-    next_step: str
-    retryable: bool
-
-
-class RecipientOut(BaseModel):
-    address: str
-    kind: str
-    relay: str
-    status: str
-    reply_code: int | None
-    enhanced_code: str | None
-    reply: str | None
-    guidance: str | None = Field(description="what happened and the next step, in plain words")
-    guidance_detail: GuidanceOut | None = None
-    provenance: str = Field("typed", description="how the address was resolved: typed, "
-                            "alias:NAME, contact:NAME, or a chain like group:All > group:Ops")
-
-
-class EventOut(BaseModel):
-    at: str
-    type: str
-    attempt: int | None
-    recipient: str | None
-    reply_code: int | None
-    enhanced_code: str | None
-    reply: str | None
-    guidance: str | None
-    detail: str
-
-
-class MessageOut(BaseModel):
-    id: str
-    status: str
-    message_id: str
-    attempts: int
-    created_at: str
-    updated_at: str
-    next_attempt_at: str | None
-    hold_reason: str
-    resent_from: str | None = None
-    sender: str
-    subject: str
-    metadata: dict[str, Any]
-    recipients: list[RecipientOut]
-    events: list[EventOut] = Field(default_factory=list)
 
 
 class MessageList(BaseModel):
     messages: list[MessageOut]
     next_cursor: str | None
-
-
-class AttemptOut(BaseModel):
-    attempt: int
-    started_at: str
-    finished_at: str | None
-    relay: str
-    outcome: str
-    transcript: str
 
 
 class ErrorBody(BaseModel):
@@ -147,3 +138,7 @@ class UploadOut(BaseModel):
     size: int
     sha256: str
     expires_at: str
+    received_as: Literal["raw", "multipart"] = Field(
+        description="raw: the body was the file; multipart: the file was the form's file part")
+    filename: str | None = Field(None, description="the form part's filename, if it had one")
+    content_type: str | None = Field(None, description="the form part's Content-Type")

@@ -24,7 +24,7 @@ from outbox.blobs.database import DatabaseBlobs
 from outbox.blobs.filesystem import FilesystemBlobs
 from outbox.config import Settings
 from outbox.store.base import Store
-from outbox.store.factory import database_url
+from outbox.store.urls import database_url
 
 __all__ = ["BlobStore", "StoredBlob", "blob_directory", "open_blob_store"]
 
@@ -43,5 +43,5 @@ def blob_directory(settings: Settings) -> Path:
 def open_blob_store(settings: Settings, store: Store) -> BlobStore:
     storage = settings.storage
     if storage.blobs == "database":
-        return DatabaseBlobs(store, storage.chunk_size, storage.keep_finished)
-    return FilesystemBlobs(blob_directory(settings), store, storage.keep_finished)
+        return DatabaseBlobs(store.blob_index, storage.chunk_size, storage.keep_finished)
+    return FilesystemBlobs(blob_directory(settings), store.blob_index, storage.keep_finished)

@@ -21,13 +21,13 @@ from typing import Any
 
 from outbox.blobs.base import Hasher, StoredBlob, rechunk
 from outbox.errors import BlobCorrupt, OutboxError
-from outbox.store.base import Store
+from outbox.store.base import BlobIndex
 
 STAGING_PREFIX = "staging/"
 
 
 class DatabaseBlobs:
-    def __init__(self, index: Store, chunk_size: int, keep_finished: timedelta) -> None:
+    def __init__(self, index: BlobIndex, chunk_size: int, keep_finished: timedelta) -> None:
         self._index = index
         self.chunk_size = chunk_size
         self._keep_finished = keep_finished
@@ -50,7 +50,7 @@ class DatabaseBlobs:
                 await writing
             stored = hasher.stored()
             await self._index.seal_blob_chunks(staging, stored.sha256, stored.size,
-                                               keep_until, now)
+                                                          keep_until, now)
         except Exception:
             await _settled(writing)
             with contextlib.suppress(OutboxError):  # else the collector drops them later

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from outbox.blobs.base import READ_CHUNK, Hasher, StoredBlob, rechunk
 from outbox.errors import BlobCorrupt
-from outbox.store.base import Store
+from outbox.store.base import BlobIndex
 
 WRITE_CHUNK = 1024 * 1024
 # File I/O on threads of its own (few threads: few malloc arenas holding freed buffers).
@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 
 class FilesystemBlobs:
-    def __init__(self, directory: Path, index: Store, keep_finished: timedelta) -> None:
+    def __init__(self, directory: Path, index: BlobIndex, keep_finished: timedelta) -> None:
         self.directory = directory
         self._index = index
         self._keep_finished = keep_finished

@@ -4,13 +4,19 @@ should be active now, and what changed since the last look.
 Pure (STYLE principle 12): `outbox.alerts` reads the snapshot from the store,
 passes `now`, then persists, logs and posts the changes. The alerts:
 
-    relay.<name>.failure_rate      most of a relay's attempts in the window did not deliver
+    relay.<name>.failure_rate      most of a relay's attempts in the window did not deliver,
+                                   and its latest attempt did not either
     relay.<name>.needs_attention   the relay is marked so (its login failed), or its mail
-                                   was held in the window (credentials, TLS trust)
+                                   was held in the window (credentials, TLS trust) and it
+                                   has not delivered since
     queue.backlog                  the oldest waiting message is older than oldest_queued_age
     queue.held                     held_count or more messages are held
+    webhook.<id>.disabled          an event webhook endpoint was disabled after failing
 
-Each alert names a guidance key (`core.guidance`) that says what to do.
+Each alert names a guidance key (`core.guidance`) that says what to do. A relay
+that delivers again clears its alerts at the next evaluation, without waiting for
+its failures to leave the window; while an alert stays active, its detail follows
+the numbers (`stale`).
 """
 
 from __future__ import annotations
@@ -58,6 +64,10 @@ class Snapshot:
     held: int
     # Relays marked needs_attention in the store: name → (what the relay said, guidance key).
     needs_attention: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Disabled event webhook endpoints: id → (url, why it was disabled).
+    disabled_webhooks: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Each relay's newest attempt in the window: relay → its outcome.
+    latest: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +91,15 @@ def failures(outcomes: Mapping[str, int]) -> int:
 
 
 def relay_state(outcomes: Mapping[str, int], thresholds: Thresholds,
-                marked: bool = False) -> RelayState:
+                marked: bool = False, latest: str = "") -> RelayState:
     """From a relay's attempts in the window (and whether the store marks it as
-    needing attention). With failure_ratio 0, any failure is deferring."""
-    if marked or outcomes.get(HELD, 0) > 0:
+    needing attention, and its newest attempt's outcome: one that delivered means
+    the relay works now). With failure_ratio 0, any failure is deferring."""
+    if marked:
+        return RelayState.NEEDS_ATTENTION
+    if latest in DELIVERED:
+        return RelayState.OK
+    if outcomes.get(HELD, 0) > 0:
         return RelayState.NEEDS_ATTENTION
     total, failed = sum(outcomes.values()), failures(outcomes)
     if failed and failed >= thresholds.failure_ratio * total:
@@ -97,11 +112,14 @@ def evaluate(snapshot: Snapshot, thresholds: Thresholds) -> list[AlertSpec]:
     wanted: list[AlertSpec] = []
     for relay in sorted({*snapshot.relay_outcomes, *snapshot.needs_attention}):
         outcomes = snapshot.relay_outcomes.get(relay, {})
+        if snapshot.latest.get(relay) in DELIVERED:  # it works again: only a mark stays
+            outcomes = {}
         wanted += attention_alert(relay, outcomes, snapshot.needs_attention.get(relay),
                                   thresholds)
         wanted += failure_rate_alert(relay, outcomes, thresholds)
     wanted += backlog_alert(snapshot, thresholds)
     wanted += held_alert(snapshot.held, thresholds)
+    wanted += webhook_alerts(snapshot.disabled_webhooks)
     return wanted
 
 
@@ -162,9 +180,24 @@ def held_alert(held: int, thresholds: Thresholds) -> list[AlertSpec]:
                       f"{held} message(s) held, waiting for an operator", "messages_held")]
 
 
+def webhook_alerts(disabled: Mapping[str, tuple[str, str]]) -> list[AlertSpec]:
+    """One alert per disabled endpoint, until it is enabled again or removed."""
+    return [AlertSpec(f"webhook.{id}.disabled", Severity.WARNING,
+                      f"Webhook endpoint {id} is disabled",
+                      f"{url}: {reason}" if reason else url, "webhook_disabled")
+            for id, (url, reason) in sorted(disabled.items())]
+
+
 def changes(wanted: Sequence[AlertSpec], active_keys: Iterable[str]) -> Changes:
     wanted_keys = {spec.key for spec in wanted}
     return Changes(tuple(wanted), tuple(sorted(k for k in set(active_keys) - wanted_keys)))
+
+
+def stale(wanted: Sequence[AlertSpec], active: Mapping[str, tuple[str, str, str]]
+          ) -> tuple[AlertSpec, ...]:
+    """Wanted alerts already active whose (title, detail, guidance) changed."""
+    return tuple(spec for spec in wanted if spec.key in active
+                 and active[spec.key] != (spec.title, spec.detail, spec.guidance))
 
 
 def breakdown(outcomes: Mapping[str, int]) -> str:

@@ -23,13 +23,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from outbox.core.filenames import as_c_string
 from outbox.errors import AttachmentBlocked, InputError, MessageTooLarge
 
 WINDOWS_EXECUTABLE = ".exe"
 _LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-_MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"  # RFC 6838 restricted-name
-_CONTENT_TYPE = re.compile(f"{_MIME_NAME}/{_MIME_NAME}")
-_CONTENT_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]{1,200}")
+MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"  # RFC 6838 restricted-name
+CONTENT_ID_CHARS = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-"  # a regex class's inside
+_CONTENT_TYPE = re.compile(f"{MIME_NAME}/{MIME_NAME}")
+_CONTENT_ID = re.compile(f"[{CONTENT_ID_CHARS}]{{1,200}}")
 _DOS_STUB = b"This program cannot be run in DOS mode"
 
 
@@ -104,8 +106,11 @@ def is_windows_executable(head: bytes) -> bool:
 
 def check_attachment(attachment: AttachmentIn, info: FileInfo, policy: TypePolicy,
                      max_size: int, where: str) -> None:
-    """Raise on the first problem, naming the field."""
+    """Raise on the first problem, naming the field. `attachment.filename` is already
+    decoded (`core.filenames.decode_filename`)."""
     name = attachment.filename
+    if as_c_string(name) != name:  # 'evil.js\0.txt' is judged as 'evil.js' too
+        check_type(as_c_string(name), info.sniffed, policy, f"{where}.filename")
     if not name or _LINE_BREAK.search(name) or "/" in name or "\\" in name:
         raise InputError("the filename is empty or has a line break or a path",
                          field=f"{where}.filename")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -24,6 +24,9 @@ from outbox.core.attachments import (
     file_info,
     is_windows_executable,
 )
+from outbox.core.content import AttachmentRef, MessageContent, PlannedBlob
+from outbox.core.filenames import decode_filename
+from outbox.core.limits import RecipientField, check_headers, check_recipient_count
 from outbox.core.links import LinkPolicy
 from outbox.core.mime import RESERVED_HEADERS, plan_mime
 from outbox.core.routing import RoutingTable
@@ -59,6 +62,12 @@ class Submission:
     attachments: Sequence[AttachmentIn] = ()
     relay: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The envelope recipients when they are given apart from the headers (SMTP
+    # submission's RCPT TO): the message goes to exactly these, `bcc` is unused, and a
+    # To or Cc address outside it stays in its header without receiving the message.
+    envelope: Sequence[str] | None = None
+    # RFC 8058 one-click unsubscribe headers (service.unsubscribe); one recipient only.
+    list_unsubscribe: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,9 @@ class Limits:
     blocked_extensions: frozenset[str] = frozenset()
     allowed_extensions: frozenset[str] = frozenset()
     extension_policy: str = "block"  # "block" | "allow" (only allowed_extensions)
+    max_recipients: int = 1000
+    max_headers: int = 100
+    max_header_size: int = 8_000
 
     @property
     def types(self) -> TypePolicy:
@@ -83,19 +95,10 @@ class PlannedRecipient:
 
 
 @dataclass(frozen=True, slots=True)
-class PlannedBlob:
-    """A file the message uses; a linked one must outlive the message until `keep_until`."""
-
-    sha256: str
-    size: int
-    keep_until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class PlannedMessage:
     sender: str  # envelope form
     message_id: str
-    content: dict[str, Any]
+    content: MessageContent
     recipients: tuple[PlannedRecipient, ...]
     size: int
     blobs: tuple[PlannedBlob, ...] = ()
@@ -112,33 +115,43 @@ def plan_message(sub: Submission, *, limits: Limits, routing: RoutingTable,
     types); without it `content_base64` is decoded here. `links`: send files
     over its threshold as signed download links instead of attaching them."""
     sender = addresses.parse_mailbox(sub.sender, "from")
-    plan = addresses.plan_recipients(sub.to, sub.cc, sub.bcc)
+    check_recipient_count(recipient_fields(sub), limits.max_recipients)
+    plan = (addresses.plan_recipients(sub.to, sub.cc, sub.bcc) if sub.envelope is None
+            else addresses.plan_envelope(sub.to, sub.cc, sub.envelope))
     reply_to = addresses.parse_addresses(sub.reply_to, "reply_to") if sub.reply_to else []
     _check_text_fields(sub)
+    check_headers(sub.headers, limits.max_headers, limits.max_header_size)
     headers = _checked_headers(sub.headers)
     message_id = headers.pop("Message-ID", None) or make_message_id(sender.ascii_domain)
+    sub = replace(sub, attachments=tuple(_decoded_name(a) for a in sub.attachments))
     infos = _checked_attachments(sub, limits, files)
     recipients = _route(plan.envelope, sub.relay, routing, known_relays)
-    attachments = [_attachment_content(a, info, links, now)
-                   for a, info in zip(sub.attachments, infos, strict=True)]
-    content = {
-        "from": sender.formatted(),
-        "to": [a.formatted() for a in plan.to],
-        "cc": [a.formatted() for a in plan.cc],
-        "reply_to": [a.formatted() for a in reply_to],
-        "subject": sub.subject,
-        "text": sub.text,
-        "html": sub.html,
-        "headers": headers,
-        "date": format_datetime(now),
-        "attachments": attachments,
-    }
+    content = MessageContent(
+        from_=sender.formatted(),
+        to=tuple(a.formatted() for a in plan.to),
+        cc=tuple(a.formatted() for a in plan.cc),
+        reply_to=tuple(a.formatted() for a in reply_to),
+        subject=sub.subject,
+        text=sub.text,
+        html=sub.html,
+        headers=tuple(headers.items()),
+        date=format_datetime(now),
+        attachments=tuple(_attachment_ref(a, info, links, now)
+                          for a, info in zip(sub.attachments, infos, strict=True)),
+    )
     size = plan_mime(content, message_id).size
     if size > limits.max_message_size:
         raise MessageTooLarge(f"the message is {size:,} bytes encoded, over the limit of "
                               f"{limits.max_message_size:,} (limits.max_message_size)")
     return PlannedMessage(sender.addr_spec, message_id, content, recipients, size,
-                          _blob_uses(attachments))
+                          content.blob_uses())
+
+
+def recipient_fields(sub: Submission) -> list[tuple[str, RecipientField]]:
+    """The fields whose addresses receive the message, for `check_recipient_count`."""
+    if sub.envelope is not None:
+        return [("envelope", sub.envelope)]
+    return [("to", sub.to), ("cc", sub.cc), ("bcc", sub.bcc)]
 
 
 def attachment_fields(attachment: AttachmentIn) -> dict[str, str]:
@@ -203,6 +216,12 @@ def _checked_attachments(sub: Submission, limits: Limits,
     return list(files)
 
 
+def _decoded_name(attachment: AttachmentIn) -> AttachmentIn:
+    """The attachment under the name its recipients will see, which is the name checked
+    and delivered (`core.filenames`)."""
+    return replace(attachment, filename=decode_filename(attachment.filename))
+
+
 def _inline_info(attachment: AttachmentIn, where: str) -> FileInfo:
     if attachment.upload_id is not None:
         raise InputError(f"no upload with id {_shown(attachment.upload_id)}",
@@ -225,37 +244,22 @@ def _check_inline(attachment: AttachmentIn, has_html: bool, seen: set[str], wher
     seen.add(content_id)
 
 
-def _attachment_content(attachment: AttachmentIn, info: FileInfo, links: LinkPolicy | None,
-                        now: datetime) -> dict[str, Any]:
+def _attachment_ref(attachment: AttachmentIn, info: FileInfo, links: LinkPolicy | None,
+                    now: datetime) -> AttachmentRef:
     """What is stored for a file: its name, type and blob; inline images keep their
     Content-ID; a file over the link threshold becomes a signed download link."""
-    entry: dict[str, Any] = {"filename": attachment.filename,
-                             "content_type": attachment.content_type,
-                             "sha256": info.sha256, "size": info.size}
     if attachment.content_id is not None:
-        entry["content_id"] = attachment.content_id
-    elif links is not None and links.applies(info.size):
-        entry["link"] = links.link_for(info.sha256, info.size, attachment.filename,
-                                       attachment.content_type or "application/octet-stream",
-                                       now)
-    return entry
+        return AttachmentRef(attachment.filename, attachment.content_type, info.sha256,
+                             info.size, content_id=attachment.content_id)
+    link = None
+    if links is not None and links.applies(info.size):
+        link = links.link_for(info.sha256, info.size, attachment.filename,
+                              attachment.content_type or "application/octet-stream", now)
+    return AttachmentRef(attachment.filename, attachment.content_type, info.sha256, info.size,
+                         link=link)
 
 
-def _blob_uses(attachments: Sequence[dict[str, Any]]) -> tuple[PlannedBlob, ...]:
-    """One use per distinct file; a linked file is kept until its link expires."""
-    uses: dict[str, PlannedBlob] = {}
-    for entry in attachments:
-        link = entry.get("link")
-        keep = datetime.fromisoformat(link["expires_at"]) if link else None
-        earlier = uses.get(entry["sha256"])
-        if earlier is not None and earlier.keep_until is not None and (
-                keep is None or earlier.keep_until > keep):
-            keep = earlier.keep_until
-        uses[entry["sha256"]] = PlannedBlob(entry["sha256"], entry["size"], keep)
-    return tuple(uses.values())
-
-
-def _route(envelope: Sequence[addresses.Recipient], requested: str | None,
+def _route(envelope: Sequence[addresses.EnvelopeRecipient], requested: str | None,
            routing: RoutingTable, known_relays: Sequence[str]) -> tuple[PlannedRecipient, ...]:
     if requested is not None and requested not in known_relays:
         raise InputError(f"no relay is named '{requested}' (known: "

@@ -18,6 +18,7 @@ per `HALF_LIFE`, at any moment, without rewriting rows as time passes.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -224,20 +225,32 @@ def add_use(rank: float | None, weight: float, times: int = 1) -> float:
 
 # --- rules for names and groups -------------------------------------------------------------
 
-_NOT_IN_NAMES = set('@<>,;:"()\\')
+# A name is checked as written, by one regex the API also publishes (api/described.py):
+# the spaces JSON Schema's \s knows separate words; the characters that make it look like
+# an address or that do not show (controls, invisible formatting, line separators) are
+# refused; everything else, in any script, is a name's.
+NAME_SPACES = r"\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NAME_REFUSED = (r'@<>,;:"()\\\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f'
+                r"\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb")
+NAME_MAX = 200
+_WORD = f"[^{NAME_SPACES}{NAME_REFUSED}]"
+NAME_PATTERN = f"^[{NAME_SPACES}]*{_WORD}(?:[{NAME_SPACES}]*{_WORD})*[{NAME_SPACES}]*$"
+_NAME = re.compile(NAME_PATTERN)
+_REFUSED = re.compile(f"[{NAME_REFUSED}]")
 
 
 def check_name(name: str, field: str) -> str:
-    """A group's or alias's name must read as a name in a recipient field: not empty,
-    and none of @ < > , ; : " ( ) \\ or control characters. Returns it trimmed."""
-    name = " ".join(name.split())
-    if not name or len(name) > 200:
-        raise InputError(f"{field}: a name needs 1 to 200 characters", field=field)
-    bad = sorted({c for c in name if c in _NOT_IN_NAMES or not c.isprintable()})
-    if bad:
+    """A group's or alias's name must read as a name in a recipient field: 1 to 200
+    characters, something visible, none of @ < > , ; : " ( ) \\ or control or invisible
+    characters. Returns it with its spaces collapsed."""
+    if len(name) > NAME_MAX or not name.strip():
+        raise InputError(f"{field}: a name needs 1 to {NAME_MAX} characters", field=field)
+    if not _NAME.fullmatch(name):
+        bad = sorted(set(_REFUSED.findall(name))) or sorted(
+            {c for c in name if c.isspace()} - {" "})
         raise InputError(f"{field}: {name!r} may not contain {' '.join(map(repr, bad))} "
                          "(it must not look like an address)", field=field)
-    return name
+    return " ".join(name.split())
 
 
 def group_cycle(groups: Mapping[str, Group], group: Group) -> list[str] | None:

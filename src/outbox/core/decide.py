@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from outbox.core.governor import relay_wide
 from outbox.core.model import (
     Event,
     EventType,
@@ -68,6 +69,7 @@ def decide_attempt(
 ) -> AttemptVerdict:
     """The message's new state after one attempt over `outcomes`."""
     held = [o for o in outcomes.values() if o.kind is OutcomeKind.HELD]
+    waited = bool(outcomes) and all(relay_wide(o) for o in outcomes.values())
     retry = _retry_decision(ctx, outcomes, policy, now, rng)
     updates = {addr: _recipient_update(addr, o, retry) for addr, o in outcomes.items()}
     events = [event for addr, outcome in outcomes.items()
@@ -76,13 +78,15 @@ def decide_attempt(
     status, hold_reason = _message_status(ctx, statuses, outcomes, held[0] if held else None)
     if held and held[0].scope is Scope.RELAY:
         events.append(_alert_event(ctx, now, held[0]))
+    if status is MessageStatus.PARTIALLY_SENT:
+        events.append(_partly_sent_event(ctx, now, statuses))
     due_at = retry.retry_at if status is MessageStatus.DEFERRED else None
     return AttemptVerdict(
         status=status,
         due_at=due_at,
         recipient_updates=tuple(updates.values()),
         events=(Event(now, EventType.ATTEMPT, ctx.attempt, detail=_summary(outcomes)), *events),
-        count_attempt=not held,
+        count_attempt=not held and not waited,
         hold_reason=hold_reason,
         outcome=status.value,
         held_for_relay=(status is MessageStatus.HELD and bool(held)
@@ -97,6 +101,10 @@ def _retry_decision(ctx: AttemptContext, outcomes: Mapping[str, Outcome],
                  if o.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN)]
     if not retryable:
         return RetryDecision(False, None)
+    if all(relay_wide(o) for o in retryable):
+        slowest_relay = max(o.retry_after or timedelta(0) for o in retryable)
+        return policy.wait_for_relay(slowest_relay or None, ctx.accepted_at, now, rng,
+                                     ctx.held_for)
     slowest = max(retryable, key=lambda o: o.retry_after or timedelta(0))
     return policy.decide(slowest, ctx.attempt, ctx.accepted_at, now, rng, ctx.held_for)
 
@@ -187,6 +195,14 @@ def _alert_event(ctx: AttemptContext, now: datetime, outcome: Outcome) -> Event:
                  enhanced_code=reply.enhanced if reply else None,
                  reply=reply.text if reply else None, guidance=outcome.guidance,
                  detail="relay needs attention; its mail is held, not failed")
+
+
+def _partly_sent_event(ctx: AttemptContext, now: datetime,
+                       statuses: Mapping[str, RecipientStatus]) -> Event:
+    """The message's own event once it ended with some recipients sent, some failed."""
+    sent = sum(1 for s in statuses.values() if s is RecipientStatus.SENT)
+    return Event(now, EventType.PARTIALLY_SENT, ctx.attempt,
+                 detail=f"{sent} of {len(statuses)} recipients delivered; the others failed")
 
 
 def _summary(outcomes: Mapping[str, Outcome]) -> str:

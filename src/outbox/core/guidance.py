@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from outbox.core.guidance_bounces import BOUNCE_CONDITIONS
 from outbox.core.guidance_catalogue import (
     BASIC_CODES,
     ENHANCED_CODES,
@@ -151,6 +152,13 @@ CONDITIONS: dict[str, Entry] = {
         "answer or answered with a server error.",
         "Check that this machine can reach the relay's oauth2 token_url; Outbox retries "
         "meanwhile.", True),
+    Condition.RELAY_BACKING_OFF.value: Entry(
+        "network", "Relay backing off",
+        "The relay failed as a whole (refused, timed out, broke TLS or asked Outbox to go "
+        "away), so Outbox waits before using it again, longer after each failure, and then "
+        "tries it with one session first. The waiting mail spends no attempts.",
+        "Run `outbox relay ls` to see until when; fix the relay if it stays down. Nothing to do "
+        "if it comes back.", True),
     Condition.AWAITING_CREDENTIALS.value: Entry(
         "auth", "Relay waiting for new credentials",
         "The relay refused Outbox's last login, so Outbox holds its mail without logging in "
@@ -188,6 +196,19 @@ OUTBOX_CONDITIONS: dict[str, Entry] = {
         "it, so the relay may or may not have accepted it.",
         "Nothing to do with on_uncertain \"retry\": Outbox resends with the same Message-ID; with "
         "\"hold\", search the relay's log for the Message-ID, then retry or cancel.", True),
+    "worker_stopped": Entry(
+        "outbox", "Delivery interrupted",
+        "The Outbox process delivering this message stopped (it crashed, was killed or hung) "
+        "before it recorded the relay's answer. A running worker put the message back in the "
+        "queue and counted the attempt.",
+        "Nothing to do: it is tried again at once. If processes keep dying, read their log and "
+        "the system log (out of memory?).", True),
+    "internal_error": Entry(
+        "outbox", "Delivery failed inside Outbox",
+        "Outbox itself failed while handling this message (not the relay), so the attempt was "
+        "given up and counted; it is tried again with back-off until [retry] max_attempts.",
+        "Send the event's detail and `outbox support-bundle` to the Outbox maintainers; retry "
+        "or cancel the message meanwhile.", True),
     "relay_needs_attention": Entry(
         "relay", "Relay needs attention",
         "Outbox stopped sending through this relay after a problem retrying cannot fix, usually "
@@ -245,6 +266,13 @@ OUTBOX_CONDITIONS: dict[str, Entry] = {
         "oldest_queued_age, so mail is not leaving as fast as it arrives.",
         "Check that a worker is running and its relays answer (`outbox doctor`), then look at "
         "the oldest deferred message's guidance.", False),
+    "webhook_disabled": Entry(
+        "outbox", "Webhook endpoint disabled",
+        "Every request to this endpoint failed for [webhooks] disable_after, so Outbox stopped "
+        "sending it events; they are not delivered while it is disabled.",
+        "Fix the receiver (`outbox webhooks log ID` shows its last answers), then `outbox "
+        "webhooks enable ID`; its pending events resume, and `outbox webhooks redeliver "
+        "EVENT_ID` sends any event again.", False),
     "messages_held": Entry(
         "outbox", "Messages are held",
         "Held mail is never sent or failed on its own; it waits for an operator.",
@@ -266,7 +294,8 @@ OUTBOX_CONDITIONS: dict[str, Entry] = {
 
 
 def _build() -> Mapping[str, Guidance]:
-    tables = (ENHANCED_CODES, BASIC_CODES, FALLBACKS, CONDITIONS, OUTBOX_CONDITIONS)
+    tables = (ENHANCED_CODES, BASIC_CODES, FALLBACKS, CONDITIONS, OUTBOX_CONDITIONS,
+              BOUNCE_CONDITIONS)
     entries = {key: entry for table in tables for key, entry in table.items()}
     return MappingProxyType({key: Guidance(key, *entry) for key, entry in entries.items()})
 

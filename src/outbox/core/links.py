@@ -19,11 +19,11 @@ import hashlib
 import hmac
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from outbox.core.content import AttachmentRef, LinkRef
 from outbox.errors import LinkExpired, LinkInvalid
 
 _CONTEXT = b"outbox-link-v1\0"
@@ -52,11 +52,10 @@ class LinkPolicy:
         return self.threshold > 0 and size > self.threshold
 
     def link_for(self, sha256: str, size: int, filename: str, content_type: str,
-                 now: datetime) -> dict[str, str]:
+                 now: datetime) -> LinkRef:
         expires = (now + self.ttl).astimezone(UTC).replace(microsecond=0)
         token = sign_link(self.key, LinkTicket(sha256, size, filename, content_type, expires))
-        return {"url": f"{self.base_url.rstrip('/')}/d/{token}",
-                "expires_at": expires.isoformat()}
+        return LinkRef(f"{self.base_url.rstrip('/')}/d/{token}", expires)
 
 
 def sign_link(key: bytes, ticket: LinkTicket) -> str:
@@ -107,24 +106,26 @@ def _unb64(text: str) -> bytes:
 
 # --- the note that replaces the files in the body ------------------------------------------
 
-def link_note_text(linked: Sequence[Mapping[str, Any]]) -> str:
+Linked = Sequence[tuple[AttachmentRef, LinkRef]]
+
+
+def link_note_text(linked: Linked) -> str:
     lines = [f"These files were too large to attach; download them before "
              f"{_when(linked)}:"]
-    lines += [f"- {a['filename']} ({human_size(int(a['size']))}): {a['link']['url']}"
-              for a in linked]
+    lines += [f"- {a.filename} ({human_size(a.size)}): {link.url}" for a, link in linked]
     return "\n".join(lines) + "\n"
 
 
-def link_note_html(linked: Sequence[Mapping[str, Any]]) -> str:
-    items = "".join(f'<li><a href="{html.escape(a["link"]["url"])}">'
-                    f"{html.escape(str(a['filename']))}</a> "
-                    f"({human_size(int(a['size']))})</li>" for a in linked)
+def link_note_html(linked: Linked) -> str:
+    items = "".join(f'<li><a href="{html.escape(link.url)}">'
+                    f"{html.escape(a.filename)}</a> "
+                    f"({human_size(a.size)})</li>" for a, link in linked)
     return (f"<hr><p>These files were too large to attach; download them before "
             f"{_when(linked)}:</p><ul>{items}</ul>")
 
 
-def _when(linked: Sequence[Mapping[str, Any]]) -> str:
-    first = min(datetime.fromisoformat(a["link"]["expires_at"]) for a in linked)
+def _when(linked: Linked) -> str:
+    first = min(link.expires_at for _, link in linked)
     return f"{first.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 

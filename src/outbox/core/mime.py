@@ -27,9 +27,9 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Any
 
 from outbox.core import mime_headers as h
+from outbox.core.content import Attachment, AttachmentRef, MessageContent
 from outbox.core.links import link_note_html, link_note_text
 from outbox.core.mime_encode import base64_lines, base64_size, encode_text
 
@@ -86,7 +86,7 @@ _Node = _Leaf | _Multipart
 
 # --- planning ----------------------------------------------------------------------------
 
-def plan_mime(content: Mapping[str, Any], message_id: str) -> MimePlan:
+def plan_mime(content: MessageContent, message_id: str) -> MimePlan:
     """The message's segments and size, from the stored content."""
     root = _body_tree(content)
     _assign_boundaries(root, message_id)
@@ -96,7 +96,7 @@ def plan_mime(content: Mapping[str, Any], message_id: str) -> MimePlan:
     return out.plan()
 
 
-def build_message(content: Mapping[str, Any], message_id: str,
+def build_message(content: MessageContent, message_id: str,
                   blobs: Mapping[str, bytes] | None = None) -> bytes:
     """RFC 5322 bytes with CRLF line endings, ready for DATA; files held in the
     blob store are taken from `blobs` (sha256 → content)."""
@@ -112,12 +112,9 @@ def _inline(segment: Segment, blobs: Mapping[str, bytes]) -> bytes:
     return base64_lines(blobs[segment.sha256])
 
 
-def _body_tree(content: Mapping[str, Any]) -> _Node:
-    attachments = list(content.get("attachments", ()))
-    linked = [a for a in attachments if a.get("link")]
-    inline = [a for a in attachments if a.get("content_id") and not a.get("link")]
-    files = [a for a in attachments if not a.get("content_id") and not a.get("link")]
-    text, html = content.get("text"), content.get("html")
+def _body_tree(content: MessageContent) -> _Node:
+    linked, inline, files = content.linked, content.inline, content.attached
+    text, html = content.text, content.html
     if linked:
         text = None if text is None else _with_text_note(text, link_note_text(linked))
         html = None if html is None else _with_html_note(html, link_note_html(linked))
@@ -156,10 +153,10 @@ def _text_leaf(text: str, subtype: str) -> _Leaf:
     return _Leaf(headers, body)
 
 
-def _file_leaf(attachment: Mapping[str, Any]) -> _Leaf:
-    filename = str(attachment["filename"])
-    content_type = attachment.get("content_type") or "application/octet-stream"
-    content_id = attachment.get("content_id")
+def _file_leaf(attachment: Attachment) -> _Leaf:
+    filename = attachment.filename
+    content_type = attachment.content_type or "application/octet-stream"
+    content_id = attachment.content_id if isinstance(attachment, AttachmentRef) else None
     headers = (h.with_params("Content-Type", content_type, [("name", filename)],
                              legacy_names=("name",))
                + "Content-Transfer-Encoding: base64\r\n"
@@ -169,11 +166,10 @@ def _file_leaf(attachment: Mapping[str, Any]) -> _Leaf:
     return _Leaf(headers, _file_body(attachment))
 
 
-def _file_body(attachment: Mapping[str, Any]) -> bytes | BlobPart:
-    if "sha256" in attachment:
-        return BlobPart(str(attachment["sha256"]), int(attachment["size"]))
-    # Accepted before the blob store existed: the content is in the message itself.
-    data = base64.b64decode("".join(str(attachment["content_base64"]).split()))
+def _file_body(attachment: Attachment) -> bytes | BlobPart:
+    if isinstance(attachment, AttachmentRef):
+        return BlobPart(attachment.sha256, attachment.size)
+    data = base64.b64decode("".join(attachment.content_base64.split()))
     return base64_lines(data)
 
 
@@ -214,15 +210,16 @@ def _leaves(node: _Node) -> Iterator[_Leaf]:
 
 # --- writing ------------------------------------------------------------------------------
 
-def _top_headers(content: Mapping[str, Any], message_id: str) -> str:
-    lines = [h.addresses("From", [content["from"]])]
-    for name, key in (("To", "to"), ("Cc", "cc"), ("Reply-To", "reply_to")):
-        if content.get(key):
-            lines.append(h.addresses(name, content[key]))
-    lines.append(h.unstructured("Subject", content.get("subject") or ""))
-    lines.append(f"Date: {content['date']}\r\n")
+def _top_headers(content: MessageContent, message_id: str) -> str:
+    lines = [h.addresses("From", [content.from_])]
+    for name, addresses in (("To", content.to), ("Cc", content.cc),
+                            ("Reply-To", content.reply_to)):
+        if addresses:
+            lines.append(h.addresses(name, addresses))
+    lines.append(h.unstructured("Subject", content.subject))
+    lines.append(f"Date: {content.date}\r\n")
     lines.append(f"Message-ID: {message_id}\r\n")
-    lines += [h.unstructured(name, value) for name, value in content.get("headers", {}).items()]
+    lines += [h.unstructured(name, value) for name, value in content.headers]
     lines.append("MIME-Version: 1.0\r\n")
     return "".join(lines)
 
@@ -272,7 +269,3 @@ class _Segments:
         self._flush()
         return MimePlan(tuple(self._segments), self._size, self._eight_bit)
 
-
-def blob_shas(content: Mapping[str, Any]) -> list[str]:
-    """The blobs a stored content refers to (attached, inline or linked)."""
-    return [str(a["sha256"]) for a in content.get("attachments", ()) if "sha256" in a]

@@ -47,10 +47,11 @@ class RecipientStatus(StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"
     FAILED = "failed"
+    BOUNCED = "bounced"  # the relay took it, then a bounce (DSN) said it failed for good
 
     @property
     def is_final(self) -> bool:
-        return self in {RecipientStatus.SENT, RecipientStatus.FAILED}
+        return self in {RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.BOUNCED}
 
 
 class EventType(StrEnum):
@@ -59,6 +60,7 @@ class EventType(StrEnum):
     ATTEMPT = "attempt"
     DEFERRED = "deferred"
     SENT = "sent"
+    PARTIALLY_SENT = "partially_sent"  # the message: some recipients sent, the rest failed
     FAILED = "failed"
     HELD = "held"
     RELEASED = "released"
@@ -66,6 +68,9 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     ALERT = "alert"
     RESENT = "resent"
+    BOUNCED = "bounced"  # a bounce (DSN) came back for a recipient, hard or soft
+    COMPLAINED = "complained"  # a feedback-loop report (ARF): the recipient said spam
+    UNSUBSCRIBED = "unsubscribed"  # the recipient used the one-click unsubscribe
 
 
 class OutcomeKind(StrEnum):
@@ -125,6 +130,9 @@ class Outcome:
     reply: Reply | None = None
     retry_after: timedelta | None = None
     detail: str = ""
+    # The relay failed as a whole before the message's turn (core.governor): the
+    # relay backs off and its mail waits without spending attempts (SPEC §2).
+    relay_wide: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +143,14 @@ class RetryDecision:
     retry_at: datetime | None
     reason: str = ""
     guidance: str = ""  # a guidance key when giving up: max_attempts_reached | max_age_reached
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a message is held as it is accepted (a policy at submit), for the operator."""
+
+    reason: str
+    guidance: str | None = None  # the guidance key on the `held` event
 
 
 @dataclass(frozen=True, slots=True)

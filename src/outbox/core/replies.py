@@ -7,6 +7,8 @@ at the start of the text. A reply class says how Outbox must react.
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from enum import IntEnum, StrEnum
 
 from outbox.core.model import Reply
@@ -97,3 +99,19 @@ def classify_reply(reply: Reply, *, during_auth: bool = False) -> ReplyClass:
     if reply.is_transient:
         return ReplyClass.TRANSIENT
     return ReplyClass.PERMANENT
+
+
+_DATE = re.compile(r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?\d{1,2}\s+"
+                   r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d{4}\s+"
+                   r"\d{1,2}:\d{2}(?::\d{2})?\s*(?:[+-]\d{4}|UT|UTC|GMT)", re.IGNORECASE)
+
+
+def greeting_time(text: str) -> datetime | None:
+    """The date a greeting carries (`220 mx ESMTP; Mon, 6 Jan 2025 10:00:00 +0100`)."""
+    match = _DATE.search(text)
+    if match is None:
+        return None
+    try:
+        return parsedate_to_datetime(match.group(0).replace("UTC", "GMT"))
+    except (TypeError, ValueError):
+        return None

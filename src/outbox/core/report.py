@@ -6,6 +6,7 @@ The transport fills this in and decides nothing; `core.classify` reads it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 
 from outbox.core.model import Reply
@@ -54,6 +55,7 @@ class Condition(StrEnum):
     ATTACHMENT_UNREADABLE = "attachment_unreadable"  # the blob store failed; try again
     PROTOCOL_ERROR = "protocol_error"
     RELAY_NOT_CONFIGURED = "relay_not_configured"
+    RELAY_BACKING_OFF = "relay_backing_off"  # the governor holds the relay's mail back
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class SessionFailure:
     reply: Reply | None = None
     condition: Condition | None = None
     detail: str = ""
+    retry_after: timedelta | None = None  # the relay is backing off this long (core.governor)
 
 
 @dataclass(slots=True)
@@ -79,3 +82,9 @@ class DeliveryReport:
     failure: SessionFailure | None = None
     data_sent: bool = False
     transcript: str = ""
+
+    def replies(self) -> list[Reply]:
+        """Every reply the relay gave in this session, in order."""
+        said = [self.mail_reply, *self.rcpt_replies.values(), self.data_reply,
+                self.failure.reply if self.failure is not None else None]
+        return [reply for reply in said if reply is not None]

@@ -58,3 +58,17 @@ class RetryPolicy:
                                      "max_age_reached")
             retry_at = deadline
         return RetryDecision(False, retry_at)
+
+    def wait_for_relay(self, retry_after: timedelta | None, accepted_at: datetime,
+                       now: datetime, rng: random.Random,
+                       held_for: timedelta = timedelta(0)) -> RetryDecision:
+        """A relay-wide failure: wait for the relay's back-off (`retry_after`), spread
+        so the whole queue does not come back at once; no attempt is spent, so only
+        `max_age` ends the wait."""
+        deadline = accepted_at + self.max_age + held_for
+        if now >= deadline:
+            return RetryDecision(True, None, "gave up: older than retry.max_age",
+                                 "max_age_reached")
+        wait = retry_after if retry_after is not None else self.first_delay
+        spread = wait.total_seconds() * (1 + rng.uniform(0, self.jitter))
+        return RetryDecision(False, min(now + timedelta(seconds=max(spread, 0.0)), deadline))

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
+from outbox.core.content import MessageContent
 from outbox.core.mime import BlobPart, MimePlan, plan_mime
 from outbox.core.mime_encode import Base64Lines
 from outbox.core.report import Condition
@@ -43,7 +44,7 @@ class MimeWriter:
     def __init__(self, blobs: BlobSource) -> None:
         self._blobs = blobs
 
-    def body_for(self, content: Mapping[str, Any], message_id: str) -> PlannedBody:
+    def body_for(self, content: MessageContent, message_id: str) -> PlannedBody:
         return PlannedBody(plan_mime(content, message_id), self._blobs)
 
 

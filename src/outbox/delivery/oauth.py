@@ -12,7 +12,8 @@ since a wrong clock is a classic cause of rejected tokens.
 
 Failures are `TokenError`s: `TokenRefreshFailed` when the endpoint refused
 (the credentials need a person: the relay's mail is held) and
-`TokenEndpointUnavailable` when it could not be asked (the mail is deferred).
+`TokenEndpointUnavailable` when it could not be asked or did not answer within
+`TIMEOUT` (the mail is deferred).
 Neither message ever carries a token or the client secret.
 """
 
@@ -38,7 +39,7 @@ from outbox.errors import DeliveryError
 MAX_SKEW = timedelta(seconds=60)
 EARLY_REFRESH = 60.0  # seconds before expiry, at most a tenth of the token's lifetime
 DEFAULT_LIFETIME = 3600.0  # when the endpoint does not say
-TIMEOUT = 30.0
+TIMEOUT = 30.0  # seconds for a whole token request, however the endpoint trickles
 _DETAIL_LIMIT = 300
 
 
@@ -186,15 +187,24 @@ class TokenSource:
             await self._on_rotate(new)
 
     async def _post(self, form: dict[str, str]) -> httpx.Response:
+        # httpx's timeouts bound each read, not the request: an endpoint that
+        # sends a byte now and then would hold the AUTH (and this source's lock).
         try:
-            if self._http is not None:
-                return await self._http.post(self._oauth.token_url, data=form)
-            async with httpx.AsyncClient(timeout=TIMEOUT, headers=_HEADERS) as client:
-                return await client.post(self._oauth.token_url, data=form)
+            async with asyncio.timeout(TIMEOUT):
+                return await self._send(form)
+        except TimeoutError as exc:
+            raise TokenEndpointUnavailable(
+                f"the token endpoint {self._host} did not answer within {TIMEOUT:g}s") from exc
         except httpx.HTTPError as exc:
             raise TokenEndpointUnavailable(
                 f"the token endpoint {self._host} could not be reached "
                 f"({type(exc).__name__})") from exc
+
+    async def _send(self, form: dict[str, str]) -> httpx.Response:
+        if self._http is not None:
+            return await self._http.post(self._oauth.token_url, data=form)
+        async with httpx.AsyncClient(timeout=TIMEOUT, headers=_HEADERS) as client:
+            return await client.post(self._oauth.token_url, data=form)
 
     @property
     def _host(self) -> str:

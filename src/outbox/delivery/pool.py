@@ -14,14 +14,11 @@ from collections.abc import Callable, Sequence
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import DeliveryReport
+from outbox.delivery.auth import Authenticator
 from outbox.delivery.body import MessageBody
-from outbox.delivery.transport import (
-    Authenticator,
-    SessionError,
-    SessionInfo,
-    SmtpSession,
-    open_session,
-)
+from outbox.delivery.smtp.errors import SessionError
+from outbox.delivery.smtp.info import SessionInfo
+from outbox.delivery.smtp.session import SmtpSession, open_session
 
 PoolKey = tuple[str, str, int, str, str]
 

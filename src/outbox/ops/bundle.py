@@ -22,6 +22,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -35,13 +36,12 @@ from pydantic import SecretStr
 
 from outbox import __version__
 from outbox.clock import utcnow
-from outbox.config import Settings
+from outbox.config import Settings, log_history_path
+from outbox.config.sample import masked_config
 from outbox.delivery.transcript import REDACTED, secret_forms
 from outbox.errors import OutboxError
-from outbox.ops.doctor import missing_sqlite_file, run_doctor
-from outbox.sample import masked_config
+from outbox.ops.doctor import run_doctor
 from outbox.store.base import Message, Store
-from outbox.store.factory import open_store
 
 LIBRARIES = ("fastapi", "uvicorn", "starlette", "pydantic", "pydantic-settings", "sqlalchemy",
              "alembic", "aiosqlite", "asyncpg", "aiosmtplib", "aiosmtpd", "httpx",
@@ -67,15 +67,16 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-async def write_bundle(settings: Settings, output: Path, *, log_lines: int = 1000,
-                       messages: int = 50, clock: Callable[[], datetime] = utcnow
-                       ) -> list[Member]:
-    """Collect, scrub and zip; returns what went in (README.txt first)."""
+async def write_bundle(settings: Settings, database: Store | str, output: Path, *,
+                       log_lines: int = 1000, messages: int = 50,
+                       clock: Callable[[], datetime] = utcnow) -> list[Member]:
+    """Collect, scrub and zip; returns what went in (README.txt first). `database`:
+    the open store, or why it could not be opened (see `service.diagnostics`)."""
     members = [config_member(settings), logs_member(settings, log_lines)]
-    database_version, queue_members = await database_members(settings, messages)
+    database_version, queue_members = await database_members(database, messages)
     members += queue_members
     members.append(versions_member(database_version))
-    report = await run_doctor(settings, clock=clock)
+    report = await run_doctor(settings, database, clock=clock)
     members.append(Member("doctor.json", "`outbox doctor --json`", as_json(report.as_dict())))
     members.insert(0, readme_member(members, clock()))
     scrub = Scrubber(configured_secrets(settings))
@@ -118,16 +119,21 @@ def _secret_values(value: Any) -> Iterator[str]:
 
 
 class Scrubber:
-    """Replaces each secret, and its JSON-escaped form, by *** (longest first)."""
+    """Replaces each secret, and its JSON-escaped form, by *** where it stands as a whole
+    token: not where it is only part of a longer word (a password `secret` leaves
+    `webhook_secret` alone, and `secret` inside `user:secret@host` is replaced)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         forms = {form for secret in secrets for form in (secret, json.dumps(secret)[1:-1])}
-        self._forms = sorted((f.encode() for f in forms if f), key=len, reverse=True)
+        ordered = sorted((f.encode() for f in forms if f), key=len, reverse=True)
+        alternatives = b"|".join(re.escape(form) for form in ordered)
+        self._pattern = (re.compile(rb"(?<![A-Za-z0-9_])(?:" + alternatives + rb")(?![A-Za-z0-9_])")
+                         if ordered else None)
 
     def __call__(self, data: bytes) -> bytes:
-        for form in self._forms:
-            data = data.replace(form, REDACTED.encode())
-        return data
+        if self._pattern is None:
+            return data
+        return self._pattern.sub(REDACTED.encode(), data)
 
 
 # --- members ------------------------------------------------------------------------
@@ -138,11 +144,17 @@ def config_member(settings: Settings) -> Member:
 
 
 def logs_member(settings: Settings, count: int) -> Member:
-    path = settings.logging.file
+    path = settings.logging.file or log_history_path(settings)
     if not path:
-        note = ("[logging] file is empty: Outbox logs to stderr, so its log is wherever the "
-                "service manager keeps it (e.g. `journalctl -u outbox`).\n")
+        note = ("no log file: [logging] file is empty and [logging] history is off or has no "
+                "SQLite database to sit beside; Outbox logs to stderr, so its log is wherever "
+                "the service manager keeps it (e.g. `journalctl -u outbox-serve`). Set "
+                "[logging] history to a path to keep a copy.\n")
         return Member("logs.txt", "no log file configured (logs go to stderr)", note.encode())
+    if not settings.logging.file and not Path(path).exists():
+        note = (f"no copy of the log at {path} yet: it is written as soon as `outbox serve`, "
+                "`outbox worker` or another command logs; logs also go to stderr.\n")
+        return Member("logs.txt", "no log lines yet", note.encode())
     try:
         lines = tail_lines(Path(path), count)
     except OSError as exc:
@@ -167,23 +179,16 @@ def tail_lines(path: Path, count: int) -> list[bytes]:
     return lines[-count:] if count > 0 else []
 
 
-async def database_members(settings: Settings, count: int) -> tuple[str, list[Member]]:
+async def database_members(database: Store | str, count: int) -> tuple[str, list[Member]]:
     """(the database's version, [messages.json, queue.json]); notes when unreachable."""
-    missing = missing_sqlite_file(settings.database.url)
-    if missing:
-        return "", [_note_member("queue.json", f"the database {missing} does not exist")]
+    if isinstance(database, str):
+        return "", [_note_member("queue.json", database)]
     try:
-        store = await open_store(settings.database.url)
-    except OutboxError as exc:
-        return "", [_note_member("queue.json", f"the database is unreachable: {exc.message}")]
-    try:
-        info = await store.describe_database()
+        info = await database.describe_database()
         version = f"{info.backend} {info.version} (schema {info.revision})"
-        return version, [await messages_member(store, count), await queue_member(store)]
+        return version, [await messages_member(database, count), await queue_member(database)]
     except OutboxError as exc:
         return "", [_note_member("queue.json", f"the database failed: {exc.message}")]
-    finally:
-        await store.close()
 
 
 def _note_member(name: str, note: str) -> Member:
@@ -191,14 +196,14 @@ def _note_member(name: str, note: str) -> Member:
 
 
 async def messages_member(store: Store, count: int) -> Member:
-    page = await store.list(None, count, None)
+    page = await store.messages.list(None, count, None)
     entries = [await message_entry(store, message) for message in page.messages]
     return Member("messages.json", f"the newest {len(entries)} messages: status, recipients, "
                   "timeline (no content)", as_json({"messages": entries}))
 
 
 async def message_entry(store: Store, message: Message) -> dict[str, Any]:
-    detail = await store.get(message.id)
+    detail = await store.messages.get(message.id)
     entry: dict[str, Any] = {
         "id": message.id, "message_id": message.message_id, "status": message.status.value,
         "attempts": message.attempts, "created_at": message.created_at,
@@ -207,14 +212,14 @@ async def message_entry(store: Store, message: Message) -> dict[str, Any]:
         "recipients": [asdict(r) for r in message.recipients],
         "events": [asdict(e) for e in detail.events]}
     if message.status.value != "sent":
-        attempts = await store.attempts(message.id)
+        attempts = await store.messages.attempts(message.id)
         entry["last_attempt"] = asdict(attempts[-1]) if attempts else None
     return entry
 
 
 async def queue_member(store: Store) -> Member:
-    stats = await store.stats()
-    alerts = await store.list_alerts(active_only=True)
+    stats = await store.messages.stats()
+    alerts = await store.alerts.list_alerts(active_only=True)
     body = {"by_status": stats.by_status, "oldest_pending_at": stats.oldest_pending_at,
             "active_alerts": [asdict(a) for a in alerts]}
     return Member("queue.json", "queue statistics and active alerts", as_json(body))

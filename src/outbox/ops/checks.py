@@ -9,19 +9,20 @@ guidance catalogue, so doctor and a failed message say the same thing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
 from outbox.config import AlertSettings, DoctorSettings, RelaySettings
 from outbox.core.alerting import duration
+from outbox.core.governor import GovernorState, State
 from outbox.core.guidance import Guidance, describe, key_for_reply
 from outbox.core.report import Condition, SessionFailure, Stage
-from outbox.delivery.transport import ProbeResult, SessionInfo, is_loopback
+from outbox.delivery.smtp.hostnames import is_loopback
+from outbox.delivery.smtp.info import SessionInfo
+from outbox.delivery.smtp.probe import ProbeResult
 from outbox.store.base import Alert, DatabaseInfo, QueueStats, RelayAuth
 
 CLOCK_SKEW_FAILURE = timedelta(minutes=5)  # TLS validity and OAuth2 tokens stop working
@@ -241,6 +242,14 @@ def relay_mark_check(relay: str, mark: RelayAuth | None) -> Check | None:
                   describe(mark.guidance or "relay_needs_attention").next_step)
 
 
+def governor_check(relay: str, health: GovernorState | None, now: datetime) -> Check | None:
+    """A relay backing off or throttled, as `relay ls` and /metrics show it."""
+    if health is None or health.state(now) is State.OPEN:
+        return None
+    return warned(f"relay {relay}: delivery", health.describe(now),
+                  describe(health.guidance or "relay_backing_off").next_step)
+
+
 # --- clock ------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -248,26 +257,11 @@ class TimeSource:
     name: str  # "relay default's greeting", "the database server"
     their_time: datetime
     our_time: datetime
+    who: str = "this machine"  # or what delivery measured: "delivery on host1 (...)"
 
     @property
     def skew(self) -> timedelta:
         return self.our_time - self.their_time
-
-
-_DATE = re.compile(r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?\d{1,2}\s+"
-                   r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d{4}\s+"
-                   r"\d{1,2}:\d{2}(?::\d{2})?\s*(?:[+-]\d{4}|UT|UTC|GMT)", re.IGNORECASE)
-
-
-def greeting_time(text: str) -> datetime | None:
-    """The date a greeting carries (`220 mx ESMTP; Mon, 6 Jan 2025 10:00:00 +0100`)."""
-    match = _DATE.search(text)
-    if match is None:
-        return None
-    try:
-        return parsedate_to_datetime(match.group(0).replace("UTC", "GMT"))
-    except (TypeError, ValueError):
-        return None
 
 
 def clock_check(sources: Sequence[TimeSource], max_skew: timedelta) -> Check:
@@ -278,9 +272,10 @@ def clock_check(sources: Sequence[TimeSource], max_skew: timedelta) -> Check:
     worst = max(sources, key=lambda s: abs(s.skew))
     off = abs(worst.skew).total_seconds()
     ahead = "ahead of" if worst.skew > timedelta(0) else "behind"
-    detail = f"this machine is {off:.1f}s {ahead} {worst.name}"
-    if len(sources) > 1:
-        detail += f" (compared with {', '.join(s.name for s in sources)})"
+    detail = f"{worst.who} is {off:.1f}s {ahead} {worst.name}"
+    names = dict.fromkeys(s.name for s in sources)
+    if len(names) > 1:
+        detail += f" (compared with {', '.join(names)})"
     if abs(worst.skew) > CLOCK_SKEW_FAILURE:
         return failed(name, detail, describe("clock_skew").next_step)
     if abs(worst.skew) > max_skew:

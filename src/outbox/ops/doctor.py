@@ -1,15 +1,18 @@
 """`outbox doctor`: look at the database, the disk, every relay, the clock
 and the queue, and report each as a check (`checks.py` decides the verdicts).
 
-Relays are probed with `delivery.transport.probe`, the same session setup
+Relays are probed with `delivery.smtp.probe`, the same session setup
 real deliveries use (connect, greeting, EHLO, STARTTLS, AUTH), then QUIT:
 no mail is sent. Nothing is written: a database that is missing or not
 migrated is reported, not created.
 
-Clock skew has two possible sources, both used when present: a relay
-greeting that carries a date, and the PostgreSQL server's clock. SQLite's
-clock is this machine's, so with SQLite and date-less greetings the check
-says it had nothing to compare with.
+Clock skew has three possible sources, all used when present: a relay
+greeting that carries a date, the PostgreSQL server's clock, and what delivery
+measured in the last `READINGS_FRESH` (the store's clock readings: each
+worker's skew against the database server, a relay greeting's or a token
+endpoint's), so that a skewed worker on another machine shows here. SQLite's
+clock is this machine's, so with SQLite, date-less greetings and no reading
+the check says it had nothing to compare with.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from pathlib import Path
 
 from outbox.clock import utcnow
 from outbox.config import DeliverySettings, RelaySettings, Settings
-from outbox.delivery.transport import probe
+from outbox.core.governor import GovernorState
+from outbox.core.replies import greeting_time
+from outbox.delivery.smtp.probe import probe
 from outbox.errors import OutboxError
 from outbox.ops.checks import (
     START_ONCE,
@@ -40,14 +45,16 @@ from outbox.ops.checks import (
     database_checks,
     database_failure,
     disk_check,
-    greeting_time,
+    governor_check,
     queue_checks,
     relay_checks,
     relay_mark_check,
 )
-from outbox.store.base import RelayAuth, Store
-from outbox.store.factory import database_url, open_store
+from outbox.ops.listener import listener_checks, observe_listener
+from outbox.store.base import ClockReading, RelayAuth, Store
+from outbox.store.urls import database_url, safe_url
 
+READINGS_FRESH = timedelta(minutes=10)  # clock readings older than this are ignored
 PROBE_TIMEOUT = timedelta(seconds=10)  # doctor answers fast even when a relay does not
 DNS_TIMEOUT = 10.0
 DATABASE_FIX = ("Check [database] url, that the database server runs and that this machine may "
@@ -56,18 +63,25 @@ DATABASE_FIX = ("Check [database] url, that the database server runs and that th
 Clock = Callable[[], datetime]
 
 
-async def run_doctor(settings: Settings, *, clock: Clock = utcnow) -> Report:
-    """Every check, in this order: database, disk, each relay, clock, queue."""
-    database, relays = await asyncio.gather(
-        inspect_database(settings, clock),
-        asyncio.gather(*(observe_relay(r, settings.delivery, clock) for r in settings.relays)))
-    checks = [*database.checks,
+async def run_doctor(settings: Settings, database: Store | str, *,
+                     clock: Clock = utcnow) -> Report:
+    """Every check, in this order: database, disk, each relay, the SMTP submission
+    listener, clock, queue. `database`: the open store, or why it could not be opened
+    (the service opens it: `service.diagnostics`)."""
+    state, relays, listener = await asyncio.gather(
+        inspect_database(settings, database, clock),
+        asyncio.gather(*(observe_relay(r, settings.delivery, clock) for r in settings.relays)),
+        observe_listener(settings.submission, settings.limits.max_message_size,
+                         quick(settings.delivery)))
+    checks = [*state.checks,
               *(disk_check(d, settings.doctor.min_free_disk) for d in observe_disks(settings))]
-    checks += all_relay_checks(settings, [observed for observed, _ in relays], database, clock())
-    sources = [s for _, s in relays if s is not None] + database.time_sources
+    checks += all_relay_checks(settings, [observed for observed, _ in relays], state, clock())
+    if listener is not None:
+        checks += listener_checks(listener, clock(), settings.doctor.certificate_warning)
+    sources = [s for _, s in relays if s is not None] + state.time_sources
     checks.append(clock_check(sources, settings.doctor.max_clock_skew))
-    if database.queue is not None:
-        checks += queue_checks(database.queue)
+    if state.queue is not None:
+        checks += queue_checks(state.queue)
     return Report(tuple(checks))
 
 
@@ -80,6 +94,8 @@ def all_relay_checks(settings: Settings, relays: list[RelayObservation],
         checks += relay_checks(observed, now, limits)
         marked = relay_mark_check(name, database.relay_marks.get(name))
         checks += [marked] if marked else []
+        paced = governor_check(name, database.governor.get(name), now)
+        checks += [paced] if paced else []
     return checks
 
 
@@ -127,23 +143,18 @@ class DatabaseState:
     queue: QueueObservation | None = None
     time_sources: list[TimeSource] = field(default_factory=list)
     relay_marks: dict[str, RelayAuth] = field(default_factory=dict)
+    governor: dict[str, GovernorState] = field(default_factory=dict)
 
 
-async def inspect_database(settings: Settings, clock: Clock) -> DatabaseState:
-    url = settings.database.url
-    missing = missing_sqlite_file(url)
-    if missing:
-        return DatabaseState([database_failure(f"{missing} does not exist yet", START_ONCE)])
+async def inspect_database(settings: Settings, database: Store | str,
+                           clock: Clock) -> DatabaseState:
+    if isinstance(database, str):
+        fix = START_ONCE if database.endswith(MISSING) else DATABASE_FIX
+        return DatabaseState([database_failure(database, fix)])
     try:
-        store = await open_store(url)
+        return await read_database(database, settings, clock)
     except OutboxError as exc:
         return DatabaseState([database_failure(exc.message, DATABASE_FIX)])
-    try:
-        return await read_database(store, settings, clock)
-    except OutboxError as exc:
-        return DatabaseState([database_failure(exc.message, DATABASE_FIX)])
-    finally:
-        await store.close()
 
 
 async def read_database(store: Store, settings: Settings, clock: Clock) -> DatabaseState:
@@ -154,10 +165,26 @@ async def read_database(store: Store, settings: Settings, clock: Clock) -> Datab
     if info.server_time is not None:
         state.time_sources.append(TimeSource("the database server", info.server_time, our_time))
     if info.is_migrated:
-        state.queue = QueueObservation(await store.stats(), await store.list_alerts(True),
-                                       clock(), settings.alerts, settings.doctor)
-        state.relay_marks = {mark.relay: mark for mark in await store.relay_states()}
+        state.queue = QueueObservation(await store.messages.stats(),
+                                       await store.alerts.list_alerts(True), clock(),
+                                       settings.alerts, settings.doctor)
+        state.relay_marks = {mark.relay: mark for mark in await store.relay_auth.relay_states()}
+        state.governor = {g.relay: g for g in await store.governor.governor_states()}
+        now = clock()
+        state.time_sources += [measured(r, now) for r in
+                               await store.alerts.clock_readings(now - READINGS_FRESH)]
     return state
+
+
+def measured(reading: ClockReading, now: datetime) -> TimeSource:
+    """A skew delivery measured, as a time source for the clock check."""
+    ago = max(int((now - reading.measured_at).total_seconds()), 0)
+    skew = timedelta(seconds=reading.skew_seconds)
+    return TimeSource(reading.against, reading.measured_at - skew, reading.measured_at,
+                      who=f"{reading.who} (measured {ago}s ago)")
+
+
+MISSING = "does not exist yet"
 
 
 def missing_sqlite_file(url: str) -> str:
@@ -166,10 +193,6 @@ def missing_sqlite_file(url: str) -> str:
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return ""
     return "" if Path(parsed.database).exists() else parsed.database
-
-
-def safe_url(url: str) -> str:
-    return database_url(url).render_as_string(hide_password=True)
 
 
 # --- disk ----------------------------------------------------------------------------------

@@ -21,13 +21,16 @@ from outbox import __version__
 from outbox.config import DeliverySettings, RelaySettings, Settings
 from outbox.core.addresses import parse_mailbox
 from outbox.core.classify import classify
+from outbox.core.content import EmbeddedFile, MessageContent
 from outbox.core.guidance import describe
 from outbox.core.mime import build_message
 from outbox.core.model import OutcomeKind
 from outbox.core.report import DeliveryReport, SessionFailure
+from outbox.delivery.auth import authenticators_for
+from outbox.delivery.smtp.errors import SessionError
+from outbox.delivery.smtp.session import SmtpSession
 from outbox.delivery.transcript import Transcript
-from outbox.delivery.transport import SessionError, SmtpSession, authenticators_for
-from outbox.errors import InputError
+from outbox.errors import InputError, InvalidAddress
 from outbox.ids import new_message_id
 from outbox.ops.checks import guidance_for
 
@@ -88,37 +91,60 @@ def find_relay(settings: Settings, name: str) -> RelaySettings:
     raise InputError(f"no relay named '{name}' (known: {known})", field="relay")
 
 
+FALLBACK_DOMAIN = "localhost.localdomain"
+
+
 def default_sender(relay: RelaySettings, delivery: DeliverySettings) -> str:
+    """The relay's username if it is an address, else outbox-smtp-test@ the EHLO name or the
+    host name when that is a valid domain (a name without a dot is not), else
+    @localhost.localdomain: always an address Outbox's own validator takes."""
     if "@" in relay.username:
         return relay.username
-    return f"outbox-smtp-test@{delivery.helo_name or socket.gethostname() or 'localhost'}"
+    for domain in (delivery.helo_name, socket.gethostname()):
+        candidate = f"outbox-smtp-test@{domain}"
+        if domain and _is_valid(candidate):
+            return candidate
+    return f"outbox-smtp-test@{FALLBACK_DOMAIN}"
+
+
+def _is_valid(address: str) -> bool:
+    try:
+        parse_mailbox(address, "--from")
+    except InvalidAddress:
+        return False
+    return True
 
 
 def build_test_message(sender: str, recipient: str, relay: RelaySettings, now: datetime,
                        attachments: Sequence[Path] = ()) -> SampleMessage:
     """A small message saying what it is; `--to` and `--from` must be addresses."""
-    to = parse_mailbox(recipient, "to")
-    frm = parse_mailbox(sender, "from")
+    to = parse_mailbox(recipient, "--to")
+    try:
+        frm = parse_mailbox(sender, "--from")
+    except InvalidAddress as exc:
+        raise InvalidAddress(exc.message, field="from",
+                             hint="give the sender the relay accepts with --from ADDRESS") \
+            from None
     message_id = new_message_id(frm.ascii_domain)
-    content = {
-        "from": frm.formatted(), "to": [to.formatted()], "date": format_datetime(now),
-        "subject": f"Outbox SMTP test through relay {relay.name}",
-        "text": (f"This is a test message sent by `outbox smtp-test` (Outbox {__version__}) "
-                 f"through relay {relay.name} ({relay.host}:{relay.port}) at "
-                 f"{now.isoformat()}.\nIt was not queued; nothing else was sent.\n"),
-        "headers": {"X-Outbox-Test": "smtp-test"},
-        "attachments": [_attachment(path) for path in attachments],
-    }
+    content = MessageContent(
+        from_=frm.formatted(), to=(to.formatted(),), date=format_datetime(now),
+        subject=f"Outbox SMTP test through relay {relay.name}",
+        text=(f"This is a test message sent by `outbox smtp-test` (Outbox {__version__}) "
+              f"through relay {relay.name} ({relay.host}:{relay.port}) at "
+              f"{now.isoformat()}.\nIt was not queued; nothing else was sent.\n"),
+        headers=(("X-Outbox-Test", "smtp-test"),),
+        attachments=tuple(_attachment(path) for path in attachments),
+    )
     data = build_message(content, message_id)
     return SampleMessage(frm.addr_spec, to.addr_spec, message_id, data)
 
 
-def _attachment(path: Path) -> dict[str, str]:
+def _attachment(path: Path) -> EmbeddedFile:
     if not path.is_file():
         raise InputError(f"'{path}' is not a readable file", field="attach")
-    return {"filename": path.name,
-            "content_type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-            "content_base64": base64.b64encode(path.read_bytes()).decode("ascii")}
+    return EmbeddedFile(path.name,
+                        mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+                        base64.b64encode(path.read_bytes()).decode("ascii"))
 
 
 async def send_test(relay: RelaySettings, delivery: DeliverySettings, message: SampleMessage,

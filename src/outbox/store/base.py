@@ -1,7 +1,25 @@
-"""The storage contract: domain verbs in, domain values out; callers never see rows.
+"""The storage contract: narrow protocols, one per aggregate; domain verbs in,
+domain values (`store.values`) out; callers never see rows.
 
-Both backends (SQLite, PostgreSQL) implement `Store` and pass the same
-contract suite (tests/contract). All times are timezone-aware UTC datetimes.
+    store.messages     MessageStore     the queue: submit, claim, record, read, operate
+    store.relay_auth   RelayAuthStore   relays' login state and stored credentials
+    store.keys         KeyStore         API keys (hashed) and shared signing keys
+    store.alerts       AlertStore       relay and queue alerts, recent outcomes, clock skew
+    store.contacts     ContactStore     the address book: contacts, groups, aliases, usage
+    store.blob_index   BlobIndex        what the database knows of blobs, and their chunks
+    store.webhooks     WebhookStore     event webhook endpoints and their deliveries
+    store.rate_limits  RateLimitStore   API keys' token buckets, shared by every node
+    store.governor GovernorStore relays' back-off, probe and throttle (core.governor)
+    store.suppressions SuppressionStore the suppression list, and bounces
+    store.archive      ArchiveStore     the whole database: snapshot rows, load a backup
+    store.integrity    IntegrityStore   impossible states (`outbox check`) and safe repairs
+    store.retention    RetentionStore   history and idempotency keys purged in small batches
+    store.ui_users     UiUserStore      web UI logins (argon2 hashes), dashboard activity
+
+`Store` holds the facets and the verbs about the database as a whole
+(ping, migrate, describe, close). Both backends (SQLite, PostgreSQL)
+implement every protocol and pass the same contract suite (tests/contract).
+All times are timezone-aware UTC datetimes.
 
 Claiming: a message is claimable when its `due_at` is set and <= now (status
 `queued` or `deferred`). `claim_due` sets status `sending`, `claimed_by`
@@ -15,256 +33,103 @@ lease was taken over gets `False` back and nothing is written.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Protocol
 
-from outbox.core.contacts import (
-    AddressBook,
-    Alias,
-    Contact,
-    ContactChanges,
-    Group,
-    NewContact,
-    Source,
-    Suggestion,
-    SyncState,
+from outbox.core.model import MessageStatus
+from outbox.core.recovery import AbandonedClaim, RecoveryVerdict
+from outbox.store.base_archive import ArchiveStore
+from outbox.store.base_blobs import BlobIndex
+from outbox.store.base_contacts import ContactStore
+from outbox.store.base_integrations import (
+    GovernorStore,
+    RateLimitStore,
+    UiUser,
+    UiUserStore,
+    WebhookStore,
 )
-from outbox.core.model import Event, MessageStatus, RecipientStatus, RecipientUpdate
+from outbox.store.base_integrity import IntegrityStore
+from outbox.store.base_retention import RetentionStore
+from outbox.store.base_suppressions import BounceRecord, SuppressionStore
+from outbox.store.values import (
+    ANY_MESSAGE,
+    NEEDS_ATTENTION,
+    RELAY_OK,
+    Alert,
+    Attempt,
+    AttemptRecord,
+    BlobUse,
+    Claim,
+    ClockReading,
+    DatabaseInfo,
+    DeleteContent,
+    Event,
+    IdempotencyClaim,
+    Message,
+    MessageDetail,
+    MessageFilter,
+    NewMessage,
+    NewRecipient,
+    Page,
+    QueueStats,
+    Recipient,
+    RecipientUpdate,
+    RelayAuth,
+    StoredApiKey,
+    Upload,
+)
 
-__all__ = ["Event", "RecipientUpdate"]
+__all__ = [
+    "ANY_MESSAGE",
+    "NEEDS_ATTENTION",
+    "RELAY_OK",
+    "Alert",
+    "AlertStore",
+    "ArchiveStore",
+    "Attempt",
+    "AttemptRecord",
+    "BlobIndex",
+    "BlobUse",
+    "BounceRecord",
+    "Claim",
+    "ClockReading",
+    "ContactStore",
+    "DatabaseInfo",
+    "DeleteContent",
+    "Event",
+    "GovernorStore",
+    "IdempotencyClaim",
+    "IntegrityStore",
+    "KeyStore",
+    "Message",
+    "MessageDetail",
+    "MessageFilter",
+    "MessageStore",
+    "NewMessage",
+    "NewRecipient",
+    "Page",
+    "QueueStats",
+    "RateLimitStore",
+    "Recipient",
+    "RecipientUpdate",
+    "RelayAuth",
+    "RelayAuthStore",
+    "RetentionStore",
+    "Store",
+    "StoredApiKey",
+    "SuppressionStore",
+    "UiUser",
+    "UiUserStore",
+    "Upload",
+    "WebhookStore",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class NewRecipient:
-    address: str
-    kind: str  # "to" | "cc" | "bcc"
-    relay: str
-    provenance: str = ""  # how the address was resolved: "" (typed), "alias:x", "group:y"
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    owner: str  # the API key's name (keys are scoped per client)
-    key: str
-    request_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    id: str
-    message_id: str  # the Message-ID header value, with angle brackets
-    sender: str
-    recipients: Sequence[NewRecipient]
-    content: dict[str, Any]  # JSON: subject, text, html, headers, attachments, date, ...
-    accepted_at: datetime
-    metadata: dict[str, Any] = field(default_factory=dict)
-    idempotency: IdempotencyClaim | None = None
-    status: MessageStatus = MessageStatus.QUEUED  # or HELD when a policy holds it at submit
-    hold_reason: str = ""
-    hold_guidance: str | None = None  # the guidance key on the `held` event
-    resent_from: str | None = None
-    blobs: Sequence[BlobUse] = ()  # the stored files its attachments and links use
-
-
-@dataclass(frozen=True, slots=True)
-class BlobUse:
-    """A message uses a blob; a download link to it must work until `keep_until`."""
-
-    sha256: str
-    keep_until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    """Content uploaded with POST /v1/uploads, usable by its owner until it expires."""
-
-    id: str
-    owner: str
-    sha256: str
-    size: int
-    created_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    address: str
-    kind: str
-    relay: str
-    status: RecipientStatus
-    provenance: str = ""
-    reply_code: int | None = None
-    enhanced_code: str | None = None
-    reply: str | None = None
-    guidance: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    id: str
-    message_id: str
-    status: MessageStatus
-    sender: str
-    content: dict[str, Any]
-    metadata: dict[str, Any]
-    attempts: int
-    created_at: datetime
-    updated_at: datetime
-    due_at: datetime | None
-    held_seconds: float  # total time spent held; not counted against max_age
-    hold_reason: str
-    resent_from: str | None
-    recipients: tuple[Recipient, ...]
+# What becomes of an abandoned claim's message (`core.recovery.Recovery.decide`).
+Decide = Callable[[AbandonedClaim], RecoveryVerdict]
 
 
-@dataclass(frozen=True, slots=True)
-class MessageDetail:
-    message: Message
-    events: tuple[Event, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A message handed to one worker under a lease. `message.recipients` holds
-    every recipient (the final ones too, which decide the message's final
-    status); the worker tries only those not final."""
-
-    message: Message
-    owner: str
-    token: str
-    lease_until: datetime
-
-    @property
-    def attempt(self) -> int:
-        """The number of the attempt this claim is for (1-based)."""
-        return self.message.attempts + 1
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    number: int
-    started_at: datetime
-    finished_at: datetime | None
-    relay: str
-    outcome: str
-    transcript: str
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """Everything one finished attempt changes, persisted in one transaction
-    if and only if `token` still holds the claim."""
-
-    message_id: str  # Outbox's id, not the Message-ID header
-    token: str
-    number: int
-    relay: str
-    started_at: datetime
-    finished_at: datetime
-    outcome: str  # short label: sent | deferred | failed | held | uncertain | partially_sent
-    transcript: str
-    recipient_updates: Sequence[RecipientUpdate]
-    status: MessageStatus  # the message's new status
-    due_at: datetime | None  # next try, when status is queued/deferred
-    events: Sequence[Event]
-    count_attempt: bool = True  # False when the relay, not the message, failed (held)
-    hold_reason: str = ""
-    held_for_relay: bool = False  # release_relay releases it; other holds wait for an operator
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    messages: tuple[Message, ...]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    by_status: dict[str, int]
-    oldest_pending_at: datetime | None  # oldest queued/deferred message's acceptance time
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    """A relay or queue alert (core.alerting); active until `cleared_at` is set."""
-
-    key: str  # e.g. relay.default.failure_rate; at most one active alert per key
-    severity: str  # warning | critical
-    title: str
-    detail: str
-    guidance: str  # a guidance key
-    raised_at: datetime
-    cleared_at: datetime | None = None
-
-    @property
-    def is_active(self) -> bool:
-        return self.cleared_at is None
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseInfo:
-    """What `outbox doctor` reports about the database."""
-
-    backend: str  # sqlite | postgresql
-    version: str  # the server's (or SQLite library's) version
-    revision: str | None  # the schema's migration revision; None: never migrated
-    head: str  # the revision this Outbox needs
-    server_time: datetime | None  # the database server's clock; None: it is this machine's
-
-    @property
-    def is_migrated(self) -> bool:
-        return self.revision == self.head
-
-
-@dataclass(frozen=True, slots=True)
-class RelayAuth:
-    """A relay's login state and the credentials stored for it (CLI or API).
-
-    `state` is `ok` or `needs_attention` (its login failed; its mail is held).
-    `credentials` is sealed (Fernet) by the caller; None: the config's are used.
-    `version` counts operator changes of the credentials: a node that sees a new
-    version logs in with the new ones."""
-
-    relay: str
-    state: str = "ok"
-    version: int = 0
-    credentials: str | None = None
-    reason: str = ""  # what the relay or token endpoint said
-    guidance: str = ""  # a guidance key
-    updated_at: datetime | None = None
-
-    @property
-    def needs_attention(self) -> bool:
-        return self.state == NEEDS_ATTENTION
-
-
-NEEDS_ATTENTION = "needs_attention"
-RELAY_OK = "ok"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredApiKey:
-    """An API key made with `outbox keys create`; only its SHA-256 is stored."""
-
-    name: str
-    digest: str  # hex SHA-256 of the key
-    scopes: tuple[str, ...]
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-
-# Blobs that no longer need to be kept: their content is deleted, in the transaction.
-DeleteContent = Callable[[Sequence[str]], None]
-
-
-class Store(Protocol):
-    """Every backend implements these verbs and nothing else is public."""
-
-    async def migrate(self) -> None:
-        """Create or upgrade the schema (Alembic); safe to call on every start."""
-
-    async def close(self) -> None: ...
+class MessageStore(Protocol):
+    """The queue: messages, their recipients, attempts and events."""
 
     async def enqueue(self, message: NewMessage) -> tuple[Message, bool]:
         """Insert the message, its recipients and a `queued` (or `held`) event,
@@ -272,8 +137,17 @@ class Store(Protocol):
         (owner, key) pair already used, insert nothing and return the existing
         message with False; the caller compares request hashes."""
 
+    async def enqueue_many(self, batch: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
+        """`enqueue` for each message, in order, committed together (one transaction,
+        not one per message); a key already used, or used earlier in `batch`, gives
+        that message with False."""
+
     async def find_by_idempotency_key(self, owner: str, key: str) -> tuple[Message, str] | None:
         """The message and request hash stored for this key, if any."""
+
+    async def find_by_idempotency_keys(self, owner: str, keys: Sequence[str]
+                                       ) -> dict[str, tuple[Message, str]]:
+        """`find_by_idempotency_key` for many keys in one read: the keys found."""
 
     async def find_by_message_id(self, owner: str, message_id: str) -> Message | None:
         """A message submitted by this owner with that Message-ID header."""
@@ -283,30 +157,36 @@ class Store(Protocol):
         """Claim up to `limit` due messages, oldest due first; add a
         `claimed` event to each."""
 
-    async def renew_leases(self, owner: str, lease_until: datetime) -> int:
-        """Extend the lease of every message this owner holds; returns how many."""
+    async def renew_leases(self, owner: str, tokens: Collection[str],
+                           lease_until: datetime) -> int:
+        """Extend the lease of this owner's claims with these tokens (the deliveries
+        still running: an orphaned claim is not kept alive); returns how many."""
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
         """Persist each record whose token still holds its claim, all in one
         transaction; return, per record, whether it was accepted."""
 
-    async def release_claims(self, owner: str, now: datetime) -> int:
-        """Give back this owner's claims that no attempt was started for
-        (graceful stop): back to `queued`, due now, with no uncertain event."""
+    async def recover_stale(self, now: datetime, decide: Decide,
+                            dead_owners: Collection[str] = ()) -> list[str]:
+        """Claims whose lease expired before `now` (on the database's clock) or whose
+        owner is one of `dead_owners` end: `decide` (core.recovery) says what becomes
+        of each message, written with the attempt counted, in the transaction that
+        found them. Returns their ids."""
 
-    async def release_stale(self, now: datetime, hold: bool) -> list[str]:
-        """Messages whose lease expired come back: `deferred` and due now
-        (or `held` when `hold`), each with an `uncertain` event, since their
-        DATA may have reached the relay. Returns their ids."""
+    async def abandon_claim(self, id: str, token: str, now: datetime,
+                            verdict: RecoveryVerdict) -> bool:
+        """The owner gives back its claim (its delivery raised) with this verdict;
+        False, and nothing written, when `token` no longer holds the claim."""
+
+    async def claim_holders(self) -> set[str]:
+        """The owners that hold at least one claim (for the liveness check)."""
 
     async def get(self, id: str) -> MessageDetail:
         """Raise `errors.NotFound` for an unknown id."""
 
-    async def attempts(self, id: str) -> list[Attempt]: ...
-
-    async def list(self, status: MessageStatus | None, limit: int,
-                   cursor: str | None) -> Page:
-        """Newest first; `cursor` is opaque and comes from a previous page."""
+    async def attempts(self, id: str) -> list[Attempt]:
+        """The message's finished attempts, oldest first; `errors.NotFound` for an
+        unknown id."""
 
     async def cancel(self, id: str, now: datetime) -> Message:
         """Queued, deferred or held → cancelled (with event); otherwise
@@ -324,39 +204,29 @@ class Store(Protocol):
     async def release_relay(self, relay: str, now: datetime) -> int:
         """Release the held messages of this relay: queued, due now, `released` event."""
 
-    async def append_event(self, id: str, event: Event) -> None: ...
+    async def append_event(self, id: str, event: Event) -> None:
+        """Add an event to the message's timeline; `errors.NotFound` for an unknown id."""
 
-    async def next_due_at(self) -> datetime | None:
-        """The earliest `due_at`, so an idle worker knows how long to sleep."""
+    async def reroute_recipients(self, id: str, relays: Mapping[str, str]) -> None:
+        """Point these recipients (address -> relay) of a message at other relays."""
 
-    async def stats(self) -> QueueStats: ...
+    async def stats(self) -> QueueStats:
+        """Messages by status, and when the oldest waiting one was accepted."""
 
     async def wait_for_new(self, timeout: float) -> None:
         """Return when a message may have become due (new enqueue, retry,
         release; from any process where the backend can tell) or after
         `timeout` seconds."""
 
-    # -- operations: alerts and diagnostics ---------------------------------------------
+    # `list` last: below it, the name shadows the builtin in annotations.
+    async def list(self, status: MessageStatus | None, limit: int, cursor: str | None,
+                   where: MessageFilter = ANY_MESSAGE) -> Page:
+        """Newest first; `cursor` is opaque and comes from a previous page (of the
+        same filter); `where` narrows by recipient, relay, time and subject."""
 
-    async def raise_alert(self, key: str, severity: str, title: str, detail: str,
-                          guidance: str, now: datetime) -> bool:
-        """Make an alert active; False (and nothing written) when one with this
-        key already is, also when another node raised it at the same moment."""
 
-    async def clear_alert(self, key: str, now: datetime) -> bool:
-        """Clear the active alert with this key; False when none was active."""
-
-    async def list_alerts(self, active_only: bool, limit: int = 100) -> tuple[Alert, ...]:
-        """Newest first; with `active_only`, only those not cleared."""
-
-    async def relay_outcomes(self, since: datetime) -> dict[str, dict[str, int]]:
-        """Attempts finished at or after `since`, counted by relay and outcome
-        (an attempt over several relays counts for each)."""
-
-    async def describe_database(self) -> DatabaseInfo:
-        """Backend, version, schema revision and the server's clock."""
-
-    # -- relay authentication and API keys ----------------------------------------------
+class RelayAuthStore(Protocol):
+    """Each relay's login state and the credentials stored for it."""
 
     async def load_relay_credentials(self, relay: str) -> RelayAuth:
         """The relay's state and stored credentials (defaults when never set)."""
@@ -375,8 +245,29 @@ class Store(Protocol):
         """Set the relay's state; with `version`, only while those credentials are
         current. True when the state changed."""
 
+    async def hold_for_relay(self, relay: str, version: int, reason: str, guidance: str,
+                             now: datetime, hold_reason: str,
+                             event: Event) -> tuple[bool, int] | None:
+        """In one transaction: the relay `needs_attention` (with `reason`) and all its
+        waiting mail held with `event`; None, and nothing changed, when the relay's
+        credentials are no longer `version`. Returns (state changed, messages held)."""
+
+    async def mark_ok(self, relay: str, version: int, now: datetime) -> int | None:
+        """In one transaction: the relay `ok` again and the mail held for it released;
+        None when its state was not `version`'s needs_attention."""
+
+    async def store_credentials(self, relay: str, sealed: str | None,
+                                now: datetime) -> tuple[int, int]:
+        """In one transaction: new credentials (a new version; None forgets the stored
+        ones, so the config's apply again), the relay `ok`, the mail held for it
+        released. Returns (version, messages released)."""
+
     async def relay_states(self) -> tuple[RelayAuth, ...]:
         """Every relay that has a state or stored credentials, by name."""
+
+
+class KeyStore(Protocol):
+    """API keys (only their SHA-256 is stored) and the secrets nodes share."""
 
     async def create_api_key(self, key: StoredApiKey) -> None:
         """`errors.Conflict` when an active key already has this name."""
@@ -390,105 +281,100 @@ class Store(Protocol):
     async def revoke_api_key(self, name: str, now: datetime) -> bool:
         """Revoke the active key with this name; False when there is none."""
 
-    # -- the address book (core.contacts), usage, autocomplete, rerouting ------------------
-    # Contacts and groups: `errors.NotFound` for an unknown id or name; a group member
-    # that names an unknown contact or group is `errors.InputError` naming the member.
-
-    async def add_contact(self, contact: NewContact, now: datetime) -> Contact: ...
-
-    async def replace_contact(self, id: int, contact: NewContact, now: datetime) -> Contact: ...
-
-    async def delete_contact(self, id: int) -> None:
-        """Also removes it from every group."""
-
-    async def get_contact(self, id: int) -> Contact: ...
-
-    async def list_contacts(self, limit: int | None = None, after: int = 0,
-                            source: Source | None = None) -> Sequence[Contact]:
-        """By id, those after `after`; all of them without `limit`."""
-
-    async def find_contacts(self, address_keys: Collection[str]) -> Sequence[Contact]:
-        """Contacts holding any of these addresses (`core.contacts.address_key`)."""
-
-    async def apply_contact_changes(self, changes: ContactChanges,
-                                    now: datetime) -> Sequence[int]:
-        """Updates, merges, removals, additions and the sync state, in one
-        transaction; returns the ids of the added contacts."""
-
-    async def save_group(self, group: Group, now: datetime) -> Group:
-        """Create or replace the group with this name."""
-
-    async def get_group(self, name: str) -> Group: ...
-
-    async def delete_group(self, name: str) -> None: ...
-
-    async def list_groups(self) -> Sequence[Group]: ...
-
-    async def save_alias(self, alias: Alias, now: datetime) -> Alias:
-        """Create or replace the alias with this name."""
-
-    async def delete_alias(self, name: str) -> None: ...
-
-    async def list_aliases(self) -> Sequence[Alias]: ...
-
-    async def address_book_for(self, names: Collection[str]) -> AddressBook:
-        """The aliases, groups (nested ones included) and contacts these name keys
-        refer to: what `core.expand` needs for one submission."""
-
-    async def record_usage(self, counts: Mapping[str, int], now: datetime) -> None:
-        """Count uses of these addresses (by address key) at `now`, for ranking."""
-
-    async def suggest(self, prefix: str, limit: int = 10) -> Sequence[Suggestion]:
-        """Contacts' addresses whose name, a word of the name, or the address starts
-        with `prefix`; most used (often and lately) first."""
-
-    async def get_sync_state(self, source: str) -> SyncState | None: ...
-
-    async def reroute_recipients(self, id: str, relays: Mapping[str, str]) -> None:
-        """Point these recipients (address -> relay) of a message at other relays."""
-
-    # -- blobs: attachment content's metadata, uses, uploads, GC, database chunks -----------
-
-    async def register_blob(self, sha256: str, size: int, keep_until: datetime,
-                            now: datetime) -> None:
-        """Record stored content (idempotent). It is kept at least until
-        `keep_until` even when nothing uses it; a later call only extends that."""
-
-    async def find_blobs(self, sha256s: Sequence[str]) -> dict[str, int]:
-        """The size of each of these blobs that is registered."""
-
-    async def create_upload(self, upload: Upload) -> None:
-        """Record an upload of registered content; extends the blob's keep_until
-        to the upload's expiry."""
-
-    async def find_upload(self, owner: str, id: str, now: datetime) -> Upload | None:
-        """The owner's upload with this id, unless it expired."""
-
-    async def blob_refcount(self, sha256: str, now: datetime, keep_finished: timedelta) -> int:
-        """Live uses of the blob: messages not finished (or finished less than
-        `keep_finished` ago) and download links not yet expired."""
-
-    async def collect_blobs(self, now: datetime, keep_finished: timedelta,
-                            delete_content: DeleteContent, limit: int = 500) -> tuple[str, ...]:
-        """Delete expired uploads, stale partial chunks, and up to `limit` blobs
-        past their keep_until with no live use, with their database chunks;
-        `delete_content(sha256s)` runs inside the transaction before it commits
-        (content kept elsewhere, e.g. files). Returns the deleted blobs."""
-
-    async def write_blob_chunk(self, key: str, seq: int, data: bytes, now: datetime) -> None:
-        """Store one chunk of content held in the database, under a staging key."""
-
-    async def read_blob_chunk(self, key: str, seq: int) -> bytes | None:
-        """Chunk `seq` (0-based) of a blob held in the database; None past the end."""
-
-    async def seal_blob_chunks(self, staging_key: str, sha256: str, size: int,
-                               keep_until: datetime, now: datetime) -> None:
-        """The chunks written under `staging_key` become the blob's (or are
-        dropped, when it is stored already), and the blob is registered."""
-
-    async def drop_blob_chunks(self, key: str) -> None:
-        """Delete the chunks stored under `key` (an abandoned upload)."""
-
     async def signing_key(self, name: str, candidate: bytes, now: datetime) -> bytes:
         """The secret stored under `name`; `candidate` is stored if there is none
         yet (the first node to ask wins, every node gets the same one)."""
+
+
+class AlertStore(Protocol):
+    """Relay and queue alerts (core.alerting), and the outcomes they are judged on."""
+
+    async def raise_alert(self, key: str, severity: str, title: str, detail: str,
+                          guidance: str, now: datetime) -> bool:
+        """Make an alert active; False (and nothing written) when one with this
+        key already is, also when another node raised it at the same moment."""
+
+    async def refresh_alert(self, key: str, title: str, detail: str, guidance: str) -> bool:
+        """Update the active alert's text (the numbers in it change while it is
+        active); False when none is active or its text is already this."""
+
+    async def clear_alert(self, key: str, now: datetime) -> bool:
+        """Clear the active alert with this key; False when none was active."""
+
+    async def list_alerts(self, active_only: bool, limit: int = 100) -> tuple[Alert, ...]:
+        """Newest first; with `active_only`, only those not cleared."""
+
+    async def relay_outcomes(self, since: datetime) -> dict[str, dict[str, int]]:
+        """Attempts finished at or after `since`, counted by relay and outcome
+        (an attempt over several relays counts for each)."""
+
+    async def latest_outcomes(self, since: datetime) -> dict[str, str]:
+        """Each relay's newest attempt finished at or after `since`: its outcome."""
+
+    async def record_clock_reading(self, reading: ClockReading) -> None:
+        """Keep the newest skew measured for (reading.who, reading.against)."""
+
+    async def clock_readings(self, since: datetime) -> tuple[ClockReading, ...]:
+        """The readings measured at or after `since`."""
+
+
+class Liveness(Protocol):
+    """Which claim owners are alive (`store.liveness`): each process holds a lock
+    for its lifetime that is let go when it dies."""
+
+    async def register(self, owner: str) -> None:
+        """Take `owner`'s lock; `StorageError` if it cannot be taken."""
+
+    async def keep(self, owner: str) -> None:
+        """Make sure the lock is still held (take it again after a lost connection)."""
+
+    async def dead(self, owners: Collection[str]) -> set[str]:
+        """Those of `owners` that are provably dead (their lock is free)."""
+
+    async def forget(self, owners: Collection[str]) -> None:
+        """Clean up after dead owners whose claims were recovered."""
+
+    async def unregister(self, owner: str) -> None:
+        """Let go of `owner`'s lock (a clean stop)."""
+
+
+class Store(Protocol):
+    """The facets, and the verbs about the database as a whole."""
+
+    messages: MessageStore
+    relay_auth: RelayAuthStore
+    keys: KeyStore
+    alerts: AlertStore
+    contacts: ContactStore
+    blob_index: BlobIndex
+    webhooks: WebhookStore
+    rate_limits: RateLimitStore
+    governor: GovernorStore
+    suppressions: SuppressionStore
+    archive: ArchiveStore
+    integrity: IntegrityStore
+    retention: RetentionStore
+    ui_users: UiUserStore
+    liveness: Liveness
+
+    async def ping(self) -> None:
+        """Raise `errors.StorageError` unless the database answers."""
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema (Alembic); safe to call on every start."""
+
+    async def describe_database(self) -> DatabaseInfo:
+        """Backend, version, schema revision and the server's clock."""
+
+    async def database_time(self) -> datetime | None:
+        """The database server's clock (leases are compared on it, so that nodes
+        whose clocks disagree never take over each other's live claims); None
+        when the database is a file on this machine (SQLite)."""
+
+    async def check_writable(self) -> None:
+        """`StorageError` naming the cause unless the database takes writes (a
+        read-only file, a read-only replica)."""
+
+    async def close(self) -> None:
+        """Finish what is under way (group commit, notifications), then release
+        the connections."""

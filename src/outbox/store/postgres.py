@@ -21,8 +21,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from outbox.store.liveness import AdvisoryLocks
 from outbox.store.rows import AnyRow
-from outbox.store.sql import Body, P, SqlStore, T, due_filter, translate_errors
+from outbox.store.sql.queries import due_filter
+from outbox.store.sql.runner import Body, P, T, translate_errors
+from outbox.store.sql.store import SqlStore
+from outbox.store.sql.wakeup import Wakeup
 from outbox.store.tables import messages
 
 CHANNEL = "outbox_due"
@@ -36,35 +40,72 @@ def create_engine(url: URL) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=3600)
 
 
-class PostgresStore(SqlStore):
+def create_store(url: URL) -> SqlStore:
+    """The root store on the PostgreSQL database at `url` (nothing is opened yet)."""
+    engine = create_engine(url)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    runner = PostgresRunner(engine)
+    return SqlStore(runner, pick_due, AdvisoryLocks(dsn), wakeup=NotifyWakeup(engine),
+                    lock_schema=lock_schema, snapshot=runner.snapshot)
+
+
+class PostgresRunner:
+    """Each call one transaction on a pooled asyncpg connection (`run_sync`)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with translate_errors(), self.engine.begin() as conn:
+            return await conn.run_sync(body, *args, **kwargs)
+
+    async def write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with translate_errors(), self.engine.begin() as conn:
+            return await conn.run_sync(body, *args, **kwargs)
+
+    async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`body` in one REPEATABLE READ, READ ONLY transaction: every table as of one
+        moment, while other sessions keep writing."""
+        async with translate_errors(), self.engine.connect() as conn:
+            snapshot = await conn.execution_options(isolation_level="REPEATABLE READ",
+                                                    postgresql_readonly=True)
+            async with snapshot.begin():
+                return await snapshot.run_sync(body, *args, **kwargs)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def pick_due(conn: Connection, values: dict[str, Any], now: datetime,
+             limit: int) -> Sequence[AnyRow]:
+    """The claim: due rows nobody else has locked, oldest due first."""
+    picked = (select(messages.c.id, messages.c.due_at).where(due_filter(now))
+              .order_by(messages.c.due_at).limit(limit)
+              .with_for_update(skip_locked=True).cte("picked"))
+    claim = (update(messages).where(messages.c.id == picked.c.id).values(values)
+             .returning(*messages.c, picked.c.due_at.label("was_due")))
+    return sorted(conn.execute(claim).all(), key=lambda row: row.was_due)
+
+
+def lock_schema(conn: Connection) -> None:
+    """One migrating node at a time: concurrent write transactions do not serialise."""
+    conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+
+
+class NotifyWakeup(Wakeup):
+    """Wake-ups across processes: NOTIFY after each announcement, LISTEN while waiting."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__()
-        self.engine = engine
+        self._engine = engine
         self._listener: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under `_listener`
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._notifier: asyncio.Task[None] | None = None
         self._notify_again = False
 
-    async def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with translate_errors(), self.engine.begin() as conn:
-            return await conn.run_sync(body, *args, **kwargs)
-
-    async def _write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with translate_errors(), self.engine.begin() as conn:
-            return await conn.run_sync(body, *args, **kwargs)
-
-    def _pick_due(self, conn: Connection, values: dict[str, Any], now: datetime,
-                  limit: int) -> Sequence[AnyRow]:
-        picked = (select(messages.c.id, messages.c.due_at).where(due_filter(now))
-                  .order_by(messages.c.due_at).limit(limit)
-                  .with_for_update(skip_locked=True).cte("picked"))
-        claim = (update(messages).where(messages.c.id == picked.c.id).values(values)
-                 .returning(*messages.c, picked.c.due_at.label("was_due")))
-        return sorted(conn.execute(claim).all(), key=lambda row: row.was_due)
-
-    def _announce(self) -> None:
-        super()._announce()
+    def announce(self) -> None:
+        super().announce()
         if self._notifier is not None and not self._notifier.done():
             self._notify_again = True  # one more NOTIFY after the one in flight
             return
@@ -85,15 +126,12 @@ class PostgresStore(SqlStore):
                 return
             again = self._notify_again
 
-    def _lock_schema(self, conn: Connection) -> None:
-        conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
-
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
         if self._driver is not None and not self._driver.is_closed():
             return
         await self._drop_listener()
         try:
-            self._listener = await self.engine.connect()
+            self._listener = await self._engine.connect()
             raw = await self._listener.get_raw_connection()
             self._driver = raw.driver_connection
             await self._driver.add_listener(CHANNEL, self._on_notify)
@@ -102,7 +140,7 @@ class PostgresStore(SqlStore):
             await self._drop_listener()
 
     def _on_notify(self, *_: object) -> None:
-        self._wakeup.set()
+        self._event.set()
 
     async def _drop_listener(self) -> None:
         listener, self._listener, self._driver = self._listener, None, None
@@ -117,4 +155,3 @@ class PostgresStore(SqlStore):
         if self._notifier is not None:
             await asyncio.gather(self._notifier, return_exceptions=True)
         await self._drop_listener()
-        await self.engine.dispose()

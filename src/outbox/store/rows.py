@@ -1,35 +1,60 @@
-"""Domain values to column values and back; no SQL here (that is `sql.py`)."""
+"""Domain values (`store.values`) to column values and back; no SQL here (that is in `sql/`).
+
+A message's content (`core.content.MessageContent`) is a JSON column; this is
+the only place that knows its shape, which is the one Outbox has always
+written (no version key):
+
+    {"from": "Shop <shop@x.org>", "to": [...], "cc": [...], "reply_to": [...],
+     "subject": "...", "text": "..." | null, "html": "..." | null,
+     "headers": {"X-Name": "value", ...}, "date": "Tue, 01 Dec 2026 10:00:00 +0000",
+     "attachments": [
+        {"filename", "content_type", "sha256", "size"},             a file in the blob store
+        {..., "content_id": "logo@x"},                               an inline image
+        {..., "link": {"url": "...", "expires_at": "<ISO 8601>"}},   sent as a download link
+        {"filename", "content_type", "content_base64"}]}             the bytes themselves (mail
+                                                                     accepted before blobs)
+
+Missing keys read as their defaults. The owner is the `owner` column; rows
+written before it was a field also carry it as metadata `_owner`, which is
+dropped on load.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from sqlalchemy import Row
 
+from outbox.core.content import Attachment, AttachmentRef, EmbeddedFile, LinkRef, MessageContent
 from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus, RecipientUpdate
-from outbox.store.base import Attempt, AttemptRecord, Message, NewMessage, Recipient
+from outbox.store.values import (
+    Attempt,
+    AttemptRecord,
+    ClaimInfo,
+    Message,
+    NewMessage,
+    Recipient,
+)
 
-UNCERTAIN_HOLD = "delivery uncertain: the worker stopped during the attempt"
-ACCEPTED_STATUSES = (MessageStatus.QUEUED, MessageStatus.HELD)
 WAITING_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 
+LEGACY_OWNER_KEY = "_owner"  # the owner in metadata, in rows written before it was a field
+
+
 def owner_of(message: NewMessage) -> str | None:
-    """The submitter: the idempotency claim's owner, else metadata `_owner`."""
+    """The submitter: the idempotency claim's owner, else the message's."""
     if message.idempotency is not None:
         return message.idempotency.owner
-    owner = message.metadata.get("_owner")
-    return str(owner) if owner is not None else None
+    return message.owner
 
 
 def check_new(message: NewMessage) -> None:
     """Refuse a programming error before it reaches the database."""
-    if message.status not in ACCEPTED_STATUSES:
-        raise ValueError(f"a new message is queued or held, not {message.status}")
     if message.accepted_at.tzinfo is None:
         raise ValueError("accepted_at must be a timezone-aware datetime")
 
@@ -40,11 +65,13 @@ def message_values(message: NewMessage) -> dict[str, Any]:
     claim = message.idempotency
     return {
         "id": message.id, "message_id": message.message_id, "status": message.status.value,
-        "sender": message.sender, "content": message.content, "metadata": message.metadata,
+        "sender": message.sender, "content": content_json(message.content),
+        "metadata": message.metadata,
         "attempts": 0, "created_at": at, "updated_at": at, "due_at": at if queued else None,
         "held_since": None if queued else at, "held_seconds": 0.0,
-        "hold_reason": message.hold_reason, "resent_from": message.resent_from,
-        "owner": owner_of(message), "idempotency_key": claim.key if claim else None,
+        "hold_reason": message.hold.reason if message.hold else "",
+        "resent_from": message.resent_from, "owner": owner_of(message),
+        "idempotency_key": claim.key if claim else None,
         "request_hash": claim.request_hash if claim else None,
     }
 
@@ -64,25 +91,19 @@ def accepted_message(message: NewMessage) -> Message:
         sender=message.sender, content=message.content, metadata=message.metadata, attempts=0,
         created_at=at, updated_at=at,
         due_at=at if message.status is MessageStatus.QUEUED else None, held_seconds=0.0,
-        hold_reason=message.hold_reason, resent_from=message.resent_from,
+        hold_reason=message.hold.reason if message.hold else "",
+        resent_from=message.resent_from,
         recipients=tuple(Recipient(r.address, r.kind, r.relay, RecipientStatus.PENDING,
                                    r.provenance) for r in message.recipients),
+        owner=owner_of(message),
     )
 
 
 def accepted_event(message: NewMessage) -> Event:
-    if message.status is MessageStatus.HELD:
-        return Event(message.accepted_at, EventType.HELD, detail=message.hold_reason,
-                     guidance=message.hold_guidance)
+    if message.hold is not None:
+        return Event(message.accepted_at, EventType.HELD, detail=message.hold.reason,
+                     guidance=message.hold.guidance)
     return Event(message.accepted_at, EventType.QUEUED)
-
-
-def uncertain_event(now: datetime, attempt: int, hold: bool) -> Event:
-    then = ("held until an operator retries it" if hold
-            else "it will be sent again with the same Message-ID")
-    return Event(now, EventType.UNCERTAIN, attempt,
-                 detail=f"the worker's lease expired during the attempt, so the relay may "
-                        f"already have the message; {then}")
 
 
 def retry_event(status: str, now: datetime) -> Event:
@@ -127,7 +148,8 @@ def finish_params(record: AttemptRecord) -> dict[str, Any]:
         "b_inc": 1 if record.count_attempt else 0, "b_at": record.finished_at,
         "b_held_since": record.finished_at if held else None,
         "b_hold_reason": record.hold_reason if held else "",
-        "b_relay": (record.relay or None) if held and record.held_for_relay else None,
+        "b_relay": (record.hold_relay or record.relay or None)
+        if held and record.held_for_relay else None,
     }
 
 
@@ -163,12 +185,27 @@ def to_message(row: AnyRow, recipients: tuple[Recipient, ...]) -> Message:
     return Message(
         id=values["id"], message_id=values["message_id"],
         status=MessageStatus(values["status"]), sender=values["sender"],
-        content=values["content"], metadata=values["metadata"], attempts=values["attempts"],
+        content=to_content(values["content"]),
+        metadata={k: v for k, v in values["metadata"].items() if k != LEGACY_OWNER_KEY},
+        attempts=values["attempts"],
         created_at=values["created_at"], updated_at=values["updated_at"],
         due_at=values["due_at"], held_seconds=float(values["held_seconds"]),
         hold_reason=values["hold_reason"], resent_from=values["resent_from"],
         recipients=recipients,
+        owner=values["owner"] if values["owner"] is not None else _legacy_owner(values["metadata"]),
+        claim=_claim_info(values),
     )
+
+
+def _legacy_owner(metadata: Mapping[str, Any]) -> str | None:
+    owner = metadata.get(LEGACY_OWNER_KEY)
+    return str(owner) if owner is not None else None
+
+
+def _claim_info(values: Any) -> ClaimInfo | None:
+    if values["status"] != MessageStatus.SENDING.value or not values["claimed_by"]:
+        return None
+    return ClaimInfo(values["claimed_by"], values["updated_at"], values["lease_until"])
 
 
 def to_event(row: AnyRow) -> Event:
@@ -181,3 +218,51 @@ def to_event(row: AnyRow) -> Event:
 def to_attempt(row: AnyRow) -> Attempt:
     return Attempt(number=row.number, started_at=row.started_at, finished_at=row.finished_at,
                    relay=row.relay, outcome=row.outcome, transcript=row.transcript)
+
+
+# --- content <-> the JSON column ------------------------------------------------------------
+
+def content_json(content: MessageContent) -> dict[str, Any]:
+    return {
+        "from": content.from_, "to": list(content.to), "cc": list(content.cc),
+        "reply_to": list(content.reply_to), "subject": content.subject, "text": content.text,
+        "html": content.html, "headers": dict(content.headers), "date": content.date,
+        "attachments": [_attachment_json(a) for a in content.attachments],
+    }
+
+
+def _attachment_json(attachment: Attachment) -> dict[str, Any]:
+    if isinstance(attachment, EmbeddedFile):
+        return {"filename": attachment.filename, "content_type": attachment.content_type,
+                "content_base64": attachment.content_base64}
+    entry: dict[str, Any] = {"filename": attachment.filename,
+                             "content_type": attachment.content_type,
+                             "sha256": attachment.sha256, "size": attachment.size}
+    if attachment.content_id is not None:
+        entry["content_id"] = attachment.content_id
+    if attachment.link is not None:
+        entry["link"] = {"url": attachment.link.url,
+                         "expires_at": attachment.link.expires_at.isoformat()}
+    return entry
+
+
+def to_content(stored: Mapping[str, Any]) -> MessageContent:
+    return MessageContent(
+        from_=stored.get("from") or "", date=stored.get("date") or "",
+        to=tuple(stored.get("to") or ()), cc=tuple(stored.get("cc") or ()),
+        reply_to=tuple(stored.get("reply_to") or ()), subject=stored.get("subject") or "",
+        text=stored.get("text"), html=stored.get("html"),
+        headers=tuple((stored.get("headers") or {}).items()),
+        attachments=tuple(_to_attachment(a) for a in stored.get("attachments") or ()),
+    )
+
+
+def _to_attachment(stored: Mapping[str, Any]) -> Attachment:
+    filename, content_type = str(stored["filename"]), stored.get("content_type") or ""
+    if "sha256" not in stored:
+        return EmbeddedFile(filename, content_type, str(stored.get("content_base64") or ""))
+    link = stored.get("link")
+    return AttachmentRef(
+        filename, content_type, str(stored["sha256"]), int(stored["size"]),
+        content_id=stored.get("content_id"),
+        link=LinkRef(link["url"], datetime.fromisoformat(link["expires_at"])) if link else None)

@@ -1,4 +1,4 @@
-"""SQLite: the engine and its pragmas, the runners, the claim, the wake-up.
+"""SQLite: the engine and its pragmas, the runner, the claim, group commit.
 
 A whole transaction runs in a worker thread, so a verb costs one hop between
 the event loop and a thread, not three or four per statement as with an
@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
@@ -28,22 +31,23 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from outbox.errors import Conflict
-from outbox.store.base import NewMessage
+from outbox.store.liveness import LockFiles
 from outbox.store.rows import AnyRow
-from outbox.store.sql import (
-    Body,
-    P,
-    SqlStore,
-    T,
-    due_filter,
-    insert_messages,
-    translate_errors,
-)
+from outbox.store.sql.messages import insert_one
+from outbox.store.sql.queries import due_filter, insert_messages
+from outbox.store.sql.runner import Body, P, Runner, T, translate_errors
+from outbox.store.sql.store import SqlStore
 from outbox.store.tables import messages
+from outbox.store.values import NewMessage
 
 BUSY_TIMEOUT_MS = 30_000
 READERS = 4
 PRAGMAS = (
+    # Takes effect only when the file is created (before its first table): new databases
+    # give pages freed by retention back with `incremental_vacuum`. An older file keeps
+    # auto_vacuum=NONE (free pages are reused, the file does not shrink) until an
+    # offline `VACUUM` (see docs/backup-and-retention.md).
+    "PRAGMA auto_vacuum=INCREMENTAL",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",  # a commit is on disk before enqueue returns
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
@@ -86,31 +90,110 @@ def _transaction(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kw
         return body(conn, *args, **kwargs)
 
 
-class SqliteStore(SqlStore):
+def _on_copy(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    beside = Path(engine.url.database or ".").resolve().parent
+    with tempfile.TemporaryDirectory(prefix=".outbox-snapshot-", dir=beside) as directory:
+        copy = Path(directory) / "snapshot.db"
+        source = engine.raw_connection()
+        try:
+            target = sqlite3.connect(copy)
+            try:
+                source.driver_connection.backup(target)  # type: ignore[union-attr]
+            finally:
+                target.close()
+        finally:
+            source.close()
+        snapshot = sqlalchemy.create_engine(f"sqlite:///{copy}")
+        try:
+            with snapshot.begin() as conn:
+                return body(conn, *args, **kwargs)
+        finally:
+            snapshot.dispose()
+
+
+def create_store(url: URL) -> SqlStore:
+    """The root store on the SQLite file at `url` (nothing is opened yet)."""
+    runner = SqliteRunner(create_engine(url))
+    workers = Path(f"{url.database}-workers")  # lock files of the processes using the file
+    return SqlStore(runner, pick_due, LockFiles(workers), inserter=GroupCommit(runner),
+                    snapshot=runner.snapshot)
+
+
+class SqliteRunner:
+    """Reads on a few reader threads (plain `BEGIN`), writes on the one writer
+    thread (`BEGIN IMMEDIATE`); each call is one whole transaction in one hop."""
+
     def __init__(self, engine: Engine) -> None:
-        super().__init__()
         self.engine = engine
         self._immediate = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-sqlite-write")
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="outbox-sqlite-read")
-        self._arriving: list[tuple[NewMessage, asyncio.Future[bool]]] = []
+
+    async def read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(_transaction, self.engine, body, *args, **kwargs)
+        async with translate_errors():
+            return await asyncio.get_running_loop().run_in_executor(self._readers, call)
+
+    async def write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(_transaction, self._immediate, body, *args, **kwargs)
+        async with translate_errors():
+            return await asyncio.get_running_loop().run_in_executor(self._writer, call)
+
+    async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`body` on a copy of the database taken with SQLite's online backup API (the
+        writers carry on meanwhile), in a temporary file beside the database."""
+        call = functools.partial(_on_copy, self.engine, body, *args, **kwargs)
+        async with translate_errors():
+            return await asyncio.get_running_loop().run_in_executor(self._readers, call)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._shut_down)
+
+    def _shut_down(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()
+
+
+class GroupCommit:
+    """Messages that arrive while a commit is on its way to disk go together in
+    the next one, so one fsync covers many messages. Each caller still returns
+    only after the commit holding its message. A batch (`insert_many`) arrives
+    and is committed whole."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._arriving: list[list[Arrival]] = []
         self._committer: asyncio.Task[None] | None = None
 
-    async def _insert(self, message: NewMessage) -> bool:
-        """Group commit: messages that arrive while a commit is on its way to
-        disk go together in the next one, so one fsync covers many messages.
-        Each caller still returns only after the commit holding its message."""
-        arrived: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._arriving.append((message, arrived))
+    async def insert(self, message: NewMessage) -> bool:
+        (arrived,) = self._arrive([message])
+        return await arrived
+
+    async def insert_many(self, batch: Sequence[NewMessage]) -> list[bool]:
+        return list(await asyncio.gather(*self._arrive(batch)))
+
+    def _arrive(self, batch: Sequence[NewMessage]) -> list[asyncio.Future[bool]]:
+        loop = asyncio.get_running_loop()
+        group: list[Arrival] = [(message, loop.create_future()) for message in batch]
+        self._arriving.append(group)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_arrivals())
-        return await arrived
+        return [arrived for _, arrived in group]
+
+    def _next_group(self) -> list[Arrival]:
+        """Whole arrivals, up to GROUP_MAX messages (a bigger batch goes alone)."""
+        group = self._arriving.pop(0)
+        while self._arriving and len(group) + len(self._arriving[0]) <= GROUP_MAX:
+            group = group + self._arriving.pop(0)
+        return group
 
     async def _commit_arrivals(self) -> None:
         while self._arriving:
-            batch, self._arriving = self._arriving[:GROUP_MAX], self._arriving[GROUP_MAX:]
+            batch = self._next_group()
             try:
-                created = await self._write(insert_messages, [message for message, _ in batch])
+                created = await self._runner.write(insert_messages,
+                                                   [message for message, _ in batch])
             except Conflict:  # e.g. a reused id: then each on its own
                 await self._insert_one_by_one(batch)
                 continue
@@ -124,43 +207,29 @@ class SqliteStore(SqlStore):
     async def _insert_one_by_one(self, batch: Sequence[Arrival]) -> None:
         for message, arrived in batch:
             try:
-                is_new = await super()._insert(message)
+                is_new = await insert_one(self._runner, message)
             except Exception as exc:
                 _settle([(message, arrived)], exc)
                 continue
             if not arrived.done():
                 arrived.set_result(is_new)
 
-    async def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        call = functools.partial(_transaction, self.engine, body, *args, **kwargs)
-        async with translate_errors():
-            return await asyncio.get_running_loop().run_in_executor(self._readers, call)
-
-    async def _write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        call = functools.partial(_transaction, self._immediate, body, *args, **kwargs)
-        async with translate_errors():
-            return await asyncio.get_running_loop().run_in_executor(self._writer, call)
-
-    def _pick_due(self, conn: Connection, values: dict[str, Any], now: datetime,
-                  limit: int) -> Sequence[AnyRow]:
-        # Safe as two statements: BEGIN IMMEDIATE holds the write lock throughout.
-        # Selecting first keeps the due order, which RETURNING does not promise.
-        due = (select(messages.c.id).where(due_filter(now))
-               .order_by(messages.c.due_at).limit(limit))
-        ids = conn.execute(due).scalars().all()
-        if not ids:
-            return []
-        claim = (update(messages).where(messages.c.id.in_(ids)).values(values)
-                 .returning(*messages.c))
-        claimed = {row.id: row for row in conn.execute(claim)}
-        return [claimed[id] for id in ids]
-
     async def close(self) -> None:
         if self._committer is not None:
             await asyncio.gather(self._committer, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(None, self._shut_down)
 
-    def _shut_down(self) -> None:
-        self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
-        self.engine.dispose()
+
+def pick_due(conn: Connection, values: dict[str, Any], now: datetime,
+             limit: int) -> Sequence[AnyRow]:
+    """The claim: safe as two statements, since BEGIN IMMEDIATE holds the write
+    lock throughout. Selecting first keeps the due order, which RETURNING does
+    not promise."""
+    due = (select(messages.c.id).where(due_filter(now))
+           .order_by(messages.c.due_at).limit(limit))
+    ids = conn.execute(due).scalars().all()
+    if not ids:
+        return []
+    claim = (update(messages).where(messages.c.id.in_(ids)).values(values)
+             .returning(*messages.c))
+    claimed = {row.id: row for row in conn.execute(claim)}
+    return [claimed[id] for id in ids]

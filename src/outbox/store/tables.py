@@ -116,6 +116,10 @@ recipients = sa.Table(
     sa.Column("guidance", sa.Text, nullable=True),
 )
 
+# List filters (migration 0009): messages by recipient (any case) and by relay.
+sa.Index("ix_recipients_address_lower", sa.func.lower(recipients.c.address))
+sa.Index("ix_recipients_relay", recipients.c.relay)
+
 attempts = sa.Table(
     "attempts",
     metadata,
@@ -307,6 +311,9 @@ api_keys = sa.Table(
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("revoked_at", UtcDateTime, nullable=True),
+    # Rate limits (migration 0006_webhooks_rate_limits): NULL is [auth]'s default, 0 none.
+    sa.Column("requests_per_minute", sa.Integer, nullable=True),
+    sa.Column("messages_per_minute", sa.Integer, nullable=True),
     sa.UniqueConstraint("digest"),
 )
 # A name belongs to one active key at a time; revoked keys keep their rows.
@@ -373,4 +380,14 @@ signing_keys = sa.Table(
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("secret", sa.LargeBinary, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+
+# Later features' tables are defined on this metadata in modules of their own (imported
+# last, so that they can use the types above).
+from outbox.store import (  # noqa: E402, F401
+    tables_relays,
+    tables_suppressions,
+    tables_ui,
+    tables_webhooks,
 )

@@ -1,13 +1,17 @@
-"""`Store` in SQLAlchemy Core, shared by both backends.
+"""The stores in SQLAlchemy Core, shared by both backends.
 
-`store.py` holds the verbs, each one transaction run by the backend's
-runner; `queries.py` holds their SQL, as plain functions of one
-`Connection`. `SqliteStore` and `PostgresStore` add only what differs: the
-runners, the claim statement and the wake-up.
+    runner.py        `Runner`: one typed transaction per call; `translate_errors`
+    store.py         `SqlStore`, the root: composes the facets; ping, migrate, describe
+    messages.py      `SqlMessages` (the queue), its SQL in queries.py
+    relay_auth.py    `SqlRelayAuth`
+    keys.py          `SqlKeys`: API keys and signing keys
+    alerts.py        `SqlAlerts`
+    address_book.py  `SqlContacts`, its SQL in contacts.py and groups.py
+    blob_index.py    `SqlBlobIndex`
+    wakeup.py        `Wakeup`: in-process wake-ups for idle workers
+
+Each facet class implements its protocol in `store.base` over the runner it
+is given; the SQL is plain functions of one `Connection`. A backend
+(`store.sqlite`, `store.postgres`) supplies only what differs: the runner,
+the claim statement, the wake-up, group commit and the migration lock.
 """
-
-from outbox.store.sql.queries import claim_values, due_filter, insert_messages
-from outbox.store.sql.store import Body, P, SqlStore, T, translate_errors
-
-__all__ = ["Body", "P", "SqlStore", "T", "claim_values", "due_filter", "insert_messages",
-           "translate_errors"]

@@ -1,14 +1,13 @@
-"""The SQL of groups, aliases, the slice of the address book a submission needs,
-and moving a message's recipients to other relays."""
+"""The SQL of groups, aliases, and the slice of the address book a submission needs."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import alias as aliased
 
 from outbox.core.contacts import (
     AddressBook,
@@ -19,9 +18,9 @@ from outbox.core.contacts import (
     MemberKind,
     name_key,
 )
-from outbox.errors import InputError, NotFound
+from outbox.errors import NotFound, UnknownMember
 from outbox.store.sql.contacts import chunks, contacts_named, get_contacts
-from outbox.store.tables import address_groups, aliases, contacts, group_members, recipients
+from outbox.store.tables import address_groups, aliases, contacts, group_members
 
 MAX_NESTING = 64  # rounds of loading nested groups; cycles stop earlier
 
@@ -58,13 +57,13 @@ def _member_values(conn: Connection, member: Member, where: str) -> dict[str, An
         found = conn.execute(select(contacts.c.id).where(
             contacts.c.id == int(member.value))).scalar()
         if found is None:
-            raise InputError(f"{where}: no contact with id {member.value}", field=where)
+            raise UnknownMember(f"{where}: no contact with id {member.value}", field=where)
         values["contact_id"] = found
     else:
         found = conn.execute(select(address_groups.c.id).where(
             address_groups.c.name_key == name_key(member.value))).scalar()
         if found is None:
-            raise InputError(f"{where}: no group named {member.value!r}", field=where)
+            raise UnknownMember(f"{where}: no group named {member.value!r}", field=where)
         values["member_group_id"] = found
     return values
 
@@ -178,14 +177,3 @@ def _group_closure(conn: Connection, keys: list[str]) -> list[Group]:
         wanted = {name_key(m.value) for g in found for m in g.members
                   if m.kind is MemberKind.GROUP}
     return list(loaded.values())
-
-
-# --- routing --------------------------------------------------------------------------------
-
-
-def reroute_recipients(conn: Connection, message_id: str, relays: Mapping[str, str]) -> None:
-    """Point each named recipient of a message at another relay."""
-    for address, relay in relays.items():
-        conn.execute(update(recipients).where(recipients.c.message_id == message_id,
-                                              recipients.c.address == address)
-                     .values(relay=relay))

@@ -1,36 +1,44 @@
-"""The SQL of every verb: statements and transaction bodies over one `Connection`.
+"""The SQL of the queue (`SqlMessages`): statements and transaction bodies over
+one `Connection`.
 
 Each body runs inside the transaction a backend's runner opened for it and
 returns domain values; the dialect differences (the claim statement, the
-wake-up) live in sqlite.py and postgres.py.
+wake-up, group commit) live in sqlite.py and postgres.py.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    String,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus
-from outbox.errors import Conflict, InputError, NotFound
+from outbox.errors import Conflict, NotFound
 from outbox.store import rows
-from outbox.store.base import (
+from outbox.store.rows import AnyRow
+from outbox.store.sql import blob_index as blob_sql
+from outbox.store.sql import webhook_events
+from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
+from outbox.store.values import (
     Attempt,
     AttemptRecord,
     Message,
     MessageDetail,
     NewMessage,
-    Page,
     QueueStats,
 )
-from outbox.store.rows import AnyRow
-from outbox.store.sql import blobs as blob_sql
-from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
 
 UNFINISHED = (RecipientStatus.PENDING.value, RecipientStatus.DEFERRED.value)
 WAITING = (MessageStatus.QUEUED.value, MessageStatus.DEFERRED.value)
@@ -45,9 +53,16 @@ def due_filter(now: datetime) -> Any:
     return m.c.due_at.isnot(None) & (m.c.due_at <= now)
 
 
-def claim_values(owner: str, token: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
-    return {"status": SENDING, "claimed_by": owner, "claim_token": token,
+def claim_values(owner: str, batch: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
+    """Each claimed row gets its own token, `<batch>:<id>` (see `claim_token`), so a
+    worker can renew, record or give back one claim of a batch on its own."""
+    return {"status": SENDING, "claimed_by": owner,
+            "claim_token": literal(f"{batch}:", String()) + m.c.id,
             "lease_until": lease_until, "due_at": None, "updated_at": now}
+
+
+def claim_token(batch: str, id: str) -> str:
+    return f"{batch}:{id}"
 
 
 _FINISH_CLAIM = (
@@ -85,17 +100,8 @@ _RELEASE_HELD = (
 # -- transaction bodies: one Connection in, domain values out --------------------------------
 
 
-def ping(conn: Connection) -> None:
-    conn.execute(select(1))
-
-
 def insert_message(conn: Connection, message: NewMessage) -> None:
-    conn.execute(insert(m).values(rows.message_values(message)))
-    recipient_rows = rows.recipient_values(message)
-    if recipient_rows:
-        conn.execute(insert(recipients), recipient_rows)
-    insert_events(conn, [(message.id, rows.accepted_event(message))])
-    blob_sql.insert_uses(conn, message)
+    insert_all(conn, [message])
 
 
 def insert_messages(conn: Connection, batch: Sequence[NewMessage]) -> list[bool]:
@@ -103,15 +109,31 @@ def insert_messages(conn: Connection, batch: Sequence[NewMessage]) -> list[bool]
     Only where no other writer can come between the check and the insert."""
     taken = _taken_keys(conn, batch)
     created = []
+    chosen = []
     for message in batch:
         claim = message.idempotency
         key = (claim.owner, claim.key) if claim is not None else None
         is_free = key is None or key not in taken
         if is_free:
-            insert_message(conn, message)
+            chosen.append(message)
             taken.add(key)
         created.append(is_free)
+    insert_all(conn, chosen)
     return created
+
+
+def insert_all(conn: Connection, chosen: Sequence[NewMessage]) -> None:
+    """New messages, their recipients, accepted events and blob uses: one multi-row
+    statement per table, whatever the number of messages (group commits, batches)."""
+    if not chosen:
+        return
+    conn.execute(insert(m), [rows.message_values(message) for message in chosen])
+    recipient_rows = [row for message in chosen for row in rows.recipient_values(message)]
+    if recipient_rows:
+        conn.execute(insert(recipients), recipient_rows)
+    insert_events(conn, [(message.id, rows.accepted_event(message)) for message in chosen])
+    for message in chosen:
+        blob_sql.insert_uses(conn, message)
 
 
 def _taken_keys(conn: Connection, batch: Sequence[NewMessage]) -> set[tuple[str, str] | None]:
@@ -123,8 +145,8 @@ def _taken_keys(conn: Connection, batch: Sequence[NewMessage]) -> set[tuple[str,
 
 
 def insert_events(conn: Connection, pairs: Sequence[tuple[str, Event]]) -> None:
-    if pairs:
-        conn.execute(insert(events), [rows.event_values(id, e) for id, e in pairs])
+    """The events, and the webhook deliveries they cause (sql/webhook_events.py)."""
+    webhook_events.insert_events(conn, [rows.event_values(id, e) for id, e in pairs])
 
 
 def hydrate(conn: Connection, found: Sequence[AnyRow]) -> list[Message]:
@@ -154,32 +176,22 @@ def find_by_idempotency_key(conn: Connection, owner: str,
     return message, row.request_hash or ""
 
 
+def find_by_idempotency_keys(conn: Connection, owner: str,
+                              keys: Sequence[str]) -> dict[str, tuple[Message, str]]:
+    if not keys:
+        return {}
+    found = conn.execute(select(m).where(m.c.owner == owner,
+                                         m.c.idempotency_key.in_(list(set(keys))))).all()
+    hashes = {row.id: (row.idempotency_key, row.request_hash or "") for row in found}
+    return {hashes[message.id][0]: (message, hashes[message.id][1])
+            for message in hydrate(conn, found)}
+
+
 def find_by_message_id(conn: Connection, owner: str, message_id: str) -> Message | None:
     query = (select(m).where(m.c.owner == owner, m.c.message_id == message_id)
              .order_by(m.c.created_at).limit(1))
     found = hydrate(conn, conn.execute(query).all())
     return found[0] if found else None
-
-
-def renew_leases(conn: Connection, owner: str, lease_until: datetime) -> int:
-    stmt = (update(m).where(m.c.status == SENDING, m.c.claimed_by == owner)
-            .values(lease_until=lease_until))
-    return conn.execute(stmt).rowcount
-
-
-def release_claims(conn: Connection, owner: str, now: datetime) -> int:
-    stmt = (update(m).where(m.c.status == SENDING, m.c.claimed_by == owner)
-            .values(status=MessageStatus.QUEUED.value, due_at=now, updated_at=now,
-                    claimed_by=None, claim_token=None, lease_until=None))
-    return conn.execute(stmt).rowcount
-
-
-def release_stale(conn: Connection, now: datetime, hold: bool) -> list[str]:
-    stmt = (update(m).where(m.c.status == SENDING, m.c.lease_until < now)
-            .values(_stale_values(now, hold)).returning(m.c.id, m.c.attempts))
-    stale = conn.execute(stmt).all()
-    insert_events(conn, [(r.id, rows.uncertain_event(now, r.attempts, hold)) for r in stale])
-    return [r.id for r in stale]
 
 
 def record_attempts(conn: Connection, records: Sequence[AttemptRecord]) -> list[bool]:
@@ -218,15 +230,6 @@ def _persist_attempts(conn: Connection, chosen: Sequence[AttemptRecord]) -> None
     insert_events(conn, [(r.message_id, e) for r in chosen for e in r.events])
 
 
-def _stale_values(now: datetime, hold: bool) -> dict[str, Any]:
-    """A lapsed lease: the attempt counts (a message that kills its worker must
-    not loop forever) and the message waits again, or is held."""
-    return {"status": HELD if hold else MessageStatus.DEFERRED.value,
-            "due_at": None if hold else now, "held_since": now if hold else None,
-            "hold_reason": rows.UNCERTAIN_HOLD if hold else "", "attempts": m.c.attempts + 1,
-            "updated_at": now, "claimed_by": None, "claim_token": None, "lease_until": None}
-
-
 def get_detail(conn: Connection, id: str) -> MessageDetail:
     (message,) = hydrate(conn, [_message_by_id(conn, id)])
     query = select(events).where(events.c.message_id == id).order_by(events.c.id)
@@ -241,29 +244,12 @@ def list_attempts(conn: Connection, id: str) -> list[Attempt]:
     return found
 
 
-def next_due_at(conn: Connection) -> datetime | None:
-    return conn.execute(select(func.min(m.c.due_at)).where(m.c.due_at.isnot(None))).scalar()
-
-
 def stats(conn: Connection) -> QueueStats:
     by_status = {status.value: 0 for status in MessageStatus}
     counts = select(m.c.status, func.count()).group_by(m.c.status)
     by_status.update({r[0]: r[1] for r in conn.execute(counts)})
     oldest = conn.execute(select(func.min(m.c.created_at)).where(m.c.status.in_(WAITING)))
     return QueueStats(by_status, oldest.scalar())
-
-
-def page(conn: Connection, status: MessageStatus | None, limit: int,
-          after: tuple[datetime, str] | None) -> Page:
-    query = select(m).order_by(m.c.created_at.desc(), m.c.id.desc()).limit(limit + 1)
-    if status is not None:
-        query = query.where(m.c.status == status.value)
-    if after is not None:
-        at = bindparam("after_at", after[0], type_=UtcDateTime())
-        query = query.where(tuple_(m.c.created_at, m.c.id) < tuple_(at, after[1]))
-    found = conn.execute(query).all()
-    page = hydrate(conn, found[:limit])
-    return Page(tuple(page), _encode_cursor(page[-1]) if len(found) > limit else None)
 
 
 def cancel(conn: Connection, id: str, now: datetime) -> Message:
@@ -315,8 +301,7 @@ def hold_relay(conn: Connection, relay: str, now: datetime, reason: str, event: 
 def release_relay(conn: Connection, relay: str, now: datetime) -> int:
     """Held mail of `relay` (held for the relay's sake, not by policy) back to the queue."""
     query = (select(m.c.id, m.c.held_since, m.c.held_seconds)
-             .where(m.c.status == HELD, m.c.held_for_relay.isnot(None),
-                    _has_unfinished_on(relay))
+             .where(m.c.status == HELD, m.c.held_for_relay == relay)
              .with_for_update())
     held = conn.execute(query).all()
     if held:
@@ -326,20 +311,9 @@ def release_relay(conn: Connection, relay: str, now: datetime) -> int:
     return len(held)
 
 
-def _encode_cursor(message: Message) -> str:
-    raw = json.dumps([message.created_at.isoformat(), message.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    invalid = InputError("the cursor is not valid; use next_cursor from a previous page",
-                         field="cursor")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, id = json.loads(raw)
-        created_at = datetime.fromisoformat(at)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise invalid from exc
-    if created_at.tzinfo is None or not isinstance(id, str):
-        raise invalid
-    return created_at, id
+def reroute_recipients(conn: Connection, message_id: str, relays: Mapping[str, str]) -> None:
+    """Point each named recipient of a message at another relay."""
+    for address, relay in relays.items():
+        conn.execute(update(recipients).where(recipients.c.message_id == message_id,
+                                              recipients.c.address == address)
+                     .values(relay=relay))

@@ -1,19 +1,19 @@
-"""The relay-authentication verbs of `store.base.Store` and their SQL: relay
-state and stored credentials (`relay_auth`), and hashed API keys (`api_keys`).
-`SqlStore` inherits the verbs from `RelayAuthVerbs`."""
+"""`SqlRelayAuth`: `store.base.RelayAuthStore` over a `Runner`, and its SQL: each
+relay's login state and stored credentials (`relay_auth`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from outbox.errors import Conflict
-from outbox.store.base import RelayAuth, StoredApiKey
-from outbox.store.tables import api_keys, relay_auth
+from outbox.core.model import Event
+from outbox.store.sql import queries
+from outbox.store.sql.runner import Runner
+from outbox.store.tables import relay_auth
+from outbox.store.values import NEEDS_ATTENTION, RELAY_OK, RelayAuth
 
 r = relay_auth
 
@@ -36,7 +36,8 @@ def load_relay_credentials(conn: Connection, relay: str) -> RelayAuth:
     return _to_relay_auth(row) if row is not None else RelayAuth(relay)
 
 
-def save_relay_credentials(conn: Connection, relay: str, sealed: str, now: datetime) -> int:
+def save_relay_credentials(conn: Connection, relay: str, sealed: str | None,
+                           now: datetime) -> int:
     _ensure_row(conn, relay, now)
     stmt = (update(r).where(r.c.relay == relay)
             .values(credentials=sealed, version=r.c.version + 1, updated_at=now)
@@ -64,86 +65,81 @@ def set_relay_state(conn: Connection, relay: str, state: str, reason: str, guida
     return bool(conn.execute(stmt).rowcount)
 
 
+def _locked_version(conn: Connection, relay: str, now: datetime) -> int:
+    """The relay's credentials version, its row locked until the transaction ends (on
+    SQLite the writer is alone anyway): a login failure and new credentials are
+    applied one after the other, never interleaved."""
+    _ensure_row(conn, relay, now)
+    return int(conn.execute(select(r.c.version).where(r.c.relay == relay)
+                            .with_for_update()).scalar_one())
+
+
+def hold_for_relay(conn: Connection, relay: str, version: int, reason: str, guidance: str,
+                   now: datetime, hold_reason: str, event: Event) -> tuple[bool, int] | None:
+    """needs_attention and hold its waiting mail, unless new credentials (another
+    version) arrived meanwhile: None then. (changed, held)."""
+    if _locked_version(conn, relay, now) != version:
+        return None
+    changed = set_relay_state(conn, relay, NEEDS_ATTENTION, reason, guidance, now, version)
+    return changed, queries.hold_relay(conn, relay, now, hold_reason, event)
+
+
+def mark_ok(conn: Connection, relay: str, version: int, now: datetime) -> int | None:
+    """ok again and its held mail released; None when the state was not this version's."""
+    if _locked_version(conn, relay, now) != version:
+        return None
+    if not set_relay_state(conn, relay, RELAY_OK, "", "", now, version):
+        return None
+    return queries.release_relay(conn, relay, now)
+
+
+def store_credentials(conn: Connection, relay: str, sealed: str | None,
+                      now: datetime) -> tuple[int, int]:
+    """New credentials (None: the config's again), the relay ok and its held mail
+    released, at once. (version, released)."""
+    _locked_version(conn, relay, now)
+    version = save_relay_credentials(conn, relay, sealed, now)
+    set_relay_state(conn, relay, RELAY_OK, "", "", now, version)
+    return version, queries.release_relay(conn, relay, now)
+
+
 def relay_states(conn: Connection) -> tuple[RelayAuth, ...]:
     return tuple(_to_relay_auth(row) for row in conn.execute(select(r).order_by(r.c.relay)))
 
 
-# -- API keys ---------------------------------------------------------------------------------
+class SqlRelayAuth:
+    """The relay-auth verbs over one runner."""
 
-_ACTIVE = api_keys.c.revoked_at.is_(None)
-
-
-def _to_key(row: Any) -> StoredApiKey:
-    return StoredApiKey(name=row.name, digest=row.digest, scopes=tuple(row.scopes),
-                        created_at=row.created_at, revoked_at=row.revoked_at)
-
-
-def create_api_key(conn: Connection, key: StoredApiKey) -> None:
-    conn.execute(insert(api_keys).values(name=key.name, digest=key.digest,
-                                         scopes=list(key.scopes), created_at=key.created_at,
-                                         revoked_at=key.revoked_at))
-
-
-def find_api_key(conn: Connection, digest: str) -> StoredApiKey | None:
-    row = conn.execute(select(api_keys).where(api_keys.c.digest == digest, _ACTIVE)).first()
-    return _to_key(row) if row is not None else None
-
-
-def list_api_keys(conn: Connection) -> tuple[StoredApiKey, ...]:
-    query = select(api_keys).order_by(api_keys.c.name, api_keys.c.created_at, api_keys.c.id)
-    return tuple(_to_key(row) for row in conn.execute(query))
-
-
-def revoke_api_key(conn: Connection, name: str, now: datetime) -> bool:
-    stmt = update(api_keys).where(api_keys.c.name == name, _ACTIVE).values(revoked_at=now)
-    return bool(conn.execute(stmt).rowcount)
-
-
-class RelayAuthVerbs:
-    """Mixed into `SqlStore`, which supplies the transaction runners."""
-
-    _read: Callable[..., Awaitable[Any]]
-    _write: Callable[..., Awaitable[Any]]
+    def __init__(self, runner: Runner) -> None:
+        self._run = runner
 
     async def load_relay_credentials(self, relay: str) -> RelayAuth:
-        found: RelayAuth = await self._read(load_relay_credentials, relay)
-        return found
+        return await self._run.read(load_relay_credentials, relay)
 
     async def save_relay_credentials(self, relay: str, sealed: str, now: datetime) -> int:
-        version: int = await self._write(save_relay_credentials, relay, sealed, now)
-        return version
+        return await self._run.write(save_relay_credentials, relay, sealed, now)
 
     async def rotate_relay_credentials(self, relay: str, sealed: str, version: int,
                                        now: datetime) -> bool:
-        saved: bool = await self._write(rotate_relay_credentials, relay, sealed, version, now)
-        return saved
+        return await self._run.write(rotate_relay_credentials, relay, sealed, version, now)
 
     async def set_relay_state(self, relay: str, state: str, reason: str, guidance: str,
                               now: datetime, *, version: int | None = None) -> bool:
-        changed: bool = await self._write(set_relay_state, relay, state, reason, guidance,
-                                          now, version)
-        return changed
+        return await self._run.write(set_relay_state, relay, state, reason, guidance, now,
+                                     version)
+
+    async def hold_for_relay(self, relay: str, version: int, reason: str, guidance: str,
+                             now: datetime, hold_reason: str,
+                             event: Event) -> tuple[bool, int] | None:
+        return await self._run.write(hold_for_relay, relay, version, reason, guidance, now,
+                                     hold_reason, event)
+
+    async def mark_ok(self, relay: str, version: int, now: datetime) -> int | None:
+        return await self._run.write(mark_ok, relay, version, now)
+
+    async def store_credentials(self, relay: str, sealed: str | None,
+                                now: datetime) -> tuple[int, int]:
+        return await self._run.write(store_credentials, relay, sealed, now)
 
     async def relay_states(self) -> tuple[RelayAuth, ...]:
-        found: tuple[RelayAuth, ...] = await self._read(relay_states)
-        return found
-
-    async def create_api_key(self, key: StoredApiKey) -> None:
-        try:
-            await self._write(create_api_key, key)
-        except Conflict:
-            raise Conflict(f"an API key named '{key.name}' already exists",
-                           hint="revoke it first (`outbox keys revoke NAME`) or pick another "
-                           "name") from None
-
-    async def find_api_key(self, digest: str) -> StoredApiKey | None:
-        found: StoredApiKey | None = await self._read(find_api_key, digest)
-        return found
-
-    async def list_api_keys(self) -> tuple[StoredApiKey, ...]:
-        found: tuple[StoredApiKey, ...] = await self._read(list_api_keys)
-        return found
-
-    async def revoke_api_key(self, name: str, now: datetime) -> bool:
-        revoked: bool = await self._write(revoke_api_key, name, now)
-        return revoked
+        return await self._run.read(relay_states)

@@ -1,281 +1,187 @@
-"""`SqlStore`: the verbs of `store.base.Store`, each one transaction.
+"""`SqlStore`: the root store (`store.base.Store`), shared by both backends.
 
-A verb runs its body (sql/queries.py) through the backend's runner:
-PostgreSQL drives it on asyncpg (`run_sync`), SQLite hands the whole
-transaction to a thread in one hop. Every foreign exception is translated
-once, in `translate_errors`.
+It composes one class per aggregate over the backend's `Runner`
+(`store.messages`, `store.relay_auth`, `store.keys`, `store.alerts`,
+`store.contacts`, `store.blob_index`, `store.webhooks`, `store.rate_limits`,
+`store.governor`, `store.suppressions`, `store.ui_users`) and
+holds the verbs about the database as a whole: ping, migrate, describe, close. A backend (sqlite.py,
+postgres.py) builds it from its runner, its claim statement (`pick_due`),
+and, where it has them, its wake-up, group commit and migration lock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Connection, func, select, text
 
-from outbox.core.model import Event, EventType, MessageStatus
-from outbox.errors import Conflict, InputError, NotFound, StorageError
-from outbox.store import rows
+from outbox.errors import StorageError
 from outbox.store.base import (
-    Alert,
-    Attempt,
-    AttemptRecord,
-    Claim,
-    DatabaseInfo,
-    Message,
-    MessageDetail,
-    NewMessage,
-    Page,
-    QueueStats,
+    AlertStore,
+    ArchiveStore,
+    BlobIndex,
+    ContactStore,
+    GovernorStore,
+    IntegrityStore,
+    KeyStore,
+    Liveness,
+    MessageStore,
+    RateLimitStore,
+    RelayAuthStore,
+    RetentionStore,
+    SuppressionStore,
+    UiUserStore,
+    WebhookStore,
 )
-from outbox.store.rows import AnyRow
-from outbox.store.sql import operations as ops
-from outbox.store.sql import queries as q
-from outbox.store.sql.address_book import AddressBookVerbs
-from outbox.store.sql.blobs import BlobVerbs
-from outbox.store.sql.relay_auth import RelayAuthVerbs
 
-P = ParamSpec("P")
-T = TypeVar("T")
-Body = Callable[Concatenate[Connection, P], T]
+if TYPE_CHECKING:
+    from alembic.config import Config
+from outbox.store.sql.address_book import SqlContacts
+from outbox.store.sql.alerts import SqlAlerts
+from outbox.store.sql.archive import Snapshot, SqlArchive
+from outbox.store.sql.blob_index import SqlBlobIndex
+from outbox.store.sql.governor import SqlGovernor
+from outbox.store.sql.integrity import SqlIntegrity
+from outbox.store.sql.keys import SqlKeys
+from outbox.store.sql.messages import Inserter, OneByOne, PickDue, SqlMessages
+from outbox.store.sql.rate_limits import SqlRateLimits
+from outbox.store.sql.relay_auth import SqlRelayAuth
+from outbox.store.sql.retention import SqlRetention
+from outbox.store.sql.runner import Runner
+from outbox.store.sql.suppressions import SqlSuppressions
+from outbox.store.sql.ui_users import SqlUiUsers
+from outbox.store.sql.wakeup import Wakeup
+from outbox.store.sql.webhooks import SqlWebhooks
+from outbox.store.values import DatabaseInfo
 
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
+LockSchema = Callable[[Connection], None]
 
 
-@asynccontextmanager
-async def translate_errors() -> AsyncIterator[None]:
-    """SQLAlchemy and driver errors become `StorageError` (constraint
-    violations `Conflict`); Outbox's own errors pass through."""
-    try:
-        yield
-    except IntegrityError as exc:
-        raise Conflict(f"the database refused the change: {_reason(exc)}") from exc
-    except (SQLAlchemyError, OSError) as exc:
-        raise StorageError(f"database error: {_reason(exc)}") from exc
+class SqlStore:
+    """The facets over one runner, and the database's own verbs."""
 
-
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
-
-
-class SqlStore(AddressBookVerbs, RelayAuthVerbs, BlobVerbs, ABC):
-    """The verbs of `store.base.Store`. A subclass supplies the runners
-    (`_read`, `_write`: one transaction each), `_pick_due` and the wake-up."""
-
-    def __init__(self) -> None:
-        self._wakeup = asyncio.Event()
-
-    # -- what a backend supplies -------------------------------------------------------
-
-    @abstractmethod
-    async def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`body(conn, ...)` in a read transaction."""
-        ...
-
-    @abstractmethod
-    async def _write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`body(conn, ...)` in a write transaction, committed durably on return."""
-        ...
-
-    @abstractmethod
-    def _pick_due(self, conn: Connection, values: dict[str, Any], now: datetime,
-                  limit: int) -> Sequence[AnyRow]:
-        """Claim up to `limit` due rows with `values`; full rows, oldest due first."""
-        ...
-
-    def _announce(self) -> None:
-        """A message may have become due: wake this process's waiters (and,
-        where the backend can, other processes')."""
-        self._wakeup.set()
-
-    def _lock_schema(self, conn: Connection) -> None:
-        """Serialise concurrent migrations where the write transaction does not."""
-
-    async def _listen(self) -> None:
-        """Make sure wake-ups from other processes reach `_wakeup`."""
+    def __init__(self, runner: Runner, pick_due: PickDue, liveness: Liveness, *,
+                 wakeup: Wakeup | None = None, inserter: Inserter | None = None,
+                 lock_schema: LockSchema | None = None, snapshot: Snapshot | None = None
+                 ) -> None:
+        self._run = runner
+        self._wakeup = wakeup or Wakeup()
+        self._inserter = inserter or OneByOne(runner)
+        self._lock_schema = lock_schema
+        self.messages: MessageStore = SqlMessages(runner, pick_due, self._wakeup, self._inserter)
+        self.relay_auth: RelayAuthStore = SqlRelayAuth(runner)
+        self.keys: KeyStore = SqlKeys(runner)
+        self.alerts: AlertStore = SqlAlerts(runner)
+        self.contacts: ContactStore = SqlContacts(runner)
+        self.blob_index: BlobIndex = SqlBlobIndex(runner)
+        self.webhooks: WebhookStore = SqlWebhooks(runner)
+        self.rate_limits: RateLimitStore = SqlRateLimits(runner)
+        self.governor: GovernorStore = SqlGovernor(runner)
+        self.suppressions: SuppressionStore = SqlSuppressions(runner)
+        self.archive: ArchiveStore = SqlArchive(runner, snapshot or runner.read)
+        self.integrity: IntegrityStore = SqlIntegrity(runner)
+        self.retention: RetentionStore = SqlRetention(runner)
+        self.ui_users: UiUserStore = SqlUiUsers(runner)
+        self.liveness = liveness
 
     async def ping(self) -> None:
-        """Raise `StorageError` unless the database answers."""
-        await self._read(q.ping)
-
-    # -- lifecycle ---------------------------------------------------------------------
+        await self._run.read(ping)
 
     async def migrate(self) -> None:
-        await self._write(self._migrate)
+        await self._run.write(self._migrate)
 
     def _migrate(self, conn: Connection) -> None:
-        # Imported here: Alembic is only needed when migrating, and the CLI starts faster.
-        from alembic import command
-        from alembic.config import Config
-
-        self._lock_schema(conn)
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-
-    @abstractmethod
-    async def close(self) -> None:
-        ...
-
-    # -- submission --------------------------------------------------------------------
-
-    async def enqueue(self, message: NewMessage) -> tuple[Message, bool]:
-        rows.check_new(message)
-        if not await self._insert(message):
-            found = await self._find_duplicate(message)
-            if found is None:  # the key was free, so it was the id
-                raise Conflict(f"a message with id {message.id} already exists")
-            return found, False
-        if message.status is MessageStatus.QUEUED:
-            self._announce()
-        return rows.accepted_message(message), True
-
-    async def _insert(self, message: NewMessage) -> bool:
-        """Insert and commit; False if its idempotency key is already taken."""
-        try:
-            await self._write(q.insert_message, message)
-        except Conflict:
-            if message.idempotency is None:
-                raise
-            return False
-        return True
-
-    async def _find_duplicate(self, message: NewMessage) -> Message | None:
-        claim = message.idempotency
-        if claim is None:
-            return None
-        found = await self.find_by_idempotency_key(claim.owner, claim.key)
-        return found[0] if found else None
-
-    async def find_by_idempotency_key(self, owner: str, key: str) -> tuple[Message, str] | None:
-        return await self._read(q.find_by_idempotency_key, owner, key)
-
-    async def find_by_message_id(self, owner: str, message_id: str) -> Message | None:
-        return await self._read(q.find_by_message_id, owner, message_id)
-
-    # -- claims ------------------------------------------------------------------------
-
-    async def claim_due(self, owner: str, now: datetime, lease_until: datetime,
-                        limit: int) -> list[Claim]:
-        if limit <= 0:
-            return []
-        token = uuid.uuid4().hex
-        claimed = await self._write(self._claim, q.claim_values(owner, token, now, lease_until),
-                                    now, limit)
-        lease = lease_until.astimezone(UTC)
-        return [Claim(message, owner, token, lease) for message in claimed]
-
-    def _claim(self, conn: Connection, values: dict[str, Any], now: datetime,
-               limit: int) -> list[Message]:
-        claimed = q.hydrate(conn, self._pick_due(conn, values, now, limit))
-        owner = values["claimed_by"]
-        q.insert_events(conn, [(c.id, Event(now, EventType.CLAIMED, c.attempts + 1,
-                                           detail=f"claimed by {owner}")) for c in claimed])
-        return claimed
-
-    async def renew_leases(self, owner: str, lease_until: datetime) -> int:
-        return await self._write(q.renew_leases, owner, lease_until)
-
-    async def record_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
-        if not records:
-            return []
-        return await self._write(q.record_attempts, records)
-
-    async def release_claims(self, owner: str, now: datetime) -> int:
-        count = await self._write(q.release_claims, owner, now)
-        if count:
-            self._announce()
-        return count
-
-    async def release_stale(self, now: datetime, hold: bool) -> list[str]:
-        released = await self._write(q.release_stale, now, hold)
-        if released and not hold:
-            self._announce()
-        return released
-
-    # -- reading -----------------------------------------------------------------------
-
-    async def get(self, id: str) -> MessageDetail:
-        return await self._read(q.get_detail, id)
-
-    async def attempts(self, id: str) -> list[Attempt]:
-        return await self._read(q.list_attempts, id)
-
-    async def next_due_at(self) -> datetime | None:
-        return await self._read(q.next_due_at)
-
-    async def stats(self) -> QueueStats:
-        return await self._read(q.stats)
-
-    async def wait_for_new(self, timeout: float) -> None:
-        await self._listen()
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        self._wakeup.clear()
-
-    # -- operator actions --------------------------------------------------------------
-
-    async def cancel(self, id: str, now: datetime) -> Message:
-        return await self._write(q.cancel, id, now)
-
-    async def retry(self, id: str, now: datetime) -> Message:
-        message = await self._write(q.retry, id, now)
-        self._announce()
-        return message
-
-    async def hold_relay(self, relay: str, now: datetime, reason: str, event: Event) -> int:
-        return await self._write(q.hold_relay, relay, now, reason, event)
-
-    async def release_relay(self, relay: str, now: datetime) -> int:
-        count = await self._write(q.release_relay, relay, now)
-        if count:
-            self._announce()
-        return count
-
-    async def append_event(self, id: str, event: Event) -> None:
-        try:
-            await self._write(q.insert_events, [(id, event)])
-        except Conflict as exc:  # the foreign key: no such message
-            raise NotFound(f"no message with id {id}") from exc
-
-    # -- operations: alerts and diagnostics --------------------------------------------
-
-    async def raise_alert(self, key: str, severity: str, title: str, detail: str,
-                          guidance: str, now: datetime) -> bool:
-        alert = Alert(key, severity, title, detail, guidance, raised_at=now)
-        try:
-            return await self._write(ops.raise_alert, alert)
-        except Conflict:  # another node raised it between our check and insert
-            return False
-
-    async def clear_alert(self, key: str, now: datetime) -> bool:
-        return await self._write(ops.clear_alert, key, now)
-
-    async def list_alerts(self, active_only: bool, limit: int = 100) -> tuple[Alert, ...]:
-        return await self._read(ops.list_alerts, active_only, limit)
-
-    async def relay_outcomes(self, since: datetime) -> dict[str, dict[str, int]]:
-        return await self._read(ops.relay_outcomes, since)
+        if self._lock_schema is not None:  # where the write transaction does not serialise
+            self._lock_schema(conn)
+        upgrade_schema(conn)
 
     async def describe_database(self) -> DatabaseInfo:
-        return await self._read(ops.describe_database)
+        return await self._run.read(describe_database)
 
-    # `list` last: below it, the name shadows the builtin in annotations.
-    async def list(self, status: MessageStatus | None, limit: int,
-                   cursor: str | None) -> Page:
-        if limit < 1:
-            raise InputError("limit must be at least 1", field="limit")
-        after = q.decode_cursor(cursor) if cursor else None
-        return await self._read(q.page, status, limit, after)
+    async def database_time(self) -> datetime | None:
+        return await self._run.read(database_time)
+
+    async def check_writable(self) -> None:
+        await self._run.write(check_writable)
+
+    async def close(self) -> None:
+        await self._inserter.close()
+        await self._wakeup.close()
+        await self._run.close()
 
 
+def ping(conn: Connection) -> None:
+    conn.execute(select(1))
+
+
+def database_time(conn: Connection) -> datetime | None:
+    if conn.dialect.name != "postgresql":
+        return None
+    found = conn.execute(select(func.clock_timestamp())).scalar()
+    return found if isinstance(found, datetime) else None
+
+
+def check_writable(conn: Connection) -> None:
+    """Inside a write transaction: does the database take writes?"""
+    if conn.dialect.name == "postgresql":
+        read_only = conn.execute(text("SELECT pg_is_in_recovery() OR "
+                                      "current_setting('transaction_read_only') = 'on'")).scalar()
+        if read_only:
+            raise StorageError("the database is read-only (a replica, or "
+                               "default_transaction_read_only is on)",
+                               hint="point [database] url at the primary")
+        return
+    # Rewriting the header's user_version to itself is a real write, and harmless.
+    version = conn.execute(text("PRAGMA user_version")).scalar()
+    conn.execute(text(f"PRAGMA user_version = {int(version or 0)}"))
+
+
+def upgrade_schema(conn: Connection) -> None:
+    """Run the Alembic migrations up to the head, on this connection."""
+    from alembic import command
+
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+def describe_database(conn: Connection) -> DatabaseInfo:
+    from alembic.migration import MigrationContext  # alembic loads only when asked
+
+    backend = conn.dialect.name
+    postgres = backend == "postgresql"
+    version = conn.execute(text("SHOW server_version" if postgres
+                                else "SELECT sqlite_version()")).scalar()
+    server_time = conn.execute(select(func.now())).scalar() if postgres else None
+    return DatabaseInfo(backend=backend, version=str(version),
+                        revision=MigrationContext.configure(conn).get_current_revision(),
+                        head=head_revision(), server_time=server_time)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return str(head)
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether this Outbox's migrations know `revision`."""
+    from alembic.script import ScriptDirectory
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises several kinds for an unknown or malformed id
+        return False
+
+
+def alembic_config() -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config

@@ -1,0 +1,342 @@
+"""Outbox beside Postfix on this machine, interleaved rep by rep (SPEC §4, issue 15).
+
+    make bench          # = scripts/bench-deps.sh, then:
+    .venv/bin/python bench/compare.py [--messages 5000] [--reps 3] [--backends sqlite,postgres]
+
+Per rep, in this order:
+- Postfix as a durable loopback relay (../shared/bench-anchors/30_postfix_relay.sh,
+  MODE=live then MODE=drain): smtp-source (20 sessions) → Postfix → its own smtp-sink.
+- For each backend, each on a fresh database, `outbox serve` relaying to one smtp-sink
+  started here (20 relay connections):
+  - http:  20 keep-alive clients `POST /v1/messages`, one message each time;
+  - batch: 20 clients `POST /v1/messages/batch` of 100;
+  - smtp:  20 SMTP submission sessions (AUTH PLAIN with the API key; smtp-source cannot
+           log in, so the client is aiosmtplib);
+  - drain: the queue filled first (Outbox stopped), then `outbox serve` started.
+  The rate is messages over the time from the first submit (or the start, for a drain)
+  until the sink has them all; accept is messages over the time to the last 202/250.
+
+Prints one table: msg/s per system, path and rep; the ratio to Postfix's live (or drain)
+rate of the same rep; medians; accept latency p50/p99/p99.9; CPU seconds per 1,000
+messages (the Outbox process and its children); a noise line (load average, fsync probe).
+Every process started here is stopped by PID. No assertions: the figures are the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+from tests.pg import fresh_database  # noqa: E402
+from tests.processes import API_KEY, OutboxProcess, base_config, free_port, write_config  # noqa: E402
+
+from bench.throughput import fill_queue  # noqa: E402
+
+ANCHORS = REPO.parent / "shared" / "bench-anchors"
+CLIENTS = 20
+TEXT = "x" * 900  # with the headers, about 1 KB on the wire
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    system: str  # postfix | outbox
+    path: str  # live, drain, http, batch, smtp
+    backend: str  # "" for postfix
+    rate: float  # msg/s end to end
+    accept: float = 0.0  # msg/s accepted (202 / 250 / smtpd)
+    cpu_per_1000: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds per accepted request
+
+
+# --- the sink ---------------------------------------------------------------------------
+
+class Sink:
+    """Postfix's smtp-sink on a free loopback port, counting what it accepted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.out = (directory / "sink.out").open("wb")
+        self.proc = subprocess.Popen(
+            ["timeout", "7200", "/usr/sbin/smtp-sink", "-c", "-u", "postfix",
+             f"127.0.0.1:{self.port}", "1024"], stdout=self.out, stderr=subprocess.STDOUT)
+        self.path = directory / "sink.out"
+        time.sleep(0.3)
+
+    def count(self) -> int:
+        tail = self.path.read_bytes()[-400:].replace(b"\r", b"\n")
+        found = re.findall(rb"mesg=(\d+)", tail)
+        return int(found[-1]) if found else 0
+
+    def wait_for(self, target: int, timeout: float = 900) -> float:
+        deadline = time.monotonic() + timeout
+        while self.count() < target:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the sink got {self.count()} of {target} messages in time")
+            time.sleep(0.02)
+        return time.perf_counter()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.out.close()
+
+
+# --- Postfix ------------------------------------------------------------------------------
+
+def postfix(mode: str, count: int, directory: Path) -> Run | None:
+    script = ANCHORS / "30_postfix_relay.sh"
+    if not script.exists():
+        return None
+    env = {**os.environ, "MODE": mode, "N": str(count), "SIZE": "1024", "SESS": str(CLIENTS),
+           "CONC": str(CLIENTS), "REPS": "1", "RESULTS_DIR": str(directory)}
+    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                            timeout=900, check=False)
+    rows = [line.split("\t") for line in result.stdout.splitlines()
+            if line.startswith("postfix") or line.startswith("B\t") or "\t" in line]
+    header = next((r for r in rows if "deliver_msgs_per_s" in r), None)
+    data = [r for r in rows if header and len(r) == len(header) and r[0] != header[0]]
+    if header is None or not data:
+        print(f"postfix {mode}: no figures ({result.stderr.strip()[-300:]})", flush=True)
+        return None
+    row = dict(zip(header, data[-1], strict=True))
+    # The anchor's cpu column is the machine's busy share, not Postfix's CPU time: left out.
+    return Run("postfix", mode, "", _float(row["deliver_msgs_per_s"]),
+               _float(row["ingest_msgs_per_s"]), -1.0)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+# --- Outbox -------------------------------------------------------------------------------
+
+def outbox_config(directory: Path, url: str, sink: Sink, *, smtp: bool) -> dict[str, Any]:
+    sections: dict[str, Any] = {
+        "logging": {"level": "warning", "format": "json", "file": str(directory / "outbox.log")},
+        "delivery": {"concurrency": 64, "batch_size": 64, "poll_interval": "100ms",
+                     "helo_name": "bench.test"},
+        "retry": {"first_delay": "1s", "max_delay": "10s", "max_attempts": 20, "max_age": "1h"},
+        "auth": {"api_keys": [{"name": "app", "key": API_KEY, "scopes": ["send", "read"]}]},
+    }
+    if smtp:
+        sections["submission"] = {"bind": f"127.0.0.1:{free_port()}", "security": "none"}
+    relay = {"name": "default", "host": "127.0.0.1", "port": sink.port, "security": "none",
+             "max_connections": CLIENTS}
+    return base_config(directory, url, [relay], **sections)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / TICKS  # utime stime cutime cstime
+
+
+def message(n: int) -> dict[str, Any]:
+    return {"from": "bench@example.test", "to": f"user{n}@example.test",
+            "subject": f"Bench {n}", "text": TEXT}
+
+
+async def post_each(base: str, count: int, latencies: list[float]) -> None:
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {API_KEY}"},
+                                 limits=httpx.Limits(max_keepalive_connections=CLIENTS),
+                                 timeout=60) as client:
+        async def one_client(numbers: range) -> None:
+            for n in numbers:
+                started = time.perf_counter()
+                response = await client.post("/v1/messages", json=message(n))
+                latencies.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+        await asyncio.gather(*(one_client(range(c, count, CLIENTS)) for c in range(CLIENTS)))
+
+
+async def post_batches(base: str, count: int, latencies: list[float]) -> None:
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {API_KEY}"},
+                                 timeout=120) as client:
+        batches = [list(range(s, min(s + 100, count))) for s in range(0, count, 100)]
+
+        async def one_client(mine: list[list[int]]) -> None:
+            for batch in mine:
+                started = time.perf_counter()
+                response = await client.post("/v1/messages/batch",
+                                             json={"messages": [message(n) for n in batch]})
+                latencies.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+        await asyncio.gather(*(one_client(batches[c::CLIENTS]) for c in range(CLIENTS)))
+
+
+async def submit_smtp(bind: str, count: int, latencies: list[float]) -> None:
+    import aiosmtplib
+
+    host, port = bind.rsplit(":", 1)
+
+    async def one_session(numbers: range) -> None:
+        smtp = aiosmtplib.SMTP(hostname=host, port=int(port), start_tls=False, timeout=60)
+        await smtp.connect()
+        await smtp.login("app", API_KEY)
+        for n in numbers:
+            body = (f"From: bench@example.test\r\nTo: user{n}@example.test\r\nSubject: Bench "
+                    f"{n}\r\nMessage-ID: <bench-{n}-{time.time_ns()}@bench.test>\r\n\r\n{TEXT}\r\n")
+            started = time.perf_counter()
+            await smtp.sendmail("bench@example.test", [f"user{n}@example.test"], body)
+            latencies.append(time.perf_counter() - started)
+        await smtp.quit()
+
+    await asyncio.gather(*(one_session(range(c, count, CLIENTS)) for c in range(CLIENTS)))
+
+
+LOADS: dict[str, Callable[..., Any]] = {"http": post_each, "batch": post_batches,
+                                        "smtp": submit_smtp}
+
+
+@contextmanager
+def database(backend: str, directory: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        with nullcontext(f"sqlite:///{directory}/outbox.db") as url:
+            yield url
+    else:
+        with fresh_database("outbox_bench") as url:
+            yield url
+
+
+def outbox_live(path: str, backend: str, count: int, sink: Sink, root: Path) -> Run:
+    directory = Path(tempfile.mkdtemp(dir=root))
+    with database(backend, directory) as url:
+        config = outbox_config(directory, url, sink, smtp=path == "smtp")
+        serve = OutboxProcess(write_config(directory / "outbox.toml", config), config).start()
+        try:
+            assert serve.proc is not None
+            before, cpu = sink.count(), cpu_seconds(serve.proc.pid)
+            latencies: list[float] = []
+            target = serve.base_url if path != "smtp" else config["submission"]["bind"]
+            started = time.perf_counter()
+            asyncio.run(LOADS[path](target, count, latencies))
+            accepted = time.perf_counter()
+            done = sink.wait_for(before + count)
+            used = cpu_seconds(serve.proc.pid) - cpu
+        finally:
+            serve.stop(timeout=30)
+    return Run("outbox", path, backend, count / (done - started), count / (accepted - started),
+               used * 1000 / count, latencies)
+
+
+def outbox_drain(backend: str, count: int, sink: Sink, root: Path) -> Run:
+    directory = Path(tempfile.mkdtemp(dir=root))
+    with database(backend, directory) as url:
+        config = outbox_config(directory, url, sink, smtp=False)
+        path = write_config(directory / "outbox.toml", config)
+        asyncio.run(fill_queue(config, count, TEXT))  # in-process, nothing delivers meanwhile
+        before = sink.count()
+        serve = OutboxProcess(path, config)
+        started = time.perf_counter()
+        serve.start(wait=False)
+        try:
+            assert serve.proc is not None
+            done = sink.wait_for(before + count)
+            used = cpu_seconds(serve.proc.pid)
+        finally:
+            serve.stop(timeout=30)
+    return Run("outbox", "drain", backend, count / (done - started), 0.0, used * 1000 / count)
+
+
+# --- the table ----------------------------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def report(reps: list[list[Run]]) -> None:
+    print("\n| system | path | backend | " + " | ".join(f"rep {i + 1} msg/s (ratio)"
+                                                      for i in range(len(reps)))
+          + " | median ratio | accept msg/s | p50 / p99 / p99.9 ms | CPU s / 1,000 |")
+    print("|---" * (7 + len(reps)) + "|")
+    keys = list(dict.fromkeys((r.system, r.path, r.backend) for rep in reps for r in rep))
+    for key in keys:
+        cells, ratios, runs = [], [], []
+        for rep in reps:
+            run = next((r for r in rep if (r.system, r.path, r.backend) == key), None)
+            anchor = next((r for r in rep if r.system == "postfix"
+                           and r.path == ("drain" if key[1] == "drain" else "live")), None)
+            if run is None:
+                cells.append("—")
+                continue
+            runs.append(run)
+            ratio = run.rate / anchor.rate if anchor and anchor.rate else 0.0
+            ratios.append(ratio)
+            cells.append(f"{run.rate:,.0f} ({ratio:.2f})")
+        latencies = [v for r in runs for v in r.latencies]
+        lat = (" / ".join(f"{percentile(latencies, q) * 1000:.0f}" for q in (0.5, 0.99, 0.999))
+               if latencies else "—")
+        accept = statistics.median(r.accept for r in runs) if runs else 0.0
+        cpu = statistics.median(r.cpu_per_1000 for r in runs) if runs else -1.0
+        print(f"| {key[0]} | {key[1]} | {key[2] or '—'} | " + " | ".join(cells)
+              + f" | {statistics.median(ratios) if ratios else 0:.2f} | {accept:,.0f} | {lat} "
+              f"| {f'{cpu:.2f}' if cpu >= 0 else '—'} |")
+
+
+def noise() -> str:
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    probe = ANCHORS / "05_fsync_probe.py"
+    fsync = (subprocess.run([sys.executable, str(probe), tempfile.gettempdir()],
+                            capture_output=True, text=True, timeout=120).stdout.strip()
+             if probe.exists() else "fsync probe: ../shared/bench-anchors not found")
+    return f"noise: {os.cpu_count()} cores, load average {load}; {fsync}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--paths", default="http,batch,smtp,drain")
+    args = parser.parse_args()
+    if not Path("/usr/sbin/smtp-sink").exists():
+        raise SystemExit("smtp-sink is missing: run `bash scripts/bench-deps.sh` (make bench)")
+    if not ANCHORS.exists():
+        print(f"note: {ANCHORS} not found; Postfix rows are left out", flush=True)
+    print(noise(), flush=True)
+    reps: list[list[Run]] = []
+    with ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        sink = Sink(root)
+        stack.callback(sink.stop)
+        for rep in range(args.reps):
+            runs: list[Run] = []
+            for mode in ("live", "drain"):
+                anchor = postfix(mode, args.messages, root)
+                runs += [anchor] if anchor else []
+            for backend in args.backends.split(","):
+                for path in args.paths.split(","):
+                    run = (outbox_drain(backend, args.messages, sink, root) if path == "drain"
+                           else outbox_live(path, backend, args.messages, sink, root))
+                    runs.append(run)
+                    print(f"rep {rep + 1}: outbox {path} {backend}: {run.rate:,.0f} msg/s",
+                          flush=True)
+            reps.append(runs)
+    report(reps)
+    print(noise())
+
+
+if __name__ == "__main__":
+    main()

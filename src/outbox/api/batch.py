@@ -1,0 +1,103 @@
+"""`POST /v1/messages/batch`: up to 500 messages in one request, committed together.
+
+Each item is a `POST /v1/messages` body plus its own `idempotency_key`, checked on
+its own: a bad item is refused and the others go on. `results` come in the items'
+order, each the accepted message (`replayed` for an idempotent replay) or the error
+object, its `field` prefixed with the item's place (`messages[3].to[0]`). The new
+messages are committed together (one transaction; one group commit on SQLite), and
+the 200 leaves after that commit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, JsonValue, ValidationError
+
+from outbox.api.auth import Principal, require
+from outbox.api.errors import explain
+from outbox.api.ratelimit import admit_messages
+from outbox.api.schemas import ErrorBody, ErrorOut, MessageIn, Strict
+from outbox.api.spool import stable
+from outbox.errors import IdempotencyKeyReused, InputError
+from outbox.service import BatchItem, Outbox, Submitted, request_hash
+from outbox.views.models import Accepted
+
+MAX_BATCH = 500
+
+router = APIRouter(prefix="/v1")
+Sender = Annotated[Principal, Depends(require("send"))]
+
+
+class BatchMessageIn(MessageIn):
+    idempotency_key: str | None = Field(None, min_length=1, max_length=255, description=(
+        "this item's Idempotency-Key: a replay gives the earlier message back"))
+
+
+class BatchIn(Strict):
+    # Items are validated one by one in the route, so that one bad item does not refuse
+    # the whole batch: the document says so, each item is a message or any other JSON
+    # value, which gets its error in `results`, in its place.
+    messages: list[Annotated[BatchMessageIn | JsonValue,
+                             Field(union_mode="left_to_right")]] = Field(
+        min_length=1, max_length=MAX_BATCH,
+        description=f"1 to {MAX_BATCH} messages; an item that is not a valid message "
+        "gets its error in results, in its place")
+
+
+class BatchAccepted(Accepted):
+    replayed: bool = Field(description="true: an earlier message with this "
+                           "idempotency_key, given back; nothing new was queued")
+
+
+class BatchOut(BaseModel):
+    results: list[BatchAccepted | ErrorOut] = Field(description="one per item, in order: "
+                                                    "the accepted message or the error")
+
+
+@router.post("/messages/batch", response_model=BatchOut)
+async def submit_batch(body: BatchIn, request: Request, principal: Sender) -> BatchOut:
+    """Queue up to 500 messages; every accepted one is on disk before this answers.
+    Items are independent: each result is the message or that item's error."""
+    outbox: Outbox = request.app.state.outbox
+    items = [_item(index, raw, outbox) for index, raw in enumerate(body.messages)]
+    valid = [item for item in items if isinstance(item, BatchItem)]
+    # Over the key's messages_per_minute: 429 for the batch, and none of it is queued.
+    await admit_messages(request, principal, len(valid))
+    submitted = iter(await outbox.messages.submit_many(valid, owner=principal.name))
+    results = [_result(index, next(submitted) if isinstance(item, BatchItem) else item)
+               for index, item in enumerate(items)]
+    return BatchOut(results=results)
+
+
+def _item(index: int, raw: BatchMessageIn | JsonValue,
+          outbox: Outbox) -> BatchItem | ErrorOut:
+    try:
+        item = raw if isinstance(raw, BatchMessageIn) else BatchMessageIn.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        code, message, field = explain(dict(error), tuple(error["loc"]), f"messages[{index}]")
+        return ErrorOut(error=ErrorBody(code=code, message=message, field=field))
+    # Hashed as POST /v1/messages hashes the same body, so a key means the same there.
+    sent = stable(item.model_dump(mode="json", by_alias=True, exclude_unset=True,
+                                  exclude={"idempotency_key"}), outbox.files)
+    return BatchItem(item.to_submission(), item.idempotency_key, request_hash(sent))
+
+
+def _result(index: int, outcome: Submitted | InputError | ErrorOut) -> BatchAccepted | ErrorOut:
+    if isinstance(outcome, ErrorOut):
+        return outcome
+    if isinstance(outcome, InputError):
+        return ErrorOut(error=ErrorBody(code=outcome.code, message=outcome.message,
+                                        field=_field(index, outcome)))
+    message = outcome.message
+    return BatchAccepted(id=message.id, status=message.status.value,
+                         message_id=message.message_id, replayed=outcome.replayed)
+
+
+def _field(index: int, exc: InputError) -> str:
+    where = f"messages[{index}]"
+    if isinstance(exc, IdempotencyKeyReused):
+        return f"{where}.idempotency_key"
+    return f"{where}.{exc.field}" if exc.field else where

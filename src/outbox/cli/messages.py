@@ -1,0 +1,163 @@
+"""`outbox send`, `outbox status` and `outbox queue ls|retry|resend|cancel`: queue a
+message and follow it. `--json` prints the API's bodies (`outbox.views`)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from outbox.cli.common import ConfigOption, out, with_outbox
+from outbox.core.model import MessageStatus
+from outbox.errors import InputError
+
+if TYPE_CHECKING:
+    from outbox.core.compose import AttachmentIn
+    from outbox.service import Outbox
+
+queue_app = typer.Typer(no_args_is_help=True, help="Inspect and act on the queue.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send")(send)
+    app.command("status")(status)
+    app.add_typer(queue_app, name="queue")
+
+
+def send(
+    sender: Annotated[str, typer.Option("--from", help="From address")],
+    to: Annotated[list[str], typer.Option("--to", help="recipient(s); repeat or separate "
+                                          "with commas")],
+    subject: Annotated[str, typer.Option("--subject")] = "",
+    text: Annotated[str | None, typer.Option("--text", help="plain-text body")] = None,
+    html: Annotated[str | None, typer.Option("--html", help="HTML body")] = None,
+    cc: Annotated[list[str] | None, typer.Option("--cc")] = None,
+    bcc: Annotated[list[str] | None, typer.Option("--bcc")] = None,
+    attach: Annotated[list[Path] | None, typer.Option("--attach", help="file to attach")] = None,
+    relay: Annotated[str | None, typer.Option("--relay", help="force this relay")] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Queue a message and print its id."""
+    from outbox.views.render import accepted_view
+
+    if text is None and html is None:
+        raise InputError("give a body with --text or --html", field="text")
+    from outbox.core.compose import Submission
+
+    submission = Submission(sender=sender, to=to, cc=cc or [], bcc=bcc or [], subject=subject,
+                            text=text, html=html, relay=relay,
+                            attachments=tuple(_read_attachment(p) for p in attach or []))
+
+    async def action(outbox: Outbox) -> None:
+        accepted = await outbox.messages.submit(submission, owner="cli",
+                                                idempotency_key=idempotency_key)
+        if as_json:
+            print(json.dumps(accepted_view(accepted.message).model_dump()))
+        else:
+            print(accepted.message.id)
+
+    with_outbox(config, action, migrate=True)
+
+
+def _read_attachment(path: Path) -> AttachmentIn:
+    from outbox.core.compose import AttachmentIn
+
+    if not path.is_file():
+        raise InputError(f"'{path}' is not a readable file", field="attach")
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return AttachmentIn(path.name, base64.b64encode(path.read_bytes()).decode(), content_type)
+
+
+def status(id: Annotated[str, typer.Argument(help="message id")],
+           as_json: Annotated[bool, typer.Option("--json")] = False,
+           config: ConfigOption = None) -> None:
+    """A message's status, recipients and timeline, with guidance."""
+    from outbox.views.render import detail_view
+
+    body = detail_view(with_outbox(config, lambda outbox: outbox.messages.get(id), migrate=False))
+    if as_json:
+        print(body.model_dump_json(indent=2))
+        return
+    from outbox.cli.tables import print_detail
+
+    print_detail(out, body)
+
+
+@queue_app.command("ls")
+def queue_ls(
+    status: Annotated[MessageStatus | None, typer.Option("--status", help="only this status")]
+    = None,
+    recipient: Annotated[str | None, typer.Option("--recipient", help="only mail to this "
+                                                  "address (any case)")] = None,
+    relay: Annotated[str | None, typer.Option("--relay", help="only mail with a recipient "
+                                              "on this relay")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="accepted at or after this "
+                                              "time (ISO 8601; UTC without an offset)")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="accepted before this time")]
+    = None,
+    search: Annotated[str | None, typer.Option("--search", "-q", help="subject contains "
+                                               "this text (any case)")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """List messages, newest first, with full ids."""
+    from outbox.cli.tables import print_messages
+    from outbox.service import MessageFilter
+    from outbox.views.render import message_view
+
+    where = MessageFilter(recipient=recipient, relay=relay, since=_time(since, "since"),
+                          until=_time(until, "until"), subject=search or None)
+    page = with_outbox(config, lambda outbox: outbox.messages.list(status, limit, None, where),
+                       migrate=False)
+    views = [message_view(m) for m in page.messages]
+    if as_json:
+        print(json.dumps([v.model_dump() for v in views], indent=2))
+        return
+    print_messages(out, views)
+
+
+def _time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time (a date alone is its midnight); UTC when it has no offset."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--{option}: '{value}' is not an ISO 8601 time, e.g. "
+                         "2026-12-01T09:30:00Z", field=option) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@queue_app.command("retry")
+def queue_retry(id: str, config: ConfigOption = None) -> None:
+    """Try a message again now (also releases a held message)."""
+    message = with_outbox(config, lambda outbox: outbox.messages.retry(id), migrate=False)
+    print(f"{message.id} {message.status.value}")
+
+
+@queue_app.command("resend")
+def queue_resend(
+    id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm resending mail already delivered")]
+    = False,
+    config: ConfigOption = None,
+) -> None:
+    """Queue a new copy (new Message-ID) linked to this message; prints the new id."""
+    resent = with_outbox(config, lambda outbox: outbox.messages.resend(id, confirm=yes),
+                         migrate=False)
+    print(resent.message.id)
+
+
+@queue_app.command("cancel")
+def queue_cancel(id: str, config: ConfigOption = None) -> None:
+    """Cancel a message that has not been delivered yet."""
+    message = with_outbox(config, lambda outbox: outbox.messages.cancel(id), migrate=False)
+    print(f"{message.id} {message.status.value}")

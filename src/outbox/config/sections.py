@@ -1,0 +1,396 @@
+"""The configuration's sections: one pydantic model per TOML table, every field
+with a default and a description, each model checking its own rules (a bad
+value is one line naming the key). `config.settings` puts them together.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+
+from outbox.config.units import parse_duration, parse_size
+from outbox.secrets import resolve_reference
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+# A secret value, or a reference to one: "env:NAME" or "file:/path" (resolved at load).
+Secret = Annotated[SecretStr, BeforeValidator(resolve_reference)]
+Scope = Literal["send", "read", "admin", "contacts"]  # contacts: change the address book
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(Section):
+    bind: str = Field("127.0.0.1:8025", description="host:port the HTTP API and UI listen on")
+    public_url: str = Field("", description="base URL for links Outbox puts in mail; "
+                            "empty: http://<bind>")
+    max_connections: int = Field(1000, ge=1, description="client connections at once (also "
+                                 "kept under the open-file limit); more get 503 with "
+                                 "Retry-After and are closed")
+    max_connections_per_client: int = Field(100, ge=1, description="connections at once "
+                                            "from one client address; more get 503")
+    header_timeout: Duration = Field(timedelta(seconds=10), description="a request's "
+                                     "headers must arrive within this, else the connection "
+                                     "is closed (slow-header clients)")
+    body_timeout: Duration = Field(timedelta(seconds=30), description="a request body that "
+                                   "sends nothing for this long is dropped")
+    keepalive_timeout: Duration = Field(timedelta(seconds=5), description="an idle "
+                                        "keep-alive connection is closed after this")
+    max_request_headers_size: Size = Field(65_536, ge=1024, description="request line and "
+                                           "headers of one HTTP request; more get 400")
+
+    @property
+    def host(self) -> str:
+        return self.bind.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rsplit(":", 1)[1])
+
+    @model_validator(mode="after")
+    def _check_bind(self) -> ServerSettings:
+        _check_host_port(self.bind, "127.0.0.1:8025")
+        for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be more than 0s")
+        return self
+
+
+def _check_host_port(bind: str, example: str) -> None:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bind '{bind}' must be host:port, like {example}")
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost, by the name alone; a wildcard (0.0.0.0, ::) is not."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class DatabaseSettings(Section):
+    url: str = Field("sqlite:///./outbox.db", description="sqlite:///./rel.db, "
+                     "sqlite:////abs/path.db or postgresql://user@host/db")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> DatabaseSettings:
+        if not self.url.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+")):
+            raise ValueError(f"url '{self.url}' must start with sqlite:/// or postgresql://")
+        return self
+
+
+class LoggingSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    format: Literal["json", "console"] = Field("json", description="json lines or console")
+    file: str = Field("", description="log file; empty: stderr")
+    history: str = Field("", description="with file empty, a copy of the log kept for "
+                         "`outbox support-bundle` (rotated at 10 MB, two old files kept): a "
+                         "path; empty: outbox.log beside the SQLite database (none on "
+                         "PostgreSQL); off: none")
+
+
+class DeliverySettings(Section):
+    on_uncertain: Literal["retry", "hold"] = Field(
+        "retry", description="when the relay may have received a message but did not confirm: "
+        "retry (same Message-ID) or hold for an operator")
+    concurrency: int = Field(16, ge=1, description="messages delivered at once per worker process")
+    batch_size: int = Field(64, ge=1, description="messages claimed per database round trip")
+    lease: Duration = Field(timedelta(minutes=5), description="how long a claim of a "
+                            "process that stopped answering (hung, paused) lasts before another "
+                            "worker takes the message over; a process that died is noticed at "
+                            "once (see sweep_interval)")
+    sweep_interval: Duration = Field(timedelta(seconds=2), description="how often each "
+                                     "worker looks for claims of processes that died (lock "
+                                     "free) or whose lease expired, and puts them back")
+    poll_interval: Duration = Field(timedelta(seconds=1), description="idle worker's "
+                                    "longest sleep between looks at the queue")
+    connect_timeout: Duration = Field(timedelta(seconds=30), description="TCP + greeting")
+    command_timeout: Duration = Field(timedelta(seconds=60), description="each SMTP command, "
+                                      "and the longest DATA may go without the relay taking more "
+                                      "of the message (then the attempt is deferred)")
+    data_timeout: Duration = Field(timedelta(minutes=10), description="DATA, final reply")
+    relay_backoff_first: Duration = Field(timedelta(seconds=10), description="a relay that "
+                                          "fails as a whole waits this long, doubled after each "
+                                          "failed probe; its mail spends no attempts meanwhile")
+    relay_backoff_max: Duration = Field(timedelta(minutes=10), description="longest wait "
+                                        "between probes of a relay that is down")
+    messages_per_connection: int = Field(100, ge=1, description="then reconnect")
+    idle_timeout: Duration = Field(timedelta(seconds=30), description="close idle sessions")
+    shutdown_grace: Duration = Field(timedelta(seconds=20), description="on SIGTERM, wait "
+                                     "this long for in-flight deliveries")
+    helo_name: str = Field("", description="name sent in EHLO; empty: this host's FQDN")
+    dedupe_message_id: bool = Field(True, description="a second submit of the same Message-ID "
+                                    "by the same API key is answered like an idempotent replay")
+
+
+def _default_scopes() -> list[Scope]:
+    return ["send", "read"]
+
+
+class ApiKey(Section):
+    name: str = Field(description="who uses the key; also scopes its idempotency keys")
+    key: Secret = Field(description="the bearer token clients send (Authorization: Bearer)")
+    scopes: list[Scope] = Field(default_factory=_default_scopes, description="send, read, "
+                                "contacts (change the address book), admin (everything)")
+    requests_per_minute: int | None = Field(None, ge=0, description="API requests this key "
+                                            "may make a minute; 0: unlimited; unset: [auth] "
+                                            "requests_per_minute")
+    messages_per_minute: int | None = Field(None, ge=0, description="messages this key may "
+                                            "submit a minute; 0: unlimited; unset: [auth] "
+                                            "messages_per_minute")
+
+
+class AuthSettings(Section):
+    api_keys: list[ApiKey] = Field(default_factory=list, description="who may call the API")
+    idempotency_ttl: Duration = Field(timedelta(hours=24), description="how long keys are kept")
+    requests_per_minute: int = Field(0, ge=0, description="default for keys that set none: "
+                                     "API requests a key may make a minute, up to a minute's "
+                                     "worth at once (then 429 with Retry-After); 0: unlimited")
+    messages_per_minute: int = Field(0, ge=0, description="default for keys that set none: "
+                                     "messages a key may submit a minute, up to a minute's "
+                                     "worth at once; 0: unlimited")
+
+
+class RetrySettings(Section):
+    first_delay: Duration = Field(timedelta(seconds=60), description="then doubling, +-20 % jitter")
+    max_delay: Duration = Field(timedelta(hours=1), description="cap on one wait")
+    max_attempts: int = Field(20, ge=1, description="every try counts, the first included")
+    max_age: Duration = Field(timedelta(days=3), description="give up this long after acceptance")
+
+
+class OAuth2Settings(Section):
+    token_url: str = Field(description="the provider's token endpoint (refresh_token grant)")
+    client_id: str = Field(description="the OAuth2 client id registered with the provider")
+    client_secret: Secret = Field(SecretStr(""), description="empty: none sent (public client)")
+    refresh_token: Secret = Field(SecretStr(""), description="empty: give it later with "
+                                  "`outbox relay set-credentials`")
+    scope: str = Field("", description="scope asked for with each token; empty: none sent")
+    authorize_url: str = Field("", description="the provider's authorization endpoint, for "
+                               "\"Connect with OAuth2\" in the web UI (code flow with PKCE); "
+                               "empty: give the refresh token with `outbox relay set-credentials`")
+
+
+class RelaySettings(Section):
+    name: str = Field(description="what routes, the API and `outbox relay` call this relay")
+    host: str = Field(description="host name or IP address; also the name TLS verifies")
+    port: int = Field(587, ge=1, le=65535, description="usually 587 (starttls), 465 (tls) or 25")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls: upgrade after EHLO, never falling back to "
+        "plaintext; tls: TLS from the first byte; none: plaintext")
+    username: str = Field("", description="account for SMTP AUTH; empty: no login (credentials "
+                          "stored with `outbox relay set-credentials` take precedence)")
+    password: Secret = Field(SecretStr(""), description="the account's password; not with oauth2")
+    oauth2: OAuth2Settings | None = Field(None, description="log in with XOAUTH2 instead of "
+                                          "a password")
+    max_connections: int = Field(4, ge=1, description="sessions open at once, in use or idle")
+    rate: str = Field("", pattern=r"^(\d+/[smh])?$", description="most messages this relay "
+                      "takes, e.g. 600/m (per s, m or h), shared by every node; empty: no limit")
+    tls_verify: bool = Field(True, description="check the relay's certificate and host name")
+    ca_file: str = Field("", description="PEM file of a private CA, trusted besides the "
+                         "system's; empty: system CAs only")
+    internal: bool = Field(False, description="may carry mail for internal_domains")
+    allow_insecure_auth: bool = Field(False, description="send AUTH without TLS (always "
+                                      "allowed to a loopback host)")
+
+    @property
+    def rate_per_minute(self) -> int:
+        if not self.rate:
+            return 0
+        count, unit = self.rate.split("/")
+        return max(1, round(int(count) * {"s": 60, "m": 1, "h": 1 / 60}[unit]))
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.username) and (bool(self.password.get_secret_value()) or bool(self.oauth2))
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> RelaySettings:
+        if self.oauth2 and self.password.get_secret_value():
+            raise ValueError("give either password or oauth2, not both")
+        if self.oauth2 and not self.username:
+            raise ValueError("oauth2 needs username (the mailbox to log in as)")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file '{self.ca_file}' does not exist")
+        return self
+
+
+class RouteSettings(Section):
+    match: str = Field(description="recipient domain glob, like *.internal.example")
+    relay: str = Field(description="name of the [[relays]] entry that carries matching mail")
+
+    def matches(self, domain: str) -> bool:
+        return fnmatch.fnmatchcase(domain.lower(), self.match.lower())
+
+
+class SubmissionSettings(Section):
+    bind: str = Field("", description="host:port of the SMTP submission listener, e.g. "
+                      "0.0.0.0:587; empty: none")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls: STARTTLS offered (AUTH only after it, except on a "
+        "loopback bind); tls: TLS from the first byte (port 465); none: plaintext, only on "
+        "a loopback bind")
+    cert_file: str = Field("", description="PEM certificate (chain) the listener presents; "
+                           "required unless security = \"none\"")
+    key_file: str = Field("", description="PEM private key of cert_file; empty: in cert_file")
+    hostname: str = Field("", description="name in the greeting and EHLO reply; empty: this "
+                          "host's FQDN")
+    max_connections: int = Field(100, ge=1, description="client connections at once; more "
+                                 "get 421 and are closed")
+    max_recipients: int = Field(1000, ge=1, description="RCPT TO per message; more get "
+                                "452 4.5.3 (the client sends them in another transaction)")
+    max_errors: int = Field(20, ge=1, description="4xx/5xx replies a connection may get "
+                            "before it is closed with 421")
+    command_timeout: Duration = Field(timedelta(minutes=5), description="a client that "
+                                      "sends nothing for this long is disconnected (RFC 5321 "
+                                      "4.5.3.2.7: at least 5 minutes)")
+
+    @property
+    def host(self) -> str:
+        return self.bind.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rsplit(":", 1)[1])
+
+    @property
+    def auth_needs_tls(self) -> bool:
+        """AUTH only after STARTTLS: a STARTTLS listener on a bind that is not loopback
+        (tls is encrypted from the start; none is allowed only on loopback)."""
+        return self.security == "starttls" and not is_loopback_host(self.host)
+
+    @model_validator(mode="after")
+    def _check_listener(self) -> SubmissionSettings:
+        if not self.bind:
+            return self
+        _check_host_port(self.bind, "0.0.0.0:587")
+        if self.security == "none" and not is_loopback_host(self.host):
+            raise ValueError(f"security \"none\" is only allowed on a loopback bind, not "
+                             f"{self.host} (passwords would cross the network in clear)")
+        if self.security != "none" and not self.cert_file:
+            raise ValueError(f"cert_file is required with security \"{self.security}\"")
+        for key in ("cert_file", "key_file"):
+            path = getattr(self, key)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{key} '{path}' does not exist")
+        if self.command_timeout <= timedelta(0):
+            raise ValueError("command_timeout must be more than 0s")
+        return self
+
+
+class StorageSettings(Section):
+    blobs: Literal["filesystem", "database"] = Field(
+        "filesystem", description="where attachment content is kept: files under blob_dir, or "
+        "chunks in the database (several nodes on PostgreSQL without a shared disk)")
+    blob_dir: str = Field("", description="directory for attachment files; empty: outbox-blobs "
+                          "next to the SQLite database, else ./outbox-blobs")
+    chunk_size: Size = Field(1_048_576, ge=4096, description="bytes per chunk in the database "
+                             "(blobs = \"database\")")
+    upload_ttl: Duration = Field(timedelta(hours=24), description="an upload no message uses "
+                                 "is deleted after this")
+    keep_finished: Duration = Field(timedelta(hours=24), description="attachments of a sent, "
+                                    "failed or cancelled message are kept this long (for retry "
+                                    "and resend), then deleted; 0s: at once")
+    collect_every: Duration = Field(timedelta(minutes=10), description="how often workers "
+                                    "delete attachments nothing uses any more")
+    keep_history: Duration = Field(timedelta(days=30), description="sent, failed and cancelled "
+                                   "messages, with their events and SMTP transcripts, and "
+                                   "cleared alerts are deleted this long after they finished; "
+                                   "0s: kept forever")
+    purge_every: Duration = Field(timedelta(minutes=5), description="how often workers look "
+                                  "for history past keep_history and idempotency keys past "
+                                  "[auth] idempotency_ttl")
+    purge_batch: int = Field(500, ge=1, le=10_000, description="rows deleted per transaction "
+                             "while purging (small: delivery's writes go in between)")
+
+
+class AlertSettings(Section):
+    webhook_url: str = Field("", description="POST alerts here as signed JSON; empty: log only")
+    webhook_secret: Secret = Field(SecretStr(""), description="HMAC-SHA256 key for the "
+                                   "Outbox-Signature header; required with webhook_url")
+    failure_ratio: float = Field(0.5, ge=0, le=1, description="alert when this share of a "
+                                 "relay's attempts in the window did not deliver; 0: off")
+    window: Duration = Field(timedelta(minutes=15), description="how far back failure ratios "
+                             "and relay states look")
+    min_attempts: int = Field(10, ge=1, description="attempts a relay needs in the window "
+                              "before its failure ratio counts")
+    oldest_queued_age: Duration = Field(timedelta(hours=1), description="alert when the oldest "
+                                        "waiting message is older; 0: off")
+    held_count: int = Field(1, ge=0, description="alert when this many messages are held; 0: off")
+    evaluate_every: Duration = Field(timedelta(seconds=30), description="how often "
+                                     "`outbox serve` checks the thresholds")
+    webhook_timeout: Duration = Field(timedelta(seconds=10), description="per webhook request")
+
+    @model_validator(mode="after")
+    def _check_webhook(self) -> AlertSettings:
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook_url '{self.webhook_url}' must start with http:// "
+                             "or https://")
+        if self.webhook_url and not self.webhook_secret.get_secret_value():
+            raise ValueError("webhook_secret is required with webhook_url (receivers check "
+                             "the signature)")
+        if self.evaluate_every <= timedelta(0):
+            raise ValueError("evaluate_every must be more than 0s")
+        return self
+
+
+class SecretsSettings(Section):
+    key_file: str = Field("", description="Fernet key for credentials stored in the database; "
+                          "empty: $OUTBOX_SECRET_KEY, else <sqlite database>.key (made 0600)")
+
+
+class LdapAttributes(Section):
+    name: str = Field("cn", description="the contact's name")
+    email: str = Field("mail", description="its addresses (every value)")
+    tags: str = Field("", description="values kept as tags, e.g. ou; empty: none")
+    id: str = Field("entryUUID", description="a stable id of the entry")
+    changed: str = Field("modifyTimestamp", description="when the entry last changed "
+                         "(GeneralizedTime), for incremental sync")
+
+
+class LdapSettings(Section):
+    url: str = Field("", description="ldap://host:389 or ldaps://host:636; empty: no sync")
+    bind_dn: str = Field("", description="who to bind as; empty: anonymous")
+    bind_password: Secret = Field(SecretStr(""), description="the bind DN's password")
+    base_dn: str = Field("", description="where the people are, e.g. ou=people,dc=corp,dc=example")
+    filter: str = Field("(&(objectClass=inetOrgPerson)(mail=*))", description="which entries "
+                        "are contacts")
+    attributes: LdapAttributes = Field(default_factory=LdapAttributes,
+                                       description="entry attribute -> contact field")
+    start_tls: bool = Field(False, description="upgrade ldap:// with StartTLS")
+    timeout: Duration = Field(timedelta(seconds=10), description="connect and each operation")
+    sync_interval: Duration = Field(timedelta(0), description="`outbox serve` syncs this often "
+                                    "(incremental, full once a day); 0: only `outbox contacts "
+                                    "sync-ldap`")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> LdapSettings:
+        if self.url and not self.url.startswith(("ldap://", "ldaps://")):
+            raise ValueError(f"url '{self.url}' must start with ldap:// or ldaps://")
+        if self.url and not self.base_dn:
+            raise ValueError("base_dn is required with url")
+        if self.filter and not (self.filter.startswith("(") and self.filter.endswith(")")):
+            raise ValueError(f"filter '{self.filter}' must be in parentheses, like "
+                             "(objectClass=inetOrgPerson)")
+        return self
+
+
+class DoctorSettings(Section):
+    min_free_disk: Size = Field(1_000_000_000, description="fail below this much free disk "
+                                "where the database and log live")
+    certificate_warning: Duration = Field(timedelta(days=14), description="warn when a "
+                                          "relay's certificate expires sooner")
+    max_clock_skew: Duration = Field(timedelta(seconds=30), description="warn when this "
+                                     "machine's clock is further off (fail past 5m)")
+    deferred_warning: int = Field(100, ge=1, description="warn when this many messages "
+                                  "are deferred")

@@ -1,0 +1,185 @@
+"""Long-running processes: `outbox serve` (API + UI + workers, the SMTP submission
+listener when `[submission] bind` is set, the bounce listener when `[bounces] bind` is
+set, the IMAP bounce poller when `[bounces.imap] host` is), `outbox worker` and
+`outbox submission`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
+
+import structlog
+
+from outbox.config import ServerSettings, Settings
+from outbox.errors import ConfigError, StorageError
+from outbox.intake import BounceListener, bind_bounce_socket
+from outbox.ops.doctor import missing_sqlite_file
+from outbox.service import Outbox
+from outbox.store.urls import safe_url
+from outbox.submission import SubmissionListener, bind_socket, tls_context
+
+log = structlog.get_logger("outbox.runtime")
+
+
+def bind_listener(server: ServerSettings) -> socket.socket:
+    """The API's listening socket, bound now so that a taken port is one clear line."""
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    try:
+        return socket.create_server((server.host, server.port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"server.bind: {server.bind} is already in use by another "
+                              "program", hint="stop it, or choose another address with [server] "
+                              "bind or OUTBOX_SERVER__BIND") from None
+        raise ConfigError(f"server.bind: cannot listen on {server.bind}: "
+                          f"{exc.strerror or exc}") from None
+
+
+def _on_stop_signals(callback: object) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, callback)  # type: ignore[arg-type]
+
+
+async def run_worker_process(settings: Settings) -> None:
+    outbox = await Outbox.open(settings)
+    worker = outbox.start_delivery()
+    dispatcher = outbox.start_webhooks()  # every node helps post event webhooks
+
+    def stop() -> None:
+        worker.stop()
+        dispatcher.stop()
+
+    _on_stop_signals(stop)
+    log.info("worker started", owner=worker.owner, relays=list(worker.relays))
+    webhooks_task = asyncio.create_task(dispatcher.run())
+    try:
+        await worker.run()
+    finally:
+        dispatcher.stop()
+        await asyncio.gather(webhooks_task, return_exceptions=True)
+        await outbox.close()
+        log.info("worker stopped", owner=worker.owner)
+
+
+async def run_serve_process(settings: Settings) -> None:
+    # Ports in use are refused before anything starts.
+    listener = bind_listener(settings.server)
+    sockets: list[socket.socket] = [listener]
+    try:
+        smtp_socket = _bind_submission(settings)
+        sockets += [smtp_socket] if smtp_socket is not None else []
+        bounce_socket = bind_bounce_socket(settings.bounces) if settings.bounces.bind else None
+        sockets += [bounce_socket] if bounce_socket is not None else []
+        outbox = await Outbox.open(settings)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    worker = outbox.start_delivery()
+    dispatcher = outbox.start_webhooks()
+    worker_task = asyncio.create_task(worker.run())
+    # Recovery first: the HTTP app's imports and set-up take a second or more of this
+    # thread, and mail a killed process left in `sending` should not wait for them.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(worker.recovered.wait(), RECOVERY_WAIT)
+    from outbox.runtime.http import Server, http_app
+
+    server = Server(http_app(outbox), settings.server)
+
+    def stop() -> None:
+        server.should_exit = True
+        worker.stop()
+        dispatcher.stop()
+
+    _on_stop_signals(stop)
+    log.info("outbox serving", bind=settings.server.bind, database=safe_url(settings.database.url),
+             relays=list(worker.relays), owner=worker.owner)
+    submission: SubmissionListener | None = None
+    bounces = BounceListener(outbox, bounce_socket) if bounce_socket is not None else None
+    imap_task = asyncio.create_task(outbox.bounces.poll_periodically())  # [bounces.imap]
+    alerts_task = asyncio.create_task(outbox.alerts.run())
+    contacts_task = asyncio.create_task(outbox.contacts.sync_periodically())  # [ldap]
+    webhooks_task = asyncio.create_task(dispatcher.run())
+    try:
+        submission = await _start_submission(outbox, smtp_socket)
+        if bounces is not None:
+            await bounces.start()
+        await server.serve(sockets=[listener])
+    finally:
+        if submission is not None:
+            await submission.close(SUBMISSION_GRACE)
+        if bounces is not None:
+            await bounces.close()
+        worker.stop()
+        dispatcher.stop()
+        alerts_task.cancel()
+        contacts_task.cancel()
+        imap_task.cancel()
+        await asyncio.gather(alerts_task, contacts_task, webhooks_task, imap_task,
+                             return_exceptions=True)
+        await worker_task
+        await outbox.close()
+        log.info("outbox stopped")
+
+
+RECOVERY_WAIT = 5.0  # seconds serve waits for start-up recovery (a database still starting)
+SUBMISSION_GRACE = 5.0  # seconds a stop waits for SMTP messages under way (as uvicorn does)
+
+
+def _bind_submission(settings: Settings) -> socket.socket | None:
+    """The SMTP submission socket, with its certificate checked, before anything starts."""
+    if not settings.submission.bind:
+        return None
+    tls_context(settings.submission)  # a certificate that cannot be used: one line now
+    return bind_socket(settings.submission)
+
+
+async def _start_submission(outbox: Outbox,
+                            sock: socket.socket | None) -> SubmissionListener | None:
+    if sock is None:
+        return None
+    listener = SubmissionListener(outbox, sock)
+    await listener.start()
+    return listener
+
+
+async def run_submission_process(settings: Settings) -> None:
+    """The SMTP submission listener alone, for extra nodes: it neither delivers nor
+    creates or migrates the database (`outbox serve` or `outbox worker` do)."""
+    if not settings.submission.bind:
+        raise ConfigError("submission.bind: empty, so there is no listener to run",
+                          hint="set [submission] bind, e.g. 0.0.0.0:587")
+    smtp_socket = _bind_submission(settings)
+    assert smtp_socket is not None
+    try:
+        outbox = await _open_existing(settings)
+    except BaseException:
+        smtp_socket.close()
+        raise
+    listener = SubmissionListener(outbox, smtp_socket)
+    stopped = asyncio.Event()
+    _on_stop_signals(stopped.set)
+    try:
+        await listener.start()
+        await stopped.wait()
+    finally:
+        await listener.close(SUBMISSION_GRACE)
+        await outbox.close()
+        log.info("smtp submission stopped")
+
+
+async def _open_existing(settings: Settings) -> Outbox:
+    missing = missing_sqlite_file(settings.database.url)
+    if missing:
+        raise StorageError(f"the database {missing} does not exist yet",
+                           hint="start `outbox serve` or `outbox worker` once: they create it")
+    outbox = await Outbox.open(settings, migrate=False)
+    if not (await outbox.store.describe_database()).is_migrated:
+        await outbox.close()
+        raise StorageError(f"the database {safe_url(settings.database.url)} is not migrated",
+                           hint="start `outbox serve` or `outbox worker` once: they migrate it")
+    return outbox

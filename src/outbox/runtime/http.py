@@ -1,0 +1,78 @@
+"""The HTTP side of `outbox serve`: uvicorn with Outbox's connection limits on
+pre-bound sockets, serving the API and the web UI. Loaded by `outbox serve` after
+start-up recovery has run: its imports are the larger part of a start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from outbox.api.app import create_app
+from outbox.api.connections import ConnectionGuard, accept_connections, protocol_for
+from outbox.config import ServerSettings
+from outbox.service import Outbox
+from outbox.ui import create_ui
+
+
+class Server(uvicorn.Server):
+    """uvicorn with Outbox's connection limits and timeouts (`api.connections`), Outbox
+    accepting on the pre-bound sockets; no signal handling of its own (the runtime owns
+    SIGTERM/SIGINT)."""
+
+    def __init__(self, app: ASGIApp, server: ServerSettings) -> None:
+        self.guard = ConnectionGuard(server)
+        self.protocol = protocol_for(self.guard)
+        keepalive = max(1, round(server.keepalive_timeout.total_seconds()))
+        super().__init__(uvicorn.Config(
+            app, host=server.host, port=server.port, log_config=None, access_log=False,
+            lifespan="off", timeout_graceful_shutdown=5, http=self.protocol,
+            timeout_keep_alive=keepalive,
+            h11_max_incomplete_event_size=server.max_request_headers_size))
+        self._acceptors: list[asyncio.Task[None]] = []
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # uvicorn listens on nothing itself
+        factory = functools.partial(self.protocol, config=self.config,
+                                    server_state=self.server_state,
+                                    app_state=self.lifespan.state)
+        self._acceptors = [asyncio.create_task(accept_connections(s, factory, self.guard))
+                           for s in sockets or []]
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for task in self._acceptors:
+            task.cancel()
+        await asyncio.gather(*self._acceptors, return_exceptions=True)
+        await super().shutdown(sockets=sockets)
+
+
+def http_app(outbox: Outbox) -> ASGIApp:
+    """The API, and the web UI at /ui (`[ui] enabled`), with / leading to the UI. The UI
+    is beside the API, not inside it: the API's body limits and metrics are its own."""
+    api = create_app(outbox)
+    if not outbox.settings.ui.enabled:
+        return api
+
+    async def home(_: object) -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=307)
+
+    async def not_found(_: object, exc: Exception) -> JSONResponse:
+        # A path neither the UI nor the API routes: the API's error shape, never plain text.
+        return JSONResponse({"error": {"code": "not_found", "message": "no such route"}},
+                            status_code=404)
+
+    return Starlette(routes=[Route("/", home), Route("/ui", home),
+                             Mount("/ui", app=create_ui(outbox)), Mount("", app=api)],
+                     exception_handlers={404: not_found})

@@ -1,0 +1,399 @@
+"""The messages facet: the use cases every entry point calls for mail.
+
+The HTTP API, the web UI, the CLI and the SMTP submission handler all go
+through `Messages.submit / get / list / attempts / retry / cancel / resend`,
+so the rules (validation, idempotency, routing, the internal-domain policy)
+live in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import structlog
+
+from outbox.clock import utcnow
+from outbox.config import Settings
+from outbox.core import addresses
+from outbox.core.compose import (
+    FileInfo,
+    Limits,
+    PlannedMessage,
+    Submission,
+    attachment_fields,
+    plan_message,
+    recipient_fields,
+)
+from outbox.core.expand import Expansion
+from outbox.core.limits import check_recipient_count
+from outbox.core.links import LinkPolicy
+from outbox.core.model import EventType, Hold, MessageStatus, RecipientStatus
+from outbox.core.recovery import Recovery
+from outbox.core.routing import (
+    INTERNAL_ROUTE_VIOLATION,
+    InternalPolicy,
+    RoutingTable,
+    internal_violations,
+)
+from outbox.errors import (
+    ConfirmationRequired,
+    Conflict,
+    IdempotencyKeyReused,
+    InputError,
+    OutboxError,
+)
+from outbox.ids import new_message_id, new_message_key
+from outbox.service.contacts import ContactBook
+from outbox.service.files import AttachmentFiles, planned_uses
+from outbox.service.pacing import validate_in_chunks
+from outbox.service.suppressions import Suppressions
+from outbox.service.unsubscribe import Unsubscribes
+from outbox.store.base import (
+    ANY_MESSAGE,
+    Attempt,
+    Event,
+    IdempotencyClaim,
+    Message,
+    MessageDetail,
+    MessageFilter,
+    NewMessage,
+    NewRecipient,
+    Page,
+    QueueStats,
+    Recipient,
+    Store,
+)
+
+log = structlog.get_logger("outbox.service")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    message: Message
+    replayed: bool  # True when an earlier submit with the same key is returned
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One message of `submit_many`, with its own idempotency key."""
+
+    submission: Submission
+    idempotency_key: str | None = None
+    body_hash: str | None = None  # default: a digest of `submission`
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    new: NewMessage
+    planned: PlannedMessage
+
+
+def request_hash(body: Any) -> str:
+    """A stable digest of a request body, for idempotency-key comparisons."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Messages:
+    def __init__(self, settings: Settings, store: Store, *, files: AttachmentFiles,
+                 contacts: ContactBook, routing: RoutingTable, limits: Limits,
+                 policy: InternalPolicy, recovery: Recovery,
+                 suppressions: Suppressions | None = None,
+                 unsubscribes: Unsubscribes | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.suppressions = suppressions
+        self.unsubscribes = unsubscribes
+        self.recovery = recovery
+        self.rng = random.Random()
+        self.store = store
+        self.files = files
+        self.contacts = contacts
+        self.routing = routing
+        self.limits = limits
+        self.policy = policy
+        self.clock = clock
+
+    async def submit(self, submission: Submission, *, owner: str = "cli",
+                     idempotency_key: str | None = None, body_hash: str | None = None,
+                     dedupe: bool = True) -> Submitted:
+        """Validate, plan and store a message durably; return it at once.
+
+        `dedupe`: a Message-ID this owner submitted before gives that message back
+        ([delivery] dedupe_message_id). SMTP submission passes False: its idempotency
+        key holds the Message-ID and the envelope, so a message sent in several
+        transactions (to different recipients) is queued once per transaction."""
+        prepared = await self._prepare(BatchItem(submission, idempotency_key, body_hash),
+                                       owner, dedupe)
+        if isinstance(prepared, Submitted):
+            return prepared
+        message, created = await self.store.messages.enqueue(prepared.new)
+        return await self._stored(prepared, message, created)
+
+    async def submit_many(self, items: Sequence[BatchItem], *,
+                          owner: str = "cli") -> list[Submitted | InputError]:
+        """Each item as `submit` takes it, results in order; the new messages are
+        committed together. An item's `InputError` is its result: the others go on."""
+        keys = [item.idempotency_key for item in items if item.idempotency_key]
+        known = await self.store.messages.find_by_idempotency_keys(owner, keys)
+        prepared = [await self._refused_or(self._prepare(item, owner, True, known))
+                    for item in items]
+        pending = [p for p in prepared if isinstance(p, _Pending)]
+        stored = iter(await self.store.messages.enqueue_many([p.new for p in pending]))
+        results: list[Submitted | InputError] = []
+        for item in prepared:
+            if isinstance(item, _Pending):
+                item = await self._refused_or(self._stored(item, *next(stored)))
+            results.append(item)
+        return results
+
+    async def check_recipient(self, address: str) -> str:
+        """One envelope recipient checked as `submit` will check it (syntax, a relay
+        that carries its domain): its envelope form, else `InputError`."""
+        parsed = addresses.parse_mailbox(address, "recipient")
+        if self.routing.relay_for(parsed.ascii_domain) is None:
+            raise InputError("no relay is configured to carry this message; add a "
+                             "[[relays]] section to the config", field="relay")
+        return parsed.addr_spec
+
+    @staticmethod
+    async def _refused_or(step: Awaitable[T]) -> T | InputError:
+        try:
+            return await step
+        except InputError as exc:
+            return exc
+
+    async def _prepare(self, item: BatchItem, owner: str, dedupe: bool,
+                       known: Mapping[str, tuple[Message, str]] | None = None
+                       ) -> _Pending | Submitted:
+        """Everything before the commit: an earlier message this is a replay of, or the
+        new message to store. `known`: the idempotency keys already looked up."""
+        submission, key = item.submission, item.idempotency_key
+        body_hash = item.body_hash or request_hash(_submission_body(submission))
+        if key:
+            stored = known.get(key) if known is not None else (
+                await self.store.messages.find_by_idempotency_key(owner, key))
+            replay = _replay_of(stored, body_hash)
+            if replay is not None:
+                return replay
+        # Counted before anything expands or parses: a list far over the limit costs nothing.
+        check_recipient_count(recipient_fields(submission), self.limits.max_recipients)
+        submission, expansion = await self.contacts.expand(submission)
+        await validate_in_chunks(submission)
+        now = self.clock()
+        found = await self.files.resolve(submission, owner, now)
+        planned = self._plan(submission, now, found.infos, await self.files.links())
+        await self._refuse_suppressed(item.submission, planned)
+        id = new_message_key()
+        if submission.list_unsubscribe:
+            submission = await self._with_unsubscribe(submission, planned, id)
+            planned = self._plan(submission, now, found.infos, await self.files.links())
+        if (dedupe and self.settings.delivery.dedupe_message_id
+                and "Message-ID" in submission.headers):
+            earlier = await self.store.messages.find_by_message_id(owner, planned.message_id)
+            if earlier is not None:
+                return Submitted(earlier, replayed=True)
+        await self.files.keep(found, now)  # base64 files become blobs, before the message
+        claim = IdempotencyClaim(owner, key, body_hash) if key else None
+        return _Pending(self._new_message(planned, submission, now, owner, claim, expansion,
+                                          id), planned)
+
+    async def _refuse_suppressed(self, submission: Submission, planned: PlannedMessage) -> None:
+        if self.suppressions is not None:
+            fields = {"to": submission.to, "cc": submission.cc, "bcc": submission.bcc,
+                      "envelope": submission.envelope}
+            await self.suppressions.refuse_suppressed(
+                [r.address for r in planned.recipients], fields)
+
+    async def _with_unsubscribe(self, submission: Submission, planned: PlannedMessage,
+                                id: str) -> Submission:
+        """The submission with its one-click unsubscribe headers (one recipient only)."""
+        if self.unsubscribes is None or len(planned.recipients) != 1:
+            raise InputError("list_unsubscribe needs exactly one recipient (the link names "
+                             "who unsubscribes): send one message per recipient",
+                             field="list_unsubscribe")
+        headers = await self.unsubscribes.headers_for(id, planned.recipients[0].address)
+        return replace(submission, headers={**submission.headers, **headers})
+
+    async def _stored(self, pending: _Pending, message: Message, created: bool) -> Submitted:
+        claim = pending.new.idempotency
+        if not created:  # the key was taken meanwhile: a replay if the bodies match
+            replay = claim and await self._replay(claim.owner, claim.key, claim.request_hash)
+            return replay or Submitted(message, replayed=True)
+        planned = pending.planned
+        self.contacts.note_usage(r.address for r in planned.recipients)
+        log.info("message accepted", message=message.id, message_id=message.message_id,
+                 recipients=len(planned.recipients), size=planned.size, owner=message.owner)
+        return Submitted(message, replayed=False)
+
+    async def _replay(self, owner: str, key: str, body_hash: str) -> Submitted | None:
+        found = await self.store.messages.find_by_idempotency_key(owner, key)
+        return _replay_of(found, body_hash)
+
+    def _plan(self, submission: Submission, now: datetime, files: Sequence[FileInfo],
+              links: LinkPolicy | None) -> PlannedMessage:
+        return plan_message(submission, limits=self.limits, routing=self.routing,
+                            known_relays=[r.name for r in self.settings.relays], now=now,
+                            make_message_id=new_message_id, files=files, links=links)
+
+    def _new_message(self, planned: PlannedMessage, submission: Submission, now: datetime,
+                     owner: str, claim: IdempotencyClaim | None,
+                     expansion: Expansion, id: str) -> NewMessage:
+        recipients = [NewRecipient(r.address, r.kind, r.relay,
+                                   expansion.provenance_of(r.address))
+                      for r in planned.recipients]
+        return NewMessage(id=id, message_id=planned.message_id,
+                          sender=planned.sender, recipients=recipients, content=planned.content,
+                          accepted_at=now, owner=owner, metadata=dict(submission.metadata),
+                          idempotency=claim, blobs=planned_uses(planned),
+                          hold=self._hold_if_internal_leaks(recipients, submission.relay))
+
+    def _hold_if_internal_leaks(self, recipients: Sequence[NewRecipient],
+                                requested: str | None = None) -> Hold | None:
+        """Held, naming the rule, when an internal recipient would leave through a
+        relay not flagged internal (also when the client asked for that relay)."""
+        found = internal_violations([(r.address, r.relay) for r in recipients], self.policy,
+                                    requested)
+        if not found:
+            return None
+        more = f" (and {len(found) - 1} more recipient(s))" if len(found) > 1 else ""
+        log.warning("message held: internal recipient on a non-internal relay",
+                    recipient=found[0].address, relay=found[0].relay, rule=found[0].pattern)
+        return Hold(found[0].describe() + more, INTERNAL_ROUTE_VIOLATION)
+
+    def _rerouted(self, recipients: Sequence[Recipient]) -> dict[str, str]:
+        """For unsent recipients that break the internal policy: the relay the current
+        routes give them, where that differs. `Conflict` if the policy still fails."""
+        unsent = [r for r in recipients if r.status is not RecipientStatus.SENT]
+        if not internal_violations([(r.address, r.relay) for r in unsent], self.policy):
+            return {}
+        moved = {r.address: relay for r in unsent
+                 if (relay := self.routing.relay_for(r.address.rpartition("@")[2]))
+                 and relay != r.relay}
+        still = internal_violations([(r.address, moved.get(r.address, r.relay))
+                                     for r in unsent], self.policy)
+        if still:
+            raise Conflict(f"not released: {still[0].describe()}",
+                           hint="route the domain through a relay with internal = true in the "
+                                "config and restart Outbox, or cancel the message")
+        return moved
+
+    async def get(self, id: str) -> MessageDetail:
+        """The message, its events, and whether its claim's owner (if any) is alive."""
+        detail = await self.store.messages.get(id)
+        claim = detail.message.claim
+        if claim is None:
+            return detail
+        try:
+            dead = await self.store.liveness.dead([claim.owner])
+        except OutboxError:
+            return detail  # cannot tell: owner_alive stays None
+        gone = claim.owner in dead
+        return replace(detail, owner_alive=not gone, recovered_within=(
+            self.settings.delivery.sweep_interval if gone else None))
+
+    async def attempts(self, id: str) -> list[Attempt]:
+        await self.store.messages.get(id)  # NotFound for an unknown id
+        return await self.store.messages.attempts(id)
+
+    async def retry(self, id: str) -> Message:
+        await self._recover_if_abandoned(id)
+        moved = self._rerouted((await self.store.messages.get(id)).message.recipients)
+        await self.store.messages.reroute_recipients(id, moved)
+        message = await self.store.messages.retry(id, self.clock())
+        log.info("message released for retry", message=id)
+        return message
+
+    async def cancel(self, id: str) -> Message:
+        await self._recover_if_abandoned(id)
+        message = await self.store.messages.cancel(id, self.clock())
+        log.info("message cancelled", message=id)
+        return message
+
+    async def _recover_if_abandoned(self, id: str) -> None:
+        """An operator can always act on a message: one in `sending` whose owner is
+        dead (or whose lease ran out) is recovered first, as a sweep would."""
+        claim = (await self.store.messages.get(id)).message.claim
+        if claim is None:
+            return
+        now = self.clock()
+        dead = await self.store.liveness.dead([claim.owner])
+        if dead or claim.lease_until < now:
+            await self.store.messages.recover_stale(
+                now, lambda abandoned: self.recovery.decide(abandoned, now, self.rng), dead)
+
+    async def resend(self, id: str, *, confirm: bool = False, owner: str = "cli",
+                     idempotency_key: str | None = None) -> Submitted:
+        """A new message with the same content and recipients and a new Message-ID,
+        linked to the original; history is never rewritten. Resending mail that
+        already reached someone needs `confirm`. An idempotency key makes a repeated
+        request give back the copy it made (the same key on another request: 422)."""
+        body_hash = request_hash({"resend": id, "confirm": confirm})
+        if idempotency_key:
+            replay = await self._replay(owner, idempotency_key, body_hash)
+            if replay is not None:
+                return replay
+        original = (await self.store.messages.get(id)).message
+        delivered = [r.address for r in original.recipients if r.status is RecipientStatus.SENT]
+        if delivered and not confirm:
+            raise ConfirmationRequired(f"message {id} was already delivered to "
+                                       f"{len(delivered)} recipient(s); a resend sends again")
+        now = self.clock()
+        claim = (IdempotencyClaim(owner, idempotency_key, body_hash) if idempotency_key
+                 else None)
+        message, created = await self.store.messages.enqueue(
+            await self._copy_of(original, now, owner, claim))
+        if not created:  # the same key, taken meanwhile by a concurrent request
+            return await self._replay(owner, idempotency_key or "", body_hash) or Submitted(
+                message, replayed=True)
+        await self.store.messages.append_event(id, Event(now, EventType.RESENT,
+                                                         detail=f"resent as {message.id}"))
+        log.info("message resent", message=message.id, resent_from=id, confirmed=confirm)
+        return Submitted(message, replayed=False)
+
+    async def _copy_of(self, original: Message, now: datetime, owner: str,
+                       claim: IdempotencyClaim | None) -> NewMessage:
+        domain = original.sender.rpartition("@")[2] or "outbox.invalid"
+        recipients = [NewRecipient(r.address, r.kind, r.relay, r.provenance)
+                      for r in original.recipients]
+        return NewMessage(
+            id=new_message_key(), message_id=new_message_id(domain), sender=original.sender,
+            recipients=recipients, content=original.content.with_date(now), accepted_at=now,
+            owner=owner, metadata=dict(original.metadata), resent_from=original.id,
+            blobs=await self.files.uses_of(original.id, original.content),
+            hold=self._hold_if_internal_leaks(recipients), idempotency=claim)
+
+    async def stats(self) -> QueueStats:
+        return await self.store.messages.stats()
+
+    # `list` last: below it, the name shadows the builtin in annotations.
+    async def list(self, status: MessageStatus | None = None, limit: int = 50,
+                   cursor: str | None = None, where: MessageFilter = ANY_MESSAGE) -> Page:
+        return await self.store.messages.list(status, limit, cursor, where)
+
+
+def _replay_of(found: tuple[Message, str] | None, body_hash: str) -> Submitted | None:
+    """The earlier message of an idempotency key, if the request is the same."""
+    if found is None:
+        return None
+    message, stored_hash = found
+    if stored_hash != body_hash:
+        raise IdempotencyKeyReused(field="Idempotency-Key")
+    return Submitted(message, replayed=True)
+
+
+def _submission_body(submission: Submission) -> dict[str, Any]:
+    body = {name: getattr(submission, name) for name in submission.__slots__}
+    body["attachments"] = [attachment_fields(a) for a in submission.attachments]
+    if submission.envelope is None:  # hashes of submissions without it stay as they were
+        del body["envelope"]
+    if not submission.list_unsubscribe:  # likewise
+        del body["list_unsubscribe"]
+    return body

@@ -1,0 +1,200 @@
+"""Which claim owners are alive: a lock each process holds for its lifetime,
+that the operating system or the database server lets go the moment the
+process dies, so others can tell "dead" from "slow" without waiting for a
+lease.
+
+    SQLite (one host)      a lock file per process (`flock`) in
+                           `<database file>-workers/`
+    PostgreSQL (nodes)     a session-level advisory lock on a dedicated
+                           connection; the server drops it with the session
+
+A PostgreSQL restart drops every session, so for a moment every owner looks
+dead while it reconnects: for `RESTART_GRACE` after the server started, no
+owner is taken for dead (a live one takes its lock again within a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from outbox.errors import StorageError
+
+log = structlog.get_logger("outbox.liveness")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+LOCK_NAMESPACE = 0x0B0C  # classid of Outbox's advisory locks (the migration lock is xact-level)
+RESTART_GRACE = 5.0  # seconds after a PostgreSQL start during which nobody is provably dead
+CONNECT_TIMEOUT = 10.0
+QUERY_TIMEOUT = 5.0
+
+
+class LockFiles:
+    """SQLite: `flock` on one file per owner; the kernel releases it at death."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._held: dict[str, int] = {}  # owner -> open descriptor holding the lock
+
+    def _path(self, owner: str) -> Path:
+        return self.directory / f"{_UNSAFE.sub('_', owner)}.lock"
+
+    async def register(self, owner: str) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path(owner), os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise StorageError(f"cannot take this process's lock file in {self.directory}: "
+                               f"{exc.strerror or exc}",
+                               hint="the directory next to the database must be writable") \
+                from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{owner}\n".encode())
+        self._held[owner] = fd
+
+    async def keep(self, owner: str) -> None:
+        """Nothing to renew: the lock lasts as long as the descriptor."""
+
+    async def dead(self, owners: Collection[str]) -> set[str]:
+        return {owner for owner in owners if owner not in self._held and self._is_free(owner)}
+
+    def _is_free(self, owner: str) -> bool:
+        """The owner's lock file exists and nobody holds it. No file: not provable
+        (a process that never took one), so its lease decides."""
+        try:
+            fd = os.open(self._path(owner), os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: alive
+        finally:
+            os.close(fd)  # closing also lets go of the lock just taken
+        return True
+
+    async def forget(self, owners: Collection[str]) -> None:
+        """Remove the lock files of dead owners once their claims are recovered."""
+        for owner in owners:
+            with contextlib.suppress(OSError):
+                self._path(owner).unlink()
+
+    async def unregister(self, owner: str) -> None:
+        fd = self._held.pop(owner, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                self._path(owner).unlink()
+            os.close(fd)
+
+
+class AdvisoryLocks:
+    """PostgreSQL: `pg_advisory_lock(namespace, key)` held by a dedicated session.
+
+    Closing that session releases the lock, and the other nodes then take this node's
+    claims back as if it had died while it goes on delivering them: duplicates. So every
+    use of the session is serialised (asyncpg runs one operation at a time on a
+    connection), and it is closed only when it is gone anyway, never because one query
+    failed or was slow on a loaded server."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: Any = None
+        self._owners: set[str] = set()
+        self._in_use = asyncio.Lock()
+
+    async def register(self, owner: str) -> None:
+        self._owners.add(owner)
+        async with self._in_use:
+            await self._lock_all()
+
+    async def keep(self, owner: str) -> None:
+        """Check the session still answers; after a lost connection (a server
+        restart) connect again and take the lock again."""
+        async with self._in_use:
+            if self._conn is not None and not self._conn.is_closed():
+                try:
+                    await self._conn.fetchval("SELECT 1", timeout=QUERY_TIMEOUT)
+                    return
+                except Exception as exc:  # the session is gone whatever the driver called it
+                    if not await self._drop_if_gone():
+                        log.warning("the liveness session answered slowly; it is kept",
+                                    owner=owner, error=str(exc) or type(exc).__name__)
+                        return
+            await self._lock_all()
+        log.info("liveness lock taken again after the database connection was lost",
+                 owner=owner)
+
+    async def dead(self, owners: Collection[str]) -> set[str]:
+        if not owners:
+            return set()
+        async with self._in_use:
+            conn = await self._connection()
+            try:
+                up = await conn.fetchval("SELECT extract(epoch FROM now() - "
+                                         "pg_postmaster_start_time())", timeout=QUERY_TIMEOUT)
+                live = await conn.fetch(
+                    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 "
+                    "AND objsubid = 2 AND granted", LOCK_NAMESPACE, timeout=QUERY_TIMEOUT)
+            except Exception as exc:
+                await self._drop_if_gone()
+                raise StorageError(f"cannot read which workers are alive: {exc}") from exc
+        if float(up) < RESTART_GRACE:
+            return set()  # the server just started: live nodes are still reconnecting
+        alive = {int(row["objid"]) for row in live}
+        return {owner for owner in owners if lock_key(owner) not in alive}
+
+    async def forget(self, owners: Collection[str]) -> None:
+        """Nothing to clean: a dead session's lock is gone with it."""
+
+    async def unregister(self, owner: str) -> None:
+        self._owners.discard(owner)
+        if not self._owners:
+            async with self._in_use:
+                await self._drop()
+
+    async def _lock_all(self) -> None:
+        conn = await self._connection()
+        for owner in sorted(self._owners):
+            taken = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_NAMESPACE,
+                                        lock_key(owner), timeout=QUERY_TIMEOUT)
+            if not taken:
+                raise StorageError(f"another process holds the liveness lock of {owner}")
+
+    async def _connection(self) -> Any:
+        if self._conn is None or self._conn.is_closed():
+            import asyncpg  # only when PostgreSQL is used
+
+            try:
+                self._conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                raise StorageError(f"cannot connect for the liveness lock: {exc}") from exc
+        return self._conn
+
+    async def _drop_if_gone(self) -> bool:
+        """After a failed query: forget the session if it is closed (its lock went with
+        it); True if so. One still open keeps its lock."""
+        if self._conn is not None and not self._conn.is_closed():
+            return False
+        await self._drop()
+        return True
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+
+def lock_key(owner: str) -> int:
+    """The owner's advisory-lock key: 31 bits of its SHA-256 (pg_locks shows it as objid)."""
+    return int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big") & 0x7FFFFFFF

@@ -1,0 +1,242 @@
+"""`SqlMessages`: `store.base.MessageStore` over a `Runner`, each verb one transaction.
+
+The SQL is in sql/queries.py. What differs between backends comes in from
+the backend: `pick_due` (the claim statement), the `Wakeup`, and the
+`Inserter` that commits enqueued messages (SQLite groups concurrent enqueues
+into one commit; PostgreSQL inserts each on its own, `OneByOne`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from outbox.core.model import Event, EventType, MessageStatus
+from outbox.core.recovery import RecoveryVerdict
+from outbox.errors import Conflict, InputError, NotFound
+from outbox.store import rows
+from outbox.store.base import Decide
+from outbox.store.rows import AnyRow
+from outbox.store.sql import listing, recovery
+from outbox.store.sql import queries as q
+from outbox.store.sql.runner import Runner
+from outbox.store.sql.wakeup import Wakeup
+from outbox.store.values import (
+    ANY_MESSAGE,
+    Attempt,
+    AttemptRecord,
+    Claim,
+    Message,
+    MessageDetail,
+    MessageFilter,
+    NewMessage,
+    Page,
+    QueueStats,
+)
+
+# Claim up to `limit` due rows with these column values; full rows, oldest due first.
+PickDue = Callable[[Connection, dict[str, Any], datetime, int], Sequence[AnyRow]]
+
+
+class Inserter(Protocol):
+    """Commits new messages for `enqueue`."""
+
+    async def insert(self, message: NewMessage) -> bool:
+        """Insert and commit; False if its idempotency key is already taken."""
+        ...
+
+    async def insert_many(self, batch: Sequence[NewMessage]) -> list[bool]:
+        """Insert and commit all in one transaction (per group commit); per message,
+        False if its idempotency key is already taken (by another or an earlier one)."""
+        ...
+
+    async def close(self) -> None:
+        """Wait for the inserts under way."""
+        ...
+
+
+async def insert_one(runner: Runner, message: NewMessage) -> bool:
+    """One message in its own transaction; False if its idempotency key is taken."""
+    try:
+        await runner.write(q.insert_message, message)
+    except Conflict:
+        if message.idempotency is None:
+            raise
+        return False
+    return True
+
+
+class OneByOne:
+    """Each enqueued message in a transaction of its own; a batch in one."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def insert(self, message: NewMessage) -> bool:
+        return await insert_one(self._runner, message)
+
+    async def insert_many(self, batch: Sequence[NewMessage]) -> list[bool]:
+        try:
+            return await self._runner.write(q.insert_messages, list(batch))
+        except Conflict:  # a key another writer took meanwhile: then each on its own
+            return [await insert_one(self._runner, message) for message in batch]
+
+    async def close(self) -> None:
+        pass
+
+
+class SqlMessages:
+    """The queue's verbs over one runner."""
+
+    def __init__(self, runner: Runner, pick_due: PickDue, wakeup: Wakeup,
+                 inserter: Inserter) -> None:
+        self._run = runner
+        self._pick_due = pick_due
+        self._wakeup = wakeup
+        self._inserter = inserter
+
+    # -- submission ------------------------------------------------------------------------
+
+    async def enqueue(self, message: NewMessage) -> tuple[Message, bool]:
+        rows.check_new(message)
+        if not await self._inserter.insert(message):
+            return await self._existing(message), False
+        if message.status is MessageStatus.QUEUED:
+            self._wakeup.announce()
+        return rows.accepted_message(message), True
+
+    async def enqueue_many(self, batch: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
+        for message in batch:
+            rows.check_new(message)
+        created = await self._inserter.insert_many(batch) if batch else []
+        if any(is_new and m.status is MessageStatus.QUEUED
+               for m, is_new in zip(batch, created, strict=True)):
+            self._wakeup.announce()
+        return [(rows.accepted_message(m), True) if is_new else (await self._existing(m), False)
+                for m, is_new in zip(batch, created, strict=True)]
+
+    async def _existing(self, message: NewMessage) -> Message:
+        """The message that holds the idempotency key `message` could not take."""
+        found = await self._find_duplicate(message)
+        if found is None:  # the key was free, so it was the id
+            raise Conflict(f"a message with id {message.id} already exists")
+        return found
+
+    async def _find_duplicate(self, message: NewMessage) -> Message | None:
+        claim = message.idempotency
+        if claim is None:
+            return None
+        found = await self.find_by_idempotency_key(claim.owner, claim.key)
+        return found[0] if found else None
+
+    async def find_by_idempotency_key(self, owner: str, key: str) -> tuple[Message, str] | None:
+        return await self._run.read(q.find_by_idempotency_key, owner, key)
+
+    async def find_by_idempotency_keys(self, owner: str, keys: Sequence[str]
+                                       ) -> dict[str, tuple[Message, str]]:
+        return await self._run.read(q.find_by_idempotency_keys, owner, keys) if keys else {}
+
+    async def find_by_message_id(self, owner: str, message_id: str) -> Message | None:
+        return await self._run.read(q.find_by_message_id, owner, message_id)
+
+    # -- claims ----------------------------------------------------------------------------
+
+    async def claim_due(self, owner: str, now: datetime, lease_until: datetime,
+                        limit: int) -> list[Claim]:
+        if limit <= 0:
+            return []
+        batch = uuid.uuid4().hex
+        claimed = await self._run.write(self._claim, q.claim_values(owner, batch, now,
+                                                                    lease_until), now, limit)
+        lease = lease_until.astimezone(UTC)
+        return [Claim(message, owner, q.claim_token(batch, message.id), lease)
+                for message in claimed]
+
+    def _claim(self, conn: Connection, values: dict[str, Any], now: datetime,
+               limit: int) -> list[Message]:
+        claimed = q.hydrate(conn, self._pick_due(conn, values, now, limit))
+        owner = values["claimed_by"]
+        q.insert_events(conn, [(c.id, Event(now, EventType.CLAIMED, c.attempts + 1,
+                                           detail=f"claimed by {owner}")) for c in claimed])
+        return claimed
+
+    async def renew_leases(self, owner: str, tokens: Collection[str],
+                           lease_until: datetime) -> int:
+        return await self._run.write(recovery.renew_leases, owner, tokens, lease_until)
+
+    async def record_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
+        if not records:
+            return []
+        return await self._run.write(q.record_attempts, records)
+
+    async def recover_stale(self, now: datetime, decide: Decide,
+                            dead_owners: Collection[str] = ()) -> list[str]:
+        recovered = await self._run.write(recovery.recover_stale, now, dead_owners, decide)
+        if recovered:
+            self._wakeup.announce()
+        return recovered
+
+    async def abandon_claim(self, id: str, token: str, now: datetime,
+                            verdict: RecoveryVerdict) -> bool:
+        given_back = await self._run.write(recovery.abandon_claim, id, token, now, verdict)
+        if given_back:
+            self._wakeup.announce()
+        return given_back
+
+    async def claim_holders(self) -> set[str]:
+        return await self._run.read(recovery.claim_holders)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, id: str) -> MessageDetail:
+        return await self._run.read(q.get_detail, id)
+
+    async def attempts(self, id: str) -> list[Attempt]:
+        return await self._run.read(q.list_attempts, id)
+
+    async def stats(self) -> QueueStats:
+        return await self._run.read(q.stats)
+
+    async def wait_for_new(self, timeout: float) -> None:
+        await self._wakeup.wait(timeout)
+
+    # -- operator actions ------------------------------------------------------------------
+
+    async def cancel(self, id: str, now: datetime) -> Message:
+        return await self._run.write(q.cancel, id, now)
+
+    async def retry(self, id: str, now: datetime) -> Message:
+        message = await self._run.write(q.retry, id, now)
+        self._wakeup.announce()
+        return message
+
+    async def hold_relay(self, relay: str, now: datetime, reason: str, event: Event) -> int:
+        return await self._run.write(q.hold_relay, relay, now, reason, event)
+
+    async def release_relay(self, relay: str, now: datetime) -> int:
+        count = await self._run.write(q.release_relay, relay, now)
+        if count:
+            self._wakeup.announce()
+        return count
+
+    async def append_event(self, id: str, event: Event) -> None:
+        try:
+            await self._run.write(q.insert_events, [(id, event)])
+        except Conflict as exc:  # the foreign key: no such message
+            raise NotFound(f"no message with id {id}") from exc
+
+    async def reroute_recipients(self, id: str, relays: Mapping[str, str]) -> None:
+        if relays:
+            await self._run.write(q.reroute_recipients, id, relays)
+
+    # `list` last: below it, the name shadows the builtin in annotations.
+    async def list(self, status: MessageStatus | None, limit: int, cursor: str | None,
+                   where: MessageFilter = ANY_MESSAGE) -> Page:
+        if limit < 1:
+            raise InputError("limit must be at least 1", field="limit")
+        after = listing.decode_cursor(cursor) if cursor else None
+        return await self._run.read(listing.page, status, limit, after, where)

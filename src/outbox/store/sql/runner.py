@@ -1,0 +1,73 @@
+"""`Runner`: the one way the SQL classes reach the database, one transaction per call.
+
+`read(body, *args)` runs `body(conn, *args)` in a read transaction and returns
+what it returns; `write(body, *args)` does the same in a write transaction,
+committed durably before it returns. A body is a plain function of one
+`Connection` (see sql/queries.py) that returns domain values, never rows.
+
+The backend supplies the runner: SQLite hands the whole transaction to a
+thread in one hop (sqlite.py), PostgreSQL drives it on asyncpg with `run_sync`
+(postgres.py). Either way every foreign exception is translated once, in
+`translate_errors`: constraint violations become `Conflict`, other database
+and OS errors `StorageError`; Outbox's own errors pass through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from outbox.errors import Conflict, StorageError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Body = Callable[Concatenate[Connection, P], T]
+
+
+class Runner(Protocol):
+    """Runs transaction bodies; supplied by the backend."""
+
+    async def read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`body(conn, ...)` in a read transaction."""
+        ...
+
+    async def write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`body(conn, ...)` in a write transaction, committed durably on return."""
+        ...
+
+    async def close(self) -> None:
+        """Wait for the transactions under way, then release the connections."""
+        ...
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """SQLAlchemy and driver errors become `StorageError` (constraint
+    violations `Conflict`); Outbox's own errors pass through."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(f"the database refused the change: {_reason(exc)}") from exc
+    except (SQLAlchemyError, OSError) as exc:
+        reason = _reason(exc)
+        raise StorageError(f"database error: {reason}", hint=_hint(reason)) from exc
+
+
+def _hint(reason: str) -> str | None:
+    """A next step for the failures whose cause the message names; else the default."""
+    if "database is locked" in reason:
+        return ("another process holds SQLite's write lock (a long transaction, a backup "
+                "tool?); Outbox waits and tries again")
+    if "read-only" in reason or "readonly" in reason:
+        return "the database takes no writes: check the file's permissions or the server's role"
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__

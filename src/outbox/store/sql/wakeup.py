@@ -1,0 +1,39 @@
+"""`Wakeup`: how an idle worker hears that a message may have become due.
+
+The queue calls `announce()` after a commit that made mail due (enqueue,
+retry, release); `wait(timeout)` returns on an announcement or after
+`timeout` seconds. This one wakes waiters in this process only (SQLite:
+other processes notice by their timeout); postgres.py extends it with
+LISTEN/NOTIFY across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+
+
+class Wakeup:
+    """In-process wake-ups."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def announce(self) -> None:
+        """A message may have become due: wake this process's waiters (and,
+        where the backend can, other processes')."""
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Return on an announcement (made since the last wait returned) or
+        after `timeout` seconds."""
+        await self.listen()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+
+    async def listen(self) -> None:
+        """Make sure announcements from other processes reach `wait` (none here)."""
+
+    async def close(self) -> None:
+        """Finish announcing and stop listening (nothing to do here)."""

@@ -1,0 +1,54 @@
+"""The configured database URL, checked and given the driver Outbox uses.
+
+    sqlite:///./outbox.db            relative to the working directory
+    sqlite:////var/lib/outbox.db     absolute
+    postgresql://user@host/db        also postgres://, postgresql+asyncpg://
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from outbox.errors import ConfigError
+
+POSTGRES_NAMES = {"postgresql", "postgres"}
+
+
+def database_url(url: str) -> URL:
+    """The URL with the driver Outbox uses; `ConfigError` naming the key if unusable."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"database.url: not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_url(parsed)
+    if backend in POSTGRES_NAMES:
+        return _postgres_url(parsed)
+    raise ConfigError(f"database.url: unsupported database {backend!r}; "
+                      "use sqlite:///path/to/outbox.db or postgresql://user@host/db")
+
+
+def _sqlite_url(parsed: URL) -> URL:
+    if parsed.get_driver_name() not in ("pysqlite", "aiosqlite"):
+        raise ConfigError(f"database.url: unsupported SQLite driver {parsed.drivername!r}")
+    if not parsed.database or parsed.database == ":memory:":
+        raise ConfigError("database.url: an in-memory SQLite database is not durable; "
+                          "give a file, e.g. sqlite:///./outbox.db")
+    return parsed.set(drivername="sqlite+pysqlite")
+
+
+def _postgres_url(parsed: URL) -> URL:
+    query = dict(parsed.query)
+    if "sslmode" in query:  # libpq's spelling; asyncpg calls it ssl
+        query.setdefault("ssl", query.pop("sslmode"))
+    return parsed.set(drivername="postgresql+asyncpg", query=query)
+
+
+def safe_url(url: str) -> str:
+    """The URL as it can be shown: without a password."""
+    try:
+        return database_url(url).render_as_string(hide_password=True)
+    except ConfigError:
+        return url.split("@")[-1]

@@ -1,0 +1,98 @@
+"""AUTH PLAIN and LOGIN (RFC 4616, draft-murchison-sasl-login) for the listener: the
+user name is an API key's name, the password the key, checked by the service
+(`outbox.keys.authenticate_login`), asynchronously.
+
+aiosmtpd's own mechanisms call a synchronous authenticator, which cannot ask the
+database about keys made with `outbox keys create`; these replace them (a
+handler's `auth_<MECHANISM>` methods take precedence). Whether AUTH is allowed
+before TLS is the listener's decision, made before these run.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import structlog
+from aiosmtpd.smtp import SMTP, AuthResult
+
+from outbox.errors import AuthError, OutboxError
+from outbox.service.keys import ApiKeys, Principal
+from outbox.submission import replies
+
+log = structlog.get_logger("outbox.submission")
+Credentials = tuple[str, str]  # (key name, key)
+SEND_SCOPES = frozenset({"send", "admin"})
+
+
+async def read_plain(server: SMTP, args: list[str]) -> Credentials | None:
+    """`AUTH PLAIN [initial-response]`: authzid NUL authcid NUL password. None when
+    the client's answer was unusable (the reply is already sent)."""
+    blob: object = (await server.challenge_auth("") if len(args) == 1
+                    else await _decoded(server, args[1]))
+    if not isinstance(blob, bytes):  # MISSING or None: the reply went out already
+        return None
+    parts = blob.split(b"\x00")
+    if len(parts) != 3:
+        await server.push("501 5.5.2 Cannot split the PLAIN response")
+        return None
+    return await _texts(server, parts[1], parts[2])
+
+
+async def read_login(server: SMTP, args: list[str]) -> Credentials | None:
+    """`AUTH LOGIN [user]`, then the password on a challenge."""
+    user: object = (await server.challenge_auth(server.AuthLoginUsernameChallenge)
+                    if len(args) == 1 else await _decoded(server, args[1]))
+    if not isinstance(user, bytes):
+        return None
+    password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+    if not isinstance(password, bytes):
+        return None
+    return await _texts(server, user, password)
+
+
+async def log_in(keys: ApiKeys, server: SMTP, credentials: Credentials | None) -> AuthResult:
+    """The AUTH verdict: success with the `Principal` as auth data, or the reply."""
+    if credentials is None:
+        return AuthResult(success=False)  # handled: the reply went out already
+    name, key = credentials
+    try:
+        principal = await keys.authenticate_login(name, key)
+    except AuthError:
+        log.info("smtp login refused", user=name, peer=_peer(server))
+        return AuthResult(success=False, handled=False, message=replies.AUTH_FAILED)
+    except OutboxError as exc:  # the database could not be asked
+        log.warning("smtp login could not be checked", user=name, error=exc.message)
+        return AuthResult(success=False, handled=False, message=replies.AUTH_UNAVAILABLE)
+    if not principal.scopes & SEND_SCOPES:
+        return AuthResult(success=False, handled=False, message=replies.SCOPE_MISSING)
+    return AuthResult(success=True, auth_data=principal)
+
+
+def principal_of(server: SMTP) -> Principal:
+    """Who logged in on this connection (MAIL is refused before AUTH succeeds)."""
+    assert server.session is not None
+    principal = server.session.auth_data
+    assert isinstance(principal, Principal)
+    return principal
+
+
+async def _decoded(server: SMTP, text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        await server.push("501 5.5.2 Cannot decode the base64 response")
+        return None
+
+
+async def _texts(server: SMTP, user: bytes, password: bytes) -> Credentials | None:
+    try:
+        return user.decode("utf-8"), password.decode("utf-8")
+    except UnicodeDecodeError:
+        await server.push("501 5.5.2 The user name and password must be UTF-8")
+        return None
+
+
+def _peer(server: SMTP) -> str:
+    peer = server.session.peer if server.session is not None else None
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)

@@ -1,0 +1,187 @@
+"""The listener: aiosmtpd's SMTP protocol with Outbox's connection rules, on a socket
+bound at start-up, in the process's own event loop.
+
+    sock = bind_socket(settings.submission)          # a taken port: one ConfigError line
+    listener = SubmissionListener(outbox, sock)
+    await listener.start()
+    ...
+    await listener.close(grace=5)                    # finish DATA under way, then 421
+
+Per connection: AUTH required before MAIL; AUTH before TLS only where
+`SubmissionSettings.auth_needs_tls` allows it; SIZE advertised and enforced
+from `[limits] max_message_size` (refused at MAIL when declared); a client
+silent for `command_timeout` is disconnected; after `max_errors` 4xx/5xx
+replies the connection is closed with 421; more than `max_connections` at
+once get 421 at the greeting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+import socket
+import ssl
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, syntax
+
+from outbox.config import SubmissionSettings
+from outbox.errors import ConfigError
+from outbox.service import Outbox
+from outbox.submission import replies
+from outbox.submission.handler import SubmissionHandler
+
+log = structlog.get_logger("outbox.submission")
+
+IDENT = "Outbox ESMTP submission"
+_SIZE = re.compile(r"(?:^|\s)SIZE=(\d+)(?:\s|$)", re.IGNORECASE)
+
+
+def declared_size(arg: str | None) -> int | None:
+    """The SIZE= a MAIL command declares, if any (RFC 1870)."""
+    match = _SIZE.search(arg or "")
+    return int(match.group(1)) if match else None
+
+
+def bind_socket(settings: SubmissionSettings) -> socket.socket:
+    """The listening socket, bound now so that a taken port is one clear line."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        return socket.create_server((settings.host, settings.port), family=family, backlog=512)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"submission.bind: {settings.bind} is already in use by another "
+                              "program", hint="stop it, or choose another address with "
+                              "[submission] bind or OUTBOX_SUBMISSION__BIND") from None
+        raise ConfigError(f"submission.bind: cannot listen on {settings.bind}: "
+                          f"{exc.strerror or exc}") from None
+
+
+def tls_context(settings: SubmissionSettings) -> ssl.SSLContext | None:
+    """The server's TLS context from cert_file and key_file (None with security none)."""
+    if settings.security == "none":
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.cert_file, settings.key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"submission.cert_file: cannot use {settings.cert_file} "
+                          f"{'and ' + settings.key_file + ' ' if settings.key_file else ''}"
+                          f"as a certificate and its key: {exc}") from None
+    return context
+
+
+class SubmissionSMTP(SMTP):
+    """One client connection: aiosmtpd's protocol plus Outbox's limits."""
+
+    def __init__(self, listener: SubmissionListener, **options: Any) -> None:
+        super().__init__(listener.handler, **options)
+        # aiosmtpd warns on every connection when AUTH is required without TLS; the
+        # rule (TLS first unless the bind is loopback) is decided by the settings.
+        self._auth_require_tls = listener.settings.auth_needs_tls
+        self.listener = listener
+        self.errors = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Counted once connected, not when the listener makes the protocol: a TLS
+        # handshake that fails never reaches here, nor connection_lost, and must not
+        # keep a slot.
+        self.listener.connections.add(self)
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._reset_timeout()  # a client that sends is not idle, even within a long DATA
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.listener.forget(self)
+        super().connection_lost(error)
+
+    async def push(self, status: Any) -> None:  # str or bytes, as aiosmtpd's
+        await super().push(status)
+        code = status[:3] if isinstance(status, str) else bytes(status[:3]).decode("latin-1")
+        if code[:1] in ("4", "5") and code != "421":
+            self.errors += 1
+            if self.errors >= self.listener.settings.max_errors and self.transport is not None:
+                await super().push(replies.too_many_errors(self.hostname))
+                self.transport.close()
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """Refuse a declared SIZE over the limit with its enhanced code (5.3.4)."""
+        declared = declared_size(arg)
+        limit = self.data_size_limit
+        session = self.session
+        if (declared is not None and limit and declared > limit and session is not None
+                and session.host_name and session.authenticated):
+            await self.push(replies.size_exceeded(limit))
+            return
+        await super().smtp_MAIL(arg)
+
+    def hang_up(self, reply: str) -> None:
+        """Say `reply` (a 421) and close, without waiting for the client."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(reply.encode("ascii") + b"\r\n")
+            transport.close()
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection over max_connections: 421 at the greeting, then closed."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self.reply.encode("ascii") + b"\r\n")
+        transport.close()
+
+
+class SubmissionListener:
+    def __init__(self, outbox: Outbox, sock: socket.socket) -> None:
+        self.outbox = outbox
+        self.settings = outbox.settings.submission
+        self.sock = sock
+        self.handler = SubmissionHandler(outbox)
+        self.hostname = self.settings.hostname or socket.gethostname()
+        self.context = tls_context(self.settings)
+        self.connections: set[SubmissionSMTP] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        implicit = self.context if self.settings.security == "tls" else None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._connection, sock=self.sock, ssl=implicit)
+        log.info("smtp submission listening", bind=self.settings.bind,
+                 security=self.settings.security, auth_needs_tls=self.settings.auth_needs_tls)
+
+    def _connection(self) -> asyncio.Protocol:
+        if len(self.connections) >= self.settings.max_connections:
+            return _Refusal(replies.too_many_connections(self.hostname))
+        starttls = self.context if self.settings.security == "starttls" else None
+        return SubmissionSMTP(
+            self, data_size_limit=self.outbox.settings.limits.max_message_size,
+            enable_SMTPUTF8=True, hostname=self.hostname, ident=IDENT, tls_context=starttls,
+            timeout=self.settings.command_timeout.total_seconds(), auth_required=True,
+            loop=asyncio.get_running_loop())
+
+    def forget(self, protocol: SubmissionSMTP) -> None:
+        self.connections.discard(protocol)
+
+    async def close(self, grace: float) -> None:
+        """Stop accepting; let messages under way reach their reply (up to `grace`
+        seconds), then say 421 to every client still connected."""
+        if self._server is not None:
+            self._server.close()
+        try:
+            await asyncio.wait_for(self.handler.idle.wait(), grace)
+        except TimeoutError:
+            log.warning("smtp submission stopped with messages under way",
+                        in_flight=self.handler.in_flight)
+        for protocol in list(self.connections):
+            protocol.hang_up(replies.shutting_down(self.hostname))
+        self.sock.close()

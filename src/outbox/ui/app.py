@@ -1,0 +1,78 @@
+"""`create_ui(outbox)`: the web UI's application, mounted at /ui by `outbox serve`."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from outbox.errors import (
+    AuthError,
+    Conflict,
+    InputError,
+    NotFound,
+    OutboxError,
+    RateLimited,
+)
+from outbox.service import Outbox
+from outbox.ui import auth, compose, dashboard, messages, relays
+from outbox.ui.render import HERE, error_page
+from outbox.ui.session import SignInNeeded, UiRefusal, current
+
+STATUS: tuple[tuple[type[OutboxError], int], ...] = (
+    (InputError, 422), (NotFound, 404), (Conflict, 409), (RateLimited, 429), (AuthError, 403))
+
+
+def create_ui(outbox: Outbox) -> FastAPI:
+    app = FastAPI(title="Outbox UI", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.outbox = outbox
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    for module in (auth, dashboard, messages, compose, relays):
+        app.include_router(module.router)
+    app.add_exception_handler(SignInNeeded, _sign_in_needed)  # type: ignore[arg-type]
+    app.add_exception_handler(UiRefusal, _refused)  # type: ignore[arg-type]
+    app.add_exception_handler(OutboxError, _outbox_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _bad_request)  # type: ignore[arg-type]
+    return app
+
+
+async def _http_error(request: Request, exc: HTTPException) -> HTMLResponse:
+    title = "Page not found" if exc.status_code == 404 else "Not done"
+    message = ("There is no such page in Outbox." if exc.status_code == 404
+               else str(exc.detail))
+    return error_page(request, exc.status_code, title, message, "",
+                      await current(request))
+
+
+async def _bad_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+    fields = ", ".join(".".join(str(p) for p in e.get("loc", ())[1:]) or "request"
+                       for e in exc.errors()[:3])
+    return error_page(request, 422, "Not done", f"The form is not complete or not valid "
+                      f"({fields}).", "go back, correct it and submit it again",
+                      await current(request))
+
+
+async def _sign_in_needed(request: Request, _: SignInNeeded) -> Response:
+    target = f"/ui/login?next={quote(request.url.path)}"
+    if request.headers.get("hx-request"):
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+async def _refused(request: Request, exc: UiRefusal) -> HTMLResponse:
+    return error_page(request, exc.status, exc.title, exc.message, exc.hint,
+                      await current(request))
+
+
+async def _outbox_error(request: Request, exc: OutboxError) -> HTMLResponse:
+    status = next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
+    response = error_page(request, status, "Not done", exc.message, exc.hint,
+                          await current(request))
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response

@@ -1,0 +1,161 @@
+"""Compose: To/Cc/Bcc as chips (each checked as typed, names of groups, aliases and
+contacts resolved to their members and shown "via group X"), autocomplete over the
+address book, attachments streamed to /ui/uploads with a progress bar, and a per-form
+idempotency key so that a double submit queues one message. Sending returns at once
+with the queued message: the UI never waits on SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from outbox.core.addresses import split_entries
+from outbox.core.attachments import AttachmentIn
+from outbox.core.compose import Submission
+from outbox.core.expand import is_name
+from outbox.errors import IdempotencyInProgress, InputError, OutboxError
+from outbox.service import Outbox, request_hash
+from outbox.ui.render import page
+from outbox.ui.session import Sender, Service, Session
+
+router = APIRouter()
+FIELDS = ("to", "cc", "bcc")
+REPLAY_WAIT = 10.0  # seconds a second submit of the same form waits for the first
+
+
+@router.get("/compose", response_class=HTMLResponse)
+async def compose_form(request: Request, session: Sender, outbox: Service) -> HTMLResponse:
+    return page(request, "compose.html", session, form={}, error="",
+                idempotency_key=secrets.token_urlsafe(18), limits=limits_of(outbox))
+
+
+def limits_of(outbox: Outbox) -> dict[str, Any]:
+    limits = outbox.settings.limits
+    return {"max_attachment_size": limits.max_attachment_size,
+            "blocked_extensions": ",".join(limits.blocked_extensions)}
+
+
+@router.get("/compose/suggest")
+async def suggest(session: Sender, outbox: Service,
+                  q: Annotated[str, Query(max_length=200)] = "") -> JSONResponse:
+    prefix = q.strip().lower()
+    if not prefix:
+        return JSONResponse([])
+    found: list[dict[str, str]] = []
+    for group in await outbox.contacts.list_groups():
+        if group.name.lower().startswith(prefix):
+            found.append({"value": group.name, "label": f"{group.name} (group, "
+                          f"{len(group.members)} members)", "kind": "group"})
+    for alias in await outbox.contacts.list_aliases():
+        if alias.name.lower().startswith(prefix):
+            found.append({"value": alias.name, "label": f"{alias.name} (alias)",
+                          "kind": "alias"})
+    for s in await outbox.contacts.suggest(q.strip(), 10):
+        found.append({"value": s.formatted(), "label": s.formatted(), "kind": "contact"})
+    return JSONResponse(found[:15])
+
+
+def _via(provenance: str) -> str:
+    """"group:Sales" -> "via group Sales"; a chain keeps its first step."""
+    first = provenance.split(" > ")[0]
+    kind, _, name = first.partition(":")
+    return f"via {kind} {name}" if name else ""
+
+
+async def resolve(outbox: Outbox, entry: str) -> dict[str, Any]:
+    """One chip: its members (itself, for an address), how it was resolved, its error."""
+    entry = entry.strip()
+    try:
+        if not is_name(entry):
+            return {"entry": entry, "ok": True, "members": [entry], "via": "",
+                    "address": await outbox.messages.check_recipient(entry)}
+        expanded, expansion = await outbox.contacts.expand(
+            Submission(sender="compose@outbox.invalid", to=[entry]))
+        texts = [expanded.to] if isinstance(expanded.to, str) else list(expanded.to)
+        members = [m.strip() for t in texts for m in (split_entries(t) or [t])]
+        if not members or members == [entry]:
+            raise InputError(f"no contact, group or alias is named '{entry}'")
+        for member in members:
+            await outbox.messages.check_recipient(member)
+        keys = [m for m in expansion.provenance.values() if m]
+        return {"entry": entry, "ok": True, "members": members,
+                "via": _via(keys[0]) if keys else ""}
+    except InputError as exc:
+        return {"entry": entry, "ok": False, "error": exc.message, "members": [], "via": ""}
+
+
+@router.get("/compose/resolve")
+async def resolve_chip(session: Sender, outbox: Service,
+                       entry: Annotated[str, Query(max_length=1000)]) -> JSONResponse:
+    return JSONResponse(await resolve(outbox, entry))
+
+
+@router.post("/uploads")
+async def upload(request: Request, session: Sender, outbox: Service) -> JSONResponse:
+    """The raw body is one file, streamed into the blob store (never held in memory).
+    Refusals are JSON `{"error": ...}` naming the rule, for the page's script."""
+    limit = outbox.settings.limits.max_attachment_size
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return JSONResponse({"error": f"the file is over the limit of {limit:,} bytes "
+                                      "(limits.max_attachment_size)"}, status_code=413)
+    try:
+        stored = await outbox.files.upload(session.owner, request.stream(), outbox.clock())
+    except InputError as exc:
+        return JSONResponse({"error": exc.message}, status_code=413)
+    return JSONResponse({"upload_id": stored.id, "size": stored.size, "sha256": stored.sha256},
+                        status_code=201)
+
+
+def _submission(form: dict[str, Any]) -> Submission:
+    attachments = []
+    for item in form["attachment"]:
+        upload_id, _, rest = item.partition("|")
+        content_type, _, filename = rest.partition("|")
+        attachments.append(AttachmentIn(filename=filename, upload_id=upload_id,
+                                        content_type=content_type or "application/octet-stream"))
+    return Submission(sender=form["sender"], to=form["to"], cc=form["cc"], bcc=form["bcc"],
+                      subject=form["subject"], text=form["text"] or None,
+                      html=form["html"] or None, attachments=tuple(attachments))
+
+
+async def _submit(outbox: Outbox, session: Session, form: dict[str, Any], key: str) -> str:
+    body_hash = request_hash(form)
+    deadline = asyncio.get_running_loop().time() + REPLAY_WAIT
+    while True:
+        try:
+            submitted = await outbox.messages.submit(_submission(form), owner=session.owner,
+                                                     idempotency_key=key or None,
+                                                     body_hash=body_hash)
+            return submitted.message.id
+        except IdempotencyInProgress:  # the same form's first submit is still under way
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+@router.post("/compose", response_class=HTMLResponse)
+async def send(request: Request, session: Sender, outbox: Service,
+               sender: Annotated[str, Form()], subject: Annotated[str, Form()] = "",
+               text: Annotated[str, Form()] = "", html: Annotated[str, Form()] = "",
+               to: Annotated[list[str] | None, Form()] = None,
+               cc: Annotated[list[str] | None, Form()] = None,
+               bcc: Annotated[list[str] | None, Form()] = None,
+               attachment: Annotated[list[str] | None, Form()] = None,
+               idempotency_key: Annotated[str, Form()] = "") -> Response:
+    form = {"sender": sender, "to": to or [], "cc": cc or [], "bcc": bcc or [],
+            "subject": subject, "text": text, "html": html, "attachment": attachment or []}
+    try:
+        id = await _submit(outbox, session, form, idempotency_key)
+    except OutboxError as exc:
+        field = getattr(exc, "field", None)
+        return page(request, "compose.html", session, code=422, form=form,
+                    error=f"{exc.message}" + (f" (field {field})" if field else "")
+                    + (f": {exc.hint}" if exc.hint else ""),
+                    idempotency_key=idempotency_key, limits=limits_of(outbox))
+    return RedirectResponse(f"/ui/messages/{id}?notice=Queued%3A+Outbox+sends+it+in+the+"
+                            "background.", status_code=303)

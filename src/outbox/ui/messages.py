@@ -1,0 +1,141 @@
+"""Messages: the list (filters by status, recipient, relay, dates and subject; keyset
+pages; bulk retry / cancel of the selected), a message's detail (recipients with the
+guidance, the timeline, each attempt's redacted transcript) and its actions: retry,
+cancel, resend. Resending a message that already reached someone asks for a confirmation
+first; the confirmation form carries an idempotency key, so a double click resends once."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from outbox.core.model import MessageStatus
+from outbox.errors import ConfirmationRequired, IdempotencyInProgress, InputError, OutboxError
+from outbox.service import MessageFilter
+from outbox.ui.render import page
+from outbox.ui.session import Sender, Service, Session, Viewer
+from outbox.views.render import attempt_view, detail_view, message_view
+
+router = APIRouter()
+PAGE_SIZE = 50
+REPLAY_WAIT = 10.0  # seconds a second click waits for the first one's resend
+
+
+@router.get("/messages", response_class=HTMLResponse)
+async def list_messages(request: Request, session: Viewer, outbox: Service,
+                        status: Annotated[str, Query()] = "",
+                        recipient: Annotated[str, Query(max_length=320)] = "",
+                        relay: Annotated[str, Query(max_length=100)] = "",
+                        since: Annotated[str, Query(max_length=40)] = "",
+                        until: Annotated[str, Query(max_length=40)] = "",
+                        q: Annotated[str, Query(max_length=998)] = "",
+                        cursor: Annotated[str | None, Query()] = None,
+                        notice: Annotated[str, Query()] = "") -> HTMLResponse:
+    chosen = MessageStatus(status) if status in MessageStatus._value2member_map_ else None
+    where = MessageFilter(recipient=recipient.strip() or None, relay=relay or None,
+                          since=_day(since, "since"), until=_day(until, "until"),
+                          subject=q.strip() or None)
+    found = await outbox.messages.list(chosen, PAGE_SIZE, cursor or None, where)
+    filters = {"status": chosen.value if chosen else "", "recipient": recipient,
+               "relay": relay, "since": since, "until": until, "q": q}
+    return page(request, "messages.html", session, filters=filters, notice=notice,
+                statuses=[s.value for s in MessageStatus],
+                relays=[r.name for r in outbox.settings.relays],
+                query=urlencode({k: v for k, v in filters.items() if v}),
+                messages=[message_view(m) for m in found.messages],
+                next_cursor=found.next_cursor)
+
+
+def _day(value: str, field: str) -> datetime | None:
+    """A date (YYYY-MM-DD, a day in UTC) or an ISO time; `InputError` naming the field."""
+    if not value.strip():
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InputError(f"{field}: '{value}' is not a date like 2026-12-31",
+                         field=field) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@router.get("/messages/{id}", response_class=HTMLResponse)
+async def show_message(request: Request, id: str, session: Viewer, outbox: Service,
+                       notice: Annotated[str, Query()] = "") -> HTMLResponse:
+    return await _detail(request, id, session, outbox, notice=notice)
+
+
+async def _detail(request: Request, id: str, session: Session, outbox: Service, *,
+                  notice: str = "", confirm: str = "", status: int = 200) -> HTMLResponse:
+    message = detail_view(await outbox.messages.get(id))
+    attempts = [attempt_view(a) for a in await outbox.messages.attempts(id)]
+    return page(request, "message.html", session, code=status, m=message,
+                attempts=attempts, notice=notice, confirm=confirm,
+                resend_key=secrets.token_urlsafe(16))
+
+
+def _back(id: str, notice: str) -> Response:
+    from urllib.parse import quote
+    return RedirectResponse(f"/ui/messages/{id}?notice={quote(notice)}", status_code=303)
+
+
+@router.post("/messages/{id}/retry")
+async def retry(id: str, session: Sender, outbox: Service) -> Response:
+    await outbox.messages.retry(id)
+    return _back(id, "Queued for another try now.")
+
+
+@router.post("/messages/{id}/cancel")
+async def cancel(id: str, session: Sender, outbox: Service) -> Response:
+    await outbox.messages.cancel(id)
+    return _back(id, "Cancelled: it will not be sent.")
+
+
+@router.post("/messages/{id}/resend", response_class=HTMLResponse)
+async def resend(request: Request, id: str, session: Sender, outbox: Service,
+                 confirm: Annotated[str, Form()] = "",
+                 resend_key: Annotated[str, Form()] = "") -> Response:
+    try:
+        copy = await _resend(outbox, id, confirm == "yes", session.owner, resend_key)
+    except ConfirmationRequired as exc:
+        return await _detail(request, id, session, outbox, confirm=exc.message, status=409)
+    return _back(copy, f"Resent as a new message (a copy of {id}).")
+
+
+async def _resend(outbox: Service, id: str, confirm: bool, owner: str, key: str) -> str:
+    """The copy's id; the form's key makes a second click give back the same copy."""
+    deadline = asyncio.get_running_loop().time() + REPLAY_WAIT
+    while True:
+        try:
+            done = await outbox.messages.resend(id, confirm=confirm, owner=owner,
+                                                idempotency_key=key or None)
+            return done.message.id
+        except IdempotencyInProgress:  # the first click's resend is still under way
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+@router.post("/messages/bulk", response_class=HTMLResponse)
+async def bulk(session: Sender, outbox: Service, action: Annotated[str, Form()],
+               id: Annotated[list[str] | None, Form()] = None) -> Response:
+    from urllib.parse import quote
+    ids = id or []
+    verb = outbox.messages.retry if action == "retry" else outbox.messages.cancel
+    done, refused = 0, []
+    for one in ids:
+        try:
+            await verb(one)
+            done += 1
+        except OutboxError as exc:
+            refused.append(f"{one}: {exc.message}")
+    what = "queued for another try" if action == "retry" else "cancelled"
+    notice = f"{done} of {len(ids)} selected message(s) {what}."
+    if refused:
+        notice += " Not done: " + "; ".join(refused[:5])
+    return RedirectResponse(f"/ui/messages?notice={quote(notice)}", status_code=303)

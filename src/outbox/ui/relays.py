@@ -1,0 +1,124 @@
+"""Relays: each relay's settings (never a secret), login and delivery state; "test
+connection" (the doctor's login check, shown in place by htmx); set credentials; and
+"Connect with OAuth2": the authorization-code flow with PKCE against the relay's
+authorize_url, back to /ui/oauth/callback, the refresh token stored as
+`outbox relay set-credentials` stores it. A provider's refusal (a redirect URI it does
+not know, a client it does not know) is shown by name with the fix."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from outbox.service.relays import CredentialsUpdate
+from outbox.ui.render import error_page, page, templates
+from outbox.ui.session import Admin, Sender, Service, Session, Viewer, current
+
+router = APIRouter()
+CALLBACK = "/ui/oauth/callback"
+FLOW_TTL = 600.0  # seconds a started connection may take
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    relay: str
+    verifier: str
+    redirect_uri: str
+    user: str
+    expires: float
+
+
+_FLOWS: dict[str, Flow] = {}  # state -> flow; the verifier never leaves this process
+
+
+def redirect_uri(request: Request) -> str:
+    public = request.app.state.outbox.settings.ui.public_url.rstrip("/")
+    origin = public or f"{request.url.scheme}://{request.url.netloc}"
+    return f"{origin}{CALLBACK}"
+
+
+@router.get("/relays", response_class=HTMLResponse)
+async def relays_page(request: Request, session: Viewer, outbox: Service,
+                      notice: Annotated[str, Query()] = "") -> HTMLResponse:
+    relays = []
+    for status in await outbox.relays.statuses():
+        oauth = outbox.relays.relay(status.name).oauth2
+        relays.append((status, bool(oauth and oauth.authorize_url)))
+    return page(request, "relays.html", session, relays=relays, notice=notice,
+                redirect_uri=redirect_uri(request))
+
+
+@router.post("/relays/{name}/test", response_class=HTMLResponse)
+async def test_relay(request: Request, name: str, session: Sender,
+                     outbox: Service) -> HTMLResponse:
+    result = await outbox.relays.test(name)
+    return templates.TemplateResponse(request, "_relay_test.html", {
+        "name": name, "ok": result.result.ok, "transcript": result.result.transcript,
+        "guidance": result.guidance, "released": result.released})
+
+
+@router.post("/relays/{name}/credentials")
+async def set_credentials(name: str, session: Admin, outbox: Service,
+                          username: Annotated[str, Form()] = "",
+                          password: Annotated[str, Form()] = "") -> Response:
+    update = CredentialsUpdate(username=username or None, password=password or None)
+    _, released = await outbox.relays.set_credentials(name, update)
+    notice = f"Credentials of {name} stored; {released} held message(s) released."
+    return RedirectResponse(f"/ui/relays?notice={quote(notice)}", status_code=303)
+
+
+@router.post("/relays/{name}/oauth")
+async def start_oauth(request: Request, name: str, session: Admin, outbox: Service) -> Response:
+    uri = redirect_uri(request)
+    flow = await outbox.relays.oauth2_authorization(name, uri)
+    now = time.monotonic()
+    for state in [s for s, f in _FLOWS.items() if f.expires < now]:
+        del _FLOWS[state]
+    _FLOWS[flow.state] = Flow(name, flow.verifier, uri, session.user.name, now + FLOW_TTL)
+    return RedirectResponse(flow.url, status_code=303)
+
+
+@router.get("/oauth/callback", response_class=HTMLResponse)
+async def oauth_callback(request: Request, outbox: Service,
+                         code: Annotated[str, Query()] = "",
+                         state: Annotated[str, Query()] = "",
+                         error: Annotated[str, Query(max_length=200)] = "",
+                         error_description: Annotated[str, Query(max_length=500)] = ""
+                         ) -> Response:
+    session = await current(request)
+    flow = _FLOWS.pop(state, None) if state else None
+    if error:
+        return _provider_refused(request, session, error, error_description, flow)
+    if flow is None or flow.expires < time.monotonic():
+        return error_page(request, 400, "OAuth2 connection not completed",
+                          "This answer does not belong to a connection started here, or it "
+                          "came too late.", "start Connect with OAuth2 again", session)
+    if session is None or session.user.name != flow.user or not session.can("admin"):
+        return error_page(request, 403, "OAuth2 connection not completed", "Sign in as the "
+                          "administrator who started the connection.", "", session)
+    _, released = await outbox.relays.connect_oauth2(flow.relay, code, flow.verifier,
+                                                     flow.redirect_uri)
+    notice = (f"Relay {flow.relay} connected with OAuth2: refresh token stored; {released} "
+              "held message(s) released.")
+    return RedirectResponse(f"/ui/relays?notice={quote(notice)}", status_code=303)
+
+
+def _provider_refused(request: Request, session: Session | None, error: str, description: str,
+                      flow: Flow | None) -> HTMLResponse:
+    uri = flow.redirect_uri if flow else redirect_uri(request)
+    if error == "redirect_uri_mismatch":
+        message = (f"The provider refused the redirect URI (redirect_uri_mismatch): "
+                   f"{description or 'it is not registered for this client'}.")
+        hint = f"register exactly {uri} as a redirect URI of the OAuth2 client, then connect again"
+    elif error in ("invalid_client", "unauthorized_client"):
+        message = f"The provider refused the client ({error}): {description}."
+        hint = "check the relay's oauth2 client_id (and client_secret) in the config"
+    else:
+        message = f"The provider refused the connection ({error}): {description}."
+        hint = "check the relay's oauth2 settings and the consent, then connect again"
+    return error_page(request, 400, "OAuth2 connection refused", message, hint, session)

@@ -1,0 +1,282 @@
+"""The delivery loop: claim due messages, deliver, persist the verdict.
+
+One `Worker` per process (inside `outbox serve`, or standalone as `outbox
+worker`). It takes a liveness lock for its lifetime (`store.liveness`),
+recovers what dead processes left behind before it claims anything, claims
+in batches under a lease, keeps at most `delivery.concurrency` attempts in
+flight (worker/attempt.py), renews the leases of the attempts that are
+still running, and sweeps every `sweep_interval` (worker/sweeper.py).
+
+Every loop is supervised (outbox.supervision): an error from the database or
+anything else is logged once per streak, counted, backed off and retried; it
+never ends delivery, and `/healthz` reports it meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from outbox.blobs import BlobStore
+from outbox.clock import utcnow
+from outbox.config import DeliverySettings, Settings
+from outbox.core.recovery import Recovery
+from outbox.core.retry import RetryPolicy
+from outbox.delivery.mime_writer import MimeWriter
+from outbox.observability import DeliveryMetrics
+from outbox.store.base import Store
+from outbox.store.values import Claim
+from outbox.supervision import LoopMonitor, Loops, every, sleep_unless_stopped, supervise
+from outbox.worker.attempt import (
+    Attempt,
+    AttemptTools,
+    Deliverer,
+    OnVerdict,
+    ReturnPath,
+    Sign,
+)
+from outbox.worker.recorder import Recorder
+from outbox.worker.retention import Purger, retention_policy
+from outbox.worker.sweeper import Sweeper
+
+log = structlog.get_logger("outbox.worker")
+
+LIVENESS_EVERY = 1.0  # seconds between checks that this process's liveness lock is held
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    r = settings.retry
+    return RetryPolicy(r.first_delay, r.max_delay, r.max_attempts, r.max_age)
+
+
+def recovery_policy(settings: Settings) -> Recovery:
+    return Recovery(retry_policy(settings), settings.delivery.on_uncertain)
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Worker:
+    def __init__(self, store: Store, settings: Settings, relays: Mapping[str, Deliverer], *,
+                 blobs: BlobStore, clock: Callable[[], datetime] = utcnow,
+                 rng: random.Random | None = None, owner: str | None = None,
+                 on_verdict: OnVerdict | None = None, metrics: DeliveryMetrics | None = None,
+                 loops: Loops | None = None, return_path: ReturnPath | None = None,
+                 sign: Sign | None = None):
+        self.store = store
+        self.blobs = blobs
+        self.settings = settings
+        self.relays = relays
+        self.loops = loops or Loops()
+        self.owner = owner or new_owner_id()
+        self.policy = retry_policy(settings)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._recorder = Recorder(store.messages)
+        self._tools = AttemptTools(
+            store=store.messages, relays=relays, writer=MimeWriter(blobs),
+            recorder=self._recorder, policy=self.policy, recovery=recovery_policy(settings),
+            delivery=settings.delivery, clock=clock, rng=self._rng, metrics=metrics,
+            on_verdict=on_verdict, recording=self.loops.register("record results"),
+            return_path=return_path, sign=sign)
+        self.sweeper = Sweeper(store, self.owner, self._tools.recovery, clock, self._rng)
+        self.purger = Purger(store.retention, retention_policy(settings), clock)
+        self._inflight: dict[asyncio.Task[None], str] = {}  # attempt → its claim's token
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        # Set once start-up recovery has run (or the worker ended without it): `serve`
+        # waits for it before building the HTTP app, so mail a dead process left in
+        # `sending` is requeued first, not after a second of imports.
+        self.recovered = asyncio.Event()
+
+    @property
+    def _delivery(self) -> DeliverySettings:
+        return self.settings.delivery
+
+    async def run(self) -> None:
+        """Until `stop()`: then drain in-flight attempts within the grace period and
+        give back what is left."""
+        claiming = self.loops.register("claim")  # "not running" until it claims
+        if not await self._take_liveness_lock():
+            self.recovered.set()
+            return
+        recording = self._tools.recording
+        if recording is not None:
+            recording.started()
+        try:
+            await self._start_up_sweep()
+            self.recovered.set()
+            await self._run_loops(claiming)
+        finally:
+            if recording is not None:
+                recording.stopped()
+            await self._give_back_leftovers()
+            await self.store.liveness.unregister(self.owner)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._slot_free.set()
+
+    async def sweep_stale(self) -> list[str]:
+        return await self.sweeper.sweep()
+
+    async def _take_liveness_lock(self) -> bool:
+        """Before any claim: without its lock nobody could tell this process died.
+        Tried until it works (the database may be starting too) or `stop()`."""
+        monitor = self.loops.register("liveness", max_backoff=5.0)
+        while not self._stopping.is_set():
+            try:
+                await self.store.liveness.register(self.owner)
+            except Exception as exc:
+                await sleep_unless_stopped(monitor.failed(exc), self._stopping)
+                continue
+            monitor.succeeded()
+            return True
+        return False
+
+    async def _start_up_sweep(self) -> None:
+        """Before claiming: what dead processes left in `sending` goes back. An
+        error here does not stop the worker; the sweep loop tries again."""
+        try:
+            await self.sweeper.sweep()
+        except Exception as exc:
+            log.warning("start-up recovery failed; the sweep loop will retry", error=str(exc))
+
+    async def _run_loops(self, claiming: LoopMonitor) -> None:
+        stop = self._stopping
+        lease = self._delivery.lease.total_seconds()
+        helpers = [
+            self._supervised("renew", every(max(lease / 3, 0.2), self._renew_leases)),
+            self._supervised("sweep", self._sweep_after_the_start_up_one()),
+            self._supervised("liveness", every(LIVENESS_EVERY, self._keep_liveness),
+                             max_backoff=LIVENESS_EVERY),
+            self._supervised("collect", every(self.settings.storage.collect_every
+                                              .total_seconds(), self._collect_blobs),
+                             critical=False),
+            self._supervised("retention", self.purger.round, critical=False),
+            asyncio.create_task(self._recorder.run()),
+        ]
+        try:
+            await supervise(claiming, self._claim_round, stop=stop)
+            await self._drain_inflight()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    def _sweep_after_the_start_up_one(self) -> Callable[[], Awaitable[float]]:
+        """The sweep loop's rounds, the first one `sweep_interval` after the start-up
+        sweep rather than at once: that one has just run, and a second sweep racing the
+        HTTP app's start would judge claims after `/healthz` already said ok."""
+        interval = self._delivery.sweep_interval.total_seconds()
+        sweep = every(interval, self.sweeper.sweep)
+        started = False
+
+        async def round() -> float:
+            nonlocal started
+            if not started:
+                started = True
+                return interval
+            return await sweep()
+
+        return round
+
+    def _supervised(self, name: str, round: Callable[[], Awaitable[float | None]], *,
+                    critical: bool = True, max_backoff: float = 30.0) -> asyncio.Task[None]:
+        monitor = self.loops.register(name, critical=critical, max_backoff=max_backoff)
+        return asyncio.create_task(supervise(monitor, round))
+
+    # -- claiming ------------------------------------------------------------------------
+
+    async def _claim_round(self) -> None:
+        free = self._delivery.concurrency - len(self._inflight)
+        if free <= 0:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return
+        now = self._clock()
+        claims = await self.store.messages.claim_due(
+            self.owner, now, now + self._delivery.lease, min(free, self._delivery.batch_size))
+        for claim in claims:
+            self._start(claim)
+        if not claims:
+            await self._idle()
+
+    async def _idle(self) -> None:
+        waiter = asyncio.create_task(
+            self.store.messages.wait_for_new(self._delivery.poll_interval.total_seconds()))
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiter, stopping):
+            task.cancel()
+
+    def _start(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._attempt(claim))
+        self._inflight[task] = claim.token
+        task.add_done_callback(self._finished)
+
+    async def _attempt(self, claim: Claim) -> None:
+        """One attempt, with the message bound to every log line it causes (each runs
+        in its own task, so the binding stays with it)."""
+        with bound_contextvars(message=claim.message.id, message_id=claim.message.message_id,
+                               attempt=claim.attempt):
+            await Attempt(claim, self._tools).run()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._slot_free.set()
+
+    # -- background rounds -----------------------------------------------------------------
+
+    async def _renew_leases(self) -> None:
+        """Only claims whose attempt still runs: an orphan is never kept alive."""
+        tokens = set(self._inflight.values())
+        if tokens:
+            now = self._clock()
+            await self.store.messages.renew_leases(self.owner, tokens,
+                                                   now + self._delivery.lease)
+
+    async def _keep_liveness(self) -> None:
+        await self.store.liveness.keep(self.owner)
+
+    async def _collect_blobs(self) -> None:
+        """Delete attachment content nothing uses any more (every node may run this)."""
+        deleted = await self.blobs.collect(self._clock())
+        if deleted:
+            log.info("deleted attachment content no message uses", count=len(deleted))
+
+    # -- stopping --------------------------------------------------------------------------
+
+    async def _drain_inflight(self) -> None:
+        if not self._inflight:
+            return
+        grace = self._delivery.shutdown_grace.total_seconds()
+        _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("stopped with deliveries still running; they go back to the queue",
+                        count=len(pending))
+            await asyncio.wait(pending)
+
+    async def _give_back_leftovers(self) -> None:
+        """Claims this process still holds (attempts cut short at a stop) go back now,
+        uncertain, instead of waiting for their lease."""
+        try:
+            given_back = await self.sweeper.give_back_own()
+        except Exception as exc:
+            log.warning("could not give back this worker's claims; their lease will lapse",
+                        error=str(exc))
+            return
+        if given_back:
+            log.warning("gave back claims of attempts cut short", count=len(given_back))
+

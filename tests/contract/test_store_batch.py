@@ -1,0 +1,88 @@
+"""enqueue_many (batch submit): results in order, idempotency keys taken before or
+within the batch, and one transaction for the whole batch, not one per message."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import pytest
+
+from outbox.store.base import IdempotencyClaim, NewMessage, Store
+from outbox.store.sqlite import GROUP_MAX, GroupCommit
+from tests.contract.support import new_message
+
+
+def keyed(key: str, hash: str = "h") -> NewMessage:
+    return new_message(idempotency=IdempotencyClaim("app", key, hash))
+
+
+async def test_results_in_order_with_keys_taken_before_and_within_the_batch(
+        store: Store) -> None:
+    earlier, _ = await store.messages.enqueue(keyed("k-earlier"))
+    batch = [keyed("k-1"), new_message(), keyed("k-earlier"), keyed("k-1")]
+
+    results = await store.messages.enqueue_many(batch)
+
+    assert [created for _, created in results] == [True, True, False, False]
+    assert [m.id for m, _ in results] == [batch[0].id, batch[1].id, earlier.id, batch[0].id]
+    page = await store.messages.list(None, 10, None)
+    assert len(page.messages) == 3  # the earlier one and two new ones
+
+
+async def test_an_empty_batch_does_nothing(store: Store) -> None:
+    assert await store.messages.enqueue_many([]) == []
+    assert await store.messages.find_by_idempotency_keys("app", []) == {}
+
+
+async def test_many_idempotency_keys_are_looked_up_in_one_read(store: Store) -> None:
+    first, _ = await store.messages.enqueue(keyed("k-1", "hash-1"))
+    second, _ = await store.messages.enqueue(keyed("k-2", "hash-2"))
+    found = await store.messages.find_by_idempotency_keys("app", ["k-1", "k-2", "k-3", "k-1"])
+    assert {key: (m.id, h) for key, (m, h) in found.items()} == {
+        "k-1": (first.id, "hash-1"), "k-2": (second.id, "hash-2")}
+    assert found["k-1"][0].recipients == first.recipients
+    assert await store.messages.find_by_idempotency_keys("other", ["k-1"]) == {}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite: the group commit test below
+async def test_a_batch_is_one_transaction(store: Store, db_url: str) -> None:
+    """PostgreSQL: every row of the batch carries the same xmin (inserting transaction)."""
+    batch = [new_message() for _ in range(300)]
+    await store.messages.enqueue_many(batch)
+    conn = await asyncpg.connect(db_url)
+    try:
+        transactions = await conn.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM messages WHERE id = ANY($1::text[])",
+            [m.id for m in batch])
+    finally:
+        await conn.close()
+    assert transactions == 1
+
+
+class CountingRunner:
+    """A runner that records the size of every write (each one transaction)."""
+
+    def __init__(self) -> None:
+        self.writes: list[int] = []
+
+    async def write(self, body: Any, batch: Sequence[NewMessage]) -> list[bool]:
+        self.writes.append(len(batch))
+        await asyncio.sleep(0)
+        return [True] * len(batch)
+
+
+async def test_sqlite_group_commit_keeps_a_batch_whole() -> None:
+    """A batch, even over GROUP_MAX, is one commit; single messages that arrive meanwhile
+    share the next one."""
+    runner = CountingRunner()
+    commits = GroupCommit(runner)  # type: ignore[arg-type]
+    batch = [new_message() for _ in range(GROUP_MAX + 300)]
+
+    results = await asyncio.gather(commits.insert_many(batch),
+                                   *(commits.insert(new_message()) for _ in range(5)))
+
+    assert results[0] == [True] * len(batch) and results[1:] == [True] * 5
+    assert runner.writes == [len(batch), 5]

@@ -1,0 +1,60 @@
+"""The form of a request, against a real `outbox serve`: a JSON route given another
+content type answers 415 and queues nothing; 405 names the allowed methods."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.processes import OutboxProcess
+
+GOOD = {"from": "shop@example.test", "to": "a@example.test", "subject": "Hi", "text": "hi"}
+
+
+def count(server: OutboxProcess) -> int:
+    with server.client() as client:
+        return len(client.get("/v1/messages", params={"limit": 500}).json()["messages"])
+
+
+@pytest.mark.parametrize("content_type", [
+    None, "text/plain", "application/x-www-form-urlencoded", "application/xml",
+    "multipart/form-data; boundary=x"])
+def test_a_json_route_refuses_other_content_types(shared_server: OutboxProcess,
+                                                  content_type: str | None) -> None:
+    before = count(shared_server)
+    headers = {"Content-Type": content_type} if content_type else {}
+    with shared_server.client() as client:
+        response = client.post("/v1/messages", content=json.dumps(GOOD), headers=headers)
+        batch = client.post("/v1/messages/batch", content=json.dumps({"messages": [GOOD]}),
+                            headers=headers)
+    for refused in (response, batch):
+        assert refused.status_code == 415, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "unsupported_media_type"
+        assert error["field"] == "Content-Type" and "JSON" in error["message"]
+    assert count(shared_server) == before
+
+
+@pytest.mark.parametrize("content_type", ["application/json",
+                                          "application/json; charset=utf-8"])
+def test_json_is_accepted(shared_server: OutboxProcess, content_type: str) -> None:
+    with shared_server.client() as client:
+        response = client.post("/v1/messages", content=json.dumps(GOOD),
+                               headers={"Content-Type": content_type})
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("DELETE", "/v1/messages", {"GET", "HEAD", "POST"}),
+    ("PUT", "/v1/messages/abc", {"GET", "HEAD"}),
+    ("GET", "/v1/uploads", {"POST"}),
+    ("PATCH", "/v1/contacts/1", {"GET", "HEAD", "PUT", "DELETE"}),
+])
+def test_405_carries_allow(shared_server: OutboxProcess, method: str, path: str,
+                           allowed: set[str]) -> None:
+    with shared_server.client() as client:
+        response = client.request(method, path)
+    assert response.status_code == 405, response.text
+    assert set(response.headers["Allow"].split(", ")) == allowed
+    assert response.json()["error"]["code"] == "method_not_allowed"

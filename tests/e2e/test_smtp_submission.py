@@ -1,0 +1,253 @@
+"""SMTP submission (issue 13): real clients (smtplib, aiosmtplib, swaks) submit to a
+real `outbox serve` through STARTTLS and AUTH with an API key; the message reaches
+the sink once, with its Bcc recipients and no Bcc header. Refusals come at the
+right step with their enhanced codes; connection limits at production defaults.
+SQLite and PostgreSQL, one server per backend for the module."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from tests.pg import database
+from tests.processes import READ_ONLY_KEY, OutboxProcess, wait_until, write_config
+from tests.smtpd import ScriptedServer, TlsCerts
+from tests.submission import (
+    PASSWORD,
+    USER,
+    client_context,
+    queued,
+    raw_message,
+    server_certificate,
+    smtp_address,
+    submission_config,
+)
+
+VISIBLE, HIDDEN = "ann@example.test", "hidden@example.test"
+
+
+@dataclass
+class Served:
+    outbox: OutboxProcess
+    sink: ScriptedServer
+    certs: TlsCerts
+    host: str
+    port: int
+
+    def smtp(self, *, tls: bool = True, login: bool = True) -> smtplib.SMTP:
+        client = smtplib.SMTP(self.host, self.port, timeout=30)
+        if tls:
+            client.starttls(context=client_context(self.certs))
+        client.ehlo()
+        if login:
+            client.login(USER, PASSWORD)
+        return client
+
+    def final(self, id: str) -> dict[str, Any]:
+        with self.outbox.client() as api:
+            def settled() -> dict[str, Any] | None:
+                body = api.get(f"/v1/messages/{id}").json()
+                return body if body["status"] in {"sent", "failed", "held"} else None
+            return dict(wait_until(settled, message=f"{id} to settle"))
+
+    def message_ids(self) -> set[str]:
+        with self.outbox.client() as api:
+            page = api.get("/v1/messages", params={"limit": 500}).json()
+        return {m["message_id"] for m in page["messages"]}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def served(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    directory = tmp_path_factory.mktemp("submission")
+    certs = TlsCerts(directory)
+    with ScriptedServer() as sink, database(request.param, directory) as url:
+        config = submission_config(directory, url, sink, server_certificate(certs, directory))
+        process = OutboxProcess(write_config(directory / "outbox.toml", config), config).start()
+        try:
+            yield Served(process, sink, certs, *smtp_address(config))
+        finally:
+            process.stop(timeout=10)
+
+
+def assert_delivered_once_with_bcc(served: Served, reply: str, message_id: str) -> None:
+    id, replied_message_id = queued(reply)
+    assert replied_message_id == message_id
+    assert served.final(id)["status"] == "sent"  # final: nothing more will be sent
+    assert served.sink.message_ids[message_id] == 1
+    (received,) = [m for m in served.sink.messages if m.message_id == message_id]
+    assert set(received.rcpt_tos) == {VISIBLE, HIDDEN}
+    head = received.data.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"\r\nbcc:" not in head and HIDDEN.encode() not in received.data
+
+
+def test_smtplib_submits_through_starttls_and_auth(served: Served) -> None:
+    raw, message_id = raw_message(to=VISIBLE)
+    with served.smtp() as client:
+        assert client.sock is not None and client.sock.version() is not None  # TLS on
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        client.rcpt(HIDDEN)
+        code, reply = client.data(raw)
+    assert code == 250
+    assert_delivered_once_with_bcc(served, reply.decode(), message_id)
+
+
+async def test_aiosmtplib_submits_through_starttls_and_auth_login(served: Served) -> None:
+    raw, message_id = raw_message(to=VISIBLE)
+    client = aiosmtplib.SMTP(hostname=served.host, port=served.port, start_tls=True,
+                             tls_context=client_context(served.certs), timeout=30)
+    await client.connect()
+    await client.ehlo()  # after STARTTLS: auth_login does not say EHLO itself
+    await client.auth_login(USER, PASSWORD)
+    refused, reply = await client.sendmail("shop@example.test", [VISIBLE, HIDDEN], raw)
+    await client.quit()
+    assert refused == {}
+    assert_delivered_once_with_bcc(served, reply, message_id)
+
+
+def test_swaks_submits_through_starttls_and_auth(served: Served, tmp_path: Path) -> None:
+    raw, message_id = raw_message(to=VISIBLE)
+    (tmp_path / "message.eml").write_bytes(raw)
+    result = subprocess.run(
+        ["swaks", "--server", served.host, "--port", str(served.port), "--tls",
+         "--tls-verify", "--tls-ca-path", served.certs.ca_file, "--auth", "PLAIN",
+         "--auth-user", USER, "--auth-password", PASSWORD, "--from", "shop@example.test",
+         "--to", f"{VISIBLE},{HIDDEN}", "--data", f"@{tmp_path / 'message.eml'}"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (reply,) = [line for line in result.stdout.splitlines() if "queued as" in line]
+    assert_delivered_once_with_bcc(served, reply, message_id)
+
+
+def test_the_same_message_id_and_envelope_is_queued_once(served: Served) -> None:
+    """The SMTP counterpart of Idempotency-Key; another envelope is another message
+    (a client that split its recipients over transactions)."""
+    raw, message_id = raw_message(to=VISIBLE)
+    replies = []
+    for recipient in (VISIBLE, VISIBLE, HIDDEN):
+        with served.smtp() as client:
+            client.mail("shop@example.test")
+            client.rcpt(recipient)
+            replies.append(client.data(raw)[1].decode())
+    ids = [queued(reply)[0] for reply in replies]
+    assert ids[0] == ids[1] != ids[2]
+    assert "not queued again" in replies[1] and "not queued again" not in replies[0]
+    assert served.final(ids[0])["status"] == served.final(ids[2])["status"] == "sent"
+    assert sorted(m.rcpt_tos for m in served.sink.messages if m.message_id == message_id) == [
+        (VISIBLE,), (HIDDEN,)]  # once per envelope
+
+
+def test_8bitmime_and_smtputf8(served: Served) -> None:
+    raw = ("From: shop@example.test\r\nTo: ann@example.test\r\nSubject: Grüße ✓\r\n"
+           "Message-ID: <utf8.1@client.example.test>\r\nContent-Type: text/plain; "
+           "charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSchöne Grüße\r\n").encode()
+    with served.smtp() as client:
+        features = client.esmtp_features
+        assert {"8bitmime", "smtputf8"} <= set(features)
+        client.mail("shop@example.test", ["BODY=8BITMIME", "SMTPUTF8"])
+        client.rcpt(VISIBLE)
+        code, reply = client.data(raw)
+    assert code == 250
+    assert served.final(queued(reply.decode())[0])["status"] == "sent"
+    (received,) = [m for m in served.sink.messages
+                   if m.message_id == "<utf8.1@client.example.test>"]
+    parsed = email.message_from_bytes(received.data, policy=email.policy.default)
+    assert str(parsed["Subject"]) == "Grüße ✓"
+    assert parsed.get_content().strip() == "Schöne Grüße"  # type: ignore[attr-defined]
+
+
+def test_auth_is_required_and_checked(served: Served) -> None:
+    with served.smtp(login=False) as client:
+        assert client.docmd("MAIL FROM:<shop@example.test>")[0] == 530
+        with pytest.raises(smtplib.SMTPAuthenticationError) as wrong:
+            client.login(USER, "ob_not_the_key")
+        assert wrong.value.smtp_code == 535 and b"5.7.8" in wrong.value.smtp_error
+        with pytest.raises(smtplib.SMTPAuthenticationError) as reader:
+            client.login("viewer", READ_ONLY_KEY)
+        assert b"lacks the 'send' scope" in reader.value.smtp_error
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("viewer", PASSWORD)  # a key under another key's name
+
+
+def test_on_a_loopback_bind_auth_is_offered_before_tls(served: Served) -> None:
+    with served.smtp(tls=False, login=False) as client:
+        client.ehlo()
+        assert "starttls" in client.esmtp_features and "auth" in client.esmtp_features
+        client.login(USER, PASSWORD)
+
+
+def test_a_blocked_attachment_is_refused_at_data_naming_the_file(served: Served) -> None:
+    raw, message_id = raw_message(attachment=("invoice.pdf.exe", b"MZ not really"))
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        code, reply = client.data(raw)
+    assert code == 550
+    assert reply.decode().startswith("5.7.1 'invoice.pdf.exe' is blocked")
+    assert message_id not in served.message_ids()
+
+
+def test_a_message_over_size_is_refused_at_mail(served: Served) -> None:
+    """SIZE comes from [limits] max_message_size (default 25MB)."""
+    with served.smtp() as client:
+        assert client.esmtp_features["size"] == "25000000"
+        code, reply = client.docmd("MAIL FROM:<shop@example.test> SIZE=25000001")
+        assert (code, reply[:5]) == (552, b"5.3.4")
+        assert client.docmd("MAIL FROM:<shop@example.test> SIZE=25000000")[0] == 250
+
+
+def test_recipients_are_checked_one_by_one(served: Served) -> None:
+    """Default max_recipients 1000: the 1001st gets 452 4.5.3; a bad one 553 5.1.3."""
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        code, reply = client.docmd("RCPT TO:<ann@-bad.example.test>")
+        assert (code, reply[:5]) == (553, b"5.1.3")
+        for n in range(1000):
+            assert client.docmd(f"RCPT TO:<r{n}@example.test>")[0] == 250
+        code, reply = client.docmd("RCPT TO:<one.too.many@example.test>")
+        assert (code, reply[:5]) == (452, b"4.5.3")
+
+
+def test_too_many_errors_close_the_connection(served: Served) -> None:
+    """Default max_errors 20: the 20th 4xx/5xx reply is followed by 421 and a close."""
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        for _ in range(19):
+            assert client.docmd("RCPT TO:<bad@-x.test>")[0] == 553
+        assert client.docmd("RCPT TO:<bad@-x.test>")[0] == 553
+        code, reply = client.getreply()
+        assert (code, reply[:5]) == (421, b"4.7.0")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
+
+
+def test_connections_over_max_connections_get_421(served: Served) -> None:
+    """Default max_connections 100."""
+    sockets = [socket.create_connection((served.host, served.port), timeout=10)
+               for _ in range(100)]
+    try:
+        for sock in sockets:
+            assert sock.recv(512).startswith(b"220 ")
+        with socket.create_connection((served.host, served.port), timeout=10) as extra:
+            assert extra.recv(512).startswith(b"421 4.7.0 ")
+            assert extra.recv(512) == b""
+    finally:
+        for sock in sockets:
+            sock.close()
+
+    def greeted() -> bool:  # the slots come back once the server has seen the closes
+        with socket.create_connection((served.host, served.port), timeout=10) as sock:
+            return sock.recv(512).startswith(b"220 ")
+
+    wait_until(greeted, timeout=10, message="a free connection slot")

@@ -1,0 +1,56 @@
+"""The support bundle always has logs (issue 14, first day): with `[logging] file` empty,
+Outbox keeps a rotating copy of its log beside the SQLite database, and `outbox
+support-bundle` puts its last lines in logs.txt. Real `outbox` processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+from tests.processes import write_config
+from tests.zygote import run as fork_run
+
+from outbox.config import LoggingSettings
+from outbox.observability import RotatingLog
+
+
+def outbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+    return fork_run(list(args), env, cwd)
+
+
+def test_the_bundle_has_logs_without_a_log_file(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    config = str(write_config(tmp_path / "outbox.toml", {
+        "database": {"url": "sqlite:///./data/outbox.db"},
+        "relays": [{"name": "default", "host": "127.0.0.1", "port": 2525, "security": "none"}],
+    }))
+    assert LoggingSettings().file == ""  # the default: stderr
+    assert outbox("migrate", "--config", config, cwd=tmp_path).returncode == 0
+    sent = outbox("send", "--from", "shop@example.test", "--to", "ann@example.test",
+                  "--subject", "logged", "--text", "hi", "--config", config, cwd=tmp_path)
+    assert sent.returncode == 0, sent.stderr
+    message_id = sent.stdout.strip().splitlines()[-1]
+    assert "message accepted" in sent.stderr  # stderr still has it
+    history = tmp_path / "data" / "outbox.log"
+    assert message_id in history.read_text()
+
+    bundle = tmp_path / "bundle.zip"
+    made = outbox("support-bundle", "-o", str(bundle), "--config", config, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    with zipfile.ZipFile(bundle) as archive:
+        logs = archive.read("logs.txt").decode()
+    assert message_id in logs and "message accepted" in logs
+
+
+def test_the_log_copy_rotates(tmp_path: Path) -> None:
+    log = RotatingLog(tmp_path / "outbox.log", max_bytes=100, backups=2)
+    for n in range(12):
+        log.write(f"line {n:02d} " + "x" * 20 + "\n")
+    log.flush()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["outbox.log", "outbox.log.1", "outbox.log.2"]
+    assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+    assert "line 11" in (tmp_path / "outbox.log").read_text()

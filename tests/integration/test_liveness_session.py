@@ -1,0 +1,72 @@
+"""PostgreSQL's liveness lock lives in one session: closing that session tells every
+other node this one died, and they take its claims back while it goes on delivering
+them. Found by bench/multinode.py: two nodes, no crash, 167 duplicates on a loaded
+machine, because the lock's heartbeat and the sweeper's "who is dead" query overlapped
+on the one connection and the error closed it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from tests.pg import fresh_database
+
+from outbox.store.liveness import LOCK_NAMESPACE, AdvisoryLocks, lock_key
+
+A, B = "hostA:1:aa", "hostB:2:bb"
+
+
+async def _held_by_others(url: str, owner: str) -> bool:
+    """Whether `owner`'s lock is held, as another node sees it."""
+    watcher = await asyncpg.connect(url)
+    try:
+        rows = await watcher.fetch(
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 "
+            "AND objsubid = 2 AND granted", LOCK_NAMESPACE)
+    finally:
+        await watcher.close()
+    return lock_key(owner) in {int(row["objid"]) for row in rows}
+
+
+async def _overlap(url: str, rounds: int) -> tuple[int, list[BaseException]]:
+    a, b = AdvisoryLocks(url), AdvisoryLocks(url)
+    await a.register(A)
+    await b.register(B)
+    session = a._conn.get_server_pid()
+    errors: list[BaseException] = []
+    try:
+        for _ in range(rounds):
+            # Node A's heartbeat and its sweeper, at the same moment.
+            results = await asyncio.gather(a.keep(A), a.dead([B]), return_exceptions=True)
+            errors += [r for r in results if isinstance(r, BaseException)]
+        assert await _held_by_others(url, A)
+        return (0 if a._conn is not None and a._conn.get_server_pid() == session else 1), errors
+    finally:
+        await a.unregister(A)
+        await b.unregister(B)
+
+
+def test_heartbeat_and_sweep_at_once_never_let_go_of_the_lock() -> None:
+    with fresh_database("outbox_liveness") as url:
+        replaced, errors = asyncio.run(_overlap(url, 50))
+    assert errors == []
+    assert replaced == 0, "the lock's session was closed and taken again: others saw a death"
+
+
+async def _dead_after_unregister(url: str) -> bool:
+    a, b = AdvisoryLocks(url), AdvisoryLocks(url)
+    await a.register(A)
+    await b.register(B)
+    await a.unregister(A)
+    try:
+        return A in await b.dead([A])
+    finally:
+        await b.unregister(B)
+
+
+def test_a_node_that_unregisters_is_dead_to_the_others() -> None:
+    # The counterpart: the serialisation does not keep a stopped node's lock alive.
+    # (dead() answers nothing within RESTART_GRACE of a server start; the suite's
+    # PostgreSQL has been up longer.)
+    with fresh_database("outbox_liveness") as url:
+        assert asyncio.run(_dead_after_unregister(url))

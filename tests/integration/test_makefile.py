@@ -1,0 +1,49 @@
+"""`make run` installs runtime dependencies only; `make test` adds the dev extra; the
+README opens with exactly `make run` and `make test` and points at nothing outside the
+repository (issue 14: packaging). `make -n` prints the recipes without running them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dry_run(target: str, tmp_path: Path) -> str:
+    """`make -n TARGET` in a copy of the repository's top level with no .venv."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    result = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_installs_no_dev_tools(tmp_path: Path) -> None:
+    run = dry_run("run", tmp_path)
+    installs = [line for line in run.splitlines() if "pip install" in line]
+    assert any(re.search(r"pip install -q -e \.$", line) for line in installs), run
+    assert "[dev]" not in run
+    for tool in ("pytest", "mypy", "ruff"):  # as installed packages, not in the temp path
+        assert not any(tool in line for line in installs), installs
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_test_installs_the_dev_extra(tmp_path: Path) -> None:
+    assert "pip install -q -e '.[dev]'" in dry_run("test", tmp_path)
+
+
+def test_readme_starts_with_the_two_commands_and_stays_in_the_repository() -> None:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)\n```", text, re.S)
+    assert block
+    assert [line.split("#")[0].strip() for line in block.group(1).splitlines()] == \
+        ["make run", "make test"]
+    assert "../" not in text and "shared/SPEC" not in text
+    assert ".venv/bin/outbox" in text

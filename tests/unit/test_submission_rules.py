@@ -1,0 +1,137 @@
+"""The SMTP submission listener's rules as pure functions: when AUTH needs TLS, the
+[submission] config checks, the replies and their enhanced codes, the SIZE a MAIL
+declares, the Message-ID + envelope dedupe key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from outbox.config import Settings, SubmissionSettings, load_settings
+from outbox.errors import (
+    AttachmentBlocked,
+    ConfigError,
+    HeaderInjection,
+    InputError,
+    InvalidAddress,
+    MessageTooLarge,
+    StorageError,
+)
+from outbox.submission import replies
+from outbox.submission.handler import idempotency_key
+from outbox.submission.server import declared_size, tls_context
+
+
+@pytest.mark.parametrize(("bind", "security", "needs_tls"), [
+    ("127.0.0.1:587", "starttls", False),        # loopback: nothing crosses a network
+    ("127.0.0.2:587", "starttls", False),
+    ("[::1]:587", "starttls", False),
+    ("localhost:587", "starttls", False),
+    ("0.0.0.0:587", "starttls", True),           # the wildcard reaches every interface
+    ("[::]:587", "starttls", True),
+    ("192.0.2.10:587", "starttls", True),
+    ("mail.example.test:587", "starttls", True),  # a name: not trusted to be loopback
+    ("0.0.0.0:465", "tls", False),               # TLS from the first byte
+    ("127.0.0.1:2525", "none", False),
+])
+def test_auth_before_tls_only_on_a_loopback_bind(bind: str, security: str,
+                                                 needs_tls: bool, tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not read by the settings")
+    settings = SubmissionSettings(bind=bind, security=security,  # type: ignore[arg-type]
+                                  cert_file=str(cert) if security != "none" else "")
+    assert settings.auth_needs_tls is needs_tls
+
+
+@pytest.mark.parametrize(("section", "words"), [
+    ('bind = "0.0.0.0:587"\nsecurity = "none"', 'submission: security "none" is only allowed '
+     "on a loopback bind, not 0.0.0.0"),
+    ('bind = "0.0.0.0:587"', 'submission: cert_file is required with security "starttls"'),
+    ('bind = "0.0.0.0:465"\nsecurity = "tls"\ncert_file = "/nonexistent.pem"',
+     "submission: cert_file '/nonexistent.pem' does not exist"),
+    ('bind = "587"', "submission: bind '587' must be host:port, like 0.0.0.0:587"),
+    ('bind = "127.0.0.1:2525"\nsecurity = "none"\nmax_recipients = 0',
+     "submission.max_recipients: Input should be greater than or equal to 1"),
+])
+def test_bad_submission_config_is_one_line_naming_the_key(tmp_path: Path, section: str,
+                                                          words: str) -> None:
+    path = tmp_path / "outbox.toml"
+    path.write_text(f"[submission]\n{section}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(str(path))
+    assert words in caught.value.message
+    assert "\n" not in caught.value.one_line()
+
+
+def test_defaults_no_listener_and_rfc_limits() -> None:
+    settings = Settings().submission
+    assert settings.bind == "" and settings.security == "starttls"
+    assert settings.command_timeout.total_seconds() == 300  # RFC 5321 4.5.3.2.7
+    assert (settings.max_connections, settings.max_recipients, settings.max_errors) == (
+        100, 1000, 20)
+
+
+@pytest.mark.parametrize(("error", "reply"), [
+    (AttachmentBlocked("'x.exe' is blocked: files ending in .exe are not allowed"),
+     "550 5.7.1 'x.exe' is blocked: files ending in .exe are not allowed"),
+    (MessageTooLarge("the message is 30,000,000 bytes"), "552 5.3.4 the message is 30,000,000 "
+     "bytes"),
+    (HeaderInjection("header 'X' contains a line break"), "550 5.6.0 header 'X' contains a "
+     "line break"),
+    (InvalidAddress("to[0]: 'x' is not an email address", field="to[0]"),
+     "550 5.6.0 to[0]: 'x' is not an email address"),
+    (InputError("no relay is configured", field="relay"), "451 4.3.5 no relay is configured"),
+    (StorageError("database is locked"), replies.NOT_QUEUED),
+])
+def test_refusals_at_data(error: Exception, reply: str) -> None:
+    assert replies.data_refused(error) == reply  # type: ignore[arg-type]
+
+
+def test_a_refusal_is_one_ascii_line_of_bounded_length() -> None:
+    reply = replies.data_refused(AttachmentBlocked("'Résumé\r\n.exe' " + "x" * 900))
+    assert reply.startswith("550 5.7.1 'R\\xe9sum\\xe9 .exe' ")
+    assert reply.isascii() and "\n" not in reply and len(reply) <= replies.MAX_REPLY
+
+
+def test_recipient_and_sender_refusals() -> None:
+    bad = InvalidAddress("'x' is not an email address (it has no @)")
+    assert replies.recipient_refused(bad).startswith("553 5.1.3 ")
+    assert replies.sender_refused(bad).startswith("553 5.1.7 ")
+    assert replies.recipient_refused(InputError("no relay", field="relay")) == "451 4.3.5 no relay"
+    assert replies.too_many_recipients(1000).startswith("452 4.5.3 ")
+
+
+def test_the_250_names_the_queue_id_and_message_id() -> None:
+    assert replies.queued("q1", "<m@x>", replayed=False) == "250 2.0.0 Ok: queued as q1 <m@x>"
+    assert replies.queued("q1", "<m@x>", replayed=True).startswith(
+        "250 2.0.0 Ok: queued as q1 <m@x> ")
+
+
+@pytest.mark.parametrize(("arg", "size"), [
+    ("FROM:<a@x.test> SIZE=1000", 1000), ("FROM:<a@x.test> BODY=8BITMIME size=25000001",
+                                          25_000_001),
+    ("FROM:<a@x.test>", None), ("FROM:<size=5@x.test>", None), (None, None)])
+def test_declared_size(arg: str | None, size: int | None) -> None:
+    assert declared_size(arg) == size
+
+
+def test_dedupe_key_is_message_id_and_envelope() -> None:
+    key = idempotency_key("<m@x>", ["a@x.test", "B@x.test"])
+    assert key is not None and key.startswith("smtp:")
+    assert idempotency_key("<m@x>", ["b@x.test", "a@x.test", "a@x.test"]) == key
+    assert idempotency_key("<m@x>", ["a@x.test"]) != key      # another transaction
+    assert idempotency_key("<n@x>", ["a@x.test", "b@x.test"]) != key
+    assert idempotency_key(None, ["a@x.test"]) is None      # nothing to compare
+
+
+def test_a_certificate_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n")
+    settings = SubmissionSettings(bind="0.0.0.0:587", cert_file=str(cert))
+    with pytest.raises(ConfigError) as caught:
+        tls_context(settings)
+    assert caught.value.message.startswith(f"submission.cert_file: cannot use {cert} as a "
+                                           "certificate and its key: ")
+    assert "\n" not in caught.value.message
+    assert tls_context(SubmissionSettings(bind="127.0.0.1:2525", security="none")) is None
