@@ -85,7 +85,10 @@ def test_after_the_back_off_one_probe_goes_and_the_others_wait_for_it() -> None:
     assert first.go and first.probe and health.state(at(10)) is State.PROBING
     probing = POLICY.claim_probe(health, at(10))
     other = POLICY.admit(probing, at(11))
-    assert not other.go and other.wait_until == at(10) + POLICY.probe_window
+    # They look again soon (the probe answers in a moment), not after the whole window.
+    assert not other.go and other.wait_until == at(11) + POLICY.first_backoff
+    late = POLICY.admit(probing, at(10) + POLICY.probe_window - timedelta(seconds=1))
+    assert not late.go and late.wait_until == at(10) + POLICY.probe_window
     # A probe that never reports is forgotten: the next comer probes.
     assert POLICY.admit(probing, at(10) + POLICY.probe_window).probe
 

@@ -112,13 +112,17 @@ class GovernorPolicy:
 
     def admit(self, health: GovernorState, now: datetime) -> Admission:
         """Backing off: wait. Back-off over: the first comer probes (the caller
-        stores `claim_probe`'s result atomically), the others wait for it."""
+        stores `claim_probe`'s result atomically), the others look again after the
+        first back-off, or when the probe's window ends if that is sooner."""
         state = health.state(now)
         if state is State.BACKING_OFF:
             return Admission(False, wait_until=health.backoff_until)
         if state is State.PROBING:
             if health.probe_until is not None and now < health.probe_until:
-                return Admission(False, wait_until=health.probe_until)
+                # The probe usually answers in a moment: look again after the shortest
+                # back-off rather than the whole window kept for a probe that never reports.
+                return Admission(False, wait_until=min(health.probe_until,
+                                                       now + self.first_backoff))
             return Admission(True, probe=True)
         return Admission(True)
 
