@@ -82,12 +82,16 @@ class Phase:
 async def small_clients(base_url: str, clients: int, phase: Phase, stop: asyncio.Event,
                         interval: float) -> None:
     """Each client posts a small message every `interval` seconds (well under the
-    server's capacity, so latency shows waiting on the big submit, not a queue)."""
+    server's capacity, so latency shows waiting on the big submit, not a queue); the
+    clients start evenly spread over one interval."""
 
     async def client(index: int) -> None:
         async with httpx.AsyncClient(base_url=base_url, timeout=120,
                                      headers={"Authorization": f"Bearer {API_KEY}"}) as http:
             n = index * 1_000_000
+            # Spread over the interval: clients in lock-step would measure their own
+            # burst (ten requests at the same instant), not the big submit.
+            await asyncio.sleep(interval * index / clients)
             while not stop.is_set():
                 n += 1
                 started = time.perf_counter()

@@ -108,6 +108,30 @@ async def test_only_the_named_recipients_change(store: Store) -> None:
         RecipientStatus.FAILED, 550, "5.1.1", "no such user", "recipient.unknown")
 
 
+async def test_many_recipients_with_one_outcome_and_some_with_others_each_get_theirs(
+        store: Store) -> None:
+    """A relay-wide deferral gives 1,200 recipients the same outcome (written in a few
+    statements of at most 500 addresses); three others fail, one each; one is not named."""
+    to = [f"r{n}@example.com" for n in range(1204)]
+    await store.messages.enqueue(new_message(id="big", to=to))
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
+    deferred = [RecipientUpdate(a, RecipientStatus.DEFERRED, 421, "4.3.2", "busy", "smtp.421")
+                for a in to[:1200]]
+    failed = [RecipientUpdate(a, RecipientStatus.FAILED, 550, "5.1.1", f"no {a}", "unknown")
+              for a in to[1200:1203]]
+
+    await store.messages.record_attempts([finished(claim, MessageStatus.DEFERRED, due_at=at(9),
+                                                   updates=[*failed, *deferred])])
+
+    got = {r.address: (r.status, r.reply_code, r.enhanced_code, r.reply, r.guidance)
+           for r in (await store.messages.get("big")).message.recipients}
+    assert [got[a] for a in to[:1200]] == [
+        (RecipientStatus.DEFERRED, 421, "4.3.2", "busy", "smtp.421")] * 1200
+    assert [got[a] for a in to[1200:1203]] == [
+        (RecipientStatus.FAILED, 550, "5.1.1", f"no {a}", "unknown") for a in to[1200:1203]]
+    assert got[to[1203]] == (RecipientStatus.PENDING, None, None, None, None)
+
+
 async def test_attempts_are_listed_in_order(store: Store) -> None:
     await store.messages.enqueue(new_message(id="m1"))
     for n in range(3):

@@ -38,6 +38,7 @@ from outbox.store.values import (
     MessageDetail,
     NewMessage,
     QueueStats,
+    RecipientUpdate,
 )
 
 UNFINISHED = (RecipientStatus.PENDING.value, RecipientStatus.DEFERRED.value)
@@ -85,6 +86,17 @@ _UPDATE_RECIPIENT = (
             enhanced_code=bindparam("b_enhanced_code"), reply=bindparam("b_reply"),
             guidance=bindparam("b_guidance"))
 )
+
+_UPDATE_ALIKE = (
+    update(recipients)
+    .where(recipients.c.message_id == bindparam("b_message"),
+           recipients.c.address.in_(bindparam("b_addresses", expanding=True)))
+    .values(status=bindparam("b_status"), reply_code=bindparam("b_reply_code"),
+            enhanced_code=bindparam("b_enhanced_code"), reply=bindparam("b_reply"),
+            guidance=bindparam("b_guidance"))
+)
+_ALIKE = 8  # from this many recipients with one outcome, one statement for them all
+_IN_LIST = 500  # addresses per statement, well under every backend's parameter limit
 
 _RELEASE_HELD = (
     update(m)
@@ -223,11 +235,33 @@ def _accepted_records(records: Sequence[AttemptRecord], held: dict[str, str]) ->
 def _persist_attempts(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
     conn.execute(_FINISH_CLAIM, [rows.finish_params(r) for r in chosen])
     conn.execute(insert(attempts), [rows.attempt_values(r) for r in chosen])
-    updates = [rows.recipient_params(r.message_id, u) for r in chosen
-               for u in r.recipient_updates]
-    if updates:
-        conn.execute(_UPDATE_RECIPIENT, updates)
+    _update_recipients(conn, chosen)
     insert_events(conn, [(r.message_id, e) for r in chosen for e in r.events])
+
+
+def _update_recipients(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
+    """Recipients of one message that got the same outcome (a relay-wide deferral gives
+    all of a big message's the same) change in one statement: one UPDATE per address
+    would scan the message's recipients once per address."""
+    alike: dict[tuple[Any, ...], list[RecipientUpdate]] = {}
+    for record in chosen:
+        for u in record.recipient_updates:
+            key = (record.message_id, u.status, u.reply_code, u.enhanced_code, u.reply,
+                   u.guidance)
+            alike.setdefault(key, []).append(u)
+    single: list[dict[str, Any]] = []
+    for key, updates in alike.items():
+        if len(updates) < _ALIKE:
+            single.extend(rows.recipient_params(key[0], u) for u in updates)
+            continue
+        first = rows.recipient_params(key[0], updates[0])
+        del first["b_address"]
+        addresses = [u.address for u in updates]
+        for start in range(0, len(addresses), _IN_LIST):
+            conn.execute(_UPDATE_ALIKE, {**first,
+                                         "b_addresses": addresses[start:start + _IN_LIST]})
+    if single:
+        conn.execute(_UPDATE_RECIPIENT, single)
 
 
 def get_detail(conn: Connection, id: str) -> MessageDetail:
