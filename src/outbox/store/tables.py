@@ -152,6 +152,8 @@ events = sa.Table(
     sa.Column("detail", sa.Text, nullable=False, server_default=""),
 )
 sa.Index("ix_events_message_id_id", events.c.message_id, events.c.id)
+# The dashboard charts: events of the last hour or day, by type (migration 0013).
+sa.Index("ix_events_at_type", events.c.at, events.c.type)
 
 # Failure ratios and relay states read the attempts of the last window.
 sa.Index("ix_attempts_finished_at", attempts.c.finished_at)
