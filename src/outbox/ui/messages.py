@@ -13,11 +13,12 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from outbox.core.model import MessageStatus
 from outbox.errors import ConfirmationRequired, IdempotencyInProgress, InputError, OutboxError
 from outbox.service import MessageFilter
+from outbox.service.transfer import raw_message
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session, Viewer
 from outbox.views.render import attempt_view, detail_view, message_view
@@ -37,19 +38,39 @@ async def list_messages(request: Request, session: Viewer, outbox: Service,
                         q: Annotated[str, Query(max_length=998)] = "",
                         cursor: Annotated[str | None, Query()] = None,
                         notice: Annotated[str, Query()] = "") -> HTMLResponse:
-    chosen = MessageStatus(status) if status in MessageStatus._value2member_map_ else None
-    where = MessageFilter(recipient=recipient.strip() or None, relay=relay or None,
-                          since=_day(since, "since"), until=_day(until, "until"),
-                          subject=q.strip() or None)
+    filters = {"status": status, "recipient": recipient, "relay": relay, "since": since,
+               "until": until, "q": q}
+    chosen, where = filter_of(filters)
     found = await outbox.messages.list(chosen, PAGE_SIZE, cursor or None, where)
-    filters = {"status": chosen.value if chosen else "", "recipient": recipient,
-               "relay": relay, "since": since, "until": until, "q": q}
+    filters["status"] = chosen.value if chosen else ""
     return page(request, "messages.html", session, filters=filters, notice=notice,
                 statuses=[s.value for s in MessageStatus],
                 relays=[r.name for r in outbox.settings.relays],
                 query=urlencode({k: v for k, v in filters.items() if v}),
                 messages=[message_view(m) for m in found.messages],
-                next_cursor=found.next_cursor)
+                next_cursor=found.next_cursor, matching=await _count(outbox, filters))
+
+
+async def _count(outbox: Service, filters: dict[str, str]) -> int | None:
+    """How many messages match, when the queue's counts tell (a status or none);
+    otherwise None: the confirmation page counts them."""
+    if any(filters[k] for k in ("recipient", "relay", "since", "until", "q")):
+        return None
+    by_status = (await outbox.messages.stats()).by_status
+    status = filters["status"]
+    return int(by_status.get(status, 0)) if status else int(sum(by_status.values()))
+
+
+def filter_of(filters: dict[str, str]) -> tuple[MessageStatus | None, MessageFilter]:
+    """The list's query fields (status, recipient, relay, since, until, q) as the
+    service's status and filter; a bad date is an `InputError` naming the field."""
+    status = filters.get("status", "")
+    chosen = MessageStatus(status) if status in MessageStatus._value2member_map_ else None
+    return chosen, MessageFilter(
+        recipient=filters.get("recipient", "").strip() or None,
+        relay=filters.get("relay") or None, since=_day(filters.get("since", ""), "since"),
+        until=_day(filters.get("until", ""), "until"),
+        subject=filters.get("q", "").strip() or None)
 
 
 def _day(value: str, field: str) -> datetime | None:
@@ -77,6 +98,15 @@ async def _detail(request: Request, id: str, session: Session, outbox: Service, 
     return page(request, "message.html", session, code=status, m=message,
                 attempts=attempts, notice=notice, confirm=confirm,
                 resend_key=secrets.token_urlsafe(16))
+
+
+@router.get("/messages/{id}/eml")
+async def download_eml(id: str, session: Viewer, outbox: Service) -> StreamingResponse:
+    """The raw MIME source as an attachment; Bcc is never a header of it."""
+    _, chunks = await raw_message(outbox, id)
+    return StreamingResponse(chunks, media_type="message/rfc822", headers={
+        "Content-Disposition": f'attachment; filename="{id}.eml"',
+        "X-Content-Type-Options": "nosniff"})
 
 
 def _back(id: str, notice: str) -> Response:
