@@ -4,8 +4,14 @@ directory page without LDAP; a viewer reads but is refused a change."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 from playwright.sync_api import Page, expect
 
+from tests.slapd import ADMIN_DN, ADMIN_PASSWORD, PEOPLE, Slapd, person, require_ldap_tools
+from tests.ui.conftest import StartUi
 from tests.ui.support import Ui, post_form, screenshot
 from tests.ui.test_compose import SALES, address_book
 
@@ -100,3 +106,33 @@ def test_a_viewer_reads_the_book_but_cannot_change_it(ui: Ui, page: Page) -> Non
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     with ui.api() as api:
         assert [a["name"] for a in api.get("/v1/aliases").json()] == ["support"]
+
+
+@pytest.fixture
+def slapd(tmp_path: Path) -> Iterator[Slapd]:
+    require_ldap_tools()
+    server = Slapd(tmp_path / "slapd").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_sync_now_reads_a_real_directory(start_ui: StartUi, slapd: Slapd, page: Page) -> None:
+    slapd.add(person("ann", "Ann Lee", "ann@corp.test"),
+              person("bob", "Bob Stone", "bob@corp.test"))
+    ui = start_ui(ldap={"url": slapd.url, "bind_dn": ADMIN_DN,
+                        "bind_password": ADMIN_PASSWORD, "base_dn": PEOPLE})
+    ui.sign_in(page, "sally")
+    page.goto(f"{ui.url}/directory")
+    expect(page.locator("#ldap-status")).to_have_text("configured")
+    expect(page.locator("#last-sync")).to_have_text("never")
+    assert ADMIN_PASSWORD not in page.content()
+    page.get_by_role("button", name="Sync now", exact=True).click()
+    expect(page.get_by_role("heading", name="Directory sync (full)")).to_be_visible()
+    expect(page.locator('[data-count="added"]')).to_have_text("2")
+    page.get_by_role("link", name="Directory (LDAP)").click()
+    expect(page.locator("#last-sync")).to_contain_text("UTC")
+    page.get_by_role("link", name="Contacts", exact=True).click()
+    expect(page.locator("#contact-list")).to_contain_text("Ann Lee")
+    expect(page.locator("#contact-list")).to_contain_text("ldap")

@@ -26,6 +26,9 @@ def test_a_new_key_is_shown_once_works_and_is_revoked(ui: Ui, page: Page) -> Non
 
     ui.sign_in(page, "admin")
     page.get_by_role("link", name="API keys").click()
+    forged = page.evaluate("""async () => (await fetch('/ui/keys', {method: 'POST',
+        body: new URLSearchParams({name: 'forged', scope: 'admin'})})).status""")
+    assert forged == 403  # no CSRF token: refused, and no key made
     page.get_by_label("Name", exact=True).fill("robot")
     expect(page.get_by_label("admin", exact=True)).not_to_be_checked()
     page.get_by_role("button", name="Create key").click()
@@ -46,6 +49,7 @@ def test_a_new_key_is_shown_once_works_and_is_revoked(ui: Ui, page: Page) -> Non
         page.get_by_role("button", name="Yes, revoke robot").click()
         expect(page.locator("#notice")).to_contain_text("API key robot revoked")
         expect(page.locator("#revoked-keys")).to_contain_text("robot")
+        expect(page.locator("#key-list")).not_to_contain_text("forged")
         assert client.get("/v1/messages").status_code == 401
 
 

@@ -7,6 +7,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Page, expect
 
 from tests.e2e.support import submit_many, wait_all_sent
@@ -26,6 +27,9 @@ def test_the_eml_download_is_the_raw_mime_without_bcc(ui: Ui, page: Page,
     assert answer.status_code == 202, answer.text
     id = answer.json()["id"]
     wait_until(lambda: status_of(ui, id) == "sent", timeout=30, message="sent")
+    with httpx.Client(base_url=ui.url) as anonymous:  # signed out: the sign-in page
+        answer = anonymous.get(f"/messages/{id}/eml")
+    assert answer.status_code == 303 and "/ui/login" in answer.headers["location"]
     ui.sign_in(page, "vic")  # a viewer may read it
     page.goto(f"{ui.url}/messages/{id}")
     with page.expect_download() as started:
