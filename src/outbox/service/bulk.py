@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from outbox.core.model import MessageStatus
 from outbox.errors import InputError, OutboxError
 from outbox.service.messages import Messages
-from outbox.store.values import MessageFilter
+from outbox.store.values import ANY_MESSAGE, MessageFilter
 
 PAGE = 200
 ACTIONS = ("retry", "release", "cancel")
@@ -35,6 +35,16 @@ async def matching_ids(messages: Messages, status: MessageStatus | None,
         if page.next_cursor is None:
             return ids
         cursor = page.next_cursor
+
+
+async def count_matching(messages: Messages, status: MessageStatus | None,
+                         where: MessageFilter, *, exact: bool = True) -> int | None:
+    """How many messages match: from the queue's counts when only a status narrows (or
+    nothing does); otherwise by paging through them, or None when not `exact`."""
+    if where == ANY_MESSAGE:
+        by_status = (await messages.stats()).by_status
+        return int(by_status.get(status, 0)) if status else int(sum(by_status.values()))
+    return len(await matching_ids(messages, status, where)) if exact else None
 
 
 def check_action(action: str, status: MessageStatus | None) -> None:

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from outbox.service.bulk import BulkResult, apply_to_matching, check_action, matching_ids
+from outbox.service.bulk import BulkResult, apply_to_matching, check_action, count_matching
 from outbox.ui.messages import filter_of
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service
@@ -35,7 +35,7 @@ async def confirm_matching(request: Request, session: Sender, outbox: Service,
                "until": until, "q": q}
     chosen, where = filter_of(filters)
     check_action(action, chosen)
-    count = len(await matching_ids(outbox.messages, chosen, where))
+    count = await count_matching(outbox.messages, chosen, where)
     shown = {k: v for k, v in filters.items() if v}
     return page(request, "bulk_confirm.html", session, action=action, verb=VERBS[action],
                 count=count, filters=shown, done=DONE[action],

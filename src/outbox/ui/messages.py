@@ -1,6 +1,7 @@
 """Messages: the list (filters by status, recipient, relay, dates and subject; keyset
-pages; bulk retry / cancel of the selected), a message's detail (recipients with the
-guidance, the timeline, each attempt's redacted transcript) and its actions: retry,
+pages; bulk retry / cancel of the selected; of everything matching: ui/bulk.py), a
+message's detail (recipients with the guidance, the timeline, each attempt's redacted
+transcript, the raw MIME as an .eml download without Bcc) and its actions: retry,
 cancel, resend. Resending a message that already reached someone asks for a confirmation
 first; the confirmation form carries an idempotency key, so a double click resends once."""
 
@@ -18,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from outbox.core.model import MessageStatus
 from outbox.errors import ConfirmationRequired, IdempotencyInProgress, InputError, OutboxError
 from outbox.service import MessageFilter
+from outbox.service.bulk import count_matching
 from outbox.service.transfer import raw_message
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session, Viewer
@@ -48,17 +50,8 @@ async def list_messages(request: Request, session: Viewer, outbox: Service,
                 relays=[r.name for r in outbox.settings.relays],
                 query=urlencode({k: v for k, v in filters.items() if v}),
                 messages=[message_view(m) for m in found.messages],
-                next_cursor=found.next_cursor, matching=await _count(outbox, filters))
-
-
-async def _count(outbox: Service, filters: dict[str, str]) -> int | None:
-    """How many messages match, when the queue's counts tell (a status or none);
-    otherwise None: the confirmation page counts them."""
-    if any(filters[k] for k in ("recipient", "relay", "since", "until", "q")):
-        return None
-    by_status = (await outbox.messages.stats()).by_status
-    status = filters["status"]
-    return int(by_status.get(status, 0)) if status else int(sum(by_status.values()))
+                next_cursor=found.next_cursor,
+                matching=await count_matching(outbox.messages, chosen, where, exact=False))
 
 
 def filter_of(filters: dict[str, str]) -> tuple[MessageStatus | None, MessageFilter]:
