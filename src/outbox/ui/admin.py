@@ -1,7 +1,8 @@
 """Alerts and settings. Alerts (everyone signed in): the active ones with their fix,
-then the history the store keeps (the newest 100 alerts, raised and cleared). Settings
-(admin only): the effective configuration, read-only, every secret masked exactly as
-`outbox config show` masks it."""
+then the history: the cleared ones among the newest 100 alerts (what `outbox.alerts`
+lists, as /v1/alerts does; retention purges old cleared ones). Settings (admin only):
+the effective configuration, read-only, every secret masked exactly as `outbox config
+show` masks it."""
 
 from __future__ import annotations
 

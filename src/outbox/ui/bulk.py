@@ -49,19 +49,23 @@ async def act_on_matching(session: Sender, outbox: Service, action: Annotated[st
                           relay: Annotated[str, Form(max_length=100)] = "",
                           since: Annotated[str, Form(max_length=40)] = "",
                           until: Annotated[str, Form(max_length=40)] = "",
-                          q: Annotated[str, Form(max_length=998)] = "") -> Response:
+                          q: Annotated[str, Form(max_length=998)] = "",
+                          expected: Annotated[int, Form(ge=0)] = 0) -> Response:
     filters = {"status": status, "recipient": recipient, "relay": relay, "since": since,
                "until": until, "q": q}
     chosen, where = filter_of(filters)
     result = await apply_to_matching(outbox.messages, action, chosen, where)
     shown = urlencode({k: v for k, v in filters.items() if v})
     return RedirectResponse(f"/ui/messages?{shown}{'&' if shown else ''}"
-                            f"notice={quote(notice_of(result))}", status_code=303)
+                            f"notice={quote(notice_of(result, expected))}", status_code=303)
 
 
-def notice_of(result: BulkResult) -> str:
+def notice_of(result: BulkResult, expected: int) -> str:
     notice = (f"{result.done} of {result.matched} matching message(s) "
               f"{DONE[result.action]}.")
+    if result.matched != expected:
+        notice += (f" The confirmation counted {expected}: the queue changed meanwhile, "
+                   "so what matched at the time of the action was acted on.")
     if result.refused:
         notice += " Not done: " + "; ".join(f"{id}: {why}" for id, why in result.refused[:5])
         if len(result.refused) > 5:
