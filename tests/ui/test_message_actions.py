@@ -81,3 +81,29 @@ def test_bulk_retry_of_everything_matching_the_filter(start_ui: StartUi, page: P
     wait_all_sent(ui.database_url, 50, timeout=60, what="after the bulk retry by filter")
     wait_until(lambda: len(sink.messages) == 50, timeout=30, message="50 at the sink")
     assert len(sink.messages) == 50
+
+
+def test_cancel_all_matching_a_recipient_leaves_the_rest(start_ui: StartUi, page: Page,
+                                                         sink: ScriptedServer) -> None:
+    ui = start_ui(retry={"first_delay": "1h", "max_delay": "1h", "max_attempts": 20,
+                         "max_age": "3d"})
+    sink.set_script(reply("RCPT", "451 4.3.0 Try again later"))
+    with ui.api() as api:
+        for n, to in enumerate(["a@example.test"] * 3 + ["b@example.test"] * 2):
+            assert api.post("/v1/messages", json={"from": "app@example.test", "to": to,
+                                                  "subject": f"m{n}", "text": "x"}
+                            ).status_code == 202
+    wait_until(lambda: ui.count("status = 'deferred'") == 5, timeout=60,
+               message="5 deferred")
+    ui.sign_in(page, "sally")
+    page.goto(f"{ui.url}/messages?recipient=a@example.test")
+    page.get_by_role("button", name="Cancel all matching…").click()
+    expect(page.locator("#confirm-bulk")).to_contain_text("Cancel all 3 message(s)")
+    page.get_by_role("link", name="No, go back").click()
+    expect(page.locator("#message-list tbody tr")).to_have_count(3)
+    assert ui.count("status = 'cancelled'") == 0  # "No" did nothing
+    page.get_by_role("button", name="Cancel all matching…").click()
+    page.get_by_role("button", name="Yes, cancel all 3").click()
+    expect(page.locator("#notice")).to_contain_text("3 of 3 matching message(s) cancelled")
+    assert ui.count("status = 'cancelled'") == 3
+    assert ui.count("status = 'deferred'") == 2
