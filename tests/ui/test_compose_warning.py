@@ -10,6 +10,7 @@ from tests.processes import wait_until
 from tests.smtpd import ScriptedServer
 from tests.ui.conftest import StartUi
 from tests.ui.test_compose import add_chip, open_compose
+from tests.ui.test_pages import check
 
 
 def test_external_recipients_are_confirmed_before_send(start_ui: StartUi, page: Page,
@@ -33,6 +34,7 @@ def test_external_recipients_are_confirmed_before_send(start_ui: StartUi, page: 
     expect(warning).to_contain_text("outside the internal domains (corp.test): "
                                     "pat@partner.test")
     assert ui.count() == 0  # nothing queued before the confirmation
+    check(page, "compose-external")  # axe scan and screenshots of the warning
     page.get_by_role("button", name="Send anyway").click()
     expect(page.locator("#notice")).to_contain_text("Queued")
     wait_until(lambda: sorted(r for m in sink.messages for r in m.rcpt_tos) == [
