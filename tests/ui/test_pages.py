@@ -48,6 +48,7 @@ def test_every_page_passes_axe_and_is_captured(ui: Ui, page: Page,
     expect(page.locator("#test-default pre.transcript")).to_contain_text("EHLO")
     check(page, "relay-test")
     page.goto(f"{ui.url}/compose")
+    expect(page.locator('#compose[data-ready="true"]')).to_have_count(1)
     add_chip(page, "to", "Sales")
     add_chip(page, "to", "bad@@example.test")
     expect(page.locator(".chip.invalid")).to_have_count(1)

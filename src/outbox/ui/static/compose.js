@@ -208,4 +208,5 @@
     setTimeout(refresh, 0);
   });
   refresh();
+  form.dataset.ready = "true";  // chips, autocomplete and uploads are wired up
 })();
