@@ -101,7 +101,10 @@ def pages(client: httpx.Client) -> dict[str, str]:
             f"/ui/messages?cursor={cursor.group(1).replace('&amp;', '&')}",
             "messages deferred": "/ui/messages?status=deferred",
             "message": f"/ui/messages/{first.group(1)}", "compose": "/ui/compose",
-            "relays": "/ui/relays", "suggest": "/ui/compose/suggest?q=us"}
+            "relays": "/ui/relays", "suggest": "/ui/compose/suggest?q=us",
+            "retry all deferred (confirm)": "/ui/messages/matching?action=retry&status=deferred",
+            "alerts": "/ui/alerts", "api keys": "/ui/keys", "settings": "/ui/settings",
+            "contacts": "/ui/contacts", "groups": "/ui/groups", "directory": "/ui/directory"}
 
 
 def measure(client: httpx.Client, path: str, requests: int) -> tuple[float, float]:

@@ -30,6 +30,8 @@ def address_book(ui: Ui) -> None:
 def open_compose(ui: Ui, page: Page, user: str = "sally") -> None:
     ui.sign_in(page, user)
     page.get_by_role("link", name="Compose").click()
+    # Enter in a chip box before the page's script is wired up would submit the form.
+    expect(page.locator('#compose[data-ready="true"]')).to_have_count(1)
     page.get_by_label("From").fill("me@example.test")
     page.get_by_label("Subject").fill("Hello from the UI")
     page.get_by_label("Text").fill("Body text")

@@ -48,6 +48,8 @@ def test_the_dashboard_follows_a_batch_of_200_without_a_reload(
         time.sleep(0.3)
     expect(page.locator('#chart-totals [data-series="sent"]')).to_have_text("200")
     expect(page.locator('#queue-depth [data-status="sent"]')).to_have_text("200")
+    expect(page.locator('#chart-day-totals [data-series="sent"]')).to_have_text("200")
+    assert page.locator("#chart-day rect.sent").count() >= 1  # the last day, per hour
     assert max(waiting) > 0  # the depth was seen while the batch was under way ...
     assert page.evaluate("window.__notReloaded") is True  # ... by the same page
     assert page.locator("#chart rect.sent").count() >= 1

@@ -26,16 +26,29 @@ def test_every_page_passes_axe_and_is_captured(ui: Ui, page: Page,
     page.goto(f"{ui.url}/login")
     check(page, "login")
     ui.sign_in(page, "admin")
-    for name, path in [("dashboard", "/"), ("messages", "/messages"),
-                       ("message", f"/messages/{id}"), ("relays", "/relays")]:
+    with ui.api() as api:
+        contact = api.get("/v1/contacts").json()["contacts"][0]["id"]
+    for name, path in [*PAGES, ("message", f"/messages/{id}"),
+                       ("contact", f"/contacts/{contact}")]:
         page.goto(f"{ui.url}{path}")
         check(page, name)
+    page.goto(f"{ui.url}/contacts")
+    page.get_by_role("button", name="Find duplicates…").click()
+    expect(page.locator("#report-summary")).to_be_visible()
+    check(page, "contacts-report")
+    page.goto(f"{ui.url}/keys")
+    page.get_by_label("Name", exact=True).fill("pages")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#new-key")).to_be_visible()
+    check(page, "keys-created")
+    page.goto(f"{ui.url}/relays")
     # "Test connection" is an htmx POST (CSRF token in its header), answered in place.
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-default")).to_contain_text("connected and logged in")
     expect(page.locator("#test-default pre.transcript")).to_contain_text("EHLO")
     check(page, "relay-test")
     page.goto(f"{ui.url}/compose")
+    expect(page.locator('#compose[data-ready="true"]')).to_have_count(1)
     add_chip(page, "to", "Sales")
     add_chip(page, "to", "bad@@example.test")
     expect(page.locator(".chip.invalid")).to_have_count(1)
@@ -46,9 +59,16 @@ def test_every_page_passes_axe_and_is_captured(ui: Ui, page: Page,
     check(page, "error")
     page.goto(f"{ui.url}/no/such/page")
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
-    for name in ("login", "dashboard", "messages", "message", "relays", "compose", "error"):
+    for name in ("login", "message", "compose", "error", "contact", "contacts-report",
+                 "keys-created", *(name for name, _ in PAGES)):
         for width in (1280, 390):
             assert (ARTIFACTS / f"{name}-{width}.png").stat().st_size > 1000
+
+
+PAGES = [("dashboard", "/"), ("messages", "/messages"), ("relays", "/relays"),
+         ("bulk-confirm", "/messages/matching?action=retry&status=partially_sent"),
+         ("alerts", "/alerts"), ("keys", "/keys"), ("settings", "/settings"),
+         ("contacts", "/contacts"), ("groups", "/groups"), ("directory", "/directory")]
 
 
 def check(page: Page, name: str) -> None:

@@ -167,6 +167,10 @@ class ContactBook:
                  removed=report.removed, skipped=report.skipped)
         return SyncResult(full, report, read.cursor)
 
+    async def sync_state(self) -> SyncState | None:
+        """The directory's last sync (when it ran, where it stopped); None if none ran."""
+        return await self.store.get_sync_state(LDAP)
+
     async def sync_periodically(self) -> None:
         """For `outbox serve`: sync every [ldap] sync_interval, a full sync at start and
         then once a day; a failed sync is logged and tried again. Returns at once when

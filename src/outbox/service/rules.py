@@ -7,6 +7,8 @@ without opening a database.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from outbox.config import Settings
 from outbox.core.compose import Limits
 from outbox.core.routing import InternalPolicy, Route, RoutingTable, default_relay_name
@@ -29,3 +31,12 @@ def limits(settings: Settings) -> Limits:
 def internal_policy(settings: Settings) -> InternalPolicy:
     return InternalPolicy(tuple(settings.internal_domains),
                           frozenset(r.name for r in settings.relays if r.internal))
+
+
+def external_addresses(policy: InternalPolicy, recipients: Iterable[str]) -> list[str]:
+    """The recipients (addr-specs) outside every `internal_domains` entry, each once;
+    none when the policy names no internal domain (then nothing is "external")."""
+    if not policy.domains:
+        return []
+    found = (a for a in recipients if policy.rule_for(a.rpartition("@")[2]) is None)
+    return list(dict.fromkeys(found))

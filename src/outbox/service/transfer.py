@@ -60,6 +60,14 @@ async def export_messages(outbox: Outbox, status: MessageStatus, since: datetime
     return count
 
 
+async def raw_message(outbox: Outbox, id: str) -> tuple[str, AsyncIterator[bytes]]:
+    """Message `id` as an .eml, as export writes it (Bcc is never a header): its
+    Message-ID and the bytes, streamed; `NotFound` for an unknown id."""
+    message = (await outbox.messages.get(id)).message
+    body = MimeWriter(outbox.blobs).body_for(message.content, message.message_id)
+    return message.message_id, body.chunks()
+
+
 def _public(metadata: dict[str, Any]) -> dict[str, Any]:
     """Metadata the API shows (keys starting with "_" are Outbox's own)."""
     return {key: value for key, value in metadata.items() if not str(key).startswith("_")}

@@ -19,7 +19,18 @@ from outbox.errors import (
     RateLimited,
 )
 from outbox.service import Outbox
-from outbox.ui import auth, compose, dashboard, messages, relays
+from outbox.ui import (
+    admin,
+    auth,
+    bulk,
+    compose,
+    contacts,
+    dashboard,
+    groups,
+    keys,
+    messages,
+    relays,
+)
 from outbox.ui.render import HERE, error_page
 from outbox.ui.session import SignInNeeded, UiRefusal, current
 
@@ -31,7 +42,8 @@ def create_ui(outbox: Outbox) -> FastAPI:
     app = FastAPI(title="Outbox UI", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.outbox = outbox
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, dashboard, messages, compose, relays):
+    for module in (auth, dashboard, bulk, messages, compose, relays, keys, admin,
+                   contacts, groups):
         app.include_router(module.router)
     app.add_exception_handler(SignInNeeded, _sign_in_needed)  # type: ignore[arg-type]
     app.add_exception_handler(UiRefusal, _refused)  # type: ignore[arg-type]

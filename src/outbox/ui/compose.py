@@ -13,12 +13,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from outbox.core.addresses import split_entries
+from outbox.core.addresses import parse_mailbox, split_entries
 from outbox.core.attachments import AttachmentIn
 from outbox.core.compose import Submission
 from outbox.core.expand import is_name
 from outbox.errors import IdempotencyInProgress, InputError, OutboxError
 from outbox.service import Outbox, request_hash
+from outbox.service.rules import external_addresses
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session
 
@@ -72,7 +73,8 @@ async def resolve(outbox: Outbox, entry: str) -> dict[str, Any]:
     try:
         if not is_name(entry):
             return {"entry": entry, "ok": True, "members": [entry], "via": "",
-                    "address": await outbox.messages.check_recipient(entry)}
+                    "address": await outbox.messages.check_recipient(entry),
+                    "external": external_addresses(outbox.policy, _specs([entry]))}
         expanded, expansion = await outbox.contacts.expand(
             Submission(sender="compose@outbox.invalid", to=[entry]))
         texts = [expanded.to] if isinstance(expanded.to, str) else list(expanded.to)
@@ -83,9 +85,37 @@ async def resolve(outbox: Outbox, entry: str) -> dict[str, Any]:
             await outbox.messages.check_recipient(member)
         keys = [m for m in expansion.provenance.values() if m]
         return {"entry": entry, "ok": True, "members": members,
-                "via": _via(keys[0]) if keys else ""}
+                "via": _via(keys[0]) if keys else "",
+                "external": external_addresses(outbox.policy, _specs(members))}
     except InputError as exc:
         return {"entry": entry, "ok": False, "error": exc.message, "members": [], "via": ""}
+
+
+def _specs(entries: list[str]) -> list[str]:
+    """The addr-specs of entries like "Ann <ann@example.test>"; an invalid one is left
+    out (submit names it)."""
+    specs = []
+    for entry in entries:
+        try:
+            specs.append(parse_mailbox(entry, "to").addr_spec)
+        except InputError:
+            continue
+    return specs
+
+
+async def external_of(outbox: Outbox, form: dict[str, Any]) -> list[str]:
+    """The form's recipients (groups and aliases expanded) outside the internal domains."""
+    if not outbox.policy.domains:
+        return []
+    try:
+        expanded, _ = await outbox.contacts.expand(_submission(form))
+    except InputError:
+        return []  # submit refuses it and says why
+    entries = []
+    for value in (expanded.to, expanded.cc, expanded.bcc):
+        for text in [value] if isinstance(value, str) else list(value or ()):
+            entries += [e.strip() for e in split_entries(text) or [text]]
+    return external_addresses(outbox.policy, _specs(entries))
 
 
 @router.get("/compose/resolve")
@@ -146,9 +176,15 @@ async def send(request: Request, session: Sender, outbox: Service,
                cc: Annotated[list[str] | None, Form()] = None,
                bcc: Annotated[list[str] | None, Form()] = None,
                attachment: Annotated[list[str] | None, Form()] = None,
-               idempotency_key: Annotated[str, Form()] = "") -> Response:
+               idempotency_key: Annotated[str, Form()] = "",
+               confirm_external: Annotated[str, Form()] = "") -> Response:
     form = {"sender": sender, "to": to or [], "cc": cc or [], "bcc": bcc or [],
             "subject": subject, "text": text, "html": html, "attachment": attachment or []}
+    external = [] if confirm_external == "yes" else await external_of(outbox, form)
+    if external:  # internal mail about to leave: the user confirms first
+        return page(request, "compose.html", session, code=409, form=form, error="",
+                    external=external, domains=outbox.policy.domains,
+                    idempotency_key=idempotency_key, limits=limits_of(outbox))
     try:
         id = await _submit(outbox, session, form, idempotency_key)
     except OutboxError as exc:

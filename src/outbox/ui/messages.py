@@ -1,6 +1,7 @@
 """Messages: the list (filters by status, recipient, relay, dates and subject; keyset
-pages; bulk retry / cancel of the selected), a message's detail (recipients with the
-guidance, the timeline, each attempt's redacted transcript) and its actions: retry,
+pages; bulk retry / cancel of the selected; of everything matching: ui/bulk.py), a
+message's detail (recipients with the guidance, the timeline, each attempt's redacted
+transcript, the raw MIME as an .eml download without Bcc) and its actions: retry,
 cancel, resend. Resending a message that already reached someone asks for a confirmation
 first; the confirmation form carries an idempotency key, so a double click resends once."""
 
@@ -13,11 +14,13 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from outbox.core.model import MessageStatus
 from outbox.errors import ConfirmationRequired, IdempotencyInProgress, InputError, OutboxError
 from outbox.service import MessageFilter
+from outbox.service.bulk import count_matching
+from outbox.service.transfer import raw_message
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session, Viewer
 from outbox.views.render import attempt_view, detail_view, message_view
@@ -37,19 +40,30 @@ async def list_messages(request: Request, session: Viewer, outbox: Service,
                         q: Annotated[str, Query(max_length=998)] = "",
                         cursor: Annotated[str | None, Query()] = None,
                         notice: Annotated[str, Query()] = "") -> HTMLResponse:
-    chosen = MessageStatus(status) if status in MessageStatus._value2member_map_ else None
-    where = MessageFilter(recipient=recipient.strip() or None, relay=relay or None,
-                          since=_day(since, "since"), until=_day(until, "until"),
-                          subject=q.strip() or None)
+    filters = {"status": status, "recipient": recipient, "relay": relay, "since": since,
+               "until": until, "q": q}
+    chosen, where = filter_of(filters)
     found = await outbox.messages.list(chosen, PAGE_SIZE, cursor or None, where)
-    filters = {"status": chosen.value if chosen else "", "recipient": recipient,
-               "relay": relay, "since": since, "until": until, "q": q}
+    filters["status"] = chosen.value if chosen else ""
     return page(request, "messages.html", session, filters=filters, notice=notice,
                 statuses=[s.value for s in MessageStatus],
                 relays=[r.name for r in outbox.settings.relays],
                 query=urlencode({k: v for k, v in filters.items() if v}),
                 messages=[message_view(m) for m in found.messages],
-                next_cursor=found.next_cursor)
+                next_cursor=found.next_cursor,
+                matching=await count_matching(outbox.messages, chosen, where, exact=False))
+
+
+def filter_of(filters: dict[str, str]) -> tuple[MessageStatus | None, MessageFilter]:
+    """The list's query fields (status, recipient, relay, since, until, q) as the
+    service's status and filter; a bad date is an `InputError` naming the field."""
+    status = filters.get("status", "")
+    chosen = MessageStatus(status) if status in MessageStatus._value2member_map_ else None
+    return chosen, MessageFilter(
+        recipient=filters.get("recipient", "").strip() or None,
+        relay=filters.get("relay") or None, since=_day(filters.get("since", ""), "since"),
+        until=_day(filters.get("until", ""), "until"),
+        subject=filters.get("q", "").strip() or None)
 
 
 def _day(value: str, field: str) -> datetime | None:
@@ -77,6 +91,15 @@ async def _detail(request: Request, id: str, session: Session, outbox: Service, 
     return page(request, "message.html", session, code=status, m=message,
                 attempts=attempts, notice=notice, confirm=confirm,
                 resend_key=secrets.token_urlsafe(16))
+
+
+@router.get("/messages/{id}/eml")
+async def download_eml(id: str, session: Viewer, outbox: Service) -> StreamingResponse:
+    """The raw MIME source as an attachment; Bcc is never a header of it."""
+    _, chunks = await raw_message(outbox, id)
+    return StreamingResponse(chunks, media_type="message/rfc822", headers={
+        "Content-Disposition": f'attachment; filename="{id}.eml"',
+        "X-Content-Type-Options": "nosniff"})
 
 
 def _back(id: str, notice: str) -> Response:

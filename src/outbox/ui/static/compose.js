@@ -22,6 +22,13 @@
     const pending = form.querySelectorAll(".chip.pending").length;
     const problems = bad.map(c => `${c.dataset.entry}: ${c.dataset.error}`);
     if (uploading) problems.push("wait for the attachments to finish uploading");
+    const outside = [...form.querySelectorAll(".chip.external")].flatMap(c => c.dataset.external.split(" "));
+    const note = document.getElementById("compose-external");
+    if (note && !document.getElementById("confirm-external")) {
+      note.hidden = outside.length === 0;
+      note.textContent = outside.length ? "Outside the internal domains: " + outside.join(", ") +
+        ". You will be asked to confirm before it is sent." : "";
+    }
     errors.hidden = bad.length === 0;
     errors.textContent = bad.length ? "Fix before sending: " + problems.join("; ") : "";
     send.disabled = submitted || bad.length > 0 || pending > 0 || uploading > 0;
@@ -36,6 +43,10 @@
       answer = {ok: false, error: "could not be checked", members: [], via: ""};
     }
     chip.classList.remove("pending");
+    if (answer.external && answer.external.length) {
+      chip.classList.add("external");
+      chip.dataset.external = answer.external.join(" ");
+    }
     if (!answer.ok) {
       chip.classList.add("invalid");
       chip.dataset.error = answer.error;
@@ -197,4 +208,5 @@
     setTimeout(refresh, 0);
   });
   refresh();
+  form.dataset.ready = "true";  // chips, autocomplete and uploads are wired up
 })();
