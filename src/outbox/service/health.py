@@ -9,6 +9,7 @@ never disagree; and the liveness `/healthz` answers with.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from outbox.store.base import QueueStats, RelayAuth, Store
 from outbox.supervision import Loops
 
 ACTIVITY = ("sent", "deferred", "failed")
+ACTIVITY_FRESH = 2.0  # seconds a reading of the activity counts is reused
 
 PING_TIMEOUT = 2.0  # seconds: a database slower than this counts as not answering
 
@@ -107,6 +109,8 @@ class Health:
         self.loops = loops
         self.thresholds = thresholds(settings)
         self._clock = clock
+        self._activity: tuple[float, tuple[datetime, tuple[str, ...]],
+                              dict[tuple[datetime, str], int]] | None = None
 
     async def snapshot(self) -> HealthSnapshot:
         now = self._clock()
@@ -133,8 +137,17 @@ class Health:
 
     async def activity(self, since: datetime, types: Sequence[str] = ACTIVITY
                        ) -> dict[tuple[datetime, str], int]:
-        """(minute, event type) -> events since `since`: the web UI dashboard's chart."""
-        return await self.store.ui_users.activity(since, types)
+        """(minute, event type) -> events since `since`: the web UI dashboard's chart.
+        Kept for `ACTIVITY_FRESH` seconds: every open dashboard asks every 2 s, and the
+        count reads every event of the window (the last day)."""
+        key = (since, tuple(types))
+        cached = self._activity
+        if cached is not None and cached[1] == key and \
+                time.monotonic() - cached[0] < ACTIVITY_FRESH:
+            return cached[2]
+        counts = await self.store.ui_users.activity(since, types)
+        self._activity = (time.monotonic(), key, counts)
+        return counts
 
     async def liveness(self) -> Liveness:
         """The database must answer and every critical loop of this process run
