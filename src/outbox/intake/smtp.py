@@ -12,7 +12,6 @@ again), a message that is not a message at all 554.
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 from typing import Any
 
@@ -21,7 +20,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from outbox.config import BounceSettings
 from outbox.core.bounces import MAX_BOUNCE_SIZE
-from outbox.errors import BounceUnreadable, ConfigError, InputError, OutboxError
+from outbox.errors import BounceUnreadable, InputError, OutboxError
+from outbox.listening import listen
 from outbox.service import Outbox
 
 log = structlog.get_logger("outbox.intake")
@@ -32,15 +32,7 @@ COMMAND_TIMEOUT = 300.0  # seconds a silent client keeps its connection (RFC 532
 
 def bind_bounce_socket(settings: BounceSettings) -> socket.socket:
     """The listening socket, bound now so that a taken port is one clear line."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    try:
-        return socket.create_server((settings.host, settings.port), family=family, backlog=128)
-    except OSError as exc:
-        reason = ("is already in use by another program" if exc.errno == errno.EADDRINUSE
-                  else f"cannot be listened on: {exc.strerror or exc}")
-        raise ConfigError(f"bounces.bind: {settings.bind} {reason}",
-                          hint="choose another address with [bounces] bind or "
-                               "OUTBOX_BOUNCES__BIND") from None
+    return listen("bounces", settings.bind, settings.host, settings.port, backlog=128)
 
 
 class BounceHandler:

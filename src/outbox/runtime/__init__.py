@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import signal
 import socket
 
@@ -16,6 +15,7 @@ import structlog
 from outbox.config import ServerSettings, Settings
 from outbox.errors import ConfigError, StorageError
 from outbox.intake import BounceListener, bind_bounce_socket
+from outbox.listening import listen
 from outbox.ops.doctor import missing_sqlite_file
 from outbox.service import Outbox
 from outbox.store.urls import safe_url
@@ -26,16 +26,7 @@ log = structlog.get_logger("outbox.runtime")
 
 def bind_listener(server: ServerSettings) -> socket.socket:
     """The API's listening socket, bound now so that a taken port is one clear line."""
-    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-    try:
-        return socket.create_server((server.host, server.port), family=family, backlog=2048)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"server.bind: {server.bind} is already in use by another "
-                              "program", hint="stop it, or choose another address with [server] "
-                              "bind or OUTBOX_SERVER__BIND") from None
-        raise ConfigError(f"server.bind: cannot listen on {server.bind}: "
-                          f"{exc.strerror or exc}") from None
+    return listen("server", server.bind, server.host, server.port, backlog=2048)
 
 
 def _on_stop_signals(callback: object) -> None:

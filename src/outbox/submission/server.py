@@ -18,7 +18,6 @@ once get 421 at the greeting.
 from __future__ import annotations
 
 import asyncio
-import errno
 import re
 import socket
 import ssl
@@ -29,6 +28,7 @@ from aiosmtpd.smtp import SMTP, syntax
 
 from outbox.config import SubmissionSettings
 from outbox.errors import ConfigError
+from outbox.listening import listen
 from outbox.service import Outbox
 from outbox.submission import replies
 from outbox.submission.handler import SubmissionHandler
@@ -47,16 +47,7 @@ def declared_size(arg: str | None) -> int | None:
 
 def bind_socket(settings: SubmissionSettings) -> socket.socket:
     """The listening socket, bound now so that a taken port is one clear line."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    try:
-        return socket.create_server((settings.host, settings.port), family=family, backlog=512)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"submission.bind: {settings.bind} is already in use by another "
-                              "program", hint="stop it, or choose another address with "
-                              "[submission] bind or OUTBOX_SUBMISSION__BIND") from None
-        raise ConfigError(f"submission.bind: cannot listen on {settings.bind}: "
-                          f"{exc.strerror or exc}") from None
+    return listen("submission", settings.bind, settings.host, settings.port, backlog=512)
 
 
 def tls_context(settings: SubmissionSettings) -> ssl.SSLContext | None:
