@@ -490,3 +490,27 @@ def test_plan_envelope_is_the_deduplicated_union(
     for recipient in plan.envelope:
         assert (recipient.address.dedupe_key in header_keys) == (
             recipient.kind is not RecipientKind.BCC)
+
+
+# --- the bare addr-spec fast path gives what the tokenizer gives -----------------------
+
+_PLAIN_CHARS = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~.-@"
+
+
+def _outcomes(results: Any) -> list[Any]:
+    return [(str(r), r.field, r.hint) if isinstance(r, InvalidAddress) else r for r in results]
+
+
+@given(st.text(alphabet=_PLAIN_CHARS, min_size=1, max_size=40) | st.builds(
+    "{}@{}".format, st.text(alphabet=_PLAIN_CHARS, min_size=0, max_size=20),
+    st.text(alphabet=string.ascii_letters + string.digits + ".-", min_size=0, max_size=20)))
+@settings(deadline=None, max_examples=500)
+def test_a_bare_address_parses_as_the_tokenizer_parses_it(text: str) -> None:
+    from outbox.core.addresses.parse import _parse_entries, _parse_text
+
+    def label(index: int) -> str:
+        return f"to[{index}]"
+
+    for smtputf8 in (False, True):
+        assert _outcomes(_parse_text(text, label, smtputf8)) == \
+            _outcomes(_parse_entries(text, label, smtputf8)), text

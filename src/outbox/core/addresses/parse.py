@@ -14,6 +14,7 @@ mailbox has no index. A broken quote or bracket ends the scan of its string. Pur
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
@@ -114,6 +115,25 @@ def _parse_text(
     text: str, label: Callable[[int], str], allow_smtputf8: bool
 ) -> Iterator[Address | InvalidAddress]:
     """Addresses of one string, or an error per bad entry. `label(i)` names entry i's field."""
+    if _PLAIN.fullmatch(text):
+        # A bare addr-spec (the common case, a thousand to a message): nothing for the
+        # tokenizer to find, and it would cost several times the checks themselves.
+        try:
+            yield _address_from("", text, allow_smtputf8)
+        except Problem as problem:
+            yield _error(label(0), text, problem)
+        return
+    yield from _parse_entries(text, label, allow_smtputf8)
+
+
+# Characters that never start a token of their own: no space, quote, bracket, comment,
+# separator or group, so the whole string is one entry, its addr-spec.
+_PLAIN: Final = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+
+
+def _parse_entries(
+    text: str, label: Callable[[int], str], allow_smtputf8: bool
+) -> Iterator[Address | InvalidAddress]:
     splitter = Splitter()
     index = 0
     try:
