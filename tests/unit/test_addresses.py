@@ -514,3 +514,29 @@ def test_a_bare_address_parses_as_the_tokenizer_parses_it(text: str) -> None:
     for smtputf8 in (False, True):
         assert _outcomes(_parse_text(text, label, smtputf8)) == \
             _outcomes(_parse_entries(text, label, smtputf8)), text
+
+
+# --- the local part and the domain checked apart decide as the whole check ------------
+
+def _verdict(check: Any, local: str, domain: str) -> Any:
+    from outbox.core.addresses.validate import Problem
+    try:
+        return check(local, domain)
+    except Problem as problem:
+        return ("refused", problem.reason, problem.hint)
+
+
+_local_parts = st.text(alphabet=string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~.-"
+                       + "éü中\u0301 ", min_size=0, max_size=70)
+_domains = st.text(alphabet=string.ascii_letters + string.digits + ".-_éü中", min_size=0,
+                   max_size=70) | st.sampled_from(
+    ["example.test", "Bücher.test", "a.invalid", "x.localhost", "-a.com", "a..b", "co",
+     "xn--bcher-kva.test", "example.com.", "a" * 64 + ".com", ("b" * 60 + ".") * 4 + "com"])
+
+
+@given(_local_parts | st.from_regex(r"[a-z0-9.+_-]{1,70}", fullmatch=True), _domains)
+@settings(deadline=None, max_examples=1500)
+def test_the_split_check_decides_as_the_whole_check(local: str, domain: str) -> None:
+    from outbox.core.addresses.validate import _checked_whole, checked_ascii_domain
+    assert _verdict(checked_ascii_domain, local, domain) == \
+        _verdict(_checked_whole, local, domain), (local, domain)
