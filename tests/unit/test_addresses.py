@@ -514,6 +514,8 @@ def test_a_bare_address_parses_as_the_tokenizer_parses_it(text: str) -> None:
     for smtputf8 in (False, True):
         assert _outcomes(_parse_text(text, label, smtputf8)) == \
             _outcomes(_parse_entries(text, label, smtputf8)), text
+    from outbox.core.addresses.parse import _split_entries, split_entries
+    assert split_entries(text) == _split_entries(text), text
 
 
 # --- the local part and the domain checked apart decide as the whole check ------------

@@ -80,6 +80,12 @@ def split_entries(text: str) -> list[str] | None:
     (separators outside quotes, brackets and comments; a group gives its members),
     without validating any; None when the string does not split cleanly (then
     `parse_addresses` says why). Used to find names to expand (`core.expand`)."""
+    if _PLAIN.fullmatch(text):
+        return [text]
+    return _split_entries(text)
+
+
+def _split_entries(text: str) -> list[str] | None:
     splitter = Splitter()
     try:
         return [text[e.start : e.end].strip() for e in entries(text, splitter) if e.significant]
