@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.e2e.support import submit_many, wait_all_sent
+from tests.e2e.support import wait_all_sent
 from tests.processes import wait_until
 from tests.smtpd import ScriptedServer, reply
 from tests.ui.conftest import StartUi
 from tests.ui.support import Ui, screenshot
-from tests.ui.test_messages import status_of
+from tests.ui.test_messages import fifty_deferred_then_relay_back, status_of
 
 
 def test_the_eml_download_is_the_raw_mime_without_bcc(ui: Ui, page: Page,
@@ -50,13 +50,7 @@ def test_the_eml_download_is_the_raw_mime_without_bcc(ui: Ui, page: Page,
 
 def test_bulk_retry_of_everything_matching_the_filter(start_ui: StartUi, page: Page,
                                                       sink: ScriptedServer) -> None:
-    ui = start_ui(retry={"first_delay": "1h", "max_delay": "1h", "max_attempts": 20,
-                         "max_age": "3d"})
-    sink.set_script(reply("RCPT", "451 4.3.0 Try again later"))
-    submit_many(ui.process, 50, threads=4)
-    wait_until(lambda: ui.count("status = 'deferred'") == 50, timeout=60,
-               message="50 deferred")
-    sink.set_script()  # the relay is back; the next try would be in an hour
+    ui = fifty_deferred_then_relay_back(start_ui, sink)
     ui.sign_in(page, "vic")  # a viewer sees no bulk action and is refused one
     page.goto(f"{ui.url}/messages?status=deferred")
     expect(page.get_by_role("button", name="Retry all matching…")).to_have_count(0)

@@ -96,13 +96,7 @@ def test_resending_a_delivered_message_asks_then_makes_one(ui: Ui, page: Page,
 
 def test_bulk_retry_of_50_deferred_after_the_relay_is_back(start_ui: StartUi, page: Page,
                                                           sink: ScriptedServer) -> None:
-    ui = start_ui(retry={"first_delay": "1h", "max_delay": "1h", "max_attempts": 20,
-                         "max_age": "3d"})
-    sink.set_script(reply("RCPT", "451 4.3.0 Try again later"))
-    submit_many(ui.process, 50, threads=4)
-    wait_until(lambda: ui.count("status = 'deferred'") == 50, timeout=60,
-               message="50 deferred")
-    sink.set_script()  # the relay is back; the next try would be in an hour
+    ui = fifty_deferred_then_relay_back(start_ui, sink)
     ui.sign_in(page, "sally")
     page.goto(f"{ui.url}/messages?status=deferred")
     expect(page.locator('#message-list input[name="id"]')).to_have_count(50)
@@ -136,3 +130,16 @@ def test_the_list_filters_by_subject_recipient_and_status(ui: Ui, page: Page,
     expect(page.locator("#message-list")).not_to_contain_text("Invoice April")
     page.goto(f"{ui.url}/messages?since=not-a-date")
     expect(page.get_by_role("alert")).to_contain_text("since: 'not-a-date' is not a date")
+
+
+def fifty_deferred_then_relay_back(start_ui: StartUi, sink: ScriptedServer) -> Ui:
+    """50 messages deferred by a 451 with the next try an hour away; then the relay is
+    back, so only an operator's retry sends them soon."""
+    ui = start_ui(retry={"first_delay": "1h", "max_delay": "1h", "max_attempts": 20,
+                         "max_age": "3d"})
+    sink.set_script(reply("RCPT", "451 4.3.0 Try again later"))
+    submit_many(ui.process, 50, threads=4)
+    wait_until(lambda: ui.count("status = 'deferred'") == 50, timeout=60,
+               message="50 deferred")
+    sink.set_script()
+    return ui
