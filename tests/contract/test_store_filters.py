@@ -73,6 +73,7 @@ async def test_filters_page_through_exactly_the_matching_messages(
 
     assert await all_pages(store, where) == ids(expected)
     assert await all_pages(store, where, limit=500) == ids(expected)
+    assert await store.messages.count(None, where) == len(expected)
 
 
 async def test_filters_combine_with_the_status(store: Store) -> None:
@@ -84,3 +85,6 @@ async def test_filters_combine_with_the_status(store: Store) -> None:
 
     assert held == ["m27"]
     assert queued == ids([21, 24])
+    assert await store.messages.count(MessageStatus.HELD, MessageFilter(subject="report")) == 1
+    assert await store.messages.count(MessageStatus.QUEUED, MessageFilter(
+        recipient="bob@example.com", since=at(20))) == 2

@@ -40,11 +40,12 @@ async def matching_ids(messages: Messages, status: MessageStatus | None,
 async def count_matching(messages: Messages, status: MessageStatus | None,
                          where: MessageFilter, *, exact: bool = True) -> int | None:
     """How many messages match: from the queue's counts when only a status narrows (or
-    nothing does); otherwise by paging through them, or None when not `exact`."""
+    nothing does); otherwise one count over the filter, or None when not `exact` (a
+    list page does not pay for it)."""
     if where == ANY_MESSAGE:
         by_status = (await messages.stats()).by_status
         return int(by_status.get(status, 0)) if status else int(sum(by_status.values()))
-    return len(await matching_ids(messages, status, where)) if exact else None
+    return await messages.store.messages.count(status, where) if exact else None
 
 
 def check_action(action: str, status: MessageStatus | None) -> None:

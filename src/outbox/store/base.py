@@ -224,6 +224,10 @@ class MessageStore(Protocol):
         """Newest first; `cursor` is opaque and comes from a previous page (of the
         same filter); `where` narrows by recipient, relay, time and subject."""
 
+    async def count(self, status: MessageStatus | None,
+                    where: MessageFilter = ANY_MESSAGE) -> int:
+        """How many messages `list` would page through for this filter."""
+
 
 class RelayAuthStore(Protocol):
     """Each relay's login state and the credentials stored for it."""

@@ -43,6 +43,13 @@ def page(conn: Connection, status: MessageStatus | None, limit: int,
     return Page(tuple(chosen), encode_cursor(chosen[-1]) if len(found) > limit else None)
 
 
+def count(conn: Connection, status: MessageStatus | None, where: MessageFilter) -> int:
+    query = select(func.count()).select_from(m)
+    if status is not None:
+        query = query.where(m.c.status == status.value)
+    return int(conn.execute(narrow(query, where)).scalar_one())
+
+
 def narrow(query: Select[Any], where: MessageFilter) -> Select[Any]:
     """`query` over messages, restricted to those `where` matches."""
     if where.recipient is not None:

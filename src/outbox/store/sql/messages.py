@@ -240,3 +240,7 @@ class SqlMessages:
             raise InputError("limit must be at least 1", field="limit")
         after = listing.decode_cursor(cursor) if cursor else None
         return await self._run.read(listing.page, status, limit, after, where)
+
+    async def count(self, status: MessageStatus | None,
+                    where: MessageFilter = ANY_MESSAGE) -> int:
+        return await self._run.read(listing.count, status, where)
