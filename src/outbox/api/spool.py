@@ -3,8 +3,8 @@
 A `POST /v1/messages` or `/v1/messages/batch` body over `[limits]
 json_spool_threshold` (or chunked, size unknown) is read into a spooled
 temporary file (memory up to the threshold, then disk), not into one bytes
-object. Its `content_base64` values (`core.json_strings` finds them as the bytes
-arrive) are then decoded piece by piece into the blob store, and the JSON the
+object. Its `content_base64` values (`core.json_strings` finds them once the body is
+read) are then decoded piece by piece into the blob store, and the JSON the
 route parses carries a token in their place (`service.files` resolves it as the
 stored file). A value that is not base64 becomes "!", so the route refuses it
 as it refuses any bad base64, naming the field.
@@ -29,6 +29,7 @@ PATHS = ("/v1/messages", "/v1/messages/batch")
 PIECE = 256 * 1024  # bytes read, decoded or replayed at a time
 MIN_SPOOLED = 16 * 1024  # shorter base64 values stay in the JSON
 NOT_BASE64 = b"!"
+KEY = b"content_base64"
 
 
 class SpooledJson:
@@ -83,16 +84,29 @@ class SpooledJson:
 
 
 async def _read(receive: Receive, raw: IO[bytes]) -> list[Span] | None:
-    scanner = StringSpans(b"content_base64")
+    """The whole body into `raw`, and the spans of its `content_base64` values: those
+    are looked for (a second pass, in steps of whole strings) only if the key's bytes
+    occur at all, so a long recipient list costs one substring search per chunk."""
+    tail, seen = b"", False
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
         body = message.get("body", b"")
         raw.write(body)
-        scanner.feed(body)
+        if not seen:
+            seen = KEY in tail + body
+            tail = (tail + body)[-len(KEY):]
         if not message.get("more_body", False):
-            return scanner.spans
+            return _spans(raw) if seen else []
+
+
+def _spans(raw: IO[bytes]) -> list[Span]:
+    scanner = StringSpans(KEY)
+    raw.seek(0)
+    while piece := raw.read(PIECE):
+        scanner.feed(piece)
+    return scanner.spans
 
 
 async def _decode(raw: IO[bytes], span: Span) -> AsyncIterator[bytes]:

@@ -12,6 +12,7 @@ import re
 
 _STRUCTURAL = re.compile(rb'["\\\[\]{}]')
 _IN_STRING = re.compile(rb'["\\]')
+_SKIP = re.compile(rb'(?:[^"\\\[\]{}]+|"[^"\\]*")*')
 
 
 class TooDeep(ValueError):
@@ -49,7 +50,10 @@ class DepthScanner:
         return match.end()
 
     def _outside(self, chunk: bytes, pos: int) -> int:
-        match = _STRUCTURAL.search(chunk, pos)
+        # One step over everything but brackets, strings without escapes included: a
+        # list of a hundred thousand addresses is one regular-expression match.
+        skipped = _SKIP.match(chunk, pos)
+        match = _STRUCTURAL.search(chunk, skipped.end() if skipped else pos)
         if match is None:
             return len(chunk)
         char = match.group()
