@@ -82,6 +82,10 @@ def is_loopback_host(host: str) -> bool:
 class DatabaseSettings(Section):
     url: str = Field("sqlite:///./outbox.db", description="sqlite:///./rel.db, "
                      "sqlite:////abs/path.db or postgresql://user@host/db")
+    pool_size: int = Field(10, ge=1, le=500, description="PostgreSQL: connections each "
+                           "Outbox process keeps open, and as many more during bursts, plus "
+                           "one for its liveness lock; keep processes x (2 x pool_size + 1) "
+                           "under the server's max_connections. Not used with SQLite")
 
     @model_validator(mode="after")
     def _check_url(self) -> DatabaseSettings:

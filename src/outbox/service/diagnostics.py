@@ -28,7 +28,8 @@ async def existing_database(settings: Settings) -> AsyncIterator[Store | str]:
         yield f"{missing} {MISSING}"
         return
     try:
-        store = await open_store(settings.database.url)
+        store = await open_store(settings.database.url,
+                                 pool_size=settings.database.pool_size)
     except OutboxError as exc:
         yield f"the database is unreachable: {exc.message}"
         return

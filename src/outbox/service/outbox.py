@@ -100,7 +100,8 @@ class Outbox:
         `migrate` creates or upgrades the schema and checks that the database takes
         writes (only `outbox serve` and `outbox worker` do)."""
         try:
-            store = await open_store(settings.database.url)
+            store = await open_store(settings.database.url,
+                                     pool_size=settings.database.pool_size)
         except StorageError as exc:
             if migrate:  # serve and worker write: say so, not just "cannot open"
                 raise _not_writable(settings, exc) from exc

@@ -17,8 +17,9 @@ from outbox.store.sql.store import SqlStore
 from outbox.store.urls import database_url
 
 
-async def open_store(url: str) -> Store:
-    """A store on `url`, after checking that the database can be reached."""
+async def open_store(url: str, *, pool_size: int = 10) -> Store:
+    """A store on `url`, after checking that the database can be reached. `pool_size`:
+    PostgreSQL connections kept open (as many more in bursts)."""
     parsed = database_url(url)
     store: SqlStore
     if parsed.get_backend_name() == "sqlite":
@@ -28,7 +29,7 @@ async def open_store(url: str) -> Store:
     else:
         from outbox.store import postgres  # asyncpg only when PostgreSQL is used
 
-        store = postgres.create_store(parsed)
+        store = postgres.create_store(parsed, pool_size)
     try:
         await store.ping()
     except StorageError as exc:

@@ -36,13 +36,14 @@ MIGRATION_LOCK = 0x0B0C5  # pg_advisory_xact_lock key: one migrating node at a t
 log = structlog.get_logger("outbox.store")
 
 
-def create_engine(url: URL) -> AsyncEngine:
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=3600)
+def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                               pool_recycle=3600)
 
 
-def create_store(url: URL) -> SqlStore:
+def create_store(url: URL, pool_size: int = 10) -> SqlStore:
     """The root store on the PostgreSQL database at `url` (nothing is opened yet)."""
-    engine = create_engine(url)
+    engine = create_engine(url, pool_size)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     runner = PostgresRunner(engine)
     return SqlStore(runner, pick_due, AdvisoryLocks(dsn), wakeup=NotifyWakeup(engine),
