@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from outbox.config.sections import Duration, Secret, Section, is_loopback_host
+from outbox.config.sections import Duration, ListenAddress, Secret, Section, is_loopback_host
 
 
 class WebhookSettings(Section):
@@ -78,7 +78,7 @@ class ImapSettings(Section):
         return self
 
 
-class BounceSettings(Section):
+class BounceSettings(ListenAddress, Section):
     domain: str = Field("", description="domain of the VERP return path "
                         "<local_part>+<token>@<domain> set as each message's envelope sender, "
                         "so that bounces come back to Outbox; its MX (or a forwarding rule) "
@@ -94,14 +94,6 @@ class BounceSettings(Section):
                       "0.0.0.0:25; empty: none")
     imap: ImapSettings = Field(default_factory=ImapSettings, description="a mailbox polled "
                                "for bounces, for operators who only have a mailbox")
-
-    @property
-    def host(self) -> str:
-        return self.bind.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.bind.rpartition(":")[2])
 
     @model_validator(mode="after")
     def _check_bounces(self) -> BounceSettings:

@@ -9,7 +9,7 @@ import fnmatch
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
@@ -27,7 +27,23 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ServerSettings(Section):
+class _Bound(Protocol):
+    bind: str
+
+
+class ListenAddress:
+    """`host` and `port` of a section's `bind = "host:port"` (an IPv6 host in brackets)."""
+
+    @property
+    def host(self: _Bound) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self: _Bound) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+
+class ServerSettings(ListenAddress, Section):
     bind: str = Field("127.0.0.1:8025", description="host:port the HTTP API and UI listen on")
     public_url: str = Field("", description="base URL for links Outbox puts in mail; "
                             "empty: http://<bind>")
@@ -45,14 +61,6 @@ class ServerSettings(Section):
                                         "keep-alive connection is closed after this")
     max_request_headers_size: Size = Field(65_536, ge=1024, description="request line and "
                                            "headers of one HTTP request; more get 400")
-
-    @property
-    def host(self) -> str:
-        return self.bind.rsplit(":", 1)[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.bind.rsplit(":", 1)[1])
 
     @model_validator(mode="after")
     def _check_bind(self) -> ServerSettings:
@@ -237,7 +245,7 @@ class RouteSettings(Section):
         return fnmatch.fnmatchcase(domain.lower(), self.match.lower())
 
 
-class SubmissionSettings(Section):
+class SubmissionSettings(ListenAddress, Section):
     bind: str = Field("", description="host:port of the SMTP submission listener, e.g. "
                       "0.0.0.0:587; empty: none")
     security: Literal["starttls", "tls", "none"] = Field(
@@ -258,14 +266,6 @@ class SubmissionSettings(Section):
     command_timeout: Duration = Field(timedelta(minutes=5), description="a client that "
                                       "sends nothing for this long is disconnected (RFC 5321 "
                                       "4.5.3.2.7: at least 5 minutes)")
-
-    @property
-    def host(self) -> str:
-        return self.bind.rsplit(":", 1)[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.bind.rsplit(":", 1)[1])
 
     @property
     def auth_needs_tls(self) -> bool:
