@@ -26,12 +26,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from tests.http_thread import LoopbackHttp
 from tests.smtpd import RecordingHandler, ScriptedServer, _connection_log
 
 CLIENT_ID = "outbox-test-client"
@@ -141,21 +142,18 @@ class TokenEndpoint:
     """The authority's token endpoint on a free loopback port, in a thread."""
 
     def __init__(self, authority: Authority) -> None:
-        handler = type("Handler", (_TokenHandler,), {"authority": authority})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackHttp(type("Handler", (_TokenHandler,), {"authority": authority}))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"{self._http.base}/token"
 
     def start(self) -> TokenEndpoint:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def __enter__(self) -> TokenEndpoint:
         return self.start()

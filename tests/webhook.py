@@ -14,9 +14,10 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.http_thread import LoopbackHttp
 from tests.processes import wait_until
 
 
@@ -56,14 +57,11 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._http = LoopbackHttp(Handler, port, poll_interval=0.05)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/hook"
+        return f"{self._http.base}/hook"
 
     def requests(self) -> list[Received]:
         with self._lock:
@@ -77,12 +75,11 @@ class WebhookReceiver:
         return wait_until(found, timeout=timeout, message=message)  # type: ignore[no-any-return]
 
     def start(self) -> WebhookReceiver:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()

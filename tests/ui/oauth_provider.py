@@ -14,12 +14,12 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from tests.http_thread import LoopbackHttp
 from tests.oauth_smtpd import CLIENT_ID, CLIENT_SECRET, Authority
 
 
@@ -117,18 +117,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ProviderServer:
     def __init__(self, provider: Provider) -> None:
-        handler = type("Handler", (_Handler,), {"provider": provider})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackHttp(type("Handler", (_Handler,), {"provider": provider}))
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._http.base
 
     def __enter__(self) -> ProviderServer:
-        self._thread.start()
+        self._http.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
