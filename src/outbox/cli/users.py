@@ -96,21 +96,19 @@ def set_password(name: Annotated[str, typer.Argument(help="the sign-in name")],
 def disable_user(name: Annotated[str, typer.Argument(help="the sign-in name")],
                  config: ConfigOption = None) -> None:
     """Refuse this user's sign-ins and end its sessions."""
-
-    async def action(outbox: Outbox) -> None:
-        await outbox.users.set_disabled(name, True)
-
-    with_outbox(config, action, migrate=True)
-    print(f"UI user '{name}' disabled")
+    _set_disabled(name, True, config)
 
 
 @users_app.command("enable")
 def enable_user(name: Annotated[str, typer.Argument(help="the sign-in name")],
                 config: ConfigOption = None) -> None:
     """Let a disabled user sign in again."""
+    _set_disabled(name, False, config)
 
+
+def _set_disabled(name: str, disabled: bool, config: str | None) -> None:
     async def action(outbox: Outbox) -> None:
-        await outbox.users.set_disabled(name, False)
+        await outbox.users.set_disabled(name, disabled)
 
     with_outbox(config, action, migrate=True)
-    print(f"UI user '{name}' enabled")
+    print(f"UI user '{name}' {'disabled' if disabled else 'enabled'}")
