@@ -94,9 +94,9 @@ async def _read(receive: Receive, raw: IO[bytes]) -> list[Span] | None:
             return None
         body = message.get("body", b"")
         raw.write(body)
-        if not seen:
-            seen = KEY in tail + body
-            tail = (tail + body)[-len(KEY):]
+        if not seen:  # the key, or a key cut by the chunk boundary
+            seen = KEY in body or KEY in tail + body[:len(KEY)]
+            tail = (tail + body)[-len(KEY):] if len(body) < len(KEY) else body[-len(KEY):]
         if not message.get("more_body", False):
             return _spans(raw) if seen else []
 

@@ -11,10 +11,13 @@ the relay without TLS.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import threading
 import time
+
+from outbox.config.sections import is_loopback_host as is_loopback
+
+__all__ = ["is_loopback", "local_hostname"]
 
 LOOKUP_TIMEOUT = 5.0  # seconds a session waits for the FQDN before using the host name
 _POLL = 0.05
@@ -65,13 +68,3 @@ async def local_hostname(helo_name: str) -> str:
     if helo_name:
         return helo_name
     return await _FQDN.wait(LOOKUP_TIMEOUT) or socket.gethostname() or "localhost"
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost: AUTH may go there without TLS."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
