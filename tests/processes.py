@@ -211,6 +211,15 @@ class OutboxProcess:
                               check=check, env=env, timeout=60)
 
 
+def stop_all(processes: list[OutboxProcess]) -> None:
+    """A fixture's teardown: stop each (SIGTERM, 10 s grace), killing what will not stop."""
+    for process in processes:
+        try:
+            process.stop(timeout=10)
+        except Exception:
+            process.kill()
+
+
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1,
                message: str = "condition") -> Any:
     deadline = time.monotonic() + timeout

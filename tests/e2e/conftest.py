@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.pg import database
-from tests.processes import OutboxProcess, base_config, free_port, write_config
+from tests.processes import OutboxProcess, base_config, free_port, stop_all, write_config
 
 Starter = Callable[..., OutboxProcess]
 
@@ -62,11 +62,7 @@ def start_outbox(tmp_path: Path, database_url: str) -> Iterator[Starter]:
         return process.start(wait=wait)
 
     yield start
-    for process in started:
-        try:
-            process.stop(timeout=10)
-        except Exception:
-            process.kill()
+    stop_all(started)
 
 
 @pytest.fixture
@@ -84,8 +80,4 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., OutboxProcess]]:
         return process.start(wait=wait)
 
     yield start
-    for process in started:
-        try:
-            process.stop(timeout=10)
-        except Exception:
-            process.kill()
+    stop_all(started)

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.pg import database
-from tests.processes import OutboxProcess, base_config, write_config
+from tests.processes import OutboxProcess, base_config, stop_all, write_config
 from tests.smtpd import ScriptedServer
 from tests.ui.support import CHROMIUM, Ui, add_users, api_keys
 
@@ -79,11 +79,7 @@ def start_ui(tmp_path: Path, database_url: str, sink: ScriptedServer) -> Iterato
         return Ui(process, database_url)
 
     yield start
-    for process in started:
-        try:
-            process.stop(timeout=10)
-        except Exception:
-            process.kill()
+    stop_all(started)
 
 
 @pytest.fixture
