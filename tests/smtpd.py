@@ -128,6 +128,8 @@ class ConnectionLog:
     """One client connection: the command verbs in order, TLS, AUTH identity."""
 
     commands: list[str] = field(default_factory=list)
+    # per command: had the client already sent more (pipelined) when it was taken up?
+    more_waiting: list[bool] = field(default_factory=list)
     tls: bool = False
     authenticated_as: str | None = None
 
@@ -145,6 +147,7 @@ class RecordingHandler:
 
     def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.credentials = credentials
+        self.pipelining = False
         self.messages: list[ReceivedMessage] = []
         self.message_ids: Counter[str] = Counter()
         self.connections: list[ConnectionLog] = []
@@ -168,6 +171,8 @@ class RecordingHandler:
         session.host_name = hostname
         if self.credentials is None:
             responses = [line for line in responses if not line[4:].upper().startswith("AUTH")]
+        if self.pipelining:  # aiosmtpd reads pipelined commands in order; it just never says so
+            responses = [responses[0], "250-PIPELINING", *responses[1:]]
         return responses
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
@@ -267,6 +272,7 @@ class ScriptedSMTP(SMTP):
         async def run(arg: str) -> None:
             log = self.connection_log()
             log.commands.append(verb)
+            log.more_waiting.append(bool(self._reader._buffer))  # type: ignore[attr-defined]
             log.tls = log.tls or self._is_tls()
             rule = None
             if verb not in self._HOOKED:
@@ -338,6 +344,7 @@ class ScriptedServer:
     tls: "starttls" or "implicit" with `tls_context` (see `TlsCerts`).
     size_limit: advertise `SIZE n` and refuse bigger messages.
     port: 0 for any free port, or a given one (e.g. one that was refusing before).
+    pipelining: offer PIPELINING in EHLO (aiosmtpd handles it; it does not offer it).
     """
 
     def __init__(self, *, script: Iterable[Rule] = (), auth: tuple[str, str] | None = None,
@@ -345,13 +352,15 @@ class ScriptedServer:
                  auth_require_tls: bool = False, tls: TlsMode | None = None,
                  tls_context: ssl.SSLContext | None = None, require_starttls: bool = False,
                  size_limit: int | None = None, smtputf8: bool = True, host: str = "127.0.0.1",
-                 port: int = 0, handler: RecordingHandler | None = None) -> None:
+                 port: int = 0, handler: RecordingHandler | None = None,
+                 pipelining: bool = False) -> None:
         if tls is not None and tls_context is None:
             raise ValueError("tls needs a tls_context (TlsCerts.server_context())")
         self.host = host
         self.tls = tls
         self.handler = handler or RecordingHandler(auth)
         self.handler.credentials = auth
+        self.handler.pipelining = pipelining
         self._initial_script = list(script)
         mechanisms = {m.upper() for m in auth_mechanisms}
         options: dict[str, Any] = dict(

@@ -27,6 +27,17 @@ SENDER = "sender@x.test"
 PASSWORD = "s3cret-Pa55word!"
 
 
+@pytest.fixture(params=[False, True], ids=["one-at-a-time", "pipelined"])
+def smtp_server(smtp_server: ServerFactory, request: pytest.FixtureRequest) -> ServerFactory:
+    """Every test here twice: against a relay without PIPELINING, and with it (RFC 2920:
+    MAIL, RCPT and DATA in one write, the same report expected)."""
+    def start(**options: object) -> ScriptedServer:
+        options.setdefault("pipelining", request.param)
+        return smtp_server(**options)
+
+    return start
+
+
 def make_message(message_id: str = "<m1@x.test>", body: bytes = b"Hello.\r\n") -> bytes:
     return (b"From: sender@x.test\r\nTo: b@x.test\r\nSubject: test\r\n"
             b"Message-ID: " + message_id.encode() + b"\r\n\r\n" + body)
@@ -97,7 +108,12 @@ async def test_no_data_when_every_recipient_is_refused(smtp_server: ServerFactor
 
     assert [r.code for r in report.rcpt_replies.values()] == [550, 550]
     assert report.data_reply is None and report.data_sent is False and report.failure is None
-    assert "DATA" not in server.commands
+    assert server.messages == []
+    if server.handler.pipelining:  # DATA went with the RCPTs; the relay refused it, and
+        assert "S: 503" in report.transcript  # the session stayed in step: a polite QUIT
+        assert server.commands == ["EHLO", "MAIL", "RCPT", "RCPT", "DATA", "QUIT"]
+    else:
+        assert "DATA" not in server.commands
 
 
 @pytest.mark.smtp_script(reply("MAIL", "451 4.7.1 Greylisted, try later"))
@@ -110,7 +126,12 @@ async def test_mail_refused_is_recorded_and_nothing_else_sent(
     assert report.mail_reply is not None
     assert (report.mail_reply.code, report.mail_reply.enhanced) == (451, "4.7.1")
     assert report.rcpt_replies == {} and report.failure is None
-    assert "RCPT" not in server.commands
+    assert server.messages == []
+    if server.handler.pipelining:  # RCPT and DATA went with MAIL: the session hangs up
+        assert server.commands[:2] == ["EHLO", "MAIL"] and "QUIT" not in server.commands
+        assert "hung up, nothing was sent" in report.transcript
+    else:
+        assert "RCPT" not in server.commands
 
 
 async def test_451_at_data_is_the_data_reply(smtp_server: ServerFactory,

@@ -12,12 +12,13 @@ rejected token leads to exactly one refresh and one more try.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from outbox.config import RelaySettings
 from outbox.core.model import Reply
 from outbox.core.replies import ReplyCode
+from outbox.core.report import Condition
 from outbox.delivery.oauth import TokenSource
 from outbox.delivery.transcript import secret_forms
 
@@ -124,3 +125,19 @@ def authenticators_for(relay: RelaySettings, tokens: TokenSource | None = None
 
 def _b64(data: bytes) -> bytes:
     return base64.b64encode(data)
+
+
+def choose_authenticator(authenticators: Sequence[Authenticator], offered: Sequence[str], *,
+                         safe: bool) -> Authenticator | tuple[Condition, str]:
+    """Ours that the relay offers, first match; or why no AUTH may be sent. `safe`:
+    the connection may carry credentials (TLS, loopback, or allow_insecure_auth)."""
+    if not safe:
+        return (Condition.AUTH_NEEDS_TLS, "AUTH is only sent over TLS; use "
+                "security = \"starttls\" or \"tls\" (or allow_insecure_auth)")
+    for authenticator in authenticators:
+        if authenticator.mechanism in offered:
+            return authenticator
+    ours = ", ".join(a.mechanism for a in authenticators)
+    return (Condition.AUTH_NOT_OFFERED,
+            f"the relay offers {', '.join(offered) or 'no AUTH'}; Outbox "
+            + (f"can use {ours}" if ours else "has no mechanism for these credentials"))

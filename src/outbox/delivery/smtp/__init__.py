@@ -8,6 +8,8 @@ and DATA itself, records every reply in a `DeliveryReport`, and leaves
                exceptions (aiosmtplib, OSError, ssl, timeouts) become a `SessionFailure`
     session    `SmtpSession` and `open_session`: connect, EHLO, STARTTLS, AUTH,
                then one message at a time (MAIL, RCPT, DATA), RSET, QUIT
+    pipeline   `PipelinedReplies`: the replies to MAIL, RCPT and DATA sent in one write
+               (PIPELINING), read in order
     data       the message body on the wire: dot-stuffing, back-pressure with a
                progress deadline, the final "."
     envelope   sender and recipients as they go on the wire; the checks before MAIL

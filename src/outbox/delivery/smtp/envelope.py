@@ -55,3 +55,17 @@ def prepare(sender: str, recipients: Sequence[str], message: bytes | MessageBody
                               detail="an address is not ASCII and the relay does not "
                               "offer SMTPUTF8")
     return envelope
+
+
+def mail_command(envelope: Envelope, message: bytes | MessageBody,
+                 info: SessionInfo) -> tuple[bytes, ...]:
+    """MAIL FROM with the parameters the relay offers and the message needs."""
+    parameters = []
+    if info.offers("size"):
+        parameters.append(b"SIZE=%d" % size_of(message))
+    if envelope.utf8:
+        parameters.append(b"SMTPUTF8")
+    eight_bit = not message.isascii() if isinstance(message, bytes) else message.eight_bit
+    if info.offers("8bitmime") and eight_bit:
+        parameters.append(b"BODY=8BITMIME")
+    return (b"MAIL", b"FROM:" + envelope.sender, *parameters)

@@ -9,9 +9,11 @@
 the transcript. `send` never raises for an SMTP or network reason: every
 reply, and the failure with the stage it happened in, is in the returned
 `DeliveryReport`. Any failure leaves the session unusable; the caller closes
-it. Every network wait has a deadline: connect_timeout for the connection
-and greeting, command_timeout for each command (STARTTLS, AUTH and RSET
-included; QUIT at most 5 s) and for each wait while the body is written,
+it. A relay that offers PIPELINING (RFC 2920) gets MAIL, every RCPT and DATA
+in one write (`pipeline`), with the same report. Every network wait has a
+deadline: connect_timeout for the connection and greeting, command_timeout
+for each command (STARTTLS, AUTH and RSET included; QUIT at most 5 s), for
+each pipelined reply and for each wait while the body is written,
 data_timeout for the reply after the final ".".
 """
 
@@ -31,13 +33,14 @@ from outbox.core.model import Reply
 from outbox.core.replies import ReplyCode, parse_reply
 from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
 from outbox.delivery import tls
-from outbox.delivery.auth import Authenticator, authenticators_for
+from outbox.delivery.auth import Authenticator, authenticators_for, choose_authenticator
 from outbox.delivery.body import MessageBody
 from outbox.delivery.smtp.data import dot_stuff, size_of, write_body, write_data
-from outbox.delivery.smtp.envelope import Envelope, prepare
+from outbox.delivery.smtp.envelope import Envelope, mail_command, prepare
 from outbox.delivery.smtp.errors import SessionError, map_smtp_errors
 from outbox.delivery.smtp.hostnames import is_loopback, local_hostname
 from outbox.delivery.smtp.info import SessionInfo, not_after
+from outbox.delivery.smtp.pipeline import PipelinedReplies
 from outbox.delivery.transcript import Transcript
 
 _QUIT_TIMEOUT = 5.0
@@ -140,25 +143,16 @@ class SmtpSession:
         if not self.relay.has_credentials and not self._authenticators:
             return
         self._stage = Stage.AUTH
-        authenticator = self._choose_authenticator()
+        authenticator = choose_authenticator(
+            self._authenticators, self.info.auth_mechanisms,
+            safe=self.is_tls or is_loopback(self.relay.host) or self.relay.allow_insecure_auth)
+        if isinstance(authenticator, tuple):
+            raise SessionError(SessionFailure(Stage.AUTH, condition=authenticator[0],
+                                              detail=authenticator[1]))
         reply = await authenticator.authenticate(self)
         if reply.code != ReplyCode.AUTH_SUCCESSFUL:
             raise SessionError(SessionFailure(Stage.AUTH, reply=reply))
         self.info.auth_mechanism = authenticator.mechanism
-
-    def _choose_authenticator(self) -> Authenticator:
-        if not (self.is_tls or is_loopback(self.relay.host) or self.relay.allow_insecure_auth):
-            raise _auth_failure(Condition.AUTH_NEEDS_TLS, "AUTH is only sent over TLS; use "
-                                "security = \"starttls\" or \"tls\" (or allow_insecure_auth)")
-        offered = self.info.auth_mechanisms
-        for authenticator in self._authenticators:
-            if authenticator.mechanism in offered:
-                return authenticator
-        ours = ", ".join(a.mechanism for a in self._authenticators)
-        raise _auth_failure(Condition.AUTH_NOT_OFFERED,
-                            f"the relay offers {', '.join(offered) or 'no AUTH'}; Outbox "
-                            + (f"can use {ours}" if ours else "has no mechanism for these "
-                               "credentials"))
 
     async def exchange(self, line: bytes, *, secret: bool = True) -> Reply:
         """Send one AUTH line and return the reply; both recorded redacted.
@@ -207,8 +201,11 @@ class SmtpSession:
 
     async def _transaction(self, report: DeliveryReport, envelope: Envelope,
                            message: bytes | MessageBody) -> None:
+        if self.info.offers("pipelining"):
+            await self._pipelined(report, envelope, message)
+            return
         self._stage = Stage.MAIL
-        report.mail_reply = await self._mail(envelope, message)
+        report.mail_reply = await self._reply(*mail_command(envelope, message, self.info))
         if not report.mail_reply.is_success:
             return
         self._stage = Stage.RCPT
@@ -218,22 +215,60 @@ class SmtpSession:
             if reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
                 raise SessionError(SessionFailure(Stage.RCPT, reply=reply))
         if any(reply.is_success for reply in report.rcpt_replies.values()):
-            await self._data(report, message)
+            self._stage = Stage.DATA
+            response = await self._command(b"DATA")
+            await self._after_data_command(report, message, response)
 
-    async def _mail(self, envelope: Envelope, message: bytes | MessageBody) -> Reply:
-        options = []
-        if self.info.offers("size"):
-            options.append(b"SIZE=%d" % size_of(message))
-        if envelope.utf8:
-            options.append(b"SMTPUTF8")
-        eight_bit = not message.isascii() if isinstance(message, bytes) else message.eight_bit
-        if self.info.offers("8bitmime") and eight_bit:
-            options.append(b"BODY=8BITMIME")
-        return await self._reply(b"MAIL", b"FROM:" + envelope.sender, *options)
+    async def _pipelined(self, report: DeliveryReport, envelope: Envelope,
+                         message: bytes | MessageBody) -> None:
+        """RFC 2920: MAIL, every RCPT and DATA in one write, then their replies in
+        order; the same report as one command at a time."""
+        commands = [mail_command(envelope, message, self.info),
+                    *((b"RCPT", b"TO:" + wire) for _, wire in envelope.recipients), (b"DATA",)]
+        self._stage = Stage.MAIL
+        protocol = self._protocol()
+        replies = PipelinedReplies(protocol)
+        try:
+            protocol.write(b"".join(b" ".join(parts) + b"\r\n" for parts in commands))
+            self.transcript.note("PIPELINING: MAIL, RCPT and DATA sent together")
+            report.mail_reply = parse_reply(*await self._pipelined_reply(replies, commands[0]))
+            if not report.mail_reply.is_success:
+                self._hang_up("the relay refused MAIL")
+                return
+            self._stage = Stage.RCPT
+            for (recipient, _), parts in zip(envelope.recipients, commands[1:-1], strict=True):
+                reply = parse_reply(*await self._pipelined_reply(replies, parts))
+                report.rcpt_replies[recipient] = reply
+                if reply.code == ReplyCode.SERVICE_NOT_AVAILABLE:
+                    raise SessionError(SessionFailure(Stage.RCPT, reply=reply))
+            self._stage = Stage.DATA
+            data = await self._pipelined_reply(replies, commands[-1])
+        finally:
+            self._broken |= not replies.release()
+        if any(reply.is_success for reply in report.rcpt_replies.values()):
+            await self._after_data_command(report, message, data)
+        elif data.code == ReplyCode.START_MAIL_INPUT:
+            self._hang_up("the relay took DATA with no recipient accepted")
 
-    async def _data(self, report: DeliveryReport, message: bytes | MessageBody) -> None:
-        self._stage = Stage.DATA
-        response = await self._command(b"DATA")
+    async def _pipelined_reply(self, replies: PipelinedReplies,
+                               parts: tuple[bytes, ...]) -> aiosmtplib.SMTPResponse:
+        self.transcript.client(b" ".join(parts).decode("utf-8", "replace"))
+        response = await replies.next(self._command_timeout)
+        self._record(response)
+        return response
+
+    def _hang_up(self, why: str) -> None:
+        """Leave a pipelined group whose other replies no longer matter."""
+        self.abort()
+        self.transcript.note(f"{why}: hung up, nothing was sent")
+
+    async def _after_data_command(self, report: DeliveryReport, message: bytes | MessageBody,
+                                  response: aiosmtplib.SMTPResponse) -> None:
+        """The body after a 354, and the relay's word on it."""
+        if 200 <= response.code < 300:  # "sent" without a body: the relay is out of step
+            raise SessionError(SessionFailure(
+                Stage.DATA, condition=Condition.PROTOCOL_ERROR,
+                detail=f"the relay answered DATA with {response.code} instead of 354"))
         if response.code != ReplyCode.START_MAIL_INPUT:
             report.data_reply = parse_reply(response.code, response.message)
             return
@@ -354,10 +389,6 @@ class SmtpSession:
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         return protocol
-
-
-def _auth_failure(condition: Condition, detail: str) -> SessionError:
-    return SessionError(SessionFailure(Stage.AUTH, condition=condition, detail=detail))
 
 
 async def open_session(relay: RelaySettings, delivery: DeliverySettings, *,
