@@ -14,7 +14,7 @@ from tests.smtpd import ScriptedServer, drop, reply
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, Stage
-from outbox.delivery import open_session
+from outbox.delivery import SessionPool, open_session
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]
@@ -117,42 +117,48 @@ async def test_dropped_at_rcpt_fails_at_rcpt(smtp_server: ServerFactory,
 EHLO = b"250-raw.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
 
 
+async def _send_held(writer: asyncio.StreamWriter, held: bytes, split: str) -> None:
+    if split == "together":
+        writer.write(held)
+        return
+    for byte in held:
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(0)
+
+
 @asynccontextmanager
-async def raw_relay(answer: Callable[[bytes], bytes], *, split: str) -> AsyncIterator[
+async def raw_relay(answer: Callable[[bytes], bytes], *, split: str,
+                    hang_up_at_mail: Callable[[int], bool] = lambda n: False) -> AsyncIterator[
         tuple[int, list[bytes]]]:
     """A relay on a free loopback port. Replies to MAIL, RCPT and DATA are held until
     DATA arrives, then sent in one write (`split="together"`) or a byte at a time
-    (`"bytes"`). `answer(line)` gives the reply bytes for a command line."""
+    (`"bytes"`). `answer(line)` gives the reply bytes for a command line.
+    `hang_up_at_mail(n)`: close without a word at the n-th MAIL of a connection."""
     received: list[bytes] = []
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 raw.test ESMTP\r\n")
-        held = b""
+        held, transactions = b"", 0
         while line := await reader.readline():
             verb = line[:4].upper()
-            if verb == b"EHLO":
-                writer.write(EHLO)
-            elif verb in (b"MAIL", b"RCPT", b"DATA"):
+            transactions += verb == b"MAIL"
+            if verb == b"MAIL" and hang_up_at_mail(transactions):
+                break
+            if verb in (b"MAIL", b"RCPT"):
                 held += answer(line)
-                if verb != b"DATA":
-                    continue
-                if split == "together":
-                    writer.write(held)
-                else:
-                    for byte in held:
-                        writer.write(bytes([byte]))
-                        await writer.drain()
-                        await asyncio.sleep(0)
-                if held.endswith(b"354 go ahead\r\n"):
+                continue
+            if verb == b"DATA":
+                held, replies = b"", held + answer(line)
+                await _send_held(writer, replies, split)
+                if replies.endswith(b"354 go ahead\r\n"):
                     received.append(await reader.readuntil(b"\r\n.\r\n"))
                     writer.write(b"250 2.0.0 queued\r\n")
-                held = b""
-            elif verb == b"QUIT":
-                writer.write(b"221 bye\r\n")
-                break
             else:
-                writer.write(b"250 ok\r\n")
+                writer.write({b"EHLO": EHLO, b"QUIT": b"221 bye\r\n"}.get(verb, b"250 ok\r\n"))
             await writer.drain()
+            if verb == b"QUIT":
+                break
         writer.close()
 
     server = await asyncio.start_server(client, "127.0.0.1", 0)
@@ -241,3 +247,55 @@ async def test_a_reply_nobody_asked_for_retires_the_session(
     assert report.failure.condition is Condition.PROTOCOL_ERROR
     assert report.data_reply is None and report.data_sent is False
     assert not session.is_usable
+
+
+def accepts_all(line: bytes) -> bytes:
+    return b"354 go ahead\r\n" if line.startswith(b"DATA") else b"250 ok\r\n"
+
+
+async def test_no_rset_after_a_finished_transaction(smtp_server: ServerFactory,
+                                                    make_relay: RelayFactory,
+                                                    delivery_settings: DeliverySettings) -> None:
+    server = smtp_server(pipelining=True,
+                         script=[reply("RCPT", "550 5.1.1 No such user", recipient="x@x.test")])
+    async with SessionPool(make_relay(server), delivery_settings) as pool:
+        reports = [await pool.deliver(SENDER, [to], MESSAGE)
+                   for to in ("a@x.test", "b@x.test", "x@x.test", "c@x.test")]
+
+    assert [r.data_reply.code if r.data_reply else None for r in reports] == [250, 250, None, 250]
+    group = ["MAIL", "RCPT", "DATA"]
+    # The reply to "." ends a transaction; the refused one (DATA refused with 503) did
+    # not, so RSET comes before the next.
+    assert server.commands == ["EHLO", *group, *group, *group, "RSET", *group, "QUIT"]
+    assert len(server.messages) == 3 and pool.sessions_opened == 1
+
+
+async def test_a_reused_session_the_relay_closed_costs_no_message(
+        delivery_settings: DeliverySettings) -> None:
+    async with raw_relay(accepts_all, split="together",
+                         hang_up_at_mail=lambda n: n == 2) as (port, received):
+        relay = RelaySettings(name="raw", host="127.0.0.1", port=port, security="none")
+        async with SessionPool(relay, delivery_settings) as pool:
+            reports = [await pool.deliver(SENDER, ["b@x.test"], MESSAGE) for _ in range(3)]
+            opened = pool.sessions_opened
+
+    assert [r.failure for r in reports] == [None, None, None]
+    assert [r.data_reply.code for r in reports if r.data_reply] == [250, 250, 250]
+    assert len(received) == 3 and opened == 3
+    # The transcript shows the lost try, then the new session.
+    lost, new = reports[1].transcript.split("connection_dropped")
+    assert "C: MAIL FROM" in lost and "C: EHLO" in new and "S: 250 2.0.0 queued" in new
+
+
+async def test_a_new_session_closed_at_mail_is_reported_not_retried(
+        delivery_settings: DeliverySettings) -> None:
+    async with raw_relay(accepts_all, split="together",
+                         hang_up_at_mail=lambda n: True) as (port, received):
+        relay = RelaySettings(name="raw", host="127.0.0.1", port=port, security="none")
+        async with SessionPool(relay, delivery_settings) as pool:
+            report = await pool.deliver(SENDER, ["b@x.test"], MESSAGE)
+            opened = pool.sessions_opened
+
+    assert report.failure is not None and report.failure.stage is Stage.MAIL
+    assert report.failure.condition is Condition.CONNECTION_DROPPED
+    assert received == [] and opened == 1

@@ -514,7 +514,10 @@ async def test_transcript_has_setup_lines_and_no_body(smtp_server: ServerFactory
         assert "secret body" not in transcript
     assert "C: RSET" not in first.transcript
     assert second.transcript.count("C: MAIL FROM") == 1
-    assert second.transcript.index("C: RSET") < second.transcript.index("C: MAIL FROM")
+    if server.handler.pipelining:  # the reply to "." ended the transaction: no RSET
+        assert "C: RSET" not in second.transcript
+    else:
+        assert second.transcript.index("C: RSET") < second.transcript.index("C: MAIL FROM")
 
 
 async def test_probe_reports_without_sending(smtp_server: ServerFactory,

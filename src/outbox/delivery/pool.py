@@ -1,9 +1,12 @@
 """Reusable SMTP sessions to one relay (STYLE principle 10, Postfix `smtp_reuse.c`).
 
 At most `max_connections` sessions are open at once, in use or idle. An idle
-session is reused after an RSET, up to `messages_per_connection` messages;
+session is reused after an RSET (none after a finished transaction when the
+relay offers PIPELINING: `SmtpSession.reset`), up to `messages_per_connection` messages;
 it is closed after `idle_timeout` without use, and dropped at once after a
-failure (a session whose RSET fails is replaced, not reported).
+failure (a session whose RSET fails is replaced, not reported). A reused
+session the relay closed before it answered MAIL costs no message: it goes
+again at once on a new session.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from outbox.config import DeliverySettings, RelaySettings
-from outbox.core.report import DeliveryReport
+from outbox.core.report import Condition, DeliveryReport, Stage
 from outbox.delivery.auth import Authenticator
 from outbox.delivery.body import MessageBody
 from outbox.delivery.smtp.errors import SessionError
@@ -64,16 +67,29 @@ class SessionPool:
         async with self._slots:
             try:
                 session = await self._checkout()
+                reused = session.messages_sent > 0
+                report = await self._send(session, sender, recipients, message)
+                if reused and _closed_before_mail(report):
+                    # The relay had closed this idle session; nothing was accepted, so
+                    # the message goes at once on a new one (as Postfix does).
+                    session = await self._open()
+                    retried = await self._send(session, sender, recipients, message)
+                    retried.transcript = f"{report.transcript}\n{retried.transcript}"
+                    report = retried
             except SessionError as exc:
                 return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
                                       failure=exc.failure, transcript=exc.transcript)
-            try:
-                report = await session.send(sender, recipients, message)
-            except BaseException:
-                session.abort()  # cancelled mid-transaction: the state is unknown
-                raise
-            await self._checkin(session)
             return report
+
+    async def _send(self, session: SmtpSession, sender: str, recipients: Sequence[str],
+                    message: bytes | MessageBody) -> DeliveryReport:
+        try:
+            report = await session.send(sender, recipients, message)
+        except BaseException:
+            session.abort()  # cancelled mid-transaction: the state is unknown
+            raise
+        await self._checkin(session)
+        return report
 
     async def aclose(self) -> None:
         """QUIT every idle session; sessions in use close when returned."""
@@ -95,6 +111,9 @@ class SessionPool:
             session = self._idle.pop()
             if await self._reuse(session):
                 return session
+        return await self._open()
+
+    async def _open(self) -> SmtpSession:
         session = await open_session(self.relay, self._delivery,
                                      authenticators=self._authenticators)
         self.sessions_opened += 1
@@ -142,3 +161,10 @@ class SessionPool:
             expired = [s for s in self._idle if self._is_expired(s)]
             self._idle = [s for s in self._idle if s not in expired]
             await asyncio.gather(*(s.close() for s in expired), return_exceptions=True)
+
+
+def _closed_before_mail(report: DeliveryReport) -> bool:
+    """The connection was gone before the relay answered MAIL."""
+    failure = report.failure
+    return (report.mail_reply is None and failure is not None and failure.stage is Stage.MAIL
+            and failure.condition is Condition.CONNECTION_DROPPED)

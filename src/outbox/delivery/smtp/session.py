@@ -19,14 +19,11 @@ data_timeout for the reply after the final ".".
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 
 import aiosmtplib
 from aiosmtplib.esmtp import parse_esmtp_extensions
-from aiosmtplib.protocol import SMTPProtocol
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.model import Reply
@@ -35,44 +32,26 @@ from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
 from outbox.delivery import tls
 from outbox.delivery.auth import Authenticator, authenticators_for, choose_authenticator
 from outbox.delivery.body import MessageBody
+from outbox.delivery.smtp.connection import SmtpConnection
 from outbox.delivery.smtp.data import dot_stuff, size_of, write_body, write_data
 from outbox.delivery.smtp.envelope import Envelope, mail_command, prepare
-from outbox.delivery.smtp.errors import SessionError, map_smtp_errors
+from outbox.delivery.smtp.errors import SessionError
 from outbox.delivery.smtp.hostnames import is_loopback, local_hostname
-from outbox.delivery.smtp.info import SessionInfo, not_after
+from outbox.delivery.smtp.info import not_after
 from outbox.delivery.smtp.pipeline import PipelinedReplies
-from outbox.delivery.transcript import Transcript
-
-_QUIT_TIMEOUT = 5.0
 
 
-class SmtpSession:
+class SmtpSession(SmtpConnection):
     """An open, set-up SMTP session; one message at a time."""
 
     def __init__(self, relay: RelaySettings, delivery: DeliverySettings,
                  authenticators: Sequence[Authenticator] | None = None) -> None:
-        self.relay = relay
-        self._delivery = delivery
         self._authenticators = (list(authenticators) if authenticators is not None
                                 else authenticators_for(relay))
-        secrets = {s for auth in self._authenticators for s in auth.secrets}
-        self.transcript = Transcript(secrets)
-        self.info = SessionInfo()
-        self.messages_sent = 0
-        self.last_used = time.monotonic()
-        self._smtp: aiosmtplib.SMTP | None = None
+        super().__init__(relay, delivery, (s for auth in self._authenticators
+                                           for s in auth.secrets))
         self._helo_name = ""
-        self._stage = Stage.CONNECT
-        self._broken = False
-        self._section_open = False
-
-    @property
-    def is_usable(self) -> bool:
-        return not self._broken and self._smtp is not None and self._smtp.is_connected
-
-    @property
-    def is_tls(self) -> bool:
-        return self.info.tls_version is not None
+        self._finished = False  # the last transaction ended with the reply to its "."
 
     # setup -----------------------------------------------------------------------
 
@@ -179,6 +158,7 @@ class SmtpSession:
         `message`: the bytes, or a body streamed in chunks (`delivery.body`)."""
         report = DeliveryReport(relay=self.relay.name, recipients=tuple(recipients))
         self._open_section()
+        self._finished = False
         prepared = prepare(sender, recipients, message, self.info, self.relay.host)
         if isinstance(prepared, SessionFailure):
             report.failure = prepared
@@ -281,6 +261,7 @@ class SmtpSession:
             timeout=self._delivery.data_timeout.total_seconds())
         self._record(response)
         report.data_reply = parse_reply(response.code, response.message)
+        self._finished = True
 
     async def _write_message(self, message: bytes | MessageBody) -> None:
         """The body and the final "."; no progress for `command_timeout` is a
@@ -301,11 +282,16 @@ class SmtpSession:
 
     async def reset(self) -> bool:
         """RSET before the next message; False if the session is not usable.
-        The RSET lines open the next message's part of the transcript."""
+        The RSET lines open the next message's part of the transcript. With
+        PIPELINING, a transaction that ended with the reply to its final "."
+        needs none (RFC 5321 4.1.1.4: that reply resets the relay's state), so
+        the next message costs two round trips, not three."""
         self._open_section()
         self._section_open = True
         if not self.is_usable:
             return False
+        if self._finished and self.info.offers("pipelining"):
+            return True
         try:
             with self._mapped():
                 response = await self._command(b"RSET")
@@ -314,81 +300,6 @@ class SmtpSession:
         if response.code != ReplyCode.OK:
             self._broken = True
         return self.is_usable
-
-    async def close(self) -> None:
-        """QUIT politely when the session is healthy, then close."""
-        smtp = self._smtp
-        try:
-            if smtp is not None and self.is_usable:
-                with suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-                    await smtp.quit(timeout=min(self._command_timeout, _QUIT_TIMEOUT))
-        finally:
-            self.abort()
-        await asyncio.sleep(0)  # let the transport finish closing
-
-    def abort(self) -> None:
-        """Close the connection at once, without QUIT, dropping unsent bytes."""
-        self._broken = True
-        if self._smtp is None:
-            return
-        transport = self._smtp.transport
-        if isinstance(transport, asyncio.WriteTransport):
-            # close() would keep the socket open to flush the buffer into a
-            # relay that may never read it; abort() discards it now.
-            transport.abort()
-        self._smtp.close()
-
-    # plumbing --------------------------------------------------------------------
-
-    @property
-    def _command_timeout(self) -> float:
-        return self._delivery.command_timeout.total_seconds()
-
-    @contextmanager
-    def _mapped(self) -> Iterator[None]:
-        try:
-            with map_smtp_errors(lambda: self._stage):
-                yield
-        except SessionError as exc:
-            self._broken = True
-            self.transcript.failure(exc.failure)
-            raise
-
-    def _open_section(self) -> None:
-        if not self._section_open:
-            self.transcript.begin_message()
-
-    async def _command(self, *parts: bytes) -> aiosmtplib.SMTPResponse:
-        self.transcript.client(b" ".join(parts).decode("utf-8", "replace"))
-        response = await self._smtp_client().execute_command(*parts,
-                                                             timeout=self._command_timeout)
-        self._record(response)
-        return response
-
-    async def _reply(self, *parts: bytes) -> Reply:
-        response = await self._command(*parts)
-        return parse_reply(response.code, response.message)
-
-    def _record(self, response: aiosmtplib.SMTPResponse) -> None:
-        self.transcript.server(response.code, response.message)
-        if response.code == ReplyCode.SERVICE_NOT_AVAILABLE:
-            self._broken = True  # the server is closing the connection
-
-    def _check(self, response: aiosmtplib.SMTPResponse, expected: int) -> None:
-        if response.code != expected:
-            raise SessionError(SessionFailure(self._stage,
-                                              reply=parse_reply(response.code, response.message)))
-
-    def _smtp_client(self) -> aiosmtplib.SMTP:
-        if self._smtp is None:
-            raise aiosmtplib.SMTPServerDisconnected("not connected")
-        return self._smtp
-
-    def _protocol(self) -> SMTPProtocol:
-        protocol = self._smtp_client().protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-        return protocol
 
 
 async def open_session(relay: RelaySettings, delivery: DeliverySettings, *,
