@@ -7,6 +7,7 @@ import json
 import sys
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -215,9 +216,8 @@ async def test_wait_for_new_returns_after_the_timeout(store: Store) -> None:
     assert 0.09 <= loop.time() - started < 2
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite wakes its own process only
-async def test_wait_for_new_wakes_across_stores_on_postgresql(
-        store: Store, open_stores: OpenStore) -> None:
+async def test_wait_for_new_wakes_across_stores(store: Store, open_stores: OpenStore) -> None:
+    """As another process would (PostgreSQL: LISTEN/NOTIFY; SQLite: a datagram)."""
     other = await open_stores()
     await other.messages.wait_for_new(0.01)  # starts listening
     waiter = asyncio.create_task(other.messages.wait_for_new(30))
@@ -226,6 +226,20 @@ async def test_wait_for_new_wakes_across_stores_on_postgresql(
     await store.messages.enqueue(new_message())
 
     await asyncio.wait_for(waiter, 5)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_dead_process_s_wakeup_marker_is_removed(store: Store, db_url: str) -> None:
+    workers = Path(db_url.removeprefix("sqlite:///") + "-workers")
+    workers.mkdir(exist_ok=True)
+    dead = workers / "99999999-0badf00d.wake"  # nobody listens at its address
+    dead.touch()
+    other = workers / "notes.txt"  # not a marker: left alone
+    other.touch()
+
+    await store.messages.enqueue(new_message())
+
+    assert not dead.exists() and other.exists()
 
 
 async def test_wait_for_new_wakes_on_retry_and_release(store: Store) -> None:

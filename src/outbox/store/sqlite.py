@@ -37,6 +37,7 @@ from outbox.store.sql.messages import insert_one
 from outbox.store.sql.queries import due_filter, insert_messages
 from outbox.store.sql.runner import Body, P, Runner, T, translate_errors
 from outbox.store.sql.store import SqlStore
+from outbox.store.sqlite_wakeup import PeerWakeup
 from outbox.store.tables import messages
 from outbox.store.values import NewMessage
 
@@ -115,8 +116,8 @@ def create_store(url: URL) -> SqlStore:
     """The root store on the SQLite file at `url` (nothing is opened yet)."""
     runner = SqliteRunner(create_engine(url))
     workers = Path(f"{url.database}-workers")  # lock files of the processes using the file
-    return SqlStore(runner, pick_due, LockFiles(workers), inserter=GroupCommit(runner),
-                    snapshot=runner.snapshot)
+    return SqlStore(runner, pick_due, LockFiles(workers), wakeup=PeerWakeup(workers),
+                    inserter=GroupCommit(runner), snapshot=runner.snapshot)
 
 
 class SqliteRunner:

@@ -2,9 +2,9 @@
 
 The queue calls `announce()` after a commit that made mail due (enqueue,
 retry, release); `wait(timeout)` returns on an announcement or after
-`timeout` seconds. This one wakes waiters in this process only (SQLite:
-other processes notice by their timeout); postgres.py extends it with
-LISTEN/NOTIFY across processes.
+`timeout` seconds. This one wakes waiters in this process only;
+sqlite_wakeup.py extends it with datagrams between the processes on one
+SQLite file, postgres.py with LISTEN/NOTIFY across processes.
 """
 
 from __future__ import annotations
