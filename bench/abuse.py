@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/abuse.py [--big 1000] [--rounds 5] [--clients 10]
                                     [--interval 0.1] [--backends sqlite,postgres]
-                                    [--baseline-src DIR]
+                                    [--baseline-src DIR] [--delivery-processes N]
 
 Starts `outbox serve` (SQLite in a temporary directory, or a fresh PostgreSQL
 database; a relay that refuses, so the worker runs and nothing is delivered)
@@ -39,10 +39,11 @@ from tests.pg import fresh_database  # noqa: E402
 from tests.processes import API_KEY, OutboxProcess, base_config, free_port, write_config  # noqa: E402
 
 
-def config(directory: Path, url: str) -> dict[str, Any]:
+def config(directory: Path, url: str, processes: int = 0) -> dict[str, Any]:
     relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}
     return base_config(directory, url, [relay],
                        logging={"level": "warning", "file": str(directory / "outbox.log")},
+                       delivery={"processes": processes},
                        retry={"first_delay": "1h", "max_delay": "1h", "max_attempts": 5,
                               "max_age": "1d"})
 
@@ -146,7 +147,7 @@ def measure(backend: str, args: argparse.Namespace, env: dict[str, str]) -> None
             fresh_database("outbox_abuse") if backend == "postgres"
             else nullcontext(f"sqlite:///{directory}/outbox.db"))
         with database as url:
-            values = config(directory, url)
+            values = config(directory, url, args.delivery_processes)
             outbox = OutboxProcess(write_config(directory / "outbox.toml", values), values,
                                    env=env)
             outbox.start()
@@ -177,6 +178,8 @@ def main() -> None:
                         help="seconds between one client's small submits")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--baseline-src", default=os.environ.get("BASELINE_SRC"))
+    parser.add_argument("--delivery-processes", type=int, default=0,
+                        help="[delivery] processes of outbox serve (0: deliver in serve)")
     args = parser.parse_args()
     for backend in args.backends.split(","):
         measure(backend, args, {})

@@ -2,6 +2,7 @@
 
     make bench          # = scripts/bench-deps.sh, then:
     .venv/bin/python bench/compare.py [--messages 5000] [--reps 3] [--backends sqlite,postgres]
+                                      [--paths http,batch,smtp,drain] [--delivery-processes N]
 
 Per rep, in this order:
 - Postfix as a durable loopback relay (../shared/bench-anchors/30_postfix_relay.sh,
@@ -130,11 +131,14 @@ def _float(text: str) -> float:
 
 # --- Outbox -------------------------------------------------------------------------------
 
+DELIVERY_PROCESSES = 0  # [delivery] processes of every Outbox run (--delivery-processes)
+
+
 def outbox_config(directory: Path, url: str, sink: Sink, *, smtp: bool) -> dict[str, Any]:
     sections: dict[str, Any] = {
         "logging": {"level": "warning", "format": "json", "file": str(directory / "outbox.log")},
         "delivery": {"concurrency": 64, "batch_size": 64, "poll_interval": "100ms",
-                     "helo_name": "bench.test"},
+                     "helo_name": "bench.test", "processes": DELIVERY_PROCESSES},
         "retry": {"first_delay": "1s", "max_delay": "10s", "max_attempts": 20, "max_age": "1h"},
         "auth": {"api_keys": [{"name": "app", "key": API_KEY, "scopes": ["send", "read"]}]},
     }
@@ -146,8 +150,15 @@ def outbox_config(directory: Path, url: str, sink: Sink, *, smtp: bool) -> dict[
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / TICKS  # utime stime cutime cstime
+    """CPU of the process, of its children that ended, and of those still running
+    (delivery processes, `--delivery-processes`)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0  # ended meanwhile
+    own = sum(int(v) for v in fields[11:15]) / TICKS  # utime stime cutime cstime
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def message(n: int) -> dict[str, Any]:
@@ -310,7 +321,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--paths", default="http,batch,smtp,drain")
+    parser.add_argument("--delivery-processes", type=int, default=0,
+                        help="[delivery] processes of outbox serve (0: deliver in serve)")
     args = parser.parse_args()
+    global DELIVERY_PROCESSES
+    DELIVERY_PROCESSES = args.delivery_processes
     if not Path("/usr/sbin/smtp-sink").exists():
         raise SystemExit("smtp-sink is missing: run `bash scripts/bench-deps.sh` (make bench)")
     if not ANCHORS.exists():

@@ -38,7 +38,8 @@
     │   ├── BodyUnavailable         the message's content could not be read to send
     │   └── LoginNotVerified        new credentials the relay did not accept: not stored
     ├── DirectoryError              the LDAP directory failed us (address-book sync)
-    └── MailboxError                the bounce mailbox (IMAP) failed us
+    ├── MailboxError                the bounce mailbox (IMAP) failed us
+    └── ProcessExited               a delivery process of `outbox serve` ended by itself
 
 Each class's docstring is its default one-line message; `hint` is the next step.
 Foreign exceptions are translated once per adapter, with `raise ... from exc`.
@@ -349,3 +350,10 @@ class MailboxError(OutboxError):
 
     code = "mailbox_error"
     hint = "check [bounces.imap] host, port, security and credentials"
+
+
+class ProcessExited(OutboxError):
+    """A delivery process of `outbox serve` ended by itself."""
+
+    code = "process_exited"
+    hint = "serve starts it again; its own log lines say why it ended"

@@ -18,7 +18,7 @@ def serve(config: ConfigOption = None) -> None:
 
     from outbox.runtime import run_serve_process
 
-    asyncio.run(run_serve_process(load(config)))
+    asyncio.run(run_serve_process(load(config), config))
 
 
 def worker(config: ConfigOption = None) -> None:

@@ -147,3 +147,39 @@ class UiSettings(Section):
                                 "per client address within login_window")
     login_window: Duration = Field(timedelta(minutes=5), description="the window of "
                                    "login_attempts")
+
+
+class LdapAttributes(Section):
+    name: str = Field("cn", description="the contact's name")
+    email: str = Field("mail", description="its addresses (every value)")
+    tags: str = Field("", description="values kept as tags, e.g. ou; empty: none")
+    id: str = Field("entryUUID", description="a stable id of the entry")
+    changed: str = Field("modifyTimestamp", description="when the entry last changed "
+                         "(GeneralizedTime), for incremental sync")
+
+
+class LdapSettings(Section):
+    url: str = Field("", description="ldap://host:389 or ldaps://host:636; empty: no sync")
+    bind_dn: str = Field("", description="who to bind as; empty: anonymous")
+    bind_password: Secret = Field(SecretStr(""), description="the bind DN's password")
+    base_dn: str = Field("", description="where the people are, e.g. ou=people,dc=corp,dc=example")
+    filter: str = Field("(&(objectClass=inetOrgPerson)(mail=*))", description="which entries "
+                        "are contacts")
+    attributes: LdapAttributes = Field(default_factory=LdapAttributes,
+                                       description="entry attribute -> contact field")
+    start_tls: bool = Field(False, description="upgrade ldap:// with StartTLS")
+    timeout: Duration = Field(timedelta(seconds=10), description="connect and each operation")
+    sync_interval: Duration = Field(timedelta(0), description="`outbox serve` syncs this often "
+                                    "(incremental, full once a day); 0: only `outbox contacts "
+                                    "sync-ldap`")
+
+    @model_validator(mode="after")
+    def _check_url(self) -> LdapSettings:
+        if self.url and not self.url.startswith(("ldap://", "ldaps://")):
+            raise ValueError(f"url '{self.url}' must start with ldap:// or ldaps://")
+        if self.url and not self.base_dn:
+            raise ValueError("base_dn is required with url")
+        if self.filter and not (self.filter.startswith("(") and self.filter.endswith(")")):
+            raise ValueError(f"filter '{self.filter}' must be in parentheses, like "
+                             "(objectClass=inetOrgPerson)")
+        return self

@@ -116,17 +116,20 @@ class DeliverySettings(Section):
     on_uncertain: Literal["retry", "hold"] = Field(
         "retry", description="when the relay may have received a message but did not confirm: "
         "retry (same Message-ID) or hold for an operator")
+    processes: int = Field(0, ge=0, le=64, description="`outbox worker` processes that serve "
+                           "starts, restarts and stops, to deliver on more cores; 0: in serve's")
     concurrency: int = Field(16, ge=1, description="messages delivered at once per worker process")
     batch_size: int = Field(64, ge=1, description="messages claimed per database round trip")
-    lease: Duration = Field(timedelta(minutes=5), description="how long a claim of a "
-                            "process that stopped answering (hung, paused) lasts before another "
-                            "worker takes the message over; a process that died is noticed at "
-                            "once (see sweep_interval)")
+    lease: Duration = Field(timedelta(minutes=5), description="how long a claim of a process "
+                            "that stopped answering (hung, paused) lasts before another worker "
+                            "takes the message over; a process that died is noticed at once "
+                            "(see sweep_interval)")
     sweep_interval: Duration = Field(timedelta(seconds=2), description="how often each "
                                      "worker looks for claims of processes that died (lock "
                                      "free) or whose lease expired, and puts them back")
     poll_interval: Duration = Field(timedelta(seconds=1), description="idle worker's "
-                                    "longest sleep between looks at the queue")
+                                    "longest sleep between looks at the queue (new mail wakes "
+                                    "it at once, from any process)")
     connect_timeout: Duration = Field(timedelta(seconds=30), description="TCP + greeting")
     command_timeout: Duration = Field(timedelta(seconds=60), description="each SMTP command, "
                                       "and the longest DATA may go without the relay taking more "
@@ -351,42 +354,6 @@ class AlertSettings(Section):
 class SecretsSettings(Section):
     key_file: str = Field("", description="Fernet key for credentials stored in the database; "
                           "empty: $OUTBOX_SECRET_KEY, else <sqlite database>.key (made 0600)")
-
-
-class LdapAttributes(Section):
-    name: str = Field("cn", description="the contact's name")
-    email: str = Field("mail", description="its addresses (every value)")
-    tags: str = Field("", description="values kept as tags, e.g. ou; empty: none")
-    id: str = Field("entryUUID", description="a stable id of the entry")
-    changed: str = Field("modifyTimestamp", description="when the entry last changed "
-                         "(GeneralizedTime), for incremental sync")
-
-
-class LdapSettings(Section):
-    url: str = Field("", description="ldap://host:389 or ldaps://host:636; empty: no sync")
-    bind_dn: str = Field("", description="who to bind as; empty: anonymous")
-    bind_password: Secret = Field(SecretStr(""), description="the bind DN's password")
-    base_dn: str = Field("", description="where the people are, e.g. ou=people,dc=corp,dc=example")
-    filter: str = Field("(&(objectClass=inetOrgPerson)(mail=*))", description="which entries "
-                        "are contacts")
-    attributes: LdapAttributes = Field(default_factory=LdapAttributes,
-                                       description="entry attribute -> contact field")
-    start_tls: bool = Field(False, description="upgrade ldap:// with StartTLS")
-    timeout: Duration = Field(timedelta(seconds=10), description="connect and each operation")
-    sync_interval: Duration = Field(timedelta(0), description="`outbox serve` syncs this often "
-                                    "(incremental, full once a day); 0: only `outbox contacts "
-                                    "sync-ldap`")
-
-    @model_validator(mode="after")
-    def _check_url(self) -> LdapSettings:
-        if self.url and not self.url.startswith(("ldap://", "ldaps://")):
-            raise ValueError(f"url '{self.url}' must start with ldap:// or ldaps://")
-        if self.url and not self.base_dn:
-            raise ValueError("base_dn is required with url")
-        if self.filter and not (self.filter.startswith("(") and self.filter.endswith(")")):
-            raise ValueError(f"filter '{self.filter}' must be in parentheses, like "
-                             "(objectClass=inetOrgPerson)")
-        return self
 
 
 class DoctorSettings(Section):

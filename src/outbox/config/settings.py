@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from outbox.config.integrations import (
     BounceSettings,
     DkimSettings,
+    LdapSettings,
     SuppressionSettings,
     UiSettings,
     WebhookSettings,
@@ -30,7 +31,6 @@ from outbox.config.sections import (
     DatabaseSettings,
     DeliverySettings,
     DoctorSettings,
-    LdapSettings,
     LoggingSettings,
     RelaySettings,
     RetrySettings,

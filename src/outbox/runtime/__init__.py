@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 
@@ -17,6 +18,12 @@ from outbox.errors import ConfigError, StorageError
 from outbox.intake import BounceListener, bind_bounce_socket
 from outbox.listening import listen
 from outbox.ops.doctor import missing_sqlite_file
+from outbox.runtime.children import (
+    PARENT_ENV,
+    DeliveryProcesses,
+    InProcessDelivery,
+    watch_parent,
+)
 from outbox.service import Outbox
 from outbox.store.urls import safe_url
 from outbox.submission import SubmissionListener, bind_socket, tls_context
@@ -47,16 +54,21 @@ async def run_worker_process(settings: Settings) -> None:
     _on_stop_signals(stop)
     log.info("worker started", owner=worker.owner, relays=list(worker.relays))
     webhooks_task = asyncio.create_task(dispatcher.run())
+    parent = os.environ.get(PARENT_ENV, "")  # a delivery process of `outbox serve`
+    watcher = asyncio.create_task(watch_parent(int(parent), stop)) if parent.isdigit() else None
     try:
         await worker.run()
     finally:
         dispatcher.stop()
-        await asyncio.gather(webhooks_task, return_exceptions=True)
+        if watcher is not None:
+            watcher.cancel()
+        await asyncio.gather(webhooks_task, *filter(None, [watcher]), return_exceptions=True)
         await outbox.close()
         log.info("worker stopped", owner=worker.owner)
 
 
-async def run_serve_process(settings: Settings) -> None:
+async def run_serve_process(settings: Settings, config: str | None = None) -> None:
+    """`config`: the --config given, for delivery processes (`[delivery] processes`)."""
     # Ports in use are refused before anything starts.
     listener = bind_listener(settings.server)
     sockets: list[socket.socket] = [listener]
@@ -70,25 +82,20 @@ async def run_serve_process(settings: Settings) -> None:
         for sock in sockets:
             sock.close()
         raise
-    worker = outbox.start_delivery()
+    delivery = await _start_delivery(outbox, config)
     dispatcher = outbox.start_webhooks()
-    worker_task = asyncio.create_task(worker.run())
-    # Recovery first: the HTTP app's imports and set-up take a second or more of this
-    # thread, and mail a killed process left in `sending` should not wait for them.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(worker.recovered.wait(), RECOVERY_WAIT)
     from outbox.runtime.http import Server, http_app
 
     server = Server(http_app(outbox), settings.server)
 
     def stop() -> None:
         server.should_exit = True
-        worker.stop()
+        delivery.stop()
         dispatcher.stop()
 
     _on_stop_signals(stop)
     log.info("outbox serving", bind=settings.server.bind, database=safe_url(settings.database.url),
-             relays=list(worker.relays), owner=worker.owner)
+             relays=[relay.name for relay in settings.relays], **delivery.described)
     submission: SubmissionListener | None = None
     bounces = BounceListener(outbox, bounce_socket) if bounce_socket is not None else None
     imap_task = asyncio.create_task(outbox.bounces.poll_periodically())  # [bounces.imap]
@@ -105,16 +112,30 @@ async def run_serve_process(settings: Settings) -> None:
             await submission.close(SUBMISSION_GRACE)
         if bounces is not None:
             await bounces.close()
-        worker.stop()
+        delivery.stop()
         dispatcher.stop()
         alerts_task.cancel()
         contacts_task.cancel()
         imap_task.cancel()
         await asyncio.gather(alerts_task, contacts_task, webhooks_task, imap_task,
                              return_exceptions=True)
-        await worker_task
+        await delivery.finished()
         await outbox.close()
         log.info("outbox stopped")
+
+
+async def _start_delivery(outbox: Outbox,
+                          config: str | None) -> InProcessDelivery | DeliveryProcesses:
+    if outbox.settings.delivery.processes:
+        processes = DeliveryProcesses(outbox.settings, config, outbox.loops)
+        processes.start()
+        return processes
+    delivery = InProcessDelivery(outbox.start_delivery())
+    # Recovery first: the HTTP app's imports and set-up take a second or more of this
+    # thread, and mail a killed process left in `sending` should not wait for them.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(delivery.worker.recovered.wait(), RECOVERY_WAIT)
+    return delivery
 
 
 RECOVERY_WAIT = 5.0  # seconds serve waits for start-up recovery (a database still starting)
