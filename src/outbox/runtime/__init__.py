@@ -16,9 +16,8 @@ from outbox.config import ServerSettings, Settings
 from outbox.errors import ConfigError, StorageError
 from outbox.intake import BounceListener, bind_bounce_socket
 from outbox.listening import listen
-from outbox.ops.doctor import missing_sqlite_file
 from outbox.service import Outbox
-from outbox.store.urls import safe_url
+from outbox.store.urls import missing_sqlite_file, safe_url
 from outbox.submission import SubmissionListener, bind_socket, tls_context
 
 log = structlog.get_logger("outbox.runtime")
