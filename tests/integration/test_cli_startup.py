@@ -49,14 +49,20 @@ def test_help_does_not_import_heavy_modules(args: tuple[str, ...]) -> None:
 # What a command that reads the database needs: the settings, the store (SQLAlchemy Core
 # on SQLite) and the view it prints. Not the HTTP framework, not PostgreSQL's driver, the
 # SMTP, DKIM, DNS and HTTP clients, nor the address validator (see bench/cli_startup.py).
-NOT_FOR_STATUS = ("asyncpg", "fastapi", "starlette", "uvicorn", "aiosmtplib", "aiosmtpd",
-                  "dkim", "dns", "nacl", "httpx", "httpcore", "email_validator", "ldap3",
-                  "vobject", "outbox.api", "outbox.runtime", "outbox.ops.doctor",
-                  "outbox.delivery.smtp", "outbox.delivery.gate",
-                  "outbox.service.webhook_dispatch")
+NOT_FOR_READING = ("asyncpg", "fastapi", "starlette", "uvicorn", "aiosmtplib", "aiosmtpd",
+                   "dkim", "dns", "nacl", "httpx", "httpcore", "email_validator", "ldap3",
+                   "vobject", "outbox.api", "outbox.runtime", "outbox.ops.doctor",
+                   "outbox.delivery.smtp", "outbox.delivery.gate",
+                   "outbox.service.webhook_dispatch")
 
 
-def test_status_imports_only_what_reading_the_database_needs(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("command", "expected"), [
+    ("status ID", ("ID", "queued")),
+    ("queue ls", ("ID", "queued")),
+    ("relay ls", ("default", "127.0.0.1:2525")),
+])
+def test_commands_that_read_the_database_import_only_what_they_need(
+        tmp_path: Path, command: str, expected: tuple[str, ...]) -> None:
     def outbox(*args: str) -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
         return subprocess.run([sys.executable, "-m", "outbox", *args], env=env, cwd=tmp_path,
@@ -69,11 +75,11 @@ def test_status_imports_only_what_reading_the_database_needs(tmp_path: Path) -> 
     message = outbox("send", "--from", "a@example.com", "--to", "b@example.net", "--subject",
                      "hi", "--text", "x", "--config", "outbox.toml").strip().splitlines()[-1]
 
-    shown, imported = run_importtime("status", message, "--config", "outbox.toml",
-                                     cwd=tmp_path)
+    args = command.replace("ID", message).split()
+    shown, imported = run_importtime(*args, "--config", "outbox.toml", cwd=tmp_path)
 
-    assert message in shown and "queued" in shown, shown
+    assert all(text.replace("ID", message) in shown for text in expected), shown
     assert {"outbox.store.sqlite", "sqlalchemy.dialects.sqlite"} <= imported  # it measures
-    unwanted = [top for top in NOT_FOR_STATUS
+    unwanted = [top for top in NOT_FOR_READING
                 if any(name == top or name.startswith(f"{top}.") for name in imported)]
     assert not unwanted, unwanted
