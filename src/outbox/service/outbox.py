@@ -55,14 +55,15 @@ from outbox.store.base import Message, Store
 from outbox.store.factory import open_store
 from outbox.store.urls import safe_url
 from outbox.supervision import Loops
-from outbox.worker import Worker, recovery_policy
+from outbox.worker.policy import recovery_policy
 
 if TYPE_CHECKING:
-    # Delivery's sessions and the webhook dispatcher (aiosmtplib, httpx) load only in the
-    # processes that start them, not in every command that opens the service.
+    # The worker, its SMTP sessions and the webhook dispatcher (aiosmtplib, httpx) load
+    # only in the processes that start them, not in every command that opens the service.
     from outbox.delivery.body import MessageBody
     from outbox.delivery.gate import RelayGates
     from outbox.service.webhook_dispatch import Dispatcher
+    from outbox.worker.loop import Worker
 
 
 class Outbox:
@@ -126,6 +127,7 @@ class Outbox:
     def start_delivery(self) -> Worker:
         """The worker that delivers from this process (run it with `Worker.run`)."""
         from outbox.delivery.gate import RelayGates
+        from outbox.worker.loop import Worker
 
         self._gates = RelayGates(self.settings, self.store, self.vault, clock=self.clock)
         return Worker(self.store, self.settings, self._gates, blobs=self.blobs,
