@@ -52,7 +52,7 @@ def test_help_does_not_import_heavy_modules(args: tuple[str, ...]) -> None:
 NOT_FOR_READING = ("asyncpg", "fastapi", "starlette", "uvicorn", "aiosmtplib", "aiosmtpd",
                    "dkim", "dns", "nacl", "httpx", "httpcore", "email_validator", "ldap3",
                    "vobject", "outbox.api", "outbox.runtime", "outbox.ops.doctor",
-                   "outbox.delivery.smtp", "outbox.delivery.gate",
+                   "outbox.delivery.smtp", "outbox.delivery.gate", "outbox.worker.loop",
                    "outbox.service.webhook_dispatch")
 
 
