@@ -18,7 +18,7 @@ from tests.smtpd import ScriptedServer, reply
 from outbox.config import RelaySettings, Settings
 from outbox.core.compose import Submission
 from outbox.service import Outbox
-from outbox.worker import Worker
+from outbox.worker.loop import Worker
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 

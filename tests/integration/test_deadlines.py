@@ -24,9 +24,10 @@ from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.classify import classify
 from outbox.core.model import OutcomeKind, Scope
 from outbox.core.report import Condition, DeliveryReport, Stage
-from outbox.delivery import SessionPool, open_session
 from outbox.delivery.body import MessageBody
+from outbox.delivery.pool import SessionPool
 from outbox.delivery.smtp import hostnames
+from outbox.delivery.smtp.session import open_session
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]

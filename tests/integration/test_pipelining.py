@@ -14,7 +14,8 @@ from tests.smtpd import ScriptedServer, drop, reply
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, Stage
-from outbox.delivery import SessionPool, open_session
+from outbox.delivery.pool import SessionPool
+from outbox.delivery.smtp.session import open_session
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]

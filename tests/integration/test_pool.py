@@ -16,7 +16,7 @@ from tests.smtpd import ScriptedServer, closed_port, delay, drop, reply
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, Stage
-from outbox.delivery import SessionPool
+from outbox.delivery.pool import SessionPool
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]

@@ -31,7 +31,7 @@ from outbox.service import Outbox
 from outbox.service.diagnostics import doctor
 from outbox.service.relays import CredentialsUpdate, Relays
 from outbox.store.base import NEEDS_ATTENTION, RELAY_OK, AttemptRecord, MessageDetail
-from outbox.worker import Worker
+from outbox.worker.loop import Worker
 
 GOOD = "correct-horse-battery-9"
 WRONG = "wrong-password-4711"

@@ -33,7 +33,7 @@ from outbox.core.compose import Submission
 from outbox.core.governor import State
 from outbox.core.model import MessageStatus
 from outbox.service import Outbox
-from outbox.worker import Worker
+from outbox.worker.loop import Worker
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 

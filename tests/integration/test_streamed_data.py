@@ -18,10 +18,10 @@ from outbox.core.classify import classify
 from outbox.core.content import AttachmentRef, MessageContent
 from outbox.core.model import OutcomeKind, Scope
 from outbox.core.report import Condition, Stage
-from outbox.delivery import open_session
 from outbox.delivery.body import DotStuffer
 from outbox.delivery.mime_writer import MimeWriter, PlannedBody
 from outbox.delivery.smtp.data import dot_stuff
+from outbox.delivery.smtp.session import open_session
 from outbox.errors import BlobCorrupt, BodyUnavailable
 
 ServerFactory = Callable[..., ScriptedServer]

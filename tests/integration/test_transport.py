@@ -15,10 +15,11 @@ from tests.smtpd import ScriptedServer, closed_port, delay, drop, drop_mid_data,
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, DeliveryReport, Stage
-from outbox.delivery import SessionError, SmtpSession, open_session, probe
 from outbox.delivery.smtp import session as smtp_session
-from outbox.delivery.smtp.errors import failure_for
+from outbox.delivery.smtp.errors import SessionError, failure_for
 from outbox.delivery.smtp.hostnames import is_loopback
+from outbox.delivery.smtp.probe import probe
+from outbox.delivery.smtp.session import SmtpSession, open_session
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]

@@ -74,7 +74,7 @@ def with_outbox(config: str | None, action: Callable[[Outbox], Awaitable[T]], *,
 
 def refuse_missing_database(settings: Settings) -> None:
     """A one-line error naming the SQLite file looked for, when it does not exist."""
-    from outbox.ops.doctor import missing_sqlite_file
+    from outbox.store.urls import missing_sqlite_file  # not ops.doctor: its SMTP and TLS
 
     missing = missing_sqlite_file(settings.database.url)
     if missing:

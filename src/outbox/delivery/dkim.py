@@ -21,22 +21,22 @@ import base64
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from email.utils import getaddresses
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import dkim
-import nacl.encoding
-import nacl.exceptions
-import nacl.signing
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from dkim.canonicalization import CanonicalizationPolicy
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key
-
-from outbox.config import DkimKey, DkimSettings
 from outbox.core.dkim_body import BodyHasher, HeaderBlockTooLarge, MessageHasher
 from outbox.core.report import Condition
-from outbox.delivery.body import MessageBody
 from outbox.errors import BodyUnavailable, ConfigError
+
+if TYPE_CHECKING:
+    import nacl.signing
+    from dkim.canonicalization import CanonicalizationPolicy
+
+    from outbox.config import DkimKey, DkimSettings
+    from outbox.delivery.body import MessageBody
+
+# dkimpy (with dnspython), PyNaCl and cryptography's key formats load where a key is
+# read or a signature made: every service starts a signer, most without keys.
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +71,19 @@ class SignedBody:
 class DkimSigner:
     def __init__(self, settings: DkimSettings) -> None:
         self.settings = settings
-        self.policy = CanonicalizationPolicy.from_c_value(settings.canonicalization.encode())
         self.body_algorithm = settings.canonicalization.split("/")[1]
         self.headers = tuple(name.lower().encode() for name in settings.headers)
         self.keys: dict[str, list[SigningKey]] = {}
         for index, entry in enumerate(settings.keys):
             loaded = load_key(entry, f"dkim.keys[{index}]")
             self.keys.setdefault(entry.domain.lower(), []).append(loaded)
+
+    @cached_property
+    def policy(self) -> CanonicalizationPolicy:
+        """dkimpy's canonicalization (c=)."""
+        from dkim.canonicalization import CanonicalizationPolicy
+
+        return CanonicalizationPolicy.from_c_value(self.settings.canonicalization.encode())
 
     def keys_for(self, from_header: str) -> list[SigningKey]:
         """The keys of the From header's domain (none: sent unsigned)."""
@@ -109,6 +115,8 @@ class DkimSigner:
 
     def signature(self, key: SigningKey, headers: bytes, body_hash: bytes, now: int) -> bytes:
         """One DKIM-Signature header field (CRLF-terminated) over `headers`."""
+        import dkim
+
         signer = dkim.DKIM(headers + b"\r\n", linesep=b"\r\n")
         signer.signature_algorithm = key.algorithm
         signer.hasher = dkim.HASH_ALGORITHMS[key.algorithm]
@@ -124,6 +132,9 @@ class DkimSigner:
 
 def load_key(entry: DkimKey, where: str) -> SigningKey:
     """The key of one `[[dkim.keys]]` entry, parsed; `ConfigError` naming it."""
+    import nacl.exceptions
+    from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
     text = entry.private_key.get_secret_value().strip().encode()
     algorithm = entry.algorithm.encode()
     try:
@@ -137,6 +148,11 @@ def load_key(entry: DkimKey, where: str) -> SigningKey:
 
 def _ed25519(text: bytes) -> nacl.signing.SigningKey:
     """PKCS#8 PEM (openssl genpkey -algorithm ed25519) or dknewkey's base64 seed."""
+    import nacl.encoding
+    import nacl.signing
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     if text.startswith(b"-----BEGIN"):
         private = serialization.load_pem_private_key(text, password=None)
         if not isinstance(private, ed25519.Ed25519PrivateKey):
@@ -150,6 +166,8 @@ def _ed25519(text: bytes) -> nacl.signing.SigningKey:
 
 def public_record(entry: DkimKey) -> str:
     """The DNS TXT record value that publishes this key (`v=DKIM1; k=...; p=...`)."""
+    from cryptography.hazmat.primitives import serialization
+
     text = entry.private_key.get_secret_value().strip().encode()
     if entry.algorithm == "ed25519-sha256":
         public = bytes(_ed25519(text).verify_key)
@@ -162,7 +180,8 @@ def public_record(entry: DkimKey) -> str:
 
 def generate_key(algorithm: str) -> str:
     """A new private key as PEM (PKCS#8): RSA 2048 bits, or Ed25519."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
     private: Any = (ed25519.Ed25519PrivateKey.generate() if algorithm == "ed25519-sha256"
                     else rsa.generate_private_key(public_exponent=65537, key_size=2048))

@@ -25,16 +25,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from outbox import __version__
 from outbox.clock import utcnow
 from outbox.config import OAuth2Settings
 from outbox.core.report import Condition
 from outbox.errors import DeliveryError
+
+if TYPE_CHECKING:
+    import httpx  # loads with the first refresh: most relays and commands need none
 
 MAX_SKEW = timedelta(seconds=60)
 EARLY_REFRESH = 60.0  # seconds before expiry, at most a tenth of the token's lifetime
@@ -189,6 +190,8 @@ class TokenSource:
     async def _post(self, form: dict[str, str]) -> httpx.Response:
         # httpx's timeouts bound each read, not the request: an endpoint that
         # sends a byte now and then would hold the AUTH (and this source's lock).
+        import httpx
+
         try:
             async with asyncio.timeout(TIMEOUT):
                 return await self._send(form)
@@ -203,6 +206,8 @@ class TokenSource:
     async def _send(self, form: dict[str, str]) -> httpx.Response:
         if self._http is not None:
             return await self._http.post(self._oauth.token_url, data=form)
+        import httpx
+
         async with httpx.AsyncClient(timeout=TIMEOUT, headers=_HEADERS) as client:
             return await client.post(self._oauth.token_url, data=form)
 

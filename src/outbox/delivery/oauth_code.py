@@ -14,8 +14,6 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import httpx
-
 from outbox.config import OAuth2Settings
 from outbox.delivery.oauth import (
     TIMEOUT,
@@ -63,6 +61,8 @@ async def exchange_code(oauth: OAuth2Settings, code: str, verifier: str,
     secret = oauth.client_secret.get_secret_value()
     if secret:
         form["client_secret"] = secret
+    import httpx  # only here: the web UI's OAuth2 connect
+
     try:
         async with asyncio.timeout(TIMEOUT), httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.post(oauth.token_url, data=form,

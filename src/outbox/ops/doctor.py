@@ -187,14 +187,6 @@ def measured(reading: ClockReading, now: datetime) -> TimeSource:
 MISSING = "does not exist yet"
 
 
-def missing_sqlite_file(url: str) -> str:
-    """The SQLite file's path when it does not exist (opening would create it)."""
-    parsed = database_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return ""
-    return "" if Path(parsed.database).exists() else parsed.database
-
-
 # --- disk ----------------------------------------------------------------------------------
 
 def observe_disks(settings: Settings) -> list[DiskObservation]:

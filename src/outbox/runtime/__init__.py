@@ -17,7 +17,6 @@ from outbox.config import ServerSettings, Settings
 from outbox.errors import ConfigError, StorageError
 from outbox.intake import BounceListener, bind_bounce_socket
 from outbox.listening import listen
-from outbox.ops.doctor import missing_sqlite_file
 from outbox.runtime.children import (
     PARENT_ENV,
     DeliveryProcesses,
@@ -25,7 +24,7 @@ from outbox.runtime.children import (
     watch_parent,
 )
 from outbox.service import Outbox
-from outbox.store.urls import safe_url
+from outbox.store.urls import missing_sqlite_file, safe_url
 from outbox.submission import SubmissionListener, bind_socket, tls_context
 
 log = structlog.get_logger("outbox.runtime")

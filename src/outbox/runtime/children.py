@@ -28,7 +28,7 @@ import structlog
 from outbox.config import Settings
 from outbox.errors import ProcessExited
 from outbox.supervision import LoopMonitor, Loops, supervise
-from outbox.worker import Worker
+from outbox.worker.loop import Worker
 
 log = structlog.get_logger("outbox.runtime")
 

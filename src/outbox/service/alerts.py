@@ -25,10 +25,9 @@ import json
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
 from outbox import __version__
@@ -39,6 +38,9 @@ from outbox.core import guidance as catalogue
 from outbox.service.health import Health
 from outbox.store.base import Alert, Store
 from outbox.supervision import every, supervise
+
+if TYPE_CHECKING:
+    import httpx
 
 log = structlog.get_logger("outbox.alerts")
 
@@ -82,6 +84,8 @@ class Webhook:
 
     def __init__(self, settings: AlertSettings, client: httpx.AsyncClient | None = None,
                  retry_delay: float = 1.0) -> None:
+        import httpx  # only where an alert webhook is configured
+
         self.url = settings.webhook_url
         self._secret = settings.webhook_secret.get_secret_value()
         self._client = client or httpx.AsyncClient(
@@ -102,6 +106,8 @@ class Webhook:
         return False
 
     async def _try(self, body: bytes) -> bool:
+        import httpx
+
         headers = {"Content-Type": "application/json",
                    SIGNATURE_HEADER: sign(self._secret, int(time.time()), body)}
         try:

@@ -29,7 +29,7 @@ from outbox.ops import backup as files
 from outbox.service.outbox import Outbox
 from outbox.store.sql.store import head_revision, is_known_revision
 from outbox.store.urls import safe_url
-from outbox.worker import recovery_policy
+from outbox.worker.policy import recovery_policy
 
 CONTENT_TABLE = "blob_chunks"  # blob content goes into the archive as blobs/<sha256>
 

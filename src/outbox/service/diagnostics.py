@@ -15,9 +15,10 @@ from outbox.config import Settings
 from outbox.errors import OutboxError
 from outbox.ops.bundle import Member, write_bundle
 from outbox.ops.checks import Report
-from outbox.ops.doctor import MISSING, missing_sqlite_file, run_doctor
+from outbox.ops.doctor import MISSING, run_doctor
 from outbox.store.base import Store
 from outbox.store.factory import open_store
+from outbox.store.urls import missing_sqlite_file
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from outbox.core.integrity import BrokenBlob, Facts, Fault, FaultKind, judge
 from outbox.core.model import Event, EventType, MessageStatus
 from outbox.errors import BlobCorrupt
 from outbox.service.outbox import Outbox
-from outbox.worker import recovery_policy
+from outbox.worker.policy import recovery_policy
 
 PAGE = 500
 HOLD_REASON = ("attachment content missing or corrupt (outbox check): put it back and retry, "

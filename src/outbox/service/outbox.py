@@ -28,14 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from outbox.blobs import BlobStore, open_blob_store
 from outbox.clock import DatabaseClock, utcnow
 from outbox.config import Settings
-from outbox.delivery.body import MessageBody
 from outbox.delivery.credentials import CredentialVault
 from outbox.delivery.dkim import DkimSigner
-from outbox.delivery.gate import RelayGates
 from outbox.errors import StorageError
 from outbox.observability import DeliveryMetrics
 from outbox.service.alerts import AlertEngine
@@ -51,13 +50,20 @@ from outbox.service.rules import internal_policy, limits, routing_table
 from outbox.service.suppressions import Suppressions
 from outbox.service.unsubscribe import Unsubscribes
 from outbox.service.users import UiUsers
-from outbox.service.webhook_dispatch import Dispatcher
 from outbox.service.webhooks import Webhooks
 from outbox.store.base import Message, Store
 from outbox.store.factory import open_store
 from outbox.store.urls import safe_url
 from outbox.supervision import Loops
-from outbox.worker import Worker, recovery_policy
+from outbox.worker.policy import recovery_policy
+
+if TYPE_CHECKING:
+    # The worker, its SMTP sessions and the webhook dispatcher (aiosmtplib, httpx) load
+    # only in the processes that start them, not in every command that opens the service.
+    from outbox.delivery.body import MessageBody
+    from outbox.delivery.gate import RelayGates
+    from outbox.service.webhook_dispatch import Dispatcher
+    from outbox.worker.loop import Worker
 
 
 class Outbox:
@@ -120,6 +126,9 @@ class Outbox:
 
     def start_delivery(self) -> Worker:
         """The worker that delivers from this process (run it with `Worker.run`)."""
+        from outbox.delivery.gate import RelayGates
+        from outbox.worker.loop import Worker
+
         self._gates = RelayGates(self.settings, self.store, self.vault, clock=self.clock)
         return Worker(self.store, self.settings, self._gates, blobs=self.blobs,
                       clock=self.clock, metrics=self.delivery_metrics, loops=self.loops,
@@ -135,6 +144,8 @@ class Outbox:
         """The dispatcher that posts event webhooks from this process (run it with
         `Dispatcher.run`); one per process."""
         if self._dispatcher is None:
+            from outbox.service.webhook_dispatch import Dispatcher
+
             self._dispatcher = Dispatcher(self.settings, self.store, self.webhooks, self.loops,
                                           clock=self.clock)
         return self._dispatcher

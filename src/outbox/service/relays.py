@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import SecretStr
@@ -34,7 +34,6 @@ from outbox.delivery.credentials import (
 )
 from outbox.delivery.oauth import TokenSource
 from outbox.delivery.oauth_code import Authorization, authorization, exchange_code
-from outbox.delivery.smtp.probe import ProbeResult, probe
 from outbox.errors import (
     CredentialsIncomplete,
     InputError,
@@ -43,6 +42,9 @@ from outbox.errors import (
     OutboxError,
 )
 from outbox.store.base import RelayAuth, Store
+
+if TYPE_CHECKING:
+    from outbox.delivery.smtp.probe import ProbeResult
 
 log = structlog.get_logger("outbox.relays")
 
@@ -191,6 +193,8 @@ class Relays:
         async def keep_rotated(token: str) -> None:
             rotated.append(token)
 
+        from outbox.delivery.smtp.probe import probe  # aiosmtplib: only to test a relay
+
         tokens = TokenSource(relay.oauth2, on_rotate=keep_rotated) if relay.oauth2 else None
         result = await probe(relay, self.settings.delivery,
                              authenticators=authenticators_for(relay, tokens))
@@ -272,6 +276,8 @@ class Relays:
 
         async def keep_rotated(token: str) -> None:
             await self.vault.save_rotated(relay, auth.version, token)
+
+        from outbox.delivery.smtp.probe import probe  # aiosmtplib: only to test a relay
 
         tokens = TokenSource(relay.oauth2, on_rotate=keep_rotated) if relay.oauth2 else None
         result = await probe(relay, self.settings.delivery,

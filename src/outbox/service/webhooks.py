@@ -29,7 +29,6 @@ from outbox.core.targets import (
     check_url,
     parse_networks,
 )
-from outbox.delivery.webhook_http import resolve_checked
 from outbox.errors import InputError
 from outbox.secrets import SecretBox, open_box
 from outbox.store.base import Store
@@ -94,6 +93,8 @@ class Webhooks:
         """InputError (field `url`) unless Outbox may post to this URL: a host that
         resolves to a refused address is refused; one that does not resolve (yet) is
         let through with a warning, as every delivery checks its addresses again."""
+        from outbox.delivery.webhook_http import resolve_checked  # httpx: only here
+
         try:
             host, port = check_url(url)
             await resolve_checked(host, port, self.allowed,

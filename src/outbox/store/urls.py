@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -44,6 +46,14 @@ def _postgres_url(parsed: URL) -> URL:
     if "sslmode" in query:  # libpq's spelling; asyncpg calls it ssl
         query.setdefault("ssl", query.pop("sslmode"))
     return parsed.set(drivername="postgresql+asyncpg", query=query)
+
+
+def missing_sqlite_file(url: str) -> str:
+    """The SQLite file's path when it does not exist (opening would create it)."""
+    parsed = database_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return ""
+    return "" if Path(parsed.database).exists() else parsed.database
 
 
 def safe_url(url: str) -> str:

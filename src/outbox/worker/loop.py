@@ -28,8 +28,6 @@ from structlog.contextvars import bound_contextvars
 from outbox.blobs import BlobStore
 from outbox.clock import utcnow
 from outbox.config import DeliverySettings, Settings
-from outbox.core.recovery import Recovery
-from outbox.core.retry import RetryPolicy
 from outbox.delivery.mime_writer import MimeWriter
 from outbox.observability import DeliveryMetrics
 from outbox.store.base import Store
@@ -43,6 +41,7 @@ from outbox.worker.attempt import (
     ReturnPath,
     Sign,
 )
+from outbox.worker.policy import recovery_policy, retry_policy
 from outbox.worker.recorder import Recorder
 from outbox.worker.retention import Purger, retention_policy
 from outbox.worker.sweeper import Sweeper
@@ -50,15 +49,6 @@ from outbox.worker.sweeper import Sweeper
 log = structlog.get_logger("outbox.worker")
 
 LIVENESS_EVERY = 1.0  # seconds between checks that this process's liveness lock is held
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    r = settings.retry
-    return RetryPolicy(r.first_delay, r.max_delay, r.max_attempts, r.max_age)
-
-
-def recovery_policy(settings: Settings) -> Recovery:
-    return Recovery(retry_policy(settings), settings.delivery.on_uncertain)
 
 
 def new_owner_id() -> str:

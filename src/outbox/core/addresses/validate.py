@@ -13,15 +13,9 @@ A `Problem` carries a reason and a hint but no field: whoever knows the field tu
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Final
-
-from email_validator import EmailNotValidError, validate_email
-
-try:  # the local-part check validate_email runs (not exported; the unit tests pin it)
-    from email_validator.syntax import validate_email_local_part as _check_local
-except ImportError:  # pragma: no cover - another email-validator: the whole check only
-    _check_local = None  # type: ignore[assignment]
+from collections.abc import Callable
+from functools import cache, lru_cache
+from typing import Any, Final
 
 __all__ = [
     "LINE_BREAKS",
@@ -76,19 +70,35 @@ def check_display_name(name: str) -> None:
         raise Problem("has a control character in its display name")
 
 
+@cache
+def _email_validator() -> tuple[Callable[..., Any], type[Exception], Callable[..., Any] | None]:
+    """email-validator's validate_email, its error, and the local-part check validate_email
+    runs (not exported; the unit tests pin it; None with another email-validator: the
+    whole check only). It loads with the first address checked (its regular expressions
+    cost some 25 ms), not with every command that imports this module."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        from email_validator.syntax import validate_email_local_part
+    except ImportError:  # pragma: no cover - another email-validator
+        return validate_email, EmailNotValidError, None
+    return validate_email, EmailNotValidError, validate_email_local_part
+
+
 @lru_cache(maxsize=4096)
 def checked_ascii_domain(local: str, domain: str) -> str:
     """Validate ``local@domain`` (syntax only) and return the domain's ASCII form."""
     if has_forbidden(local) or has_forbidden(domain):
         raise injection(local + domain)
+    _, EmailNotValidError, check_local = _email_validator()
     # validate_email costs ~20 µs an address, mostly its parsing and the domain's IDNA
     # check, and a message's thousand recipients share a few domains: a plain ASCII
     # local part is checked on its own, the domain once. Anything but a clear pass goes
     # through the whole check, so every refusal reads as it always has.
-    if _ATEXT.fullmatch(local) and _check_local is not None:
+    if _ATEXT.fullmatch(local) and check_local is not None:
         try:
-            _check_local(local, allow_smtputf8=True, allow_empty_local=False,
-                         quoted_local_part=False)
+            check_local(local, allow_smtputf8=True, allow_empty_local=False,
+                        quoted_local_part=False)
             ascii_domain = _checked_domain(domain)
         except (EmailNotValidError, Problem):
             return _checked_whole(local, domain)
@@ -107,6 +117,7 @@ def _checked_domain(domain: str) -> str:
 
 
 def _checked_whole(local: str, domain: str) -> str:
+    validate_email, EmailNotValidError, _ = _email_validator()
     stand_in, special = _stand_in_for_special_use(domain)
     try:
         checked = validate_email(

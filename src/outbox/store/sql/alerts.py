@@ -5,13 +5,12 @@ outcomes per relay."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from outbox.errors import Conflict
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.upsert import upsert
 from outbox.store.tables import alerts, attempts
 from outbox.store.tables_relays import clock_readings
 from outbox.store.values import Alert, ClockReading
@@ -81,9 +80,8 @@ def latest_outcomes(conn: Connection, since: datetime) -> dict[str, str]:
 
 
 def record_clock_reading(conn: Connection, reading: ClockReading) -> None:
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
     values = {"skew_seconds": reading.skew_seconds, "measured_at": reading.measured_at}
-    conn.execute(dialect.insert(clock_readings)
+    conn.execute(upsert(conn, clock_readings)
                  .values(who=reading.who, against=reading.against, **values)
                  .on_conflict_do_update(index_elements=["who", "against"], set_=values))
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, delete, exists, func, insert, select, update
 
 from outbox.core.model import MessageStatus
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.upsert import upsert
 from outbox.store.tables import blob_chunks, blob_refs, blobs, messages, uploads
 from outbox.store.values import DeleteContent, NewMessage, Upload
 
@@ -27,22 +28,11 @@ STAGING_PREFIX = "staging/"
 STALE_STAGING = timedelta(hours=6)  # no upload streams that long
 
 
-def _upsert(conn: Connection, table: Any) -> Any:
-    # The dialect modules load on first use: PostgreSQL's costs ~80 ms of every start.
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table)
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert(table)
-
-
 # -- registration and uses --------------------------------------------------------------
 
 def register_blob(conn: Connection, sha256: str, size: int, keep_until: datetime,
                   now: datetime) -> None:
-    statement = _upsert(conn, blobs).values(sha256=sha256, size=size, created_at=now,
+    statement = upsert(conn, blobs).values(sha256=sha256, size=size, created_at=now,
                                             keep_until=keep_until)
     later = func.max if conn.dialect.name == "sqlite" else func.greatest
     conn.execute(statement.on_conflict_do_update(

@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from outbox.core.governor import GovernorState
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.upsert import upsert
 from outbox.store.tables_relays import relay_governor
 
 h = relay_governor
@@ -37,8 +37,7 @@ def load_all(conn: Connection) -> tuple[GovernorState, ...]:
 
 
 def change(conn: Connection, relay: str, step: Step, now: datetime) -> GovernorState:
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(h).values(relay=relay, updated_at=now)
+    conn.execute(upsert(conn, h).values(relay=relay, updated_at=now)
                  .on_conflict_do_nothing(index_elements=["relay"]))
     row = conn.execute(select(h).where(h.c.relay == relay).with_for_update()).one()
     before = _to_health(row)

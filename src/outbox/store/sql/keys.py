@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from outbox.errors import Conflict
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.upsert import upsert
 from outbox.store.tables import api_keys, signing_keys
 from outbox.store.values import StoredApiKey
 
@@ -48,8 +48,7 @@ def revoke_api_key(conn: Connection, name: str, now: datetime) -> bool:
 
 
 def signing_key(conn: Connection, name: str, candidate: bytes, now: datetime) -> bytes:
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(signing_keys)
+    conn.execute(upsert(conn, signing_keys)
                  .values(name=name, secret=candidate, created_at=now)
                  .on_conflict_do_nothing(index_elements=[signing_keys.c.name]))
     secret = conn.execute(select(signing_keys.c.secret)

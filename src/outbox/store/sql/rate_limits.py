@@ -6,14 +6,13 @@ database. A take that grants nothing writes nothing (refill is a function of tim
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from outbox.core import ratelimit
 from outbox.core.ratelimit import Bucket, Grant, Limit
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.upsert import upsert
 from outbox.store.tables_webhooks import rate_limit_buckets
 
 b = rate_limit_buckets
@@ -26,8 +25,8 @@ def _bucket(conn: Connection, key: str, limit: Limit, now: datetime) -> Bucket:
         return Bucket(row.tokens, row.counted_at) if row else Bucket(None, None)
     # A full bucket first, so that two nodes taking a new key's first tokens queue on
     # its row instead of both starting from a full bucket.
-    conn.execute(postgresql.insert(b).values(key=key, tokens=float(limit.capacity),
-                                             counted_at=now)
+    conn.execute(upsert(conn, b).values(key=key, tokens=float(limit.capacity),
+                                        counted_at=now)
                  .on_conflict_do_nothing(index_elements=["key"]))
     row = conn.execute(query.with_for_update()).one()
     return Bucket(row.tokens, row.counted_at)
@@ -38,8 +37,7 @@ def take_tokens(conn: Connection, key: str, limit: Limit, need: int, want: int,
     grant, after = ratelimit.take(_bucket(conn, key, limit, now), limit, need, want,
                                   give_back, now)
     if grant.granted or give_back:
-        dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(b).values(key=key, tokens=after.tokens, counted_at=after.at)
+        stmt = upsert(conn, b).values(key=key, tokens=after.tokens, counted_at=after.at)
         conn.execute(stmt.on_conflict_do_update(
             index_elements=["key"], set_={"tokens": stmt.excluded.tokens,
                                           "counted_at": stmt.excluded.counted_at}))

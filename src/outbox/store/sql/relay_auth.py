@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from outbox.core.model import Event
 from outbox.store.sql import queries
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.upsert import upsert
 from outbox.store.tables import relay_auth
 from outbox.store.values import NEEDS_ATTENTION, RELAY_OK, RelayAuth
 
@@ -20,8 +20,7 @@ r = relay_auth
 
 def _ensure_row(conn: Connection, relay: str, now: datetime) -> None:
     """Insert the relay's default row unless it exists (concurrent nodes too)."""
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(r).values(relay=relay, updated_at=now)
+    conn.execute(upsert(conn, r).values(relay=relay, updated_at=now)
                  .on_conflict_do_nothing(index_elements=["relay"]))
 
 

@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from outbox.core.suppression import Suppression, SuppressionReason, suppression_key
 from outbox.store.base_suppressions import BounceRecord
 from outbox.store.sql import queries
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.upsert import upsert
 from outbox.store.tables import recipients
 from outbox.store.tables_suppressions import suppressions
 
@@ -24,11 +24,10 @@ _FIND_CHUNK = 500  # addresses per IN (...) list
 def add_suppression(conn: Connection, entry: Suppression) -> bool:
     address = suppression_key(entry.address)
     found = conn.execute(select(s.c.expires_at).where(s.c.address == address)).first()
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
     values = {"address": address, "reason": entry.reason.value, "detail": entry.detail,
               "source_message": entry.source_message, "created_at": entry.created_at,
               "expires_at": entry.expires_at}
-    stmt = dialect.insert(s).values(**values)
+    stmt = upsert(conn, s).values(**values)
     conn.execute(stmt.on_conflict_do_update(
         index_elements=["address"],
         set_={name: getattr(stmt.excluded, name) for name in values if name != "address"}))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -24,18 +25,17 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Text,
+    TextClause,
     bindparam,
     insert,
     text,
 )
-from sqlalchemy.dialects import postgresql
 
 from outbox.core.webhooks import WEBHOOK_EVENTS
 from outbox.store.tables import events
 from outbox.store.tables_webhooks import webhook_deliveries
 from outbox.store.webhook_values import PENDING
 
-_PG = postgresql.dialect()
 SUBSCRIBABLE = frozenset(WEBHOOK_EVENTS)
 
 
@@ -57,10 +57,19 @@ _COLUMNS = (("message_id", Text()), ("at", DateTime(timezone=True)), ("type", Te
             ("attempt", Integer()), ("recipient", Text()), ("reply_code", Integer()),
             ("enhanced_code", Text()), ("reply", Text()), ("guidance", Text()),
             ("detail", Text()))
-_PG_EVENTS_WITH_DELIVERIES = text(f"""
+
+
+@cache
+def _events_with_deliveries() -> TextClause:
+    """The statement, built on first use: PostgreSQL's dialect, which compiles its
+    types, loads only on PostgreSQL."""
+    from sqlalchemy.dialects import postgresql
+
+    pg = postgresql.dialect()
+    return text(f"""
 WITH added AS (
     INSERT INTO events ({", ".join(name for name, _ in _COLUMNS)})
-    SELECT * FROM unnest({", ".join(f"CAST(:{name} AS {kind.compile(dialect=_PG)}[])"
+    SELECT * FROM unnest({", ".join(f"CAST(:{name} AS {kind.compile(dialect=pg)}[])"
                                     for name, kind in _COLUMNS)})
     RETURNING id, type, at)
 INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, created_at, status, next_at)
@@ -73,7 +82,7 @@ FROM added JOIN webhook_endpoints e
 def _with_deliveries(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
     """INSERT the events, RETURNING them into an INSERT of one delivery per subscribed
     endpoint: one statement, ten array parameters whatever the number of events."""
-    conn.execute(_PG_EVENTS_WITH_DELIVERIES,
+    conn.execute(_events_with_deliveries(),
                  {name: [_utc(v[name]) if name == "at" else v[name] for v in values]
                   for name, _ in _COLUMNS})
 
