@@ -13,9 +13,9 @@ import pytest
 from tests.smtpd import ScriptedServer, drop, reply
 
 from outbox.config import DeliverySettings, RelaySettings
-from outbox.core.report import Condition, Stage
+from outbox.core.report import Condition, DeliveryReport, Stage
 from outbox.delivery.pool import SessionPool
-from outbox.delivery.smtp.session import open_session
+from outbox.delivery.smtp.session import SmtpSession, open_session
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]
@@ -170,6 +170,16 @@ async def raw_relay(answer: Callable[[bytes], bytes], *, split: str,
         await server.wait_closed()
 
 
+async def send_once(port: int, delivery: DeliverySettings) -> tuple[DeliveryReport, SmtpSession]:
+    """One message to b@x.test over a new session to the raw relay, then QUIT."""
+    relay = RelaySettings(name="raw", host="127.0.0.1", port=port, security="none")
+    session = await open_session(relay, delivery)
+    try:
+        return await session.send(SENDER, ["b@x.test"], MESSAGE), session
+    finally:
+        await session.close()
+
+
 def fussy(line: bytes) -> bytes:
     """Multi-line replies, and one recipient refused."""
     if line.startswith(b"MAIL"):
@@ -213,12 +223,7 @@ async def test_data_accepted_with_no_recipient_sends_nothing(
         return b"250 ok\r\n" if line.startswith(b"MAIL") else b"354 go ahead\r\n"
 
     async with raw_relay(refuses_all, split="together") as (port, received):
-        relay = RelaySettings(name="raw", host="127.0.0.1", port=port, security="none")
-        session = await open_session(relay, delivery_settings)
-        try:
-            report = await session.send(SENDER, ["b@x.test"], MESSAGE)
-        finally:
-            await session.close()
+        report, session = await send_once(port, delivery_settings)
         await asyncio.sleep(0.1)
 
     assert report.data_sent is False and report.data_reply is None and report.failure is None
@@ -234,12 +239,7 @@ async def test_a_reply_nobody_asked_for_retires_the_session(
         return b"250 ok\r\n250 ok\r\n" if line.startswith(b"MAIL") else b"250 ok\r\n"
 
     async with raw_relay(chatty, split="together") as (port, _):
-        relay = RelaySettings(name="raw", host="127.0.0.1", port=port, security="none")
-        session = await open_session(relay, delivery_settings)
-        try:
-            report = await session.send(SENDER, ["b@x.test"], MESSAGE)
-        finally:
-            await session.close()
+        report, session = await send_once(port, delivery_settings)
 
     # Replies are taken in order, so one too many shows as the next command's: DATA's
     # reply is a 250, which is never taken for "sent" (the body did not go), and the
