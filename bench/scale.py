@@ -1,6 +1,7 @@
-"""Flat at scale (issue 15): with 10,000 to 1,000,000 messages queued, the claim,
-`POST /v1/messages` and list-page latencies and the drain rate of 1,000 fresh messages,
-and the database bytes per message, on SQLite and PostgreSQL.
+"""Flat at scale: 10,000 to 1,000,000 messages queued, on SQLite and PostgreSQL (issue 15).
+
+The claim, `POST /v1/messages` and list-page latencies, the drain rate of 1,000 fresh
+messages and the database bytes per message, at each queue size.
 
     .venv/bin/python bench/scale.py [--sizes 10000,100000,1000000] [--backends sqlite,postgres]
                                     [--drain 1000] [--samples 200]
