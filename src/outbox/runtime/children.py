@@ -50,10 +50,6 @@ class DeliveryProcesses:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def pids(self) -> list[int]:
-        return [process.pid for process in self._running.values()]
-
     def start(self) -> None:
         self._tasks = [asyncio.create_task(supervise(
             monitor, functools.partial(self._run_child, n, monitor), stop=self._stopping))
