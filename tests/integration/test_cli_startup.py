@@ -56,27 +56,36 @@ NOT_FOR_READING = ("asyncpg", "fastapi", "starlette", "uvicorn", "aiosmtplib", "
                    "outbox.service.webhook_dispatch")
 
 
+@pytest.fixture(scope="module")
+def reading_database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A migrated SQLite database with one queued message (made once per module: each
+    `outbox` process costs seconds here), and that message's id."""
+    directory = tmp_path_factory.mktemp("reading")
+
+    def outbox(*args: str) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
+        return subprocess.run([sys.executable, "-m", "outbox", *args], env=env, cwd=directory,
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+
+    (directory / "outbox.toml").write_text(
+        '[database]\nurl = "sqlite:///./outbox.db"\n[logging]\nfile = "outbox.log"\n'
+        '[[relays]]\nname = "default"\nhost = "127.0.0.1"\nport = 2525\nsecurity = "none"\n')
+    outbox("migrate", "--config", "outbox.toml")
+    message = outbox("send", "--from", "a@example.com", "--to", "b@example.net", "--subject",
+                     "hi", "--text", "x", "--config", "outbox.toml").strip().splitlines()[-1]
+    return directory, message
+
+
 @pytest.mark.parametrize(("command", "expected"), [
     ("status ID", ("ID", "queued")),
     ("queue ls", ("ID", "queued")),
     ("relay ls", ("default", "127.0.0.1:2525")),
 ])
 def test_commands_that_read_the_database_import_only_what_they_need(
-        tmp_path: Path, command: str, expected: tuple[str, ...]) -> None:
-    def outbox(*args: str) -> str:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_")}
-        return subprocess.run([sys.executable, "-m", "outbox", *args], env=env, cwd=tmp_path,
-                              check=True, capture_output=True, text=True, timeout=60).stdout
-
-    (tmp_path / "outbox.toml").write_text(
-        '[database]\nurl = "sqlite:///./outbox.db"\n[logging]\nfile = "outbox.log"\n'
-        '[[relays]]\nname = "default"\nhost = "127.0.0.1"\nport = 2525\nsecurity = "none"\n')
-    outbox("migrate", "--config", "outbox.toml")
-    message = outbox("send", "--from", "a@example.com", "--to", "b@example.net", "--subject",
-                     "hi", "--text", "x", "--config", "outbox.toml").strip().splitlines()[-1]
-
+        reading_database: tuple[Path, str], command: str, expected: tuple[str, ...]) -> None:
+    directory, message = reading_database
     args = command.replace("ID", message).split()
-    shown, imported = run_importtime(*args, "--config", "outbox.toml", cwd=tmp_path)
+    shown, imported = run_importtime(*args, "--config", "outbox.toml", cwd=directory)
 
     assert all(text.replace("ID", message) in shown for text in expected), shown
     assert {"outbox.store.sqlite", "sqlalchemy.dialects.sqlite"} <= imported  # it measures
