@@ -57,10 +57,11 @@ class PeerWakeup(Wakeup):
                 self._poke(name)
 
     def _poke(self, name: str) -> None:
-        if self._sender is None:
-            self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._sender.setblocking(False)
+        # Never raises: announce() runs after a commit, whose caller must not see an error.
         try:
+            if self._sender is None:
+                self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sender.setblocking(False)
             self._sender.sendto(b"", self._address(name))
         except BlockingIOError:
             pass  # its queue is full: it has been woken already
