@@ -64,8 +64,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,10 +78,9 @@ import httpx  # noqa: E402
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 from tests.dbsql import sql  # noqa: E402
-from tests.pg import fresh_database  # noqa: E402
-from tests.processes import OutboxProcess, base_config, write_config  # noqa: E402
+from tests.processes import OutboxProcess, base_config, wait_until, write_config  # noqa: E402
 
-from bench.compare import Sink, message, percentile  # noqa: E402
+from bench.compare import Sink, database, message, percentile  # noqa: E402
 from bench.throughput import sink_count, start_sink  # noqa: E402
 from outbox.config import LoggingSettings, Settings  # noqa: E402
 from outbox.core.compose import Submission  # noqa: E402
@@ -351,14 +350,6 @@ def timed(client: httpx.Client, samples: int, request: Callable[[int], httpx.Res
     return times
 
 
-def wait_for(count: Callable[[], int], target: int, what: str, timeout: float = 900) -> None:
-    deadline = time.monotonic() + timeout
-    while count() < target:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 # --- the sink -----------------------------------------------------------------------------
 
 class AiosmtpdSink:
@@ -380,15 +371,6 @@ def any_sink(directory: Path) -> Sink | AiosmtpdSink:
 
 
 # --- a backend, checkpoint by checkpoint --------------------------------------------------
-
-@contextmanager
-def database(backend: str, directory: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{directory}/outbox.db"
-    else:
-        with fresh_database("outbox_scale") as url:
-            yield url
-
 
 def run_backend(backend: str, sizes: list[int], drain: int, samples: int,
                 root: Path) -> list[Checkpoint]:
@@ -450,12 +432,15 @@ async def _grow(backend: str, url: str, db: Database, config: dict[str, Any], pa
             point.ready = time.monotonic() - serve.started_at
             await asyncio.sleep(SETTLE)
             await db.make_due(fresh)
-            wait_for(sink.count, target, "the fresh messages at the sink")
+            wait_until(lambda want=target: sink.count() >= want, timeout=900, interval=0.05,
+                       message="the fresh messages at the sink")
             while await db.sent(fresh) < drain:
                 await asyncio.sleep(0.1)
             point.drain = drain / await db.drain_span(fresh)
             _over_http(point, serve, samples, deep)
-            wait_for(sink.count, target + samples + 1, "the POSTed messages at the sink")
+            wait_until(lambda want=target + samples + 1: sink.count() >= want, timeout=900,
+                       interval=0.05,
+                       message="the POSTed messages at the sink")
             point.load = os.getloadavg()[0]
         finally:
             serve.stop(timeout=60)
