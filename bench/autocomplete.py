@@ -89,7 +89,7 @@ async def fill(store: Store, contacts: list[NewContact], rng: random.Random) -> 
 
 def percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
-    cut = statistics.quantiles(ordered, n=100)
+    cut = statistics.quantiles(ordered, n=100, method="inclusive")
     return (f"p50 {cut[49]:6.2f} ms  p95 {cut[94]:6.2f} ms  p99 {cut[98]:6.2f} ms  "
             f"max {ordered[-1]:6.2f} ms  ({len(samples)} queries)")
 
