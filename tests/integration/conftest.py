@@ -8,6 +8,8 @@
 - `make_relay` (factory): `make_relay(server, **overrides)` → `RelaySettings`
   pointing at the server, trusting the test CA.
 - `delivery_settings`: short timeouts and a fixed EHLO name (no DNS).
+- (autouse) the CLI's logging, when a test runs `outbox` in this process, without
+  structlog's logger cache.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
+from outbox.cli import common
 from outbox.config import DeliverySettings, RelaySettings
 
 if str(Path(__file__).resolve().parents[2]) not in sys.path:  # `tests` as a package
@@ -28,6 +32,22 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:  # `tests` as a pac
 from tests.smtpd import CertKind, ScriptedServer, TlsCerts, TlsMode
 
 ServerFactory = Callable[..., ScriptedServer]
+
+
+@pytest.fixture(autouse=True)
+def uncached_cli_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`outbox` run in this process (`main()`) configures structlog to cache each module's
+    logger on first use. A logger cached then outlives the test, and its lines escape
+    `structlog.testing.capture_logs` in a later test on the same worker (the relay
+    governor's back-off lines after `test_cli_relay_health`). The CLI keeps its logging,
+    without the cache."""
+    configure = common.configure_logging
+
+    def without_cache(settings: Any) -> None:
+        configure(settings)
+        structlog.configure(cache_logger_on_first_use=False)
+
+    monkeypatch.setattr(common, "configure_logging", without_cache)
 RelayFactory = Callable[..., RelaySettings]
 
 
