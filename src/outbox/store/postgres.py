@@ -10,6 +10,7 @@ if it is lost.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -94,11 +95,17 @@ def lock_schema(conn: Connection) -> None:
 
 
 class NotifyWakeup(Wakeup):
-    """Wake-ups across processes: NOTIFY after each announcement, LISTEN while waiting."""
+    """Wake-ups across processes: NOTIFY after each announcement, LISTEN while waiting.
+
+    A NOTIFY carries this process's token, and comes back to this process too: that echo
+    is ignored, since `announce` has woken this process's waiters already. Heard, it
+    would wake a worker that has just claimed the new mail into a claim that finds
+    nothing, once per message."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__()
         self._engine = engine
+        self._token = secrets.token_hex(8)
         self._listener: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under `_listener`
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -121,7 +128,7 @@ class NotifyWakeup(Wakeup):
             self._notify_again = False
             try:
                 async with self._autocommit.connect() as conn:
-                    await conn.execute(select(func.pg_notify(CHANNEL, "")))
+                    await conn.execute(select(func.pg_notify(CHANNEL, self._token)))
             except LISTEN_ERRORS as exc:
                 log.warning("cannot notify other workers; they will poll", error=str(exc))
                 return
@@ -140,8 +147,9 @@ class NotifyWakeup(Wakeup):
             log.warning("cannot listen for new mail; polling instead", error=str(exc))
             await self._drop_listener()
 
-    def _on_notify(self, *_: object) -> None:
-        self._event.set()
+    def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload != self._token:
+            self._event.set()
 
     async def _drop_listener(self) -> None:
         listener, self._listener, self._driver = self._listener, None, None

@@ -194,11 +194,16 @@ class Worker:
             await self._slot_free.wait()
             return
         now = self._clock()
+        asked = min(free, self._delivery.batch_size)
         claims = await self.store.messages.claim_due(
-            self.owner, now, now + self._delivery.lease, min(free, self._delivery.batch_size))
+            self.owner, now, now + self._delivery.lease, asked)
         for claim in claims:
             self._start(claim)
-        if not claims:
+        # Fewer than asked: nothing else was due (or another worker holds it). Claiming
+        # again at once would cost a write transaction that finds nothing, once per
+        # message when mail trickles in; new mail wakes the wait, due retries end it by
+        # poll_interval, as when idle.
+        if len(claims) < asked:
             await self._idle()
 
     async def _idle(self) -> None:
