@@ -3,6 +3,7 @@ wait for /healthz, logs to a file the test can read."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,16 @@ def stop_all(processes: list[OutboxProcess]) -> None:
             process.stop(timeout=10)
         except Exception:
             process.kill()
+
+
+async def wait_until_async(check: Callable[[], Awaitable[Any]], what: str,
+                           timeout: float = 20.0) -> None:
+    """`wait_until` for a coroutine check, inside a test's event loop."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1,

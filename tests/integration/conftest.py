@@ -24,7 +24,7 @@ import pytest
 import structlog
 
 from outbox.cli import common
-from outbox.config import DeliverySettings, RelaySettings
+from outbox.config import DeliverySettings, RelaySettings, Settings
 
 if str(Path(__file__).resolve().parents[2]) not in sys.path:  # `tests` as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -32,22 +32,6 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:  # `tests` as a pac
 from tests.smtpd import CertKind, ScriptedServer, TlsCerts, TlsMode
 
 ServerFactory = Callable[..., ScriptedServer]
-
-
-@pytest.fixture(autouse=True)
-def uncached_cli_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`outbox` run in this process (`main()`) configures structlog to cache each module's
-    logger on first use. A logger cached then outlives the test, and its lines escape
-    `structlog.testing.capture_logs` in a later test on the same worker (the relay
-    governor's back-off lines after `test_cli_relay_health`). The CLI keeps its logging,
-    without the cache."""
-    configure = common.configure_logging
-
-    def without_cache(settings: Any) -> None:
-        configure(settings)
-        structlog.configure(cache_logger_on_first_use=False)
-
-    monkeypatch.setattr(common, "configure_logging", without_cache)
 RelayFactory = Callable[..., RelaySettings]
 
 
@@ -93,3 +77,19 @@ def delivery_settings() -> DeliverySettings:
         connect_timeout=timedelta(seconds=3), command_timeout=timedelta(seconds=3),
         data_timeout=timedelta(seconds=5), idle_timeout=timedelta(seconds=30),
         messages_per_connection=100, helo_name="client.test")
+
+
+@pytest.fixture(autouse=True)
+def uncached_cli_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`outbox` run in this process (`main()`) configures structlog to cache each module's
+    logger on first use. A logger cached then outlives the test, and its lines escape
+    `structlog.testing.capture_logs` in a later test on the same worker (the relay
+    governor's back-off lines after `test_cli_relay_health`). The CLI keeps its logging,
+    without the cache."""
+    configure = common.configure_logging
+
+    def without_cache(settings: Settings) -> None:
+        configure(settings)
+        structlog.configure(cache_logger_on_first_use=False)
+
+    monkeypatch.setattr(common, "configure_logging", without_cache)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.pg import database
+from tests.processes import wait_until_async
 from tests.smtpd import ScriptedServer
 
 from outbox.config import RelaySettings, Settings
@@ -30,13 +31,6 @@ MESSAGES = 20
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database(request.param, tmp_path) as url:
         yield url
-
-
-async def wait_for(condition: Callable[[], Any], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_mail_that_trickles_in_is_claimed_once_a_message(db_url: str) -> None:
@@ -68,7 +62,7 @@ async def test_mail_that_trickles_in_is_claimed_once_a_message(db_url: str) -> N
                     message = (await outbox.messages.get(id)).message
                     return message.status is MessageStatus.SENT
 
-                await wait_for(sent)
+                await wait_until_async(sent, f"message #{n} to be sent")
             elapsed = time.monotonic() - started
         finally:
             worker.stop()

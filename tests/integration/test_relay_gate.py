@@ -20,6 +20,7 @@ import pytest
 from tests.integration.conftest import RelayFactory, ServerFactory
 from tests.oauth_smtpd import CLIENT_ID, CLIENT_SECRET, MAILBOX, Authority, TokenEndpoint
 from tests.oauth_smtpd import XOAuth2Handler as OAuthHandler
+from tests.processes import wait_until_async as wait_until
 from tests.smtpd import ScriptedServer
 
 from outbox.config import RelaySettings, Settings
@@ -69,15 +70,6 @@ class Node:
     def credentials(self) -> Relays:
         """The operator's view, like `outbox relay ...` or the API."""
         return self.outbox.relays
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], what: str,
-                     timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 NodeFactory = Callable[..., Awaitable[Node]]
