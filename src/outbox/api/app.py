@@ -49,7 +49,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
-def service(request: Request) -> Outbox:
+async def service(request: Request) -> Outbox:
     outbox: Outbox = request.app.state.outbox
     return outbox
 

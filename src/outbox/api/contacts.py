@@ -28,7 +28,7 @@ Reader = Annotated[Principal, Depends(require("read"))]
 Editor = Annotated[Principal, Depends(require("contacts"))]
 
 
-def _book(request: Request) -> ContactBook:
+async def _book(request: Request) -> ContactBook:
     outbox: Outbox = request.app.state.outbox
     return outbox.contacts
 

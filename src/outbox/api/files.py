@@ -24,7 +24,7 @@ downloads = APIRouter()
 Sender = Annotated[Principal, Depends(require("send"))]
 
 
-def _service(request: Request) -> Outbox:
+async def _service(request: Request) -> Outbox:
     outbox: Outbox = request.app.state.outbox
     return outbox
 

@@ -60,7 +60,7 @@ def key_view(record: StoredApiKey) -> KeyOut:
                   messages_per_minute=record.messages_per_minute)
 
 
-def api_keys(request: Request) -> ApiKeys:
+async def api_keys(request: Request) -> ApiKeys:
     outbox: Outbox = request.app.state.outbox
     return outbox.keys
 

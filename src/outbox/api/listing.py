@@ -42,7 +42,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def message_query(
+async def message_query(
     status: Annotated[MessageStatus | None, Query(description="only this status")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="messages per page")] = 50,
     cursor: Annotated[str | None, Query(

@@ -116,7 +116,7 @@ def relay_view(status: RelayStatus) -> RelayOut:
                     backoff_until=iso(status.backoff_until))
 
 
-def relays(request: Request) -> Relays:
+async def relays(request: Request) -> Relays:
     outbox: Outbox = request.app.state.outbox
     return outbox.relays
 

@@ -74,7 +74,7 @@ class Redelivered(BaseModel):
     deliveries: int
 
 
-def webhooks(request: Request) -> Webhooks:
+async def webhooks(request: Request) -> Webhooks:
     outbox: Outbox = request.app.state.outbox
     return outbox.webhooks
 

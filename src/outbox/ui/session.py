@@ -151,7 +151,12 @@ def need(role: str) -> Any:
     return Depends(dependency)
 
 
-Service = Annotated[Outbox, Depends(service)]
+async def _service(request: Request) -> Outbox:
+    # async: FastAPI runs a plain def dependency on its thread pool, one hop per request.
+    return service(request)
+
+
+Service = Annotated[Outbox, Depends(_service)]
 Viewer = Annotated[Session, need("viewer")]
 Sender = Annotated[Session, need("sender")]
 Admin = Annotated[Session, need("admin")]
