@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
 from outbox.core.model import Event, EventType, RecipientStatus
 from outbox.core.suppression import Suppression, SuppressionReason
-from outbox.store.base import BounceRecord, Store
+from outbox.store.base import BounceRecord, NewMessage, RecipientsSuppressed, Store
 from tests.contract.support import T0, at, new_message
 from tests.contract.test_store_webhooks import claim_all, endpoint
 
@@ -89,3 +95,41 @@ async def test_a_bounce_and_a_complaint_reach_subscribed_webhooks(store: Store) 
     due = await claim_all(store)
     assert [(d.facts.event.type.value, d.facts.event.enhanced_code) for d in due] == [
         ("bounced", "5.1.1"), ("complained", None)]
+
+
+def refusing(**kwargs: Any) -> NewMessage:
+    return replace(new_message(**kwargs), refuse_suppressed=True)
+
+
+async def test_a_message_that_refuses_suppressed_recipients_is_not_stored(store: Store) -> None:
+    await store.suppressions.add_suppression(entry("Bob@Example.com", detail="asked"))
+    await store.suppressions.add_suppression(entry("gone@example.com", expires_at=at(5)))
+
+    with pytest.raises(RecipientsSuppressed) as refused:
+        await store.messages.enqueue(refusing(id="m1", to=["ann@example.com", "BOB@example.com"],
+                                              accepted_at=at(1)))
+
+    assert list(refused.value.found) == ["bob@example.com"]
+    assert refused.value.found["bob@example.com"].detail == "asked"
+    assert (await store.messages.stats()).by_status["queued"] == 0
+    # An expired entry, or a message that does not ask, is stored.
+    _, created = await store.messages.enqueue(refusing(id="m2", to=["gone@example.com"],
+                                                       accepted_at=at(6)))
+    _, also = await store.messages.enqueue(new_message(id="m3", to=["bob@example.com"]))
+    assert created and also
+    assert (await store.messages.stats()).by_status["queued"] == 2
+
+
+async def test_a_refused_message_leaves_the_others_of_its_commit_alone(store: Store) -> None:
+    """SQLite commits messages that arrive together in one transaction (group commit):
+    a suppressed recipient fails its own message only."""
+    await store.suppressions.add_suppression(entry("bob@example.com"))
+    messages = [refusing(id=f"m{i}", to=[f"r{i}@example.com"]) for i in range(20)]
+    messages[7] = refusing(id="m7", to=["r7@example.com", "bob@example.com"])
+
+    results = await asyncio.gather(*(store.messages.enqueue(m) for m in messages),
+                                   return_exceptions=True)
+
+    assert [i for i, r in enumerate(results) if isinstance(r, RecipientsSuppressed)] == [7]
+    assert all(isinstance(r, tuple) and r[1] for i, r in enumerate(results) if i != 7)
+    assert (await store.messages.stats()).by_status["queued"] == 19

@@ -8,13 +8,11 @@ live in one place.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -26,7 +24,6 @@ from outbox.core.compose import (
     Limits,
     PlannedMessage,
     Submission,
-    attachment_fields,
     plan_message,
     recipient_fields,
 )
@@ -52,7 +49,8 @@ from outbox.ids import new_message_id, new_message_key
 from outbox.service.contacts import ContactBook
 from outbox.service.files import AttachmentFiles, planned_uses
 from outbox.service.pacing import validate_in_chunks
-from outbox.service.suppressions import Suppressions
+from outbox.service.request_hash import request_hash, submission_body
+from outbox.service.suppressions import Suppressions, fields_naming_recipients, refusal_of
 from outbox.service.unsubscribe import Unsubscribes
 from outbox.store.base import (
     ANY_MESSAGE,
@@ -67,6 +65,7 @@ from outbox.store.base import (
     Page,
     QueueStats,
     Recipient,
+    RecipientsSuppressed,
     Store,
 )
 
@@ -93,12 +92,6 @@ class BatchItem:
 class _Pending:
     new: NewMessage
     planned: PlannedMessage
-
-
-def request_hash(body: Any) -> str:
-    """A stable digest of a request body, for idempotency-key comparisons."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class Messages:
@@ -130,11 +123,18 @@ class Messages:
         ([delivery] dedupe_message_id). SMTP submission passes False: its idempotency
         key holds the Message-ID and the envelope, so a message sent in several
         transactions (to different recipients) is queued once per transaction."""
-        prepared = await self._prepare(BatchItem(submission, idempotency_key, body_hash),
-                                       owner, dedupe)
+        item = BatchItem(submission, idempotency_key, body_hash)
+        # The suppression list is read in the transaction that stores the message: one
+        # trip to the database fewer, and no entry added in between slips by.
+        prepared = await self._prepare(item, owner, dedupe, suppressions_when_stored=True)
         if isinstance(prepared, Submitted):
             return prepared
-        message, created = await self.store.messages.enqueue(prepared.new)
+        try:
+            message, created = await self.store.messages.enqueue(prepared.new)
+        except RecipientsSuppressed as refused:
+            addresses_ = [r.address for r in prepared.planned.recipients]
+            fields = fields_naming_recipients(submission)
+            raise (refusal_of(refused.found, addresses_, fields) or refused) from None
         return await self._stored(prepared, message, created)
 
     async def submit_many(self, items: Sequence[BatchItem], *,
@@ -171,12 +171,14 @@ class Messages:
             return exc
 
     async def _prepare(self, item: BatchItem, owner: str, dedupe: bool,
-                       known: Mapping[str, tuple[Message, str]] | None = None
-                       ) -> _Pending | Submitted:
+                       known: Mapping[str, tuple[Message, str]] | None = None, *,
+                       suppressions_when_stored: bool = False) -> _Pending | Submitted:
         """Everything before the commit: an earlier message this is a replay of, or the
-        new message to store. `known`: the idempotency keys already looked up."""
+        new message to store. `known`: the idempotency keys already looked up.
+        `suppressions_when_stored`: the store checks the suppression list as it
+        inserts (`RecipientsSuppressed`), not this method beforehand."""
         submission, key = item.submission, item.idempotency_key
-        body_hash = item.body_hash or request_hash(_submission_body(submission))
+        body_hash = item.body_hash or request_hash(submission_body(submission))
         if key:
             stored = known.get(key) if known is not None else (
                 await self.store.messages.find_by_idempotency_key(owner, key))
@@ -190,7 +192,9 @@ class Messages:
         now = self.clock()
         found = await self.files.resolve(submission, owner, now)
         planned = self._plan(submission, now, found.infos, await self.files.links())
-        await self._refuse_suppressed(item.submission, planned)
+        if self.suppressions is not None and not suppressions_when_stored:
+            await self.suppressions.refuse_suppressed([r.address for r in planned.recipients],
+                                                      fields_naming_recipients(item.submission))
         id = new_message_key()
         if submission.list_unsubscribe:
             submission = await self._with_unsubscribe(submission, planned, id)
@@ -202,15 +206,11 @@ class Messages:
                 return Submitted(earlier, replayed=True)
         await self.files.keep(found, now)  # base64 files become blobs, before the message
         claim = IdempotencyClaim(owner, key, body_hash) if key else None
-        return _Pending(self._new_message(planned, submission, now, owner, claim, expansion,
-                                          id), planned)
-
-    async def _refuse_suppressed(self, submission: Submission, planned: PlannedMessage) -> None:
-        if self.suppressions is not None:
-            fields = {"to": submission.to, "cc": submission.cc, "bcc": submission.bcc,
-                      "envelope": submission.envelope}
-            await self.suppressions.refuse_suppressed(
-                [r.address for r in planned.recipients], fields)
+        new = self._new_message(planned, submission, now, owner, claim, expansion, id)
+        if (suppressions_when_stored and self.suppressions is not None
+                and self.suppressions.refuses_on_submit):
+            new = replace(new, refuse_suppressed=True)
+        return _Pending(new, planned)
 
     async def _with_unsubscribe(self, submission: Submission, planned: PlannedMessage,
                                 id: str) -> Submission:
@@ -387,13 +387,3 @@ def _replay_of(found: tuple[Message, str] | None, body_hash: str) -> Submitted |
     if stored_hash != body_hash:
         raise IdempotencyKeyReused(field="Idempotency-Key")
     return Submitted(message, replayed=True)
-
-
-def _submission_body(submission: Submission) -> dict[str, Any]:
-    body = {name: getattr(submission, name) for name in submission.__slots__}
-    body["attachments"] = [attachment_fields(a) for a in submission.attachments]
-    if submission.envelope is None:  # hashes of submissions without it stay as they were
-        del body["envelope"]
-    if not submission.list_unsubscribe:  # likewise
-        del body["list_unsubscribe"]
-    return body

@@ -16,6 +16,7 @@ import structlog
 from outbox.clock import utcnow
 from outbox.config import Settings
 from outbox.core import addresses
+from outbox.core.compose import Submission
 from outbox.core.suppression import (
     Suppression,
     SuppressionReason,
@@ -26,6 +27,26 @@ from outbox.errors import NotFound, Suppressed
 from outbox.store.base import Store
 
 log = structlog.get_logger("outbox.suppressions")
+
+
+def fields_naming_recipients(submission: Submission) -> dict[str, str | Sequence[str] | None]:
+    """The fields of a submission that name recipients, for `refusal_of`."""
+    return {"to": submission.to, "cc": submission.cc, "bcc": submission.bcc,
+            "envelope": submission.envelope}
+
+
+def refusal_of(found: Mapping[str, Suppression], recipients: Sequence[str],
+               fields: Mapping[str, str | Sequence[str] | None]) -> Suppressed | None:
+    """`Suppressed` naming the first of `recipients` with an entry in `found` (by
+    `suppression_key`), with its field (`to[1]`); None when none has one."""
+    for address in recipients:
+        entry = found.get(suppression_key(address))
+        if entry is not None:
+            why = f"{entry.reason.value}: {entry.detail}" if entry.detail else (
+                entry.reason.value)
+            return Suppressed(f"{address} is on the suppression list ({why})",
+                              field=recipient_field(fields, address))
+    return None
 
 
 class Suppressions:
@@ -60,16 +81,15 @@ class Suppressions:
     async def refuse_suppressed(self, recipients: Sequence[str],
                                 fields: Mapping[str, str | Sequence[str] | None]) -> None:
         """`Suppressed` naming the first suppressed recipient, per `on_submit`."""
-        if self.settings.suppression.on_submit == "allow" or not recipients:
+        if not self.refuses_on_submit or not recipients:
             return
-        found = await self.find(recipients)
-        for address in recipients:
-            entry = found.get(suppression_key(address))
-            if entry is not None:
-                why = f"{entry.reason.value}: {entry.detail}" if entry.detail else (
-                    entry.reason.value)
-                raise Suppressed(f"{address} is on the suppression list ({why})",
-                                 field=recipient_field(fields, address))
+        refusal = refusal_of(await self.find(recipients), recipients, fields)
+        if refusal is not None:
+            raise refusal
+
+    @property
+    def refuses_on_submit(self) -> bool:
+        return self.settings.suppression.on_submit == "refuse"
 
     # `list` last: below it, the name shadows the builtin in annotations.
     async def list(self, limit: int = 100, after: str | None = None

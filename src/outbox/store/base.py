@@ -73,6 +73,7 @@ from outbox.store.values import (
     Page,
     QueueStats,
     Recipient,
+    RecipientsSuppressed,
     RecipientUpdate,
     RelayAuth,
     StoredApiKey,
@@ -112,6 +113,7 @@ __all__ = [
     "RateLimitStore",
     "Recipient",
     "RecipientUpdate",
+    "RecipientsSuppressed",
     "RelayAuth",
     "RelayAuthStore",
     "RetentionStore",
@@ -135,12 +137,15 @@ class MessageStore(Protocol):
         """Insert the message, its recipients and a `queued` (or `held`) event,
         committed durably before returning. With `idempotency` set and the
         (owner, key) pair already used, insert nothing and return the existing
-        message with False; the caller compares request hashes."""
+        message with False; the caller compares request hashes. With
+        `refuse_suppressed` and a recipient on the suppression list, insert nothing and
+        raise `RecipientsSuppressed` (checked in the same transaction)."""
 
     async def enqueue_many(self, batch: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
         """`enqueue` for each message, in order, committed together (one transaction,
         not one per message); a key already used, or used earlier in `batch`, gives
-        that message with False."""
+        that message with False. The caller checks suppressions first (a
+        `refuse_suppressed` message that meets one fails the whole batch)."""
 
     async def find_by_idempotency_key(self, owner: str, key: str) -> tuple[Message, str] | None:
         """The message and request hash stored for this key, if any."""

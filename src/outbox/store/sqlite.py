@@ -39,7 +39,7 @@ from outbox.store.sql.runner import Body, P, Runner, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sqlite_wakeup import PeerWakeup
 from outbox.store.tables import messages
-from outbox.store.values import NewMessage
+from outbox.store.values import NewMessage, RecipientsSuppressed
 
 BUSY_TIMEOUT_MS = 30_000
 READERS = 4
@@ -201,9 +201,13 @@ class GroupCommit:
             except Exception as exc:  # every waiter must hear of the failure
                 _settle(batch, exc)
                 continue
-            for (_, arrived), is_new in zip(batch, created, strict=True):
-                if not arrived.done():
-                    arrived.set_result(is_new)
+            for (_, arrived), result in zip(batch, created, strict=True):
+                if arrived.done():
+                    continue
+                if isinstance(result, RecipientsSuppressed):
+                    arrived.set_exception(result)
+                else:
+                    arrived.set_result(result)
 
     async def _insert_one_by_one(self, batch: Sequence[Arrival]) -> None:
         for message, arrived in batch:

@@ -7,13 +7,14 @@ timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from outbox.core.content import MessageContent
 from outbox.core.model import Event, Hold, MessageStatus, RecipientStatus, RecipientUpdate
+from outbox.core.suppression import Suppression
 
 __all__ = [
     "NEEDS_ATTENTION",
@@ -37,6 +38,7 @@ __all__ = [
     "QueueStats",
     "Recipient",
     "RecipientUpdate",
+    "RecipientsSuppressed",
     "RelayAuth",
     "StoredApiKey",
     "Upload",
@@ -72,10 +74,22 @@ class NewMessage:
     hold: Hold | None = None  # held at submit by a policy; else queued
     resent_from: str | None = None
     blobs: Sequence[BlobUse] = ()  # the stored files its attachments and links use
+    # Not stored if a recipient is on the suppression list (`RecipientsSuppressed`):
+    # checked in the transaction that stores it, so no entry added meanwhile slips by.
+    refuse_suppressed: bool = False
 
     @property
     def status(self) -> MessageStatus:
         return MessageStatus.QUEUED if self.hold is None else MessageStatus.HELD
+
+
+class RecipientsSuppressed(Exception):
+    """Not stored: `found`, the suppression entries (by `suppression_key`) of recipients
+    of a message with `refuse_suppressed`. The service turns it into `errors.Suppressed`."""
+
+    def __init__(self, found: Mapping[str, Suppression]) -> None:
+        super().__init__(f"{len(found)} recipient(s) on the suppression list")
+        self.found = dict(found)
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,8 @@ class OneByOne:
 
     async def insert_many(self, batch: Sequence[NewMessage]) -> list[bool]:
         try:
-            return await self._runner.write(q.insert_messages, list(batch))
+            results = await self._runner.write(q.insert_messages, list(batch))
+            return [q.outcome(result) for result in results]
         except Conflict:  # a key another writer took meanwhile: then each on its own
             return [await insert_one(self._runner, message) for message in batch]
 

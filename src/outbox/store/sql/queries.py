@@ -25,11 +25,13 @@ from sqlalchemy import (
 )
 
 from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus
+from outbox.core.suppression import suppression_key
 from outbox.errors import Conflict, NotFound
 from outbox.store import rows
 from outbox.store.rows import AnyRow
 from outbox.store.sql import blob_index as blob_sql
 from outbox.store.sql import webhook_events
+from outbox.store.sql.suppression_check import find_suppressed
 from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
 from outbox.store.values import (
     Attempt,
@@ -38,6 +40,7 @@ from outbox.store.values import (
     MessageDetail,
     NewMessage,
     QueueStats,
+    RecipientsSuppressed,
     RecipientUpdate,
 )
 
@@ -113,16 +116,26 @@ _RELEASE_HELD = (
 
 
 def insert_message(conn: Connection, message: NewMessage) -> None:
+    """`RecipientsSuppressed` instead, for a message that refuses suppressed recipients."""
+    refused = suppressed_recipients(conn, [message])
+    if refused:
+        raise refused[message.id]
     insert_all(conn, [message])
 
 
-def insert_messages(conn: Connection, batch: Sequence[NewMessage]) -> list[bool]:
-    """Insert each message whose idempotency key is free (False for the others).
-    Only where no other writer can come between the check and the insert."""
+def insert_messages(conn: Connection, batch: Sequence[NewMessage]
+                    ) -> list[bool | RecipientsSuppressed]:
+    """Insert each message whose idempotency key is free (False for the others) and
+    whose recipients pass the suppression list if it asks (`RecipientsSuppressed`
+    for the others). Only where no other writer can come between check and insert."""
+    refused = suppressed_recipients(conn, batch)
     taken = _taken_keys(conn, batch)
-    created = []
+    created: list[bool | RecipientsSuppressed] = []
     chosen = []
     for message in batch:
+        if message.id in refused:
+            created.append(refused[message.id])
+            continue
         claim = message.idempotency
         key = (claim.owner, claim.key) if claim is not None else None
         is_free = key is None or key not in taken
@@ -146,6 +159,32 @@ def insert_all(conn: Connection, chosen: Sequence[NewMessage]) -> None:
     insert_events(conn, [(message.id, rows.accepted_event(message)) for message in chosen])
     for message in chosen:
         blob_sql.insert_uses(conn, message)
+
+
+def suppressed_recipients(conn: Connection, batch: Sequence[NewMessage]
+                          ) -> dict[str, RecipientsSuppressed]:
+    """By message id: the messages of `batch` with `refuse_suppressed` and a recipient
+    on the list when they were accepted. One query for the whole batch."""
+    asking = [message for message in batch if message.refuse_suppressed]
+    if not asking:
+        return {}
+    found = find_suppressed(conn, {r.address for message in asking for r in message.recipients},
+                            min(message.accepted_at for message in asking))
+    refused = {}
+    for message in asking:
+        hits = {key: entry for r in message.recipients
+                if (entry := found.get(key := suppression_key(r.address))) is not None
+                and (entry.expires_at is None or entry.expires_at > message.accepted_at)}
+        if hits:
+            refused[message.id] = RecipientsSuppressed(hits)
+    return refused
+
+
+def outcome(result: bool | RecipientsSuppressed) -> bool:
+    """An insert's result as a bool (created, or its key taken), or the refusal raised."""
+    if isinstance(result, RecipientsSuppressed):
+        raise result
+    return result
 
 
 def _taken_keys(conn: Connection, batch: Sequence[NewMessage]) -> set[tuple[str, str] | None]:

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
-from outbox.core.suppression import Suppression, SuppressionReason, suppression_key
+from outbox.core.suppression import Suppression, suppression_key
 from outbox.store.base_suppressions import BounceRecord
 from outbox.store.sql import queries
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.suppression_check import entry, find_suppressed
 from outbox.store.sql.upsert import upsert
 from outbox.store.tables import recipients
 from outbox.store.tables_suppressions import suppressions
 
 s = suppressions
-_FIND_CHUNK = 500  # addresses per IN (...) list
 
 
 def add_suppression(conn: Connection, entry: Suppression) -> bool:
@@ -45,18 +44,7 @@ def list_suppressions(conn: Connection, limit: int, after: str | None
     query = select(s).order_by(s.c.address).limit(limit)
     if after:
         query = query.where(s.c.address > suppression_key(after))
-    return tuple(_entry(row) for row in conn.execute(query))
-
-
-def find_suppressed(conn: Connection, addresses: Collection[str], now: datetime
-                    ) -> dict[str, Suppression]:
-    keys = sorted({suppression_key(a) for a in addresses})
-    found: dict[str, Suppression] = {}
-    for start in range(0, len(keys), _FIND_CHUNK):
-        query = select(s).where(s.c.address.in_(keys[start:start + _FIND_CHUNK]),
-                                or_(s.c.expires_at.is_(None), s.c.expires_at > now))
-        found.update((row.address, _entry(row)) for row in conn.execute(query))
-    return found
+    return tuple(entry(row) for row in conn.execute(query))
 
 
 def record_bounce(conn: Connection, bounce: BounceRecord) -> bool:
@@ -73,11 +61,6 @@ def record_bounce(conn: Connection, bounce: BounceRecord) -> bool:
     if bounce.suppression is not None:
         add_suppression(conn, bounce.suppression)
     return True
-
-
-def _entry(row: Any) -> Suppression:
-    return Suppression(row.address, SuppressionReason(row.reason), row.created_at,
-                       row.detail, row.source_message, row.expires_at)
 
 
 class SqlSuppressions:
