@@ -542,3 +542,19 @@ def test_the_split_check_decides_as_the_whole_check(local: str, domain: str) -> 
     from outbox.core.addresses.validate import _checked_whole, checked_ascii_domain
     assert _verdict(checked_ascii_domain, local, domain) == \
         _verdict(_checked_whole, local, domain), (local, domain)
+
+
+def test_a_bare_address_parsed_again_comes_from_the_cache_and_a_refusal_is_not_kept() -> None:
+    """`service.pacing` validates a long list in chunks; `plan_message` parses it again in
+    one turn of the event loop and must find every address already parsed."""
+    from outbox.core.addresses.parse import _plain_address
+
+    values = [f"cache-{i}@example.test" for i in range(300)]
+    assert address_errors(values, "to") == []
+    before = _plain_address.cache_info().hits
+    again = parse_addresses(values, "to")
+    assert _plain_address.cache_info().hits - before == 300
+    assert [a.addr_spec for a in again] == values
+    for _ in range(2):  # refused both times, with its field: nothing wrong was kept
+        errors = address_errors(["ok@example.test", "a..b@example.test"], "cc")
+        assert [e.field for e in errors] == ["cc[1]"]

@@ -8,14 +8,15 @@ import asyncio
 from outbox.core import addresses
 from outbox.core.compose import Submission
 
-CHUNK = 50  # recipients validated in one turn of the event loop (about 10 ms)
+CHUNK = 100  # recipients validated in one turn of the event loop (about 1 ms)
 
 
 async def validate_in_chunks(submission: Submission) -> None:
-    """Check a long recipient list a chunk at a time, letting other requests run in
-    between (about 0.2 ms of CPU per address): `plan_message` then finds every address
-    in the validation cache and takes no long turn of the event loop. Errors are left
-    for `plan_message` to raise, naming the field."""
+    """Parse a long recipient list a chunk at a time, letting other requests run in
+    between (about 8 µs of CPU per new address here): `plan_message` then finds every
+    bare address in the parser's cache and its turn of the event loop stays short
+    (1,000 recipients: about 2 ms instead of 8). Errors are left for `plan_message`
+    to raise, naming the field."""
     fields = [submission.to, submission.cc, submission.bcc, submission.envelope]
     values = [v for f in fields if f for v in ([f] if isinstance(f, str) else f)]
     if len(values) <= CHUNK:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 from typing import Final
 
 from outbox.core.addresses.address import Address
@@ -125,7 +126,7 @@ def _parse_text(
         # A bare addr-spec (the common case, a thousand to a message): nothing for the
         # tokenizer to find, and it would cost several times the checks themselves.
         try:
-            yield _address_from("", text, allow_smtputf8)
+            yield _plain_address(text, allow_smtputf8)
         except Problem as problem:
             yield _error(label(0), text, problem)
         return
@@ -159,6 +160,14 @@ def _entry_result(
         return _address_from(display_name, addr, allow_smtputf8)
     except Problem as problem:
         return _error(label, text[entry.start : entry.end], problem)
+
+
+@lru_cache(maxsize=4096)
+def _plain_address(addr: str, allow_smtputf8: bool) -> Address:
+    """A bare addr-spec's `Address` (immutable, so shared): a message's recipients are
+    parsed once in chunks (`service.pacing`) and again by `plan_message`, and the
+    second pass, in one turn of the event loop, finds them here. Refusals are not kept."""
+    return _address_from("", addr, allow_smtputf8)
 
 
 def _address_from(display_name: str, addr: str, allow_smtputf8: bool) -> Address:
