@@ -3,8 +3,10 @@ cycles), aliases, the slice a submission needs, usage ranking and autocomplete."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,7 @@ from outbox.core.contacts import (
 )
 from outbox.core.model import Hold
 from outbox.errors import InputError, NotFound
+from outbox.service.contacts import USAGE_CHUNK, UsageRecorder
 from outbox.store.base import Store
 from tests.contract.support import T0, at, new_message
 
@@ -229,3 +232,28 @@ async def test_a_message_held_at_submit_keeps_its_reason_and_guidance(store: Sto
     (event,) = detail.events
     assert (event.type.value, event.guidance, event.detail) == (
         "held", "internal_route_violation", "internal_domains[0] ('corp.test')")
+
+
+async def test_usage_of_a_long_list_is_written_a_chunk_per_transaction(store: Store) -> None:
+    """UsageRecorder.flush: 450 addresses are three transactions of at most USAGE_CHUNK,
+    so one big message's usage never holds the (SQLite) writer for long; all counted."""
+    written: list[int] = []
+    facet = store.contacts
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(facet, name)
+
+        async def record_usage(self, counts: Mapping[str, int], now: datetime) -> None:
+            written.append(len(counts))
+            await facet.record_usage(counts, now)
+
+    recorder = UsageRecorder(Counting(), delay=3600)  # type: ignore[arg-type]
+    recorder.note([f"u{i}@corp.test" for i in range(450)] + ["u0@corp.test"], T0)
+    await recorder.aclose()
+
+    assert written == [USAGE_CHUNK, USAGE_CHUNK, 450 - 2 * USAGE_CHUNK]
+    await store.contacts.apply_contact_changes(ContactChanges(add=(
+        NewContact("Zed", ("u0@corp.test",)), NewContact("Zoe", ("u449@corp.test",)))), at(0))
+    counts = {s.address: s.use_count for s in await store.contacts.suggest("z")}
+    assert counts == {"u0@corp.test": 2, "u449@corp.test": 1}

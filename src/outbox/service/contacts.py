@@ -219,6 +219,9 @@ def _checked(name: str, emails: Sequence[str], tags: Sequence[str]) -> NewContac
     return NewContact(" ".join(name.split()), tuple(checked), clean_tags)
 
 
+USAGE_CHUNK = 200  # addresses per usage transaction
+
+
 class UsageRecorder:
     """Counts the addresses mail is submitted to, written in batches off the submit
     path (usage only ranks autocomplete: a lost batch is not worth an fsync each)."""
@@ -229,7 +232,7 @@ class UsageRecorder:
         self._counts: Counter[str] = Counter()
         self._latest: datetime | None = None
         self._task: asyncio.Task[None] | None = None
-        self._sleeping = False
+        self._writing = False
 
     def note(self, recipients: Iterable[str], now: datetime) -> None:
         self._counts.update(address_key(r) for r in recipients)
@@ -238,23 +241,32 @@ class UsageRecorder:
             self._task = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
-        self._sleeping = True
         await asyncio.sleep(self.delay)
-        self._sleeping = False
-        await self.flush()
+        self._writing = True
+        try:
+            await self.flush()
+        finally:
+            self._writing = False
 
     async def flush(self) -> None:
+        """Write the counts, USAGE_CHUNK addresses per transaction: a 1,000-recipient
+        message's usage in one would hold SQLite's single writer (and every submit
+        waiting on it) for some 20 ms."""
         counts, self._counts = self._counts, Counter()
         if not counts or self._latest is None:
             return
-        try:
-            await self.store.record_usage(dict(counts), self._latest)
-        except OutboxError as exc:
-            log.warning("could not count address usage", error=exc.one_line())
+        keys = sorted(counts)
+        for start in range(0, len(keys), USAGE_CHUNK):
+            part = {key: counts[key] for key in keys[start:start + USAGE_CHUNK]}
+            try:
+                await self.store.record_usage(part, self._latest)
+            except OutboxError as exc:
+                log.warning("could not count address usage", error=exc.one_line())
+                return
 
     async def aclose(self) -> None:
         if self._task is not None and not self._task.done():
-            if self._sleeping:  # not writing yet: write now instead
+            if not self._writing:  # waiting, or not even started: write now instead
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.flush()
