@@ -21,7 +21,7 @@ dropped on load.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -166,17 +166,22 @@ def recipient_params(message_id: str, update: RecipientUpdate) -> dict[str, Any]
             "b_guidance": update.guidance}
 
 
-def to_recipient(row: AnyRow) -> Recipient:
-    return Recipient(address=row.address, kind=row.kind, relay=row.relay,
-                     status=RecipientStatus(row.status), provenance=row.provenance,
-                     reply_code=row.reply_code, enhanced_code=row.enhanced_code,
-                     reply=row.reply, guidance=row.guidance)
+# The columns `group_recipients` reads, in order: the message's id, then Recipient's fields.
+RECIPIENT_COLUMNS = ("message_id", "address", "kind", "relay", "status", "provenance",
+                     "reply_code", "enhanced_code", "reply", "guidance")
+_RECIPIENT_STATUS = {status.value: status for status in RecipientStatus}
 
 
-def group_recipients(found: Iterable[AnyRow]) -> dict[str, tuple[Recipient, ...]]:
+def group_recipients(found: Iterable[Sequence[Any]]) -> dict[str, tuple[Recipient, ...]]:
+    """Rows of RECIPIENT_COLUMNS, by message. Unpacked by position: a claim hydrates a
+    1,000-recipient message on SQLite's one writer thread, and reading each row's
+    fields by name cost several times the query."""
     grouped: dict[str, list[Recipient]] = {}
-    for row in found:
-        grouped.setdefault(row.message_id, []).append(to_recipient(row))
+    for (message_id, address, kind, relay, status, provenance, reply_code, enhanced_code,
+         reply, guidance) in found:
+        grouped.setdefault(message_id, []).append(Recipient(
+            address, kind, relay, _RECIPIENT_STATUS[status], provenance, reply_code,
+            enhanced_code, reply, guidance))
     return {id: tuple(recipients) for id, recipients in grouped.items()}
 
 

@@ -204,9 +204,10 @@ def hydrate(conn: Connection, found: Sequence[AnyRow]) -> list[Message]:
     """Messages from rows, with all their recipients (in submission order)."""
     if not found:
         return []
-    query = (select(recipients).where(recipients.c.message_id.in_([r.id for r in found]))
+    query = (select(*(recipients.c[name] for name in rows.RECIPIENT_COLUMNS))
+             .where(recipients.c.message_id.in_([r.id for r in found]))
              .order_by(recipients.c.message_id, recipients.c.position))
-    grouped = rows.group_recipients(conn.execute(query))
+    grouped = rows.group_recipients(conn.execute(query).tuples())
     return [rows.to_message(r, grouped.get(r.id, ())) for r in found]
 
 
