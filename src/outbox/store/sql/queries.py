@@ -207,7 +207,7 @@ def hydrate(conn: Connection, found: Sequence[AnyRow]) -> list[Message]:
     query = (select(*(recipients.c[name] for name in rows.RECIPIENT_COLUMNS))
              .where(recipients.c.message_id.in_([r.id for r in found]))
              .order_by(recipients.c.message_id, recipients.c.position))
-    grouped = rows.group_recipients(conn.execute(query).tuples())
+    grouped = rows.group_recipients(conn.execute(query))
     return [rows.to_message(r, grouped.get(r.id, ())) for r in found]
 
 
