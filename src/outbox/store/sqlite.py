@@ -16,6 +16,7 @@ Wake-ups are in-process only: other processes notice by their timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 import tempfile
@@ -37,6 +38,7 @@ from outbox.store.sql.messages import insert_one
 from outbox.store.sql.queries import due_filter, insert_messages
 from outbox.store.sql.runner import Body, P, Runner, T, translate_errors
 from outbox.store.sql.store import SqlStore
+from outbox.store.sqlite_turn import WriterTurn
 from outbox.store.sqlite_wakeup import PeerWakeup
 from outbox.store.tables import messages
 from outbox.store.values import NewMessage, RecipientsSuppressed
@@ -91,6 +93,12 @@ def _transaction(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kw
         return body(conn, *args, **kwargs)
 
 
+def _in_turn(turn: WriterTurn | None, engine: Engine, body: Body[P, T], *args: P.args,
+             **kwargs: P.kwargs) -> T:
+    with turn.held() if turn is not None else contextlib.nullcontext():
+        return _transaction(engine, body, *args, **kwargs)
+
+
 def _on_copy(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     beside = Path(engine.url.database or ".").resolve().parent
     with tempfile.TemporaryDirectory(prefix=".outbox-snapshot-", dir=beside) as directory:
@@ -114,18 +122,20 @@ def _on_copy(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kwargs
 
 def create_store(url: URL) -> SqlStore:
     """The root store on the SQLite file at `url` (nothing is opened yet)."""
-    runner = SqliteRunner(create_engine(url))
     workers = Path(f"{url.database}-workers")  # lock files of the processes using the file
+    runner = SqliteRunner(create_engine(url), WriterTurn(workers, BUSY_TIMEOUT_MS / 1000))
     return SqlStore(runner, pick_due, LockFiles(workers), wakeup=PeerWakeup(workers),
                     inserter=GroupCommit(runner), snapshot=runner.snapshot)
 
 
 class SqliteRunner:
     """Reads on a few reader threads (plain `BEGIN`), writes on the one writer
-    thread (`BEGIN IMMEDIATE`); each call is one whole transaction in one hop."""
+    thread (`BEGIN IMMEDIATE`, in this process's `turn` among those sharing the
+    file); each call is one whole transaction in one hop."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, turn: WriterTurn | None = None) -> None:
         self.engine = engine
+        self._turn = turn
         self._immediate = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-sqlite-write")
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="outbox-sqlite-read")
@@ -136,7 +146,7 @@ class SqliteRunner:
             return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
     async def write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        call = functools.partial(_transaction, self._immediate, body, *args, **kwargs)
+        call = functools.partial(_in_turn, self._turn, self._immediate, body, *args, **kwargs)
         async with translate_errors():
             return await asyncio.get_running_loop().run_in_executor(self._writer, call)
 
@@ -154,6 +164,8 @@ class SqliteRunner:
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self.engine.dispose()
+        if self._turn is not None:
+            self._turn.close()
 
 
 class GroupCommit:

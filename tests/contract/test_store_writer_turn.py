@@ -1,0 +1,70 @@
+"""SQLite: the processes sharing a database file take turns to write (store/sqlite_turn.py)
+through a lock file, instead of sleeping in SQLite's busy handler."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from outbox.errors import StorageError
+from outbox.store.base import Store
+from outbox.store.sqlite import BUSY_TIMEOUT_MS
+from outbox.store.sqlite_turn import TURN_FILE, WriterTurn
+from tests.contract.support import new_message
+
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@contextmanager
+def turn_held_elsewhere(path: Path) -> Iterator[None]:
+    """The turn, held as another process holds it (an open file description of its own)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@SQLITE_ONLY
+async def test_a_write_waits_for_the_turn_another_process_holds(store: Store,
+                                                                 db_url: str) -> None:
+    turn = Path(db_url.removeprefix("sqlite:///") + "-workers") / TURN_FILE
+    await store.messages.enqueue(new_message(id="first"))  # the runner's own file is open
+
+    with turn_held_elsewhere(turn):
+        waiting = asyncio.create_task(store.messages.enqueue(new_message(id="second")))
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "the write went ahead while another process held the turn"
+    _, created = await asyncio.wait_for(waiting, 10)
+
+    assert created
+    assert (await store.messages.stats()).by_status["queued"] == 2
+
+
+def test_a_turn_held_past_the_timeout_is_a_storage_error_naming_the_file(
+        tmp_path: Path) -> None:
+    # 0.2 s instead of the default (SQLite's busy timeout, 30 s: the test below) to
+    # see the error without waiting half a minute.
+    turn = WriterTurn(tmp_path, timeout=0.2)
+    with turn_held_elsewhere(tmp_path / TURN_FILE), pytest.raises(StorageError) as refused:
+        with turn.held():
+            pass
+    assert str(tmp_path / TURN_FILE) in str(refused.value)
+    assert "fuser" in (refused.value.hint or "")
+    with turn.held():  # free again: taken at once
+        pass
+    turn.close()
+
+
+@SQLITE_ONLY
+def test_the_turn_waits_as_long_as_sqlite_s_busy_timeout(store: Store) -> None:
+    runner = store._run  # type: ignore[attr-defined]
+    assert runner._turn.timeout == BUSY_TIMEOUT_MS / 1000 == 30
