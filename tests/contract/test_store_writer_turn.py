@@ -54,9 +54,9 @@ def test_a_turn_held_past_the_timeout_is_a_storage_error_naming_the_file(
     # 0.2 s instead of the default (SQLite's busy timeout, 30 s: the test below) to
     # see the error without waiting half a minute.
     turn = WriterTurn(tmp_path, timeout=0.2)
-    with turn_held_elsewhere(tmp_path / TURN_FILE), pytest.raises(StorageError) as refused:
-        with turn.held():
-            pass
+    with (turn_held_elsewhere(tmp_path / TURN_FILE), pytest.raises(StorageError) as refused,
+          turn.held()):
+        pass
     assert str(tmp_path / TURN_FILE) in str(refused.value)
     assert "fuser" in (refused.value.hint or "")
     with turn.held():  # free again: taken at once
