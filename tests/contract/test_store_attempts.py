@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from outbox.core.model import EventType, MessageStatus, RecipientStatus, RecipientUpdate
+from datetime import UTC, datetime, timedelta
+
+from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus, RecipientUpdate
 from outbox.store.base import Store
+from outbox.store.sql.queries import insert_events
 from tests.contract.support import LEASE, at, finished, new_message, recover
 
 
@@ -141,3 +144,23 @@ async def test_attempts_are_listed_in_order(store: Store) -> None:
 
     assert [a.number for a in await store.messages.attempts("m1")] == [1, 2, 3]
     assert (await store.messages.get("m1")).message.attempts == 3
+
+
+async def test_events_read_back_as_written_whatever_the_path_that_stored_them(
+        store: Store) -> None:
+    """SQLite stores events no webhook subscribes to through the driver's executemany
+    (sql/webhook_events.py); they must read back exactly as the SQLAlchemy path's do."""
+    message = new_message(id="m1")
+    await store.messages.enqueue(message)
+    moment = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    written = [Event(at=moment + timedelta(microseconds=i), type=EventType.CLAIMED,
+                     attempt=i, recipient=f"r{i}@example.com" if i % 2 else None,
+                     reply_code=421 if i == 3 else None, enhanced_code="4.4.2" if i == 3 else None,
+                     reply="gone" if i == 3 else None, guidance="wait" if i == 3 else None,
+                     detail=f"detail {i}") for i in range(5)]
+
+    pairs = [("m1", e) for e in written]
+    await store._run.write(insert_events, pairs)  # type: ignore[attr-defined]
+
+    found = [e for e in (await store.messages.get("m1")).events if e.type is EventType.CLAIMED]
+    assert found == written
