@@ -5,7 +5,9 @@ the event loop and a thread, not three or four per statement as with an
 async driver wrapper. Writes go to a single writer thread, which serialises
 them within the process, and start with `BEGIN IMMEDIATE`, which takes
 SQLite's write lock up front: two processes sharing the file never pick the
-same due rows, and a writer never fails half-way on a lock upgrade. Reads
+same due rows, and a writer never fails half-way on a lock upgrade. Across
+processes the writer threads take turns through a lock file first
+(`sqlite_turn.py`), rather than sleeping in SQLite's busy handler. Reads
 use a plain `BEGIN` on a few reader threads and run beside the writer (WAL).
 Enqueues that arrive while a commit is under way share the next commit
 (group commit), so one fsync covers many accepted messages.
