@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from outbox.store.base import IdempotencyClaim, NewMessage, Store
-from outbox.store.sqlite import GROUP_MAX, GroupCommit
+from outbox.store.sql.group_commit import GROUP_MAX, GroupCommit
 from tests.contract.support import new_message
 
 

@@ -2,6 +2,8 @@
 
 Several nodes claim from one table at once: each picks due rows nobody else
 has locked, so no row is handed out twice and no claimer waits on another.
+Enqueues that arrive together share one transaction (sql/group_commit.py): a
+message's own transaction cost a round trip and a WAL flush of its own.
 Enqueue, retry and release `NOTIFY` a channel right after they commit; idle
 workers `LISTEN` on one dedicated connection and fall back to their timeout
 if it is lost.
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from outbox.store.liveness import AdvisoryLocks
 from outbox.store.rows import AnyRow
+from outbox.store.sql.group_commit import GroupCommit
 from outbox.store.sql.queries import due_filter
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
@@ -48,7 +51,8 @@ def create_store(url: URL, pool_size: int = 10) -> SqlStore:
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     runner = PostgresRunner(engine)
     return SqlStore(runner, pick_due, AdvisoryLocks(dsn), wakeup=NotifyWakeup(engine),
-                    lock_schema=lock_schema, snapshot=runner.snapshot)
+                    inserter=GroupCommit(runner), lock_schema=lock_schema,
+                    snapshot=runner.snapshot)
 
 
 class PostgresRunner:

@@ -33,17 +33,15 @@ from sqlalchemy import Connection, Engine, event, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from outbox.errors import Conflict
 from outbox.store.liveness import LockFiles
 from outbox.store.rows import AnyRow
-from outbox.store.sql.messages import insert_one
-from outbox.store.sql.queries import due_filter, insert_messages
-from outbox.store.sql.runner import Body, P, Runner, T, translate_errors
+from outbox.store.sql.group_commit import GroupCommit
+from outbox.store.sql.queries import due_filter
+from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sqlite_turn import WriterTurn
 from outbox.store.sqlite_wakeup import PeerWakeup
 from outbox.store.tables import messages
-from outbox.store.values import NewMessage, RecipientsSuppressed
 
 BUSY_TIMEOUT_MS = 30_000
 READERS = 4
@@ -59,9 +57,6 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
 )
 BEGIN_OPTION = "outbox_sqlite_begin"
-GROUP_MAX = 200  # messages per group commit
-
-Arrival = tuple[NewMessage, "asyncio.Future[bool]"]
 
 
 def create_engine(url: URL) -> Engine:
@@ -82,12 +77,6 @@ def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
 def _on_begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
     conn.exec_driver_sql(f"BEGIN {mode}")
-
-
-def _settle(batch: Sequence[Arrival], exc: BaseException) -> None:
-    for _, arrived in batch:
-        if not arrived.done():
-            arrived.set_exception(exc)
 
 
 def _transaction(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -168,74 +157,6 @@ class SqliteRunner:
         self.engine.dispose()
         if self._turn is not None:
             self._turn.close()
-
-
-class GroupCommit:
-    """Messages that arrive while a commit is on its way to disk go together in
-    the next one, so one fsync covers many messages. Each caller still returns
-    only after the commit holding its message. A batch (`insert_many`) arrives
-    and is committed whole."""
-
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
-        self._arriving: list[list[Arrival]] = []
-        self._committer: asyncio.Task[None] | None = None
-
-    async def insert(self, message: NewMessage) -> bool:
-        (arrived,) = self._arrive([message])
-        return await arrived
-
-    async def insert_many(self, batch: Sequence[NewMessage]) -> list[bool]:
-        return list(await asyncio.gather(*self._arrive(batch)))
-
-    def _arrive(self, batch: Sequence[NewMessage]) -> list[asyncio.Future[bool]]:
-        loop = asyncio.get_running_loop()
-        group: list[Arrival] = [(message, loop.create_future()) for message in batch]
-        self._arriving.append(group)
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_arrivals())
-        return [arrived for _, arrived in group]
-
-    def _next_group(self) -> list[Arrival]:
-        """Whole arrivals, up to GROUP_MAX messages (a bigger batch goes alone)."""
-        group = self._arriving.pop(0)
-        while self._arriving and len(group) + len(self._arriving[0]) <= GROUP_MAX:
-            group = group + self._arriving.pop(0)
-        return group
-
-    async def _commit_arrivals(self) -> None:
-        while self._arriving:
-            batch = self._next_group()
-            try:
-                created = await self._runner.write(insert_messages,
-                                                   [message for message, _ in batch])
-            except Conflict:  # e.g. a reused id: then each on its own
-                await self._insert_one_by_one(batch)
-                continue
-            except Exception as exc:  # every waiter must hear of the failure
-                _settle(batch, exc)
-                continue
-            for (_, arrived), result in zip(batch, created, strict=True):
-                if arrived.done():
-                    continue
-                if isinstance(result, RecipientsSuppressed):
-                    arrived.set_exception(result)
-                else:
-                    arrived.set_result(result)
-
-    async def _insert_one_by_one(self, batch: Sequence[Arrival]) -> None:
-        for message, arrived in batch:
-            try:
-                is_new = await insert_one(self._runner, message)
-            except Exception as exc:
-                _settle([(message, arrived)], exc)
-                continue
-            if not arrived.done():
-                arrived.set_result(is_new)
-
-    async def close(self) -> None:
-        if self._committer is not None:
-            await asyncio.gather(self._committer, return_exceptions=True)
 
 
 def pick_due(conn: Connection, values: dict[str, Any], now: datetime,

@@ -2,8 +2,8 @@
 
 The SQL is in sql/queries.py. What differs between backends comes in from
 the backend: `pick_due` (the claim statement), the `Wakeup`, and the
-`Inserter` that commits enqueued messages (SQLite groups concurrent enqueues
-into one commit; PostgreSQL inserts each on its own, `OneByOne`).
+`Inserter` that commits enqueued messages (both backends group concurrent
+enqueues into one commit, sql/group_commit.py; `OneByOne` gives each its own).
 """
 
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""`GroupCommit`: enqueues that arrive while a commit is on its way to disk share the
+next one, so one transaction and one flush cover many accepted messages. SQLite
+uses it on its single writer; PostgreSQL too, where each message's own
+transaction cost a round trip and a WAL flush of its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from outbox.errors import Conflict
+from outbox.store.sql.messages import insert_one
+from outbox.store.sql.queries import insert_messages
+from outbox.store.sql.runner import Runner
+from outbox.store.values import NewMessage, RecipientsSuppressed
+
+GROUP_MAX = 200  # messages per group commit
+
+Arrival = tuple[NewMessage, "asyncio.Future[bool]"]
+
+
+def _settle(batch: Sequence[Arrival], exc: BaseException) -> None:
+    for _, arrived in batch:
+        if not arrived.done():
+            arrived.set_exception(exc)
+
+
+class GroupCommit:
+    """Messages that arrive while a commit is on its way to disk go together in
+    the next one, so one fsync covers many messages. Each caller still returns
+    only after the commit holding its message. A batch (`insert_many`) arrives
+    and is committed whole."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._arriving: list[list[Arrival]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    async def insert(self, message: NewMessage) -> bool:
+        (arrived,) = self._arrive([message])
+        return await arrived
+
+    async def insert_many(self, batch: Sequence[NewMessage]) -> list[bool]:
+        return list(await asyncio.gather(*self._arrive(batch)))
+
+    def _arrive(self, batch: Sequence[NewMessage]) -> list[asyncio.Future[bool]]:
+        loop = asyncio.get_running_loop()
+        group: list[Arrival] = [(message, loop.create_future()) for message in batch]
+        self._arriving.append(group)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_arrivals())
+        return [arrived for _, arrived in group]
+
+    def _next_group(self) -> list[Arrival]:
+        """Whole arrivals, up to GROUP_MAX messages (a bigger batch goes alone)."""
+        group = self._arriving.pop(0)
+        while self._arriving and len(group) + len(self._arriving[0]) <= GROUP_MAX:
+            group = group + self._arriving.pop(0)
+        return group
+
+    async def _commit_arrivals(self) -> None:
+        while self._arriving:
+            batch = self._next_group()
+            try:
+                created = await self._runner.write(insert_messages,
+                                                   [message for message, _ in batch])
+            except Conflict:  # e.g. a reused id: then each on its own
+                await self._insert_one_by_one(batch)
+                continue
+            except Exception as exc:  # every waiter must hear of the failure
+                _settle(batch, exc)
+                continue
+            for (_, arrived), result in zip(batch, created, strict=True):
+                if arrived.done():
+                    continue
+                if isinstance(result, RecipientsSuppressed):
+                    arrived.set_exception(result)
+                else:
+                    arrived.set_result(result)
+
+    async def _insert_one_by_one(self, batch: Sequence[Arrival]) -> None:
+        for message, arrived in batch:
+            try:
+                is_new = await insert_one(self._runner, message)
+            except Exception as exc:
+                _settle([(message, arrived)], exc)
+                continue
+            if not arrived.done():
+                arrived.set_result(is_new)
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
