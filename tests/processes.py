@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,9 +29,34 @@ OUTBOX = [sys.executable, "-m", "outbox"]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port nothing listens on, below the kernel's ephemeral range. A port
+    that bind(0) hands out comes from that range, so any outgoing connection (to
+    PostgreSQL, to a relay) can take it as its source port before the server under test
+    binds it: "bounces.bind ... is already in use" failed a CI run that way."""
+    first_ephemeral = _ephemeral_range()[0]
+    for _ in range(200):
+        port = _ports.randrange(_LOWEST_PORT, first_ephemeral)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded range: what the kernel gives
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_LOWEST_PORT = 20_000  # above the services of this machine (PostgreSQL, slapd, dovecot...)
+_ports = random.SystemRandom()  # forked test workers must not draw the same sequence
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return max(int(low), _LOWEST_PORT + 1000), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def toml_value(value: Any) -> str:
