@@ -26,7 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -142,24 +143,33 @@ def figures(latencies: list[float]) -> str:
             f"max {max(latencies) * 1000:6.1f} ms  ({len(latencies)} submits)")
 
 
-def measure(backend: str, args: argparse.Namespace, env: dict[str, str]) -> None:
+@contextmanager
+def serve(backend: str, env: dict[str, str], delivery_processes: int = 0
+          ) -> Iterator[OutboxProcess]:
+    """`outbox serve` with this bench's config, on a fresh database of `backend`,
+    stopped on the way out (bench/submit_cost.py uses it too)."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         database: AbstractContextManager[str] = (
             fresh_database("outbox_abuse") if backend == "postgres"
             else nullcontext(f"sqlite:///{directory}/outbox.db"))
         with database as url:
-            values = config(directory, url, args.delivery_processes)
+            values = config(directory, url, delivery_processes)
             outbox = OutboxProcess(write_config(directory / "outbox.toml", values), values,
                                    env=env)
             outbox.start()
             try:
-                result = asyncio.run(run(outbox.base_url, args))
+                yield outbox
             finally:
                 try:
                     outbox.stop(timeout=30)
                 except subprocess.TimeoutExpired:  # a baseline still storing 100,000
                     print(f"{backend}: outbox serve did not stop in 30 s: killed")
+
+
+def measure(backend: str, args: argparse.Namespace, env: dict[str, str]) -> None:
+    with serve(backend, env, args.delivery_processes) as outbox:
+        result = asyncio.run(run(outbox.base_url, args))
     label = f"{backend}{' (baseline)' if env else ''}"
     print(f"{label}: {args.big:,}-recipient submit: "
           f"{', '.join(f'{t * 1000:.0f}' for t in result['big'])} ms")

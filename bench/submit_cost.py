@@ -19,9 +19,7 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import httpx
@@ -29,10 +27,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.pg import fresh_database  # noqa: E402
-from tests.processes import API_KEY, OutboxProcess, write_config  # noqa: E402
+from tests.processes import API_KEY  # noqa: E402
 
-from bench.abuse import config, small  # noqa: E402
+from bench.abuse import serve, small  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -57,27 +54,15 @@ async def post(url: str, count: int, clients: int) -> list[float]:
 
 
 def measure(backend: str, args: argparse.Namespace, env: dict[str, str]) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        database: AbstractContextManager[str] = (
-            fresh_database("outbox_submit_cost") if backend == "postgres"
-            else nullcontext(f"sqlite:///{directory}/outbox.db"))
-        with database as url:
-            values = config(directory, url)
-            outbox = OutboxProcess(write_config(directory / "outbox.toml", values), values,
-                                   env=env)
-            outbox.start()
-            try:
-                assert outbox.proc is not None
-                asyncio.run(post(outbox.base_url, 200, args.clients))
-                time.sleep(1)
-                before, start = cpu_seconds(outbox.proc.pid), time.perf_counter()
-                latencies = asyncio.run(post(outbox.base_url, args.messages, args.clients))
-                took = time.perf_counter() - start
-                time.sleep(2)  # the worker's attempts of the last messages
-                used = cpu_seconds(outbox.proc.pid) - before
-            finally:
-                outbox.stop(timeout=30)
+    with serve(backend, env) as outbox:
+        assert outbox.proc is not None
+        asyncio.run(post(outbox.base_url, 200, args.clients))
+        time.sleep(1)
+        before, start = cpu_seconds(outbox.proc.pid), time.perf_counter()
+        latencies = asyncio.run(post(outbox.base_url, args.messages, args.clients))
+        took = time.perf_counter() - start
+        time.sleep(2)  # the worker's attempts of the last messages
+        used = cpu_seconds(outbox.proc.pid) - before
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return (f"{used * 1000 / args.messages:5.2f} CPU ms/submit  "
             f"{args.messages / took:5.0f} msg/s  p50 {cuts[49] * 1000:5.1f} ms  "
