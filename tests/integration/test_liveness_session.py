@@ -22,7 +22,8 @@ async def _held_by_others(url: str, owner: str) -> bool:
     try:
         rows = await watcher.fetch(
             "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 "
-            "AND objsubid = 2 AND granted", LOCK_NAMESPACE)
+            "AND objsubid = 2 AND granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())", LOCK_NAMESPACE)
     finally:
         await watcher.close()
     return lock_key(owner) in {int(row["objid"]) for row in rows}
@@ -82,3 +83,25 @@ def test_a_node_that_unregisters_is_dead_to_the_others() -> None:
     # (dead() answers nothing within RESTART_GRACE of a server start: waited out first.)
     with fresh_database("outbox_liveness") as url:
         assert asyncio.run(_dead_after_unregister(url))
+
+
+async def _dead_in_other_database(held_in: str, asked_in: str) -> bool:
+    await _past_restart_grace(asked_in)
+    holder, watcher = AdvisoryLocks(held_in), AdvisoryLocks(asked_in)
+    await holder.register(A)
+    await watcher.register(B)
+    try:
+        return A in await watcher.dead([A])
+    finally:
+        await holder.unregister(A)
+        await watcher.unregister(B)
+
+
+def test_a_lock_held_in_another_database_does_not_keep_an_owner_alive() -> None:
+    # Advisory locks are per database, pg_locks shows the whole server's: another
+    # Outbox on the same server (or this suite's other tests, running at once with the
+    # same owner names) must not make a dead owner look alive. CI failed the test above
+    # this way while the heartbeat test held A's lock in its own database.
+    with fresh_database("outbox_liveness") as held_in, \
+            fresh_database("outbox_liveness") as asked_in:
+        assert asyncio.run(_dead_in_other_database(held_in, asked_in))

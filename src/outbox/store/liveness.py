@@ -143,8 +143,12 @@ class AdvisoryLocks:
                 up = await conn.fetchval("SELECT extract(epoch FROM now() - "
                                          "pg_postmaster_start_time())", timeout=QUERY_TIMEOUT)
                 live = await conn.fetch(
+                    # Advisory locks belong to a database: another database on the server
+                    # (another Outbox, a test) may hold the same key for its own owner.
                     "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 "
-                    "AND objsubid = 2 AND granted", LOCK_NAMESPACE, timeout=QUERY_TIMEOUT)
+                    "AND objsubid = 2 AND granted AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                    LOCK_NAMESPACE, timeout=QUERY_TIMEOUT)
             except Exception as exc:
                 await self._drop_if_gone()
                 raise StorageError(f"cannot read which workers are alive: {exc}") from exc
