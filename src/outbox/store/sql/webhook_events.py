@@ -43,14 +43,16 @@ def insert_events(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None
     """Insert event rows (`rows.event_values`) and the deliveries they cause."""
     if not values:
         return
-    if conn.dialect.name == "sqlite" and not SUBSCRIBABLE.intersection(v["type"] for v in values):
-        _insert_plain(conn, values)
-    elif not SUBSCRIBABLE.intersection(v["type"] for v in values):
-        conn.execute(insert(events), values)
-    elif conn.dialect.name == "postgresql":
-        _with_deliveries(conn, values)
-    else:
+    subscribable = not SUBSCRIBABLE.isdisjoint(v["type"] for v in values)
+    if conn.dialect.name == "postgresql":
+        if subscribable:
+            _with_deliveries(conn, values)
+        else:
+            conn.execute(insert(events), values)
+    elif subscribable:
         _insert_then_deliver(conn, values)
+    else:
+        _insert_plain(conn, values)
 
 
 # PostgreSQL: the events come as one array per column, so the statement's text is the
