@@ -68,3 +68,13 @@ def test_a_turn_held_past_the_timeout_is_a_storage_error_naming_the_file(
 def test_the_turn_waits_as_long_as_sqlite_s_busy_timeout(store: Store) -> None:
     runner = store._run  # type: ignore[attr-defined]
     assert runner._turn.timeout == BUSY_TIMEOUT_MS / 1000 == 30
+
+
+def test_without_a_usable_directory_writes_go_on_without_a_turn(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the turn's directory would go")
+    turn = WriterTurn(blocked / "db-workers", timeout=30)
+    with turn.held():  # no lock file can be made: the busy handler alone, as before
+        pass
+    assert not (blocked / "db-workers").exists()
+    turn.close()

@@ -66,15 +66,19 @@ async def _past_restart_grace(url: str) -> None:
     await asyncio.sleep(max(0.0, RESTART_GRACE - up + 0.1))
 
 
-async def _dead_after_unregister(url: str) -> bool:
-    await _past_restart_grace(url)
-    a, b = AdvisoryLocks(url), AdvisoryLocks(url)
+async def _a_is_dead(held_in: str, asked_in: str, *, a_stops: bool) -> bool:
+    """Whether node B, on `asked_in`, takes owner A for dead: A's lock is taken on
+    `held_in` and, with `a_stops`, given up again before B asks."""
+    await _past_restart_grace(asked_in)
+    a, b = AdvisoryLocks(held_in), AdvisoryLocks(asked_in)
     await a.register(A)
     await b.register(B)
-    await a.unregister(A)
+    if a_stops:
+        await a.unregister(A)
     try:
         return A in await b.dead([A])
     finally:
+        await a.unregister(A)
         await b.unregister(B)
 
 
@@ -82,19 +86,7 @@ def test_a_node_that_unregisters_is_dead_to_the_others() -> None:
     # The counterpart: the serialisation does not keep a stopped node's lock alive.
     # (dead() answers nothing within RESTART_GRACE of a server start: waited out first.)
     with fresh_database("outbox_liveness") as url:
-        assert asyncio.run(_dead_after_unregister(url))
-
-
-async def _dead_in_other_database(held_in: str, asked_in: str) -> bool:
-    await _past_restart_grace(asked_in)
-    holder, watcher = AdvisoryLocks(held_in), AdvisoryLocks(asked_in)
-    await holder.register(A)
-    await watcher.register(B)
-    try:
-        return A in await watcher.dead([A])
-    finally:
-        await holder.unregister(A)
-        await watcher.unregister(B)
+        assert asyncio.run(_a_is_dead(url, url, a_stops=True))
 
 
 def test_a_lock_held_in_another_database_does_not_keep_an_owner_alive() -> None:
@@ -104,4 +96,4 @@ def test_a_lock_held_in_another_database_does_not_keep_an_owner_alive() -> None:
     # this way while the heartbeat test held A's lock in its own database.
     with fresh_database("outbox_liveness") as held_in, \
             fresh_database("outbox_liveness") as asked_in:
-        assert asyncio.run(_dead_in_other_database(held_in, asked_in))
+        assert asyncio.run(_a_is_dead(held_in, asked_in, a_stops=False))

@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from outbox.store.liveness import AdvisoryLocks
 from outbox.store.rows import AnyRow
-from outbox.store.sql.group_commit import GroupCommit
 from outbox.store.sql.queries import due_filter
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
@@ -51,8 +50,7 @@ def create_store(url: URL, pool_size: int = 10) -> SqlStore:
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     runner = PostgresRunner(engine)
     return SqlStore(runner, pick_due, AdvisoryLocks(dsn), wakeup=NotifyWakeup(engine),
-                    inserter=GroupCommit(runner), lock_schema=lock_schema,
-                    snapshot=runner.snapshot)
+                    lock_schema=lock_schema, snapshot=runner.snapshot)
 
 
 class PostgresRunner:

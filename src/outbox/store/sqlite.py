@@ -1,4 +1,4 @@
-"""SQLite: the engine and its pragmas, the runner, the claim, group commit.
+"""SQLite: the engine and its pragmas, the runner, the claim.
 
 A whole transaction runs in a worker thread, so a verb costs one hop between
 the event loop and a thread, not three or four per statement as with an
@@ -10,7 +10,7 @@ processes the writer threads take turns through a lock file first
 (`sqlite_turn.py`), rather than sleeping in SQLite's busy handler. Reads
 use a plain `BEGIN` on a few reader threads and run beside the writer (WAL).
 Enqueues that arrive while a commit is under way share the next commit
-(group commit), so one fsync covers many accepted messages.
+(sql/group_commit.py), so one fsync covers many accepted messages.
 
 Wake-ups are in-process only: other processes notice by their timeout.
 """
@@ -35,7 +35,6 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from outbox.store.liveness import LockFiles
 from outbox.store.rows import AnyRow
-from outbox.store.sql.group_commit import GroupCommit
 from outbox.store.sql.queries import due_filter
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
@@ -116,7 +115,7 @@ def create_store(url: URL) -> SqlStore:
     workers = Path(f"{url.database}-workers")  # lock files of the processes using the file
     runner = SqliteRunner(create_engine(url), WriterTurn(workers, BUSY_TIMEOUT_MS / 1000))
     return SqlStore(runner, pick_due, LockFiles(workers), wakeup=PeerWakeup(workers),
-                    inserter=GroupCommit(runner), snapshot=runner.snapshot)
+                    snapshot=runner.snapshot)
 
 
 class SqliteRunner:

@@ -2,8 +2,8 @@
 
 The SQL is in sql/queries.py. What differs between backends comes in from
 the backend: `pick_due` (the claim statement), the `Wakeup`, and the
-`Inserter` that commits enqueued messages (both backends group concurrent
-enqueues into one commit, sql/group_commit.py; `OneByOne` gives each its own).
+`Inserter` that commits enqueued messages (by default `GroupCommit`, which puts
+concurrent enqueues into one commit, sql/group_commit.py).
 """
 
 from __future__ import annotations
@@ -68,26 +68,6 @@ async def insert_one(runner: Runner, message: NewMessage) -> bool:
             raise
         return False
     return True
-
-
-class OneByOne:
-    """Each enqueued message in a transaction of its own; a batch in one."""
-
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
-
-    async def insert(self, message: NewMessage) -> bool:
-        return await insert_one(self._runner, message)
-
-    async def insert_many(self, batch: Sequence[NewMessage]) -> list[bool]:
-        try:
-            results = await self._runner.write(q.insert_messages, list(batch))
-            return [q.outcome(result) for result in results]
-        except Conflict:  # a key another writer took meanwhile: then each on its own
-            return [await insert_one(self._runner, message) for message in batch]
-
-    async def close(self) -> None:
-        pass
 
 
 class SqlMessages:

@@ -180,13 +180,6 @@ def suppressed_recipients(conn: Connection, batch: Sequence[NewMessage]
     return refused
 
 
-def outcome(result: bool | RecipientsSuppressed) -> bool:
-    """An insert's result as a bool (created, or its key taken), or the refusal raised."""
-    if isinstance(result, RecipientsSuppressed):
-        raise result
-    return result
-
-
 def _taken_keys(conn: Connection, batch: Sequence[NewMessage]) -> set[tuple[str, str] | None]:
     keys = [n.idempotency.key for n in batch if n.idempotency is not None]
     if not keys:

@@ -44,9 +44,10 @@ from outbox.store.sql.alerts import SqlAlerts
 from outbox.store.sql.archive import Snapshot, SqlArchive
 from outbox.store.sql.blob_index import SqlBlobIndex
 from outbox.store.sql.governor import SqlGovernor
+from outbox.store.sql.group_commit import GroupCommit
 from outbox.store.sql.integrity import SqlIntegrity
 from outbox.store.sql.keys import SqlKeys
-from outbox.store.sql.messages import Inserter, OneByOne, PickDue, SqlMessages
+from outbox.store.sql.messages import PickDue, SqlMessages
 from outbox.store.sql.rate_limits import SqlRateLimits
 from outbox.store.sql.relay_auth import SqlRelayAuth
 from outbox.store.sql.retention import SqlRetention
@@ -65,12 +66,12 @@ class SqlStore:
     """The facets over one runner, and the database's own verbs."""
 
     def __init__(self, runner: Runner, pick_due: PickDue, liveness: Liveness, *,
-                 wakeup: Wakeup | None = None, inserter: Inserter | None = None,
+                 wakeup: Wakeup | None = None,
                  lock_schema: LockSchema | None = None, snapshot: Snapshot | None = None
                  ) -> None:
         self._run = runner
         self._wakeup = wakeup or Wakeup()
-        self._inserter = inserter or OneByOne(runner)
+        self._inserter = GroupCommit(runner)
         self._lock_schema = lock_schema
         self.messages: MessageStore = SqlMessages(runner, pick_due, self._wakeup, self._inserter)
         self.relay_auth: RelayAuthStore = SqlRelayAuth(runner)
