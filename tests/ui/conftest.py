@@ -45,9 +45,22 @@ def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database(request.param, tmp_path) as url:
+BOTH_BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each UI test runs on the backends its module names in `BACKENDS`, both unless it
+    says otherwise. Pages that show what the store's listing, filter and bulk queries
+    find run on both; a page whose behaviour cannot differ by backend (forms, sign-in,
+    accessibility) runs on one, since the store contract tests already hold every query
+    on both and each UI test costs a browser and a server (the suite's time, stop 23)."""
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", getattr(metafunc.module, "BACKENDS", BOTH_BACKENDS))
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    with database(backend, tmp_path) as url:
         yield url
 
 

@@ -9,6 +9,9 @@ from playwright.sync_api import Page, expect
 from tests.ui.conftest import StartUi
 from tests.ui.support import PASSWORD, Ui, cli_add_user
 
+# One backend (tests/ui/conftest.py): sign-in, sessions and forms cannot differ by backend.
+BACKENDS = ("sqlite",)
+
 
 def test_sign_in_and_out(ui: Ui, page: Page) -> None:
     page.goto(f"{ui.process.base_url}/")  # / leads to the UI, which asks for a sign-in

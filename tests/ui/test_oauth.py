@@ -18,6 +18,9 @@ from tests.ui.conftest import StartUi
 from tests.ui.oauth_provider import Provider, ProviderServer
 from tests.ui.support import Ui
 
+# One backend (tests/ui/conftest.py): the OAuth2 connect flow cannot differ by backend.
+BACKENDS = ("postgres",)
+
 
 @pytest.fixture
 def authority() -> Authority:

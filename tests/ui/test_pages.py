@@ -11,6 +11,10 @@ from tests.smtpd import ScriptedServer, reply
 from tests.ui.support import ARTIFACTS, Ui, axe_violations, screenshot
 from tests.ui.test_compose import add_chip, address_book
 
+# One backend (tests/ui/conftest.py): accessibility and screenshots of rendered pages cannot
+# differ by backend.
+BACKENDS = ("sqlite",)
+
 
 def test_every_page_passes_axe_and_is_captured(ui: Ui, page: Page,
                                                sink: ScriptedServer) -> None:
