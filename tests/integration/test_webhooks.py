@@ -86,6 +86,20 @@ async def test_the_client_refuses_loopback_unless_its_network_is_allowed(
     assert len(receiver.requests()) == 1  # the refused request never left
 
 
+async def test_a_client_is_made_at_the_first_post_and_not_before(
+        receiver: WebhookReceiver) -> None:
+    """A server with no endpoint never loads the CA bundle (0.1 s of CPU per start)."""
+    unused, used = WebhookClient(LOOPBACK, 5.0), WebhookClient(LOOPBACK, 5.0)
+    await unused.aclose()
+    try:
+        delivered = await used.post(receiver.url, b"{}", {})
+        assert used._made is not None
+    finally:
+        await used.aclose()
+    assert unused._made is None
+    assert delivered.ok
+
+
 async def test_a_host_name_is_checked_by_every_address_it_resolves_to(
         receiver: WebhookReceiver) -> None:
     by_name = receiver.url.replace("127.0.0.1", "localhost")

@@ -91,21 +91,34 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class WebhookClient:
-    """Posts signed bodies to endpoints, through the guarded backend."""
+    """Posts signed bodies to endpoints, through the guarded backend. The HTTP client is
+    made at the first post: its TLS context costs about 0.1 s of CPU to load the CA
+    bundle, which a server with no webhook endpoint would pay at every start."""
 
     def __init__(self, allowed: typing.Sequence[Network], timeout: float,
                  max_connections: int = 32) -> None:
         self.timeout = timeout
-        transport = httpx.AsyncHTTPTransport(trust_env=False)
-        # httpx does not take a network backend; its pool is replaced by one that has
-        # the guard (tests/integration/test_webhook_client.py fails if this stops working).
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=max_connections, max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0, network_backend=GuardedBackend(allowed))
-        self._client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout),
-                                         follow_redirects=False, trust_env=False,
-                                         headers={"User-Agent": USER_AGENT})
+        self._allowed = allowed
+        self._max_connections = max_connections
+        self._made: httpx.AsyncClient | None = None
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        if self._made is None:
+            tls = httpx.create_ssl_context(trust_env=False)  # one, for both pools below
+            transport = httpx.AsyncHTTPTransport(trust_env=False, verify=tls)
+            # httpx does not take a network backend; its pool is replaced by one that has
+            # the guard (tests/integration/test_webhooks.py fails if this stops working).
+            transport._pool = httpcore.AsyncConnectionPool(
+                ssl_context=tls,
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
+                keepalive_expiry=30.0, network_backend=GuardedBackend(self._allowed))
+            self._made = httpx.AsyncClient(transport=transport,
+                                           timeout=httpx.Timeout(self.timeout),
+                                           follow_redirects=False, trust_env=False,
+                                           headers={"User-Agent": USER_AGENT})
+        return self._made
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> PostResult:
         """POST `body`; never raises for what the network or the receiver did."""
@@ -127,7 +140,8 @@ class WebhookClient:
         return PostResult(False, status, f"the receiver answered HTTP {status}")
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._made is not None:
+            await self._made.aclose()
 
 
 def _one_line(exc: Exception) -> str:
