@@ -4,6 +4,7 @@ Chromium (Debian's, through Playwright; nothing is downloaded)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,20 +51,33 @@ class Ui:
 
 
 def add_users(config: dict[str, Any], users: dict[str, str] = USERS) -> None:
-    """UI users through the service (the CLI's own test uses `outbox users create`)."""
+    """UI users, all with PASSWORD, straight into the store with one hash of it made per
+    test process: argon2 costs 0.3 s of CPU per hash here, by design, and three users per
+    UI test added up. Creating users through the service and the CLI, hashing included,
+    is tested in tests/integration/test_cli_users.py and tests/ui/test_auth.py."""
     from outbox.config import Settings
     from outbox.service import Outbox
+    from outbox.store.base import UiUser
 
     async def create() -> None:
         settings = Settings(**{k: v for k, v in config.items() if k != "logging"})
         outbox = await Outbox.open(settings)
         try:
+            now = outbox.clock()
             for name, role in users.items():
-                await outbox.users.create(name, role, PASSWORD)
+                await outbox.store.ui_users.create_ui_user(
+                    UiUser(name, role, _password_hash(), now, now))
         finally:
             await outbox.close()
 
     in_thread(create)
+
+
+@functools.cache
+def _password_hash() -> str:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash(PASSWORD)
 
 
 def in_thread(coroutine: Any) -> Any:
