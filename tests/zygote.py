@@ -107,6 +107,10 @@ def serve_forever() -> None:
     """The zygote's loop: fork on request, reap children, write their exit statuses."""
     for module in PRELOAD:
         __import__(module)
+    from outbox.cli.common import click_command
+    from outbox.main import app
+
+    click_command(app)  # the CLI's command tree, built once for every child
     statuses: dict[int, str] = {}
     requests = sys.stdin.buffer
     answers = sys.stdout
