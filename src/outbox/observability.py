@@ -12,6 +12,7 @@ by `***` in a processor, as a last line of defence behind not logging them.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -60,23 +61,40 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None, *
 
 
 class RotatingLog:
-    """An append-only log file that is renamed to `.1` (`.1` to `.2`) past `max_bytes`."""
+    """An append-only log file that is renamed to `.1` (`.1` to `.2`) past `max_bytes`.
+    A file that does not exist yet is made at the first line, so that a command that logs
+    nothing (`outbox status` where there is no database) leaves nothing behind; whether it
+    could be made is checked at once, so a path that cannot be written is still refused
+    at start."""
 
     def __init__(self, path: Path, max_bytes: int = 10_000_000, backups: int = 2) -> None:
         self.path, self.max_bytes, self.backups = path, max_bytes, backups
-        self._handle = _open_log_file(str(path))
-        self._size = self._handle.tell()
+        self._handle: TextIO | None = None
+        self._size = 0
+        if path.exists():
+            self._open()
+        else:
+            _refuse_unwritable(path)
 
     def write(self, text: str) -> int:
-        if self._size + len(text) > self.max_bytes and self._size:
+        if self._handle is None:
+            self._open()
+        elif self._size + len(text) > self.max_bytes and self._size:
             self._rotate()
+        assert self._handle is not None
         self._size += len(text.encode())
         return self._handle.write(text)
 
     def flush(self) -> None:
-        self._handle.flush()
+        if self._handle is not None:
+            self._handle.flush()
+
+    def _open(self) -> None:
+        self._handle = _open_log_file(str(self.path))
+        self._size = self._handle.tell()
 
     def _rotate(self) -> None:
+        assert self._handle is not None
         self._handle.close()
         for index in range(self.backups, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{index}")
@@ -84,8 +102,7 @@ class RotatingLog:
                 else self.path
             if newer.exists():
                 newer.replace(older)
-        self._handle = _open_log_file(str(self.path))
-        self._size = 0
+        self._open()
 
 
 class _Tee:
@@ -109,9 +126,22 @@ def _open_log_file(path: str) -> TextIO:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return open(path, "a", buffering=1, encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"logging.file: cannot write {path}: {exc.strerror or exc}",
-                          hint="give a writable path, or leave it empty to log to stderr") \
-            from None
+        raise _unwritable(path, exc.strerror or str(exc)) from None
+
+
+def _refuse_unwritable(path: Path) -> None:
+    """The ConfigError `_open_log_file` would raise, without making anything: the
+    nearest existing directory on the way must let this process make the rest."""
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise _unwritable(str(path), f"{existing} is not a writable directory")
+
+
+def _unwritable(path: str, why: str) -> ConfigError:
+    return ConfigError(f"logging.file: cannot write {path}: {why}",
+                       hint="give a writable path, or leave it empty to log to stderr")
 
 
 # Attempts range from a loopback sink (milliseconds) to a slow relay's DATA (minutes).

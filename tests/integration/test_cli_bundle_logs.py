@@ -9,10 +9,12 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
 from tests.processes import write_config
 from tests.zygote import run as fork_run
 
 from outbox.config import LoggingSettings
+from outbox.errors import ConfigError
 from outbox.observability import RotatingLog
 
 
@@ -54,3 +56,19 @@ def test_the_log_copy_rotates(tmp_path: Path) -> None:
     assert names == ["outbox.log", "outbox.log.1", "outbox.log.2"]
     assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
     assert "line 11" in (tmp_path / "outbox.log").read_text()
+
+
+def test_the_log_copy_is_made_at_its_first_line(tmp_path: Path) -> None:
+    log = RotatingLog(tmp_path / "logs" / "outbox.log")
+    assert not any(tmp_path.iterdir()), "nothing is made before a line is written"
+    log.write("first\n")
+    log.flush()
+    assert (tmp_path / "logs" / "outbox.log").read_text() == "first\n"
+
+
+def test_a_log_copy_that_cannot_be_made_is_refused_at_once(tmp_path: Path) -> None:
+    in_a_file = tmp_path / "a-file"
+    in_a_file.write_text("")
+    with pytest.raises(ConfigError, match=r"cannot write .*a-file/outbox\.log"):
+        RotatingLog(in_a_file / "outbox.log")
+

@@ -70,3 +70,13 @@ def test_other_commands_never_create_a_database(layout: tuple[Path, Path],
     assert "Traceback" not in result.stderr
     assert not (config_dir / "data" / "outbox.db").exists()
     assert not any(elsewhere.iterdir())
+
+
+def test_a_command_without_config_or_database_leaves_no_file(tmp_path: Path) -> None:
+    """The defaults put the database, and the log copy for support bundles, in the
+    current directory: a command that finds no database creates neither."""
+    result = outbox("status", "0123456789abcdef", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no database at ./outbox.db" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
