@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +33,24 @@ def free_port() -> int:
     """A loopback port nothing listens on, below the kernel's ephemeral range. A port
     that bind(0) hands out comes from that range, so any outgoing connection (to
     PostgreSQL, to a relay) can take it as its source port before the server under test
-    binds it: "bounces.bind ... is already in use" failed a CI run that way."""
-    first_ephemeral = _ephemeral_range()[0]
+    binds it: "bounces.bind ... is already in use" failed a CI run that way.
+
+    Each pytest-xdist worker draws from a slice of its own, and never hands out a port
+    it handed out recently: between this check and the server's bind, the port is free
+    to anyone else who draws it. Two workers drew the same one in a CI run; the second
+    server failed to bind, and its test took the first one's /healthz for its own."""
+    low, high = _my_slice()
     for _ in range(200):
-        port = _ports.randrange(_LOWEST_PORT, first_ephemeral)
+        port = _ports.randrange(low, high)
+        if port in _given:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _given.append(port)
+        return port
     with socket.socket() as s:  # a crowded range: what the kernel gives
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -49,6 +58,19 @@ def free_port() -> int:
 
 _LOWEST_PORT = 20_000  # above the services of this machine (PostgreSQL, slapd, dovecot...)
 _ports = random.SystemRandom()  # forked test workers must not draw the same sequence
+_given: deque[int] = deque(maxlen=1000)
+
+
+def _my_slice() -> tuple[int, int]:
+    """[low, high) of the ports this process may hand out."""
+    high = _ephemeral_range()[0]
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get(
+        "PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and workers.isdigit()):
+        return _LOWEST_PORT, high
+    size = (high - _LOWEST_PORT) // int(workers)
+    start = _LOWEST_PORT + int(worker[2:]) * size
+    return start, start + size
 
 
 def _ephemeral_range() -> tuple[int, int]:
