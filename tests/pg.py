@@ -1,4 +1,5 @@
-"""Throw-away PostgreSQL databases on the machine's server (127.0.0.1:5432, trust auth)."""
+"""Databases for tests: throw-away PostgreSQL ones on the machine's server (127.0.0.1:5432,
+trust auth), and migrated templates of both backends to copy from."""
 
 from __future__ import annotations
 
@@ -42,11 +43,11 @@ def database(kind: str, directory: Path) -> Iterator[str]:
     """A database URL for a test, already migrated to the head: a SQLite file in
     `directory` copied from a template, or a fresh PostgreSQL database cloned from one.
     Each `outbox serve` of the e2e and UI suites would otherwise run every migration
-    first (0.2 s of CPU and a dozen fsyncs each, about a thousand times per suite); the
-    start on an empty database is tested where it is the subject (tests/contract
+    first (0.2 s of CPU and a dozen fsyncs on SQLite, per test); the start on an empty
+    database is tested where it is the subject (tests/contract
     test_store_schema.py, tests/integration/test_cli_database_paths.py)."""
     if kind == "sqlite":
-        shutil.copyfile(_sqlite_template(), directory / "outbox.db")
+        shutil.copyfile(sqlite_template(), directory / "outbox.db")
         yield f"sqlite:///{directory}/outbox.db"
         return
     name = f"outbox_e2e_{secrets.token_hex(4)}"
@@ -57,23 +58,26 @@ def database(kind: str, directory: Path) -> Iterator[str]:
         psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _migrate(url: str) -> None:
+async def migrate(url: str) -> None:
+    """Run every migration on the database at `url` (the contract suite's templates too)."""
     from outbox.store.factory import open_store
 
-    async def migrate() -> None:
-        store = await open_store(url)
-        try:
-            await store.migrate()
-        finally:
-            await store.close()
+    store = await open_store(url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
 
+
+def _migrate(url: str) -> None:
     # In a thread of its own: the caller may be inside an event loop (Playwright's).
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, migrate()).result()
+        pool.submit(asyncio.run, migrate(url)).result()
 
 
 @functools.cache
-def _sqlite_template() -> Path:
+def sqlite_template() -> Path:
+    """A migrated SQLite file, made once per test process; copy it, never open it."""
     directory = Path(tempfile.mkdtemp(prefix="outbox-template-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     _migrate(f"sqlite:///{directory}/outbox.db")

@@ -40,7 +40,7 @@ from typing import Any
 # What `outbox serve` imports on its way to answering /healthz and delivering, on either
 # backend: the entry points, then what they import lazily (the CLI imports little so that
 # short commands start fast; a serve started from here would otherwise still spend about
-# 0.2 s of CPU on these, thousands of times per suite).
+# 0.2 s of CPU on these at every start).
 PRELOAD = ("outbox.main", "outbox.cli.app", "outbox.runtime", "outbox.runtime.http",
            "outbox.delivery.pool", "outbox.delivery.gate", "outbox.delivery.webhook_http",
            "outbox.service.webhook_dispatch", "outbox.store.sqlite", "outbox.store.postgres",

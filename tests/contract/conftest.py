@@ -24,6 +24,8 @@ from sqlalchemy.engine import make_url
 
 from outbox.store.base import Store
 from outbox.store.factory import open_store
+from tests.pg import migrate
+from tests.pg import sqlite_template as migrated_sqlite_file
 
 PG_URL = os.environ.get("OUTBOX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
@@ -47,14 +49,6 @@ async def pg_admin(*statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
-
-
-async def migrate(url: str) -> None:
-    store = await open_store(url)
-    try:
-        await store.migrate()
-    finally:
-        await store.close()
 
 
 class PgClones:
@@ -120,10 +114,8 @@ def _wants_pg_clone(item: pytest.Item) -> bool:
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "outbox.db"
-    asyncio.run(migrate(f"sqlite:///{path}"))
-    return path
+def sqlite_template() -> Path:
+    return migrated_sqlite_file()
 
 
 @pytest.fixture(params=BACKENDS)
