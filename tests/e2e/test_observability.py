@@ -166,6 +166,14 @@ def test_metrics_show_the_queue_depth_change_while_a_batch_is_delivered(batch: B
                  code="200") >= len(batch.samples)
 
 
+def test_start_up_objects_are_frozen_out_of_full_collections(batch: Batch) -> None:
+    """runtime/heap.py: a full collection in serve walks what was made since start-up,
+    not the modules and the app (60-150 ms per collection, bench/abuse.py)."""
+    # A serve holds 100,000-200,000 objects at start; 20,000 leaves room for the
+    # zygote-forked serve of the tests, which freezes fewer of its own.
+    assert value(scrape(batch.outbox), "outbox_gc_frozen_objects") > 20_000
+
+
 def test_log_lines_carry_message_relay_and_request_ids_and_no_secret(batch: Batch) -> None:
     raw = batch.outbox.log_path.read_bytes()
     for secret in secrets():

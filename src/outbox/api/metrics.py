@@ -14,6 +14,8 @@ middleware that gives every request an id and counts it.
     outbox_api_requests_total{method,route,code}   by route template, never the raw path
 
     outbox_loop_errors_total{loop}                 errors a background loop backed off from
+    outbox_gc_frozen_objects                       start-up objects full collections skip
+                                                   (runtime/heap.py; 0 before start-up ends)
 
 Queue gauges and relay states come from the health snapshot (the same reading
 the alert engine, `outbox doctor` and `outbox relay ls` use), so they cover
@@ -22,6 +24,7 @@ every worker; the delivery and loop counters are this process's own.
 
 from __future__ import annotations
 
+import gc
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -100,6 +103,9 @@ def install(app: FastAPI, outbox: Outbox) -> None:
     requests = Counter("outbox_api_requests", "HTTP requests by method, route template and "
                        "status code", ["method", "route", "code"], registry=registry)
     app.add_middleware(ObserveRequests, requests=requests, routes=lambda: app.router.routes)
+    Gauge("outbox_gc_frozen_objects", "Objects of this process that full garbage "
+          "collections skip (frozen when start-up ends)",
+          registry=registry).set_function(gc.get_freeze_count)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -17,6 +17,7 @@ from outbox.config import ServerSettings, Settings
 from outbox.errors import ConfigError, StorageError
 from outbox.intake import BounceListener, bind_bounce_socket
 from outbox.listening import listen
+from outbox.runtime import heap
 from outbox.runtime.children import (
     PARENT_ENV,
     DeliveryProcesses,
@@ -55,6 +56,7 @@ async def run_worker_process(settings: Settings) -> None:
     webhooks_task = asyncio.create_task(dispatcher.run())
     parent = os.environ.get(PARENT_ENV, "")  # a delivery process of `outbox serve`
     watcher = asyncio.create_task(watch_parent(int(parent), stop)) if parent.isdigit() else None
+    heap.settle()
     try:
         await worker.run()
     finally:
@@ -105,6 +107,7 @@ async def run_serve_process(settings: Settings, config: str | None = None) -> No
         submission = await _start_submission(outbox, smtp_socket)
         if bounces is not None:
             await bounces.start()
+        heap.settle()
         await server.serve(sockets=[listener])
     finally:
         if submission is not None:
@@ -176,6 +179,7 @@ async def run_submission_process(settings: Settings) -> None:
     _on_stop_signals(stopped.set)
     try:
         await listener.start()
+        heap.settle()
         await stopped.wait()
     finally:
         await listener.close(SUBMISSION_GRACE)
