@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import functools
+import gc
 import json
 import os
 import random
@@ -111,6 +112,11 @@ def serve_forever() -> None:
     from outbox.main import app
 
     click_command(app)  # the CLI's command tree, built once for every child
+    # What a serve freezes when its start-up ends (runtime/heap.py), frozen here once:
+    # the child's own collection then walks only what it made, not the imports (0.1 s
+    # of CPU per start).
+    gc.collect()
+    gc.freeze()
     statuses: dict[int, str] = {}
     requests = sys.stdin.buffer
     answers = sys.stdout

@@ -14,9 +14,9 @@ import gc
 
 
 def settle() -> int:
-    """Collect once, then freeze what is left; call when start-up is done. Returns the
-    number of frozen objects (also `outbox_gc_frozen_objects` at /metrics)."""
-    gc.collect()
+    """Freeze what exists; call when start-up is done. Returns the number of frozen
+    objects (also `outbox_gc_frozen_objects` at /metrics). No collection first: it
+    would cost 0.1 s of CPU per start, to free the little garbage start-up leaves."""
     gc.freeze()
     return gc.get_freeze_count()
 
