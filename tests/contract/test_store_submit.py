@@ -39,6 +39,28 @@ async def test_enqueue_then_get_round_trips_every_field(store: Store) -> None:
     assert [(e.type, e.at) for e in detail.events] == [(EventType.QUEUED, T0)]
 
 
+async def test_a_long_recipient_list_and_a_group_commit_round_trip_in_order(
+        store: Store) -> None:
+    """Recipients are written in bulk (sql/recipient_rows.py: the driver's executemany on
+    SQLite, one array per column on PostgreSQL): every field, in order, per message, also
+    when messages share one commit."""
+    kinds, relays = ("to", "cc", "bcc"), ("default", "internal")
+    big = [NewRecipient(f"r{n}@example.com", kinds[n % 3], relays[n % 2],
+                        f"group:g{n % 7}" if n % 5 else "") for n in range(1_200)]
+    messages = [NewMessage(id=f"m{i}", message_id=f"<m{i}@outbox.test>",
+                           sender="s@example.com", recipients=recipients,
+                           content=TODAY_CONTENT, accepted_at=T0, owner="app")
+                for i, recipients in enumerate([big, big[7:9], [big[0]]])]
+
+    await asyncio.gather(*(store.messages.enqueue(m) for m in messages))
+
+    for new in messages:
+        stored = (await store.messages.get(new.id)).message.recipients
+        assert [(r.address, r.kind, r.relay, r.provenance, r.status) for r in stored] == [
+            (r.address, r.kind, r.relay, r.provenance, RecipientStatus.PENDING)
+            for r in new.recipients]
+
+
 async def test_times_come_back_as_utc(store: Store) -> None:
     plus_two = datetime(2030, 1, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
     await store.messages.enqueue(new_message(id="m1", accepted_at=plus_two))

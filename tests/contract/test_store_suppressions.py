@@ -120,6 +120,24 @@ async def test_a_message_that_refuses_suppressed_recipients_is_not_stored(store:
     assert (await store.messages.stats()).by_status["queued"] == 2
 
 
+async def test_suppressed_recipients_are_found_anywhere_in_a_long_list(store: Store) -> None:
+    """The list's keys go to the database as one parameter (a JSON array on SQLite, an
+    array on PostgreSQL): entries at both ends of 1,200 recipients are found, and an
+    address with quotes and a backslash is compared as it is."""
+    odd = '"o\\neil, \\"x"@example.com'
+    for address in ("r3@example.com", "R1199@Example.com", odd):
+        await store.suppressions.add_suppression(entry(address))
+    to = [f"r{n}@example.com" for n in range(1_200)]
+
+    with pytest.raises(RecipientsSuppressed) as refused:
+        await store.messages.enqueue(refusing(id="m1", to=[*to, odd.upper()]))
+
+    assert sorted(refused.value.found) == sorted(["r3@example.com", "r1199@example.com",
+                                                  odd.lower()])
+    _, created = await store.messages.enqueue(refusing(id="m2", to=to[4:1199]))
+    assert created
+
+
 async def test_a_refused_message_leaves_the_others_of_its_commit_alone(store: Store) -> None:
     """SQLite commits messages that arrive together in one transaction (group commit):
     a suppressed recipient fails its own message only."""

@@ -265,9 +265,14 @@ def _route(envelope: Sequence[addresses.EnvelopeRecipient], requested: str | Non
         raise InputError(f"no relay is named '{requested}' (known: "
                          f"{', '.join(known_relays) or 'none'})", field="relay")
     planned = []
+    by_domain: dict[str, str | None] = {}  # a long list has few domains; routes are globs
     for recipient in envelope:
         address = recipient.address
-        relay = routing.relay_for(address.ascii_domain, requested)
+        domain = address.ascii_domain
+        if domain in by_domain:
+            relay = by_domain[domain]
+        else:
+            relay = by_domain[domain] = routing.relay_for(domain, requested)
         if relay is None:
             raise InputError("no relay is configured to carry this message; add a [[relays]] "
                              "section to the config", field="relay")

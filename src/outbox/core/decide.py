@@ -72,8 +72,10 @@ def decide_attempt(
     waited = bool(outcomes) and all(relay_wide(o) for o in outcomes.values())
     retry = _retry_decision(ctx, outcomes, policy, now, rng)
     updates = {addr: _recipient_update(addr, o, retry) for addr, o in outcomes.items()}
+    # One text for every recipient: a relay-wide deferral gives 1,000 the same.
+    next_attempt = f"next attempt at {retry.retry_at.isoformat()}" if retry.retry_at else ""
     events = [event for addr, outcome in outcomes.items()
-              for event in _recipient_events(ctx, now, addr, outcome, retry)]
+              for event in _recipient_events(ctx, now, addr, outcome, retry, next_attempt)]
     statuses = {**ctx.statuses, **{u.address: u.status for u in updates.values()}}
     status, hold_reason = _message_status(ctx, statuses, outcomes, held[0] if held else None)
     if held and held[0].scope is Scope.RELAY:
@@ -128,11 +130,11 @@ def _recipient_update(address: str, outcome: Outcome, retry: RetryDecision) -> R
 
 
 def _recipient_events(ctx: AttemptContext, now: datetime, address: str, outcome: Outcome,
-                      retry: RetryDecision) -> list[Event]:
+                      retry: RetryDecision, next_attempt: str) -> list[Event]:
     """The recipient's event for this attempt; an uncertain outcome always leaves an
     `uncertain` event, even when the policy then gives up, since duplicates are
     bounded by the count of those events."""
-    event = _recipient_event(ctx, now, address, outcome, retry)
+    event = _recipient_event(ctx, now, address, outcome, retry, next_attempt)
     if outcome.kind is OutcomeKind.UNCERTAIN and event.type is not EventType.UNCERTAIN:
         uncertain = replace(event, type=EventType.UNCERTAIN, guidance=outcome.guidance,
                             detail=outcome.detail)
@@ -141,7 +143,7 @@ def _recipient_events(ctx: AttemptContext, now: datetime, address: str, outcome:
 
 
 def _recipient_event(ctx: AttemptContext, now: datetime, address: str, outcome: Outcome,
-                     retry: RetryDecision) -> Event:
+                     retry: RetryDecision, next_attempt: str) -> Event:
     reply = outcome.reply
     event_type = _KIND_EVENT[outcome.kind]
     detail = outcome.detail
@@ -149,8 +151,8 @@ def _recipient_event(ctx: AttemptContext, now: datetime, address: str, outcome: 
     if outcome.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN):
         if retry.give_up:
             event_type, detail, key = EventType.FAILED, retry.reason, retry.guidance
-        elif retry.retry_at is not None:
-            detail = _join(detail, f"next attempt at {retry.retry_at.isoformat()}")
+        elif next_attempt:
+            detail = _join(detail, next_attempt)
     return Event(
         at=now,
         type=event_type,

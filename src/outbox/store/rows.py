@@ -76,13 +76,6 @@ def message_values(message: NewMessage) -> dict[str, Any]:
     }
 
 
-def recipient_values(message: NewMessage) -> list[dict[str, Any]]:
-    return [{"message_id": message.id, "position": position, "address": r.address,
-             "kind": r.kind, "relay": r.relay, "status": RecipientStatus.PENDING.value,
-             "provenance": r.provenance}
-            for position, r in enumerate(message.recipients)]
-
-
 def accepted_message(message: NewMessage) -> Message:
     """What `get` would return right after `enqueue`, without reading it back."""
     at = message.accepted_at.astimezone(UTC)

@@ -31,6 +31,7 @@ from outbox.store import rows
 from outbox.store.rows import AnyRow
 from outbox.store.sql import blob_index as blob_sql
 from outbox.store.sql import webhook_events
+from outbox.store.sql.recipient_rows import insert_recipients
 from outbox.store.sql.suppression_check import find_suppressed
 from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
 from outbox.store.values import (
@@ -153,9 +154,7 @@ def insert_all(conn: Connection, chosen: Sequence[NewMessage]) -> None:
     if not chosen:
         return
     conn.execute(insert(m), [rows.message_values(message) for message in chosen])
-    recipient_rows = [row for message in chosen for row in rows.recipient_values(message)]
-    if recipient_rows:
-        conn.execute(insert(recipients), recipient_rows)
+    insert_recipients(conn, chosen)
     insert_events(conn, [(message.id, rows.accepted_event(message)) for message in chosen])
     for message in chosen:
         blob_sql.insert_uses(conn, message)
