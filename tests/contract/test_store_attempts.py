@@ -113,9 +113,10 @@ async def test_only_the_named_recipients_change(store: Store) -> None:
 
 async def test_many_recipients_with_one_outcome_and_some_with_others_each_get_theirs(
         store: Store) -> None:
-    """A relay-wide deferral gives 1,200 recipients the same outcome (written in a few
-    statements of at most 500 addresses); three others fail, one each; one is not named."""
-    to = [f"r{n}@example.com" for n in range(1204)]
+    """A relay-wide deferral gives 1,200 recipients the same outcome (written in one
+    statement, the addresses bound as one list); three others fail, one each; one is not
+    named. An address with quotes and a backslash is matched as it is."""
+    to = ['"o\\neil, \\"x"@example.com', *(f"r{n}@example.com" for n in range(1, 1204))]
     await store.messages.enqueue(new_message(id="big", to=to))
     (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
     deferred = [RecipientUpdate(a, RecipientStatus.DEFERRED, 421, "4.3.2", "busy", "smtp.421")

@@ -31,6 +31,7 @@ from outbox.store import rows
 from outbox.store.rows import AnyRow
 from outbox.store.sql import blob_index as blob_sql
 from outbox.store.sql import webhook_events
+from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
 from outbox.store.sql.recipient_rows import insert_recipients
 from outbox.store.sql.suppression_check import find_suppressed
 from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
@@ -91,16 +92,16 @@ _UPDATE_RECIPIENT = (
             guidance=bindparam("b_guidance"))
 )
 
-_UPDATE_ALIKE = (
-    update(recipients)
+_UPDATE_ALIKE = {  # by backend: is it PostgreSQL (sql/bound_lists.py)
+    postgres: update(recipients)
     .where(recipients.c.message_id == bindparam("b_message"),
-           recipients.c.address.in_(bindparam("b_addresses", expanding=True)))
+           in_bound_list(recipients.c.address, "b_addresses", postgres=postgres))
     .values(status=bindparam("b_status"), reply_code=bindparam("b_reply_code"),
             enhanced_code=bindparam("b_enhanced_code"), reply=bindparam("b_reply"),
             guidance=bindparam("b_guidance"))
-)
+    for postgres in (False, True)
+}
 _ALIKE = 8  # from this many recipients with one outcome, one statement for them all
-_IN_LIST = 500  # addresses per statement, well under every backend's parameter limit
 
 _RELEASE_HELD = (
     update(m)
@@ -288,10 +289,8 @@ def _update_recipients(conn: Connection, chosen: Sequence[AttemptRecord]) -> Non
             continue
         first = rows.recipient_params(key[0], updates[0])
         del first["b_address"]
-        addresses = [u.address for u in updates]
-        for start in range(0, len(addresses), _IN_LIST):
-            conn.execute(_UPDATE_ALIKE, {**first,
-                                         "b_addresses": addresses[start:start + _IN_LIST]})
+        conn.execute(_UPDATE_ALIKE[is_postgres(conn)],
+                     {**first, "b_addresses": bound_list(conn, [u.address for u in updates])})
     if single:
         conn.execute(_UPDATE_RECIPIENT, single)
 
