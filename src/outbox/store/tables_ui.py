@@ -1,11 +1,12 @@
-"""The web UI's users (migration 0011_ui_users) on `tables.metadata`, and the index on
-events' times that the dashboard's activity chart reads."""
+"""The web UI's users (migration 0011_ui_users) on `tables.metadata`. The dashboard's
+activity chart reads events by time through ix_events_at_type (tables.py; 0011's index
+on times alone was dropped by 0014)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from outbox.store.tables import UtcDateTime, events, metadata
+from outbox.store.tables import UtcDateTime, metadata
 
 ui_users = sa.Table(
     "ui_users",
@@ -17,5 +18,3 @@ ui_users = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("disabled_at", UtcDateTime, nullable=True),
 )
-
-sa.Index("ix_events_at", events.c.at)
