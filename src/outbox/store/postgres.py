@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -26,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from outbox.store.liveness import AdvisoryLocks
 from outbox.store.rows import AnyRow
-from outbox.store.sql.queries import due_filter
+from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sql.wakeup import Wakeup
@@ -80,15 +79,15 @@ class PostgresRunner:
         await self.engine.dispose()
 
 
-def pick_due(conn: Connection, values: dict[str, Any], now: datetime,
-             limit: int) -> Sequence[AnyRow]:
+def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[AnyRow]:
     """The claim: due rows nobody else has locked, oldest due first."""
-    picked = (select(messages.c.id, messages.c.due_at).where(due_filter(now))
-              .order_by(messages.c.due_at).limit(limit)
-              .with_for_update(skip_locked=True).cte("picked"))
-    claim = (update(messages).where(messages.c.id == picked.c.id).values(values)
-             .returning(*messages.c, picked.c.due_at.label("was_due")))
-    return sorted(conn.execute(claim).all(), key=lambda row: row.was_due)
+    return sorted(conn.execute(_CLAIM, params).all(), key=lambda row: row.was_due)
+
+
+_PICKED = (select(messages.c.id, messages.c.due_at).where(DUE).order_by(messages.c.due_at)
+           .limit(CLAIM_LIMIT).with_for_update(skip_locked=True).cte("picked"))
+_CLAIM = (update(messages).where(messages.c.id == _PICKED.c.id).values(CLAIMED)
+          .returning(*messages.c, _PICKED.c.due_at.label("was_due")))
 
 
 def lock_schema(conn: Connection) -> None:

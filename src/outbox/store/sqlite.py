@@ -24,18 +24,17 @@ import sqlite3
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Connection, Engine, event, select, update
+from sqlalchemy import Connection, Engine, bindparam, event, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from outbox.store.liveness import LockFiles
 from outbox.store.rows import AnyRow
-from outbox.store.sql.queries import due_filter
+from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sqlite_turn import WriterTurn
@@ -158,17 +157,17 @@ class SqliteRunner:
             self._turn.close()
 
 
-def pick_due(conn: Connection, values: dict[str, Any], now: datetime,
-             limit: int) -> Sequence[AnyRow]:
+def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[AnyRow]:
     """The claim: safe as two statements, since BEGIN IMMEDIATE holds the write
     lock throughout. Selecting first keeps the due order, which RETURNING does
     not promise."""
-    due = (select(messages.c.id).where(due_filter(now))
-           .order_by(messages.c.due_at).limit(limit))
-    ids = conn.execute(due).scalars().all()
+    ids = conn.execute(_DUE_IDS, params).scalars().all()
     if not ids:
         return []
-    claim = (update(messages).where(messages.c.id.in_(ids)).values(values)
-             .returning(*messages.c))
-    claimed = {row.id: row for row in conn.execute(claim)}
+    claimed = {row.id: row for row in conn.execute(_CLAIM, {**params, "c_ids": ids})}
     return [claimed[id] for id in ids]
+
+
+_DUE_IDS = select(messages.c.id).where(DUE).order_by(messages.c.due_at).limit(CLAIM_LIMIT)
+_CLAIM = (update(messages).where(messages.c.id.in_(bindparam("c_ids", expanding=True)))
+          .values(CLAIMED).returning(*messages.c))

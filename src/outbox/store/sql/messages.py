@@ -38,8 +38,8 @@ from outbox.store.values import (
     QueueStats,
 )
 
-# Claim up to `limit` due rows with these column values; full rows, oldest due first.
-PickDue = Callable[[Connection, dict[str, Any], datetime, int], Sequence[AnyRow]]
+# Claim due rows with the parameters of `queries.claim_params`; full rows, oldest due first.
+PickDue = Callable[[Connection, dict[str, Any]], Sequence[AnyRow]]
 
 
 class Inserter(Protocol):
@@ -131,16 +131,15 @@ class SqlMessages:
         if limit <= 0:
             return []
         batch = uuid.uuid4().hex
-        claimed = await self._run.write(self._claim, q.claim_values(owner, batch, now,
-                                                                    lease_until), now, limit)
+        claimed = await self._run.write(self._claim, q.claim_params(owner, batch, now,
+                                                                    lease_until, limit))
         lease = lease_until.astimezone(UTC)
         return [Claim(message, owner, q.claim_token(batch, message.id), lease)
                 for message in claimed]
 
-    def _claim(self, conn: Connection, values: dict[str, Any], now: datetime,
-               limit: int) -> list[Message]:
-        claimed = q.hydrate(conn, self._pick_due(conn, values, now, limit))
-        owner = values["claimed_by"]
+    def _claim(self, conn: Connection, params: dict[str, Any]) -> list[Message]:
+        claimed = q.hydrate(conn, self._pick_due(conn, params))
+        owner, now = params["c_owner"], params["c_now"]
         q.insert_events(conn, [(c.id, Event(now, EventType.CLAIMED, c.attempts + 1,
                                            detail=f"claimed by {owner}")) for c in claimed])
         return claimed
