@@ -258,9 +258,14 @@ def record_attempts(conn: Connection, records: Sequence[AttemptRecord]) -> list[
 
 
 def _claim_tokens(conn: Connection, ids: set[str]) -> dict[str, str]:
-    query = (select(m.c.id, m.c.claim_token).where(m.c.id.in_(sorted(ids)), m.c.status == SENDING)
-             .order_by(m.c.id).with_for_update())
-    return {r.id: r.claim_token for r in conn.execute(query)}
+    return {r.id: r.claim_token for r in conn.execute(_CLAIM_TOKENS, {"r_ids": sorted(ids)})}
+
+
+# Built once, like the claim's statements (see DUE).
+_CLAIM_TOKENS = (select(m.c.id, m.c.claim_token)
+                 .where(m.c.id.in_(bindparam("r_ids", expanding=True)), m.c.status == SENDING)
+                 .order_by(m.c.id).with_for_update())
+_INSERT_ATTEMPTS = insert(attempts)
 
 
 def _accepted_records(records: Sequence[AttemptRecord], held: dict[str, str]) -> list[bool]:
@@ -276,7 +281,7 @@ def _accepted_records(records: Sequence[AttemptRecord], held: dict[str, str]) ->
 
 def _persist_attempts(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
     conn.execute(_FINISH_CLAIM, [rows.finish_params(r) for r in chosen])
-    conn.execute(insert(attempts), [rows.attempt_values(r) for r in chosen])
+    conn.execute(_INSERT_ATTEMPTS, [rows.attempt_values(r) for r in chosen])
     _update_recipients(conn, chosen)
     insert_events(conn, [(r.message_id, e) for r in chosen for e in r.events])
 
