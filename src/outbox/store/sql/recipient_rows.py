@@ -16,6 +16,7 @@ from functools import cache
 from sqlalchemy import ARRAY, Connection, Integer, Text, TextClause, bindparam, text
 
 from outbox.core.model import RecipientStatus
+from outbox.store.sql.bound_lists import is_postgres
 from outbox.store.values import NewMessage
 
 _COLUMNS = (("message_id", Text()), ("position", Integer()), ("address", Text()),
@@ -31,7 +32,7 @@ def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
              for m in chosen for position, r in enumerate(m.recipients)]
     if not found:
         return
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         columns = list(zip(*found, strict=True))
         conn.execute(_postgres(), {name: list(values)
                                    for (name, _), values in zip(_COLUMNS, columns, strict=True)})
