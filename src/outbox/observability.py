@@ -11,10 +11,11 @@ by `***` in a processor, as a last line of defence behind not logging them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -106,18 +107,35 @@ class RotatingLog:
 
 
 class _Tee:
-    """Writes every log line to two streams (stderr and the rotating copy)."""
+    """Writes every log line to two streams (stderr and the rotating copy). The copy is
+    only for support bundles: when it cannot be written (its directory gone, the disk
+    full), it stops with one line on the first stream, and the log call that hit it
+    returns as usual; a loop that logs must never end because of it."""
 
     def __init__(self, first: TextIO, second: RotatingLog) -> None:
         self.first, self.second = first, second
+        self._copying = True
+        self._json = True  # the format of the lines seen, for the line saying it stopped
 
     def write(self, text: str) -> int:
-        self.second.write(text)
+        self._json = text.startswith("{")
+        if self._copying:
+            self._copy(lambda: self.second.write(text))
         return self.first.write(text)
 
     def flush(self) -> None:
         self.first.flush()
-        self.second.flush()
+        if self._copying:
+            self._copy(self.second.flush)
+
+    def _copy(self, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except (OSError, ConfigError) as exc:
+            self._copying = False
+            why = f"the log copy {self.second.path} stopped: {exc}"
+            self.first.write((json.dumps({"event": why, "level": "warning"}) if self._json
+                              else f"[warning  ] {why}") + "\n")
 
 
 def _open_log_file(path: str) -> TextIO:

@@ -4,6 +4,8 @@ support-bundle` puts its last lines in logs.txt. Real `outbox` processes."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import zipfile
@@ -15,7 +17,7 @@ from tests.zygote import run as fork_run
 
 from outbox.config import LoggingSettings
 from outbox.errors import ConfigError
-from outbox.observability import RotatingLog
+from outbox.observability import RotatingLog, _Tee
 
 
 def outbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -72,3 +74,24 @@ def test_a_log_copy_that_cannot_be_made_is_refused_at_once(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"cannot write .*a-file/outbox\.log"):
         RotatingLog(in_a_file / "outbox.log")
 
+
+
+def test_a_log_copy_that_stops_working_never_stops_the_log(tmp_path: Path) -> None:
+    """The copy is made at its first line; if its directory has become a file by then,
+    the line still reaches the log, with one line saying the copy stopped, and no
+    exception reaches the code that logged."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    out = io.StringIO()
+    tee = _Tee(out, RotatingLog(logs / "outbox.log"))
+    logs.rmdir()
+    logs.write_text("")  # now a file: the copy cannot be made
+
+    tee.write('{"event": "first"}\n')
+    tee.write('{"event": "second"}\n')
+    tee.flush()
+
+    stopped, *logged = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in logged] == ["first", "second"]
+    assert stopped["event"].startswith(f"the log copy {logs / 'outbox.log'} stopped")
+    assert stopped["level"] == "warning"

@@ -4,7 +4,6 @@ server (tests/smtpd.py) with test certificates, and configs as dicts that become
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from outbox.config import Settings
-from outbox.store.factory import open_store
+from tests.pg import sqlite_template
 from tests.processes import write_config
 from tests.smtpd import CertKind, ScriptedServer, TlsCerts, TlsMode
 
@@ -21,31 +20,16 @@ ServerFactory = Callable[..., ScriptedServer]
 ConfigFactory = Callable[..., dict[str, Any]]
 
 
-async def migrate(url: str) -> None:
-    store = await open_store(url)
-    try:
-        await store.migrate()
-    finally:
-        await store.close()
-
-
 @pytest.fixture(scope="session")
 def tls_certs(tmp_path_factory: pytest.TempPathFactory) -> TlsCerts:
     return TlsCerts(tmp_path_factory.mktemp("tls"))
 
 
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("db") / "template.db"
-    asyncio.run(migrate(f"sqlite:///{path}"))
-    return path
-
-
 @pytest.fixture
-def database_url(migrated_template: Path, tmp_path: Path) -> str:
+def database_url(tmp_path: Path) -> str:
     """A fresh, migrated SQLite database for this test."""
     path = tmp_path / "outbox.db"
-    shutil.copyfile(migrated_template, path)
+    shutil.copyfile(sqlite_template(), path)
     return f"sqlite:///{path}"
 
 

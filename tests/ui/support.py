@@ -75,9 +75,9 @@ def add_users(config: dict[str, Any], users: dict[str, str] = USERS) -> None:
 
 @functools.cache
 def _password_hash() -> str:
-    from argon2 import PasswordHasher
+    from outbox.service.users import _HASHER  # the product's own parameters
 
-    return PasswordHasher().hash(PASSWORD)
+    return _HASHER.hash(PASSWORD)
 
 
 def in_thread(coroutine: Any) -> Any:

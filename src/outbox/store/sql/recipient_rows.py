@@ -4,8 +4,8 @@ SQLAlchemy's executemany processes every parameter of every row in Python: about
 for a 1,000-recipient message, on SQLite's one writer thread (where every other submit
 waits) or, on PostgreSQL, on the event loop itself (issue 17). SQLite gets plain tuples
 through the driver's executemany; PostgreSQL one array per column and `unnest`, so
-the statement's text is the same for any number of recipients (prepared once per
-connection), as sql/webhook_events.py does for events.
+the statement's text is the same for any number of recipients, as sql/webhook_events.py
+does for events.
 """
 
 from __future__ import annotations
