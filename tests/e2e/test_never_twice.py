@@ -4,9 +4,11 @@ across processes, and late results of a worker that lost its lease."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ import pytest
 from outbox.config import Settings
 from outbox.core.compose import Submission
 from outbox.service import Outbox
-from tests.dbsql import sql
+from outbox.store.sqlite_turn import TURN_FILE
+from tests.dbsql import scalar, sql, sqlite_path
 from tests.e2e.support import events
 from tests.processes import (
     OutboxProcess,
@@ -223,6 +226,39 @@ async def _fill(config: dict[str, Any], count: int) -> None:
         await outbox.close()
 
 
+def _pause_outside_a_write(outbox: OutboxProcess, database_url: str) -> None:
+    """SIGSTOP `outbox` at a moment when it holds no write transaction. Stopped inside
+    one (a lease renewal, every third of the lease), it would keep the database locked,
+    and the worker meant to take over would refuse to start ("database is locked", a
+    failed CI run): a different failure from the one under test."""
+    group = outbox.proc.pid  # type: ignore[union-attr]
+    for _ in range(200):
+        os.killpg(group, signal.SIGSTOP)
+        if not _writing(database_url):
+            return
+        os.killpg(group, signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("serve never paused outside a write transaction")
+
+
+def _writing(database_url: str) -> bool:
+    """Whether another process is inside a write transaction: SQLite's writers take
+    turns through a lock file (store/sqlite_turn.py); PostgreSQL lists open
+    transactions."""
+    if database_url.startswith("postgresql"):
+        return scalar(database_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                      "current_database() AND pid <> pg_backend_pid() "
+                      "AND xact_start IS NOT NULL") != "0"
+    turn = Path(f"{sqlite_path(database_url)}-workers") / TURN_FILE
+    with open(turn, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def _workers(tmp_path: Path, config: dict[str, Any], count: int) -> list[OutboxProcess]:
     processes = []
     for n in range(count):
@@ -299,7 +335,7 @@ def test_a_worker_paused_past_its_lease_has_its_late_result_discarded(
             accepted = client.post("/v1/messages", json=BODY).json()
         wait_until(lambda: "DATA" in server.commands, message="the first DATA")
         # `serve` is mid-DATA: pause it past its lease, let a new worker take over.
-        os.killpg(serve.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+        _pause_outside_a_write(serve, database_url)
         takeover: list[OutboxProcess] = []
         try:
             takeover = _workers(tmp_path, config, 1)
