@@ -27,9 +27,9 @@ def test_settle_freezes_what_exists_and_leaves_what_comes_after_to_the_collector
     before = [object()]
     assert tracked(before) and heap.frozen() == 0
 
-    count = heap.settle()
+    heap.settle()
 
     assert not tracked(before)
-    assert count == heap.frozen() > 1000  # a test process holds far more than that
+    assert heap.frozen() > 1000  # a test process holds far more than that
     after = [object()]
     assert tracked(after)
