@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.processes import API_KEY, OutboxProcess
 
@@ -84,6 +85,7 @@ def answered(server: OutboxProcess) -> dict[tuple[str, str], set[str]]:
     return codes
 
 
+@pytest.mark.long(29)
 def test_schemathesis_finds_no_problem(server: OutboxProcess, tmp_path: Path) -> None:
     report = tmp_path / "junit.xml"
     started = time.monotonic()

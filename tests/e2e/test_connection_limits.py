@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.processes import API_KEY, OutboxProcess, base_config, free_port
 
@@ -95,6 +96,7 @@ class SlowHeaderClients:
         return sock
 
 
+@pytest.mark.long(27)
 def test_500_slow_header_clients_neither_block_others_nor_exhaust_descriptors(
         launch: Any, tmp_path: Path) -> None:
     relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}

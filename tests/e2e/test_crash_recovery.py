@@ -58,6 +58,7 @@ def _wait_recovered(url: str, in_flight: dict[str, tuple[str, str]],
         time.sleep(0.1)
 
 
+@pytest.mark.long(19)
 def test_kill_9_mid_delivery_requeues_in_flight_mail_within_10s_at_the_default_lease(
         start_outbox: Any, database_url: str) -> None:
     total = 500
@@ -97,6 +98,7 @@ def test_kill_9_mid_delivery_requeues_in_flight_mail_within_10s_at_the_default_l
         assert not unnamed, f"uncertain events that do not name the dead owner: {unnamed}"
 
 
+@pytest.mark.long(35)
 def test_twenty_kills_at_random_moments_lose_nothing(start_outbox: Any, tmp_path: Path,
                                                      database_url: str) -> None:
     total = 1000

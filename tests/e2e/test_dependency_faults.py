@@ -90,6 +90,7 @@ def test_postgresql_restart_mid_delivery(tmp_path: Path, own_cluster: PgCluster,
     assert sink.duplicates <= len(uncertain)
 
 
+@pytest.mark.long(36)
 def test_sqlite_locked_by_another_process_past_the_busy_timeout(launch: Any,
                                                                 tmp_path: Path) -> None:
     total = 100

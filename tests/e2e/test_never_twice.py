@@ -269,6 +269,7 @@ def _workers(tmp_path: Path, config: dict[str, Any], count: int) -> list[OutboxP
     return processes
 
 
+@pytest.mark.long(29)
 def test_several_processes_deliver_each_message_once(tmp_path: Path, database_url: str,
                                                      start_outbox: Any) -> None:
     total = 3000  # issue 3's figure

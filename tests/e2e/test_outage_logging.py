@@ -30,6 +30,7 @@ def own_cluster() -> Iterator[PgCluster]:
         yield cluster
 
 
+@pytest.mark.long(19)
 def test_each_request_failing_in_a_database_outage_is_logged_with_its_cause(
         tmp_path: Path, own_cluster: PgCluster, launch: Any) -> None:
     url = own_cluster.create_database("outbox")

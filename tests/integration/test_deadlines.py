@@ -113,6 +113,7 @@ async def test_a_relay_that_stops_reading_after_354_defers_within_command_timeou
     assert server.commands == ["EHLO", "MAIL", "RCPT", "DATA"]  # no RSET, no QUIT
 
 
+@pytest.mark.long(61)
 async def test_a_stall_ends_at_the_default_command_timeout(
         smtp_server: ServerFactory, make_relay: RelayFactory,
         delivery_settings: DeliverySettings) -> None:

@@ -171,6 +171,7 @@ async def test_an_unreachable_token_endpoint_defers_instead_of_holding(
     assert classify(report)[RECIPIENT].kind is OutcomeKind.DEFERRED
 
 
+@pytest.mark.long(30)
 async def test_a_token_endpoint_that_never_finishes_answering_defers_within_the_timeout(
         provider: Provider, delivery_settings: DeliverySettings) -> None:
     """At the production deadline (oauth.TIMEOUT): slow, but it only waits. A byte

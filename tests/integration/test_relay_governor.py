@@ -129,6 +129,7 @@ async def node(db_url: str) -> AsyncIterator[NodeFactory]:
 
 # --- a relay that is down ------------------------------------------------------------------
 
+@pytest.mark.long(22)
 async def test_a_relay_down_for_ten_minutes_backs_off_and_its_mail_spends_no_attempts(
         node: NodeFactory) -> None:
     port = closed_port()
@@ -227,6 +228,7 @@ class EveryThirdSession(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+@pytest.mark.long(15)
 async def test_a_relay_saying_slow_down_every_third_session_gets_fewer_sessions_then_more(
         node: NodeFactory) -> None:
     handler = EveryThirdSession()
