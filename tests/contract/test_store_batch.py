@@ -68,7 +68,7 @@ class CountingRunner:
     def __init__(self) -> None:
         self.writes: list[int] = []
 
-    async def write(self, body: Any, batch: Sequence[NewMessage]) -> list[bool]:
+    async def write_first(self, body: Any, batch: Sequence[NewMessage]) -> list[bool]:
         self.writes.append(len(batch))
         await asyncio.sleep(0)
         return [True] * len(batch)

@@ -66,6 +66,9 @@ class PostgresRunner:
         async with translate_errors(), self.engine.begin() as conn:
             return await conn.run_sync(body, *args, **kwargs)
 
+    # Writes do not queue here (each takes a pooled connection), so none goes first.
+    write_first = write
+
     async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`body` in one REPEATABLE READ, READ ONLY transaction: every table as of one
         moment, while other sessions keep writing."""

@@ -39,6 +39,7 @@ from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sqlite_turn import WriterTurn
 from outbox.store.sqlite_wakeup import PeerWakeup
+from outbox.store.sqlite_writer import WriterThread
 from outbox.store.tables import messages
 
 BUSY_TIMEOUT_MS = 30_000
@@ -120,13 +121,14 @@ def create_store(url: URL) -> SqlStore:
 class SqliteRunner:
     """Reads on a few reader threads (plain `BEGIN`), writes on the one writer
     thread (`BEGIN IMMEDIATE`, in this process's `turn` among those sharing the
-    file); each call is one whole transaction in one hop."""
+    file), those a client waits on first (`write_first`, sqlite_writer.py); each
+    call is one whole transaction in one hop."""
 
     def __init__(self, engine: Engine, turn: WriterTurn | None = None) -> None:
         self.engine = engine
         self._turn = turn
         self._immediate = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="outbox-sqlite-write")
+        self._writer = WriterThread("outbox-sqlite-write")
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="outbox-sqlite-read")
 
     async def read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -135,9 +137,17 @@ class SqliteRunner:
             return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
     async def write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._write(False, body, *args, **kwargs)
+
+    async def write_first(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._write(True, body, *args, **kwargs)
+
+    async def _write(self, urgent: bool, body: Body[P, T], *args: P.args,
+                     **kwargs: P.kwargs) -> T:
         call = functools.partial(_in_turn, self._turn, self._immediate, body, *args, **kwargs)
         async with translate_errors():
-            return await asyncio.get_running_loop().run_in_executor(self._writer, call)
+            result: T = await asyncio.wrap_future(self._writer.submit(call, urgent=urgent))
+            return result
 
     async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`body` on a copy of the database taken with SQLite's online backup API (the
@@ -150,7 +160,7 @@ class SqliteRunner:
         await asyncio.get_running_loop().run_in_executor(None, self._shut_down)
 
     def _shut_down(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.shutdown()
         self._readers.shutdown(wait=True)
         self.engine.dispose()
         if self._turn is not None:

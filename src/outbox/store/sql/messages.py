@@ -62,7 +62,7 @@ class Inserter(Protocol):
 async def insert_one(runner: Runner, message: NewMessage) -> bool:
     """One message in its own transaction; False if its idempotency key is taken."""
     try:
-        await runner.write(q.insert_message, message)
+        await runner.write_first(q.insert_message, message)
     except Conflict:
         if message.idempotency is None:
             raise

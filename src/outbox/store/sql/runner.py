@@ -39,6 +39,11 @@ class Runner(Protocol):
         """`body(conn, ...)` in a write transaction, committed durably on return."""
         ...
 
+    async def write_first(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`write` for a client that waits on it (an enqueue): where writes queue for one
+        thread (SQLite), ahead of those waiting that no client waits on."""
+        ...
+
     async def close(self) -> None:
         """Wait for the transactions under way, then release the connections."""
         ...
