@@ -63,7 +63,7 @@ class GroupCommit:
             batch = self._next_group()
             try:
                 created = await self._runner.write_first(insert_messages,
-                                                   [message for message, _ in batch])
+                                                         [message for message, _ in batch])
             except Conflict:  # e.g. a reused id: then each on its own
                 await self._insert_one_by_one(batch)
                 continue
