@@ -63,14 +63,19 @@ async def test_a_batch_is_one_transaction(store: Store, db_url: str) -> None:
 
 
 class CountingRunner:
-    """A runner that records the size of every write (each one transaction)."""
+    """A runner that records the size of every write (each one transaction), and the
+    most writes it had under way at once."""
 
     def __init__(self) -> None:
         self.writes: list[int] = []
+        self.under_way = self.most_at_once = 0
 
     async def write_first(self, body: Any, batch: Sequence[NewMessage]) -> list[bool]:
         self.writes.append(len(batch))
-        await asyncio.sleep(0)
+        self.under_way += 1
+        self.most_at_once = max(self.most_at_once, self.under_way)
+        await asyncio.sleep(0.01)
+        self.under_way -= 1
         return [True] * len(batch)
 
 
@@ -86,3 +91,6 @@ async def test_sqlite_group_commit_keeps_a_batch_whole() -> None:
 
     assert results[0] == [True] * len(batch) and results[1:] == [True] * 5
     assert runner.writes == [len(batch), 5]
+    # One group at a time: SQLite's writer relies on it, so that the group commit's
+    # urgent writes never starve the others (store/sqlite_writer.py).
+    assert runner.most_at_once == 1
