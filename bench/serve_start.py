@@ -8,9 +8,8 @@ prints, from the serve process's CPU time (/proc, user + system): the CPU until
 /healthz first answers, and the CPU of its first requests a client makes: one
 POST /v1/messages, a GET of that message, then a GET of a path no client needs
 first (/v1/contacts). Stop 25 found the first templated GET building the whole
-OpenAPI document (0.37 s) and the first probe building every route (0.23 s); with
---baseline-src,
-the same for the code under that directory, rep by rep.
+OpenAPI document (0.37 s) and the first probe building every route (0.23 s). With
+--baseline-src, the same for the code under that directory, start by start.
 """
 
 from __future__ import annotations
