@@ -48,7 +48,7 @@ from outbox.errors import (
 from outbox.ids import new_message_id, new_message_key
 from outbox.service.contacts import ContactBook
 from outbox.service.files import AttachmentFiles, planned_uses
-from outbox.service.pacing import validate_in_chunks
+from outbox.service.pacing import listed, validate_in_chunks
 from outbox.service.request_hash import request_hash, submission_body
 from outbox.service.suppressions import Suppressions, fields_naming_recipients, refusal_of
 from outbox.service.unsubscribe import Unsubscribes
@@ -68,6 +68,7 @@ from outbox.store.base import (
     RecipientsSuppressed,
     Store,
 )
+from outbox.turns import off_the_loop
 
 log = structlog.get_logger("outbox.service")
 T = TypeVar("T")
@@ -191,7 +192,9 @@ class Messages:
         await validate_in_chunks(submission)
         now = self.clock()
         found = await self.files.resolve(submission, owner, now)
-        planned = self._plan(submission, now, found.infos, await self.files.links())
+        links = await self.files.links()
+        planned = await off_the_loop(len(listed(submission)), self._plan, submission, now,
+                                     found.infos, links)
         if self.suppressions is not None and not suppressions_when_stored:
             await self.suppressions.refuse_suppressed([r.address for r in planned.recipients],
                                                       fields_naming_recipients(item.submission))

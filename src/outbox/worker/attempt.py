@@ -3,6 +3,8 @@
     prepare_body → transmit (per relay) → classify → decide → record
       → on_verdict          or, if a step raises:  give_back
 
+Classify and decide are pure; for a large message they run on a thread (`turns`).
+
 The worker runs one `Attempt` per claim, in its own task. Nothing here
 decides "permanent or transient": `core.classify` and `core.decide` do.
 Two rules make a fault inside Outbox harmless:
@@ -40,6 +42,7 @@ from outbox.observability import DeliveryMetrics
 from outbox.store.base import MessageStore
 from outbox.store.values import AttemptRecord, Claim, Message, Recipient
 from outbox.supervision import LoopMonitor
+from outbox.turns import off_the_loop
 from outbox.worker.recorder import Recorder
 
 log = structlog.get_logger("outbox.worker")
@@ -112,7 +115,7 @@ class Attempt:
             if not holding and any(outcomes[r].kind is OutcomeKind.HELD
                                    and outcomes[r].scope is Scope.RELAY for r in recipients):
                 holding = relay
-        verdict = self._decide(outcomes)
+        verdict = await off_the_loop(len(outcomes), self._decide, outcomes)
         if await self._record(verdict, relays, transcripts, holding) and self.tools.on_verdict:
             await self.tools.on_verdict(self.claim, verdict)
 
@@ -136,7 +139,7 @@ class Attempt:
         """Transmit, classify into `outcomes`, then count and log what the relay said."""
         started = time.monotonic()
         report = await self._transmit(relay, recipients, data)
-        classified = classify(report)
+        classified = await off_the_loop(len(recipients), classify, report)
         outcomes.update(classified)
         seconds = time.monotonic() - started
         results = Counter(outcome.kind.value for outcome in classified.values())
