@@ -34,6 +34,7 @@ from outbox.store.sql import webhook_events
 from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
 from outbox.store.sql.recipient_rows import insert_recipients
 from outbox.store.sql.suppression_check import find_suppressed
+from outbox.store.sql.turns import in_turns
 from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
 from outbox.store.values import (
     Attempt,
@@ -197,7 +198,7 @@ def _taken_keys(conn: Connection, batch: Sequence[NewMessage]) -> set[tuple[str,
 
 def insert_events(conn: Connection, pairs: Sequence[tuple[str, Event]]) -> None:
     """The events, and the webhook deliveries they cause (sql/webhook_events.py)."""
-    webhook_events.insert_events(conn, [rows.event_values(id, e) for id, e in pairs])
+    webhook_events.insert_events(conn, [rows.event_values(id, e) for id, e in in_turns(pairs)])
 
 
 _RECIPIENTS_OF = (select(*(recipients.c[name] for name in rows.RECIPIENT_COLUMNS))
@@ -209,7 +210,8 @@ def hydrate(conn: Connection, found: Sequence[AnyRow]) -> list[Message]:
     """Messages from rows, with all their recipients (in submission order)."""
     if not found:
         return []
-    grouped = rows.group_recipients(conn.execute(_RECIPIENTS_OF, {"h_ids": [r.id for r in found]}))
+    grouped = rows.group_recipients(in_turns(conn.execute(_RECIPIENTS_OF,
+                                                          {"h_ids": [r.id for r in found]})))
     return [rows.to_message(r, grouped.get(r.id, ())) for r in found]
 
 
@@ -292,7 +294,7 @@ def _update_recipients(conn: Connection, chosen: Sequence[AttemptRecord]) -> Non
     would scan the message's recipients once per address."""
     alike: dict[tuple[Any, ...], list[RecipientUpdate]] = {}
     for record in chosen:
-        for u in record.recipient_updates:
+        for u in in_turns(record.recipient_updates):
             key = (record.message_id, u.status, u.reply_code, u.enhanced_code, u.reply,
                    u.guidance)
             alike.setdefault(key, []).append(u)

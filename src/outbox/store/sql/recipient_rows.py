@@ -17,6 +17,7 @@ from sqlalchemy import ARRAY, Connection, Integer, Text, TextClause, bindparam, 
 
 from outbox.core.model import RecipientStatus
 from outbox.store.sql.bound_lists import is_postgres
+from outbox.store.sql.turns import in_turns
 from outbox.store.values import NewMessage
 
 _COLUMNS = (("message_id", Text()), ("position", Integer()), ("address", Text()),
@@ -29,7 +30,7 @@ _PENDING = RecipientStatus.PENDING.value
 def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
     """Every recipient of `chosen`, pending, numbered in submission order."""
     found = [(m.id, position, r.address, r.kind, r.relay, _PENDING, r.provenance)
-             for m in chosen for position, r in enumerate(m.recipients)]
+             for m in chosen for position, r in enumerate(in_turns(m.recipients))]
     if not found:
         return
     if is_postgres(conn):
