@@ -257,3 +257,23 @@ async def test_usage_of_a_long_list_is_written_a_chunk_per_transaction(store: St
         NewContact("Zed", ("u0@corp.test",)), NewContact("Zoe", ("u449@corp.test",)))), at(0))
     counts = {s.address: s.use_count for s in await store.contacts.suggest("z")}
     assert counts == {"u0@corp.test": 2, "u449@corp.test": 1}
+
+
+async def test_usage_of_many_addresses_at_once_reaches_contacts_old_and_new(
+        store: Store) -> None:
+    """One call with 300 addresses (a big message's), of which one is a contact's and
+    one becomes a contact's later: both rank by it; the others are counted too."""
+    await store.contacts.apply_contact_changes(ContactChanges(add=(
+        NewContact("Sam Zoe", ("Known@Corp.test",)),  # after "Sam Rare" by name
+        NewContact("Sam Rare", ("rare@corp.test",)))), at(0))
+    many = {f"r{n}@corp.test": 1 for n in range(298)}
+    await store.contacts.record_usage({**many, "known@corp.test": 2, "later@corp.test": 5},
+                                      at(1))
+    await store.contacts.record_usage({**many, "known@corp.test": 1}, at(2))
+    await store.contacts.apply_contact_changes(ContactChanges(add=(
+        NewContact("Sam Later", ("later@corp.test",)),)), at(3))
+
+    ranked = await store.contacts.suggest("sam")
+    assert [(s.address, s.use_count) for s in ranked] == [
+        ("later@corp.test", 5), ("Known@Corp.test", 3), ("rare@corp.test", 0)]
+    assert ranked[1].last_used_at == at(2)

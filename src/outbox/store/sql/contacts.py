@@ -32,6 +32,7 @@ from outbox.core.contacts import (
     use_weight,
 )
 from outbox.errors import NotFound
+from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
 from outbox.store.tables import (
     address_usage,
     contact_emails,
@@ -219,18 +220,22 @@ def delete_contact(conn: Connection, id: int) -> None:
 
 def record_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> None:
     """Add `counts[key]` uses at `now` to each address (rows locked on PostgreSQL),
-    and copy the new ranks to the address's search terms."""
+    and copy the new ranks to the address's search terms. Each key list goes as one
+    bound parameter, and only the addresses some contact has get their terms updated:
+    most recipients of a big message are no contact's (issue 17: this runs on the
+    one SQLite writer, or on PostgreSQL's event loop)."""
     keys = sorted(counts)
-    known: dict[str, Any] = {}
-    for part in chunks(keys):
-        query = select(address_usage).where(address_usage.c.address_key.in_(part))
-        known.update((row.address_key, row) for row in conn.execute(query.with_for_update()))
+    postgres = is_postgres(conn)
+    given = {"keys": bound_list(conn, keys)}
+    known = {row.address_key: row for row in conn.execute(_KNOWN_USAGE[postgres], given)}
+    with_terms = set(conn.execute(_KEYS_WITH_TERMS[postgres], given).scalars())
     weight = use_weight(now)
     fresh, changed, ranks = [], [], []
     for key in keys:
         row = known.get(key)
         rank = add_use(row.rank if row else None, weight, counts[key])
-        ranks.append({"b_key": key, "b_rank": rank})
+        if key in with_terms:
+            ranks.append({"b_key": key, "b_rank": rank})
         if row is None:
             fresh.append({"address_key": key, "use_count": counts[key], "last_used_at": now,
                           "rank": rank})
@@ -241,9 +246,19 @@ def record_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> 
         conn.execute(insert(address_usage), fresh)
     if changed:
         conn.execute(_UPDATE_USAGE, changed)
-    conn.execute(_UPDATE_TERM_RANKS, ranks)
+    if ranks:
+        conn.execute(_UPDATE_TERM_RANKS, ranks)
 
 
+# Built once per backend, so SQLAlchemy compiles each once (sql/bound_lists.py).
+_KNOWN_USAGE = {postgres: select(address_usage)
+                .where(in_bound_list(address_usage.c.address_key, "keys", postgres=postgres))
+                .with_for_update()
+                for postgres in (False, True)}
+_KEYS_WITH_TERMS = {postgres: select(contact_terms.c.address_key).distinct()
+                    .where(in_bound_list(contact_terms.c.address_key, "keys",
+                                         postgres=postgres))
+                    for postgres in (False, True)}
 _UPDATE_USAGE = (update(address_usage)
                  .where(address_usage.c.address_key == bindparam("b_key"))
                  .values(use_count=bindparam("b_count"), last_used_at=bindparam("b_at"),
