@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outbox.core.decide import AttemptContext, AttemptVerdict, decide_attempt, final_status
+from outbox.core.decide import (
+    STEP,
+    AttemptContext,
+    AttemptVerdict,
+    decide_attempt,
+    decide_in_steps,
+    final_status,
+)
 from outbox.core.model import (
     EventType,
     MessageStatus,
@@ -372,3 +379,27 @@ def test_verdict_invariants(outcomes, attempt, age, on_uncertain, seed):
         assert verdict.status is MessageStatus.HELD
     if all(s.is_final for s in updates(verdict).values()):
         assert verdict.status.is_final
+
+
+# --- in steps (issue 17: a big message's decision leaves the event loop turns) ----------------
+
+
+def test_a_big_decision_pauses_every_step_and_equals_the_whole() -> None:
+    """1,000 recipients (one failed, one sent, the others deferred): paused once per
+    STEP, and the verdict is the one `decide_attempt` gives in one go."""
+    recipients = [f"r{n}@example.org" for n in range(1000)]
+    outcomes = {r: LATER for r in recipients} | {recipients[7]: UNKNOWN, recipients[500]: SENT}
+    context = ctx(statuses=dict.fromkeys(recipients, RecipientStatus.PENDING))
+    steps = decide_in_steps(context, outcomes, POLICY, ACCEPTED, random.Random(3))
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            stepped = done.value
+            break
+        pauses += 1
+    assert pauses == 1000 // STEP
+    assert stepped == decide_attempt(context, outcomes, POLICY, ACCEPTED, random.Random(3))
+    assert [u.address for u in stepped.recipient_updates] == recipients
+    assert stepped.status is MessageStatus.DEFERRED

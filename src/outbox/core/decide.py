@@ -8,7 +8,7 @@ events. The worker only persists its verdict.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -68,14 +68,39 @@ def decide_attempt(
     rng: random.Random,
 ) -> AttemptVerdict:
     """The message's new state after one attempt over `outcomes`."""
+    steps = decide_in_steps(ctx, outcomes, policy, now, rng)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+STEP = 250  # recipients decided between two pauses of `decide_in_steps`
+
+
+def decide_in_steps(
+    ctx: AttemptContext,
+    outcomes: Mapping[str, Outcome],
+    policy: RetryPolicy,
+    now: datetime,
+    rng: random.Random,
+) -> Generator[None, None, AttemptVerdict]:
+    """`decide_attempt`, pausing (a bare `yield`) after every STEP recipients, so that a
+    caller on an event loop lets other requests run in between: 1,000 recipients
+    take several milliseconds (issue 17). Its return value is the verdict."""
     held = [o for o in outcomes.values() if o.kind is OutcomeKind.HELD]
     waited = bool(outcomes) and all(relay_wide(o) for o in outcomes.values())
     retry = _retry_decision(ctx, outcomes, policy, now, rng)
-    updates = {addr: _recipient_update(addr, o, retry) for addr, o in outcomes.items()}
     # One text for every recipient: a relay-wide deferral gives 1,000 the same.
     next_attempt = f"next attempt at {retry.retry_at.isoformat()}" if retry.retry_at else ""
-    events = [event for addr, outcome in outcomes.items()
-              for event in _recipient_events(ctx, now, addr, outcome, retry, next_attempt)]
+    updates: dict[str, RecipientUpdate] = {}
+    events: list[Event] = []
+    for n, (addr, outcome) in enumerate(outcomes.items(), 1):
+        updates[addr] = _recipient_update(addr, outcome, retry)
+        events.extend(_recipient_events(ctx, now, addr, outcome, retry, next_attempt))
+        if n % STEP == 0:
+            yield
     statuses = {**ctx.statuses, **{u.address: u.status for u in updates.values()}}
     status, hold_reason = _message_status(ctx, statuses, outcomes, held[0] if held else None)
     if held and held[0].scope is Scope.RELAY:

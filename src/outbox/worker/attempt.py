@@ -3,7 +3,8 @@
     prepare_body → transmit (per relay) → classify → decide → record
       → on_verdict          or, if a step raises:  give_back
 
-Classify and decide are pure; for a large message they run on a thread (`turns`).
+The decision over a large message's recipients pauses every few hundred of them
+(`core.decide.decide_in_steps`), so that small requests are answered in between.
 
 The worker runs one `Attempt` per claim, in its own task. Nothing here
 decides "permanent or transient": `core.classify` and `core.decide` do.
@@ -30,7 +31,7 @@ import structlog
 
 from outbox.config import DeliverySettings
 from outbox.core.classify import classify
-from outbox.core.decide import AttemptContext, AttemptVerdict, decide_attempt
+from outbox.core.decide import AttemptContext, AttemptVerdict, decide_in_steps
 from outbox.core.model import Outcome, OutcomeKind, Scope
 from outbox.core.recovery import AbandonedClaim, Cause, Recovery
 from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
@@ -42,7 +43,6 @@ from outbox.observability import DeliveryMetrics
 from outbox.store.base import MessageStore
 from outbox.store.values import AttemptRecord, Claim, Message, Recipient
 from outbox.supervision import LoopMonitor
-from outbox.turns import off_the_loop
 from outbox.worker.recorder import Recorder
 
 log = structlog.get_logger("outbox.worker")
@@ -115,7 +115,7 @@ class Attempt:
             if not holding and any(outcomes[r].kind is OutcomeKind.HELD
                                    and outcomes[r].scope is Scope.RELAY for r in recipients):
                 holding = relay
-        verdict = await off_the_loop(len(outcomes), self._decide, outcomes)
+        verdict = await self._decide(outcomes)
         if await self._record(verdict, relays, transcripts, holding) and self.tools.on_verdict:
             await self.tools.on_verdict(self.claim, verdict)
 
@@ -139,7 +139,7 @@ class Attempt:
         """Transmit, classify into `outcomes`, then count and log what the relay said."""
         started = time.monotonic()
         report = await self._transmit(relay, recipients, data)
-        classified = await off_the_loop(len(recipients), classify, report)
+        classified = classify(report)
         outcomes.update(classified)
         seconds = time.monotonic() - started
         results = Counter(outcome.kind.value for outcome in classified.values())
@@ -163,7 +163,7 @@ class Attempt:
         self.may_have_sent = True
         return await gate.deliver(sender, recipients, data)
 
-    def _decide(self, outcomes: dict[str, Outcome]) -> AttemptVerdict:
+    async def _decide(self, outcomes: dict[str, Outcome]) -> AttemptVerdict:
         message = self.claim.message
         ctx = AttemptContext(
             attempt=self.claim.attempt,
@@ -172,8 +172,15 @@ class Attempt:
             statuses={r.address: r.status for r in message.recipients},
             on_uncertain=self.tools.delivery.on_uncertain,
         )
-        return decide_attempt(ctx, outcomes, self.tools.policy, self.tools.clock(),
-                              self.tools.rng)
+        steps = decide_in_steps(ctx, outcomes, self.tools.policy, self.tools.clock(),
+                                self.tools.rng)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                verdict: AttemptVerdict = done.value
+                return verdict
+            await asyncio.sleep(0)
 
     async def _record(self, verdict: AttemptVerdict, relays: list[str],
                       transcripts: list[str], holding: str = "") -> bool:
