@@ -19,12 +19,15 @@ from outbox.core.contacts import (
     NewContact,
     Source,
     SyncState,
+    add_use,
     address_key,
+    use_weight,
 )
 from outbox.core.model import Hold
 from outbox.errors import InputError, NotFound
 from outbox.service.contacts import USAGE_CHUNK, UsageRecorder
 from outbox.store.base import Store
+from outbox.store.sql.usage_rows import write_usage
 from tests.contract.support import T0, at, new_message
 
 ANN = NewContact("Ann Lee", ("ann@corp.test", "Ann.Lee@Home.test"), ("staff", "ops"))
@@ -277,3 +280,18 @@ async def test_usage_of_many_addresses_at_once_reaches_contacts_old_and_new(
     assert [(s.address, s.use_count) for s in ranked] == [
         ("later@corp.test", 5), ("Known@Corp.test", 3), ("rare@corp.test", 0)]
     assert ranked[1].last_used_at == at(2)
+
+
+async def test_usage_written_for_an_address_another_writer_added_keeps_both_counts(
+        store: Store) -> None:
+    """record_usage reads the known rows, then writes: an address another writer added in
+    between is added to, never overwritten (nor refused as a duplicate key)."""
+    await store.contacts.apply_contact_changes(ContactChanges(add=(
+        NewContact("Sam Raced", ("raced@corp.test",)),)), at(0))
+    await store.contacts.record_usage({"raced@corp.test": 3}, at(5))
+    # What record_usage writes when its read found no row: 2 uses at an earlier time.
+    rank = add_use(None, use_weight(at(1)), 2)
+    await store._run.write(write_usage, [("raced@corp.test", 2, at(1), rank)])  # type: ignore[attr-defined]
+
+    (raced,) = await store.contacts.suggest("sam")
+    assert (raced.use_count, raced.last_used_at) == (5, at(5))

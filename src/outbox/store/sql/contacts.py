@@ -33,6 +33,7 @@ from outbox.core.contacts import (
 )
 from outbox.errors import NotFound
 from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
+from outbox.store.sql.usage_rows import write_usage
 from outbox.store.tables import (
     address_usage,
     contact_emails,
@@ -230,22 +231,14 @@ def record_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> 
     known = {row.address_key: row for row in conn.execute(_KNOWN_USAGE[postgres], given)}
     with_terms = set(conn.execute(_KEYS_WITH_TERMS[postgres], given).scalars())
     weight = use_weight(now)
-    fresh, changed, ranks = [], [], []
+    usage, ranks = [], []
     for key in keys:
         row = known.get(key)
         rank = add_use(row.rank if row else None, weight, counts[key])
+        usage.append((key, counts[key], now, rank))
         if key in with_terms:
             ranks.append({"b_key": key, "b_rank": rank})
-        if row is None:
-            fresh.append({"address_key": key, "use_count": counts[key], "last_used_at": now,
-                          "rank": rank})
-        else:
-            changed.append({"b_key": key, "b_count": row.use_count + counts[key],
-                            "b_at": max(now, row.last_used_at), "b_rank": rank})
-    if fresh:
-        conn.execute(insert(address_usage), fresh)
-    if changed:
-        conn.execute(_UPDATE_USAGE, changed)
+    write_usage(conn, usage)
     if ranks:
         conn.execute(_UPDATE_TERM_RANKS, ranks)
 
@@ -259,10 +252,6 @@ _KEYS_WITH_TERMS = {postgres: select(contact_terms.c.address_key).distinct()
                     .where(in_bound_list(contact_terms.c.address_key, "keys",
                                          postgres=postgres))
                     for postgres in (False, True)}
-_UPDATE_USAGE = (update(address_usage)
-                 .where(address_usage.c.address_key == bindparam("b_key"))
-                 .values(use_count=bindparam("b_count"), last_used_at=bindparam("b_at"),
-                         rank=bindparam("b_rank")))
 _UPDATE_TERM_RANKS = (update(contact_terms)
                       .where(contact_terms.c.address_key == bindparam("b_key"))
                       .values(rank=bindparam("b_rank")))
