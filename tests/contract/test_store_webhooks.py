@@ -9,9 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from outbox.core.model import EventType, MessageStatus
+from outbox.core.model import Event, EventType, MessageStatus
 from outbox.errors import NotFound
 from outbox.store.base import Store
+from outbox.store.sql.queries import insert_events
 from outbox.store.webhook_values import DeliveryResult, DueDelivery, WebhookEndpoint
 from tests.contract.conftest import OpenStore
 from tests.contract.support import HELD, LEASE, T0, at, finished, new_message
@@ -232,3 +233,26 @@ async def test_the_log_pages_newest_first(store: Store) -> None:
     assert [e.message_id for e in page] == ["m4", "m3", "m2"]
     rest = await store.webhooks.delivery_log("wh_a", 3, before=page[-1].id)
     assert [e.message_id for e in rest] == ["m1", "m0"]
+
+
+async def test_many_events_of_a_few_shapes_read_back_in_order_with_their_deliveries(
+        store: Store) -> None:
+    """PostgreSQL sends what events share once (sql/webhook_events.py): events whose shapes
+    alternate must still come back in the order written, each with its own fields, and
+    one delivery each."""
+    await store.webhooks.add_endpoint(endpoint(events=("deferred", "failed"), batch_size=100))
+    await store.messages.enqueue(new_message(id="m1"))
+    moment = T0 + timedelta(seconds=5)
+    shapes = [dict(type=EventType.DEFERRED, reply_code=421, reply="busy", detail="next at 1"),
+              dict(type=EventType.FAILED, reply_code=550, reply="no such user", detail=""),
+              dict(type=EventType.DEFERRED, reply_code=421, reply="busy", detail="next at 2")]
+    written = [Event(at=moment, attempt=1, recipient=f"r{i}@x.test", **shapes[i * 7 % 3])
+               for i in range(600)]
+
+    await store._run.write(insert_events, [("m1", e) for e in written])  # type: ignore[attr-defined]
+
+    found = [e for e in (await store.messages.get("m1")).events if e.recipient]
+    assert found == written
+    due = await claim_all(store)
+    assert sorted((d.facts.event.recipient, d.facts.event.type) for d in due) == sorted(
+        (e.recipient, e.type) for e in written)
