@@ -1,10 +1,11 @@
-"""Short turns of the event loop: one large message's pure work (planning, the
-attempt's verdict over 1,000 recipients) runs on a thread, so that the small
-requests beside it are not held up for its whole length (issue 17).
+"""A large message's planning at submit runs on a thread, so that the event loop goes
+on answering the small requests beside it (issue 17).
 
-Python's threads share one interpreter lock, but the loop's thread gets it back at
-the interpreter's switch interval (5 ms), not after the whole computation: a small
-request waits a few milliseconds, never the 10-15 ms of one big step.
+Threads share the interpreter's lock: the loop gets it back at each switch interval
+(5 ms), not only once the planning is done, but a thread also competes with SQLite's
+writer thread for it. Where the work can pause, stepping on the loop is the better
+choice, as the attempt's decision does (`core.decide.decide_in_steps`); planning is
+one call into the core.
 """
 
 from __future__ import annotations

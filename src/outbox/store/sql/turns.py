@@ -14,10 +14,12 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from sqlalchemy.util import await_only
+from sqlalchemy import util
 from sqlalchemy.util.concurrency import in_greenlet
 
 T = TypeVar("T")
+# SQLAlchemy 2.1 named it `await_`; `await_only`, the 2.0 name, is deprecated from 2.2.
+_await = getattr(util, "await_", None) or util.await_only
 CHUNK = 250  # items between two turns: about 1 ms of work on the loop
 
 
@@ -29,4 +31,4 @@ def in_turns(items: Iterable[T]) -> Iterator[T]:
     for n, item in enumerate(items, 1):
         yield item
         if n % CHUNK == 0:
-            await_only(asyncio.sleep(0))
+            _await(asyncio.sleep(0))
