@@ -2,14 +2,17 @@
 
     make bench          # = scripts/bench-deps.sh, then:
     .venv/bin/python bench/compare.py [--messages 5000] [--reps 3] [--backends sqlite,postgres]
-                                      [--paths http,batch,smtp,drain] [--delivery-processes N]
+                                      [--paths http,http-lean,batch,smtp,drain]
+                                      [--delivery-processes N]
 
 Per rep, in this order:
 - Postfix as a durable loopback relay (../shared/bench-anchors/30_postfix_relay.sh,
   MODE=live then MODE=drain): smtp-source (20 sessions) → Postfix → its own smtp-sink.
 - For each backend, each on a fresh database, `outbox serve` relaying to one smtp-sink
   started here (20 relay connections):
-  - http:  20 keep-alive clients `POST /v1/messages`, one message each time;
+  - http:  20 keep-alive clients `POST /v1/messages`, one message each time (httpx);
+  - http-lean: the same with bench/raw_http.py's client, which costs the server's
+           cores next to nothing, as smtp-source does Postfix's;
   - batch: 20 clients `POST /v1/messages/batch` of 100;
   - smtp:  20 SMTP submission sessions (AUTH PLAIN with the API key; smtp-source cannot
            log in, so the client is aiosmtplib);
@@ -48,6 +51,7 @@ import httpx  # noqa: E402
 from tests.pg import fresh_database  # noqa: E402
 from tests.processes import API_KEY, OutboxProcess, base_config, free_port, write_config  # noqa: E402
 
+from bench.raw_http import RawHttp  # noqa: E402
 from bench.throughput import fill_queue  # noqa: E402
 
 ANCHORS = REPO.parent / "shared" / "bench-anchors"
@@ -181,6 +185,21 @@ async def post_each(base: str, count: int, latencies: list[float]) -> None:
         await asyncio.gather(*(one_client(range(c, count, CLIENTS)) for c in range(CLIENTS)))
 
 
+async def post_each_lean(base: str, count: int, latencies: list[float]) -> None:
+    """`post_each` with bench/raw_http.py's client: httpx spends 1-2 ms of CPU per
+    request on the server's own two cores; smtp-source, Postfix's driver, is C."""
+    async def one_client(numbers: range) -> None:
+        async with RawHttp.for_url(base, API_KEY) as http:
+            for n in numbers:
+                started = time.perf_counter()
+                status, answer = await http.post_json("/v1/messages", message(n))
+                latencies.append(time.perf_counter() - started)
+                if status != 202:
+                    raise RuntimeError(f"POST /v1/messages: {status} {answer[:200]!r}")
+
+    await asyncio.gather(*(one_client(range(c, count, CLIENTS)) for c in range(CLIENTS)))
+
+
 async def post_batches(base: str, count: int, latencies: list[float]) -> None:
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {API_KEY}"},
                                  timeout=120) as client:
@@ -217,7 +236,8 @@ async def submit_smtp(bind: str, count: int, latencies: list[float]) -> None:
     await asyncio.gather(*(one_session(range(c, count, CLIENTS)) for c in range(CLIENTS)))
 
 
-LOADS: dict[str, Callable[..., Any]] = {"http": post_each, "batch": post_batches,
+LOADS: dict[str, Callable[..., Any]] = {"http": post_each, "http-lean": post_each_lean,
+                                        "batch": post_batches,
                                         "smtp": submit_smtp}
 
 
@@ -324,7 +344,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--paths", default="http,batch,smtp,drain")
+    parser.add_argument("--paths", default="http,http-lean,batch,smtp,drain")
     parser.add_argument("--delivery-processes", type=int, default=0,
                         help="[delivery] processes of outbox serve (0: deliver in serve)")
     args = parser.parse_args()
