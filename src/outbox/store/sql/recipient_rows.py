@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from sqlalchemy import ARRAY, Connection, Integer, Text, TextClause, bindparam, text
+from sqlalchemy import Connection, Integer, Text, TextClause, text
 
 from outbox.core.model import RecipientStatus
 from outbox.store.sql.bound_lists import is_postgres
+from outbox.store.sql.driver_rows import array_casts, array_params
 from outbox.store.sql.turns import in_turns
 from outbox.store.values import NewMessage
 
@@ -43,11 +44,6 @@ def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
 
 @cache
 def _postgres() -> TextClause:
-    """Built on first use: PostgreSQL's dialect, which compiles the types, loads only
-    on PostgreSQL."""
-    from sqlalchemy.dialects import postgresql
-
-    pg = postgresql.dialect()
-    arrays = ", ".join(f"CAST(:{name} AS {kind.compile(dialect=pg)}[])" for name, kind in _COLUMNS)
-    return text(f"INSERT INTO recipients ({_NAMES}) SELECT * FROM unnest({arrays})").bindparams(
-        *(bindparam(name, type_=ARRAY(kind)) for name, kind in _COLUMNS))
+    """Built on first use (driver_rows.array_casts)."""
+    return text(f"INSERT INTO recipients ({_NAMES}) SELECT * FROM unnest("
+                f"{array_casts(_COLUMNS)})").bindparams(*array_params(_COLUMNS))

@@ -16,23 +16,24 @@ from datetime import datetime
 from functools import cache
 
 from sqlalchemy import (
-    ARRAY,
     Connection,
     DateTime,
     Float,
     Integer,
     Text,
     TextClause,
-    bindparam,
     text,
 )
 
 from outbox.store.sql.bound_lists import is_postgres
+from outbox.store.sql.driver_rows import array_casts, array_params, stored_form
 from outbox.store.tables import address_usage
 
 Usage = tuple[str, int, datetime, float]  # address key, uses to add, last used at, new rank
 
 _NAMES = "address_key, use_count, last_used_at, rank"
+_ARRAYS = (("keys", Text()), ("counts", Integer()), ("ats", DateTime(timezone=True)),
+           ("ranks", Float()))
 _SQLITE = (f"INSERT INTO address_usage ({_NAMES}) VALUES (?, ?, ?, ?) "
            "ON CONFLICT (address_key) DO UPDATE SET "
            "use_count = address_usage.use_count + excluded.use_count, "
@@ -47,8 +48,7 @@ def write_usage(conn: Connection, usage: Sequence[Usage]) -> None:
         keys, counts, ats, ranks = (list(column) for column in zip(*usage, strict=True))
         conn.execute(_postgres(), {"keys": keys, "counts": counts, "ats": ats, "ranks": ranks})
         return
-    process = address_usage.c.last_used_at.type.dialect_impl(conn.dialect).bind_processor(
-        conn.dialect) or (lambda value: value)
+    process = stored_form(conn, address_usage.c.last_used_at)
     stored = {at: process(at) for at in {at for _, _, at, _ in usage}}
     conn.exec_driver_sql(_SQLITE, [(key, count, stored[at], rank)
                                    for key, count, at, rank in usage])
@@ -58,12 +58,8 @@ def write_usage(conn: Connection, usage: Sequence[Usage]) -> None:
 def _postgres() -> TextClause:
     return text(f"""
 INSERT INTO address_usage ({_NAMES})
-SELECT * FROM unnest(CAST(:keys AS TEXT[]), CAST(:counts AS INTEGER[]),
-                     CAST(:ats AS TIMESTAMP WITH TIME ZONE[]), CAST(:ranks AS FLOAT[]))
+SELECT * FROM unnest({array_casts(_ARRAYS)})
 ON CONFLICT (address_key) DO UPDATE SET
     use_count = address_usage.use_count + excluded.use_count,
     last_used_at = GREATEST(address_usage.last_used_at, excluded.last_used_at),
-    rank = excluded.rank""").bindparams(
-        bindparam("keys", type_=ARRAY(Text())), bindparam("counts", type_=ARRAY(Integer())),
-        bindparam("ats", type_=ARRAY(DateTime(timezone=True))),
-        bindparam("ranks", type_=ARRAY(Float())))
+    rank = excluded.rank""").bindparams(*array_params(_ARRAYS))

@@ -20,18 +20,17 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Connection,
     DateTime,
     Integer,
     Text,
     TextClause,
-    bindparam,
     insert,
     text,
 )
 
 from outbox.core.webhooks import WEBHOOK_EVENTS
+from outbox.store.sql.driver_rows import array_casts, array_params, stored_form
 from outbox.store.tables import events
 from outbox.store.tables_webhooks import webhook_deliveries
 from outbox.store.webhook_values import PENDING
@@ -71,26 +70,17 @@ _EVENT_COLUMNS = ("message_id", "at", "type", "attempt", "recipient", "reply_cod
 
 @cache
 def _events_with_deliveries() -> TextClause:
-    """The statement, built on first use: PostgreSQL's dialect, which compiles its
-    types, loads only on PostgreSQL."""
-    from sqlalchemy.dialects import postgresql
-
-    pg = postgresql.dialect()
-
-    def arrays(columns: Sequence[tuple[str, Any]]) -> str:
-        return ", ".join(f"CAST(:{name} AS {kind.compile(dialect=pg)}[])"
-                         for name, kind in columns)
-
+    """The statement, built on first use (driver_rows.array_casts)."""
     shape = ", ".join(name for name, _ in _SHAPE)
     picked = ", ".join(f"e.{name}" if name == "recipient" else f"s.{name}"
                        for name in _EVENT_COLUMNS)
     return text(f"""
 WITH shapes AS (
-    SELECT * FROM unnest({arrays(_SHAPE)}) WITH ORDINALITY AS s({shape}, n)),
+    SELECT * FROM unnest({array_casts(_SHAPE)}) WITH ORDINALITY AS s({shape}, n)),
 added AS (
     INSERT INTO events ({", ".join(_EVENT_COLUMNS)})
     SELECT {picked}
-    FROM unnest({arrays(_EACH)}) WITH ORDINALITY AS e(recipient, shape, position)
+    FROM unnest({array_casts(_EACH)}) WITH ORDINALITY AS e(recipient, shape, position)
     JOIN shapes s ON s.n = e.shape
     ORDER BY e.position
     RETURNING id, type, at)
@@ -98,7 +88,7 @@ INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, created_at, s
 SELECT e.id, added.id, added.type, added.at, '{PENDING}', added.at
 FROM added JOIN webhook_endpoints e
   ON e.disabled_at IS NULL AND CAST(e.events AS jsonb) @> jsonb_build_array(added.type)
-""").bindparams(*(bindparam(name, type_=ARRAY(kind)) for name, kind in (*_SHAPE, *_EACH)))
+""").bindparams(*array_params((*_SHAPE, *_EACH)))
 
 
 def _with_deliveries(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
@@ -146,17 +136,12 @@ def _insert_plain(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None
     column's own bind processor (the text SQLAlchemy would store). SQLAlchemy's
     executemany processes every parameter of every row in Python: a deferral of a
     1,000-recipient message (one event each) cost ~20 ms of the single writer."""
-    process = _at_processor(conn)
+    process = stored_form(conn, events.c.at)
     stored = {at: process(at) for at in {v["at"] for v in values}}  # one time per attempt
     rows = [(v["message_id"], stored[v["at"]], v["type"], v["attempt"], v["recipient"],
              v["reply_code"], v["enhanced_code"], v["reply"], v["guidance"], v["detail"])
             for v in values]
     conn.exec_driver_sql(_INSERT_EVENTS, rows)
-
-
-def _at_processor(conn: Connection) -> Any:
-    process = events.c.at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return process or (lambda value: value)
 
 
 _SUBSCRIPTIONS = "SELECT id, events FROM webhook_endpoints WHERE disabled_at IS NULL"

@@ -1,0 +1,37 @@
+"""Many rows handed to the database driver as they are, past SQLAlchemy's processing of
+every parameter of every row (a big message's recipients, events and address usage,
+issue 17): PostgreSQL takes one array per column, read back with `unnest`; SQLite
+plain tuples through the driver's executemany.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import ARRAY, BindParameter, Column, Connection, bindparam
+from sqlalchemy.types import TypeEngine
+
+Columns = Sequence[tuple[str, TypeEngine[Any]]]
+
+
+def array_casts(columns: Columns) -> str:
+    """`CAST(:name AS type[]), ...`, for `unnest(...)`. Call it when building a statement
+    on first use: PostgreSQL's dialect, which compiles the types, loads only on
+    PostgreSQL."""
+    from sqlalchemy.dialects import postgresql
+
+    pg = postgresql.dialect()
+    return ", ".join(f"CAST(:{name} AS {kind.compile(dialect=pg)}[])" for name, kind in columns)
+
+
+def array_params(columns: Columns) -> list[BindParameter[Any]]:
+    """The bound parameters of `array_casts(columns)`."""
+    return [bindparam(name, type_=ARRAY(kind)) for name, kind in columns]
+
+
+def stored_form(conn: Connection, column: Column[Any]) -> Callable[[Any], Any]:
+    """What SQLAlchemy would store for a value of `column` on `conn` (SQLite keeps a
+    time as text): the column's own bind processor, or the value as it is."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return process or (lambda value: value)
