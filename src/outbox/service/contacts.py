@@ -241,12 +241,17 @@ class UsageRecorder:
             self._task = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(self.delay)
-        self._writing = True
-        try:
-            await self.flush()
-        finally:
-            self._writing = False
+        # Addresses noted while a batch is written find this task not done and start
+        # none: they are this task's next batch.
+        while True:
+            await asyncio.sleep(self.delay)
+            self._writing = True
+            try:
+                await self.flush()
+            finally:
+                self._writing = False
+            if not self._counts:
+                return
 
     async def flush(self) -> None:
         """Write the counts, USAGE_CHUNK addresses per transaction: a 1,000-recipient
