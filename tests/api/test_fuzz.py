@@ -85,7 +85,7 @@ def answered(server: OutboxProcess) -> dict[tuple[str, str], set[str]]:
     return codes
 
 
-@pytest.mark.long(29)
+@pytest.mark.long(45)
 def test_schemathesis_finds_no_problem(server: OutboxProcess, tmp_path: Path) -> None:
     report = tmp_path / "junit.xml"
     started = time.monotonic()

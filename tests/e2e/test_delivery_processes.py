@@ -11,6 +11,8 @@ import os
 import signal
 from typing import Any
 
+import pytest
+
 from tests.e2e.support import (
     events,
     healthz,
@@ -90,6 +92,7 @@ def test_a_dead_delivery_process_is_started_again(start_outbox: Any,
     assert len(sink.messages) == 10
 
 
+@pytest.mark.long(25)
 def test_kill_9_of_serve_stops_its_processes_and_a_restart_finishes_the_queue(
         start_outbox: Any, database_url: str) -> None:
     total = 200

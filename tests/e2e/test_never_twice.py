@@ -286,7 +286,7 @@ def _workers(tmp_path: Path, config: dict[str, Any], count: int) -> list[OutboxP
     return processes
 
 
-@pytest.mark.long(29)
+@pytest.mark.long(35)
 def test_several_processes_deliver_each_message_once(tmp_path: Path, database_url: str,
                                                      start_outbox: Any) -> None:
     total = 3000  # issue 3's figure
@@ -314,6 +314,7 @@ def test_several_processes_deliver_each_message_once(tmp_path: Path, database_ur
         assert f'outbox_queue_messages{{status="sent"}} {float(total)}' in counts
 
 
+@pytest.mark.long(18)
 def test_kill_9_of_one_worker_among_three(tmp_path: Path, database_url: str,
                                           start_outbox: Any) -> None:
     total = 1000

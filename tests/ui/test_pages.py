@@ -4,6 +4,7 @@ written as test artifacts (tmp/artifacts/ui, or $OUTBOX_TEST_ARTIFACTS)."""
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.processes import wait_until
@@ -16,6 +17,7 @@ from tests.ui.test_compose import add_chip, address_book
 BACKENDS = ("sqlite",)
 
 
+@pytest.mark.long(34)
 def test_every_page_passes_axe_and_is_captured(ui: Ui, page: Page,
                                                sink: ScriptedServer) -> None:
     address_book(ui)
