@@ -11,7 +11,8 @@ and, for each round, posts a message with --big recipients (the default limit,
 message every --interval seconds. Prints, per backend, the latency of the big
 submits and the p50, p99 and max of the small submits made while a big one was
 in flight, next to the same clients before any big submit and in between, and
-shows that a 100,000-recipient message is refused with 422 (and how fast).
+shows that a 100,000-recipient message is refused with 422 (and how fast), and the
+share of the machine's CPU time its hypervisor took meanwhile (bench/cpu_steal.py).
 Target (issue 17): p99 of the small submits under 50 ms while a 1,000-recipient
 message is stored.
 """
@@ -41,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from tests.pg import fresh_database  # noqa: E402
 from tests.processes import API_KEY, OutboxProcess, base_config, free_port, write_config  # noqa: E402
 
+from bench.cpu_steal import cpu_times, shares  # noqa: E402
 from bench.raw_http import RawHttp  # noqa: E402
 
 
@@ -180,7 +182,9 @@ def serve(backend: str, env: dict[str, str], delivery_processes: int = 0
 
 def measure(backend: str, args: argparse.Namespace, env: dict[str, str]) -> None:
     with serve(backend, env, args.delivery_processes) as outbox:
+        started = cpu_times()
         result = asyncio.run(run(outbox.base_url, args))
+        machine = shares(started, cpu_times())
     label = f"{backend}{' (baseline)' if env else ''}"
     print(f"{label}: {args.big:,}-recipient submit: "
           f"{', '.join(f'{t * 1000:.0f}' for t in result['big'])} ms")
@@ -189,7 +193,8 @@ def measure(backend: str, args: argparse.Namespace, env: dict[str, str]) -> None
     print(f"{label}: small submits after, in between:   {figures(result['after'])}")
     status, body, took = result["refused"]
     what = f"{body['error']['code']}: {body['error']['message']}" if "error" in body else body
-    print(f"{label}: 100,000 recipients: {status} in {took * 1000:.0f} ms: {what}", flush=True)
+    print(f"{label}: 100,000 recipients: {status} in {took * 1000:.0f} ms: {what}")
+    print(f"{label}: noise: {machine}", flush=True)
 
 
 def main() -> None:

@@ -22,7 +22,8 @@ Per rep, in this order:
 
 Prints one table: msg/s per system, path and rep; the ratio to Postfix's live (or drain)
 rate of the same rep; medians; accept latency p50/p99/p99.9; CPU seconds per 1,000
-messages (the Outbox process and its children); a noise line (load average, fsync probe).
+messages (the Outbox process and its children); a noise line (load average, fsync probe,
+and the share of CPU time the hypervisor took over the run: bench/cpu_steal.py).
 Every process started here is stopped by PID. No assertions: the figures are the output.
 """
 
@@ -51,6 +52,7 @@ import httpx  # noqa: E402
 from tests.pg import fresh_database  # noqa: E402
 from tests.processes import API_KEY, OutboxProcess, base_config, free_port, write_config  # noqa: E402
 
+from bench.cpu_steal import CpuTimes, cpu_times, shares  # noqa: E402
 from bench.raw_http import RawHttp  # noqa: E402
 from bench.throughput import fill_queue  # noqa: E402
 
@@ -327,13 +329,16 @@ def report(reps: list[list[Run]]) -> None:
               f"| {f'{cpu:.2f}' if cpu >= 0 else '—'} |")
 
 
-def noise() -> str:
+def noise(since: CpuTimes | None = None) -> str:
+    """Load, an fsync probe and, given the reading at the start, the share of CPU time
+    the hypervisor took since (bench/cpu_steal.py)."""
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     probe = ANCHORS / "05_fsync_probe.py"
     fsync = (subprocess.run([sys.executable, str(probe), tempfile.gettempdir()],
                             capture_output=True, text=True, timeout=120).stdout.strip()
              if probe.exists() else "fsync probe: ../shared/bench-anchors not found")
-    return f"noise: {os.cpu_count()} cores, load average {load}; {fsync}"
+    machine = f"; over the run: {shares(since, cpu_times())}" if since else ""
+    return f"noise: {os.cpu_count()} cores, load average {load}; {fsync}{machine}"
 
 
 def main() -> None:
@@ -355,6 +360,7 @@ def main() -> None:
     if not ANCHORS.exists():
         print(f"note: {ANCHORS} not found; Postfix rows are left out", flush=True)
     print(noise(), flush=True)
+    started = cpu_times()
     reps: list[list[Run]] = []
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -374,7 +380,7 @@ def main() -> None:
                           flush=True)
             reps.append(runs)
     report(reps)
-    print(noise())
+    print(noise(started))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from tests.processes import API_KEY  # noqa: E402
 
 from bench.abuse import serve, small  # noqa: E402
+from bench.cpu_steal import cpu_times, shares  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
@@ -60,14 +61,16 @@ def measure(backend: str, args: argparse.Namespace, env: dict[str, str]) -> str:
         asyncio.run(post(outbox.base_url, 200, args.clients))
         time.sleep(1)
         before, start = cpu_seconds(outbox.proc.pid), time.perf_counter()
+        machine = cpu_times()
         latencies = asyncio.run(post(outbox.base_url, args.messages, args.clients))
         took = time.perf_counter() - start
+        machine_line = shares(machine, cpu_times())
         time.sleep(2)  # the worker's attempts of the last messages
         used = cpu_seconds(outbox.proc.pid) - before
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return (f"{used * 1000 / args.messages:5.2f} CPU ms/submit  "
             f"{args.messages / took:5.0f} msg/s  p50 {cuts[49] * 1000:5.1f} ms  "
-            f"p99 {cuts[98] * 1000:5.1f} ms")
+            f"p99 {cuts[98] * 1000:5.1f} ms  ({machine_line})")
 
 
 def main() -> None:
