@@ -6,6 +6,10 @@ import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+import pytest
+from sqlalchemy import make_url
+
 from outbox.core.model import EventType, MessageStatus, RecipientStatus
 from outbox.core.recovery import AbandonedClaim, Cause, Recovery
 from outbox.core.retry import RetryPolicy
@@ -173,3 +177,27 @@ async def test_the_database_time_is_the_servers_or_none_for_a_file(store: Store)
     else:
         assert found is not None and found.tzinfo is not None
         assert abs((found - datetime.now(UTC)).total_seconds()) < 60
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite locks no rows
+async def test_a_stale_claim_locked_by_a_frozen_transaction_holds_up_no_other(
+        store: Store, db_url: str) -> None:
+    """PostgreSQL: a process frozen inside a transaction on a message it claimed (its
+    lease renewal, say) keeps that row locked. The sweep passes it by and recovers the
+    other stale claims, then recovers it once the lock is gone. It used to wait on the
+    lock, holding every claim it had locked before it, for as long as the freeze."""
+    ids = sorted(await enqueue_many(store, 3))
+    await store.messages.claim_due("frozen", at(1), at(30), 10)
+    holder = await asyncpg.connect(make_url(db_url).set(drivername="postgresql")
+                                   .render_as_string(hide_password=False))
+    frozen = holder.transaction()
+    await frozen.start()
+    try:
+        await holder.execute("SELECT 1 FROM messages WHERE id = $1 FOR UPDATE", ids[0])
+        # Far longer than a sweep takes; the old sweep waited for the lock, never returned.
+        released = await asyncio.wait_for(recover(store, at(31)), timeout=30)
+    finally:
+        await frozen.rollback()
+        await holder.close()
+    assert sorted(released) == ids[1:]
+    assert await recover(store, at(32)) == [ids[0]]

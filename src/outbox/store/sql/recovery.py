@@ -32,12 +32,15 @@ def claim_holders(conn: Connection) -> set[str]:
 
 def recover_stale(conn: Connection, now: datetime, dead_owners: Collection[str],
                   decide: Decide) -> list[str]:
-    """Every claim past its lease or held by a dead owner gets its verdict."""
+    """Every claim past its lease or held by a dead owner gets its verdict. A row another
+    transaction holds (on PostgreSQL: a process frozen inside one, a record finishing)
+    is passed by until a later sweep: waiting on it held up every claim after it."""
     stale = m.c.lease_until < now
     if dead_owners:
         stale = or_(stale, m.c.claimed_by.in_(sorted(dead_owners)))
     query = (select(m.c.id, m.c.claimed_by, m.c.attempts, m.c.created_at, m.c.held_seconds)
-             .where(m.c.status == SENDING, stale).order_by(m.c.id).with_for_update())
+             .where(m.c.status == SENDING, stale).order_by(m.c.id)
+             .with_for_update(skip_locked=True))
     found = conn.execute(query).all()
     for row in found:
         cause = Cause.OWNER_GONE if row.claimed_by in dead_owners else Cause.LEASE_EXPIRED
