@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -201,3 +202,17 @@ async def test_a_stale_claim_locked_by_a_frozen_transaction_holds_up_no_other(
         await holder.close()
     assert sorted(released) == ids[1:]
     assert await recover(store, at(32)) == [ids[0]]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_postgresql_ends_a_session_left_idle_inside_a_transaction(store: Store) -> None:
+    """Every pooled connection asks PostgreSQL to end a session idle in a transaction
+    for a minute (store/postgres.IDLE_IN_TRANSACTION_MS): a process frozen inside one
+    would otherwise keep its rows locked, its claims in "sending", for the whole freeze.
+    What PostgreSQL then does is its own; this pins that Outbox asks for it."""
+
+    def shown(conn: Any) -> str:
+        return str(conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar())
+
+    assert await store._run.read(shown) == "1min"  # type: ignore[attr-defined]
+    assert await store._run.write(shown) == "1min"  # type: ignore[attr-defined]

@@ -38,9 +38,18 @@ MIGRATION_LOCK = 0x0B0C5  # pg_advisory_xact_lock key: one migrating node at a t
 log = structlog.get_logger("outbox.store")
 
 
+# A session idle inside a transaction this long belongs to a process that froze in it
+# (stopped, suspended, hung): PostgreSQL ends the session, and with it the locks that kept
+# that process's claims out of every other worker's recovery, and the claims in "sending",
+# however long the freeze lasts. Outbox's own transactions are never idle for more than
+# moments: a backup writes files between reads, a few seconds at worst.
+IDLE_IN_TRANSACTION_MS = 60_000
+
+
 def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
+    settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)}
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                               pool_recycle=3600)
+                               pool_recycle=3600, connect_args={"server_settings": settings})
 
 
 def create_store(url: URL, pool_size: int = 10) -> SqlStore:
