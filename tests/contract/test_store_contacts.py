@@ -30,6 +30,7 @@ from outbox.service.contacts import USAGE_CHUNK, UsageRecorder
 from outbox.store.base import Store
 from outbox.store.sql.usage_rows import write_usage
 from tests.contract.support import T0, at, new_message
+from tests.processes import wait_until_async
 
 ANN = NewContact("Ann Lee", ("ann@corp.test", "Ann.Lee@Home.test"), ("staff", "ops"))
 BOB = NewContact("Bob Stone", ("bob@corp.test",))
@@ -288,15 +289,11 @@ async def test_usage_noted_while_a_batch_is_written_is_written_without_another_s
     recorder.note(["zed@corp.test"], T0)  # while the first use is being written
     go_on.set()
 
-    async def counted() -> int:
+    async def counted_twice() -> bool:
         (zed,) = await store.contacts.suggest("zed")
-        return zed.use_count
+        return zed.use_count == 2
 
-    for _ in range(500):  # up to 5 s for a flush due after 0.01 s
-        if await counted() == 2:
-            break
-        await asyncio.sleep(0.01)
-    assert await counted() == 2
+    await wait_until_async(counted_twice, "the second use, with no further submit")
     await recorder.aclose()
 
 

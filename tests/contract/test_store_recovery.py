@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import make_url
 
 from outbox.core.model import EventType, MessageStatus, RecipientStatus
 from outbox.core.recovery import AbandonedClaim, Cause, Recovery
@@ -180,7 +179,7 @@ async def test_the_database_time_is_the_servers_or_none_for_a_file(store: Store)
         assert abs((found - datetime.now(UTC)).total_seconds()) < 60
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite locks no rows
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite locks no rows
 async def test_a_stale_claim_locked_by_a_frozen_transaction_holds_up_no_other(
         store: Store, db_url: str) -> None:
     """PostgreSQL: a process frozen inside a transaction on a message it claimed (its
@@ -189,8 +188,7 @@ async def test_a_stale_claim_locked_by_a_frozen_transaction_holds_up_no_other(
     lock, holding every claim it had locked before it, for as long as the freeze."""
     ids = sorted(await enqueue_many(store, 3))
     await store.messages.claim_due("frozen", at(1), at(30), 10)
-    holder = await asyncpg.connect(make_url(db_url).set(drivername="postgresql")
-                                   .render_as_string(hide_password=False))
+    holder = await asyncpg.connect(db_url)
     frozen = holder.transaction()
     await frozen.start()
     try:
@@ -204,7 +202,7 @@ async def test_a_stale_claim_locked_by_a_frozen_transaction_holds_up_no_other(
     assert await recover(store, at(32)) == [ids[0]]
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("backend", ["postgresql"])
 async def test_postgresql_ends_a_session_left_idle_inside_a_transaction(store: Store) -> None:
     """Every pooled connection asks PostgreSQL to end a session idle in a transaction
     for a minute (store/postgres.IDLE_IN_TRANSACTION_MS): a process frozen inside one
