@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +17,9 @@ import pytest
 from outbox.errors import StorageError
 from outbox.store.base import Store
 from outbox.store.sqlite import BUSY_TIMEOUT_MS
-from outbox.store.sqlite_turn import TURN_FILE, WriterTurn
+from outbox.store.sqlite_turn import TURN_FILE, WAITING_FILE, WriterTurn
 from tests.contract.support import new_message
+from tests.processes import wait_until
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -77,4 +80,54 @@ def test_without_a_usable_directory_writes_go_on_without_a_turn(tmp_path: Path) 
     with turn.held():  # no lock file can be made: the busy handler alone, as before
         pass
     assert not (blocked / "db-workers").exists()
+    turn.close()
+
+
+# Another process: waits for the turn, notes that it got it, and holds it a moment.
+_OTHER = """
+import sys, time
+from pathlib import Path
+from outbox.store.sqlite_turn import WriterTurn
+turn = WriterTurn(Path(sys.argv[1]), timeout=30)
+with turn.held():
+    with open(sys.argv[2], "a") as order:
+        order.write("other\\n")
+    time.sleep(0.2)
+"""
+
+
+def _someone_waits(waiting: Path) -> bool:
+    with open(waiting, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def test_a_process_waiting_for_the_turn_goes_before_the_holder_takes_it_again(
+        tmp_path: Path) -> None:
+    """A process writing back to back lets go of the turn and wants it again at once;
+    another process that was already waiting goes first. Without the queue, the holder
+    took it straight back (the other tries once a millisecond) and a submit waited
+    behind a delivery process's stream of writes for up to half a second."""
+    holder = WriterTurn(tmp_path, timeout=30)
+    order = tmp_path / "order"
+    with holder.held():
+        other = subprocess.Popen([sys.executable, "-c", _OTHER, str(tmp_path), str(order)])
+        wait_until(lambda: _someone_waits(tmp_path / WAITING_FILE), timeout=20,
+                   message="the other process to wait for the turn")
+    with holder.held(), open(order, "a") as noted:
+        noted.write("holder\n")
+    assert other.wait(timeout=20) == 0
+    assert order.read_text().split() == ["other", "holder"]
+    holder.close()
+
+
+def test_with_no_one_waiting_the_turn_is_taken_again_at_once(tmp_path: Path) -> None:
+    turn = WriterTurn(tmp_path, timeout=30)
+    for _ in range(3):
+        with turn.held():
+            assert not _someone_waits(tmp_path / WAITING_FILE)
     turn.close()

@@ -9,6 +9,14 @@ thread takes an exclusive `flock` on one file in `<database file>-workers/`,
 trying every millisecond: the lock is free again the moment a transaction ends,
 and a process that dies releases it with its descriptors. A process that cannot
 open the file (a read-only directory) writes as before, on the busy handler alone.
+
+Tries every millisecond are not fair by themselves: a process writing back to back (a
+delivery process claiming and recording) let go of the turn and took it again within
+a fraction of a millisecond, between two of the other's tries, and a submit in serve
+waited up to half a second for a gap (`bench/abuse.py --delivery-processes 1`, 40
+rounds). So a process waiting for the turn says so, with a shared lock on a second
+file, and a process that wants the turn while another one waits queues behind it
+instead of taking it: under contention the processes take turns.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from pathlib import Path
 from outbox.errors import StorageError
 
 TURN_FILE = ".writer-turn"
+WAITING_FILE = ".writer-waiting"  # shared-locked by each process waiting for the turn
 POLL = 0.001  # seconds between tries
 
 
@@ -31,47 +40,82 @@ class WriterTurn:
 
     def __init__(self, directory: Path, timeout: float) -> None:
         self.path = directory / TURN_FILE
+        self.waiting_path = directory / WAITING_FILE
         self.timeout = timeout
-        self._fd: int | None = None
+        self._fds: tuple[int, int] | None = None
         self._unavailable = False
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        fd = self._descriptor()
-        if fd is None:
+        fds = self._descriptors()
+        if fds is None:
             yield
             return
-        self._take(fd)
+        turn, waiting = fds
+        if self._others_waiting(waiting) or not _try_lock(turn, fcntl.LOCK_EX):
+            self._wait_for(turn, waiting)
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(turn, fcntl.LOCK_UN)
 
-    def _take(self, fd: int) -> None:
+    @staticmethod
+    def _others_waiting(waiting: int) -> bool:
+        """Whether another process holds its shared lock on the waiting file (or is
+        checking it this instant: then this one just waits a try longer)."""
+        if not _try_lock(waiting, fcntl.LOCK_EX):
+            return True
+        fcntl.flock(waiting, fcntl.LOCK_UN)
+        return False
+
+    def _wait_for(self, turn: int, waiting: int) -> None:
+        """Take the turn after the processes already waiting: this one sleeps a try's
+        length before its first, and they try every POLL."""
         deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
+        said = False
+        try:
+            while True:
+                said = said or _try_lock(waiting, fcntl.LOCK_SH)
+                time.sleep(POLL)
+                if _try_lock(turn, fcntl.LOCK_EX):
+                    return
                 if time.monotonic() >= deadline:
                     raise StorageError(
                         f"another process has held the database's write turn for "
                         f"{self.timeout:g}s ({self.path})",
                         hint="a process using the database is stuck or stopped: find it "
-                             "with `fuser " + str(self.path) + "` and restart it") from None
-                time.sleep(POLL)
+                             "with `fuser " + str(self.path) + "` and restart it")
+        finally:
+            if said:
+                fcntl.flock(waiting, fcntl.LOCK_UN)
 
-    def _descriptor(self) -> int | None:
-        if self._fd is None and not self._unavailable:
+    def _descriptors(self) -> tuple[int, int] | None:
+        if self._fds is None and not self._unavailable:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                turn = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError:
                 self._unavailable = True
-        return self._fd
+                return None
+            try:
+                waiting = os.open(self.waiting_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                os.close(turn)
+                self._unavailable = True
+                return None
+            self._fds = (turn, waiting)
+        return self._fds
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._fds is not None:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
+
+
+def _try_lock(fd: int, kind: int) -> bool:
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
