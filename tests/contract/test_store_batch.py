@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from outbox.store.base import IdempotencyClaim, NewMessage, Store
-from outbox.store.sql.group_commit import GROUP_MAX, GroupCommit
+from outbox.store.sql.group_commit import GROUP_MAX, HEAVY, GroupCommit
 from tests.contract.support import new_message
 
 
@@ -62,6 +62,36 @@ async def test_a_batch_is_one_transaction(store: Store, db_url: str) -> None:
     assert transactions == 1
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite: one write at a time, below
+async def test_a_message_with_many_recipients_does_not_hold_up_small_ones(
+        store: Store, db_url: str) -> None:
+    """PostgreSQL: a heavy message commits in a transaction of its own, so a small one
+    submitted meanwhile is not queued behind it (issue 17). Here the heavy message's
+    insert waits on another session's uncommitted row with the same id, for as long
+    as the test likes."""
+    seed, _ = await store.messages.enqueue(new_message())
+    other = await asyncpg.connect(db_url)
+    try:
+        holding = other.transaction()
+        await holding.start()
+        await other.execute("CREATE TEMP TABLE copied AS SELECT * FROM messages WHERE id = $1",
+                            seed.id)
+        await other.execute("UPDATE copied SET id = 'heavy', message_id = '<heavy@x>'")
+        await other.execute("INSERT INTO messages SELECT * FROM copied")
+        heavy = asyncio.create_task(store.messages.enqueue(new_message(
+            id="heavy", to=[f"r{n}@example.com" for n in range(HEAVY + 1)])))
+        await asyncio.sleep(0.2)  # the heavy insert is under way, and waits
+
+        _, created = await asyncio.wait_for(store.messages.enqueue(new_message()), 10)
+
+        assert created and not heavy.done()
+        await holding.rollback()
+        _, heavy_created = await asyncio.wait_for(heavy, 10)
+        assert heavy_created
+    finally:
+        await other.close()
+
+
 class CountingRunner:
     """A runner that records the size of every write (each one transaction), and the
     most writes it had under way at once."""
@@ -94,3 +124,19 @@ async def test_sqlite_group_commit_keeps_a_batch_whole() -> None:
     # One group at a time: SQLite's writer relies on it, so that the group commit's
     # urgent writes never starve the others (store/sqlite_writer.py).
     assert runner.most_at_once == 1
+
+
+async def test_with_parallel_writes_a_heavy_arrival_is_written_beside_the_groups() -> None:
+    """What PostgreSQL's store asks for (`heavy_alone`): a message with more than HEAVY
+    recipients is its own write, at the same time as the group of small ones."""
+    runner = CountingRunner()
+    commits = GroupCommit(runner, heavy_alone=True)  # type: ignore[arg-type]
+    heavy = new_message(to=[f"r{n}@example.com" for n in range(HEAVY + 1)])
+
+    results = await asyncio.gather(commits.insert(heavy),
+                                   *(commits.insert(new_message()) for _ in range(3)))
+
+    assert results == [True] * 4
+    assert sorted(runner.writes) == [1, 3]
+    assert runner.most_at_once == 2
+    await commits.close()

@@ -58,7 +58,7 @@ def create_store(url: URL, pool_size: int = 10) -> SqlStore:
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     runner = PostgresRunner(engine)
     return SqlStore(runner, pick_due, AdvisoryLocks(dsn), wakeup=NotifyWakeup(engine),
-                    lock_schema=lock_schema, snapshot=runner.snapshot)
+                    lock_schema=lock_schema, snapshot=runner.snapshot, parallel_writes=True)
 
 
 class PostgresRunner:

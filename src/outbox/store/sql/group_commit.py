@@ -1,7 +1,13 @@
 """`GroupCommit`: enqueues that arrive while a commit is on its way to disk share the
 next one, so one transaction and one flush cover many accepted messages. SQLite
 uses it on its single writer; PostgreSQL too, where each message's own
-transaction cost a round trip and a WAL flush of its own."""
+transaction cost a round trip and a WAL flush of its own.
+
+On PostgreSQL a heavy arrival (a message with a long recipient list, or a batch with
+many) commits in a transaction of its own, beside the groups: in line, the small
+submits that arrived meanwhile waited for its 20-odd ms of statements (issue 17).
+SQLite's writer does one transaction at a time whatever the order, and relies on
+one group at a time (store/sqlite_writer.py), so there every arrival waits its turn."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from outbox.store.sql.runner import Runner
 from outbox.store.values import NewMessage, RecipientsSuppressed
 
 GROUP_MAX = 200  # messages per group commit
+HEAVY = 200  # recipients in one arrival that make it commit alone, where writes run side by side
 
 Arrival = tuple[NewMessage, "asyncio.Future[bool]"]
 
@@ -31,10 +38,12 @@ class GroupCommit:
     only after the commit holding its message. A batch (`insert_many`) arrives
     and is committed whole."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, *, heavy_alone: bool = False) -> None:
         self._runner = runner
+        self._heavy_alone = heavy_alone
         self._arriving: list[list[Arrival]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._alone: set[asyncio.Task[None]] = set()
 
     async def insert(self, message: NewMessage) -> bool:
         (arrived,) = self._arrive([message])
@@ -46,6 +55,11 @@ class GroupCommit:
     def _arrive(self, batch: Sequence[NewMessage]) -> list[asyncio.Future[bool]]:
         loop = asyncio.get_running_loop()
         group: list[Arrival] = [(message, loop.create_future()) for message in batch]
+        if self._heavy_alone and sum(len(m.recipients) for m in batch) > HEAVY:
+            task = asyncio.create_task(self._commit(group))
+            self._alone.add(task)
+            task.add_done_callback(self._alone.discard)
+            return [arrived for _, arrived in group]
         self._arriving.append(group)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_arrivals())
@@ -60,23 +74,26 @@ class GroupCommit:
 
     async def _commit_arrivals(self) -> None:
         while self._arriving:
-            batch = self._next_group()
-            try:
-                created = await self._runner.write_first(insert_messages,
-                                                         [message for message, _ in batch])
-            except Conflict:  # e.g. a reused id: then each on its own
-                await self._insert_one_by_one(batch)
+            await self._commit(self._next_group())
+
+    async def _commit(self, batch: Sequence[Arrival]) -> None:
+        """`batch` in one transaction; each waiter hears of its message."""
+        try:
+            created = await self._runner.write_first(insert_messages,
+                                                     [message for message, _ in batch])
+        except Conflict:  # e.g. a reused id: then each on its own
+            await self._insert_one_by_one(batch)
+            return
+        except Exception as exc:  # every waiter must hear of the failure
+            _settle(batch, exc)
+            return
+        for (_, arrived), result in zip(batch, created, strict=True):
+            if arrived.done():
                 continue
-            except Exception as exc:  # every waiter must hear of the failure
-                _settle(batch, exc)
-                continue
-            for (_, arrived), result in zip(batch, created, strict=True):
-                if arrived.done():
-                    continue
-                if isinstance(result, RecipientsSuppressed):
-                    arrived.set_exception(result)
-                else:
-                    arrived.set_result(result)
+            if isinstance(result, RecipientsSuppressed):
+                arrived.set_exception(result)
+            else:
+                arrived.set_result(result)
 
     async def _insert_one_by_one(self, batch: Sequence[Arrival]) -> None:
         for message, arrived in batch:
@@ -89,5 +106,5 @@ class GroupCommit:
                 arrived.set_result(is_new)
 
     async def close(self) -> None:
-        if self._committer is not None:
-            await asyncio.gather(self._committer, return_exceptions=True)
+        await asyncio.gather(*self._alone, *([self._committer] if self._committer else []),
+                             return_exceptions=True)
