@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import random
@@ -278,6 +279,18 @@ async def wait_until_async(check: Callable[[], Awaitable[Any]], what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def flock_held(path: Path) -> bool:
+    """Whether a process holds a `flock` on `path`, shared or exclusive (SQLite's write
+    turn and its waiters, store/sqlite_turn.py)."""
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1,

@@ -19,7 +19,7 @@ from outbox.store.base import Store
 from outbox.store.sqlite import BUSY_TIMEOUT_MS
 from outbox.store.sqlite_turn import TURN_FILE, WAITING_FILE, WriterTurn
 from tests.contract.support import new_message
-from tests.processes import wait_until
+from tests.processes import flock_held, wait_until
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -96,16 +96,6 @@ with turn.held():
 """
 
 
-def _someone_waits(waiting: Path) -> bool:
-    with open(waiting, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
-
-
 def test_a_process_waiting_for_the_turn_goes_before_the_holder_takes_it_again(
         tmp_path: Path) -> None:
     """A process writing back to back lets go of the turn and wants it again at once;
@@ -116,7 +106,7 @@ def test_a_process_waiting_for_the_turn_goes_before_the_holder_takes_it_again(
     order = tmp_path / "order"
     with holder.held():
         other = subprocess.Popen([sys.executable, "-c", _OTHER, str(tmp_path), str(order)])
-        wait_until(lambda: _someone_waits(tmp_path / WAITING_FILE), timeout=20,
+        wait_until(lambda: flock_held(tmp_path / WAITING_FILE), timeout=20,
                    message="the other process to wait for the turn")
     with holder.held(), open(order, "a") as noted:
         noted.write("holder\n")
@@ -129,5 +119,5 @@ def test_with_no_one_waiting_the_turn_is_taken_again_at_once(tmp_path: Path) -> 
     turn = WriterTurn(tmp_path, timeout=30)
     for _ in range(3):
         with turn.held():
-            assert not _someone_waits(tmp_path / WAITING_FILE)
+            assert not flock_held(tmp_path / WAITING_FILE)
     turn.close()

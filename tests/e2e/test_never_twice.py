@@ -4,7 +4,6 @@ across processes, and late results of a worker that lost its lease."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import signal
 import threading
@@ -25,6 +24,7 @@ from tests.e2e.support import events
 from tests.processes import (
     OutboxProcess,
     base_config,
+    flock_held,
     wait_until,
     write_config,
 )
@@ -249,14 +249,7 @@ def _writing(database_url: str) -> bool:
         return scalar(database_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
                       "current_database() AND pid <> pg_backend_pid() "
                       "AND xact_start IS NOT NULL") != "0"
-    turn = Path(f"{sqlite_path(database_url)}-workers") / TURN_FILE
-    with open(turn, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+    return flock_held(Path(f"{sqlite_path(database_url)}-workers") / TURN_FILE)
 
 
 def _takeover_state(timed_out: AssertionError, workers: list[OutboxProcess],
