@@ -140,3 +140,16 @@ async def test_with_parallel_writes_a_heavy_arrival_is_written_beside_the_groups
     assert sorted(runner.writes) == [1, 3]
     assert runner.most_at_once == 2
     await commits.close()
+
+
+async def test_a_batch_with_many_recipients_still_waits_its_turn() -> None:
+    """A batch takes several idempotency keys: beside a group taking two of the same
+    keys in the other order, the two transactions could deadlock. It stays in line."""
+    runner = CountingRunner()
+    commits = GroupCommit(runner, heavy_alone=True)  # type: ignore[arg-type]
+    batch = [new_message(to=[f"r{n}@example.com" for n in range(HEAVY)]) for _ in range(2)]
+
+    await asyncio.gather(commits.insert_many(batch), commits.insert(new_message()))
+
+    assert runner.writes == [3]  # in the queue: one group with the message beside it
+    await commits.close()

@@ -3,11 +3,13 @@ next one, so one transaction and one flush cover many accepted messages. SQLite
 uses it on its single writer; PostgreSQL too, where each message's own
 transaction cost a round trip and a WAL flush of its own.
 
-On PostgreSQL a heavy arrival (a message with a long recipient list, or a batch with
-many) commits in a transaction of its own, beside the groups: in line, the small
-submits that arrived meanwhile waited for its 20-odd ms of statements (issue 17).
-SQLite's writer does one transaction at a time whatever the order, and relies on
-one group at a time (store/sqlite_writer.py), so there every arrival waits its turn."""
+On PostgreSQL a message with a long recipient list commits in a transaction of its own,
+beside the groups: in line, the small submits that arrived meanwhile waited for its
+20-odd ms of statements (issue 17). Only a single message: with its one idempotency
+key it cannot deadlock with a group, where a batch taking two keys in the opposite
+order could. SQLite's writer does one transaction at a time whatever the order, and
+relies on one group at a time (store/sqlite_writer.py), so there every arrival waits
+its turn."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from outbox.store.sql.runner import Runner
 from outbox.store.values import NewMessage, RecipientsSuppressed
 
 GROUP_MAX = 200  # messages per group commit
-HEAVY = 200  # recipients in one arrival that make it commit alone, where writes run side by side
+HEAVY = 200  # recipients that make a message commit alone, where writes run side by side
 
 Arrival = tuple[NewMessage, "asyncio.Future[bool]"]
 
@@ -55,7 +57,7 @@ class GroupCommit:
     def _arrive(self, batch: Sequence[NewMessage]) -> list[asyncio.Future[bool]]:
         loop = asyncio.get_running_loop()
         group: list[Arrival] = [(message, loop.create_future()) for message in batch]
-        if self._heavy_alone and sum(len(m.recipients) for m in batch) > HEAVY:
+        if self._heavy_alone and len(batch) == 1 and len(batch[0].recipients) > HEAVY:
             task = asyncio.create_task(self._commit(group))
             self._alone.add(task)
             task.add_done_callback(self._alone.discard)
