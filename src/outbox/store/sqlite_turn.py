@@ -94,13 +94,12 @@ class WriterTurn:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 turn = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    waiting = os.open(self.waiting_path, os.O_RDWR | os.O_CREAT, 0o600)
+                except OSError:
+                    os.close(turn)
+                    raise
             except OSError:
-                self._unavailable = True
-                return None
-            try:
-                waiting = os.open(self.waiting_path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError:
-                os.close(turn)
                 self._unavailable = True
                 return None
             self._fds = (turn, waiting)

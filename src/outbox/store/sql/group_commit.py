@@ -58,13 +58,13 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         group: list[Arrival] = [(message, loop.create_future()) for message in batch]
         if self._heavy_alone and len(batch) == 1 and len(batch[0].recipients) > HEAVY:
-            task = asyncio.create_task(self._commit(group))
-            self._alone.add(task)
-            task.add_done_callback(self._alone.discard)
-            return [arrived for _, arrived in group]
-        self._arriving.append(group)
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_arrivals())
+            alone = asyncio.create_task(self._commit(group))
+            self._alone.add(alone)
+            alone.add_done_callback(self._alone.discard)
+        else:
+            self._arriving.append(group)
+            if self._committer is None or self._committer.done():
+                self._committer = asyncio.create_task(self._commit_arrivals())
         return [arrived for _, arrived in group]
 
     def _next_group(self) -> list[Arrival]:
