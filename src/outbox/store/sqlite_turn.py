@@ -6,17 +6,19 @@ them. Under a steady stream of writes from one process (a delivery process
 recording outcomes), a submit in another waited 1.5 s for its turn
 (`bench/abuse.py --delivery-processes 1`). So before `BEGIN IMMEDIATE` the writer
 thread takes an exclusive `flock` on one file in `<database file>-workers/`,
-trying every millisecond: the lock is free again the moment a transaction ends,
-and a process that dies releases it with its descriptors. A process that cannot
-open the file (a read-only directory) writes as before, on the busy handler alone.
+trying again and again (every 50 µs at first, every millisecond at most): the lock is
+free again the moment a transaction ends, and a process that dies releases it with
+its descriptors. A process that cannot open the file (a read-only directory) writes
+as before, on the busy handler alone.
 
-Tries every millisecond are not fair by themselves: a process writing back to back (a
-delivery process claiming and recording) let go of the turn and took it again within
-a fraction of a millisecond, between two of the other's tries, and a submit in serve
-waited up to half a second for a gap (`bench/abuse.py --delivery-processes 1`, 40
-rounds). So a process waiting for the turn says so, with a shared lock on a second
-file, and a process that wants the turn while another one waits queues behind it
-instead of taking it: under contention the processes take turns.
+Tries are not fair by themselves: a process writing back to back (a delivery process
+claiming and recording) let go of the turn and took it again within a fraction of a
+millisecond, between two of the other's tries, and a submit in serve waited up to half
+a second for a gap (`bench/abuse.py --delivery-processes 1`, 40 rounds). So a process
+waiting for the turn says so, with a shared lock on a second file, and a process that
+wants the turn while another one waits lets that one take it first. Where processes do
+nothing but write, that costs a third to a half of the writes per second, and the
+longest wait drops from 40-160 ms to 2-24 ms (bench/write_turns.py).
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ from outbox.errors import StorageError
 
 TURN_FILE = ".writer-turn"
 WAITING_FILE = ".writer-waiting"  # shared-locked by each process waiting for the turn
-POLL = 0.001  # seconds between tries
+POLL = 0.001  # seconds between tries, at most
+# The first try: most transactions take well under a millisecond. With tries every POLL
+# only, each handover left the turn free for up to a millisecond, and two processes
+# writing back to back made 860 writes/s instead of 2,200-2,800 (bench/write_turns.py).
+FIRST_POLL = 0.00005
+YIELD = 2 * POLL  # longest a process lets one that waited for the turn go first
 
 
 class WriterTurn:
@@ -52,7 +59,9 @@ class WriterTurn:
             yield
             return
         turn, waiting = fds
-        if self._others_waiting(waiting) or not _try_lock(turn, fcntl.LOCK_EX):
+        if self._others_waiting(waiting):
+            self._let_them_go_first(waiting)
+        if not _try_lock(turn, fcntl.LOCK_EX):
             self._wait_for(turn, waiting)
         try:
             yield
@@ -68,17 +77,28 @@ class WriterTurn:
         fcntl.flock(waiting, fcntl.LOCK_UN)
         return False
 
+    def _let_them_go_first(self, waiting: int) -> None:
+        """Until a process that waited for the turn has it (it stops saying it waits once
+        it does), or for YIELD at most: they try at least every POLL."""
+        give_up = time.monotonic() + YIELD
+        while time.monotonic() < give_up:
+            time.sleep(FIRST_POLL)
+            if not self._others_waiting(waiting):
+                return
+
     def _wait_for(self, turn: int, waiting: int) -> None:
-        """Take the turn after the processes already waiting: this one sleeps a try's
-        length before its first, and they try every POLL."""
+        """Take the turn, saying so meanwhile; tries more and more seldom, from FIRST_POLL
+        up to POLL."""
         deadline = time.monotonic() + self.timeout
         said = False
+        pause = FIRST_POLL
         try:
             while True:
                 said = said or _try_lock(waiting, fcntl.LOCK_SH)
-                time.sleep(POLL)
+                time.sleep(pause)
                 if _try_lock(turn, fcntl.LOCK_EX):
                     return
+                pause = min(pause * 2, POLL)
                 if time.monotonic() >= deadline:
                     raise StorageError(
                         f"another process has held the database's write turn for "
