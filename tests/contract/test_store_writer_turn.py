@@ -125,8 +125,9 @@ def test_with_no_one_waiting_the_turn_is_taken_again_at_once(tmp_path: Path) -> 
 
 def test_a_process_saying_it_waits_but_never_taking_the_turn_holds_up_no_one(
         tmp_path: Path) -> None:
-    """A process is let go first for a moment only (sqlite_turn.YIELD): one that says
-    it waits and then never tries (frozen, say) does not keep the others from writing."""
+    """A process is let go first for a moment only (sqlite_turn.YIELD, 20 ms): one that
+    says it waits and then never tries (frozen, say) does not keep the others from
+    writing."""
     turn = WriterTurn(tmp_path, timeout=30)
     with open(tmp_path / WAITING_FILE, "a") as frozen:
         fcntl.flock(frozen, fcntl.LOCK_SH)

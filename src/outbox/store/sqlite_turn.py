@@ -18,7 +18,7 @@ a second for a gap (`bench/abuse.py --delivery-processes 1`, 40 rounds). So a pr
 waiting for the turn says so, with a shared lock on a second file, and a process that
 wants the turn while another one waits lets that one take it first. Where processes do
 nothing but write, that costs a third to a half of the writes per second, and the
-longest wait drops from 40-160 ms to 2-24 ms (bench/write_turns.py).
+longest wait drops from 40-160 ms to 1-24 ms (bench/write_turns.py).
 """
 
 from __future__ import annotations
@@ -39,7 +39,11 @@ POLL = 0.001  # seconds between tries, at most
 # only, each handover left the turn free for up to a millisecond, and two processes
 # writing back to back made 860 writes/s instead of 2,200-2,800 (bench/write_turns.py).
 FIRST_POLL = 0.00005
-YIELD = 2 * POLL  # longest a process lets one that waited for the turn go first
+# Longest a process lets one that waited for the turn go first. A waiter wakes within
+# a try (POLL), or later on a loaded machine: at 2 ms, 1 handover in 40 went to the
+# process that had just let go, with 4 busy loops beside 2 cores. A waiter frozen while
+# waiting holds each of the others' writes up by this much, no longer.
+YIELD = 20 * POLL
 
 
 class WriterTurn:
