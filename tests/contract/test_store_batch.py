@@ -96,7 +96,8 @@ class CountingRunner:
     """A runner that records the size of every write (each one transaction), and the
     most writes it had under way at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, parallel_writes: bool = False) -> None:
+        self.parallel_writes = parallel_writes  # True: as PostgreSQL's runner
         self.writes: list[int] = []
         self.under_way = self.most_at_once = 0
 
@@ -127,10 +128,10 @@ async def test_sqlite_group_commit_keeps_a_batch_whole() -> None:
 
 
 async def test_with_parallel_writes_a_heavy_arrival_is_written_beside_the_groups() -> None:
-    """What PostgreSQL's store asks for (`heavy_alone`): a message with more than HEAVY
-    recipients is its own write, at the same time as the group of small ones."""
-    runner = CountingRunner()
-    commits = GroupCommit(runner, heavy_alone=True)  # type: ignore[arg-type]
+    """Where writes run side by side (PostgreSQL's runner): a message with more than
+    HEAVY recipients is its own write, at the same time as the group of small ones."""
+    runner = CountingRunner(parallel_writes=True)
+    commits = GroupCommit(runner)  # type: ignore[arg-type]
     heavy = new_message(to=[f"r{n}@example.com" for n in range(HEAVY + 1)])
 
     results = await asyncio.gather(commits.insert(heavy),
@@ -145,8 +146,8 @@ async def test_with_parallel_writes_a_heavy_arrival_is_written_beside_the_groups
 async def test_a_batch_with_many_recipients_still_waits_its_turn() -> None:
     """A batch takes several idempotency keys: beside a group taking two of the same
     keys in the other order, the two transactions could deadlock. It stays in line."""
-    runner = CountingRunner()
-    commits = GroupCommit(runner, heavy_alone=True)  # type: ignore[arg-type]
+    runner = CountingRunner(parallel_writes=True)
+    commits = GroupCommit(runner)  # type: ignore[arg-type]
     batch = [new_message(to=[f"r{n}@example.com" for n in range(HEAVY)]) for _ in range(2)]
 
     await asyncio.gather(commits.insert_many(batch), commits.insert(new_message()))

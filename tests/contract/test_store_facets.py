@@ -25,6 +25,8 @@ LIVENESS = (LockFiles, AdvisoryLocks)  # not SQL: a lock file, an advisory lock
 class NoDatabase:
     """A runner for building the store without a database; nothing may run."""
 
+    parallel_writes = False
+
     async def read(self, body: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise AssertionError("no transaction expected")
 

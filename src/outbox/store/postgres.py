@@ -58,11 +58,13 @@ def create_store(url: URL, pool_size: int = 10) -> SqlStore:
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     runner = PostgresRunner(engine)
     return SqlStore(runner, pick_due, AdvisoryLocks(dsn), wakeup=NotifyWakeup(engine),
-                    lock_schema=lock_schema, snapshot=runner.snapshot, parallel_writes=True)
+                    lock_schema=lock_schema, snapshot=runner.snapshot)
 
 
 class PostgresRunner:
     """Each call one transaction on a pooled asyncpg connection (`run_sync`)."""
+
+    parallel_writes = True
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine

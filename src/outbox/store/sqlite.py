@@ -124,6 +124,8 @@ class SqliteRunner:
     file), those a client waits on first (`write_first`, sqlite_writer.py); each
     call is one whole transaction in one hop."""
 
+    parallel_writes = False
+
     def __init__(self, engine: Engine, turn: WriterTurn | None = None) -> None:
         self.engine = engine
         self._turn = turn

@@ -40,9 +40,8 @@ class GroupCommit:
     only after the commit holding its message. A batch (`insert_many`) arrives
     and is committed whole."""
 
-    def __init__(self, runner: Runner, *, heavy_alone: bool = False) -> None:
+    def __init__(self, runner: Runner) -> None:
         self._runner = runner
-        self._heavy_alone = heavy_alone
         self._arriving: list[list[Arrival]] = []
         self._committer: asyncio.Task[None] | None = None
         self._alone: set[asyncio.Task[None]] = set()
@@ -57,7 +56,8 @@ class GroupCommit:
     def _arrive(self, batch: Sequence[NewMessage]) -> list[asyncio.Future[bool]]:
         loop = asyncio.get_running_loop()
         group: list[Arrival] = [(message, loop.create_future()) for message in batch]
-        if self._heavy_alone and len(batch) == 1 and len(batch[0].recipients) > HEAVY:
+        if (self._runner.parallel_writes and len(batch) == 1
+                and len(batch[0].recipients) > HEAVY):
             alone = asyncio.create_task(self._commit(group))
             self._alone.add(alone)
             alone.add_done_callback(self._alone.discard)

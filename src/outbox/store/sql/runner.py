@@ -31,6 +31,10 @@ Body = Callable[Concatenate[Connection, P], T]
 class Runner(Protocol):
     """Runs transaction bodies; supplied by the backend."""
 
+    # Whether write transactions run side by side (PostgreSQL) rather than one at a
+    # time on one thread (SQLite): sql/group_commit.py commits a big message alone then.
+    parallel_writes: bool
+
     async def read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`body(conn, ...)` in a read transaction."""
         ...

@@ -67,11 +67,11 @@ class SqlStore:
 
     def __init__(self, runner: Runner, pick_due: PickDue, liveness: Liveness, *,
                  wakeup: Wakeup | None = None,
-                 lock_schema: LockSchema | None = None, snapshot: Snapshot | None = None,
-                 parallel_writes: bool = False) -> None:
+                 lock_schema: LockSchema | None = None, snapshot: Snapshot | None = None
+                 ) -> None:
         self._run = runner
         self._wakeup = wakeup or Wakeup()
-        self._inserter = GroupCommit(runner, heavy_alone=parallel_writes)
+        self._inserter = GroupCommit(runner)
         self._lock_schema = lock_schema
         self.messages: MessageStore = SqlMessages(runner, pick_due, self._wakeup, self._inserter)
         self.relay_auth: RelayAuthStore = SqlRelayAuth(runner)
