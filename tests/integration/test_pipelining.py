@@ -45,6 +45,34 @@ async def test_mail_rcpt_and_data_leave_together_only_when_offered(
     assert ("PIPELINING" in report.transcript) is pipelining
 
 
+def test_pipelining_on_uvloop(smtp_server: ServerFactory, make_relay: RelayFactory,
+                              delivery_settings: DeliverySettings) -> None:
+    """An event loop whose transports are not asyncio.Transport (uvloop's): the
+    pipelined group is sent and read. Before, every such send failed at MAIL with
+    "Connection lost" and the message was deferred, attempt after attempt."""
+    import uvloop
+
+    server = smtp_server(pipelining=True)
+
+    async def send() -> DeliveryReport:
+        assert type(asyncio.get_running_loop()) is uvloop.Loop
+        session = await open_session(make_relay(server), delivery_settings)
+        try:
+            return await session.send(SENDER, ["b@x.test", "c@x.test"], MESSAGE)
+        finally:
+            await session.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        report = runner.run(send())
+
+    assert report.failure is None and report.data_reply is not None
+    assert report.data_reply.code == 250
+    [log] = server.connections
+    assert log.more_waiting[1:4] == [True] * 3  # pipelined: one write
+    [received] = server.messages
+    assert received.rcpt_tos == ("b@x.test", "c@x.test")
+
+
 async def test_a_thousand_recipients_in_one_group(smtp_server: ServerFactory,
                                                   make_relay: RelayFactory,
                                                   delivery_settings: DeliverySettings) -> None:

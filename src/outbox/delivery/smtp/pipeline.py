@@ -25,7 +25,9 @@ class PipelinedReplies(asyncio.Protocol):
 
     def __init__(self, protocol: SMTPProtocol) -> None:
         transport = protocol.transport
-        if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+        # Not isinstance(asyncio.Transport): uvloop's transports do not derive from it,
+        # and every pipelined send on that loop failed as "Connection lost".
+        if transport is None or transport.is_closing():
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         self._inner = protocol
         self._transport = transport
