@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+import uvloop
 from tests.smtpd import ScriptedServer, drop, reply
 
 from outbox.config import DeliverySettings, RelaySettings
@@ -50,8 +51,6 @@ def test_pipelining_on_uvloop(smtp_server: ServerFactory, make_relay: RelayFacto
     """An event loop whose transports are not asyncio.Transport (uvloop's): the
     pipelined group is sent and read. Before, every such send failed at MAIL with
     "Connection lost" and the message was deferred, attempt after attempt."""
-    import uvloop
-
     server = smtp_server(pipelining=True)
 
     async def send() -> DeliveryReport:

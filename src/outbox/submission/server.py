@@ -32,6 +32,7 @@ from outbox.listening import listen
 from outbox.service import Outbox
 from outbox.submission import replies
 from outbox.submission.handler import SubmissionHandler
+from outbox.transports import writable
 
 log = structlog.get_logger("outbox.submission")
 
@@ -114,8 +115,8 @@ class SubmissionSMTP(SMTP):
 
     def hang_up(self, reply: str) -> None:
         """Say `reply` (a 421) and close, without waiting for the client."""
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        transport = writable(self.transport)
+        if transport is not None and not transport.is_closing():
             transport.write(reply.encode("ascii") + b"\r\n")
             transport.close()
 
@@ -127,9 +128,10 @@ class _Refusal(asyncio.Protocol):
         self.reply = reply
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self.reply.encode("ascii") + b"\r\n")
-        transport.close()
+        writer = writable(transport)
+        assert writer is not None
+        writer.write(self.reply.encode("ascii") + b"\r\n")
+        writer.close()
 
 
 class SubmissionListener:

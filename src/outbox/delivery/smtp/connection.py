@@ -21,6 +21,7 @@ from outbox.core.report import SessionFailure, Stage
 from outbox.delivery.smtp.errors import SessionError, map_smtp_errors
 from outbox.delivery.smtp.info import SessionInfo
 from outbox.delivery.transcript import Transcript
+from outbox.transports import writable
 
 _QUIT_TIMEOUT = 5.0
 
@@ -65,8 +66,8 @@ class SmtpConnection:
         self._broken = True
         if self._smtp is None:
             return
-        transport = self._smtp.transport
-        if isinstance(transport, asyncio.WriteTransport):
+        transport = writable(self._smtp.transport)
+        if transport is not None:
             # close() would keep the socket open to flush the buffer into a
             # relay that may never read it; abort() discards it now.
             transport.abort()

@@ -17,6 +17,8 @@ import asyncio
 import aiosmtplib
 from aiosmtplib.protocol import SMTPProtocol
 
+from outbox.transports import writable
+
 _MAX_LINE = 8192  # aiosmtplib's own limit on one reply line
 
 
@@ -24,9 +26,7 @@ class PipelinedReplies(asyncio.Protocol):
     """Holds a connection's incoming bytes while pipelined replies are read."""
 
     def __init__(self, protocol: SMTPProtocol) -> None:
-        transport = protocol.transport
-        # Not isinstance(asyncio.Transport): uvloop's transports do not derive from it,
-        # and every pipelined send on that loop failed as "Connection lost".
+        transport = writable(protocol.transport)
         if transport is None or transport.is_closing():
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         self._inner = protocol
