@@ -1,5 +1,7 @@
-"""`off_the_loop`: a large message's pure work runs on a thread, a small one's where
-it is (issue 17: the loop keeps answering while 1,000 recipients are decided)."""
+"""`OffTheLoop` without its process: a small message's pure work runs where it is, a
+large one's on a thread while no planning process runs (before `start`, after
+`close`), and the work's error reaches the caller (issue 17). The process itself:
+tests/integration/test_planning_process.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import threading
 
 import pytest
 
-from outbox.turns import LARGE, off_the_loop
+from outbox.turns import LARGE, OffTheLoop
 
 
 def where(*_: object) -> threading.Thread:
@@ -16,10 +18,11 @@ def where(*_: object) -> threading.Thread:
 
 
 async def test_small_work_runs_on_the_loops_thread() -> None:
-    assert await off_the_loop(LARGE, where, "x") is threading.current_thread()
+    assert await OffTheLoop().run(LARGE, where, "x") is threading.current_thread()
 
 
-async def test_large_work_runs_on_another_thread_and_the_loop_goes_on() -> None:
+async def test_large_work_without_a_process_runs_on_another_thread_and_the_loop_goes_on(
+) -> None:
     started, release = threading.Event(), threading.Event()
     ticks = 0
 
@@ -34,8 +37,10 @@ async def test_large_work_runs_on_another_thread_and_the_loop_goes_on() -> None:
             ticks += 1
             await asyncio.sleep(0.001)
 
+    planning = OffTheLoop()
+    assert not planning.in_a_process(LARGE + 1) and planning.pid is None
     ticking = asyncio.create_task(ticker())
-    result = asyncio.create_task(off_the_loop(LARGE + 1, work, 21))
+    result = asyncio.create_task(planning.run(LARGE + 1, work, 21))
     await asyncio.to_thread(started.wait, 5)
     before = ticks
     await asyncio.sleep(0.05)  # the work is still under way: the loop must still tick
@@ -43,7 +48,16 @@ async def test_large_work_runs_on_another_thread_and_the_loop_goes_on() -> None:
     release.set()
     assert await result == 42
     ticking.cancel()
-    assert await off_the_loop(LARGE + 1, where) is not threading.current_thread()
+    assert await planning.run(LARGE + 1, where) is not threading.current_thread()
+
+
+async def test_after_close_start_starts_nothing() -> None:
+    planning = OffTheLoop()
+    planning.close()
+    planning.start()
+    await asyncio.sleep(0.1)
+    assert planning.pid is None
+    assert await planning.run(LARGE + 1, where) is not threading.current_thread()
 
 
 async def test_an_error_of_the_work_reaches_the_caller() -> None:
@@ -52,4 +66,4 @@ async def test_an_error_of_the_work_reaches_the_caller() -> None:
 
     for size in (1, LARGE + 1):
         with pytest.raises(ValueError, match=f"refused {size}"):
-            await off_the_loop(size, refuse, size)
+            await OffTheLoop().run(size, refuse, size)

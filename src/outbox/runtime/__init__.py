@@ -27,6 +27,7 @@ from outbox.runtime.children import (
 from outbox.service import Outbox
 from outbox.store.urls import missing_sqlite_file, safe_url
 from outbox.submission import SubmissionListener, bind_socket, tls_context
+from outbox.turns import LARGE
 
 log = structlog.get_logger("outbox.runtime")
 
@@ -83,6 +84,8 @@ async def run_serve_process(settings: Settings, config: str | None = None) -> No
         for sock in sockets:
             sock.close()
         raise
+    if settings.limits.max_recipients > LARGE:  # else no message is large enough for it
+        outbox.messages.planning.start()
     delivery = await _start_delivery(outbox, config)
     dispatcher = outbox.start_webhooks()
     from outbox.runtime.http import Server, http_app

@@ -8,6 +8,7 @@ live in one place.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -68,7 +69,7 @@ from outbox.store.base import (
     RecipientsSuppressed,
     Store,
 )
-from outbox.turns import off_the_loop
+from outbox.turns import OffTheLoop
 
 log = structlog.get_logger("outbox.service")
 T = TypeVar("T")
@@ -114,6 +115,7 @@ class Messages:
         self.limits = limits
         self.policy = policy
         self.clock = clock
+        self.planning = OffTheLoop(imports=("outbox.core.compose",))
 
     async def submit(self, submission: Submission, *, owner: str = "cli",
                      idempotency_key: str | None = None, body_hash: str | None = None,
@@ -189,19 +191,21 @@ class Messages:
         # Counted before anything expands or parses: a list far over the limit costs nothing.
         check_recipient_count(recipient_fields(submission), self.limits.max_recipients)
         submission, expansion = await self.contacts.expand(submission)
-        await validate_in_chunks(submission)
+        size = len(listed(submission))
+        if not self.planning.in_a_process(size):
+            await validate_in_chunks(submission)  # the planning process parses its own
         now = self.clock()
         found = await self.files.resolve(submission, owner, now)
         links = await self.files.links()
-        planned = await off_the_loop(len(listed(submission)), self._plan, submission, now,
-                                     found.infos, links)
+        planned = await self.planning.run(size, self._plan(submission, now, found.infos, links))
         if self.suppressions is not None and not suppressions_when_stored:
             await self.suppressions.refuse_suppressed([r.address for r in planned.recipients],
                                                       fields_naming_recipients(item.submission))
         id = new_message_key()
         if submission.list_unsubscribe:
             submission = await self._with_unsubscribe(submission, planned, id)
-            planned = self._plan(submission, now, found.infos, await self.files.links())
+            planned = await self.planning.run(
+                size, self._plan(submission, now, found.infos, await self.files.links()))
         if (dedupe and self.settings.delivery.dedupe_message_id
                 and "Message-ID" in submission.headers):
             earlier = await self.store.messages.find_by_message_id(owner, planned.message_id)
@@ -241,10 +245,12 @@ class Messages:
         return _replay_of(found, body_hash)
 
     def _plan(self, submission: Submission, now: datetime, files: Sequence[FileInfo],
-              links: LinkPolicy | None) -> PlannedMessage:
-        return plan_message(submission, limits=self.limits, routing=self.routing,
-                            known_relays=[r.name for r in self.settings.relays], now=now,
-                            make_message_id=new_message_id, files=files, links=links)
+              links: LinkPolicy | None) -> Callable[[], PlannedMessage]:
+        """The planning as one picklable call, for `OffTheLoop.run`."""
+        return functools.partial(
+            plan_message, submission, limits=self.limits, routing=self.routing,
+            known_relays=[r.name for r in self.settings.relays], now=now,
+            make_message_id=new_message_id, files=files, links=links)
 
     def _new_message(self, planned: PlannedMessage, submission: Submission, now: datetime,
                      owner: str, claim: IdempotencyClaim | None,

@@ -26,6 +26,7 @@ routing table, relay gates or a worker.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -157,6 +158,7 @@ class Outbox:
             await self._gates.aclose()
         await self.alerts.aclose()
         await self.contacts.aclose()
+        await asyncio.to_thread(self.messages.planning.close)
         await self.store.close()
 
 
