@@ -19,7 +19,6 @@ is gone, even by `kill -9`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib
 import multiprocessing
 import multiprocessing.connection
@@ -30,13 +29,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import ParamSpec, TypeVar
+from typing import TypeVar
 
 import structlog
 
 log = structlog.get_logger("outbox.planning")
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 # Above this many recipients a message's pure work leaves the loop: below it, the
@@ -57,28 +55,27 @@ class OffTheLoop:
         self._closed = False
         self._lock = threading.Lock()
 
-    def in_a_process(self, size: int) -> bool:
+    def in_a_process(self, size: int, *, portable: bool = True) -> bool:
         """Whether work for a message of `size` recipients would run in the process now."""
-        return size > LARGE and self._pool is not None
+        return size > LARGE and portable and self._pool is not None
 
-    async def run(self, size: int, work: Callable[P, T], *args: P.args,
-                  **kwargs: P.kwargs) -> T:
-        """`work(*args, **kwargs)`: here when `size` (recipients) is at most LARGE, in the
-        planning process above it (or on a thread while there is none: before
-        `start`, while it starts, or after it ended). `work` must be pure, and it and
-        its arguments picklable (module-level functions, data)."""
+    async def run(self, size: int, work: Callable[[], T], *, portable: bool = True) -> T:
+        """`work()`: here when `size` (recipients) is at most LARGE, in the planning
+        process above it (or on a thread while there is none: before `start`, while it
+        starts, or after it ended; or when the caller says its data is too big to copy
+        over, `portable=False`). `work` must be pure and picklable (a module-level
+        function, or a `functools.partial` of one with data)."""
         if size <= LARGE:
-            return work(*args, **kwargs)
-        call = functools.partial(work, *args, **kwargs)
-        pool = self._pool
+            return work()
+        pool = self._pool if portable else None
         if pool is not None:
             try:
-                return await asyncio.get_running_loop().run_in_executor(pool, call)
+                return await asyncio.get_running_loop().run_in_executor(pool, work)
             except BrokenProcessPool:
                 self._lost(pool)
             except Exception:  # raised again just below, on the thread, as callers expect
                 pass
-        return await asyncio.to_thread(call)
+        return await asyncio.to_thread(work)
 
     def close(self) -> None:
         """Stop the process (it finishes the call under way); blocks until it is gone."""

@@ -88,6 +88,13 @@ async def test_large_work_runs_in_the_process_and_plans_as_a_thread_would(
     assert in_the_process == on_a_thread == planning_of(submission)()
 
 
+async def test_work_whose_data_is_too_big_to_copy_is_done_on_a_thread(
+        planning: OffTheLoop) -> None:
+    assert not planning.in_a_process(SIZE, portable=False)
+    assert await planning.run(SIZE, pid_here, portable=False) == os.getpid()
+    assert await planning.run(SIZE, pid_here) == planning.pid
+
+
 async def test_a_refused_message_raises_the_error_a_thread_raises(
         planning: OffTheLoop) -> None:
     submission = big("not an address")

@@ -1,15 +1,21 @@
 """`OffTheLoop` without its process: a small message's pure work runs where it is, a
 large one's on a thread while no planning process runs (before `start`, after
-`close`), and the work's error reaches the caller (issue 17). The process itself:
+`close`), and the work's error reaches the caller (issue 17); which messages are light
+enough to hand over to the process. The process itself:
 tests/integration/test_planning_process.py."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from functools import partial
+from typing import Any
 
 import pytest
 
+from outbox.core.attachments import AttachmentIn
+from outbox.core.compose import Submission
+from outbox.service.pacing import HAND_OVER, portable
 from outbox.turns import LARGE, OffTheLoop
 
 
@@ -18,7 +24,7 @@ def where(*_: object) -> threading.Thread:
 
 
 async def test_small_work_runs_on_the_loops_thread() -> None:
-    assert await OffTheLoop().run(LARGE, where, "x") is threading.current_thread()
+    assert await OffTheLoop().run(LARGE, partial(where, "x")) is threading.current_thread()
 
 
 async def test_large_work_without_a_process_runs_on_another_thread_and_the_loop_goes_on(
@@ -40,7 +46,7 @@ async def test_large_work_without_a_process_runs_on_another_thread_and_the_loop_
     planning = OffTheLoop()
     assert not planning.in_a_process(LARGE + 1) and planning.pid is None
     ticking = asyncio.create_task(ticker())
-    result = asyncio.create_task(planning.run(LARGE + 1, work, 21))
+    result = asyncio.create_task(planning.run(LARGE + 1, partial(work, 21)))
     await asyncio.to_thread(started.wait, 5)
     before = ticks
     await asyncio.sleep(0.05)  # the work is still under way: the loop must still tick
@@ -66,4 +72,20 @@ async def test_an_error_of_the_work_reaches_the_caller() -> None:
 
     for size in (1, LARGE + 1):
         with pytest.raises(ValueError, match=f"refused {size}"):
-            await OffTheLoop().run(size, refuse, size)
+            await OffTheLoop().run(size, partial(refuse, size))
+
+
+def test_a_message_goes_to_the_planning_process_only_when_its_text_is_small() -> None:
+    """What a submit hands over to the planning process is pickled and copied both ways:
+    a body or inline attachment of megabytes stays with the thread."""
+    def message(**fields: Any) -> Submission:
+        return Submission(sender="a@example.test", to=["b@example.test"], **fields)
+
+    assert portable(message(text="x" * 1000, html="<p>hi</p>"))
+    assert portable(message(text="x" * HAND_OVER))
+    assert not portable(message(text="x" * HAND_OVER, html="<p>"))
+    assert not portable(message(html="x" * (HAND_OVER + 1)))
+    assert not portable(message(attachments=[
+        AttachmentIn("a.pdf", content_base64="QUJD" * (HAND_OVER // 4 + 1))]))
+    assert portable(message(attachments=[AttachmentIn("a.pdf", upload_id="u1")]))
+    assert not portable(message(headers={"X-Big": "x" * (HAND_OVER + 1)}))

@@ -49,7 +49,7 @@ from outbox.errors import (
 from outbox.ids import new_message_id, new_message_key
 from outbox.service.contacts import ContactBook
 from outbox.service.files import AttachmentFiles, planned_uses
-from outbox.service.pacing import listed, validate_in_chunks
+from outbox.service.pacing import listed, portable, validate_in_chunks
 from outbox.service.request_hash import request_hash, submission_body
 from outbox.service.suppressions import Suppressions, fields_naming_recipients, refusal_of
 from outbox.service.unsubscribe import Unsubscribes
@@ -191,13 +191,14 @@ class Messages:
         # Counted before anything expands or parses: a list far over the limit costs nothing.
         check_recipient_count(recipient_fields(submission), self.limits.max_recipients)
         submission, expansion = await self.contacts.expand(submission)
-        size = len(listed(submission))
-        if not self.planning.in_a_process(size):
+        size, light = len(listed(submission)), portable(submission)
+        if not self.planning.in_a_process(size, portable=light):
             await validate_in_chunks(submission)  # the planning process parses its own
         now = self.clock()
         found = await self.files.resolve(submission, owner, now)
         links = await self.files.links()
-        planned = await self.planning.run(size, self._plan(submission, now, found.infos, links))
+        planned = await self.planning.run(size, self._plan(submission, now, found.infos, links),
+                                          portable=light)
         if self.suppressions is not None and not suppressions_when_stored:
             await self.suppressions.refuse_suppressed([r.address for r in planned.recipients],
                                                       fields_naming_recipients(item.submission))
@@ -205,7 +206,8 @@ class Messages:
         if submission.list_unsubscribe:
             submission = await self._with_unsubscribe(submission, planned, id)
             planned = await self.planning.run(
-                size, self._plan(submission, now, found.infos, await self.files.links()))
+                size, self._plan(submission, now, found.infos, await self.files.links()),
+                portable=light)
         if (dedupe and self.settings.delivery.dedupe_message_id
                 and "Message-ID" in submission.headers):
             earlier = await self.store.messages.find_by_message_id(owner, planned.message_id)

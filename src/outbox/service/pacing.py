@@ -29,3 +29,16 @@ def listed(submission: Submission) -> list[str]:
     """The recipient entries as given (an entry may hold several addresses)."""
     fields = [submission.to, submission.cc, submission.bcc, submission.envelope]
     return [v for f in fields if f for v in ([f] if isinstance(f, str) else f)]
+
+
+# Text sent to the planning process with a message (outbox/turns.py) at most: pickled and
+# copied through a pipe both ways, 1 MB costs about a millisecond; a 20 MB attachment
+# would cost more than the planning, and its copy in the planning process.
+HAND_OVER = 1_000_000
+
+
+def portable(submission: Submission) -> bool:
+    """Whether the message is small enough in bytes to be planned in another process."""
+    inline = sum(len(a.content_base64) for a in submission.attachments)
+    body = len(submission.text or "") + len(submission.html or "")
+    return inline + body + sum(map(len, submission.headers.values())) <= HAND_OVER
