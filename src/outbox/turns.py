@@ -50,6 +50,7 @@ class OffTheLoop:
     def __init__(self, *, imports: tuple[str, ...] = ()) -> None:
         self._imports = imports  # modules the process loads before its first call
         self._pool: ProcessPoolExecutor | None = None
+        self._pid: int | None = None
         self._starting = False
         self._failed_at = -RETRY_AFTER
         self._closed = False
@@ -81,16 +82,14 @@ class OffTheLoop:
         """Stop the process (it finishes the call under way); blocks until it is gone."""
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
+            pool, self._pool, self._pid = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def pid(self) -> int | None:
-        """The planning process's id, once it runs (for tests and `ps`)."""
-        pool = self._pool
-        processes = getattr(pool, "_processes", None) or {}
-        return next(iter(processes), None)
+        """The planning process's id, from when it answered until it is found gone."""
+        return self._pid
 
     def start(self) -> None:
         """Start the process in the background, if it is not running or starting (serve
@@ -123,20 +122,22 @@ class OffTheLoop:
             self._starting = False
             closed = self._closed
             if not closed:
-                self._pool = pool
+                self._pool, self._pid = pool, pid
         if closed:
             pool.shutdown(wait=True, cancel_futures=True)
         else:
             log.info("planning process started", pid=pid)
 
     def _lost(self, pool: ProcessPoolExecutor) -> None:
-        log.warning("the planning process ended; large messages are planned on a thread "
-                    "until another has started")
         with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
-        self.start()
+            current = self._pool is pool
+            if current:
+                self._pool, self._pid = None, None
+        if current:  # once, however many calls found it gone
+            log.warning("the planning process ended; large messages are planned on a "
+                        "thread until another has started")
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.start()
 
 
 def _ready(*imports: str) -> int:
