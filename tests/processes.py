@@ -293,6 +293,15 @@ def flock_held(path: Path) -> bool:
         return False
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie (ended, not reaped yet) has ended."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1,
                message: str = "condition") -> Any:
     deadline = time.monotonic() + timeout

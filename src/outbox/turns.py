@@ -3,9 +3,9 @@ event loop and SQLite's writer thread go on serving the small requests beside it
 (issue 17).
 
 On a thread, the planning shared the interpreter's lock with the loop and the writer:
-a small submit's insert, 2-3 ms of CPU, took 20-48 ms while a 1,000-recipient message
-was planned, waiting for the lock (a probe of each writer call during
-bench/abuse.py). In a process, small submits made meanwhile wait less (bench/abuse.py).
+while a 1,000-recipient message was stored, a small submit's insert took 20-48 ms for
+2-3 ms of CPU, waiting for the lock (a probe of each writer call during bench/abuse.py).
+In a process, small submits made meanwhile wait less (bench/abuse.py, stop 30's note).
 
 `outbox serve` starts the process in the background as it starts (other commands do
 not: they plan on a thread). Until it answers (about half a second), and whenever it

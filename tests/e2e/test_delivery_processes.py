@@ -21,7 +21,7 @@ from tests.e2e.support import (
     submit_many,
     wait_all_sent,
 )
-from tests.processes import OutboxProcess, wait_until
+from tests.processes import OutboxProcess, alive, wait_until
 from tests.smtpd import ScriptedServer, delay
 
 IDLE_POLL = {"poll_interval": "1h"}  # an idle worker looks again only when woken
@@ -40,16 +40,6 @@ def started_children(outbox: OutboxProcess) -> list[int]:
 def logged(outbox: OutboxProcess, event: str) -> list[dict[str, Any]]:
     entries = [json.loads(line) for line in outbox.log_path.read_text().splitlines()]
     return [entry for entry in entries if entry.get("event") == event]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A child that ended but was not reaped yet (its parent was killed) is a zombie.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ", 1)[1][0] != "Z"
 
 
 def test_serve_delivers_through_its_processes_woken_by_new_mail(

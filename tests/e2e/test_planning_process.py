@@ -11,8 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_planning_process import alive
-from tests.processes import OutboxProcess, base_config, wait_until
+from tests.processes import OutboxProcess, alive, base_config, wait_until
 
 
 def planning_pid(outbox: OutboxProcess) -> int | None:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 import pytest
-from tests.processes import wait_until
+from tests.processes import alive, wait_until
 
 from outbox.core.compose import Limits, Submission, plan_message
 from outbox.core.routing import RoutingTable
@@ -48,14 +48,6 @@ def planning_of(submission: Submission) -> partial[object]:
 def big(*extra: str) -> Submission:
     return Submission(sender="app@example.test", subject="many", text="hello",
                       to=[f"r{n}@example.test" for n in range(SIZE - len(extra))] + [*extra])
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def running(planning: OffTheLoop, other_than: int | None = None) -> int:
