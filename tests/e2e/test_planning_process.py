@@ -1,5 +1,5 @@
 """`outbox serve` plans large messages in a process of its own (outbox/turns.py,
-issue 17): it starts with serve, plans a 1,000-recipient message submitted over HTTP,
+issue 17): it starts with serve, plans a 5,000-recipient message submitted over HTTP,
 and ends with serve, whether serve stops on SIGTERM or is killed with `kill -9` (the
 signal to serve alone, as an operator's `kill <pid>` sends it, not to its group)."""
 

@@ -128,7 +128,7 @@ async def test_close_ends_the_process() -> None:
 
 
 PARENT = textwrap.dedent("""
-    import asyncio, sys, time
+    import asyncio
     from outbox.turns import OffTheLoop
 
     async def main():
