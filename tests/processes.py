@@ -165,6 +165,11 @@ class OutboxProcess:
     def log_path(self) -> Path:
         return Path(self.config["logging"]["file"])
 
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        """The JSON log's entries of `event`, in order."""
+        entries = [json.loads(line) for line in self.log_path.read_text().splitlines()]
+        return [entry for entry in entries if entry.get("event") == event]
+
     def start(self, wait: bool = True) -> OutboxProcess:
         env = {**os.environ, **self.env}
         self.started_at = time.monotonic()

@@ -8,7 +8,7 @@ while a 1,000-recipient message was stored, a small submit's insert took 20-48 m
 In a process, small submits made meanwhile wait less (bench/abuse.py, stop 30's note).
 
 `outbox serve` starts the process in the background as it starts (other commands do
-not: they plan on a thread). Until it answers (about half a second), and whenever it
+not: they plan on a thread). Until it answers (about 0.2 s here), and whenever it
 is gone, the planning runs on a thread as before, and a process that ended is
 replaced. Work that fails in the process runs again on the thread, which raises the
 caller's error as it always did: a refused message costs its planning twice, a good

@@ -6,7 +6,6 @@ restart delivers what was left, never twice beyond the `uncertain` events."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from typing import Any
@@ -29,17 +28,7 @@ IDLE_POLL = {"poll_interval": "1h"}  # an idle worker looks again only when woke
 
 def started_children(outbox: OutboxProcess) -> list[int]:
     """pids of the delivery processes serve has started, from its log."""
-    pids = []
-    for line in outbox.log_path.read_text().splitlines():
-        entry = json.loads(line)
-        if entry.get("event") == "delivery process started":
-            pids.append(int(entry["pid"]))
-    return pids
-
-
-def logged(outbox: OutboxProcess, event: str) -> list[dict[str, Any]]:
-    entries = [json.loads(line) for line in outbox.log_path.read_text().splitlines()]
-    return [entry for entry in entries if entry.get("event") == event]
+    return [int(entry["pid"]) for entry in outbox.logged("delivery process started")]
 
 
 def test_serve_delivers_through_its_processes_woken_by_new_mail(
@@ -51,7 +40,7 @@ def test_serve_delivers_through_its_processes_woken_by_new_mail(
         children = started_children(outbox)
         # Both, not the first: on a busy machine the second can start after the first
         # has delivered all 40 (serve also starts its planning process meanwhile).
-        wait_until(lambda: len(logged(outbox, "worker started")) == 2, timeout=30,
+        wait_until(lambda: len(outbox.logged("worker started")) == 2, timeout=30,
                    message="both workers up")
 
         submit_many(outbox, 40)
@@ -59,11 +48,10 @@ def test_serve_delivers_through_its_processes_woken_by_new_mail(
 
     assert len(sink.messages) == 40 and sink.duplicates == 0
     assert all(alive(pid) for pid in children) and os.getpid() not in children
-    log = [json.loads(line) for line in outbox.log_path.read_text().splitlines()]
-    serving = next(entry for entry in log if entry.get("event") == "outbox serving")
+    [serving] = outbox.logged("outbox serving")
     assert serving["delivery_processes"] == 2 and "owner" not in serving
     # The deliveries were made by the children, never by serve itself.
-    owners = {entry["owner"] for entry in log if entry.get("event") == "worker started"}
+    owners = {entry["owner"] for entry in outbox.logged("worker started")}
     assert {int(owner.split(":")[1]) for owner in owners} == set(children)
 
 

@@ -5,7 +5,6 @@ signal to serve alone, as an operator's `kill <pid>` sends it, not to its group)
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
@@ -15,11 +14,8 @@ from tests.processes import OutboxProcess, alive, base_config, wait_until
 
 
 def planning_pid(outbox: OutboxProcess) -> int | None:
-    for line in outbox.log_path.read_text().splitlines():
-        entry = json.loads(line)
-        if entry.get("event") == "planning process started":
-            return int(entry["pid"])
-    return None
+    started = outbox.logged("planning process started")
+    return int(started[0]["pid"]) if started else None
 
 
 def cpu_ticks(pid: int) -> int:
@@ -67,3 +63,22 @@ def test_kill_9_of_serve_ends_its_planning_process(
     outbox.proc.wait(10)
     wait_until(lambda: not alive(pid), timeout=20,
                message="the planning process to end with serve")
+
+
+def test_a_large_message_with_a_bad_address_gets_the_same_422_as_a_small_one(
+        launch: Any, tmp_path: Path, closed_relay: dict[str, Any]) -> None:
+    """Refused in the planning process, the message is planned again on a thread, which
+    raises the error the API answers with (outbox/turns.py)."""
+    outbox, _ = started(launch, tmp_path, closed_relay)
+    bad = "not an address"
+    with outbox.client() as http:
+        small = http.post("/v1/messages", json={
+            "from": "app@example.test", "subject": "one", "text": "hello", "to": [bad]})
+        large = http.post("/v1/messages", json={
+            "from": "app@example.test", "subject": "many", "text": "hello",
+            "to": [f"r{n}@example.test" for n in range(300)] + [bad]})
+    assert small.status_code == large.status_code == 422, (small.text, large.text)
+    one, many = small.json()["error"], large.json()["error"]
+    assert (one["field"], many["field"]) == ("to[0]", "to[300]")
+    assert {**many, "field": "to[0]", "message": many["message"].replace("to[300]", "to[0]")} \
+        == one

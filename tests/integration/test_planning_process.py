@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
 
 import pytest
+from structlog.testing import capture_logs
 from tests.processes import alive, wait_until
 
 from outbox.core.compose import Limits, Submission, plan_message
@@ -125,6 +127,31 @@ async def test_close_ends_the_process() -> None:
     assert not alive(pid) and planning.pid is None
     assert await planning.run(SIZE, pid_here) == os.getpid()  # on a thread now
     assert not planning.in_a_process(SIZE)
+
+
+def starting() -> bool:
+    return any(t.name == "outbox-planning-start" for t in threading.enumerate())
+
+
+async def test_a_process_that_cannot_start_leaves_the_work_on_a_thread() -> None:
+    """Its first call fails (here: a module it cannot import): a warning, the work on a
+    thread, and no new try before RETRY_AFTER."""
+    planning = OffTheLoop(imports=("outbox.no_such_module",))
+    with capture_logs() as logs:
+        planning.start()
+        deadline = time.monotonic() + 60
+        while starting():
+            assert time.monotonic() < deadline, "the start neither failed nor succeeded"
+            await asyncio.sleep(0.02)
+    try:
+        [warning] = [e for e in logs if e["event"].startswith("could not start the planning")]
+        assert "ModuleNotFoundError" in warning["error"] and warning["log_level"] == "warning"
+        assert planning.pid is None and not planning.in_a_process(SIZE)
+        assert await planning.run(SIZE, pid_here) == os.getpid()
+        planning.start()  # within RETRY_AFTER: no new try
+        assert not starting()
+    finally:
+        await asyncio.to_thread(planning.close)
 
 
 PARENT = textwrap.dedent("""
