@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/abuse.py [--big 1000] [--rounds 20] [--clients 10]
                                     [--interval 0.1] [--backends sqlite,postgres]
-                                    [--baseline-src DIR] [--delivery-processes N]
+                                    [--baseline-src DIR] [--delivery-processes N|auto]
 
 Starts `outbox serve` (SQLite in a temporary directory, or a fresh PostgreSQL
 database; a relay that refuses, so the worker runs and nothing is delivered)
@@ -45,9 +45,10 @@ from tests.processes import API_KEY, OutboxProcess, base_config, free_port, writ
 
 from bench.cpu_steal import cpu_times, shares  # noqa: E402
 from bench.raw_http import RawHttp  # noqa: E402
+from outbox.config.units import parse_process_count  # noqa: E402
 
 
-def config(directory: Path, url: str, processes: int = 0) -> dict[str, Any]:
+def config(directory: Path, url: str, processes: int | str = "auto") -> dict[str, Any]:
     relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}
     return base_config(directory, url, [relay],
                        logging={"level": "warning", "file": str(directory / "outbox.log")},
@@ -158,7 +159,7 @@ def figures(latencies: list[float]) -> str:
 
 
 @contextmanager
-def serve(backend: str, env: dict[str, str], delivery_processes: int = 0
+def serve(backend: str, env: dict[str, str], delivery_processes: int | str = "auto"
           ) -> Iterator[OutboxProcess]:
     """`outbox serve` with this bench's config, on a fresh database of `backend`,
     stopped on the way out (bench/submit_cost.py uses it too)."""
@@ -210,8 +211,9 @@ def main() -> None:
                         help="seconds between one client's small submits")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--baseline-src", default=os.environ.get("BASELINE_SRC"))
-    parser.add_argument("--delivery-processes", type=int, default=0,
-                        help="[delivery] processes of outbox serve (0: deliver in serve)")
+    parser.add_argument("--delivery-processes", type=parse_process_count, default="auto",
+                        help="[delivery] processes of outbox serve (0: deliver in serve; "
+                        "auto, the default: one on two cores or more)")
     args = parser.parse_args()
     for backend in args.backends.split(","):
         measure(backend, args, {})

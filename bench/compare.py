@@ -3,7 +3,7 @@
     make bench          # = scripts/bench-deps.sh, then:
     .venv/bin/python bench/compare.py [--messages 5000] [--reps 3] [--backends sqlite,postgres]
                                       [--paths http,http-lean,batch,smtp,drain]
-                                      [--delivery-processes N]
+                                      [--delivery-processes N|auto]
 
 Per rep, in this order:
 - Postfix as a durable loopback relay (../shared/bench-anchors/30_postfix_relay.sh,
@@ -55,6 +55,7 @@ from tests.processes import API_KEY, OutboxProcess, base_config, free_port, writ
 from bench.cpu_steal import CpuTimes, cpu_times, shares  # noqa: E402
 from bench.raw_http import RawHttp  # noqa: E402
 from bench.throughput import fill_queue  # noqa: E402
+from outbox.config.units import parse_process_count  # noqa: E402
 
 ANCHORS = REPO.parent / "shared" / "bench-anchors"
 CLIENTS = 20
@@ -138,7 +139,7 @@ def _float(text: str) -> float:
 
 # --- Outbox -------------------------------------------------------------------------------
 
-DELIVERY_PROCESSES = 0  # [delivery] processes of every Outbox run (--delivery-processes)
+DELIVERY_PROCESSES: int | str = "auto"  # [delivery] processes of every Outbox run
 
 
 def outbox_config(directory: Path, url: str, sink: Sink, *, smtp: bool) -> dict[str, Any]:
@@ -350,8 +351,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--paths", default="http,http-lean,batch,smtp,drain")
-    parser.add_argument("--delivery-processes", type=int, default=0,
-                        help="[delivery] processes of outbox serve (0: deliver in serve)")
+    parser.add_argument("--delivery-processes", type=parse_process_count, default="auto",
+                        help="[delivery] processes of outbox serve (0: deliver in serve; "
+                        "auto, the default: one on two cores or more)")
     args = parser.parse_args()
     global DELIVERY_PROCESSES
     DELIVERY_PROCESSES = args.delivery_processes

@@ -116,13 +116,17 @@ def base_config(tmp: Path, database_url: str, relays: list[dict[str, Any]],
 
     The lease and the sweep interval stay at their production defaults (issue 10:
     short leases hid mail stranded for five minutes after `kill -9`); a test that
-    needs a shorter one sets it and says why."""
+    needs a shorter one sets it and says why. Delivery runs in serve (below)."""
     config: dict[str, Any] = {
         "server": {"bind": f"127.0.0.1:{free_port()}"},
         "database": {"url": database_url},
         "logging": {"level": "info", "format": "json", "file": str(tmp / "outbox.log")},
+        # Delivery in serve's own process: a delivery process is a second interpreter's
+        # start (1.5-2 s of CPU) behind every serve of the suite. The default ("auto": one
+        # on two cores) has tests of its own (tests/e2e/test_delivery_processes.py).
         "delivery": {"poll_interval": "100ms", "connect_timeout": "3s",
-                     "command_timeout": "3s", "data_timeout": "5s", "shutdown_grace": "3s"},
+                     "command_timeout": "3s", "data_timeout": "5s", "shutdown_grace": "3s",
+                     "processes": 0},
         "retry": {"first_delay": "200ms", "max_delay": "1s", "max_attempts": 5,
                   "max_age": "1h"},
         "auth": {"api_keys": [{"name": "app", "key": API_KEY, "scopes": ["send", "read"]},

@@ -12,8 +12,9 @@ from outbox.cli.common import ConfigOption, load, run
 
 
 def serve(config: ConfigOption = None) -> None:
-    """HTTP API, metrics and delivery workers in one process (and SMTP submission when
-    submission.bind is set)."""
+    """HTTP API, metrics and delivery workers (and SMTP submission when submission.bind is
+    set); delivery runs in processes serve starts and stops, one by default where serve
+    may use two cores ([delivery] processes)."""
     import asyncio
 
     from outbox.runtime import run_serve_process

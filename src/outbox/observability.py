@@ -15,12 +15,15 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.samples import Sample
 
 from outbox.config import LoggingSettings
 from outbox.errors import ConfigError
@@ -66,12 +69,15 @@ class RotatingLog:
     A file that does not exist yet is made at the first line, so that a command that logs
     nothing (`outbox status` where there is no database) leaves nothing behind; whether it
     could be made is checked at once, so a path that cannot be written is still refused
-    at start."""
+    at start.
+
+    Several processes append to one such file (serve, its delivery processes, each CLI
+    command): the size is the file's, not what this one wrote, and a file another
+    process has rotated away already is left alone (this one moves to the new file)."""
 
     def __init__(self, path: Path, max_bytes: int = 10_000_000, backups: int = 2) -> None:
         self.path, self.max_bytes, self.backups = path, max_bytes, backups
         self._handle: TextIO | None = None
-        self._size = 0
         if path.exists():
             self._open()
         else:
@@ -80,10 +86,11 @@ class RotatingLog:
     def write(self, text: str) -> int:
         if self._handle is None:
             self._open()
-        elif self._size + len(text) > self.max_bytes and self._size:
-            self._rotate()
+        else:
+            size = os.fstat(self._handle.fileno()).st_size  # lines are flushed as written
+            if size and size + len(text.encode()) > self.max_bytes:
+                self._rotate()
         assert self._handle is not None
-        self._size += len(text.encode())
         return self._handle.write(text)
 
     def flush(self) -> None:
@@ -92,18 +99,26 @@ class RotatingLog:
 
     def _open(self) -> None:
         self._handle = _open_log_file(str(self.path))
-        self._size = self._handle.tell()
 
     def _rotate(self) -> None:
         assert self._handle is not None
+        rotated_by_another = not self._still_at_path(self._handle)
         self._handle.close()
-        for index in range(self.backups, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            newer = self.path.with_name(f"{self.path.name}.{index - 1}") if index > 1 \
-                else self.path
-            if newer.exists():
-                newer.replace(older)
+        if not rotated_by_another:
+            for index in range(self.backups, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                newer = self.path.with_name(f"{self.path.name}.{index - 1}") if index > 1 \
+                    else self.path
+                if newer.exists():
+                    newer.replace(older)
         self._open()
+
+    def _still_at_path(self, handle: TextIO) -> bool:
+        try:
+            named, opened = os.stat(self.path), os.fstat(handle.fileno())
+        except FileNotFoundError:
+            return False
+        return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 class _Tee:
@@ -168,9 +183,9 @@ ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class DeliveryMetrics:
-    """What the worker counts, in the registry of its process's /metrics (so
-    `outbox serve` shows its own worker's deliveries; `outbox worker` has no
-    /metrics and counts nothing)."""
+    """What the worker counts, in the registry of its process's /metrics: `outbox serve`
+    shows its own worker's deliveries and those of its delivery processes (they count in
+    files, `ChildMetrics`); a separate `outbox worker` has no /metrics."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -187,6 +202,53 @@ class DeliveryMetrics:
         for result, count in results.items():
             self.deliveries.labels(relay, result).inc(count)
         self.attempt_seconds.labels(relay).observe(seconds)
+
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client as it is imported
+
+
+class ChildMetrics:
+    """The metrics of child processes started with `MULTIPROCESS_ENV` naming `directory`:
+    prometheus-client keeps each metric of theirs in a file per process there, so what a
+    child counted stays counted after it ends (a restart does not reset the sums)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        files = [str(path) for path in self.directory.glob("*.db")]
+        return MultiProcessCollector.merge(files, accumulate=True) if files else []
+
+
+class Combined:
+    """A registry as /metrics shows it: families of the same name (serve's own and
+    `ChildMetrics`') added up sample by sample, since Prometheus wants each family once.
+    A `_created` timestamp is the earliest."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, Metric] = {}
+        values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Sample]] = {}
+        for family in self.registry.collect():
+            if family.name not in families:
+                families[family.name] = Metric(family.name, family.documentation, family.type,
+                                               family.unit)
+                values[family.name] = {}
+            samples = values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                known = samples.get(key)
+                if known is None:
+                    samples[key] = sample
+                else:
+                    total = (min(known.value, sample.value) if sample.name.endswith("_created")
+                             else known.value + sample.value)
+                    samples[key] = known._replace(value=total)
+        for name, family in families.items():
+            family.samples = list(values[name].values())
+        return families.values()
 
 
 class Throttle:

@@ -45,6 +45,7 @@ class LoopState:
     error: str = ""  # the last error of the current streak
     failures: int = 0  # in the current streak
     total_failures: int = 0
+    reported: str = ""  # a problem what the loop watches reported (a delivery process's)
 
     @property
     def is_failing(self) -> bool:
@@ -66,6 +67,10 @@ class LoopMonitor:
 
     def started(self) -> None:
         self.state.running = True
+
+    def report(self, problem: str) -> None:
+        """A problem of what this loop watches (empty: none), for `/healthz`."""
+        self.state.reported = problem
 
     def stopped(self) -> None:
         self.state.running = False

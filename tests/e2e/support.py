@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dbsql import sql
 from tests.processes import OutboxProcess, wait_until
@@ -135,6 +136,20 @@ def healthz(outbox: OutboxProcess) -> tuple[int, dict[str, Any]]:
     except json.JSONDecodeError:
         body = {"text": response.text}
     return response.status_code, dict(body)
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(outbox: OutboxProcess) -> Samples:
+    """/metrics as {(sample name, sorted labels): value}."""
+    text = httpx.get(f"{outbox.base_url}/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 class HealthRecorder:

@@ -59,14 +59,15 @@ def _wait_recovered(url: str, in_flight: dict[str, tuple[str, str]],
 
 
 @pytest.mark.long(19)
+@pytest.mark.parametrize("processes", [0, "auto"])  # auto, the default: a delivery process
 def test_kill_9_mid_delivery_requeues_in_flight_mail_within_10s_at_the_default_lease(
-        start_outbox: Any, database_url: str) -> None:
+        start_outbox: Any, database_url: str, processes: int | str) -> None:
     total = 500
     # Each DATA reply takes 50 ms: with the default 4 connections and 16 deliveries per
     # process, a dozen or more messages are claimed when the kill lands.
     with ScriptedServer(script=[delay("DATA", 0.05)]) as sink:
         relay = relay_for(sink)
-        outbox: OutboxProcess = start_outbox([relay])
+        outbox: OutboxProcess = start_outbox([relay], delivery={"processes": processes})
         submitted = submit_many(outbox, total)
         wait_until(lambda: len(sink.messages) >= 100, timeout=60, message="100 deliveries")
         outbox.kill()

@@ -2,25 +2,33 @@
 of its own, on SQLite and PostgreSQL. New mail wakes them across processes (the idle
 poll is set to an hour here, so only a wake-up can start a delivery); one that dies is
 started again and `/healthz` says so meanwhile; `kill -9` of serve stops them, and a
-restart delivers what was left, never twice beyond the `uncertain` events."""
+restart delivers what was left, never twice beyond the `uncertain` events. At the
+defaults (`processes = "auto"`) serve runs one where it may use two cores, and none on
+one; /metrics counts what its processes deliver, also across a restart of one."""
 
 from __future__ import annotations
 
 import os
 import signal
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from outbox.runtime.children import SHARED_PREFIX, usable_cores
 from tests.e2e.support import (
     events,
     healthz,
     relay_for,
+    scrape,
     status_counts,
     submit_many,
+    value,
     wait_all_sent,
 )
-from tests.processes import OutboxProcess, alive, wait_until
+from tests.processes import OutboxProcess, alive, base_config, wait_until
 from tests.smtpd import ScriptedServer, delay
 
 IDLE_POLL = {"poll_interval": "1h"}  # an idle worker looks again only when woken
@@ -29,6 +37,97 @@ IDLE_POLL = {"poll_interval": "1h"}  # an idle worker looks again only when woke
 def started_children(outbox: OutboxProcess) -> list[int]:
     """pids of the delivery processes serve has started, from its log."""
     return [int(entry["pid"]) for entry in outbox.logged("delivery process started")]
+
+
+def shared_directories(serve: OutboxProcess) -> list[Path]:
+    """Where serve's delivery processes keep their counts and health (one per serve)."""
+    assert serve.proc is not None
+    return list(Path(tempfile.gettempdir()).glob(f"{SHARED_PREFIX}{serve.proc.pid}-*"))
+
+
+def at_the_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """The test config with `[delivery] processes` left out (tests/processes.py sets 0)."""
+    config["delivery"].pop("processes")
+    return config
+
+
+def sent(outbox: OutboxProcess) -> float:
+    return value(scrape(outbox), "outbox_deliveries_total", relay="default", result="sent")
+
+
+def test_serve_at_the_defaults_delivers_in_a_process_of_its_own_and_counts_it(
+        start_outbox: Any, database_url: str, tmp_path: Path) -> None:
+    assert usable_cores() >= 2, "this test needs the two cores CI machines have"
+    with ScriptedServer() as sink:
+        config = at_the_defaults(base_config(tmp_path, database_url, [relay_for(sink)]))
+        outbox = start_outbox([], config=config, wait=False)
+        answers = []  # /healthz until its first 200: not before the delivery process claims
+        wait_until(lambda: answers.append(healthz(outbox)) or answers[-1][0] == 200,
+                   timeout=30, interval=0.05, message="/healthz 200")
+        assert len(outbox.logged("worker started")) == 1
+        starting = [body for code, body in answers if code == 503]
+        assert starting and all(body["problems"] == ["delivery process 1: starting"]
+                                for body in starting), answers
+        [serving] = outbox.logged("outbox serving")
+        assert serving["delivery_processes"] == 1 and "owner" not in serving
+        [child] = started_children(outbox)
+        [worker] = outbox.logged("worker started")
+        assert int(worker["owner"].split(":")[1]) == child != outbox.proc.pid  # type: ignore[union-attr]
+
+        submit_many(outbox, 5)
+        wait_all_sent(database_url, 5, timeout=60)
+        wait_until(lambda: sent(outbox) == 5, timeout=10, message="5 sent in /metrics")
+        samples = scrape(outbox)
+        assert value(samples, "outbox_attempt_duration_seconds_count", relay="default") == 5
+
+        # A delivery process that dies and is started again: what it counted stays.
+        os.kill(child, signal.SIGKILL)
+        wait_until(lambda: len(outbox.logged("worker started")) == 2, timeout=30,
+                   message="a new delivery process")
+        assert sent(outbox) == 5
+        submit_many(outbox, 3)
+        wait_all_sent(database_url, 8, timeout=60)
+        wait_until(lambda: sent(outbox) == 8, timeout=10, message="8 sent in /metrics")
+
+        [directory] = shared_directories(outbox)
+        assert outbox.stop(timeout=30) == 0
+    assert not directory.exists(), "serve removes its delivery processes' metric files"
+    assert len(sink.messages) == 8 and sink.duplicates == 0
+
+
+@pytest.mark.long(25)
+def test_a_delivery_process_that_stops_answering_fails_healthz(
+        launch: Callable[..., OutboxProcess], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/outbox.db"
+    with ScriptedServer() as sink:
+        outbox = launch(base_config(tmp_path, url, [relay_for(sink)],
+                                    delivery={"processes": 1}))
+        [child] = started_children(outbox)
+        os.kill(child, signal.SIGSTOP)  # hung: alive, holding its lock, saying nothing
+        try:
+            wait_until(lambda: healthz(outbox)[0] == 503, timeout=30, message="/healthz 503")
+            [problem] = healthz(outbox)[1]["problems"]
+            assert problem.startswith("delivery process 1: has not reported for"), problem
+        finally:
+            os.kill(child, signal.SIGCONT)
+        wait_until(lambda: healthz(outbox)[0] == 200, timeout=10, message="/healthz 200")
+        submit_many(outbox, 2)
+        wait_all_sent(url, 2, timeout=30)
+    assert started_children(outbox) == [child]  # the same process, answering again
+
+
+def test_on_one_core_serve_delivers_itself_at_the_defaults(
+        launch: Callable[..., OutboxProcess], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/outbox.db"
+    with ScriptedServer() as sink:
+        config = at_the_defaults(base_config(tmp_path, url, [relay_for(sink)]))
+        outbox = launch(config, wrapper=["taskset", "-c", "0"])  # one core allowed
+        submit_many(outbox, 3)
+        wait_all_sent(url, 3, timeout=60)
+        wait_until(lambda: sent(outbox) == 3, timeout=10, message="3 sent in /metrics")
+    [serving] = outbox.logged("outbox serving")
+    assert "delivery_processes" not in serving and "owner" in serving
+    assert not outbox.logged("delivery process started")
 
 
 def test_serve_delivers_through_its_processes_woken_by_new_mail(
@@ -81,14 +180,17 @@ def test_a_dead_delivery_process_is_started_again(start_outbox: Any,
 def test_kill_9_of_serve_stops_its_processes_and_a_restart_finishes_the_queue(
         start_outbox: Any, database_url: str) -> None:
     total = 200
-    # Slow DATA replies (8 connections: about 40 messages a second): deliveries are in
-    # flight when serve is killed, and most of the queue is still waiting.
-    with ScriptedServer(script=[delay("DATA", 0.2)]) as sink:
+    # Slow DATA replies (8 connections: about 20 messages a second): deliveries are in
+    # flight when serve is killed, and most of the queue is still waiting. (At 40 a
+    # second, with both processes up before /healthz says 200, all 200 could go out while
+    # submit_many was still returning on a busy machine.)
+    with ScriptedServer(script=[delay("DATA", 0.4)]) as sink:
         relay = relay_for(sink)
         outbox: OutboxProcess = start_outbox([relay], delivery={"processes": 2})
         submit_many(outbox, total)
         wait_until(lambda: len(sink.messages) >= 20, timeout=60, message="20 deliveries")
         children = started_children(outbox)
+        [left_behind] = shared_directories(outbox)
         assert outbox.proc is not None
         os.kill(outbox.proc.pid, signal.SIGKILL)  # serve alone, not its process group
 
@@ -97,8 +199,10 @@ def test_kill_9_of_serve_stops_its_processes_and_a_restart_finishes_the_queue(
                    message="the delivery processes gone after serve")
         assert len(sink.messages) < total, "the kill should land mid-delivery"
 
+        assert left_behind.exists()  # serve had no chance to remove it
         restarted = start_outbox([relay], config=outbox.config)
         wait_all_sent(database_url, total, timeout=120, what="after the restart")
+        assert not left_behind.exists(), "the next serve removes a dead one's metric files"
         restarted.stop()
 
     uncertain = len(events(database_url, "uncertain"))

@@ -91,14 +91,16 @@ def test_postgresql_restart_mid_delivery(tmp_path: Path, own_cluster: PgCluster,
 
 
 @pytest.mark.long(36)
-def test_sqlite_locked_by_another_process_past_the_busy_timeout(launch: Any,
-                                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [0, "auto"])  # auto: /healthz from the child's
+def test_sqlite_locked_by_another_process_past_the_busy_timeout(
+        launch: Any, tmp_path: Path, processes: int | str) -> None:
     total = 100
     url = f"sqlite:///{tmp_path}/locked.db"
     # DATA replies take 200 ms (about 20 messages/s over 4 connections): the lock lands
     # on a busy worker, every delivery slot taken, as in a backlog.
     with ScriptedServer(script=[delay("DATA", 0.2)]) as sink:
-        config = base_config(tmp_path, url, [relay_for(sink)])
+        config = base_config(tmp_path, url, [relay_for(sink)],
+                             delivery={"processes": processes})
         outbox: OutboxProcess = launch(config)
         health = HealthRecorder(outbox, interval=0.5)
         try:

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from outbox.service.alerts import verify
+from tests.e2e.support import Samples, scrape, value
 from tests.pg import database
 from tests.processes import (
     API_KEY,
@@ -39,19 +39,6 @@ WEBHOOK_SECRET = "whsec_e2e_4b1d"
 BATCH = 20
 PENDING = ("queued", "sending", "deferred")
 REQUEST_ID = "req-e2e-0001"
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(outbox: OutboxProcess) -> Samples:
-    text = httpx.get(f"{outbox.base_url}/metrics", timeout=10).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
 
 def depth(samples: Samples, status: str) -> int:
     return int(value(samples, "outbox_queue_messages", status=status))

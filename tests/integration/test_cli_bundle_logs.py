@@ -60,6 +60,22 @@ def test_the_log_copy_rotates(tmp_path: Path) -> None:
     assert "line 11" in (tmp_path / "outbox.log").read_text()
 
 
+def test_processes_sharing_the_log_copy_rotate_it_once_and_lose_no_line(
+        tmp_path: Path) -> None:
+    """serve and its delivery process (or a CLI command) each hold the file open: the
+    size that counts is the file's, and one that finds the file rotated already by the
+    other writes on in the new one instead of rotating it again."""
+    serve = RotatingLog(tmp_path / "outbox.log", max_bytes=100, backups=3)
+    child = RotatingLog(tmp_path / "outbox.log", max_bytes=100, backups=3)
+    lines = [f"line {n:02d} " + "x" * 20 + "\n" for n in range(10)]  # 29 bytes each
+    for n, line in enumerate(lines):
+        (serve if n % 2 else child).write(line)
+    files = [tmp_path / name for name in ("outbox.log.3", "outbox.log.2", "outbox.log.1",
+                                          "outbox.log")]
+    assert all(p.stat().st_size <= 100 for p in files)
+    assert "".join(p.read_text() for p in files) == "".join(lines)
+
+
 def test_the_log_copy_is_made_at_its_first_line(tmp_path: Path) -> None:
     log = RotatingLog(tmp_path / "logs" / "outbox.log")
     assert not any(tmp_path.iterdir()), "nothing is made before a line is written"

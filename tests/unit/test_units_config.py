@@ -25,7 +25,7 @@ from outbox.config import (
     load_settings,
 )
 from outbox.config.sample import SAMPLE_VALUES, sample_config
-from outbox.config.units import format_duration, parse_duration, parse_size
+from outbox.config.units import format_duration, parse_duration, parse_process_count, parse_size
 from outbox.errors import ConfigError
 
 # --- sizes -----------------------------------------------------------------------------------
@@ -100,6 +100,36 @@ def test_parse_duration(text, delta):
 def test_parse_duration_refuses(text):
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+# --- process counts ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "count"), [
+    ("auto", "auto"), (" Auto ", "auto"), (0, 0), (1, 1), (64, 64), ("3", 3), (" 2 ", 2),
+])
+def test_parse_process_count(value, count):
+    assert parse_process_count(value) == count
+
+
+@pytest.mark.parametrize("value", [-1, 65, "many", "", "1.5", 1.5, True, None, "-2"])
+def test_parse_process_count_refuses(value):
+    with pytest.raises(ValueError, match=r"from 0 to 64, or \"auto\""):
+        parse_process_count(value)
+
+
+@pytest.mark.parametrize(("setting", "cores", "count"), [
+    ("auto", 1, 0),  # one core: serve delivers itself, nothing to spread over
+    ("auto", 2, 1),  # serve keeps one core for HTTP, one delivery process takes the other
+    ("auto", 8, 1),
+    (0, 8, 0),
+    (3, 1, 3),  # an explicit number is taken as given
+])
+def test_delivery_processes_for_the_cores(setting, cores, count):
+    assert Settings(delivery={"processes": setting}).delivery.processes_for(cores) == count
+
+
+def test_delivery_processes_default_to_auto():
+    assert Settings().delivery.processes == "auto"
 
 
 @pytest.mark.parametrize(("delta", "text"), [
@@ -274,6 +304,8 @@ def test_environment_overrides_a_key_of_the_file(tmp_path, monkeypatch):
      lambda s: s.limits.max_message_size == 5 * 1_048_576),
     ("OUTBOX_SERVER__BIND", "0.0.0.0:8080", lambda s: s.server.port == 8080),
     ("OUTBOX_DELIVERY__ON_UNCERTAIN", "hold", lambda s: s.delivery.on_uncertain == "hold"),
+    ("OUTBOX_DELIVERY__PROCESSES", "2", lambda s: s.delivery.processes == 2),
+    ("OUTBOX_DELIVERY__PROCESSES", "auto", lambda s: s.delivery.processes == "auto"),
     ("OUTBOX_DATABASE__URL", "postgresql://u@db/outbox",
      lambda s: s.database.url == "postgresql://u@db/outbox"),
 ])
@@ -287,6 +319,7 @@ def test_environment_overrides_without_a_file(monkeypatch, name, value, read):
     ("OUTBOX_RETRY__MAX_ATTEMPTS", "0", "retry.max_attempts"),
     ("OUTBOX_RETRY__FIRST_DELAY", "soon", "retry.first_delay"),
     ("OUTBOX_LIMITS__MAX_MESSAGE_SIZE", "big", "limits.max_message_size"),
+    ("OUTBOX_DELIVERY__PROCESSES", "all", "delivery.processes"),
     ("OUTBOX_RETRY__BOGUS", "1", "retry.bogus"),
 ])
 def test_a_bad_environment_value_names_the_key(monkeypatch, name, value, key):

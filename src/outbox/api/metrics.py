@@ -9,8 +9,9 @@ middleware that gives every request an id and counts it.
                                                    probing or throttled (core.governor)
     outbox_relay_session_limit{relay}              sessions at once the relay is allowed now
     outbox_relay_backoff_seconds{relay}            until the relay's next probe (0: none)
-    outbox_deliveries_total{relay,result}          recipient results (this process's worker)
-    outbox_attempt_duration_seconds{relay}         attempt latency (this process's worker)
+    outbox_deliveries_total{relay,result}          recipient results (serve's worker, or its
+                                                   delivery processes: [delivery] processes)
+    outbox_attempt_duration_seconds{relay}         attempt latency (the same)
     outbox_api_requests_total{method,route,code}   by route template, never the raw path
 
     outbox_loop_errors_total{loop}                 errors a background loop backed off from
@@ -19,7 +20,9 @@ middleware that gives every request an id and counts it.
 
 Queue gauges and relay states come from the health snapshot (the same reading
 the alert engine, `outbox doctor` and `outbox relay ls` use), so they cover
-every worker; the delivery and loop counters are this process's own.
+every worker; the delivery, webhook and loop counters are serve's own added to
+those of the delivery processes it started (`observability.Combined`), not
+those of `outbox worker` processes started apart from it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from structlog.contextvars import bound_contextvars
 
 from outbox.core.governor import GovernorState, State
 from outbox.core.model import MessageStatus
+from outbox.observability import Combined
 from outbox.service import Outbox
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -110,7 +114,7 @@ def install(app: FastAPI, outbox: Outbox) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         await gauges.refresh()
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(Combined(registry)), media_type=CONTENT_TYPE_LATEST)
 
 
 class ObserveRequests:

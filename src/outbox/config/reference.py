@@ -13,7 +13,7 @@ from pydantic.fields import FieldInfo
 
 from outbox.config.sample import table_model, toml_value
 from outbox.config.settings import Settings
-from outbox.config.units import parse_duration, parse_size
+from outbox.config.units import MOST_PROCESSES, parse_duration, parse_process_count, parse_size
 from outbox.secrets import resolve_reference
 
 HEADER = """\
@@ -36,7 +36,8 @@ the value itself, `env:NAME` (an environment variable) or `file:/path` (a file's
 content). `[[name]]` is a list of tables: repeat it once per entry.
 """
 
-_CONVERTERS = {parse_duration: "duration", parse_size: "size", resolve_reference: "secret"}
+_CONVERTERS = {parse_duration: "duration", parse_size: "size", resolve_reference: "secret",
+               parse_process_count: f"integer from 0 to {MOST_PROCESSES}, or `auto`"}
 _SCALARS = {bool: "boolean", int: "integer", float: "number", str: "string",
             SecretStr: "secret"}
 # Constraint metadata (annotated_types' Ge, Le, MinLen, ...) by attribute name.

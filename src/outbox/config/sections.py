@@ -13,11 +13,12 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from outbox.config.units import parse_duration, parse_size
+from outbox.config.units import parse_duration, parse_process_count, parse_size
 from outbox.secrets import resolve_reference
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+ProcessCount = Annotated[int | Literal["auto"], BeforeValidator(parse_process_count)]
 # A secret value, or a reference to one: "env:NAME" or "file:/path" (resolved at load).
 Secret = Annotated[SecretStr, BeforeValidator(resolve_reference)]
 Scope = Literal["send", "read", "admin", "contacts"]  # contacts: change the address book
@@ -116,8 +117,10 @@ class DeliverySettings(Section):
     on_uncertain: Literal["retry", "hold"] = Field(
         "retry", description="when the relay may have received a message but did not confirm: "
         "retry (same Message-ID) or hold for an operator")
-    processes: int = Field(0, ge=0, le=64, description="`outbox worker` processes that serve "
-                           "starts, restarts and stops, to deliver on more cores; 0: in serve's")
+    processes: ProcessCount = Field(
+        "auto", description="`outbox worker` processes that serve starts, restarts and stops, "
+        "to deliver on cores of their own while serve keeps one for HTTP; 0: serve delivers "
+        "itself; auto: 1 where serve may use two cores or more, else 0")
     concurrency: int = Field(16, ge=1, description="messages delivered at once per worker process")
     batch_size: int = Field(64, ge=1, description="messages claimed per database round trip")
     lease: Duration = Field(timedelta(minutes=5), description="how long a claim of a process "
@@ -147,6 +150,12 @@ class DeliverySettings(Section):
     helo_name: str = Field("", description="name sent in EHLO; empty: this host's FQDN")
     dedupe_message_id: bool = Field(True, description="a second submit of the same Message-ID "
                                     "by the same API key is answered like an idempotent replay")
+
+    def processes_for(self, cores: int) -> int:
+        """The delivery processes serve starts on a machine where it may use `cores`."""
+        if self.processes == "auto":
+            return 1 if cores >= 2 else 0
+        return self.processes
 
 
 def _default_scopes() -> list[Scope]:

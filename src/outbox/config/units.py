@@ -29,6 +29,20 @@ def parse_duration(value: object) -> timedelta:
     return timedelta(seconds=float(number) * _DURATION_UNITS[(unit or "s").lower()])
 
 
+MOST_PROCESSES = 64
+
+
+def parse_process_count(value: object) -> int | str:
+    """A number of processes, 0 to MOST_PROCESSES, or "auto" (chosen from the cores)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) > MOST_PROCESSES:
+        raise ValueError(f"'{value}' is not a number of processes; write a whole number "
+                         f"from 0 to {MOST_PROCESSES}, or \"auto\"")
+    return int(text)
+
+
 def parse_size(value: object) -> int:
     """'25MB' (decimal), '20MiB' (binary), or a number of bytes."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:

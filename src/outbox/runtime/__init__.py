@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
+from pathlib import Path
 
 import structlog
 
@@ -19,15 +21,21 @@ from outbox.intake import BounceListener, bind_bounce_socket
 from outbox.listening import listen
 from outbox.runtime import heap
 from outbox.runtime.children import (
+    HEALTH_ENV,
     PARENT_ENV,
     DeliveryProcesses,
     InProcessDelivery,
+    report_health,
+    usable_cores,
     watch_parent,
 )
 from outbox.service import Outbox
 from outbox.store.urls import missing_sqlite_file, safe_url
 from outbox.submission import SubmissionListener, bind_socket, tls_context
 from outbox.turns import LARGE
+from outbox.worker.loop import new_owner_id
+from outbox.worker.policy import recovery_policy
+from outbox.worker.sweeper import Sweeper
 
 log = structlog.get_logger("outbox.runtime")
 
@@ -56,15 +64,19 @@ async def run_worker_process(settings: Settings) -> None:
     log.info("worker started", owner=worker.owner, relays=list(worker.relays))
     webhooks_task = asyncio.create_task(dispatcher.run())
     parent = os.environ.get(PARENT_ENV, "")  # a delivery process of `outbox serve`
-    watcher = asyncio.create_task(watch_parent(int(parent), stop)) if parent.isdigit() else None
+    watchers = [asyncio.create_task(watch_parent(int(parent), stop))] if parent.isdigit() \
+        else []
+    if health := os.environ.get(HEALTH_ENV, ""):  # serve's /healthz repeats it
+        watchers.append(asyncio.create_task(report_health(outbox, Path(health),
+                                                          worker.recovered)))
     heap.settle()
     try:
         await worker.run()
     finally:
         dispatcher.stop()
-        if watcher is not None:
+        for watcher in watchers:
             watcher.cancel()
-        await asyncio.gather(webhooks_task, *filter(None, [watcher]), return_exceptions=True)
+        await asyncio.gather(webhooks_task, *watchers, return_exceptions=True)
         await outbox.close()
         log.info("worker stopped", owner=worker.owner)
 
@@ -131,9 +143,14 @@ async def run_serve_process(settings: Settings, config: str | None = None) -> No
 
 async def _start_delivery(outbox: Outbox,
                           config: str | None) -> InProcessDelivery | DeliveryProcesses:
-    if outbox.settings.delivery.processes:
-        processes = DeliveryProcesses(outbox.settings, config, outbox.loops)
+    count = outbox.settings.delivery.processes_for(usable_cores())
+    if count:
+        processes = DeliveryProcesses(outbox.settings, config, outbox.loops, count)
         processes.start()
+        # Recovery here too: a delivery process takes a second or two to start (a new
+        # interpreter's imports), and mail a killed process left in `sending` should
+        # not wait for it.
+        await _recover(outbox)
         return processes
     delivery = InProcessDelivery(outbox.start_delivery())
     # Recovery first: the HTTP app's imports and set-up take a second or more of this
@@ -141,6 +158,18 @@ async def _start_delivery(outbox: Outbox,
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(delivery.worker.recovered.wait(), RECOVERY_WAIT)
     return delivery
+
+
+async def _recover(outbox: Outbox) -> None:
+    """One sweep, as a worker's at its start; one that fails is left to the delivery
+    processes' own sweeps."""
+    sweeper = Sweeper(outbox.store, new_owner_id(), recovery_policy(outbox.settings),
+                      outbox.clock, random.Random())
+    try:
+        await asyncio.wait_for(sweeper.sweep(), RECOVERY_WAIT)
+    except Exception as exc:
+        log.warning("start-up recovery failed; the delivery processes will retry",
+                    error=str(exc))
 
 
 RECOVERY_WAIT = 5.0  # seconds serve waits for start-up recovery (a database still starting)

@@ -11,7 +11,11 @@ child stops as it would on SIGTERM. A stop sends SIGTERM to each and waits
 
 The children share the database as any workers do (claims never overlap; on
 SQLite they take turns at the one writer lock), and new mail wakes them at once
-(`store.sqlite_wakeup`, or LISTEN/NOTIFY on PostgreSQL).
+(`store.sqlite_wakeup`, or LISTEN/NOTIFY on PostgreSQL). Serve makes a directory for
+them: what they count (deliveries, attempt durations, loop errors) they keep in files
+there, which serve's /metrics adds to its own (`observability.ChildMetrics`), and each
+writes what its `/healthz` would say there every second (`report_health`), which
+serve's `/healthz` repeats: 503 while a child is starting, failing, or silent.
 """
 
 from __future__ import annotations
@@ -19,33 +23,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
+import shutil
 import sys
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
 from outbox.config import Settings
 from outbox.errors import ProcessExited
+from outbox.observability import MULTIPROCESS_ENV, ChildMetrics
+from outbox.service import Outbox
 from outbox.supervision import LoopMonitor, Loops, supervise
 from outbox.worker.loop import Worker
 
 log = structlog.get_logger("outbox.runtime")
 
 PARENT_ENV = "OUTBOX_PARENT_PID"  # set for a child: the serve process it belongs to
+HEALTH_ENV = "OUTBOX_HEALTH_FILE"  # set for a child: where it reports how it is
 HEALTHY_AFTER = 5.0  # seconds a child must stay up to end a streak of failures
 STOP_MARGIN = 5.0  # seconds beyond shutdown_grace before a child is killed
+SHARED_PREFIX = "outbox-delivery-"  # + serve's pid + "-": the children's metrics and health
+REPORT_EVERY = 1.0  # seconds between a child's health reports (and serve's reads)
+SILENT_AFTER = 15.0  # seconds without a report before serve calls a child unhealthy
+STARTING = "starting"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, which `taskset` and a
+    container's cpuset set; not a CPU quota), which `[delivery] processes = "auto"`
+    goes by."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 class DeliveryProcesses:
     """The delivery processes of one `outbox serve`."""
 
-    def __init__(self, settings: Settings, config: str | None, loops: Loops) -> None:
+    def __init__(self, settings: Settings, config: str | None, loops: Loops,
+                 count: int) -> None:
         self._argv = [sys.executable, "-m", "outbox", "worker",
                       *(["--config", config] if config else [])]
         self._grace = settings.delivery.shutdown_grace.total_seconds() + STOP_MARGIN
-        self._monitors = [loops.register(f"delivery process {n}")
-                          for n in range(1, settings.delivery.processes + 1)]
+        self._monitors = [loops.register(f"delivery process {n}") for n in range(1, count + 1)]
+        _remove_orphaned_directories()
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{SHARED_PREFIX}{os.getpid()}-"))
+        loops.registry.register(ChildMetrics(self.directory))
         self._running: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -57,10 +86,15 @@ class DeliveryProcesses:
 
     async def _run_child(self, n: int, monitor: LoopMonitor) -> None:
         """Start child `n` and wait for it to end; an end nobody asked for raises."""
-        process = await asyncio.create_subprocess_exec(
-            *self._argv, env={**os.environ, PARENT_ENV: str(os.getpid())})
+        health = self.directory / f"health-{n}.json"
+        health.unlink(missing_ok=True)  # a previous child n's
+        monitor.report(STARTING)
+        process = await asyncio.create_subprocess_exec(*self._argv, env={
+            **os.environ, PARENT_ENV: str(os.getpid()), HEALTH_ENV: str(health),
+            MULTIPROCESS_ENV: str(self.directory)})
         self._running[n] = process
         log.info("delivery process started", process=n, pid=process.pid)
+        watching = asyncio.create_task(_watch_health(health, monitor))
         try:
             ended = asyncio.ensure_future(process.wait())
             done, _ = await asyncio.wait({ended}, timeout=HEALTHY_AFTER)
@@ -72,6 +106,8 @@ class DeliveryProcesses:
             raise
         finally:
             self._running.pop(n, None)
+            watching.cancel()
+            monitor.report("")
         if not self._stopping.is_set():
             how = f"was killed by signal {-code}" if code < 0 else f"ended with exit code {code}"
             raise ProcessExited(f"delivery process {n} (pid {process.pid}) {how}")
@@ -96,6 +132,70 @@ class DeliveryProcesses:
             log.warning("delivery process did not stop in time: killed", pid=process.pid)
             _signal(process, kill=True)
         await asyncio.gather(*late, return_exceptions=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def _watch_health(path: Path, monitor: LoopMonitor) -> None:
+    """In serve: what child's report at `path` says, on `monitor`, every second."""
+    while True:
+        await asyncio.sleep(REPORT_EVERY)
+        monitor.report(read_health(path, time.time()))
+
+
+def read_health(path: Path, now: float) -> str:
+    """A child's problems in one line; empty when it is well."""
+    try:
+        age = now - path.stat().st_mtime
+        problems = json.loads(path.read_text())["problems"]
+    except FileNotFoundError:
+        return STARTING  # no report yet
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its health report cannot be read: {exc}"
+    if age > SILENT_AFTER:
+        return f"has not reported for {age:.0f}s (hung or stopped?)"
+    return "; ".join(str(problem) for problem in problems)
+
+
+async def report_health(outbox: Outbox, path: Path, ready: asyncio.Event) -> None:
+    """In a child: what its `/healthz` would say, written to `path` every second once
+    `ready` (its worker has recovered and claims: until then serve says "starting")."""
+    await ready.wait()
+    written = path.with_name(path.name + ".new")
+    could_write = True
+    while True:
+        try:
+            problems = list((await outbox.health.liveness()).problems)
+        except Exception as exc:
+            problems = [f"its health check failed: {exc}"]
+        try:
+            written.write_text(json.dumps({"problems": problems}))
+            written.replace(path)  # serve never reads half a report
+            could_write = True
+        except OSError as exc:  # serve's directory gone: serve is, and the parent watch ends us
+            if could_write:
+                log.warning("cannot write the health report for serve", path=str(path),
+                            error=str(exc))
+            could_write = False
+        await asyncio.sleep(REPORT_EVERY)
+
+
+def _remove_orphaned_directories() -> None:
+    """What delivery processes of serve processes that ended without removing it
+    (`kill -9`) left: metric files and health reports."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{SHARED_PREFIX}*-*"):
+        owner = directory.name.removeprefix(SHARED_PREFIX).partition("-")[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
 
 
 def _signal(process: asyncio.subprocess.Process, *, kill: bool = False) -> None:

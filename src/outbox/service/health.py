@@ -158,7 +158,8 @@ class Health:
             state = monitor.state
             found = (f"{state.name} loop is not running" if not state.running
                      else f"{state.name} loop is failing ({state.failures} times in a row): "
-                          f"{state.error}" if state.is_failing else "")
+                          f"{state.error}" if state.is_failing
+                     else f"{state.name}: {state.reported}" if state.reported else "")
             if found:
                 (problems if state.critical else warnings).append(found)
         return Liveness(tuple(problems), tuple(warnings))
