@@ -55,17 +55,20 @@ async def run_worker_process(settings: Settings) -> None:
     outbox = await Outbox.open(settings)
     worker = outbox.start_delivery()
     dispatcher = outbox.start_webhooks()  # every node helps post event webhooks
+    watchers: list[asyncio.Task[None]] = []
 
     def stop() -> None:
         worker.stop()
         dispatcher.stop()
+        for watcher in watchers:  # nothing but the worker's own work left at its close
+            watcher.cancel()
 
     _on_stop_signals(stop)
     log.info("worker started", owner=worker.owner, relays=list(worker.relays))
     webhooks_task = asyncio.create_task(dispatcher.run())
     parent = os.environ.get(PARENT_ENV, "")  # a delivery process of `outbox serve`
-    watchers = [asyncio.create_task(watch_parent(int(parent), stop))] if parent.isdigit() \
-        else []
+    if parent.isdigit():
+        watchers.append(asyncio.create_task(watch_parent(int(parent), stop)))
     if health := os.environ.get(HEALTH_ENV, ""):  # serve's /healthz repeats it
         watchers.append(asyncio.create_task(report_health(outbox, Path(health),
                                                           worker.recovered)))
