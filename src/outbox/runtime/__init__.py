@@ -25,6 +25,7 @@ from outbox.runtime.children import (
     PARENT_ENV,
     DeliveryProcesses,
     InProcessDelivery,
+    mark_running,
     report_health,
     usable_cores,
     watch_parent,
@@ -52,6 +53,9 @@ def _on_stop_signals(callback: object) -> None:
 
 
 async def run_worker_process(settings: Settings) -> None:
+    health = os.environ.get(HEALTH_ENV, "")  # a delivery process of `outbox serve`
+    if health:
+        mark_running(Path(health))
     outbox = await Outbox.open(settings)
     worker = outbox.start_delivery()
     dispatcher = outbox.start_webhooks()  # every node helps post event webhooks
@@ -69,7 +73,7 @@ async def run_worker_process(settings: Settings) -> None:
     parent = os.environ.get(PARENT_ENV, "")  # a delivery process of `outbox serve`
     if parent.isdigit():
         watchers.append(asyncio.create_task(watch_parent(int(parent), stop)))
-    if health := os.environ.get(HEALTH_ENV, ""):  # serve's /healthz repeats it
+    if health:  # serve's /healthz repeats it
         watchers.append(asyncio.create_task(report_health(outbox, Path(health),
                                                           worker.recovered)))
     heap.settle()

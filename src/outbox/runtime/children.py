@@ -51,6 +51,7 @@ SHARED_PREFIX = "outbox-delivery-"  # + serve's pid + "-": the children's metric
 REPORT_EVERY = 1.0  # seconds between a child's health reports (and serve's reads)
 SILENT_AFTER = 15.0  # seconds without a report before serve calls a child unhealthy
 STARTING = "starting"
+CHILD_MARK = "pid-"  # + a child's pid: a file in the shared directory while it may run
 
 
 def usable_cores() -> int:
@@ -179,12 +180,23 @@ async def report_health(outbox: Outbox, path: Path, ready: asyncio.Event) -> Non
         await asyncio.sleep(REPORT_EVERY)
 
 
+def mark_running(health: Path) -> None:
+    """In a child, first: a file naming its pid beside its health report, so that no
+    serve removes the directory while the child still writes to it (after a `kill -9`
+    of its serve it goes on for a second or more, finishing what it delivers)."""
+    with contextlib.suppress(OSError):  # serve gone already: the parent watch ends us
+        (health.parent / f"{CHILD_MARK}{os.getpid()}").touch()
+
+
 def _remove_orphaned_directories() -> None:
-    """What delivery processes of serve processes that ended without removing it
-    (`kill -9`) left: metric files and health reports."""
+    """What the delivery processes of serve processes that ended without removing it
+    (`kill -9`) left, once those processes have ended too: metric files, health reports."""
     for directory in Path(tempfile.gettempdir()).glob(f"{SHARED_PREFIX}*-*"):
         owner = directory.name.removeprefix(SHARED_PREFIX).partition("-")[0]
-        if owner.isdigit() and not _alive(int(owner)):
+        if not owner.isdigit() or _alive(int(owner)):
+            continue
+        children = [mark.name.removeprefix(CHILD_MARK) for mark in directory.glob(f"{CHILD_MARK}*")]
+        if not any(pid.isdigit() and _alive(int(pid)) for pid in children):
             shutil.rmtree(directory, ignore_errors=True)
 
 
