@@ -28,6 +28,8 @@ from prometheus_client.samples import Sample
 from outbox.config import LoggingSettings
 from outbox.errors import ConfigError
 
+log = structlog.get_logger("outbox.observability")
+
 SECRET_KEYS = ("password", "secret", "token", "api_key", "authorization", "key")
 
 
@@ -189,6 +191,7 @@ class DeliveryMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._warned = False
         self.deliveries = Counter(
             "outbox_deliveries", "Recipient results of delivery attempts, by relay and result "
             "class (sent, deferred, failed, held, uncertain)", ["relay", "result"],
@@ -199,9 +202,15 @@ class DeliveryMetrics:
             registry=self.registry)
 
     def observe(self, relay: str, results: Mapping[str, int], seconds: float) -> None:
-        for result, count in results.items():
-            self.deliveries.labels(relay, result).inc(count)
-        self.attempt_seconds.labels(relay).observe(seconds)
+        try:
+            for result, count in results.items():
+                self.deliveries.labels(relay, result).inc(count)
+            self.attempt_seconds.labels(relay).observe(seconds)
+        except OSError as exc:  # a delivery process's metric files gone (ChildMetrics)
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot count deliveries in /metrics; delivering on",
+                            error=str(exc))
 
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client as it is imported

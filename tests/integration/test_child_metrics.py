@@ -80,3 +80,26 @@ def test_no_children_yet_shows_serve_s_own(tmp_path: Path) -> None:
     registry.register(ChildMetrics(tmp_path))
     _, samples = scrape(registry)
     assert samples[("outbox_deliveries_total", (("relay", "default"), ("result", "sent")))] == 4
+
+
+GONE = """
+import shutil, sys
+from outbox.observability import DeliveryMetrics
+metrics = DeliveryMetrics()
+shutil.rmtree(sys.argv[1])  # the directory gone before the first attempt (tmp cleaners)
+metrics.observe("default", {"sent": 1}, 0.03)
+metrics.observe("default", {"sent": 1}, 0.03)
+print("delivered on")
+"""
+
+
+def test_a_child_whose_metric_files_are_gone_delivers_on(tmp_path: Path) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    done = subprocess.run([sys.executable, "-c", GONE, str(directory)], capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, MULTIPROCESS_ENV: str(directory)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("delivered on")
+    # One line, not one per attempt.
+    assert done.stdout.count("cannot count deliveries in /metrics") == 1
