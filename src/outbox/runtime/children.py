@@ -201,6 +201,15 @@ def _remove_orphaned_directories() -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs. A zombie has ended: where PID 1 does not reap (some
+    containers), a dead serve's children stay zombies, and would keep its directory."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1][:1] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
