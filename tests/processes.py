@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from outbox.runtime.children import process_running
 from tests.zygote import Forked, Zygote
 from tests.zygote import run as fork_run
 
@@ -304,11 +305,7 @@ def flock_held(path: Path) -> bool:
 
 def alive(pid: int) -> bool:
     """Whether process `pid` runs; a zombie (ended, not reaped yet) has ended."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
+    return process_running(pid)
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1,

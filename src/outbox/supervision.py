@@ -45,7 +45,7 @@ class LoopState:
     error: str = ""  # the last error of the current streak
     failures: int = 0  # in the current streak
     total_failures: int = 0
-    reported: str = ""  # a problem what the loop watches reported (a delivery process's)
+    reported: str = ""  # a problem of what the loop watches (a delivery process's report)
 
     @property
     def is_failing(self) -> bool:

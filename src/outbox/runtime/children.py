@@ -193,14 +193,14 @@ def _remove_orphaned_directories() -> None:
     (`kill -9`) left, once those processes have ended too: metric files, health reports."""
     for directory in Path(tempfile.gettempdir()).glob(f"{SHARED_PREFIX}*-*"):
         owner = directory.name.removeprefix(SHARED_PREFIX).partition("-")[0]
-        if not owner.isdigit() or _alive(int(owner)):
+        if not owner.isdigit() or process_running(int(owner)):
             continue
         children = [mark.name.removeprefix(CHILD_MARK) for mark in directory.glob(f"{CHILD_MARK}*")]
-        if not any(pid.isdigit() and _alive(int(pid)) for pid in children):
+        if not any(pid.isdigit() and process_running(int(pid)) for pid in children):
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """Whether process `pid` runs. A zombie has ended: where PID 1 does not reap (some
     containers), a dead serve's children stay zombies, and would keep its directory."""
     try:
