@@ -190,19 +190,29 @@ class OutboxProcess:
             self.wait_healthy()
         return self
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Until /healthz answers 200. The timeout only catches a serve that never gets
+        there: on a loaded CI machine a serve with delivery processes (new interpreters)
+        has taken more than 30 s, against 2-4 s on a quiet one."""
         deadline = time.monotonic() + timeout
+        last = "no answer"
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"outbox {self.command} exited ({self.proc.returncode}): "
                                    f"{self.stderr_text()}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                answer = httpx.get(f"{self.base_url}/healthz", timeout=1)
+                if answer.status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
+                last = f"{answer.status_code} {answer.text[:500]}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
             time.sleep(0.05)
-        raise RuntimeError(f"outbox serve did not become healthy: {self.stderr_text()}")
+        log = ""
+        with contextlib.suppress(KeyError, TypeError, OSError):  # a config without a log file
+            log = self.log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"outbox serve did not become healthy in {timeout:.0f}s; last "
+                           f"/healthz: {last}; stderr: {self.stderr_text()}; log: {log}")
 
     @property
     def _by_fork(self) -> bool:

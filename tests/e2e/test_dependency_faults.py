@@ -68,7 +68,13 @@ def test_postgresql_restart_mid_delivery(tmp_path: Path, own_cluster: PgCluster,
             health.start()
             at_restart = len(sink.messages)
             began = time.monotonic()
-            own_cluster.restart()  # pg_ctlcluster VERSION NAME restart: a fast shutdown
+            # pg_ctlcluster stop (a fast shutdown), then start once /healthz has said 503:
+            # a plain `restart` is down for about half a second, which a loaded machine's
+            # slower /healthz answers could miss entirely.
+            own_cluster.stop()
+            wait_until(lambda: bool(health.unavailable()), timeout=30,
+                       message="/healthz to answer 503 while PostgreSQL is down")
+            own_cluster.start()
             restarted_in = time.monotonic() - began
             wait_all_sent(url, total, timeout=120, what="after the restart")
             wait_until(lambda: healthz(outbox)[0] == 200, timeout=30,

@@ -152,12 +152,13 @@ async def _start_delivery(outbox: Outbox,
                           config: str | None) -> InProcessDelivery | DeliveryProcesses:
     count = outbox.settings.delivery.processes_for(usable_cores())
     if count:
+        # Recovery here too, and before the delivery processes start: each takes a
+        # second or two (a new interpreter's imports), mail a killed process left in
+        # `sending` should not wait for it, and on a busy machine their imports would
+        # slow this sweep down.
+        await _recover(outbox)
         processes = DeliveryProcesses(outbox.settings, config, outbox.loops, count)
         processes.start()
-        # Recovery here too: a delivery process takes a second or two to start (a new
-        # interpreter's imports), and mail a killed process left in `sending` should
-        # not wait for it.
-        await _recover(outbox)
         return processes
     delivery = InProcessDelivery(outbox.start_delivery())
     # Recovery first: the HTTP app's imports and set-up take a second or more of this
