@@ -154,6 +154,9 @@ def test_serve_delivers_through_its_processes_woken_by_new_mail(
     assert {int(owner.split(":")[1]) for owner in owners} == set(children)
 
 
+# Supervision and signals do not depend on the database: one backend each (the suite's
+# time), the other for the other; recovery and wake-ups above run on both.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_dead_delivery_process_is_started_again(start_outbox: Any,
                                                   database_url: str) -> None:
     with ScriptedServer() as sink:
@@ -212,6 +215,7 @@ def test_kill_9_of_serve_stops_its_processes_and_a_restart_finishes_the_queue(
     assert dict(status_counts(database_url)) == {"sent": total}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # as the restart above
 def test_sigterm_stops_serve_and_every_delivery_process(start_outbox: Any) -> None:
     with ScriptedServer() as sink:
         outbox = start_outbox([relay_for(sink)], delivery={"processes": 2})
