@@ -33,6 +33,8 @@ from typing import TypeVar
 
 import structlog
 
+from outbox.niceness import run_in_the_background
+
 log = structlog.get_logger("outbox.planning")
 
 T = TypeVar("T")
@@ -148,9 +150,10 @@ def _ready(*imports: str) -> int:
 
 def _in_the_process() -> None:
     """Set-up of the planning process: Ctrl-C in a terminal reaches the whole process
-    group, but only serve should act on it; and serve's end, however it comes, is this
-    process's end too."""
+    group, but only serve should act on it; serve's end, however it comes, is this
+    process's end too; and serve's own requests come first (`outbox.niceness`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    run_in_the_background()
     parent = multiprocessing.parent_process()
     if parent is not None:
         def exit_with_parent() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from outbox.niceness import BACKGROUND
 from outbox.runtime.children import SHARED_PREFIX, usable_cores
 from tests.e2e.support import (
     events,
@@ -73,6 +74,9 @@ def test_serve_at_the_defaults_delivers_in_a_process_of_its_own_and_counts_it(
         [child] = started_children(outbox)
         [worker] = outbox.logged("worker started")
         assert int(worker["owner"].split(":")[1]) == child != outbox.proc.pid  # type: ignore[union-attr]
+        # Serve's requests come first when the cores are busy (outbox.niceness).
+        assert os.getpriority(os.PRIO_PROCESS, child) == \
+            os.getpriority(os.PRIO_PROCESS, outbox.proc.pid) + BACKGROUND  # type: ignore[union-attr]
 
         submit_many(outbox, 5)
         wait_all_sent(database_url, 5, timeout=60)

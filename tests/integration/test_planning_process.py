@@ -25,6 +25,7 @@ from tests.processes import alive, wait_until
 from outbox.core.compose import Limits, Submission, plan_message
 from outbox.core.routing import RoutingTable
 from outbox.errors import InvalidAddress
+from outbox.niceness import BACKGROUND
 from outbox.turns import LARGE, OffTheLoop
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -75,6 +76,9 @@ async def test_large_work_runs_in_the_process_and_plans_as_a_thread_would(
     there = await planning.run(SIZE, pid_here)
     assert there == planning.pid and there != os.getpid()
     assert await planning.run(LARGE, pid_here) == os.getpid()  # small: where it is
+    # Serve's own requests come first when the cores are busy (outbox.niceness).
+    assert os.getpriority(os.PRIO_PROCESS, there) == \
+        os.getpriority(os.PRIO_PROCESS, 0) + BACKGROUND
 
     submission = big()
     in_the_process = await planning.run(SIZE, planning_of(submission))

@@ -19,6 +19,7 @@ from outbox.config import ServerSettings, Settings
 from outbox.errors import ConfigError, StorageError
 from outbox.intake import BounceListener, bind_bounce_socket
 from outbox.listening import listen
+from outbox.niceness import run_in_the_background
 from outbox.runtime import heap
 from outbox.runtime.children import (
     HEALTH_ENV,
@@ -56,6 +57,7 @@ async def run_worker_process(settings: Settings) -> None:
     health = os.environ.get(HEALTH_ENV, "")  # a delivery process of `outbox serve`
     if health:
         mark_running(Path(health))
+        run_in_the_background()  # serve's requests first (outbox.niceness)
     outbox = await Outbox.open(settings)
     worker = outbox.start_delivery()
     dispatcher = outbox.start_webhooks()  # every node helps post event webhooks

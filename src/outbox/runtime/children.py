@@ -15,7 +15,9 @@ SQLite they take turns at the one writer lock), and new mail wakes them at once
 them: what they count (deliveries, attempt durations, loop errors) they keep in files
 there, which serve's /metrics adds to its own (`observability.ChildMetrics`), and each
 writes what its `/healthz` would say there every second (`report_health`), which
-serve's `/healthz` repeats: 503 while a child is starting, failing, or silent.
+serve's `/healthz` repeats: 503 while a child is starting, failing, or silent. Each
+child lowers its own CPU priority as it starts (`outbox.niceness`): serve's requests
+come first.
 """
 
 from __future__ import annotations
