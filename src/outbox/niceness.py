@@ -5,12 +5,14 @@ message's pure work, `outbox.turns`) run at a lower CPU priority than serve itse
 when the cores are busy, a small submit's answer comes first, and the background
 work takes what is left. On an idle core they run as fast as before: niceness only
 orders processes that wait for the same core (and, where the kernel groups a
-session's processes, as Linux desktops and most servers do, only against serve and
-its own other processes, not against the database).
+session's processes, `/proc/sys/kernel/sched_autogroup_enabled`, only against serve
+and its own other processes, not against the database).
 
-On bench/abuse.py (PostgreSQL, a 1,000-recipient message a second among 100 small
-submits a second, 2 cores), the small submits' p99 while a big one was stored went
-from 57-75 ms to 50-61 ms (four interleaved pairs, each lower niced).
+On bench/abuse.py (a 1,000-recipient message a second among 100 small submits a second,
+2 cores), the small submits' p99 while a big one was stored, against the same code
+without it, in two undisturbed interleaved reps: PostgreSQL 46 and 48 ms against 72 and
+59 ms; SQLite 36 and 51 ms against 58 and 109 ms (a third rep, with 5-14 % of the CPU
+stolen by the hypervisor, gave 124 against 84 and 56 against 53).
 """
 
 from __future__ import annotations
