@@ -7,7 +7,8 @@ tools, on a free loopback port, with trust authentication:
     with PgCluster.create() as cluster:
         url = cluster.create_database("outbox")
         ...
-        cluster.restart()              # pg_ctlcluster VERSION NAME restart
+        cluster.stop()                 # pg_ctlcluster VERSION NAME stop (fast)
+        cluster.start()
 
 `pg_createcluster` runs as root (as the tests do) or as the postgres user; the
 cluster belongs to postgres. It is dropped (stopped first) on exit, and it is
@@ -83,9 +84,6 @@ class PgCluster:
 
     def stop(self) -> None:
         self.ctl("stop")
-
-    def restart(self) -> None:
-        self.ctl("restart")
 
     def drop(self) -> None:
         _run("pg_dropcluster", "--stop", self.version, self.name)
