@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.dbsql import sql
 from tests.e2e.support import (
     attempts,
     claims,
@@ -39,6 +40,17 @@ from tests.smtpd import ScriptedServer, delay
 
 RECOVERY_BOUND = 10.0  # seconds from the restart: SPEC §3
 DEFAULT_MAX_ATTEMPTS = 20  # [retry] max_attempts default
+
+
+def sent_by_the_claim(url: str, in_flight: dict[str, tuple[str, str]]) -> set[str]:
+    """Of the messages claimed at the kill, those with a `sent` event for the attempt that
+    claim made (the claim's own record), not for a later one."""
+    claimed = {(id, attempt) for id, attempt, detail in sql(
+        url, "SELECT message_id, attempt, detail FROM events WHERE type = 'claimed'")
+        if id in in_flight and detail == f"claimed by {in_flight[id][0]}"}
+    return {id for id, attempt in sql(
+        url, "SELECT message_id, attempt FROM events WHERE type = 'sent'")
+        if (id, attempt) in claimed}
 
 
 def _wait_recovered(url: str, in_flight: dict[str, tuple[str, str]],
@@ -90,10 +102,15 @@ def test_kill_9_mid_delivery_requeues_in_flight_mail_within_10s_at_the_default_l
             f"in-flight mail came back {requeued_in:.1f}s after the restart")
         assert set(sink.message_ids) == set(submitted.values())
         assert sink.duplicates <= len(uncertain)
-        # Each message that was in flight got its uncertain event, naming the dead owner.
+        # Each message that was in flight got its uncertain event, naming the dead owner,
+        # unless the dead process's own record of that attempt made it to disk: SIGKILL
+        # waits for a process's fsync to end, and SQLite replays a WAL transaction whose
+        # commit frame was written (seen in CI: one of 16 came back `sent` that way).
         details = {id: detail for id, detail in uncertain}
+        finished = sent_by_the_claim(database_url, in_flight)
         for id in in_flight:
-            assert id in details, f"{id} was in flight at the kill but has no uncertain event"
+            assert id in details or id in finished, (
+                f"{id} was in flight at the kill but has no uncertain event")
         unnamed = {id: details[id] for id in in_flight
                    if not any(owner in details[id] for owner in dead_owners)}
         assert not unnamed, f"uncertain events that do not name the dead owner: {unnamed}"
