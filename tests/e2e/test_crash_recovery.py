@@ -103,9 +103,10 @@ def test_kill_9_mid_delivery_requeues_in_flight_mail_within_10s_at_the_default_l
         assert set(sink.message_ids) == set(submitted.values())
         assert sink.duplicates <= len(uncertain)
         # Each message that was in flight got its uncertain event, naming the dead owner,
-        # unless the dead process's own record of that attempt made it to disk: SIGKILL
-        # waits for a process's fsync to end, and SQLite replays a WAL transaction whose
-        # commit frame was written (seen in CI: one of 16 came back `sent` that way).
+        # unless the dead process's own record of that attempt made it to disk after the
+        # snapshot above (in CI, at `auto` on SQLite, one of 16 came back `sent` with no
+        # uncertain event; a likely way: SIGKILL waits for an fsync to end, and SQLite
+        # replays a WAL transaction whose commit frame was written).
         details = {id: detail for id, detail in uncertain}
         finished = sent_by_the_claim(database_url, in_flight)
         for id in in_flight:
