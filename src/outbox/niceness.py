@@ -3,10 +3,10 @@
 Serve's delivery processes (`[delivery] processes`) and its planning process (a large
 message's pure work, `outbox.turns`) run at a lower CPU priority than serve itself:
 when the cores are busy, a small submit's answer comes first, and the background
-work takes what is left. On an idle core they run as fast as before: niceness only
-orders processes that wait for the same core (and, where the kernel groups a
-session's processes, `/proc/sys/kernel/sched_autogroup_enabled`, only against serve
-and its own other processes, not against the database).
+work takes what is left. Niceness only orders processes that wait for the same core
+(and, where the kernel groups a session's processes,
+`/proc/sys/kernel/sched_autogroup_enabled`, only against serve and its own other
+processes, not against the database).
 
 On bench/abuse.py (a 1,000-recipient message a second among 100 small submits a second,
 2 cores), the small submits' p99 while a big one was stored, against the same code

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from outbox.runtime.children import (
+    CHILD_MARK,
     SHARED_PREFIX,
     SILENT_AFTER,
     STARTING,
@@ -77,7 +78,8 @@ def test_a_starting_serve_removes_only_what_nobody_runs_in(tmp_path: Path,
         directory.mkdir()
         (directory / "counter_1.db").write_bytes(b"")
     mark_running(abandoned / "health-1.json")  # this process: alive...
-    (abandoned / f"pid-{os.getpid()}").rename(abandoned / f"pid-{a_dead_pid()}")  # ...ended
+    (abandoned / f"{CHILD_MARK}{os.getpid()}").rename(
+        abandoned / f"{CHILD_MARK}{a_dead_pid()}")  # ...ended
     mark_running(child_running / "health-1.json")
     unrelated = tmp_path / "outbox-delivery-notes"
 
