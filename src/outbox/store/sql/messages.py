@@ -23,6 +23,7 @@ from outbox.store.base import Decide
 from outbox.store.rows import AnyRow
 from outbox.store.sql import listing, recovery
 from outbox.store.sql import queries as q
+from outbox.store.sql import relay_holds as holds
 from outbox.store.sql.runner import Runner
 from outbox.store.sql.wakeup import Wakeup
 from outbox.store.values import (
@@ -195,12 +196,18 @@ class SqlMessages:
         return message
 
     async def hold_relay(self, relay: str, now: datetime, reason: str, event: Event) -> int:
-        return await self._run.write(q.hold_relay, relay, now, reason, event)
+        held = step = await self._run.write(holds.hold_relay, relay, now, reason, event)
+        while step:  # a chunk per transaction (sql/relay_holds.py)
+            step = await self._run.write(holds.hold_relay, relay, now, reason, event)
+            held += step
+        return held
 
     async def release_relay(self, relay: str, now: datetime) -> int:
-        count = await self._run.write(q.release_relay, relay, now)
-        if count:
-            self._wakeup.announce()
+        count = step = await self._run.write(holds.release_relay, relay, now)
+        while step:
+            self._wakeup.announce()  # the worker starts on this chunk meanwhile
+            step = await self._run.write(holds.release_relay, relay, now)
+            count += step
         return count
 
     async def append_event(self, id: str, event: Event) -> None:

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
-    exists,
     func,
     insert,
     select,
@@ -110,15 +109,6 @@ _UPDATE_ALIKE = {  # by backend: is it PostgreSQL (sql/bound_lists.py)
     for postgres in (False, True)
 }
 _ALIKE = 8  # from this many recipients with one outcome, one statement for them all
-
-_RELEASE_HELD = (
-    update(m)
-    .where(m.c.id == bindparam("b_id"), m.c.status == HELD)
-    .values(status=MessageStatus.QUEUED.value, due_at=bindparam("b_now", type_=UtcDateTime()),
-            updated_at=bindparam("b_now", type_=UtcDateTime()),
-            held_seconds=bindparam("b_held_seconds"), held_since=None, hold_reason="",
-            held_for_relay=None)
-)
 
 
 
@@ -362,34 +352,6 @@ def retry(conn: Connection, id: str, now: datetime) -> Message:
     insert_events(conn, [(id, rows.retry_event(row.status, now))])
     (message,) = hydrate(conn, [_message_by_id(conn, id)])
     return message
-
-
-def _has_unfinished_on(relay: str) -> Any:
-    return exists().where(recipients.c.message_id == m.c.id, recipients.c.relay == relay,
-                          recipients.c.status.in_(UNFINISHED))
-
-
-def hold_relay(conn: Connection, relay: str, now: datetime, reason: str, event: Event) -> int:
-    stmt = (update(m).where(m.c.status.in_(WAITING), _has_unfinished_on(relay))
-            .values(status=HELD, due_at=None, updated_at=now, held_since=now,
-                    hold_reason=reason, held_for_relay=relay)
-            .returning(m.c.id))
-    held = conn.execute(stmt).scalars().all()
-    insert_events(conn, [(id, event) for id in held])
-    return len(held)
-
-
-def release_relay(conn: Connection, relay: str, now: datetime) -> int:
-    """Held mail of `relay` (held for the relay's sake, not by policy) back to the queue."""
-    query = (select(m.c.id, m.c.held_since, m.c.held_seconds)
-             .where(m.c.status == HELD, m.c.held_for_relay == relay)
-             .with_for_update())
-    held = conn.execute(query).all()
-    if held:
-        conn.execute(_RELEASE_HELD, [rows.release_params(r, now) for r in held])
-        released = Event(now, EventType.RELEASED, detail=f"relay {relay} is usable again")
-        insert_events(conn, [(r.id, released) for r in held])
-    return len(held)
 
 
 def reroute_recipients(conn: Connection, message_id: str, relays: Mapping[str, str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from outbox.core.model import Event
-from outbox.store.sql import queries
+from outbox.store.sql import relay_holds
 from outbox.store.sql.runner import Runner
 from outbox.store.sql.upsert import upsert
 from outbox.store.tables import relay_auth
@@ -64,42 +64,63 @@ def set_relay_state(conn: Connection, relay: str, state: str, reason: str, guida
     return bool(conn.execute(stmt).rowcount)
 
 
-def _locked_version(conn: Connection, relay: str, now: datetime) -> int:
-    """The relay's credentials version, its row locked until the transaction ends (on
-    SQLite the writer is alone anyway): a login failure and new credentials are
+def _locked(conn: Connection, relay: str, now: datetime) -> tuple[int, str]:
+    """The relay's credentials version and state, its row locked until the transaction
+    ends (on SQLite the writer is alone anyway): a login failure and new credentials are
     applied one after the other, never interleaved."""
     _ensure_row(conn, relay, now)
-    return int(conn.execute(select(r.c.version).where(r.c.relay == relay)
-                            .with_for_update()).scalar_one())
+    row = conn.execute(select(r.c.version, r.c.state).where(r.c.relay == relay)
+                       .with_for_update()).one()
+    return int(row.version), row.state
 
 
 def hold_for_relay(conn: Connection, relay: str, version: int, reason: str, guidance: str,
                    now: datetime, hold_reason: str, event: Event) -> tuple[bool, int] | None:
-    """needs_attention and hold its waiting mail, unless new credentials (another
-    version) arrived meanwhile: None then. (changed, held)."""
-    if _locked_version(conn, relay, now) != version:
+    """needs_attention and the first chunk of its waiting mail held (`hold_more` holds
+    the rest), unless new credentials (another version) arrived meanwhile: None then.
+    (changed, held)."""
+    if _locked(conn, relay, now)[0] != version:
         return None
     changed = set_relay_state(conn, relay, NEEDS_ATTENTION, reason, guidance, now, version)
-    return changed, queries.hold_relay(conn, relay, now, hold_reason, event)
+    return changed, relay_holds.hold_relay(conn, relay, now, hold_reason, event)
+
+
+def hold_more(conn: Connection, relay: str, version: int, now: datetime, hold_reason: str,
+              event: Event) -> int:
+    """The next chunk held while the relay still needs attention with these credentials;
+    0 once there is none, or new credentials or a working login came in between."""
+    if _locked(conn, relay, now) != (version, NEEDS_ATTENTION):
+        return 0
+    return relay_holds.hold_relay(conn, relay, now, hold_reason, event)
 
 
 def mark_ok(conn: Connection, relay: str, version: int, now: datetime) -> int | None:
-    """ok again and its held mail released; None when the state was not this version's."""
-    if _locked_version(conn, relay, now) != version:
+    """ok again and the first chunk of its held mail released (`release_more` releases
+    the rest); None when the state was not this version's."""
+    if _locked(conn, relay, now)[0] != version:
         return None
     if not set_relay_state(conn, relay, RELAY_OK, "", "", now, version):
         return None
-    return queries.release_relay(conn, relay, now)
+    return relay_holds.release_relay(conn, relay, now)
+
+
+def release_more(conn: Connection, relay: str, version: int, now: datetime) -> int:
+    """The next chunk released while the relay is still ok with these credentials; 0 once
+    there is none, or its login failed again in between (its mail stays held then)."""
+    if _locked(conn, relay, now) != (version, RELAY_OK):
+        return 0
+    return relay_holds.release_relay(conn, relay, now)
 
 
 def store_credentials(conn: Connection, relay: str, sealed: str | None,
                       now: datetime) -> tuple[int, int]:
-    """New credentials (None: the config's again), the relay ok and its held mail
-    released, at once. (version, released)."""
-    _locked_version(conn, relay, now)
+    """New credentials (None: the config's again), the relay ok and the first chunk of
+    its held mail released, at once (`release_more` releases the rest).
+    (version, released)."""
+    _locked(conn, relay, now)
     version = save_relay_credentials(conn, relay, sealed, now)
     set_relay_state(conn, relay, RELAY_OK, "", "", now, version)
-    return version, queries.release_relay(conn, relay, now)
+    return version, relay_holds.release_relay(conn, relay, now)
 
 
 def relay_states(conn: Connection) -> tuple[RelayAuth, ...]:
@@ -130,15 +151,33 @@ class SqlRelayAuth:
     async def hold_for_relay(self, relay: str, version: int, reason: str, guidance: str,
                              now: datetime, hold_reason: str,
                              event: Event) -> tuple[bool, int] | None:
-        return await self._run.write(hold_for_relay, relay, version, reason, guidance, now,
-                                     hold_reason, event)
+        first = await self._run.write(hold_for_relay, relay, version, reason, guidance, now,
+                                      hold_reason, event)
+        if first is None:
+            return None
+        changed, held = first
+        step = held
+        while step:  # a chunk per transaction (sql/relay_holds.py)
+            step = await self._run.write(hold_more, relay, version, now, hold_reason, event)
+            held += step
+        return changed, held
 
     async def mark_ok(self, relay: str, version: int, now: datetime) -> int | None:
-        return await self._run.write(mark_ok, relay, version, now)
+        released = await self._run.write(mark_ok, relay, version, now)
+        return None if released is None else released + await self._release_more(
+            relay, version, now, released)
 
     async def store_credentials(self, relay: str, sealed: str | None,
                                 now: datetime) -> tuple[int, int]:
-        return await self._run.write(store_credentials, relay, sealed, now)
+        version, released = await self._run.write(store_credentials, relay, sealed, now)
+        return version, released + await self._release_more(relay, version, now, released)
+
+    async def _release_more(self, relay: str, version: int, now: datetime, step: int) -> int:
+        more = 0
+        while step:
+            step = await self._run.write(release_more, relay, version, now)
+            more += step
+        return more
 
     async def relay_states(self) -> tuple[RelayAuth, ...]:
         return await self._run.read(relay_states)
