@@ -5,7 +5,12 @@ credentials, or a login that works again, release it. Behind a backlog of 100,00
 is 100,000 messages and events: in one transaction it would keep SQLite's one writer,
 and every submit with it, for seconds (issue 17: big work never holds the writer). So a
 transaction takes at most CHUNK messages, and the caller takes the next chunk while the
-relay's state still asks for it (`relay_auth.hold_more`, `relay_auth.release_more`)."""
+relay's state still asks for it (`relay_auth.hold_more`, `relay_auth.release_more`).
+
+Each chunk looks through the waiting (or held) mail from the start again: what it holds
+(releases) leaves that status, but the mail of other relays stays and is read again. So
+a few thousand messages of one relay behind a million of another's cost a read of that
+million per chunk: bounded by the queue, not constant."""
 
 from __future__ import annotations
 
