@@ -112,8 +112,8 @@ def test_kill_9_mid_delivery_requeues_in_flight_mail_within_10s_at_the_default_l
         for id in in_flight:
             assert id in details or id in finished, (
                 f"{id} was in flight at the kill but has no uncertain event")
-        unnamed = {id: details[id] for id in in_flight
-                   if not any(owner in details[id] for owner in dead_owners)}
+        unnamed = {id: details[id] for id in in_flight if id in details
+                   and not any(owner in details[id] for owner in dead_owners)}
         assert not unnamed, f"uncertain events that do not name the dead owner: {unnamed}"
 
 
