@@ -111,7 +111,6 @@ _UPDATE_ALIKE = {  # by backend: is it PostgreSQL (sql/bound_lists.py)
 _ALIKE = 8  # from this many recipients with one outcome, one statement for them all
 
 
-
 # -- transaction bodies: one Connection in, domain values out --------------------------------
 
 
