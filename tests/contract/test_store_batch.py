@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from outbox.store.base import IdempotencyClaim, NewMessage, Store
+from outbox.store.sql import queries
 from outbox.store.sql.group_commit import GROUP_MAX, HEAVY, GroupCommit
 from tests.contract.support import new_message
 
@@ -45,6 +46,31 @@ async def test_many_idempotency_keys_are_looked_up_in_one_read(store: Store) -> 
         "k-1": (first.id, "hash-1"), "k-2": (second.id, "hash-2")}
     assert found["k-1"][0].recipients == first.recipients
     assert await store.messages.find_by_idempotency_keys("other", ["k-1"]) == {}
+
+
+async def test_keys_looked_up_at_once_share_a_read_and_each_caller_gets_its_own(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Single look-ups (SMTP submission makes one per message) that arrive together go as
+    one read per owner (sql/key_lookups.py)."""
+    mine, _ = await store.messages.enqueue(keyed("k-1", "hash-1"))
+    theirs, _ = await store.messages.enqueue(new_message(
+        owner="other", idempotency=IdempotencyClaim("other", "k-1", "hash-o")))
+    reads: list[tuple[str, list[str]]] = []
+    look_up = queries.find_by_idempotency_keys
+
+    def counted(conn: Any, owner: str, keys: Sequence[str]) -> Any:
+        reads.append((owner, sorted(keys)))
+        return look_up(conn, owner, keys)
+
+    monkeypatch.setattr(queries, "find_by_idempotency_keys", counted)
+    asks = [("app", "k-1"), ("app", "k-2"), ("other", "k-1"), ("app", "k-1")] * 5
+    found = await asyncio.gather(*(store.messages.find_by_idempotency_key(owner, key)
+                                   for owner, key in asks))
+
+    known = {("app", "k-1"): (mine.id, "hash-1"), ("other", "k-1"): (theirs.id, "hash-o")}
+    assert [(f[0].id, f[1]) if f else None for f in found] == [known.get(a) for a in asks]
+    # The first call starts the look-up task; the other nineteen are waiting when it runs.
+    assert sorted(reads) == [("app", ["k-1", "k-2"]), ("other", ["k-1"])]
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])  # SQLite: the group commit test below

@@ -24,6 +24,7 @@ from outbox.store.rows import AnyRow
 from outbox.store.sql import listing, recovery
 from outbox.store.sql import queries as q
 from outbox.store.sql import relay_holds as holds
+from outbox.store.sql.key_lookups import KeyLookups
 from outbox.store.sql.runner import Runner
 from outbox.store.sql.wakeup import Wakeup
 from outbox.store.values import (
@@ -80,6 +81,7 @@ class SqlMessages:
         self._pick_due = pick_due
         self._wakeup = wakeup
         self._inserter = inserter
+        self._key_lookups = KeyLookups(runner)
 
     # -- submission ------------------------------------------------------------------------
 
@@ -116,7 +118,7 @@ class SqlMessages:
         return found[0] if found else None
 
     async def find_by_idempotency_key(self, owner: str, key: str) -> tuple[Message, str] | None:
-        return await self._run.read(q.find_by_idempotency_key, owner, key)
+        return await self._key_lookups.find(owner, key)
 
     async def find_by_idempotency_keys(self, owner: str, keys: Sequence[str]
                                        ) -> dict[str, tuple[Message, str]]:

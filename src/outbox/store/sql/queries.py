@@ -212,15 +212,6 @@ def _message_by_id(conn: Connection, id: str, *, lock: bool = False) -> AnyRow:
     return row
 
 
-def find_by_idempotency_key(conn: Connection, owner: str,
-                             key: str) -> tuple[Message, str] | None:
-    row = conn.execute(select(m).where(m.c.owner == owner, m.c.idempotency_key == key)).first()
-    if row is None:
-        return None
-    (message,) = hydrate(conn, [row])
-    return message, row.request_hash or ""
-
-
 def find_by_idempotency_keys(conn: Connection, owner: str,
                               keys: Sequence[str]) -> dict[str, tuple[Message, str]]:
     if not keys:
