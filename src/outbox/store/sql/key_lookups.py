@@ -3,7 +3,7 @@ the next query, as enqueues share a commit (sql/group_commit.py).
 
 SMTP submission looks up one key per message (its Message-ID and envelope). Twenty
 sessions at once took twenty pooled connections at once: over `[database] pool_size`,
-PostgreSQL connections were opened and closed by the hundred a minute (py-spy: 8 % of
+the pool opened connections and closed them again as they came back (py-spy: 8 % of
 serve's samples in `asyncpg.connect`). Batched, they take one, and one statement."""
 
 from __future__ import annotations
