@@ -285,24 +285,35 @@ def outbox_live(path: str, backend: str, count: int, sink: Sink, root: Path) -> 
                used * 1000 / count, latencies)
 
 
-def outbox_drain(backend: str, count: int, sink: Sink, root: Path) -> Run:
-    """The queue filled and held, serve started and ready, then the mail released."""
+@contextmanager
+def filled(backend: str, count: int, sink: Sink, root: Path
+           ) -> Iterator[tuple[str, dict[str, Any], OutboxProcess]]:
+    """A fresh database with `count` messages queued in-process (nothing delivers
+    meanwhile): its URL, the config, and a serve for it, not started (stopped after)."""
     directory = Path(tempfile.mkdtemp(dir=root))
     with database(backend, directory) as url:
         config = outbox_config(directory, url, sink, smtp=False)
         path = write_config(directory / "outbox.toml", config)
-        asyncio.run(fill_queue(config, count, TEXT))  # in-process, nothing delivers meanwhile
+        asyncio.run(fill_queue(config, count, TEXT))
+        serve = OutboxProcess(path, config)
+        try:
+            yield url, config, serve
+        finally:
+            if serve.proc is not None:
+                serve.stop(timeout=30)
+
+
+def outbox_drain(backend: str, count: int, sink: Sink, root: Path) -> Run:
+    """The queue filled and held, serve started and ready, then the mail released."""
+    with filled(backend, count, sink, root) as (url, _, serve):
         asyncio.run(hold_or_release(url, hold=True))
         before = sink.count()
-        serve = OutboxProcess(path, config).start()  # ready: its delivery process too
-        try:
-            assert serve.proc is not None
-            cpu = cpu_seconds(serve.proc.pid)
-            started = asyncio.run(hold_or_release(url, hold=False))
-            done = sink.wait_for(before + count)
-            used = cpu_seconds(serve.proc.pid) - cpu
-        finally:
-            serve.stop(timeout=30)
+        serve.start()  # ready: its delivery process too
+        assert serve.proc is not None
+        cpu = cpu_seconds(serve.proc.pid)
+        started = asyncio.run(hold_or_release(url, hold=False))
+        done = sink.wait_for(before + count)
+        used = cpu_seconds(serve.proc.pid) - cpu
     return Run("outbox", "drain", backend, count / (done - started), 0.0, used * 1000 / count)
 
 
@@ -326,21 +337,13 @@ async def hold_or_release(url: str, *, hold: bool) -> float:
 
 def outbox_restart(backend: str, count: int, sink: Sink, root: Path) -> Run:
     """The queue filled, then serve started: timed from the start."""
-    directory = Path(tempfile.mkdtemp(dir=root))
-    with database(backend, directory) as url:
-        config = outbox_config(directory, url, sink, smtp=False)
-        path = write_config(directory / "outbox.toml", config)
-        asyncio.run(fill_queue(config, count, TEXT))  # in-process, nothing delivers meanwhile
+    with filled(backend, count, sink, root) as (_, _, serve):
         before = sink.count()
-        serve = OutboxProcess(path, config)
         started = time.perf_counter()
         serve.start(wait=False)
-        try:
-            assert serve.proc is not None
-            done = sink.wait_for(before + count)
-            used = cpu_seconds(serve.proc.pid)
-        finally:
-            serve.stop(timeout=30)
+        assert serve.proc is not None
+        done = sink.wait_for(before + count)
+        used = cpu_seconds(serve.proc.pid)
     return Run("outbox", "restart", backend, count / (done - started), 0.0,
                used * 1000 / count)
 

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from outbox.errors import StorageError
 from outbox.store.base import IdempotencyClaim, NewMessage, Store
 from outbox.store.sql import queries
 from outbox.store.sql.group_commit import GROUP_MAX, HEAVY, GroupCommit
@@ -71,6 +72,24 @@ async def test_keys_looked_up_at_once_share_a_read_and_each_caller_gets_its_own(
     assert [(f[0].id, f[1]) if f else None for f in found] == [known.get(a) for a in asks]
     # The first call starts the look-up task; the other nineteen are waiting when it runs.
     assert sorted(reads) == [("app", ["k-1", "k-2"]), ("other", ["k-1"])]
+
+
+async def test_a_failed_look_up_reaches_every_caller_and_the_next_one_works(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    mine, _ = await store.messages.enqueue(keyed("k-1", "hash-1"))
+    look_up = queries.find_by_idempotency_keys
+
+    def database_gone(*_: Any) -> Any:
+        raise StorageError("database error: connection refused")
+
+    monkeypatch.setattr(queries, "find_by_idempotency_keys", database_gone)
+    failed = await asyncio.gather(*(store.messages.find_by_idempotency_key("app", key)
+                                    for key in ("k-1", "k-2")), return_exceptions=True)
+    assert all(isinstance(result, StorageError) for result in failed)
+
+    monkeypatch.setattr(queries, "find_by_idempotency_keys", look_up)
+    found = await store.messages.find_by_idempotency_key("app", "k-1")
+    assert found is not None and found[0].id == mine.id
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])  # SQLite: the group commit test below

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Connection
 
 from outbox.core.model import Event, EventType, MessageStatus
+from outbox.errors import StorageError
 from outbox.store.base import NEEDS_ATTENTION, RELAY_OK, Store
 from outbox.store.sql import relay_auth, relay_holds
 from tests.contract.support import at, new_message
@@ -99,3 +100,34 @@ async def test_a_release_stops_between_chunks_once_the_login_fails_again(
     assert await store.relay_auth.mark_ok("default", 0, at(2)) == 2
 
     assert await _statuses(store, ids) == {MessageStatus.QUEUED: 2, MessageStatus.HELD: 3}
+
+
+@pytest.mark.usefixtures("small_chunks")
+async def test_what_a_release_cut_short_left_held_is_released_by_the_next_look(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database gone between two chunks of a release: the relay is ok, three messages
+    are still held, and `release_left_held` (each worker's round) releases them."""
+    ids = await _queue(store, 5)
+    assert await store.relay_auth.hold_for_relay("default", 0, "535", "smtp.5.7.8", at(1),
+                                                 REASON, ALERT) == (True, 5)
+
+    def database_gone(*_: Any) -> int:
+        raise StorageError("database error: connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(relay_auth, "release_more", database_gone)
+        with pytest.raises(StorageError):
+            await store.relay_auth.mark_ok("default", 0, at(2))
+    assert await _statuses(store, ids) == {MessageStatus.QUEUED: 2, MessageStatus.HELD: 3}
+
+    assert await store.relay_auth.release_left_held("default", at(3)) == 3
+    assert await _statuses(store, ids) == {MessageStatus.QUEUED: 5}
+    assert await store.relay_auth.release_left_held("default", at(4)) == 0
+
+
+async def test_mail_held_for_a_relay_that_needs_attention_is_left_held(store: Store) -> None:
+    ids = await _queue(store, 3)
+    await store.relay_auth.hold_for_relay("default", 0, "535", "smtp.5.7.8", at(1),
+                                          REASON, ALERT)
+    assert await store.relay_auth.release_left_held("default", at(2)) == 0
+    assert await _statuses(store, ids) == {MessageStatus.HELD: 3}

@@ -257,19 +257,26 @@ class RelayAuthStore(Protocol):
     async def hold_for_relay(self, relay: str, version: int, reason: str, guidance: str,
                              now: datetime, hold_reason: str,
                              event: Event) -> tuple[bool, int] | None:
-        """In one transaction: the relay `needs_attention` (with `reason`) and all its
-        waiting mail held with `event`; None, and nothing changed, when the relay's
-        credentials are no longer `version`. Returns (state changed, messages held)."""
+        """The relay `needs_attention` (with `reason`) and all its waiting mail held with
+        `event`, a chunk per transaction (the state with the first), as long as the state
+        stays; None, and nothing changed, when the relay's credentials are no longer
+        `version`. Returns (state changed, messages held)."""
 
     async def mark_ok(self, relay: str, version: int, now: datetime) -> int | None:
-        """In one transaction: the relay `ok` again and the mail held for it released;
-        None when its state was not `version`'s needs_attention."""
+        """The relay `ok` again and the mail held for it released, a chunk per transaction
+        (the state with the first) as long as the state stays; None when its state was
+        not `version`'s needs_attention."""
 
     async def store_credentials(self, relay: str, sealed: str | None,
                                 now: datetime) -> tuple[int, int]:
-        """In one transaction: new credentials (a new version; None forgets the stored
-        ones, so the config's apply again), the relay `ok`, the mail held for it
-        released. Returns (version, messages released)."""
+        """New credentials (a new version; None forgets the stored ones, so the config's
+        apply again) and the relay `ok` in one transaction, with the first chunk of the
+        mail held for it released; the rest a chunk per transaction. Returns (version,
+        messages released)."""
+
+    async def release_left_held(self, relay: str, now: datetime) -> int:
+        """Mail still held for a relay that is `ok`: what a release cut short left behind
+        (its process killed, or the database gone, between two chunks). How many."""
 
     async def relay_states(self) -> tuple[RelayAuth, ...]:
         """Every relay that has a state or stored credentials, by name."""

@@ -49,6 +49,7 @@ from outbox.worker.sweeper import Sweeper
 log = structlog.get_logger("outbox.worker")
 
 LIVENESS_EVERY = 1.0  # seconds between checks that this process's liveness lock is held
+RELEASE_EVERY = 60.0  # seconds between looks for mail a cut-short relay release left held
 
 
 def new_owner_id() -> str:
@@ -153,6 +154,8 @@ class Worker:
                                               .total_seconds(), self._collect_blobs),
                              critical=False),
             self._supervised("retention", self.purger.round, critical=False),
+            self._supervised("release", every(RELEASE_EVERY, self._release_left_held),
+                             critical=False),
             asyncio.create_task(self._recorder.run()),
         ]
         try:
@@ -242,6 +245,14 @@ class Worker:
 
     async def _keep_liveness(self) -> None:
         await self.store.liveness.keep(self.owner)
+
+    async def _release_left_held(self) -> None:
+        """Mail a release cut short left held under a relay that is ok (relay_holds.py)."""
+        for relay in self.relays:
+            released = await self.store.relay_auth.release_left_held(relay, self._clock())
+            if released:
+                log.warning("released mail a cut-short release had left held",
+                            relay=relay, count=released)
 
     async def _collect_blobs(self) -> None:
         """Delete attachment content nothing uses any more (every node may run this)."""

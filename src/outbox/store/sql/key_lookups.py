@@ -33,20 +33,30 @@ class KeyLookups:
     async def _look_up_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, {}
-            owners: dict[str, list[str]] = {}
-            for owner, key in batch:
-                owners.setdefault(owner, []).append(key)
-            for owner, keys in owners.items():
-                try:
-                    found = await self._runner.read(q.find_by_idempotency_keys, owner, keys)
-                except Exception as exc:  # every waiter must hear of the failure
-                    for key in keys:
-                        _settle(batch[(owner, key)], exc)
-                    continue
+            try:
+                await self._look_up(batch)
+            except BaseException:  # cancelled (the store closing): nobody waits for ever
+                for waiters in batch.values():
+                    for waiter in waiters:
+                        waiter.cancel()
+                raise
+
+    async def _look_up(self, batch: dict[tuple[str, str], list[asyncio.Future[Found]]]
+                       ) -> None:
+        owners: dict[str, list[str]] = {}
+        for owner, key in batch:
+            owners.setdefault(owner, []).append(key)
+        for owner, keys in owners.items():
+            try:
+                found = await self._runner.read(q.find_by_idempotency_keys, owner, keys)
+            except Exception as exc:  # every waiter must hear of the failure
                 for key in keys:
-                    for waiter in batch[(owner, key)]:
-                        if not waiter.done():  # its caller may have given up
-                            waiter.set_result(found.get(key))
+                    _settle(batch[(owner, key)], exc)
+                continue
+            for key in keys:
+                for waiter in batch[(owner, key)]:
+                    if not waiter.done():  # its caller may have given up
+                        waiter.set_result(found.get(key))
 
 
 def _settle(waiters: list[asyncio.Future[Found]], exc: BaseException) -> None:

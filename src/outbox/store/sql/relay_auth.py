@@ -172,6 +172,12 @@ class SqlRelayAuth:
         version, released = await self._run.write(store_credentials, relay, sealed, now)
         return version, released + await self._release_more(relay, version, now, released)
 
+    async def release_left_held(self, relay: str, now: datetime) -> int:
+        auth = await self._run.read(load_relay_credentials, relay)
+        if auth.state != RELAY_OK:
+            return 0
+        return await self._release_more(relay, auth.version, now, step=1)
+
     async def _release_more(self, relay: str, version: int, now: datetime, step: int) -> int:
         more = 0
         while step:
