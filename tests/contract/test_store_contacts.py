@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import insert, select
 
 from outbox.core.contacts import (
     HALF_LIFE,
@@ -28,7 +29,7 @@ from outbox.core.model import Hold
 from outbox.errors import InputError, NotFound
 from outbox.service.contacts import USAGE_CHUNK, UsageRecorder
 from outbox.store.base import Store
-from outbox.store.sql.usage_rows import write_usage
+from outbox.store.tables import address_usage, contact_terms
 from tests.contract.support import T0, at, new_message
 from tests.processes import wait_until_async
 
@@ -317,16 +318,47 @@ async def test_usage_of_many_addresses_at_once_reaches_contacts_old_and_new(
     assert ranked[1].last_used_at == at(2)
 
 
-async def test_usage_written_for_an_address_another_writer_added_keeps_both_counts(
+async def test_usage_added_to_a_row_another_writer_wrote_keeps_both_counts(
         store: Store) -> None:
-    """record_usage reads the known rows, then writes: an address another writer added in
-    between is added to, never overwritten (nor refused as a duplicate key)."""
+    """A row another writer wrote (here straight into the table) is added to, never
+    overwritten nor refused as a duplicate key; the rank is add_use's on both backends
+    (PostgreSQL computes it in SQL), and the contact's search terms get it."""
     await store.contacts.apply_contact_changes(ContactChanges(add=(
         NewContact("Sam Raced", ("raced@corp.test",)),)), at(0))
+    first = add_use(None, use_weight(at(1)), 2)
+    await store._run.write(_write_row, "raced@corp.test", 2, at(1), first)  # type: ignore[attr-defined]
     await store.contacts.record_usage({"raced@corp.test": 3}, at(5))
-    # What record_usage writes when its read found no row: 2 uses at an earlier time.
-    rank = add_use(None, use_weight(at(1)), 2)
-    await store._run.write(write_usage, [("raced@corp.test", 2, at(1), rank)])  # type: ignore[attr-defined]
 
     (raced,) = await store.contacts.suggest("sam")
     assert (raced.use_count, raced.last_used_at) == (5, at(5))
+    expected = add_use(first, use_weight(at(5)), 3)
+    assert await store._run.read(_ranks, "raced@corp.test") == (  # type: ignore[attr-defined]
+        pytest.approx(expected, rel=1e-12), pytest.approx(expected, rel=1e-12))
+
+
+async def test_usage_far_apart_in_time_ranks_by_the_newer_without_failing(
+        store: Store) -> None:
+    """Uses 2,000 half-lives apart: the older one's share, 2**-2000, is below a float's
+    precision (PostgreSQL's power() would fail with an underflow)."""
+    old = T0 - 2000 * HALF_LIFE
+    await store.contacts.record_usage({"far@corp.test": 1}, old)
+    await store.contacts.record_usage({"far@corp.test": 1}, T0)
+    address_rank, _ = await store._run.read(_ranks, "far@corp.test")  # type: ignore[attr-defined]
+    assert address_rank == pytest.approx(add_use(add_use(None, use_weight(old)),
+                                                 use_weight(T0)), rel=1e-12)
+    assert address_rank == pytest.approx(use_weight(T0), rel=1e-12)
+
+
+def _write_row(conn: Any, key: str, count: int, when: datetime, rank: float) -> None:
+    conn.execute(insert(address_usage).values(address_key=key, use_count=count,
+                                              last_used_at=when, rank=rank))
+
+
+def _ranks(conn: Any, key: str) -> tuple[float, float | None]:
+    """The address's usage rank, and the rank of its contact's search terms (if any)."""
+    usage = conn.execute(select(address_usage.c.rank)
+                         .where(address_usage.c.address_key == key)).scalar_one()
+    terms = conn.execute(select(contact_terms.c.rank)
+                         .where(contact_terms.c.address_key == key)).scalars().all()
+    assert len(set(terms)) <= 1
+    return usage, terms[0] if terms else None

@@ -33,7 +33,7 @@ from outbox.core.contacts import (
 )
 from outbox.errors import NotFound
 from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
-from outbox.store.sql.usage_rows import write_usage
+from outbox.store.sql.usage_rows import add_usage, write_usage
 from outbox.store.tables import (
     address_usage,
     contact_emails,
@@ -220,16 +220,19 @@ def delete_contact(conn: Connection, id: int) -> None:
 
 
 def record_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> None:
-    """Add `counts[key]` uses at `now` to each address (rows locked on PostgreSQL),
-    and copy the new ranks to the address's search terms. Each key list goes as one
-    bound parameter, and only the addresses some contact has get their terms updated:
-    most recipients of a big message are no contact's (issue 17: this runs on the
-    one SQLite writer, or on PostgreSQL's event loop)."""
+    """Add `counts[key]` uses at `now` to each address, and copy the new ranks to the
+    address's search terms. Each key list goes as one bound parameter, and only the
+    addresses some contact has get their terms updated: most recipients of a big
+    message are no contact's (issue 17: this runs on the one SQLite writer, or on
+    PostgreSQL's event loop). PostgreSQL does it all in one statement (sql/usage_rows.py
+    says why)."""
+    if is_postgres(conn):
+        add_usage(conn, counts, now)
+        return
     keys = sorted(counts)
-    postgres = is_postgres(conn)
     given = {"keys": bound_list(conn, keys)}
-    known = {row.address_key: row for row in conn.execute(_KNOWN_USAGE[postgres], given)}
-    with_terms = set(conn.execute(_KEYS_WITH_TERMS[postgres], given).scalars())
+    known = {row.address_key: row for row in conn.execute(_KNOWN_USAGE, given)}
+    with_terms = set(conn.execute(_KEYS_WITH_TERMS, given).scalars())
     weight = use_weight(now)
     usage, ranks = [], []
     for key in keys:
@@ -243,15 +246,12 @@ def record_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> 
         conn.execute(_UPDATE_TERM_RANKS, ranks)
 
 
-# Built once per backend, so SQLAlchemy compiles each once (sql/bound_lists.py).
-_KNOWN_USAGE = {postgres: select(address_usage)
-                .where(in_bound_list(address_usage.c.address_key, "keys", postgres=postgres))
-                .with_for_update()
-                for postgres in (False, True)}
-_KEYS_WITH_TERMS = {postgres: select(contact_terms.c.address_key).distinct()
+# Built once, so SQLAlchemy compiles each once (sql/bound_lists.py); SQLite's only.
+_KNOWN_USAGE = (select(address_usage)
+                .where(in_bound_list(address_usage.c.address_key, "keys", postgres=False)))
+_KEYS_WITH_TERMS = (select(contact_terms.c.address_key).distinct()
                     .where(in_bound_list(contact_terms.c.address_key, "keys",
-                                         postgres=postgres))
-                    for postgres in (False, True)}
+                                         postgres=False)))
 _UPDATE_TERM_RANKS = (update(contact_terms)
                       .where(contact_terms.c.address_key == bindparam("b_key"))
                       .values(rank=bindparam("b_rank")))

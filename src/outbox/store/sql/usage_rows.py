@@ -1,17 +1,26 @@
 """Address usage rows (autocomplete's ranking), written in one statement whatever the
 number of addresses: a 1,000-recipient message counts 1,000 of them, in transactions of
-200, on SQLite's one writer or on PostgreSQL's event loop (issue 17).
+200, on SQLite's one writer or on PostgreSQL's event loop (issue 17). SQLAlchemy's
+executemany processed every parameter of every row in Python.
 
-Fresh and known addresses alike go through one INSERT ... ON CONFLICT that adds the
-count: SQLite gets plain tuples through the driver's executemany (the time converted
-once, by the column's own bind processor), PostgreSQL one array per column and
-`unnest`. SQLAlchemy's executemany processed every parameter of every row in Python.
-An address another writer adds meanwhile keeps both counts.
+SQLite (`write_usage`): the ranks were computed from the rows read first, in the same
+transaction of its one writer; plain tuples go through the driver's executemany, the
+time converted once, by the column's own bind processor.
+
+PostgreSQL (`add_usage`): nothing is read. One array per column goes to an upsert
+that adds the new uses to the stored rank itself (`core.contacts.add_use`, written in
+SQL), so an address another writer counts meanwhile keeps both counts, and copies the
+result to the search terms of the contacts that have the address. The read it
+replaces, `address_key = ANY($1) FOR UPDATE`, kept the generic plan PostgreSQL caches
+after five runs: planned while the table was small, a sequential scan comparing each
+row with every key, until autovacuum next analysed the table. In bench/abuse.py's
+first 20 s that cost the server 5 to 66 ms of CPU per 200 addresses, growing with the
+table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
 
@@ -25,7 +34,7 @@ from sqlalchemy import (
     text,
 )
 
-from outbox.store.sql.bound_lists import is_postgres
+from outbox.core.contacts import add_use, use_weight
 from outbox.store.sql.driver_rows import array_casts, array_params, stored_form
 from outbox.store.tables import address_usage
 
@@ -42,11 +51,8 @@ _SQLITE = (f"INSERT INTO address_usage ({_NAMES}) VALUES (?, ?, ?, ?) "
 
 
 def write_usage(conn: Connection, usage: Sequence[Usage]) -> None:
+    """SQLite: write rows whose ranks were computed from the rows read before."""
     if not usage:
-        return
-    if is_postgres(conn):
-        keys, counts, ats, ranks = (list(column) for column in zip(*usage, strict=True))
-        conn.execute(_postgres(), {"keys": keys, "counts": counts, "ats": ats, "ranks": ranks})
         return
     process = stored_form(conn, address_usage.c.last_used_at)
     stored = {at: process(at) for at in {at for _, _, at, _ in usage}}
@@ -54,12 +60,34 @@ def write_usage(conn: Connection, usage: Sequence[Usage]) -> None:
                                    for key, count, at, rank in usage])
 
 
+def add_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> None:
+    """PostgreSQL: add `counts[key]` uses at `now` to each address, and copy its new
+    rank to the search terms of the contacts that have it, in one statement. Each row
+    starts from the rank of its new uses alone, computed here as on SQLite."""
+    keys = sorted(counts)
+    weight = use_weight(now)
+    conn.execute(_postgres(), {"keys": keys, "counts": [counts[key] for key in keys],
+                                   "ats": [now] * len(keys),
+                                   "ranks": [add_use(None, weight, counts[key])
+                                             for key in keys]})
+
+
 @cache
 def _postgres() -> TextClause:
+    # log2(2**old + 2**new) as add_use computes it: the larger plus log2(1 + 2**-gap).
+    # Past a gap of 60 that term is under a float's precision, and power() would fail
+    # with an underflow where Python gives 0.
     return text(f"""
-INSERT INTO address_usage ({_NAMES})
-SELECT * FROM unnest({array_casts(_ARRAYS)})
-ON CONFLICT (address_key) DO UPDATE SET
-    use_count = address_usage.use_count + excluded.use_count,
-    last_used_at = GREATEST(address_usage.last_used_at, excluded.last_used_at),
-    rank = excluded.rank""").bindparams(*array_params(_ARRAYS))
+WITH counted AS (
+    INSERT INTO address_usage ({_NAMES})
+    SELECT * FROM unnest({array_casts(_ARRAYS)})
+    ON CONFLICT (address_key) DO UPDATE SET
+        use_count = address_usage.use_count + excluded.use_count,
+        last_used_at = GREATEST(address_usage.last_used_at, excluded.last_used_at),
+        rank = GREATEST(address_usage.rank, excluded.rank) + CASE
+            WHEN abs(address_usage.rank - excluded.rank) > 60 THEN 0
+            ELSE ln(1 + power(2, -abs(address_usage.rank - excluded.rank))) / ln(2) END
+    RETURNING address_key, rank)
+UPDATE contact_terms SET rank = counted.rank
+FROM counted WHERE contact_terms.address_key = counted.address_key""").bindparams(
+        *array_params(_ARRAYS))
