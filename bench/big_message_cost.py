@@ -12,6 +12,12 @@ process's CPU, which is the event loop's. Medians of the reps after the first tw
 CPU time, unlike bench/abuse.py's latencies, hardly moves with the machine's load,
 so two commits compare in one run (--baseline-src runs this script again with that
 source tree first on PYTHONPATH).
+
+On PostgreSQL it also prints the server's side: the CPU time of the backend process
+that ran each step (from /proc, in clock ticks of 10 ms, so summed over the reps
+after the first two and divided: give --reps 40 for a figure to 0.3 ms). The
+backends compete with every other submit for the machine's cores: a sequential scan
+there slowed bench/abuse.py's small submits while costing the event loop nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sqlalchemy import text  # noqa: E402
 from tests.contract.support import LEASE, at, finished, new_message  # noqa: E402
 from tests.pg import fresh_database, migrate, sqlite_template  # noqa: E402
 
@@ -60,14 +67,21 @@ async def measure(backend: str, url: str, recipients: int, reps: int) -> dict[st
     clock = cpu_clock(backend)
     spent: dict[str, list[float]] = {"insert": [], "claim": [], "record": [], "usage": []}
 
+    server = dict.fromkeys(spent, 0)  # clock ticks of the PostgreSQL backend, all reps
+
     def timed(step: str, body: Callable[..., Any]) -> Callable[..., Any]:
         # On SQLite the body runs on the writer thread: its CPU is that thread's.
         def run(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            backend_pid = (conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                           if backend == "postgres" else None)
+            ticks = process_ticks(backend_pid)
             started = clock()
             try:
                 return body(conn, *args, **kwargs)
             finally:
                 spent[step][-1] += clock() - started
+                if len(spent[step]) > 2:
+                    server[step] += process_ticks(backend_pid) - ticks
         return run
 
     write = runner.write
@@ -99,7 +113,20 @@ async def measure(backend: str, url: str, recipients: int, reps: int) -> dict[st
                                               now)
         usage_runner.write = usage_write
     await store.close()
-    return {step: statistics.median(values[2:]) * 1000 for step, values in spent.items()}
+    figures = {step: statistics.median(values[2:]) * 1000 for step, values in spent.items()}
+    if backend == "postgres":
+        tick = 1000 / os.sysconf("SC_CLK_TCK")
+        figures |= {f"server {step}": ticks * tick / (reps - 2)
+                    for step, ticks in server.items()}
+    return figures
+
+
+def process_ticks(pid: int | None) -> int:
+    """User and system clock ticks of process `pid` (0 for None)."""
+    if pid is None:
+        return 0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def database(backend: str) -> AbstractContextManager[str]:
@@ -117,9 +144,16 @@ def run_here(args: argparse.Namespace, label: str) -> None:
                 asyncio.run(migrate(url))
             figures = asyncio.run(measure(backend, url, args.recipients, args.reps))
         where = "writer thread" if backend == "sqlite" else "event loop"
+        client = {step: ms for step, ms in figures.items() if not step.startswith("server")}
         print(f"{backend}{label}: {args.recipients:,}-recipient message, CPU ms on the "
-              f"{where}: " + ", ".join(f"{step} {ms:.2f}" for step, ms in figures.items())
-              + f", all {sum(figures.values()):.2f}", flush=True)
+              f"{where}: " + ", ".join(f"{step} {ms:.2f}" for step, ms in client.items())
+              + f", all {sum(client.values()):.2f}", flush=True)
+        if len(client) < len(figures):
+            server = {step[len("server "):]: ms for step, ms in figures.items()
+                      if step.startswith("server")}
+            print(f"{backend}{label}: the same, CPU ms of the server's backend: "
+                  + ", ".join(f"{step} {ms:.1f}" for step, ms in server.items())
+                  + f", all {sum(server.values()):.1f}", flush=True)
 
 
 def main() -> None:
