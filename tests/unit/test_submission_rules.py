@@ -53,6 +53,15 @@ def test_auth_before_tls_only_on_a_loopback_bind(bind: str, security: str,
     ('bind = "587"', "submission: bind '587' must be host:port, like 0.0.0.0:587"),
     ('bind = "127.0.0.1:2525"\nsecurity = "none"\nmax_recipients = 0',
      "submission.max_recipients: Input should be greater than or equal to 1"),
+    ('bind = "127.0.0.1:2525"\nsecurity = "none"\ntrusted_networks = ["127.0.0.1"]',
+     "submission: trusted_networks needs trusted_key: the name of the API key"),
+    ('bind = "127.0.0.1:2525"\nsecurity = "none"\ntrusted_networks = ["localhost/8"]\n'
+     'trusted_key = "app"', "submission: trusted_networks: 'localhost/8' is not a network; "
+     "write it like 127.0.0.1/32"),
+    ('bind = "127.0.0.1:2525"\nsecurity = "none"\ntrusted_networks = ["0.0.0.0/0"]\n'
+     'trusted_key = "app"', "submission: trusted_networks: '0.0.0.0/0' is every address"),
+    ('bind = "127.0.0.1:2525"\nsecurity = "none"\ntrusted_networks = ["::/0"]\n'
+     'trusted_key = "app"', "submission: trusted_networks: '::/0' is every address"),
 ])
 def test_bad_submission_config_is_one_line_naming_the_key(tmp_path: Path, section: str,
                                                           words: str) -> None:
@@ -64,9 +73,28 @@ def test_bad_submission_config_is_one_line_naming_the_key(tmp_path: Path, sectio
     assert "\n" not in caught.value.one_line()
 
 
+@pytest.mark.parametrize(("host", "trusted"), [
+    ("127.0.0.1", True),
+    ("127.0.0.2", False),
+    ("10.1.200.7", True),            # in 10.1.0.0/16
+    ("10.2.0.1", False),
+    ("::ffff:10.1.0.9", True),       # an IPv4 client of a dual-stack socket
+    ("::1", True),
+    ("fe80::1%eth0", False),         # a zone id is not part of the address
+    ("2001:db8::1", False),
+    ("mail.example.test", False),    # never a name: peers are addresses
+    ("", False),
+])
+def test_trusted_networks_hold_the_clients_they_name(host: str, trusted: bool) -> None:
+    settings = SubmissionSettings(trusted_networks=["127.0.0.1", "10.1.0.0/16", "::1/128"],
+                                  trusted_key="app")
+    assert settings.is_trusted(host) is trusted
+
+
 def test_defaults_no_listener_and_rfc_limits() -> None:
     settings = Settings().submission
     assert settings.bind == "" and settings.security == "starttls"
+    assert settings.trusted_networks == [] and not settings.is_trusted("127.0.0.1")
     assert settings.command_timeout.total_seconds() == 300  # RFC 5321 4.5.3.2.7
     assert (settings.max_connections, settings.max_recipients, settings.max_errors) == (
         100, 1000, 20)

@@ -44,7 +44,6 @@ from outbox.config.sections import (
     ServerSettings,
     Size,
     StorageSettings,
-    SubmissionSettings,
     is_loopback_host,
 )
 from outbox.config.settings import (
@@ -54,6 +53,7 @@ from outbox.config.settings import (
     load_settings,
     log_history_path,
 )
+from outbox.config.submission import SubmissionSettings
 
 __all__ = [
     "AlertSettings",

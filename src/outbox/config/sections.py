@@ -65,14 +65,14 @@ class ServerSettings(ListenAddress, Section):
 
     @model_validator(mode="after")
     def _check_bind(self) -> ServerSettings:
-        _check_host_port(self.bind, "127.0.0.1:8025")
+        check_host_port(self.bind, "127.0.0.1:8025")
         for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be more than 0s")
         return self
 
 
-def _check_host_port(bind: str, example: str) -> None:
+def check_host_port(bind: str, example: str) -> None:
     host, sep, port = bind.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"bind '{bind}' must be host:port, like {example}")
@@ -255,53 +255,6 @@ class RouteSettings(Section):
 
     def matches(self, domain: str) -> bool:
         return fnmatch.fnmatchcase(domain.lower(), self.match.lower())
-
-
-class SubmissionSettings(ListenAddress, Section):
-    bind: str = Field("", description="host:port of the SMTP submission listener, e.g. "
-                      "0.0.0.0:587; empty: none")
-    security: Literal["starttls", "tls", "none"] = Field(
-        "starttls", description="starttls: STARTTLS offered (AUTH only after it, except on a "
-        "loopback bind); tls: TLS from the first byte (port 465); none: plaintext, only on "
-        "a loopback bind")
-    cert_file: str = Field("", description="PEM certificate (chain) the listener presents; "
-                           "required unless security = \"none\"")
-    key_file: str = Field("", description="PEM private key of cert_file; empty: in cert_file")
-    hostname: str = Field("", description="name in the greeting and EHLO reply; empty: this "
-                          "host's FQDN")
-    max_connections: int = Field(100, ge=1, description="client connections at once; more "
-                                 "get 421 and are closed")
-    max_recipients: int = Field(1000, ge=1, description="RCPT TO per message; more get "
-                                "452 4.5.3 (the client sends them in another transaction)")
-    max_errors: int = Field(20, ge=1, description="4xx/5xx replies a connection may get "
-                            "before it is closed with 421")
-    command_timeout: Duration = Field(timedelta(minutes=5), description="a client that "
-                                      "sends nothing for this long is disconnected (RFC 5321 "
-                                      "4.5.3.2.7: at least 5 minutes)")
-
-    @property
-    def auth_needs_tls(self) -> bool:
-        """AUTH only after STARTTLS: a STARTTLS listener on a bind that is not loopback
-        (tls is encrypted from the start; none is allowed only on loopback)."""
-        return self.security == "starttls" and not is_loopback_host(self.host)
-
-    @model_validator(mode="after")
-    def _check_listener(self) -> SubmissionSettings:
-        if not self.bind:
-            return self
-        _check_host_port(self.bind, "0.0.0.0:587")
-        if self.security == "none" and not is_loopback_host(self.host):
-            raise ValueError(f"security \"none\" is only allowed on a loopback bind, not "
-                             f"{self.host} (passwords would cross the network in clear)")
-        if self.security != "none" and not self.cert_file:
-            raise ValueError(f"cert_file is required with security \"{self.security}\"")
-        for key in ("cert_file", "key_file"):
-            path = getattr(self, key)
-            if path and not Path(path).is_file():
-                raise ValueError(f"{key} '{path}' does not exist")
-        if self.command_timeout <= timedelta(0):
-            raise ValueError("command_timeout must be more than 0s")
-        return self
 
 
 class StorageSettings(Section):

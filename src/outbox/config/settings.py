@@ -38,8 +38,8 @@ from outbox.config.sections import (
     SecretsSettings,
     ServerSettings,
     StorageSettings,
-    SubmissionSettings,
 )
+from outbox.config.submission import SubmissionSettings
 from outbox.errors import ConfigError
 
 

@@ -118,6 +118,20 @@ class ApiKeys:
                                  "key as the password")
         return principal
 
+    async def principal_named(self, name: str) -> Principal:
+        """The active key called `name`, without its secret: whom mail from the SMTP
+        listener's trusted networks is submitted as. `AuthError` if there is none."""
+        for principal in self._configured.values():
+            if principal.name == name:
+                return principal
+        for stored in await self.store.keys.list_api_keys():
+            if stored.name == name and stored.revoked_at is None:
+                return self._principal(stored.name, stored.scopes,
+                                       stored.requests_per_minute, stored.messages_per_minute)
+        raise AuthError(f"no active API key named '{name}'",
+                        hint="create it with `outbox keys create`, or name another key in "
+                             "submission.trusted_key")
+
     def _principal(self, name: str, scopes: Iterable[str], requests: int | None,
                    messages: int | None) -> Principal:
         """A key's own limits, else [auth]'s defaults."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any, cast
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult
@@ -69,8 +70,31 @@ async def log_in(keys: ApiKeys, server: SMTP, credentials: Credentials | None) -
     return AuthResult(success=True, auth_data=principal)
 
 
+async def trusted_login(keys: ApiKeys, server: SMTP, name: str) -> str | None:
+    """Log a client of submission.trusted_networks in as the key `name`: None once done,
+    else the reply that says why not (a 4xx: the client keeps its message)."""
+    session = server.session
+    assert session is not None
+    try:
+        principal = await keys.principal_named(name)
+    except AuthError:
+        principal = None
+    except OutboxError as exc:  # the database could not be asked
+        log.warning("trusted smtp client could not be logged in", user=name,
+                    error=exc.message)
+        return replies.AUTH_UNAVAILABLE
+    if principal is None or not principal.scopes & SEND_SCOPES:
+        log.warning("trusted smtp client refused: submission.trusted_key is no active key "
+                    "with the send scope", user=name, peer=_peer(server))
+        return replies.trusted_key_unusable(name)
+    session.authenticated = True
+    session.auth_data = cast(Any, principal)  # aiosmtpd's Session declares it None
+    return None
+
+
 def principal_of(server: SMTP) -> Principal:
-    """Who logged in on this connection (MAIL is refused before AUTH succeeds)."""
+    """Who logged in on this connection (MAIL is refused before AUTH succeeds, or before
+    a trusted client is logged in as submission.trusted_key)."""
     assert server.session is not None
     principal = server.session.auth_data
     assert isinstance(principal, Principal)

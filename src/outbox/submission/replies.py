@@ -39,6 +39,12 @@ def too_many_recipients(limit: int) -> str:
             "(submission.max_recipients); send the others in another message")
 
 
+def trusted_key_unusable(name: str) -> str:
+    return _line(f"451 4.7.0 Mail from this network is submitted as the API key '{name}' "
+                 "(submission.trusted_key), which is no active key with the 'send' scope; "
+                 "fix that, or log in with AUTH")
+
+
 def too_many_connections(host: str) -> str:
     return f"421 4.7.0 {host} Too many connections; try again later"
 

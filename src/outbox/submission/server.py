@@ -7,7 +7,8 @@ bound at start-up, in the process's own event loop.
     ...
     await listener.close(grace=5)                    # finish DATA under way, then 421
 
-Per connection: AUTH required before MAIL; AUTH before TLS only where
+Per connection: AUTH required before MAIL, except from `trusted_networks` (whose
+clients are logged in as `trusted_key` at MAIL); AUTH before TLS only where
 `SubmissionSettings.auth_needs_tls` allows it; SIZE advertised and enforced
 from `[limits] max_message_size` (refused at MAIL when declared); a client
 silent for `command_timeout` is disconnected; after `max_errors` 4xx/5xx
@@ -30,7 +31,7 @@ from outbox.config import SubmissionSettings
 from outbox.errors import ConfigError
 from outbox.listening import listen
 from outbox.service import Outbox
-from outbox.submission import replies
+from outbox.submission import auth, replies
 from outbox.submission.handler import SubmissionHandler
 from outbox.transports import writable
 
@@ -103,7 +104,14 @@ class SubmissionSMTP(SMTP):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        """Refuse a declared SIZE over the limit with its enhanced code (5.3.4)."""
+        """Log a client of trusted_networks in as trusted_key (unless it logged in
+        itself); refuse a declared SIZE over the limit with its enhanced code (5.3.4)."""
+        if self._is_trusted():
+            refusal = await auth.trusted_login(self.listener.outbox.keys, self,
+                                               self.listener.settings.trusted_key)
+            if refusal is not None:
+                await self.push(refusal)
+                return
         declared = declared_size(arg)
         limit = self.data_size_limit
         session = self.session
@@ -112,6 +120,14 @@ class SubmissionSMTP(SMTP):
             await self.push(replies.size_exceeded(limit))
             return
         await super().smtp_MAIL(arg)
+
+    def _is_trusted(self) -> bool:
+        """Whether this client, not logged in, is on submission.trusted_networks."""
+        session = self.session
+        if session is None or session.authenticated or not session.host_name:
+            return False  # before HELO/EHLO, aiosmtpd's own reply comes first
+        peer = session.peer
+        return isinstance(peer, tuple) and self.listener.settings.is_trusted(str(peer[0]))
 
     def hang_up(self, reply: str) -> None:
         """Say `reply` (a 421) and close, without waiting for the client."""
