@@ -70,6 +70,7 @@ from outbox.store.factory import open_store  # noqa: E402
 ANCHORS = REPO.parent / "shared" / "bench-anchors"
 CLIENTS = 20
 TEXT = "x" * 900  # with the headers, about 1 KB on the wire
+SMTP_SOURCE = "/usr/sbin/smtp-source"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -161,7 +162,8 @@ def outbox_config(directory: Path, url: str, sink: Sink, *, smtp: bool) -> dict[
         "auth": {"api_keys": [{"name": "app", "key": API_KEY, "scopes": ["send", "read"]}]},
     }
     if smtp:
-        sections["submission"] = {"bind": f"127.0.0.1:{free_port()}", "security": "none"}
+        sections["submission"] = {"bind": f"127.0.0.1:{free_port()}", "security": "none",
+                                  "trusted_networks": ["127.0.0.1/32"], "trusted_key": "app"}
     relay = {"name": "default", "host": "127.0.0.1", "port": sink.port, "security": "none",
              "max_connections": CLIENTS}
     return base_config(directory, url, [relay], **sections)
@@ -249,9 +251,23 @@ async def submit_smtp(bind: str, count: int, latencies: list[float]) -> None:
     await asyncio.gather(*(one_session(range(c, count, CLIENTS)) for c in range(CLIENTS)))
 
 
+async def submit_smtp_source(bind: str, count: int, latencies: list[float]) -> None:
+    """Postfix's own driver, as the anchor injects into Postfix (20 sessions, each over
+    one connection, 1 KB), into a listener that trusts 127.0.0.1 as the key `app`
+    (smtp-source cannot log in). It reports no per-message latencies."""
+    command = [SMTP_SOURCE, "-d", "-M", "anchors.localdomain", "-f", "sender@example.com",
+               "-t", "rcpt@example.net", "-s", str(CLIENTS), "-m", str(count), "-l", "1024",
+               bind]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    output, _ = await process.communicate()
+    if process.returncode != 0 or output.strip():
+        raise RuntimeError(f"smtp-source: exit {process.returncode}: {output[-300:]!r}")
+
+
 LOADS: dict[str, Callable[..., Any]] = {"http": post_each, "http-lean": post_each_lean,
                                         "batch": post_batches,
-                                        "smtp": submit_smtp}
+                                        "smtp": submit_smtp, "smtp-source": submit_smtp_source}
 
 
 @contextmanager
@@ -267,13 +283,14 @@ def database(backend: str, directory: Path) -> Iterator[str]:
 def outbox_live(path: str, backend: str, count: int, sink: Sink, root: Path) -> Run:
     directory = Path(tempfile.mkdtemp(dir=root))
     with database(backend, directory) as url:
-        config = outbox_config(directory, url, sink, smtp=path == "smtp")
+        config = outbox_config(directory, url, sink, smtp=path.startswith("smtp"))
         serve = OutboxProcess(write_config(directory / "outbox.toml", config), config).start()
         try:
             assert serve.proc is not None
             before, cpu = sink.count(), cpu_seconds(serve.proc.pid)
             latencies: list[float] = []
-            target = serve.base_url if path != "smtp" else config["submission"]["bind"]
+            target = (config["submission"]["bind"] if path.startswith("smtp")
+                      else serve.base_url)
             started = time.perf_counter()
             asyncio.run(LOADS[path](target, count, latencies))
             accepted = time.perf_counter()
