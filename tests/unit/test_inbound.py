@@ -10,6 +10,7 @@ from email.policy import SMTP
 
 import pytest
 
+from outbox.core import inbound
 from outbox.core.addresses import RecipientKind, plan_envelope
 from outbox.core.compose import Limits, plan_message
 from outbox.core.inbound import Envelope, message_id_of, read_message
@@ -165,3 +166,19 @@ def test_plan_envelope_refuses_an_empty_or_bad_envelope(envelope: list[str]) -> 
     with pytest.raises(InvalidAddress) as caught:
         plan_envelope("a@x.test", None, envelope)
     assert caught.value.field is not None and caught.value.field.startswith("envelope")
+
+
+def test_short_header_values_are_parsed_once_and_long_ones_each_time() -> None:
+    """The parser's registry keeps the header objects of short values (a message's
+    Content-Type is looked up nine times); a long value, which a client chooses, is
+    never kept."""
+    registry = inbound._ParsedOnce()
+    short = registry("Content-Type", "text/plain; charset=utf-8")
+    assert registry("Content-Type", "text/plain; charset=utf-8") is short
+    assert short.content_type == "text/plain" and short.params["charset"] == "utf-8"
+    assert registry("Content-Type", "text/html") is not short
+    many = ", ".join(f"r{n}@example.test" for n in range(20))
+    assert len(many) > inbound.CACHED_VALUE_CHARS
+    first = registry("To", many)
+    assert registry("To", many) is not first and first == registry("To", many)
+    assert len(first.addresses) == 20
