@@ -5,8 +5,12 @@ declares, the Message-ID + envelope dedupe key."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from aiosmtpd.smtp import SMTP
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outbox.config import Settings, SubmissionSettings, load_settings
 from outbox.errors import (
@@ -20,7 +24,7 @@ from outbox.errors import (
 )
 from outbox.submission import replies
 from outbox.submission.handler import idempotency_key
-from outbox.submission.server import declared_size, tls_context
+from outbox.submission.server import SubmissionSMTP, declared_size, tls_context
 
 
 @pytest.mark.parametrize(("bind", "security", "needs_tls"), [
@@ -163,3 +167,16 @@ def test_a_certificate_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
                                            "certificate and its key: ")
     assert "\n" not in caught.value.message
     assert tls_context(SubmissionSettings(bind="127.0.0.1:2525", security="none")) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(arg=st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda local, domain, rest: f"<{local}@{domain}>{rest}",
+              st.text(max_size=70), st.text(max_size=20), st.text(max_size=15))),
+    limit=st.sampled_from([0, 64]))
+def test_the_listener_reads_mail_and_rcpt_addresses_as_aiosmtpd_does(arg: str,
+                                                                      limit: int) -> None:
+    """SubmissionSMTP._getaddr is aiosmtpd's without its per-call class: same answers."""
+    connection = SimpleNamespace(local_part_limit=limit)
+    assert SubmissionSMTP._getaddr(connection, arg) == SMTP._getaddr(connection, arg)  # type: ignore[arg-type]
