@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,6 +239,7 @@ async def test_a_dead_process_s_wakeup_marker_is_removed(store: Store, db_url: s
     other.touch()
 
     await store.messages.enqueue(new_message())
+    await asyncio.sleep(0)  # the other processes are told at the end of the loop's turn
 
     assert not dead.exists() and other.exists()
 
@@ -259,3 +261,25 @@ async def test_a_zero_limit_claims_nothing(store: Store) -> None:
     await store.messages.enqueue(new_message())
     day = timedelta(days=1)
     assert await store.messages.claim_due("w", T0 + day, T0 + 2 * day, 0) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_the_announcements_of_one_loop_turn_reach_another_process_as_one(
+        store: Store, open_stores: OpenStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submits of one group commit announce in one turn of the event loop: the
+    other processes' markers are listed, and each poked, once for them all."""
+    other = await open_stores()
+    await other.messages.wait_for_new(0.01)  # starts listening
+    wakeup: Any = store.messages._wakeup  # type: ignore[attr-defined]
+    poked: list[str] = []
+    poke = wakeup._poke
+    monkeypatch.setattr(wakeup, "_poke", lambda name: (poked.append(name), poke(name)))
+    waiter = asyncio.create_task(other.messages.wait_for_new(30))
+    await asyncio.sleep(0.05)
+
+    for _ in range(20):  # as 20 submits returning from one commit
+        wakeup.announce()
+    assert poked == []
+    await asyncio.wait_for(waiter, 5)
+
+    assert len(poked) == 1
