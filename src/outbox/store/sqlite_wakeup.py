@@ -48,8 +48,8 @@ class PeerWakeup(Wakeup):
     def announce(self) -> None:
         """Wake this process's waiters now, and the other processes once this turn of
         the event loop is over: the submits of one group commit each announce as they
-        return, in the same turn, and listing the peers per submit cost the HTTP event
-        loop 5-10 % of its time under bench/compare.py."""
+        return, in the same turn, and each listed the peers' markers and sent each a
+        datagram (about 10 us of the event loop per submit, measured alone)."""
         super().announce()
         if not SUPPORTED or self._poke_pending:
             return
