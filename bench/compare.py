@@ -2,7 +2,7 @@
 
     make bench          # = scripts/bench-deps.sh, then:
     .venv/bin/python bench/compare.py [--messages 5000] [--reps 3] [--backends sqlite,postgres]
-                                      [--paths http,http-lean,batch,smtp,drain,restart]
+                                      [--paths http,http-lean,batch,smtp,smtp-source,drain,restart]
                                       [--delivery-processes N|auto]
 
 Per rep, in this order:
@@ -16,6 +16,11 @@ Per rep, in this order:
   - batch: 20 clients `POST /v1/messages/batch` of 100;
   - smtp:  20 SMTP submission sessions (AUTH PLAIN with the API key; smtp-source cannot
            log in, so the client is aiosmtplib);
+  - smtp-source: Postfix's own driver, as the anchor runs it against Postfix (20
+           sessions, each over one connection), into the listener, which takes mail
+           from 127.0.0.1 without AUTH as the key `app` ([submission]
+           trusted_networks, as Postfix's mynetworks): SPEC §4's smtp-source → Outbox
+           → smtp-sink. It reports no latencies;
   - drain: as the anchor drains Postfix: the queue filled and held (Outbox stopped),
            `outbox serve` started and ready, then the relay's held mail released in one
            call (`release_relay`, what saving a relay's credentials does), timed from
@@ -424,7 +429,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--paths", default="http,http-lean,batch,smtp,drain,restart")
+    parser.add_argument("--paths",
+                        default="http,http-lean,batch,smtp,smtp-source,drain,restart")
     parser.add_argument("--delivery-processes", type=parse_process_count, default="auto",
                         help="[delivery] processes of outbox serve (0: deliver in serve; "
                         "auto, the default: one on two cores or more)")
