@@ -23,8 +23,9 @@ Per rep, in this order:
            → smtp-sink. It reports no latencies;
   - drain: as the anchor drains Postfix: the queue filled and held (Outbox stopped),
            `outbox serve` started and ready, then the relay's held mail released in one
-           call (`release_relay`, what saving a relay's credentials does), timed from
-           the release, like `postsuper -H ALL; postqueue -f` with Postfix running;
+           call (`mark_ok`, what a passing "test connection" of a relay that needed
+           attention does), timed from the release, like `postsuper -H ALL; postqueue
+           -f` with Postfix running;
   - restart: the queue filled (Outbox stopped), then `outbox serve` started, timed from
            the start: the drain after a restart, start-up included (about 3 s here, for
            both processes' imports and the recovery sweep); Postfix's drain, which
@@ -341,17 +342,21 @@ def outbox_drain(backend: str, count: int, sink: Sink, root: Path) -> Run:
 
 async def hold_or_release(url: str, *, hold: bool) -> float:
     """Hold every queued message for the relay, or release them (the instant the release
-    began, for the timing); in this process, through the store, as the relay's own
-    hold and release do."""
+    began, for the timing); in this process, through the store, as the product does it:
+    the relay marked as needing attention (what a refused login does), then marked ok
+    (what a passing "test connection" or saved credentials do). Mail held for a relay
+    marked ok would be released by each worker's round (relay_holds.py)."""
     store = await open_store(url)
     try:
         now = utcnow()
+        version = (await store.relay_auth.load_relay_credentials("default")).version
         if hold:
             held = Event(now, EventType.HELD, detail="bench: held until the release")
-            await store.messages.hold_relay("default", now, "bench", held)
+            await store.relay_auth.hold_for_relay("default", version, "bench: held",
+                                                  "bench", now, "bench", held)
         started = time.perf_counter()
         if not hold:
-            await store.messages.release_relay("default", now)
+            await store.relay_auth.mark_ok("default", version, now)
         return started
     finally:
         await store.close()

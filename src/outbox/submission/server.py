@@ -124,10 +124,10 @@ class SubmissionSMTP(SMTP):
         await super().smtp_MAIL(arg)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's, less the typing Protocol class it defines at every call (3 % of
-        the listener's event loop under smtp-source): the address of a MAIL or RCPT
-        argument and what follows it; (None, None) when it does not parse or its local
-        part is over local_part_limit."""
+        """aiosmtpd's, less the typing Protocol class it defines at every call (47 ->
+        32 us per address, timed alone): the address of a MAIL or RCPT argument and
+        what follows it; (None, None) when it does not parse or its local part is over
+        local_part_limit."""
         if not arg:
             return "", ""
         try:
