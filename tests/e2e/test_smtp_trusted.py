@@ -113,3 +113,14 @@ def test_the_trusted_keys_rate_limit_applies(tmp_path: Path, sink: ScriptedServe
         assert b"4.7.1" in replies[1][1]
     finally:
         process.stop(timeout=10)
+
+
+def test_a_lone_angle_bracket_is_a_malformed_address_not_a_crash(
+        trusting: tuple[OutboxProcess, dict[str, Any]]) -> None:
+    """The stdlib's parser raises on "MAIL FROM:<"; aiosmtpd answered 500 with the
+    exception's name. The listener answers 553 5.1.3 and the session goes on."""
+    _, config = trusting
+    with client(config) as smtp:
+        code, reply = smtp.docmd("MAIL", "FROM:<")
+        assert (code, reply[:5]) == (553, b"5.1.3"), reply
+        assert smtp.mail("shop@example.test")[0] == 250

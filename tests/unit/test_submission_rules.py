@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from aiosmtpd.smtp import SMTP
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from outbox.config import Settings, SubmissionSettings, load_settings
@@ -175,8 +175,16 @@ def test_a_certificate_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
     st.builds(lambda local, domain, rest: f"<{local}@{domain}>{rest}",
               st.text(max_size=70), st.text(max_size=20), st.text(max_size=15))),
     limit=st.sampled_from([0, 64]))
+@example(arg="<", limit=0)
+@example(arg=" <", limit=0)
 def test_the_listener_reads_mail_and_rcpt_addresses_as_aiosmtpd_does(arg: str,
                                                                       limit: int) -> None:
-    """SubmissionSMTP._getaddr is aiosmtpd's without its per-call class: same answers."""
+    """SubmissionSMTP._getaddr is aiosmtpd's without its per-call class: same answers,
+    except where aiosmtpd's raised (the stdlib's parser on a lone "<"): there the
+    address is refused as one that does not parse."""
     connection = SimpleNamespace(local_part_limit=limit)
-    assert SubmissionSMTP._getaddr(connection, arg) == SMTP._getaddr(connection, arg)  # type: ignore[arg-type]
+    try:
+        expected = SMTP._getaddr(connection, arg)  # type: ignore[arg-type]
+    except IndexError:
+        expected = (None, None)
+    assert SubmissionSMTP._getaddr(connection, arg) == expected  # type: ignore[arg-type]
