@@ -64,12 +64,11 @@ def add_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> Non
     """PostgreSQL: add `counts[key]` uses at `now` to each address, and copy its new
     rank to the search terms of the contacts that have it, in one statement. Each row
     starts from the rank of its new uses alone, computed here as on SQLite."""
-    keys = sorted(counts)
+    keys = sorted(counts)  # every writer locks address rows in the same order
     weight = use_weight(now)
-    conn.execute(_postgres(), {"keys": keys, "counts": [counts[key] for key in keys],
-                                   "ats": [now] * len(keys),
-                                   "ranks": [add_use(None, weight, counts[key])
-                                             for key in keys]})
+    conn.execute(_postgres(), {
+        "keys": keys, "counts": [counts[key] for key in keys], "ats": [now] * len(keys),
+        "ranks": [add_use(None, weight, counts[key]) for key in keys]})
 
 
 @cache
