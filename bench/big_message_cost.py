@@ -44,6 +44,7 @@ from sqlalchemy import text  # noqa: E402
 from tests.contract.support import LEASE, at, finished, new_message  # noqa: E402
 from tests.pg import fresh_database, migrate, sqlite_template  # noqa: E402
 
+from bench.submit_cost import cpu_seconds  # noqa: E402
 from outbox.core.model import (  # noqa: E402
     Event,
     EventType,
@@ -67,21 +68,21 @@ async def measure(backend: str, url: str, recipients: int, reps: int) -> dict[st
     clock = cpu_clock(backend)
     spent: dict[str, list[float]] = {"insert": [], "claim": [], "record": [], "usage": []}
 
-    server = dict.fromkeys(spent, 0)  # clock ticks of the PostgreSQL backend, all reps
+    server = dict.fromkeys(spent, 0.0)  # CPU seconds of the PostgreSQL backend, all reps
 
     def timed(step: str, body: Callable[..., Any]) -> Callable[..., Any]:
         # On SQLite the body runs on the writer thread: its CPU is that thread's.
         def run(conn: Any, *args: Any, **kwargs: Any) -> Any:
             backend_pid = (conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
                            if backend == "postgres" else None)
-            ticks = process_ticks(backend_pid)
+            used = cpu_seconds(backend_pid) if backend_pid else 0.0
             started = clock()
             try:
                 return body(conn, *args, **kwargs)
             finally:
                 spent[step][-1] += clock() - started
                 if len(spent[step]) > 2:
-                    server[step] += process_ticks(backend_pid) - ticks
+                    server[step] += (cpu_seconds(backend_pid) if backend_pid else 0.0) - used
         return run
 
     write = runner.write
@@ -115,18 +116,9 @@ async def measure(backend: str, url: str, recipients: int, reps: int) -> dict[st
     await store.close()
     figures = {step: statistics.median(values[2:]) * 1000 for step, values in spent.items()}
     if backend == "postgres":
-        tick = 1000 / os.sysconf("SC_CLK_TCK")
-        figures |= {f"server {step}": ticks * tick / (reps - 2)
-                    for step, ticks in server.items()}
+        figures |= {f"server {step}": seconds * 1000 / (reps - 2)
+                    for step, seconds in server.items()}
     return figures
-
-
-def process_ticks(pid: int | None) -> int:
-    """User and system clock ticks of process `pid` (0 for None)."""
-    if pid is None:
-        return 0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def database(backend: str) -> AbstractContextManager[str]:

@@ -283,3 +283,22 @@ async def test_the_announcements_of_one_loop_turn_reach_another_process_as_one(
     await asyncio.wait_for(waiter, 5)
 
     assert len(poked) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_an_announcement_made_just_before_closing_still_reaches_another_process(
+        store: Store, open_stores: OpenStore) -> None:
+    """close() sends what this turn of the loop announced, and the turn's end sends
+    nothing more (nor opens a socket again)."""
+    other = await open_stores()
+    await other.messages.wait_for_new(0.01)  # starts listening
+    waiter = asyncio.create_task(other.messages.wait_for_new(30))
+    await asyncio.sleep(0.05)
+    wakeup: Any = store.messages._wakeup  # type: ignore[attr-defined]
+
+    wakeup.announce()
+    await wakeup.close()
+
+    await asyncio.wait_for(waiter, 5)
+    await asyncio.sleep(0)
+    assert wakeup._sender is None

@@ -4,6 +4,7 @@ between chunks when the relay's state changes under it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -131,3 +132,24 @@ async def test_mail_held_for_a_relay_that_needs_attention_is_left_held(store: St
                                           REASON, ALERT)
     assert await store.relay_auth.release_left_held("default", at(2)) == 0
     assert await _statuses(store, ids) == {MessageStatus.HELD: 3}
+
+
+@pytest.mark.parametrize("release", ["mark_ok", "store_credentials"])
+async def test_mail_released_for_a_relay_wakes_the_waiting_workers(store: Store,
+                                                                     release: str) -> None:
+    """Released mail is due at once: a worker waiting for new mail hears of it, as
+    after `messages.release_relay`, not at its next poll."""
+    await _queue(store, 1)
+    assert await store.relay_auth.hold_for_relay("default", 0, "535", "smtp.5.7.8", at(1),
+                                                 REASON, ALERT) == (True, 1)
+    await store.messages.wait_for_new(0)  # nothing pending before the release
+    waiter = asyncio.create_task(store.messages.wait_for_new(30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+
+    if release == "mark_ok":
+        assert await store.relay_auth.mark_ok("default", 0, at(2)) == 1
+    else:
+        assert await store.relay_auth.store_credentials("default", None, at(2)) == (1, 1)
+
+    await asyncio.wait_for(waiter, 5)

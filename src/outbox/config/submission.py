@@ -3,6 +3,7 @@ without logging in."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
@@ -48,9 +49,9 @@ class SubmissionSettings(ListenAddress, Section):
                              "from trusted_networks is submitted as: it owns the messages "
                              "and its rate limits apply")
 
-    @property
+    @functools.cached_property
     def trusted(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        """trusted_networks, parsed (checked when the settings were read)."""
+        """trusted_networks, parsed once (checked when settings with a bind are read)."""
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.trusted_networks)
 
     def is_trusted(self, host: str) -> bool:

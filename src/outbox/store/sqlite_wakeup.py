@@ -53,15 +53,17 @@ class PeerWakeup(Wakeup):
         super().announce()
         if not SUPPORTED or self._poke_pending:
             return
+        self._poke_pending = True
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop: at once
             self._poke_peers()
             return
-        self._poke_pending = True
         loop.call_soon(self._poke_peers)
 
     def _poke_peers(self) -> None:
+        if not self._poke_pending:
+            return  # close() sent this turn's announcement already
         self._poke_pending = False
         try:
             peers = [name for name in os.listdir(self.directory)

@@ -9,7 +9,7 @@ concurrent enqueues into one commit, sql/group_commit.py).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -198,19 +198,17 @@ class SqlMessages:
         return message
 
     async def hold_relay(self, relay: str, now: datetime, reason: str, event: Event) -> int:
-        held = step = await self._run.write(holds.hold_relay, relay, now, reason, event)
-        while step:  # a chunk per transaction (sql/relay_holds.py)
-            step = await self._run.write(holds.hold_relay, relay, now, reason, event)
-            held += step
-        return held
+        def chunk() -> Awaitable[int]:
+            return self._run.write(holds.hold_relay, relay, now, reason, event)
+        return await holds.in_chunks(await chunk(), chunk)
 
     async def release_relay(self, relay: str, now: datetime) -> int:
-        count = step = await self._run.write(holds.release_relay, relay, now)
-        while step:
-            self._wakeup.announce()  # the worker starts on this chunk meanwhile
-            step = await self._run.write(holds.release_relay, relay, now)
-            count += step
-        return count
+        async def chunk() -> int:
+            released = await self._run.write(holds.release_relay, relay, now)
+            if released:
+                self._wakeup.announce()  # the worker starts on this chunk meanwhile
+            return released
+        return await holds.in_chunks(await chunk(), chunk)
 
     async def append_event(self, id: str, event: Event) -> None:
         try:

@@ -12,6 +12,7 @@ from outbox.core.model import Event
 from outbox.store.sql import relay_holds
 from outbox.store.sql.runner import Runner
 from outbox.store.sql.upsert import upsert
+from outbox.store.sql.wakeup import Wakeup
 from outbox.store.tables import relay_auth
 from outbox.store.values import NEEDS_ATTENTION, RELAY_OK, RelayAuth
 
@@ -130,8 +131,9 @@ def relay_states(conn: Connection) -> tuple[RelayAuth, ...]:
 class SqlRelayAuth:
     """The relay-auth verbs over one runner."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, wakeup: Wakeup) -> None:
         self._run = runner
+        self._wakeup = wakeup  # released mail is due at once: the workers hear of it
 
     async def load_relay_credentials(self, relay: str) -> RelayAuth:
         return await self._run.read(load_relay_credentials, relay)
@@ -156,34 +158,37 @@ class SqlRelayAuth:
         if first is None:
             return None
         changed, held = first
-        step = held
-        while step:  # a chunk per transaction (sql/relay_holds.py)
-            step = await self._run.write(hold_more, relay, version, now, hold_reason, event)
-            held += step
-        return changed, held
+        return changed, await relay_holds.in_chunks(held, lambda: self._run.write(
+            hold_more, relay, version, now, hold_reason, event))
 
     async def mark_ok(self, relay: str, version: int, now: datetime) -> int | None:
         released = await self._run.write(mark_ok, relay, version, now)
-        return None if released is None else released + await self._release_more(
-            relay, version, now, released)
+        return None if released is None else await self._release_rest(
+            released, relay, version, now)
 
     async def store_credentials(self, relay: str, sealed: str | None,
                                 now: datetime) -> tuple[int, int]:
         version, released = await self._run.write(store_credentials, relay, sealed, now)
-        return version, released + await self._release_more(relay, version, now, released)
+        return version, await self._release_rest(released, relay, version, now)
 
     async def release_left_held(self, relay: str, now: datetime) -> int:
         auth = await self._run.read(load_relay_credentials, relay)
         if auth.state != RELAY_OK:
             return 0
-        return await self._release_more(relay, auth.version, now, step=1)
+        first = await self._run.write(release_more, relay, auth.version, now)
+        return await self._release_rest(first, relay, auth.version, now)
 
-    async def _release_more(self, relay: str, version: int, now: datetime, step: int) -> int:
-        more = 0
-        while step:
-            step = await self._run.write(release_more, relay, version, now)
-            more += step
-        return more
+    async def _release_rest(self, first: int, relay: str, version: int, now: datetime) -> int:
+        """`first` (released already) and the rest of the relay's held mail, a chunk per
+        transaction while its state stays; the workers are woken for each chunk."""
+        async def chunk() -> int:
+            released = await self._run.write(release_more, relay, version, now)
+            if released:
+                self._wakeup.announce()
+            return released
+        if first:
+            self._wakeup.announce()
+        return await relay_holds.in_chunks(first, chunk)
 
     async def relay_states(self) -> tuple[RelayAuth, ...]:
         return await self._run.read(relay_states)

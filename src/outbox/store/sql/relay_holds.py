@@ -14,6 +14,7 @@ million per chunk: bounded by the queue, not constant."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -75,3 +76,13 @@ def release_relay(conn: Connection, relay: str, now: datetime) -> int:
         released = Event(now, EventType.RELEASED, detail=f"relay {relay} is usable again")
         insert_events(conn, [(r.id, released) for r in held])
     return len(held)
+
+
+async def in_chunks(first: int, next_chunk: Callable[[], Awaitable[int]]) -> int:
+    """`first` (how many the first transaction held or released) plus each next chunk's,
+    until one finds none: the callers' loop over the transactions above."""
+    total = step = first
+    while step:
+        step = await next_chunk()
+        total += step
+    return total

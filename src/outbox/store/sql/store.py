@@ -74,7 +74,7 @@ class SqlStore:
         self._inserter = GroupCommit(runner)
         self._lock_schema = lock_schema
         self.messages: MessageStore = SqlMessages(runner, pick_due, self._wakeup, self._inserter)
-        self.relay_auth: RelayAuthStore = SqlRelayAuth(runner)
+        self.relay_auth: RelayAuthStore = SqlRelayAuth(runner, self._wakeup)
         self.keys: KeyStore = SqlKeys(runner)
         self.alerts: AlertStore = SqlAlerts(runner)
         self.contacts: ContactStore = SqlContacts(runner)

@@ -14,8 +14,8 @@ result to the search terms of the contacts that have the address. The read it
 replaces, `address_key = ANY($1) FOR UPDATE`, kept the generic plan PostgreSQL caches
 after five runs: planned while the table was small, a sequential scan comparing each
 row with every key, until autovacuum next analysed the table. In bench/abuse.py's
-first 20 s that cost the server 5 to 66 ms of CPU per 200 addresses, growing with the
-table.
+first 20 s each read of 200 addresses took the server 5 to 66 ms (auto_explain), more as
+the table grew; bench/big_message_cost.py measures the backend's CPU per step.
 """
 
 from __future__ import annotations
