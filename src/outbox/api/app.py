@@ -23,8 +23,9 @@ from outbox.api import (
     unsubscribe,
     webhooks,
 )
-from outbox.api.auth import Principal, require
+from outbox.api.auth import Principal, require, sender
 from outbox.api.body_limit import BodyLimit
+from outbox.api.direct import DirectSubmit, queue_message
 from outbox.api.errors import UnexpectedErrors
 from outbox.api.listing import MessageQuery, message_query
 from outbox.api.media import declared_methods_only, json_only, published_methods
@@ -36,8 +37,8 @@ from outbox.api.schemas import (
     MessageList,
     ResendIn,
 )
-from outbox.api.spool import SpooledJson, stable
-from outbox.service import Outbox, request_hash
+from outbox.api.spool import SpooledJson
+from outbox.service import Outbox
 from outbox.views.models import Accepted, AttemptOut, MessageOut
 from outbox.views.render import accepted_view, attempt_view, detail_view, message_view
 
@@ -60,27 +61,24 @@ async def service(request: Request) -> Outbox:
 
 
 Service = Annotated[Outbox, Depends(service)]
-Sender = Annotated[Principal, Depends(require("send"))]
+Sender = Annotated[Principal, Depends(sender)]
 Reader = Annotated[Principal, Depends(require("read"))]
 
 
-@router.post("/messages", status_code=202, response_model=Accepted,
-             responses={200: {"model": Accepted, "description": "idempotent replay"}})
 async def submit_message(body: MessageIn, request: Request, response: Response,
                          outbox: Service, principal: Sender,
                          idempotency_key: IdempotencyKey = None) -> Accepted:
     """Queue a message; it is on disk before this answers."""
-    await admit_messages(request, principal)  # over the key's limit: 429, nothing queued
-    # The hash comes from the validated body as the client sent it (unset fields left
-    # out), so the JSON is parsed once and key order or spacing never matter.
-    sent = stable(body.model_dump(mode="json", by_alias=True, exclude_unset=True),
-                  outbox.files)
-    accepted = await outbox.messages.submit(body.to_submission(), owner=principal.name,
-                                   idempotency_key=idempotency_key, body_hash=request_hash(sent))
-    if accepted.replayed:
+    answer, replayed = await queue_message(request, principal, body, idempotency_key)
+    if replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return accepted_view(accepted.message)
+    return answer
+
+
+router.add_api_route("/messages", submit_message, methods=["POST"], status_code=202,
+                     response_model=Accepted, route_class_override=DirectSubmit,
+                     responses={200: {"model": Accepted, "description": "idempotent replay"}})
 
 
 @router.get("/messages", response_model=MessageList)

@@ -17,7 +17,7 @@ from outbox.errors import ScopeMissing
 from outbox.service import Outbox
 from outbox.service.keys import Principal
 
-__all__ = ["Principal", "require"]
+__all__ = ["Principal", "require", "sender"]
 
 
 def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
@@ -33,3 +33,6 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         return principal
 
     return check
+
+
+sender = require("send")  # the scope of submitting routes (api/direct.py calls it too)

@@ -1,0 +1,163 @@
+"""`POST /v1/messages` answers well-formed requests without FastAPI's generic handler
+(api/direct.py). The same requests, sent to an app whose route keeps FastAPI's handler,
+must get the same answers: status, headers and body, ids aside. Both apps are served by
+uvicorn on loopback, over one service on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
+
+from outbox.api import direct as direct_module
+from outbox.api.app import create_app, router, service, submit_message
+from outbox.api.auth import sender
+from outbox.api.direct import DirectSubmit, well_formed
+from outbox.api.media import declared_methods_only, json_only
+from outbox.api.schemas import MessageIn
+from outbox.config import load_settings
+from outbox.service import Outbox
+from tests.processes import API_KEY, base_config, free_port, write_config
+
+READ_ONLY_KEY = "ob_read_only_key_7Qs"
+LIMITED = {"direct": "ob_limited_direct_k3", "generic": "ob_limited_generic_k3"}
+MESSAGE = {"from": "shop@example.test", "to": "ann@example.test", "subject": "Hi",
+           "text": "Hello"}
+RICH = {**MESSAGE, "to": ["Ann <ann@example.test>", "bob@example.test"],
+        "cc": "carol@example.test; dan@example.test", "html": "<p>Hello</p>",
+        "bcc": ["erin@example.test"], "reply_to": "help@example.test",
+        "headers": {"X-Order": "42"}, "metadata": {"order": 42}, "relay": "default",
+        "attachments": [{"filename": "a.txt", "content_base64": "aGVsbG8="}]}
+JSON = {"Content-Type": "application/json"}
+
+
+def requests(app: str) -> Iterator[tuple[str, dict[str, str], bytes]]:
+    """(key, headers, body) of each request, in order; keys of this app alone."""
+    plain = json.dumps(MESSAGE).encode()
+    yield API_KEY, JSON, plain
+    yield API_KEY, JSON, json.dumps(RICH).encode()
+    yield API_KEY, {**JSON, "Idempotency-Key": f"{app}-order-1"}, plain
+    yield API_KEY, {**JSON, "Idempotency-Key": f"{app}-order-1"}, plain  # a replay: 200
+    yield API_KEY, {**JSON, "Idempotency-Key": f"{app}-order-1"}, b'{"from": "x@example.test"}'
+    yield API_KEY, {**JSON, "Idempotency-Key": f"{app}-order-2"}, json.dumps(
+        {**MESSAGE, "subject": "Other"}).encode()
+    yield API_KEY, {**JSON, "Idempotency-Key": ""}, plain
+    yield API_KEY, {**JSON, "Idempotency-Key": "k" * 256}, plain
+    yield API_KEY, {"Content-Type": "application/merge-patch+json"}, plain
+    yield API_KEY, {"Content-Type": "text/plain"}, plain
+    yield API_KEY, {}, plain
+    yield API_KEY, JSON, b'{"from": '
+    yield API_KEY, JSON, b"[]"
+    yield API_KEY, JSON, b""
+    yield API_KEY, JSON, json.dumps({**MESSAGE, "colour": "red"}).encode()
+    yield API_KEY, JSON, json.dumps({**MESSAGE, "to": "not an address"}).encode()
+    yield API_KEY, JSON, json.dumps({**MESSAGE, "to": "ann@example.test\r\nBcc: x@y"}).encode()
+    yield "", JSON, plain
+    yield "ob_no_such_key", JSON, plain
+    yield "", JSON, b'{"from": '  # FastAPI parses the body before it checks the key: 400
+    yield "", JSON, b"{}"  # a body that parses: the key is checked before its fields
+    yield READ_ONLY_KEY, JSON, plain
+    yield LIMITED[app], JSON, plain
+    yield LIMITED[app], JSON, plain  # over its one message a minute: 429
+
+
+def comparable(response: httpx.Response, app: str) -> tuple[int, dict[str, str], Any]:
+    headers = {name: value for name, value in response.headers.items()
+               if name not in ("date", "x-request-id", "content-length")}
+    if "ratelimit-reset" in headers:
+        headers["ratelimit-reset"] = "<seconds>"
+    text = response.text.replace(f"limited-{app}", "limited-<app>")  # the keys' names
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return response.status_code, headers, text
+    if isinstance(body, dict) and "id" in body:
+        body = {**body, "id": "<id>", "message_id": "<message-id>"}
+    return response.status_code, headers, body
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+    relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}
+    keys = [{"name": "app", "key": API_KEY, "scopes": ["send", "read"]},
+            {"name": "viewer", "key": READ_ONLY_KEY, "scopes": ["read"]},
+            *({"name": f"limited-{app}", "key": key, "scopes": ["send"],
+               "messages_per_minute": 1} for app, key in LIMITED.items())]
+    config = base_config(tmp_path, f"sqlite:///{tmp_path / 'outbox.db'}", [relay],
+                         auth={"api_keys": keys},
+                         logging={"level": "warning", "file": str(tmp_path / "outbox.log")})
+    service = await Outbox.open(load_settings(str(write_config(tmp_path / "outbox.toml",
+                                                                config))))
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+async def answers(app: Any, name: str) -> list[tuple[int, dict[str, str], Any]]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        while not server.started:
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=base) as client:
+            return [comparable(await client.post(
+                "/v1/messages", content=body,
+                headers={**headers, **({"Authorization": f"Bearer {key}"} if key else {})}),
+                name)
+                for key, headers, body in requests(name)]
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def test_the_direct_route_answers_every_request_as_fastapis_handler_does(
+        outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    looked_at: list[object] = []
+
+    async def counted(request: Any) -> MessageIn | None:
+        looked_at.append(request)
+        return await well_formed(request)
+
+    monkeypatch.setattr(direct_module, "well_formed", counted)
+    direct = await answers(create_app(outbox), "direct")
+    assert len(looked_at) == len(direct)  # each request went through the direct route
+    # FastAPI builds an included route's handler when a request first reaches it, so the
+    # generic handler stays in place until this app's requests are all answered.
+    monkeypatch.setattr(DirectSubmit, "get_route_handler", APIRoute.get_route_handler)
+    monkeypatch.setattr(outbox.loops, "registry", CollectorRegistry())  # metrics anew
+    generic = await answers(create_app(outbox), "generic")
+
+    statuses = [status for status, _, _ in direct]
+    assert statuses == [202, 202, 202, 200, 422, 202, 422, 422, 202, 415, 415, 400, 422,
+                        422, 422, 422, 422, 401, 401, 400, 401, 403, 202, 429]
+    for sent, mine, theirs in zip(requests("direct"), direct, generic, strict=True):
+        assert mine == theirs, f"{sent}: {mine} != {theirs}"
+    assert direct[3][1]["idempotent-replayed"] == "true"
+    assert direct[-2][2]["status"] == "queued" and direct[-2][1]["ratelimit-limit"] == "1"
+
+
+async def test_the_submit_route_has_the_dependencies_the_direct_route_handles(
+        outbox: Outbox) -> None:
+    """api/direct.py answers without FastAPI's solver, calling the key check itself;
+    a dependency added to the route, or to every route, must be handled there too."""
+    route = next(r for r in router.routes
+                 if isinstance(r, APIRoute) and r.endpoint is submit_message)
+    assert isinstance(route, DirectSubmit)
+    assert {d.call for d in route.dependant.dependencies} == {service, sender}
+    assert [p.name for p in route.dependant.header_params] == ["idempotency_key"]
+    assert route.body_field is not None and route.body_field.field_info.annotation is MessageIn
+    outbox.loops.registry = CollectorRegistry()  # create_app registers its metrics there
+    app_wide = {d.dependency for d in create_app(outbox).router.dependencies}
+    assert app_wide == {declared_methods_only, json_only}
