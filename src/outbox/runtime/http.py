@@ -35,8 +35,7 @@ class Server(uvicorn.Server):
         super().__init__(uvicorn.Config(
             app, host=server.host, port=server.port, log_config=None, access_log=False,
             lifespan="off", timeout_graceful_shutdown=5, http=self.protocol,
-            timeout_keep_alive=keepalive,
-            h11_max_incomplete_event_size=server.max_request_headers_size))
+            timeout_keep_alive=keepalive))
         self._acceptors: list[asyncio.Task[None]] = []
 
     @contextlib.contextmanager
