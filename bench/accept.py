@@ -1,7 +1,8 @@
 """Accept latency and rate: what rate limits and event webhooks cost `POST /v1/messages`.
 
     .venv/bin/python bench/accept.py [--messages 2000] [--rounds 3] [--backends sqlite,postgres]
-                                     [--baseline-src /path/to/other/src]
+                                     [--baseline-src /path/to/other/src] [--setups plain,...]
+                                     [--client httpx|lean] [--pause-delivery]
 
 For each backend, starts `outbox serve` (a relay that refuses, so each message is
 tried once and deferred for an hour: the worker runs meanwhile) in these set-ups,
@@ -16,6 +17,11 @@ keep-alive clients:
     baseline     `plain` on the code under --baseline-src (e.g. main), if given
 
 Prints messages/s and p50/p99 latency (ms) per set-up: the median of the rounds.
+
+`--client lean` posts with bench/raw_http.py's client, which leaves the two cores to the
+server. `--pause-delivery` stops the delivery process (SIGSTOP) once serve is up and
+lets it go on (SIGCONT) before serve stops: what is measured is then the API's work
+alone, with nothing else writing to the database.
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +48,12 @@ from tests.pg import fresh_database  # noqa: E402
 from tests.processes import API_KEY, OutboxProcess, base_config, free_port, write_config  # noqa: E402
 from tests.webhook import WebhookReceiver  # noqa: E402
 
+from bench.raw_http import RawHttp  # noqa: E402
+
 ADMIN = "ob_bench_admin_0123"
 CLIENTS = 20
 TEXT = "x" * 1000
+Post = Callable[[str, int], Awaitable[list[float]]]
 
 
 def config(directory: Path, url: str, setup: str) -> dict[str, Any]:
@@ -58,6 +70,23 @@ def config(directory: Path, url: str, setup: str) -> dict[str, Any]:
                        auth={"api_keys": [key, {"name": "ops", "key": ADMIN,
                                                 "scopes": ["admin"]}]},
                        secrets={"key_file": str(directory / "secret.key")}, **webhooks)
+
+
+async def post_lean(base_url: str, count: int) -> list[float]:
+    latencies: list[float] = []
+
+    async def client(numbers: range) -> None:
+        async with RawHttp.for_url(base_url, API_KEY) as http:
+            for n in numbers:
+                started = time.perf_counter()
+                status, answer = await http.post_json("/v1/messages", {
+                    "from": "bench@example.test", "to": "sink@example.test",
+                    "subject": f"#{n}", "text": TEXT})
+                latencies.append(time.perf_counter() - started)
+                assert status == 202, answer
+
+    await asyncio.gather(*(client(range(c, count, CLIENTS)) for c in range(CLIENTS)))
+    return latencies
 
 
 async def post_all(base_url: str, count: int) -> list[float]:
@@ -82,8 +111,27 @@ async def post_all(base_url: str, count: int) -> list[float]:
     return latencies
 
 
+@contextmanager
+def delivery_paused(serve: OutboxProcess, paused: bool) -> Iterator[None]:
+    """The delivery processes serve started, stopped meanwhile (when `paused`)."""
+    assert serve.proc is not None
+    children = ([int(pid) for pid in Path(f"/proc/{serve.proc.pid}/task/{serve.proc.pid}/"
+                                          "children").read_text().split()] if paused else [])
+    workers = [pid for pid in children if b"worker" in
+               Path(f"/proc/{pid}/cmdline").read_bytes()]
+    if paused and not workers:
+        raise RuntimeError("--pause-delivery: serve runs no delivery process to pause")
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+
+
 def measure(backend: str, setup: str, count: int, baseline_src: str | None,
-            receiver: WebhookReceiver) -> tuple[float, float, float]:
+            receiver: WebhookReceiver, post: Post, paused: bool) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp, \
             (fresh_database("outbox_bench") if backend == "postgres"
              else _sqlite(Path(tmp))) as url:
@@ -97,10 +145,11 @@ def measure(backend: str, setup: str, count: int, baseline_src: str | None,
                 with outbox.client(ADMIN) as admin:
                     admin.post("/v1/webhooks", json={"url": receiver.url, "events": ["queued"]}
                                ).raise_for_status()
-            asyncio.run(post_all(outbox.base_url, 200))  # warm up
-            started = time.perf_counter()
-            latencies = asyncio.run(post_all(outbox.base_url, count))
-            elapsed = time.perf_counter() - started
+            with delivery_paused(outbox, paused):
+                asyncio.run(post(outbox.base_url, 200))  # warm up
+                started = time.perf_counter()
+                latencies = asyncio.run(post(outbox.base_url, count))
+                elapsed = time.perf_counter() - started
         finally:
             outbox.stop()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
@@ -124,15 +173,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--baseline-src", default=os.environ.get("BASELINE_SRC"))
+    parser.add_argument("--setups", default="plain,limited,webhooks")
+    parser.add_argument("--client", choices=("httpx", "lean"), default="httpx")
+    parser.add_argument("--pause-delivery", action="store_true")
     args = parser.parse_args()
-    setups = ["plain", "limited", "webhooks"] + (["baseline"] if args.baseline_src else [])
+    setups = args.setups.split(",") + (["baseline"] if args.baseline_src else [])
+    post = post_lean if args.client == "lean" else post_all
     with WebhookReceiver() as receiver:
         for backend in args.backends.split(","):
             results: dict[str, list[tuple[float, float, float]]] = {s: [] for s in setups}
             for _ in range(args.rounds):
                 for setup in setups:
                     results[setup].append(measure(backend, setup, args.messages,
-                                                  args.baseline_src, receiver))
+                                                  args.baseline_src, receiver, post,
+                                                  args.pause_delivery))
             for setup, runs in results.items():
                 rate, p50, p99 = (statistics.median(r[i] for r in runs) for i in range(3))
                 print(f"{backend:8} {setup:9} {rate:7.0f} msg/s  p50 {p50:6.1f} ms  "

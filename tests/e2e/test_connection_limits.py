@@ -9,6 +9,7 @@ from 127.0.0.2 (any 127.x address is loopback on Linux), the well-behaved one fr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -174,6 +175,40 @@ def send_until_closed(sock: socket.socket, pieces: list[bytes]) -> None:
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         for piece in pieces:
             sock.sendall(piece)
+
+
+@pytest.mark.long(14)
+def test_a_busy_keep_alive_connection_outlives_the_header_timeout(launch: Any,
+                                                                  tmp_path: Path) -> None:
+    """Every [server] setting at its default: requests, with and without a body, every
+    half second for 12 s (past header_timeout, 10 s, and within keepalive_timeout, 5 s,
+    of each other) on one connection are all answered, and it stays open."""
+    relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}
+    config = base_config(tmp_path, f"sqlite:///{tmp_path}/outbox.db", [relay])
+    launch(config)
+    host, _, port = config["server"]["bind"].rpartition(":")
+    body = json.dumps({"from": "a@example.test", "to": "b@example.test", "text": "x"}).encode()
+    requests = [b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + API_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body]
+    statuses = []
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        reader = connection.makefile("rb")
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            connection.sendall(requests[len(statuses) % 2])
+            status = reader.readline()
+            assert status, f"closed after {len(statuses)} answers"
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            statuses.append(status.split()[1])
+            time.sleep(0.5)
+    assert len(statuses) >= 20
+    assert set(statuses) == {b"200", b"202"}, statuses
 
 
 def test_a_stalled_body_is_dropped_and_oversized_headers_refused(launch: Any,

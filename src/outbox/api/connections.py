@@ -177,8 +177,13 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
+        # Here, not after the data: a request without a body is complete in the same
+        # call, and its connection then awaits the next request's headers again.
         self._awaiting_headers = False
         self._in_body = True
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -201,9 +206,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self._after_data()
 
     def _after_data(self) -> None:
-        if not self._awaiting_headers and self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
