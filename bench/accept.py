@@ -111,14 +111,24 @@ async def post_all(base_url: str, count: int) -> list[float]:
     return latencies
 
 
+def delivery_processes(serve: OutboxProcess, wait: float = 15.0) -> list[int]:
+    """The `outbox worker` children of serve, once there is one (serve starts them after
+    it answers)."""
+    assert serve.proc is not None
+    children = Path(f"/proc/{serve.proc.pid}/task/{serve.proc.pid}/children")
+    deadline = time.monotonic() + wait
+    while True:
+        workers = [int(pid) for pid in children.read_text().split()
+                   if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        if workers or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.1)
+
+
 @contextmanager
 def delivery_paused(serve: OutboxProcess, paused: bool) -> Iterator[None]:
     """The delivery processes serve started, stopped meanwhile (when `paused`)."""
-    assert serve.proc is not None
-    children = ([int(pid) for pid in Path(f"/proc/{serve.proc.pid}/task/{serve.proc.pid}/"
-                                          "children").read_text().split()] if paused else [])
-    workers = [pid for pid in children if b"worker" in
-               Path(f"/proc/{pid}/cmdline").read_bytes()]
+    workers = delivery_processes(serve) if paused else []
     if paused and not workers:
         raise RuntimeError("--pause-delivery: serve runs no delivery process to pause")
     for pid in workers:
@@ -137,6 +147,8 @@ def measure(backend: str, setup: str, count: int, baseline_src: str | None,
              else _sqlite(Path(tmp))) as url:
         directory = Path(tmp)
         values = config(directory, url, setup)
+        if paused:  # delivery in a process of its own, to pause (tests' configs deliver in serve)
+            values["delivery"] = {**values.get("delivery", {}), "processes": 1}
         env = {"PYTHONPATH": baseline_src} if setup == "baseline" and baseline_src else {}
         outbox = OutboxProcess(write_config(directory / "outbox.toml", values), values, env=env)
         outbox.start()
