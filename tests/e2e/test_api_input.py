@@ -79,6 +79,15 @@ def test_invalid_json_is_400(server: OutboxProcess) -> None:
     assert queue_size(server) == before
 
 
+def test_an_empty_body_is_named_as_such(server: OutboxProcess) -> None:
+    with server.client() as client:
+        response = client.post("/v1/messages", content=b"",
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"] == {"code": "missing_field", "message":
+                                        "the request has no body: send a JSON object"}
+
+
 @pytest.mark.parametrize("headers", [
     {}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY},
 ])

@@ -110,8 +110,8 @@ def _message(error: dict[str, Any], field: str | None) -> str:
     kind = error.get("type")
     if kind == "extra_forbidden":
         return f"unknown field '{field}'"
-    if kind == "missing":
-        return f"'{field}' is required"
+    if kind == "missing":  # no field: the body itself is missing
+        return f"'{field}' is required" if field else "the request has no body: send a JSON object"
     text = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{field}: {text}" if field else text
 
