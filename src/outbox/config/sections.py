@@ -61,7 +61,8 @@ class ServerSettings(ListenAddress, Section):
     keepalive_timeout: Duration = Field(timedelta(seconds=5), description="an idle "
                                         "keep-alive connection is closed after this")
     max_request_headers_size: Size = Field(65_536, ge=1024, description="request line and "
-                                           "headers of one HTTP request; more get 400")
+                                           "headers of one HTTP request; more get 431 and the "
+                                           "connection is closed")
 
     @model_validator(mode="after")
     def _check_bind(self) -> ServerSettings:
