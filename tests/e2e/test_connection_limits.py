@@ -211,6 +211,31 @@ def test_a_busy_keep_alive_connection_outlives_the_header_timeout(launch: Any,
     assert set(statuses) == {b"200", b"202"}, statuses
 
 
+def test_a_request_that_is_not_http_gets_a_json_400_and_few_log_lines(
+        launch: Any, tmp_path: Path) -> None:
+    relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}
+    config = base_config(tmp_path, f"sqlite:///{tmp_path}/outbox.db", [relay])
+    outbox: OutboxProcess = launch(config)
+    host, _, port = config["server"]["bind"].rpartition(":")
+    answers = []
+    tls_hello = b"\x16\x03\x01" + b"\0" * 200  # a client speaking TLS to the plain port
+    for garbage in [b"HELLO\r\n\r\n", b"GET / HTTP/1.1\r\nHost x\r\n\r\n", tls_hello] * 20:
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(garbage)
+            answers.append(connection.makefile("rb").read())
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b"Content-Type: application/json" in head
+        assert json.loads(body)["error"]["code"] == "invalid_http"
+    with outbox.client() as client:  # and the server goes on answering
+        assert client.get("/healthz").status_code == 200
+    log = outbox.log_path.read_text()
+    lines = [line for line in log.splitlines() if "connections refused or timed out" in line]
+    assert 1 <= len(lines) <= 3 and "invalid_requests" in lines[0]
+    assert "Invalid HTTP request received" not in log + outbox.stderr_text()
+
+
 def test_a_stalled_body_is_dropped_and_oversized_headers_refused(launch: Any,
                                                                  tmp_path: Path) -> None:
     relay = {"name": "default", "host": "127.0.0.1", "port": free_port(), "security": "none"}

@@ -16,7 +16,8 @@ uvicorn (0.54) times out only idle keep-alive connections, and its
   one not reading);
 - a request line and headers over `max_request_headers_size` get 431 and the
   connection is closed (httptools has no limit of its own);
-- idle keep-alive connections close after `keepalive_timeout` (uvicorn's).
+- idle keep-alive connections close after `keepalive_timeout` (uvicorn's);
+- a request that is not HTTP/1.1 gets a JSON 400 and the connection is closed.
 
 Log lines about refused or timed-out connections are throttled: a few a
 minute, each with the counts since the one before.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import resource
 import socket
 import time
@@ -40,6 +42,7 @@ from outbox.config import ServerSettings
 from outbox.observability import Throttle
 
 log = structlog.get_logger("outbox.api")
+UNPARSED = "Invalid HTTP request received."  # uvicorn's log line for each, unthrottled
 
 RESERVED_FILES = 64  # descriptors kept for the database, blobs, logs, relays, SMTP
 RETRY_AFTER = 1
@@ -134,7 +137,12 @@ def _response(status: int, reason: str, code: str, message: str,
 
 def protocol_for(guard: ConnectionGuard) -> type[HttpToolsProtocol]:
     """The protocol class uvicorn builds each connection with, bound to `guard`."""
+    logging.getLogger("uvicorn.error").addFilter(_reported_by_the_guard)  # once: same object
     return type("GuardedProtocol", (GuardedProtocol,), {"guard": guard})
+
+
+def _reported_by_the_guard(record: logging.LogRecord) -> bool:
+    return record.getMessage() != UNPARSED  # GuardedProtocol.send_400_response reports it
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -212,6 +220,15 @@ class GuardedProtocol(HttpToolsProtocol):
             self._body_timer = None
         if self._in_body and not self.transport.is_closing():
             self._body_timer = self.loop.call_later(self.guard.body_timeout, self._body_idle)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request that is not HTTP/1.1 (uvicorn's plain-text answer, and its log line
+        for every one, left out): the API's JSON error shape, a throttled report."""
+        self.guard.report("invalid_requests", f"a request from {self._address} that is not "
+                          "valid HTTP/1.1")
+        self.transport.write(_response(400, "Bad Request", "invalid_http",
+                                       "the request is not valid HTTP/1.1"))
+        self.transport.close()
 
     def _headers_too_large(self, data: bytes) -> bool:
         """Request line and headers over `max_request_headers_size`: 431 and closed."""
