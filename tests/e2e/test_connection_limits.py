@@ -195,8 +195,10 @@ def test_a_busy_keep_alive_connection_outlives_the_header_timeout(launch: Any,
     statuses = []
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         reader = connection.makefile("rb")
-        deadline = time.monotonic() + 12
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        last_sent = started
+        while time.monotonic() < started + 12:
+            last_sent = time.monotonic()
             connection.sendall(requests[len(statuses) % 2])
             status = reader.readline()
             assert status, f"closed after {len(statuses)} answers"
@@ -207,7 +209,7 @@ def test_a_busy_keep_alive_connection_outlives_the_header_timeout(launch: Any,
             reader.read(length)
             statuses.append(status.split()[1])
             time.sleep(0.5)
-    assert len(statuses) >= 20
+    assert last_sent - started > 10.5  # answered, though sent after the header timeout
     assert set(statuses) == {b"200", b"202"}, statuses
 
 

@@ -19,8 +19,8 @@ uvicorn (0.54) times out only idle keep-alive connections, and its
 - idle keep-alive connections close after `keepalive_timeout` (uvicorn's);
 - a request that is not HTTP/1.1 gets a JSON 400 and the connection is closed.
 
-Log lines about refused or timed-out connections are throttled: a few a
-minute, each with the counts since the one before.
+Log lines about refused, timed-out or unparsable connections are throttled: a
+few a minute, each with the counts since the one before.
 """
 
 from __future__ import annotations
