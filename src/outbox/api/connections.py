@@ -157,8 +157,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._address = ""
         self._live = False  # counted in guard.live
         self._header_bytes = 0  # of the request whose headers are arriving
-        self._awaiting_headers = True  # no request, or one whose headers are incomplete
-        self._in_body = False  # headers in, body not yet complete
+        # No request, or one whose headers are incomplete; else its body is arriving.
+        self._awaiting_headers = True
         self._refusal: str | None = None
         self._counted = False
         self._header_timer: asyncio.TimerHandle | None = None
@@ -189,7 +189,6 @@ class GuardedProtocol(HttpToolsProtocol):
         # Here, not after the data: a request without a body is complete in the same
         # call, and its connection then awaits the next request's headers again.
         self._awaiting_headers = False
-        self._in_body = True
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
@@ -197,7 +196,6 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._awaiting_headers = True
-        self._in_body = False
         super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
@@ -218,7 +216,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
-        if self._in_body and not self.transport.is_closing():
+        if not self._awaiting_headers and not self.transport.is_closing():
             self._body_timer = self.loop.call_later(self.guard.body_timeout, self._body_idle)
 
     def send_400_response(self, msg: str) -> None:
@@ -276,7 +274,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _body_idle(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing() or not self._in_body:
+        if self.transport.is_closing() or self._awaiting_headers:
             return
         if self.flow.read_paused:  # Outbox is the one not reading: wait on
             self._body_timer = self.loop.call_later(self.guard.body_timeout, self._body_idle)

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from outbox.api.auth import sender
 from outbox.api.media import is_json
 from outbox.api.ratelimit import admit_messages
-from outbox.api.schemas import MessageIn
+from outbox.api.schemas import IDEMPOTENCY_KEY_LENGTH, MessageIn
 from outbox.api.spool import stable
 from outbox.service import Outbox, request_hash
 from outbox.service.keys import Principal
@@ -33,7 +33,6 @@ from outbox.views.models import Accepted
 from outbox.views.render import accepted_view
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-IDEMPOTENCY_KEY_LENGTH = range(1, 256)  # as schemas.IdempotencyKey declares it
 
 
 async def queue_message(request: Request, principal: Principal, body: MessageIn,

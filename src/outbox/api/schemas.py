@@ -27,8 +27,10 @@ from outbox.views.models import MessageOut
 
 # A message's id in a path (32 hex digits for messages Outbox made; imports keep theirs).
 MessageKey = Annotated[str, Path(min_length=1, max_length=200)]
+IDEMPOTENCY_KEY_LENGTH = range(1, 256)  # characters (api/direct.py checks it too)
 IdempotencyKey = Annotated[str | None, Header(
-    min_length=1, max_length=255, description="a repeated request with the same key and "
+    min_length=IDEMPOTENCY_KEY_LENGTH.start, max_length=IDEMPOTENCY_KEY_LENGTH.stop - 1,
+    description="a repeated request with the same key and "
     "body answers 200 with the first result; another body: 422 idempotency_key_reused")]
 # One address, or in a string field also a list separated by commas or semicolons; display
 # names ("Name <a@example.com>") and groups are accepted where the format says email.
