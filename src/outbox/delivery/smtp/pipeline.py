@@ -64,6 +64,11 @@ class PipelinedReplies(asyncio.Protocol):
 
     async def next(self, timeout: float) -> aiosmtplib.SMTPResponse:
         """The next reply, waiting at most `timeout` seconds for it."""
+        # Replies to a pipelined group mostly arrive together: a reply already here
+        # needs no timer, which costs more than reading it (issue 15).
+        response = self._take()
+        if response is not None:
+            return response
         try:
             async with asyncio.timeout(timeout):
                 while True:
