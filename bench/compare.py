@@ -162,7 +162,7 @@ DELIVERY_PROCESSES: int | str = "auto"  # [delivery] processes of every Outbox r
 def outbox_config(directory: Path, url: str, sink: Sink, *, smtp: bool) -> dict[str, Any]:
     sections: dict[str, Any] = {
         "logging": {"level": "warning", "format": "json", "file": str(directory / "outbox.log")},
-        "delivery": {"concurrency": 64, "batch_size": 64, "poll_interval": "100ms",
+        "delivery": {"poll_interval": "100ms",  # concurrency and batch_size: the defaults
                      "helo_name": "bench.test", "processes": DELIVERY_PROCESSES},
         "retry": {"first_delay": "1s", "max_delay": "10s", "max_attempts": 20, "max_age": "1h"},
         "auth": {"api_keys": [{"name": "app", "key": API_KEY, "scopes": ["send", "read"]}]},

@@ -156,6 +156,15 @@ def test_serve_delivers_through_its_processes_woken_by_new_mail(
     # The deliveries were made by the children, never by serve itself.
     owners = {entry["owner"] for entry in outbox.logged("worker started")}
     assert {int(owner.split(":")[1]) for owner in owners} == set(children)
+    # The second claims only while a backlog waits (tests/integration/test_claim_rounds.py).
+    first, second = (started(outbox, pid) for pid in children)
+    assert first["for_backlogs"] is False and second["for_backlogs"] is True
+
+
+def started(outbox: OutboxProcess, pid: int) -> dict[str, Any]:
+    """The "worker started" line of delivery process `pid`."""
+    [entry] = [e for e in outbox.logged("worker started") if f":{pid}:" in e["owner"]]
+    return entry
 
 
 # Supervision and signals do not depend on the database: one backend each (the suite's

@@ -75,3 +75,61 @@ async def test_mail_that_trickles_in_is_claimed_once_a_message(db_url: str) -> N
     # Claiming again after every round that found mail would make it 2 a message.
     idle_polls = int(elapsed / settings.delivery.poll_interval.total_seconds()) + 1
     assert len(rounds) <= MESSAGES + idle_polls + MESSAGES // 4, rounds
+
+
+async def test_a_worker_for_backlogs_claims_only_while_a_full_batch_is_due(
+        db_url: str) -> None:
+    """serve's second delivery process: it leaves mail that the first keeps up with alone,
+    and joins once `batch_size` messages are due. At the production defaults (a batch of
+    128, a look every second)."""
+    with ScriptedServer() as server:
+        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
+        settings = Settings(database={"url": db_url}, relays=[relay],
+                            delivery={"helo_name": "client.test"})
+        batch = settings.delivery.batch_size
+        outbox = await Outbox.open(settings)
+        looks: list[int] = []  # what each of its looks at the queue found due
+        count_due = outbox.store.messages.count_due
+
+        async def counted(*args: Any, **kwargs: Any) -> int:
+            due = await count_due(*args, **kwargs)
+            looks.append(due)
+            return due
+
+        outbox.store.messages.count_due = counted  # type: ignore[method-assign]
+        ids = [await submit(outbox, n) for n in range(batch - 1)]
+        worker = outbox.start_delivery(for_backlogs=True)
+        task = asyncio.create_task(worker.run())
+        try:
+            # New mail does not wake it, so these looks are its poll's.
+            await wait_until_async(lambda: _true(len(looks) >= 3), "three looks")
+            assert set(looks) == {batch - 1}
+            assert await statuses(outbox, ids) == {MessageStatus.QUEUED}
+            assert not server.message_ids
+
+            ids.append(await submit(outbox, batch))
+            await wait_until_async(lambda: _all_sent(outbox, ids), "the batch to be sent")
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert len(server.message_ids) == batch
+    assert looks[-1] < batch  # it stopped claiming once the queue was empty
+
+
+async def submit(outbox: Outbox, n: int) -> str:
+    accepted = await outbox.messages.submit(Submission(
+        sender="app@example.test", to=f"r{n}@example.test", subject=f"#{n}", text="hello"))
+    return accepted.message.id
+
+
+async def statuses(outbox: Outbox, ids: list[str]) -> set[MessageStatus]:
+    return {(await outbox.messages.get(id)).message.status for id in ids}
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _all_sent(outbox: Outbox, ids: list[str]) -> bool:
+    return await statuses(outbox, ids) == {MessageStatus.SENT}

@@ -120,10 +120,17 @@ class DeliverySettings(Section):
         "retry (same Message-ID) or hold for an operator")
     processes: ProcessCount = Field(
         "auto", description="`outbox worker` processes that serve starts, restarts and stops, "
-        "to deliver on cores of their own while serve keeps one for HTTP; 0: serve delivers "
-        "itself; auto: 1 where serve may use two cores or more, else 0")
-    concurrency: int = Field(16, ge=1, description="messages delivered at once per worker process")
-    batch_size: int = Field(64, ge=1, description="messages claimed per database round trip")
+        "to deliver on cores of their own while serve keeps one for HTTP; the second and "
+        "later ones claim only while batch_size messages or more are due (a backlog), "
+        "each with its own max_connections per relay; 0: serve delivers itself; auto: 1 "
+        "where serve may use two cores or more, else 0")
+    # Claims and results are written a batch per transaction, and a batch is as large as
+    # the slots that came free: at 16 (64 in bench/compare.py) they averaged 21 messages
+    # and the database's one writer, not SMTP, set the drain rate (issue 15).
+    concurrency: int = Field(256, ge=1, description="messages delivered at once per worker "
+                             "process (those beyond the relays' max_connections wait for a "
+                             "session)")
+    batch_size: int = Field(128, ge=1, description="messages claimed per database round trip")
     lease: Duration = Field(timedelta(minutes=5), description="how long a claim of a process "
                             "that stopped answering (hung, paused) lasts before another worker "
                             "takes the message over; a process that died is noticed at once "
@@ -218,7 +225,8 @@ class RelaySettings(Section):
     password: Secret = Field(SecretStr(""), description="the account's password; not with oauth2")
     oauth2: OAuth2Settings | None = Field(None, description="log in with XOAUTH2 instead of "
                                           "a password")
-    max_connections: int = Field(4, ge=1, description="sessions open at once, in use or idle")
+    max_connections: int = Field(4, ge=1, description="sessions open at once, in use or "
+                                 "idle, by each delivery process")
     rate: str = Field("", pattern=r"^(\d+/[smh])?$", description="most messages this relay "
                       "takes, e.g. 600/m (per s, m or h), shared by every node; empty: no limit")
     tls_verify: bool = Field(True, description="check the relay's certificate and host name")

@@ -22,6 +22,7 @@ from outbox.listening import listen
 from outbox.niceness import run_in_the_background
 from outbox.runtime import heap
 from outbox.runtime.children import (
+    BACKLOG_ENV,
     HEALTH_ENV,
     PARENT_ENV,
     DeliveryProcesses,
@@ -59,7 +60,7 @@ async def run_worker_process(settings: Settings) -> None:
         mark_running(Path(health))
         run_in_the_background()  # serve's requests first (outbox.niceness)
     outbox = await Outbox.open(settings)
-    worker = outbox.start_delivery()
+    worker = outbox.start_delivery(for_backlogs=os.environ.get(BACKLOG_ENV) == "1")
     dispatcher = outbox.start_webhooks()  # every node helps post event webhooks
     watchers: list[asyncio.Task[None]] = []
 
@@ -70,7 +71,8 @@ async def run_worker_process(settings: Settings) -> None:
             watcher.cancel()
 
     _on_stop_signals(stop)
-    log.info("worker started", owner=worker.owner, relays=list(worker.relays))
+    log.info("worker started", owner=worker.owner, relays=list(worker.relays),
+             for_backlogs=worker.for_backlogs)
     webhooks_task = asyncio.create_task(dispatcher.run())
     parent = os.environ.get(PARENT_ENV, "")  # a delivery process of `outbox serve`
     if parent.isdigit():

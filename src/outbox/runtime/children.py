@@ -47,6 +47,7 @@ log = structlog.get_logger("outbox.runtime")
 
 PARENT_ENV = "OUTBOX_PARENT_PID"  # set for a child: the serve process it belongs to
 HEALTH_ENV = "OUTBOX_HEALTH_FILE"  # set for a child: where it reports how it is
+BACKLOG_ENV = "OUTBOX_FOR_BACKLOGS"  # "1" for children after the first (worker/loop.py)
 HEALTHY_AFTER = 5.0  # seconds a child must stay up to end a streak of failures
 STOP_MARGIN = 5.0  # seconds beyond shutdown_grace before a child is killed
 SHARED_PREFIX = "outbox-delivery-"  # + serve's pid + "-": the children's metrics and health
@@ -94,7 +95,7 @@ class DeliveryProcesses:
         monitor.report(STARTING)
         process = await asyncio.create_subprocess_exec(*self._argv, env={
             **os.environ, PARENT_ENV: str(os.getpid()), HEALTH_ENV: str(health),
-            MULTIPROCESS_ENV: str(self.directory)})
+            MULTIPROCESS_ENV: str(self.directory), BACKLOG_ENV: "1" if n > 1 else ""})
         self._running[n] = process
         log.info("delivery process started", process=n, pid=process.pid)
         watching = asyncio.create_task(_watch_health(health, monitor))

@@ -125,8 +125,9 @@ class Outbox:
             raise
         return cls(settings, store, clock=clock)
 
-    def start_delivery(self) -> Worker:
-        """The worker that delivers from this process (run it with `Worker.run`)."""
+    def start_delivery(self, *, for_backlogs: bool = False) -> Worker:
+        """The worker that delivers from this process (run it with `Worker.run`);
+        `for_backlogs`: one that claims only while a backlog waits (worker/loop.py)."""
         from outbox.delivery.gate import RelayGates
         from outbox.worker.loop import Worker
 
@@ -135,7 +136,7 @@ class Outbox:
                       clock=self.clock, metrics=self.delivery_metrics, loops=self.loops,
                       on_verdict=self._gates.after_verdict,
                       return_path=self.bounces.return_path if self.bounces.enabled else None,
-                      sign=self._sign if self.dkim.keys else None)
+                      sign=self._sign if self.dkim.keys else None, for_backlogs=for_backlogs)
 
     async def _sign(self, body: bytes | MessageBody, message: Message) -> bytes | MessageBody:
         """DKIM signatures of the From domain's keys in front of the wire form."""

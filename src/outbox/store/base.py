@@ -162,6 +162,9 @@ class MessageStore(Protocol):
         """Claim up to `limit` due messages, oldest due first; add a
         `claimed` event to each."""
 
+    async def count_due(self, now: datetime, at_most: int) -> int:
+        """How many messages are due at `now`, counted up to `at_most`."""
+
     async def renew_leases(self, owner: str, tokens: Collection[str],
                            lease_until: datetime) -> int:
         """Extend the lease of this owner's claims with these tokens (the deliveries

@@ -7,6 +7,12 @@ in batches under a lease, keeps at most `delivery.concurrency` attempts in
 flight (worker/attempt.py), renews the leases of the attempts that are
 still running, and sweeps every `sweep_interval` (worker/sweeper.py).
 
+A worker `for_backlogs` (serve's delivery processes after the first) claims
+only while a full `batch_size` of messages is due: the first process keeps up
+with mail as it arrives on its own, and a second one claiming beside it split
+the claims into smaller ones and cost serve's requests their CPU (issue 15).
+It looks every `poll_interval`, not woken by new mail.
+
 Every loop is supervised (outbox.supervision): an error from the database or
 anything else is logged once per streak, counted, backed off and retried; it
 never ends delivery, and `/healthz` reports it meanwhile.
@@ -62,11 +68,12 @@ class Worker:
                  rng: random.Random | None = None, owner: str | None = None,
                  on_verdict: OnVerdict | None = None, metrics: DeliveryMetrics | None = None,
                  loops: Loops | None = None, return_path: ReturnPath | None = None,
-                 sign: Sign | None = None):
+                 sign: Sign | None = None, for_backlogs: bool = False):
         self.store = store
         self.blobs = blobs
         self.settings = settings
         self.relays = relays
+        self.for_backlogs = for_backlogs
         self.loops = loops or Loops()
         self.owner = owner or new_owner_id()
         self.policy = retry_policy(settings)
@@ -197,7 +204,11 @@ class Worker:
             await self._slot_free.wait()
             return
         now = self._clock()
-        asked = min(free, self._delivery.batch_size)
+        batch = self._delivery.batch_size
+        if self.for_backlogs and await self.store.messages.count_due(now, batch) < batch:
+            await self._idle()
+            return
+        asked = min(free, batch)
         claims = await self.store.messages.claim_due(
             self.owner, now, now + self._delivery.lease, asked)
         for claim in claims:
@@ -210,8 +221,9 @@ class Worker:
             await self._idle()
 
     async def _idle(self) -> None:
-        waiter = asyncio.create_task(
-            self.store.messages.wait_for_new(self._delivery.poll_interval.total_seconds()))
+        poll = self._delivery.poll_interval.total_seconds()
+        waiter = asyncio.create_task(asyncio.sleep(poll) if self.for_backlogs
+                                     else self.store.messages.wait_for_new(poll))
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
         for task in (waiter, stopping):

@@ -147,6 +147,9 @@ class SqlMessages:
                                            detail=f"claimed by {owner}")) for c in claimed])
         return claimed
 
+    async def count_due(self, now: datetime, at_most: int) -> int:
+        return await self._run.read(q.count_due, now, at_most)
+
     async def renew_leases(self, owner: str, tokens: Collection[str],
                            lease_until: datetime) -> int:
         return await self._run.write(recovery.renew_leases, owner, tokens, lease_until)

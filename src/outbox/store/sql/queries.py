@@ -79,6 +79,15 @@ def claim_token(batch: str, id: str) -> str:
     return f"{batch}:{id}"
 
 
+_DUE_COUNT = select(func.count()).select_from(
+    select(m.c.id).where(DUE).limit(CLAIM_LIMIT).subquery())
+
+
+def count_due(conn: Connection, now: datetime, at_most: int) -> int:
+    """Due messages, counted on the claim's index up to `at_most`."""
+    return int(conn.execute(_DUE_COUNT, {"c_now": now, "c_limit": at_most}).scalar_one())
+
+
 _FINISH_CLAIM = (
     update(m)
     .where(m.c.id == bindparam("b_id"), m.c.claim_token == bindparam("b_token"),
