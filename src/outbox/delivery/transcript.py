@@ -59,6 +59,9 @@ class Transcript:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._setup: list[Line] = []
         self._message: list[Line] | None = None
+        # The setup lines rendered (how many, and the text): the same in front of each of
+        # the session's messages, rendered once rather than once a message.
+        self._rendered_setup: tuple[int, str] = (0, "")
 
     def begin_message(self) -> None:
         """From now on lines belong to the next message, after the setup."""
@@ -90,8 +93,12 @@ class Transcript:
         self.note(f"failed at {failure.stage.value}: {what}{detail}")
 
     def render(self) -> str:
-        lines = self._setup + (self._message or [])
-        return "\n".join(line.render() for line in lines)
+        count, setup = self._rendered_setup
+        if count != len(self._setup):
+            setup = "\n".join(line.render() for line in self._setup)
+            self._rendered_setup = (len(self._setup), setup)
+        own = "\n".join(line.render() for line in self._message or ())
+        return f"{setup}\n{own}" if setup and own else setup or own
 
     def _add(self, direction: str, text: str) -> None:
         line = Line(self._clock() - self._start, direction, self._scrub(text))
