@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from tests.pg import database
 from tests.processes import wait_until_async
-from tests.smtpd import ScriptedServer
+from tests.smtpd import ScriptedServer, delay
 
 from outbox.config import RelaySettings, Settings
 from outbox.core.compose import Submission
 from outbox.core.model import MessageStatus
 from outbox.service import Outbox
+from outbox.worker import loop
 
 MESSAGES = 20
 
@@ -89,32 +90,39 @@ async def test_a_worker_for_backlogs_claims_only_while_a_full_batch_is_due(
         batch = settings.delivery.batch_size
         outbox = await Outbox.open(settings)
         looks: list[int] = []  # what each of its looks at the queue found due
-        count_due = outbox.store.messages.count_due
+        claimed_after: list[int] = []  # for each claim, what the look before it found
+        count_due, claim_due = outbox.store.messages.count_due, outbox.store.messages.claim_due
 
-        async def counted(*args: Any, **kwargs: Any) -> int:
-            due = await count_due(*args, **kwargs)
-            looks.append(due)
-            return due
+        async def looking(*args: Any, **kwargs: Any) -> int:
+            looks.append(await count_due(*args, **kwargs))
+            return looks[-1]
 
-        outbox.store.messages.count_due = counted  # type: ignore[method-assign]
+        async def claiming(*args: Any, **kwargs: Any) -> Any:
+            claimed_after.append(looks[-1] if looks else 0)
+            return await claim_due(*args, **kwargs)
+
+        outbox.store.messages.count_due = looking  # type: ignore[method-assign]
+        outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
         ids = [await submit(outbox, n) for n in range(batch - 1)]
         worker = outbox.start_delivery(for_backlogs=True)
         task = asyncio.create_task(worker.run())
         try:
             # New mail does not wake it, so these looks are its poll's.
             await wait_until_async(lambda: _true(len(looks) >= 3), "three looks")
-            assert set(looks) == {batch - 1}
+            assert set(looks) == {batch - 1} and claimed_after == []
             assert await statuses(outbox, ids) == {MessageStatus.QUEUED}
             assert not server.message_ids
 
             ids.append(await submit(outbox, batch))
-            await wait_until_async(lambda: _all_sent(outbox, ids), "the batch to be sent")
+            await wait_until_async(lambda: _true(bool(server.message_ids)), "a delivery")
+            seen = len(looks)
+            await wait_until_async(lambda: _true(len(looks) >= seen + 2), "two more looks")
         finally:
             worker.stop()
             await asyncio.gather(task, return_exceptions=True)
             await outbox.close()
-    assert len(server.message_ids) == batch
-    assert looks[-1] < batch  # it stopped claiming once the queue was empty
+    assert claimed_after and all(due >= batch for due in claimed_after), claimed_after
+    assert looks[-1] < batch  # what it took brought the queue under a batch: it stopped
 
 
 async def submit(outbox: Outbox, n: int) -> str:
@@ -133,3 +141,81 @@ async def _true(value: bool) -> bool:
 
 async def _all_sent(outbox: Outbox, ids: list[str]) -> bool:
     return await statuses(outbox, ids) == {MessageStatus.SENT}
+
+
+async def test_a_worker_claims_no_more_content_than_it_may_hold(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its attempts hold each message's text, HTML and embedded files: it claims only as
+    many as fit in `HELD_CONTENT`, and none while that is full. The budget is lowered to
+    1 MB (its default, 256 MiB, would take hundreds of large messages to fill: the unit
+    tests in tests/unit/test_held_content.py hold the arithmetic at the default)."""
+    monkeypatch.setattr(loop, "HELD_CONTENT", 1_000_000)
+    size = 300_000  # characters of text a message: at most 4 fit in 1 MB, the 4th past it
+    with ScriptedServer(script=[delay("DATA", 0.3)]) as server:
+        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none",
+                              max_connections=20)  # the relay would take all 10 at once
+        settings = Settings(database={"url": db_url}, relays=[relay],
+                            delivery={"helo_name": "client.test"})
+        outbox = await Outbox.open(settings)
+        ids = [(await outbox.messages.submit(Submission(
+            sender="app@example.test", to=f"r{n}@example.test", subject=f"#{n}",
+            text="x" * size))).message.id for n in range(10)]
+        outstanding, peak = 0, 0  # claimed and not yet recorded
+        claim_due, record_attempts = (outbox.store.messages.claim_due,
+                                      outbox.store.messages.record_attempts)
+
+        async def claiming(*args: Any, **kwargs: Any) -> Any:
+            nonlocal outstanding, peak
+            claims = await claim_due(*args, **kwargs)
+            outstanding += len(claims)
+            peak = max(peak, outstanding)
+            return claims
+
+        async def recording(records: Any) -> Any:
+            nonlocal outstanding
+            accepted = await record_attempts(records)
+            outstanding -= len(records)
+            return accepted
+
+        outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
+        outbox.store.messages.record_attempts = recording  # type: ignore[method-assign]
+        worker = outbox.start_delivery()
+        task = asyncio.create_task(worker.run())
+        try:
+            await wait_until_async(lambda: _all_sent(outbox, ids), "all ten to be sent")
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert len(server.message_ids) == 10
+    assert 2 <= peak <= 4, peak
+
+
+async def test_the_first_claim_takes_what_fits_were_each_message_as_large_as_allowed(
+        db_url: str) -> None:
+    """At the defaults: 256 MiB of content at most, 25 MB a message at most, so the first
+    claim asks for 10; once it shows small mail, claims ask for a whole batch."""
+    with ScriptedServer() as server:
+        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
+        settings = Settings(database={"url": db_url}, relays=[relay],
+                            delivery={"helo_name": "client.test"})
+        outbox = await Outbox.open(settings)
+        ids = [await submit(outbox, n) for n in range(30)]
+        asked: list[int] = []
+        claim_due = outbox.store.messages.claim_due
+
+        async def claiming(owner: str, now: Any, lease_until: Any, limit: int) -> Any:
+            asked.append(limit)
+            return await claim_due(owner, now, lease_until, limit)
+
+        outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
+        worker = outbox.start_delivery()
+        task = asyncio.create_task(worker.run())
+        try:
+            await wait_until_async(lambda: _all_sent(outbox, ids), "all 30 to be sent")
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert len(server.message_ids) == 30
+    assert asked[:2] == [10, settings.delivery.batch_size]

@@ -125,11 +125,12 @@ class DeliverySettings(Section):
         "each with its own max_connections per relay; 0: serve delivers itself; auto: 1 "
         "where serve may use two cores or more, else 0")
     # Claims and results are written a batch per transaction, and a batch is as large as
-    # the slots that came free: at 16 (64 in bench/compare.py) they averaged 21 messages
-    # and the database's one writer, not SMTP, set the drain rate (issue 15).
+    # the slots that came free: at 64 (bench/compare.py; the default was 16) they averaged
+    # 21 messages, and the database's one writer, not SMTP, set the drain rate (issue 15).
     concurrency: int = Field(256, ge=1, description="messages delivered at once per worker "
                              "process (those beyond the relays' max_connections wait for a "
-                             "session)")
+                             "session), holding 256 MiB of text, HTML and embedded files at "
+                             "most")
     batch_size: int = Field(128, ge=1, description="messages claimed per database round trip")
     lease: Duration = Field(timedelta(minutes=5), description="how long a claim of a process "
                             "that stopped answering (hung, paused) lasts before another worker "

@@ -80,6 +80,13 @@ class MessageContent:
     headers: tuple[tuple[str, str], ...] = ()  # extra headers (name, value), in order
     attachments: tuple[Attachment, ...] = ()
 
+    @property
+    def held_size(self) -> int:
+        """Characters of text, HTML and embedded files: what the content holds in memory
+        (files in the blob store are streamed when sent, not held)."""
+        return len(self.text or "") + len(self.html or "") + sum(
+            len(a.content_base64) for a in self.attachments if isinstance(a, EmbeddedFile))
+
     def with_date(self, now: datetime) -> MessageContent:
         """The same content dated `now` (a resend)."""
         return replace(self, date=format_datetime(now))

@@ -4,8 +4,9 @@ One `Worker` per process (inside `outbox serve`, or standalone as `outbox
 worker`). It takes a liveness lock for its lifetime (`store.liveness`),
 recovers what dead processes left behind before it claims anything, claims
 in batches under a lease, keeps at most `delivery.concurrency` attempts in
-flight (worker/attempt.py), renews the leases of the attempts that are
-still running, and sweeps every `sweep_interval` (worker/sweeper.py).
+flight (worker/attempt.py) and about `HELD_CONTENT` of their content, renews
+the leases of the attempts that are still running, and sweeps every
+`sweep_interval` (worker/sweeper.py).
 
 A worker `for_backlogs` (serve's delivery processes after the first) claims
 only while a full `batch_size` of messages is due: the first process keeps up
@@ -55,11 +56,22 @@ from outbox.worker.sweeper import Sweeper
 log = structlog.get_logger("outbox.worker")
 
 LIVENESS_EVERY = 1.0  # seconds between checks that this process's liveness lock is held
+# Characters of content (text, HTML, embedded files) the attempts of one worker hold at
+# most, give or take one claim: `concurrency` messages of max_message_size each would be
+# gigabytes. Files in the blob store are streamed, not held.
+HELD_CONTENT = 256 * 2**20
 RELEASE_EVERY = 60.0  # seconds between looks for mail a cut-short relay release left held
 
 
 def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def affordable(held: int, largest: int, budget: int) -> int:
+    """How many messages the next claim may take: as many as fit in what is left of
+    `budget` were each as large as `largest` (at least one; a claim of mail larger than
+    its predecessor's can go past the budget once)."""
+    return max(1, (budget - held) // max(largest, 1))
 
 
 class Worker:
@@ -89,6 +101,10 @@ class Worker:
         self.sweeper = Sweeper(store, self.owner, self._tools.recovery, clock, self._rng)
         self.purger = Purger(store.retention, retention_policy(settings), clock)
         self._inflight: dict[asyncio.Task[None], str] = {}  # attempt → its claim's token
+        self._held: dict[asyncio.Task[None], int] = {}  # attempt → its content's size
+        # The largest content of the last claim; until one shows what the mail is like,
+        # the largest a message may be.
+        self._largest = settings.limits.max_message_size
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         # Set once start-up recovery has run (or the worker ended without it): `serve`
@@ -199,7 +215,7 @@ class Worker:
 
     async def _claim_round(self) -> None:
         free = self._delivery.concurrency - len(self._inflight)
-        if free <= 0:
+        if free <= 0 or sum(self._held.values()) >= HELD_CONTENT:
             self._slot_free.clear()
             await self._slot_free.wait()
             return
@@ -208,9 +224,12 @@ class Worker:
         if self.for_backlogs and await self.store.messages.count_due(now, batch) < batch:
             await self._idle()
             return
-        asked = min(free, batch)
+        asked = min(free, batch, affordable(sum(self._held.values()), self._largest,
+                                           HELD_CONTENT))
         claims = await self.store.messages.claim_due(
             self.owner, now, now + self._delivery.lease, asked)
+        if claims:
+            self._largest = max(claim.message.content.held_size for claim in claims)
         for claim in claims:
             self._start(claim)
         # Fewer than asked: nothing else was due (or another worker holds it). Claiming
@@ -232,6 +251,7 @@ class Worker:
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._attempt(claim))
         self._inflight[task] = claim.token
+        self._held[task] = claim.message.content.held_size
         task.add_done_callback(self._finished)
 
     async def _attempt(self, claim: Claim) -> None:
@@ -243,6 +263,7 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
+        self._held.pop(task, None)
         self._slot_free.set()
 
     # -- background rounds -----------------------------------------------------------------
