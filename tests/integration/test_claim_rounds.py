@@ -143,6 +143,18 @@ async def _all_sent(outbox: Outbox, ids: list[str]) -> bool:
     return await statuses(outbox, ids) == {MessageStatus.SENT}
 
 
+async def deliver_until_sent(outbox: Outbox, ids: list[str]) -> None:
+    """A worker of `outbox` until every message of `ids` is sent; then `outbox` closed."""
+    worker = outbox.start_delivery()
+    task = asyncio.create_task(worker.run())
+    try:
+        await wait_until_async(lambda: _all_sent(outbox, ids), f"all {len(ids)} to be sent")
+    finally:
+        worker.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        await outbox.close()
+
+
 async def test_a_worker_claims_no_more_content_than_it_may_hold(
         db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Its attempts hold each message's text, HTML and embedded files: it claims only as
@@ -179,14 +191,7 @@ async def test_a_worker_claims_no_more_content_than_it_may_hold(
 
         outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
         outbox.store.messages.record_attempts = recording  # type: ignore[method-assign]
-        worker = outbox.start_delivery()
-        task = asyncio.create_task(worker.run())
-        try:
-            await wait_until_async(lambda: _all_sent(outbox, ids), "all ten to be sent")
-        finally:
-            worker.stop()
-            await asyncio.gather(task, return_exceptions=True)
-            await outbox.close()
+        await deliver_until_sent(outbox, ids)
     assert len(server.message_ids) == 10
     assert 2 <= peak <= 4, peak
 
@@ -209,13 +214,6 @@ async def test_the_first_claim_takes_what_fits_were_each_message_as_large_as_all
             return await claim_due(owner, now, lease_until, limit)
 
         outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
-        worker = outbox.start_delivery()
-        task = asyncio.create_task(worker.run())
-        try:
-            await wait_until_async(lambda: _all_sent(outbox, ids), "all 30 to be sent")
-        finally:
-            worker.stop()
-            await asyncio.gather(task, return_exceptions=True)
-            await outbox.close()
+        await deliver_until_sent(outbox, ids)
     assert len(server.message_ids) == 30
     assert asked[:2] == [10, settings.delivery.batch_size]
