@@ -129,8 +129,8 @@ class DeliverySettings(Section):
     # 21 messages, and the database's one writer, not SMTP, set the drain rate (issue 15).
     concurrency: int = Field(256, ge=1, description="messages delivered at once per worker "
                              "process (those beyond the relays' max_connections wait for a "
-                             "session), holding 256 MiB of text, HTML and embedded files at "
-                             "most")
+                             "session), holding about 256 MiB of text, HTML and embedded "
+                             "files at most")
     batch_size: int = Field(128, ge=1, description="messages claimed per database round trip")
     lease: Duration = Field(timedelta(minutes=5), description="how long a claim of a process "
                             "that stopped answering (hung, paused) lasts before another worker "
