@@ -196,6 +196,14 @@ def test_names_expand_from_the_address_book_and_say_how(env: Env) -> None:
     assert unknown.json()["error"]["field"] == "to[0]"
 
 
+def test_an_import_sent_without_a_content_type_is_a_file_not_json(env: Env) -> None:
+    """Its body is not scanned as JSON: a field of brackets nested past
+    limits.max_json_depth is text like any other."""
+    report = env.post("/v1/contacts/import?format=csv&dry_run=true",
+                      content=b"Name,Email\n" + b"[" * 100 + b",bracket@x.test\n")
+    assert report["added"] == 1
+
+
 def test_autocomplete_ranks_what_was_used_and_imports_report(env: Env) -> None:
     report = env.post("/v1/contacts/import?format=csv",
                       content=b"Name,Email\nZoe Quinn,zoe.q@x.test\nZoe Quest,zoe.z@x.test\n"

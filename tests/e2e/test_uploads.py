@@ -120,6 +120,20 @@ def test_curl_form_upload_is_stored_and_delivered_byte_identical(env: Env) -> No
     assert env.deliver(form["upload_id"], "report.pdf") == data
 
 
+def test_a_raw_upload_without_a_content_type_is_a_file_not_json(env: Env) -> None:
+    """Its bytes are not scanned as JSON: brackets nested past limits.max_json_depth, as
+    binary files hold, are content like any other (bench/memory.py's random file got
+    json_too_deep). Contact imports: tests/e2e/test_recipients.py."""
+    data = b"[" * 100 + tricky_bytes(20_000, seed=3)
+    with env.outbox.client() as client:
+        request = client.build_request("POST", "/v1/uploads", content=data)
+        assert "content-type" not in request.headers
+        raw = client.send(request)
+    assert raw.status_code == 201, raw.text
+    assert raw.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert env.deliver(raw.json()["upload_id"], "brackets.bin") == data
+
+
 def test_a_50_mb_form_upload_streams_without_buffering(env: Env) -> None:
     data = tricky_bytes(BIG, seed=2)
     path = env.file("big.bin", data)

@@ -178,7 +178,8 @@ def create_app(outbox: Outbox) -> FastAPI:
         default=(limits.max_request_size, "limits.max_request_size"), per_path={
             "/v1/messages": message_size, "/v1/messages/batch": message_size,
             "/v1/contacts/import": message_size,
-            files.UPLOADS_PATH: (limits.max_attachment_size, "limits.max_attachment_size")})
+            files.UPLOADS_PATH: (limits.max_attachment_size, "limits.max_attachment_size")},
+        raw_paths=(files.UPLOADS_PATH, "/v1/contacts/import"))
     app.add_middleware(RateLimitHeaders)
     metrics.install(app, outbox)  # its middleware outermost: sees every answer
     return app

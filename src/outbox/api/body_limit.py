@@ -5,7 +5,9 @@ body as soon as the bytes read pass it. Every route has a limit: messages and
 batches `[limits] max_message_size`, uploads `max_attachment_size`, contact
 imports `max_message_size`, everything else `max_request_size`.
 Depth: a JSON body nesting deeper than `max_json_depth` is refused with 400 as
-soon as the scanner sees it (`core.json_depth`), before the parser recurses.
+soon as the scanner sees it (`core.json_depth`), before the parser recurses. The
+routes that take their body as bytes (`raw_paths`: uploads, contact imports) are
+not scanned, whatever their Content-Type: a file sent without one is not JSON.
 
 FastAPI turns any exception raised while it reads the body into its own 400
 ("There was an error parsing the body"); `refusal_of` finds ours behind it, so
@@ -15,7 +17,7 @@ FastAPI turns any exception raised while it reads the body into its own 400
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +66,10 @@ def refusal_of(exc: BaseException) -> Refusal | None:
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, *,
                  default: Limit | None = None, max_depth: int = 32,
-                 per_path: Mapping[str, Limit] | None = None) -> None:
+                 per_path: Mapping[str, Limit] | None = None,
+                 raw_paths: Collection[str] = ()) -> None:
         self.app = app
+        self.raw_paths = frozenset(raw_paths)
         self.default = default or (max_bytes, "limits.max_message_size")
         self.max_depth = max_depth
         self.per_path = dict(per_path or {})
@@ -84,7 +88,8 @@ class BodyLimit:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: Limit) -> None:
         seen = 0
         started = False
-        scanner = DepthScanner(self.max_depth) if _is_json(scope) else None
+        scanned = scope.get("path", "") not in self.raw_paths and _is_json(scope)
+        scanner = DepthScanner(self.max_depth) if scanned else None
 
         async def counting_receive() -> Message:
             nonlocal seen
