@@ -278,6 +278,12 @@ def measure(client: httpx.Client, pid: int, source: Path, size: int,
         t2 = time.monotonic()
         time.sleep(0.2)
     received = sink_counts(counts)
+    # The sink writes its counts every half second: wait for the one that has this
+    # message too (the warm-up's is the first), not the one before it.
+    settle = time.monotonic() + 3
+    while received.get("messages", 0) < 2 and time.monotonic() < settle:
+        time.sleep(0.1)
+        received = sink_counts(counts)
     return {
         "size": size, "baseline_rss": baseline,
         "upload_peak_growth": rss.peak(t0, t1) - baseline,
