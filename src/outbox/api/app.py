@@ -170,6 +170,7 @@ def create_app(outbox: Outbox) -> FastAPI:
                                                limits.allowed_extensions),
                       outbox.settings.webhooks.max_batch)
     message_size = (limits.max_message_size, "limits.max_message_size")
+    imports = "/v1/contacts/import"  # a CSV or vCard file, as uploads are files
     app.add_middleware(SpooledJson, files=outbox.files, clock=outbox.clock,
                        threshold=limits.json_spool_threshold)
     app.add_middleware(UnexpectedErrors)
@@ -177,9 +178,9 @@ def create_app(outbox: Outbox) -> FastAPI:
         BodyLimit, max_bytes=limits.max_request_size, max_depth=limits.max_json_depth,
         default=(limits.max_request_size, "limits.max_request_size"), per_path={
             "/v1/messages": message_size, "/v1/messages/batch": message_size,
-            "/v1/contacts/import": message_size,
+            imports: message_size,
             files.UPLOADS_PATH: (limits.max_attachment_size, "limits.max_attachment_size")},
-        raw_paths=(files.UPLOADS_PATH, "/v1/contacts/import"))
+        raw_paths=(files.UPLOADS_PATH, imports))
     app.add_middleware(RateLimitHeaders)
     metrics.install(app, outbox)  # its middleware outermost: sees every answer
     return app

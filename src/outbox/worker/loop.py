@@ -100,8 +100,7 @@ class Worker:
             return_path=return_path, sign=sign)
         self.sweeper = Sweeper(store, self.owner, self._tools.recovery, clock, self._rng)
         self.purger = Purger(store.retention, retention_policy(settings), clock)
-        self._inflight: dict[asyncio.Task[None], str] = {}  # attempt → its claim's token
-        self._held: dict[asyncio.Task[None], int] = {}  # attempt → its content's size
+        self._inflight: dict[asyncio.Task[None], Claim] = {}  # attempt → its claim
         # The largest content of the last claim; until one shows what the mail is like,
         # the largest a message may be.
         self._largest = settings.limits.max_message_size
@@ -215,7 +214,8 @@ class Worker:
 
     async def _claim_round(self) -> None:
         free = self._delivery.concurrency - len(self._inflight)
-        if free <= 0 or sum(self._held.values()) >= HELD_CONTENT:
+        held = sum(claim.message.content.held_size for claim in self._inflight.values())
+        if free <= 0 or held >= HELD_CONTENT:
             self._slot_free.clear()
             await self._slot_free.wait()
             return
@@ -224,8 +224,7 @@ class Worker:
         if self.for_backlogs and await self.store.messages.count_due(now, batch) < batch:
             await self._idle()
             return
-        asked = min(free, batch, affordable(sum(self._held.values()), self._largest,
-                                           HELD_CONTENT))
+        asked = min(free, batch, affordable(held, self._largest, HELD_CONTENT))
         claims = await self.store.messages.claim_due(
             self.owner, now, now + self._delivery.lease, asked)
         if claims:
@@ -250,8 +249,7 @@ class Worker:
 
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._attempt(claim))
-        self._inflight[task] = claim.token
-        self._held[task] = claim.message.content.held_size
+        self._inflight[task] = claim
         task.add_done_callback(self._finished)
 
     async def _attempt(self, claim: Claim) -> None:
@@ -263,14 +261,13 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
-        self._held.pop(task, None)
         self._slot_free.set()
 
     # -- background rounds -----------------------------------------------------------------
 
     async def _renew_leases(self) -> None:
         """Only claims whose attempt still runs: an orphan is never kept alive."""
-        tokens = set(self._inflight.values())
+        tokens = {claim.token for claim in self._inflight.values()}
         if tokens:
             now = self._clock()
             await self.store.messages.renew_leases(self.owner, tokens,
