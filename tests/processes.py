@@ -123,7 +123,7 @@ def base_config(tmp: Path, database_url: str, relays: list[dict[str, Any]],
         "database": {"url": database_url},
         "logging": {"level": "info", "format": "json", "file": str(tmp / "outbox.log")},
         # Delivery in serve's own process: a delivery process is a second interpreter's
-        # start (1.5-2 s of CPU) behind every serve of the suite. The default ("auto": one
+        # start (1.5-2 s of CPU) behind every serve of the suite. The default ("auto": two
         # on two cores) has tests of its own (tests/e2e/test_delivery_processes.py).
         "delivery": {"poll_interval": "100ms", "connect_timeout": "3s",
                      "command_timeout": "3s", "data_timeout": "5s", "shutdown_grace": "3s",

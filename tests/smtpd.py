@@ -151,8 +151,15 @@ class RecordingHandler:
         self.messages: list[ReceivedMessage] = []
         self.message_ids: Counter[str] = Counter()
         self.connections: list[ConnectionLog] = []
+        self.open_now = 0  # connections that sent a command and are still open
+        self.most_open = 0  # the most there were at once
         self._script: list[Rule] = []
         self._lock = threading.Lock()
+
+    def count_open(self, change: int) -> None:
+        with self._lock:
+            self.open_now += change
+            self.most_open = max(self.most_open, self.open_now)
 
     def set_script(self, rules: Iterable[Rule]) -> None:
         with self._lock:
@@ -265,7 +272,13 @@ class ScriptedSMTP(SMTP):
         if self._log is None:
             self._log = ConnectionLog()
             self.recorder.connections.append(self._log)
+            self.recorder.count_open(+1)
         return self._log
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._log is not None:
+            self.recorder.count_open(-1)
+        super().connection_lost(error)
 
     def _scripted(self, verb: str, method: Callable[[str], Awaitable[None]]) -> Callable[
             [str], Awaitable[None]]:
@@ -385,6 +398,11 @@ class ScriptedServer:
     @property
     def message_ids(self) -> Counter[str]:
         return self.handler.message_ids
+
+    @property
+    def most_open(self) -> int:
+        """The most connections open at once (counted from their first command)."""
+        return self.handler.most_open
 
     @property
     def connections(self) -> list[ConnectionLog]:

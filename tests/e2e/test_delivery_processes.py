@@ -3,18 +3,21 @@ of its own, on SQLite and PostgreSQL. New mail wakes them across processes (the 
 poll is set to an hour here, so only a wake-up can start a delivery); one that dies is
 started again and `/healthz` says so meanwhile; `kill -9` of serve stops them, and a
 restart delivers what was left, never twice beyond the `uncertain` events. At the
-defaults (`processes = "auto"`) serve runs one where it may use two cores, and none on
-one; /metrics counts what its processes deliver, also across a restart of one."""
+defaults (`processes = "auto"`) serve runs two where it may use two cores, and none on
+one; /metrics counts what its processes deliver, also across a restart of one. Two
+processes with a backlog keep to a relay's max_connections together."""
 
 from __future__ import annotations
 
 import os
 import signal
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from outbox.niceness import BACKGROUND
@@ -56,27 +59,31 @@ def sent(outbox: OutboxProcess) -> float:
     return value(scrape(outbox), "outbox_deliveries_total", relay="default", result="sent")
 
 
-def test_serve_at_the_defaults_delivers_in_a_process_of_its_own_and_counts_it(
+def test_serve_at_the_defaults_delivers_in_processes_of_its_own_and_counts_it(
         start_outbox: Any, database_url: str, tmp_path: Path) -> None:
     assert usable_cores() >= 2, "this test needs the two cores CI machines have"
     with ScriptedServer() as sink:
         config = at_the_defaults(base_config(tmp_path, database_url, [relay_for(sink)]))
         outbox = start_outbox([], config=config, wait=False)
-        answers = []  # /healthz until its first 200: not before the delivery process claims
+        answers = []  # /healthz until its first 200: not before the delivery processes claim
         wait_until(lambda: answers.append(healthz(outbox)) or answers[-1][0] == 200,
                    timeout=30, interval=0.05, message="/healthz 200")
-        assert len(outbox.logged("worker started")) == 1
+        assert len(outbox.logged("worker started")) == 2
         starting = [body for code, body in answers if code == 503]
-        assert starting and all(body["problems"] == ["delivery process 1: starting"]
-                                for body in starting), answers
+        assert starting and all(
+            body["problems"] and set(body["problems"]) <= {
+                "delivery process 1: starting", "delivery process 2: starting"}
+            for body in starting), answers
         [serving] = outbox.logged("outbox serving")
-        assert serving["delivery_processes"] == 1 and "owner" not in serving
-        [child] = started_children(outbox)
-        [worker] = outbox.logged("worker started")
-        assert int(worker["owner"].split(":")[1]) == child != outbox.proc.pid  # type: ignore[union-attr]
+        assert serving["delivery_processes"] == 2 and "owner" not in serving
+        children = started_children(outbox)
+        owners = {int(w["owner"].split(":")[1]) for w in outbox.logged("worker started")}
+        assert owners == set(children) and len(children) == 2
+        assert outbox.proc is not None and outbox.proc.pid not in children
         # Serve's requests come first when the cores are busy (outbox.niceness).
-        assert os.getpriority(os.PRIO_PROCESS, child) == \
-            os.getpriority(os.PRIO_PROCESS, outbox.proc.pid) + BACKGROUND  # type: ignore[union-attr]
+        assert all(os.getpriority(os.PRIO_PROCESS, child) ==
+                   os.getpriority(os.PRIO_PROCESS, outbox.proc.pid) + BACKGROUND
+                   for child in children)
 
         submit_many(outbox, 5)
         wait_all_sent(database_url, 5, timeout=60)
@@ -85,8 +92,8 @@ def test_serve_at_the_defaults_delivers_in_a_process_of_its_own_and_counts_it(
         assert value(samples, "outbox_attempt_duration_seconds_count", relay="default") == 5
 
         # A delivery process that dies and is started again: what it counted stays.
-        os.kill(child, signal.SIGKILL)
-        wait_until(lambda: len(outbox.logged("worker started")) == 2, timeout=30,
+        os.kill(children[0], signal.SIGKILL)
+        wait_until(lambda: len(outbox.logged("worker started")) == 3, timeout=30,
                    message="a new delivery process")
         assert sent(outbox) == 5
         submit_many(outbox, 3)
@@ -159,6 +166,55 @@ def test_serve_delivers_through_its_processes_woken_by_new_mail(
     # The second claims only while a backlog waits (tests/integration/test_claim_rounds.py).
     first, second = (started(outbox, pid) for pid in children)
     assert first["for_backlogs"] is False and second["for_backlogs"] is True
+
+
+class SessionCounter(threading.Thread):
+    """Counts, every 20 ms, each process's established sessions to `port` (as the
+    kernel sees them, from the processes' side), until stopped."""
+
+    def __init__(self, pids: list[int], port: int) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.port = pids, port
+        self.samples: list[dict[int, int]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.02):
+            self.samples.append({pid: self._sessions(pid) for pid in self.pids})
+
+    def _sessions(self, pid: int) -> int:
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return 0
+        return sum(1 for c in connections if c.raddr and c.raddr.port == self.port
+                   and c.status == psutil.CONN_ESTABLISHED)
+
+
+@pytest.mark.long(20)
+def test_two_delivery_processes_keep_to_a_relay_s_max_connections_together(
+        start_outbox: Any, database_url: str) -> None:
+    """Both processes deliver a backlog to one relay at the default max_connections (4):
+    the relay never has more than 4 sessions from them at once, and they share them."""
+    total = 600  # more than the first process's concurrency: the second claims too
+    with ScriptedServer(script=[delay("DATA", 0.02)]) as sink:
+        outbox = start_outbox([relay_for(sink)], delivery={"processes": 2})
+        wait_until(lambda: len(outbox.logged("worker started")) == 2, timeout=30,
+                   message="both workers up")
+        counter = SessionCounter(started_children(outbox), sink.port)
+        counter.start()
+        try:
+            submit_many(outbox, total)
+            wait_all_sent(database_url, total, timeout=120)
+        finally:
+            counter.done.set()
+            counter.join()
+
+    assert len(sink.message_ids) == total and sink.duplicates == 0
+    assert sink.most_open <= 4, sink.most_open
+    assert max(sum(sample.values()) for sample in counter.samples) <= 4
+    # Each process had sessions while the other had some too.
+    assert any(all(sample.values()) for sample in counter.samples), counter.samples
 
 
 def started(outbox: OutboxProcess, pid: int) -> dict[str, Any]:

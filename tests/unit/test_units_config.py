@@ -119,8 +119,10 @@ def test_parse_process_count_refuses(value):
 
 @pytest.mark.parametrize(("setting", "cores", "count"), [
     ("auto", 1, 0),  # one core: serve delivers itself, nothing to spread over
-    ("auto", 2, 1),  # serve keeps one core for HTTP, one delivery process takes the other
-    ("auto", 8, 1),
+    # Serve keeps a core for HTTP; one delivery process takes the other, and a second
+    # (nicer than serve, claiming only for backlogs) works through a backlog beside it.
+    ("auto", 2, 2),
+    ("auto", 8, 2),
     (0, 8, 0),
     (3, 1, 3),  # an explicit number is taken as given
 ])

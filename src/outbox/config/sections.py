@@ -121,9 +121,10 @@ class DeliverySettings(Section):
     processes: ProcessCount = Field(
         "auto", description="`outbox worker` processes that serve starts, restarts and stops, "
         "to deliver on cores of their own while serve keeps one for HTTP; the second and "
-        "later ones claim only while batch_size messages or more are due (a backlog), "
-        "each with its own max_connections per relay; 0: serve delivers itself; auto: 1 "
-        "where serve may use two cores or more, else 0")
+        "later ones claim only while batch_size messages or more are due (a backlog); a "
+        "relay's max_connections is theirs together, shared fairly while more than one "
+        "has mail for it; 0: serve delivers itself; auto: 2 where serve may use two cores "
+        "or more, else 0")
     # Claims and results are written a batch per transaction, and a batch is as large as
     # the slots that came free: at 64 (bench/compare.py; the default was 16) they averaged
     # 21 messages, and the database's one writer, not SMTP, set the drain rate (issue 15).
@@ -163,7 +164,7 @@ class DeliverySettings(Section):
     def processes_for(self, cores: int) -> int:
         """The delivery processes serve starts on a machine where it may use `cores`."""
         if self.processes == "auto":
-            return 1 if cores >= 2 else 0
+            return 2 if cores >= 2 else 0
         return self.processes
 
 
@@ -227,7 +228,8 @@ class RelaySettings(Section):
     oauth2: OAuth2Settings | None = Field(None, description="log in with XOAUTH2 instead of "
                                           "a password")
     max_connections: int = Field(4, ge=1, description="sessions open at once, in use or "
-                                 "idle, by each delivery process")
+                                 "idle: from the delivery processes of one serve together, "
+                                 "or from one `outbox worker` started on its own")
     rate: str = Field("", pattern=r"^(\d+/[smh])?$", description="most messages this relay "
                       "takes, e.g. 600/m (per s, m or h), shared by every node; empty: no limit")
     tls_verify: bool = Field(True, description="check the relay's certificate and host name")

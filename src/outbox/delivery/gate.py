@@ -47,6 +47,7 @@ from outbox.delivery.credentials import CredentialVault
 from outbox.delivery.governor import RelayGovernor
 from outbox.delivery.oauth import ClockSkew, TokenSource, clock_skew
 from outbox.delivery.pool import SessionPool
+from outbox.delivery.slots import SessionSlots, SharedSessions
 from outbox.delivery.smtp.info import SessionInfo
 from outbox.errors import OutboxError
 from outbox.store.base import Claim, ClockReading, RelayAuth, Store
@@ -62,7 +63,8 @@ class RelayGate:
     def __init__(self, relay: RelaySettings, delivery: DeliverySettings,
                  credentials: CredentialVault, *,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], datetime] = utcnow) -> None:
+                 wall: Callable[[], datetime] = utcnow,
+                 shared: SharedSessions | None = None) -> None:
         self.relay = relay
         self._delivery = delivery
         self._credentials = credentials
@@ -81,6 +83,9 @@ class RelayGate:
         self._skews: list[ClockSkew] = []
         self._closing: set[asyncio.Task[None]] = set()
         self.governor = RelayGovernor(relay, delivery, credentials.store, wall=wall)
+        # One count for every pool of the relay: a pool of old credentials may still
+        # hold sessions while the new one opens its own.
+        self._sessions = SessionSlots(relay.name, self.governor.limit, shared)
 
     async def deliver(self, sender: str, recipients: Sequence[str],
                       message: bytes | MessageBody) -> DeliveryReport:
@@ -110,6 +115,7 @@ class RelayGate:
         if self._pool is not None:
             await self._pool.aclose()
         await asyncio.gather(*self._closing, return_exceptions=True)
+        self._sessions.close()
 
     # -- steps -------------------------------------------------------------------------
 
@@ -253,7 +259,7 @@ class RelayGate:
         self._tokens = (TokenSource(relay.oauth2, on_rotate=keep_rotated, wall=self._wall)
                         if relay.oauth2 is not None else None)
         return SessionPool(relay, self._delivery, authenticators=authenticators_for(
-            relay, self._tokens), on_open=self._observe_session)
+            relay, self._tokens), on_open=self._observe_session, sessions=self._sessions)
 
     def _observe_session(self, info: SessionInfo) -> None:
         """A new session is set up (logged in, if the relay has credentials); a greeting
@@ -285,11 +291,14 @@ class RelayGates(Mapping[str, RelayGate]):
     """Every configured relay's gate, by name: what the worker delivers through."""
 
     def __init__(self, settings: Settings, store: Store, vault: CredentialVault, *,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 shared: SharedSessions | None = None) -> None:
+        """`shared`: where the delivery processes of one serve count their sessions."""
         self.credentials = vault
         self._clock = clock
         self._gates = {relay.name: RelayGate(relay, settings.delivery, self.credentials,
-                                             wall=clock) for relay in settings.relays}
+                                             wall=clock, shared=shared)
+                       for relay in settings.relays}
 
     def __getitem__(self, name: str) -> RelayGate:
         return self._gates[name]

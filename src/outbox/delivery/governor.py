@@ -102,7 +102,7 @@ class RelayGovernor:
         """At most the relay's current concurrency at once, spaced while throttled, and
         within its rate."""
         async with self._room:
-            await self._room.wait_for(lambda: self._active < self._limit())
+            await self._room.wait_for(lambda: self._active < self.limit())
             self._active += 1
         try:
             await self._space()
@@ -113,7 +113,9 @@ class RelayGovernor:
                 self._active -= 1
                 self._room.notify()  # one slot freed: one waiter (not a thundering herd)
 
-    def _limit(self) -> int:
+    def limit(self) -> int:
+        """Sessions the relay may have at once now: its max_connections, or fewer
+        while it is throttled."""
         return self.health.limit or self.policy.max_connections
 
     async def _space(self) -> None:

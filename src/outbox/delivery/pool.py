@@ -1,6 +1,9 @@
 """Reusable SMTP sessions to one relay (STYLE principle 10, Postfix `smtp_reuse.c`).
 
-At most `max_connections` sessions are open at once, in use or idle. An idle
+At most `max_connections` sessions are open at once, in use or idle; with the
+delivery processes of one serve, at most that many from all of them
+(`delivery.slots`: each session holds a slot, and gives it back to a process
+owed its share when it is returned). An idle
 session is reused after an RSET (none after a finished transaction when the
 relay offers PIPELINING: `SmtpSession.reset`), up to `messages_per_connection` messages;
 it is closed after `idle_timeout` without use, and dropped at once after a
@@ -12,6 +15,7 @@ again at once on a new session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 
@@ -19,11 +23,13 @@ from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, DeliveryReport, Stage
 from outbox.delivery.auth import Authenticator
 from outbox.delivery.body import MessageBody
+from outbox.delivery.slots import SessionSlots, Slot
 from outbox.delivery.smtp.errors import SessionError
 from outbox.delivery.smtp.info import SessionInfo
 from outbox.delivery.smtp.session import SmtpSession, open_session
 
 PoolKey = tuple[str, str, int, str, str]
+SLOT_POLL = 0.02  # seconds between looks for a slot another process gave back
 
 
 def pool_key(relay: RelaySettings) -> PoolKey:
@@ -37,13 +43,17 @@ class SessionPool:
     def __init__(self, relay: RelaySettings, delivery: DeliverySettings, *,
                  authenticators: Sequence[Authenticator] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 on_open: Callable[[SessionInfo], None] | None = None) -> None:
+                 on_open: Callable[[SessionInfo], None] | None = None,
+                 sessions: SessionSlots | None = None) -> None:
         self.relay = relay
         self._delivery = delivery
         self._authenticators = authenticators
         self._on_open = on_open  # sees each new session's greeting, EHLO, TLS and AUTH
         self._clock = clock
-        self._slots = asyncio.Semaphore(relay.max_connections)
+        self._sending = asyncio.Semaphore(relay.max_connections)
+        self._sessions = sessions or SessionSlots(relay.name, lambda: relay.max_connections)
+        self._slot_of: dict[SmtpSession, Slot] = {}
+        self._returned = asyncio.Event()  # set (and replaced) when a session comes back
         self._idle: list[SmtpSession] = []  # most recently used last
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -64,7 +74,7 @@ class SessionPool:
         bytes, or a body streamed in chunks (`delivery.body.MessageBody`)."""
         if self._closed:
             raise RuntimeError(f"the session pool of relay '{self.relay.name}' is closed")
-        async with self._slots:
+        async with self._sending:
             try:
                 session = await self._checkout()
                 reused = session.messages_sent > 0
@@ -72,7 +82,7 @@ class SessionPool:
                 if reused and _closed_before_mail(report):
                     # The relay had closed this idle session; nothing was accepted, so
                     # the message goes at once on a new one (as Postfix does).
-                    session = await self._open()
+                    session = await self._checkout(fresh=True)
                     retried = await self._send(session, sender, recipients, message)
                     retried.transcript = f"{report.transcript}\n{retried.transcript}"
                     report = retried
@@ -86,7 +96,7 @@ class SessionPool:
         try:
             report = await session.send(sender, recipients, message)
         except BaseException:
-            session.abort()  # cancelled mid-transaction: the state is unknown
+            self._abort(session)  # cancelled mid-transaction: the state is unknown
             raise
         await self._checkin(session)
         return report
@@ -98,7 +108,7 @@ class SessionPool:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
         idle, self._idle = self._idle, []
-        await asyncio.gather(*(session.close() for session in idle), return_exceptions=True)
+        await asyncio.gather(*(self._close(session) for session in idle), return_exceptions=True)
 
     async def __aenter__(self) -> SessionPool:
         return self
@@ -106,16 +116,29 @@ class SessionPool:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _checkout(self) -> SmtpSession:
-        while self._idle:
-            session = self._idle.pop()
-            if await self._reuse(session):
-                return session
-        return await self._open()
+    async def _checkout(self, *, fresh: bool = False) -> SmtpSession:
+        """An idle session (unless `fresh`), or a new one once a slot is free."""
+        while True:
+            while self._idle and not fresh:
+                session = self._idle.pop()
+                if await self._reuse(session):
+                    return session
+            slot = self._sessions.try_acquire()
+            if slot is not None:
+                return await self._open(slot)
+            returned = self._returned
+            with self._sessions.waiting(), contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SLOT_POLL):
+                    await returned.wait()
 
-    async def _open(self) -> SmtpSession:
-        session = await open_session(self.relay, self._delivery,
-                                     authenticators=self._authenticators)
+    async def _open(self, slot: Slot) -> SmtpSession:
+        try:
+            session = await open_session(self.relay, self._delivery,
+                                         authenticators=self._authenticators)
+        except BaseException:
+            self._sessions.release(slot)
+            raise
+        self._slot_of[session] = slot
         self.sessions_opened += 1
         if self._on_open is not None:
             self._on_open(session.info)
@@ -126,20 +149,38 @@ class SessionPool:
         try:
             if not self._is_expired(session) and await session.reset():
                 return True
-            await session.close()
+            await self._close(session)
             return False
         except BaseException:
-            session.abort()
+            self._abort(session)
             raise
 
     async def _checkin(self, session: SmtpSession) -> None:
         if not session.is_usable or self._closed or (
-                session.messages_sent >= self._delivery.messages_per_connection):
-            await session.close()  # QUIT only if the session is still healthy
+                session.messages_sent >= self._delivery.messages_per_connection) or (
+                self._sessions.gives_back(self._slot_of[session])):
+            await self._close(session)  # QUIT only if the session is still healthy
         else:
             session.last_used = self._clock()
             self._idle.append(session)
             self._start_reaper()
+        self._returned.set()  # a waiting message may take it, or its slot
+        self._returned = asyncio.Event()
+
+    async def _close(self, session: SmtpSession) -> None:
+        try:
+            await session.close()
+        finally:
+            self._release(session)
+
+    def _abort(self, session: SmtpSession) -> None:
+        session.abort()
+        self._release(session)
+
+    def _release(self, session: SmtpSession) -> None:
+        slot = self._slot_of.pop(session, None)
+        if slot is not None:
+            self._sessions.release(slot)
 
     def _is_expired(self, session: SmtpSession) -> bool:
         return self._clock() - session.last_used >= self._idle_timeout
@@ -160,7 +201,7 @@ class SessionPool:
             await asyncio.sleep(max(oldest + self._idle_timeout - self._clock(), 0.01))
             expired = [s for s in self._idle if self._is_expired(s)]
             self._idle = [s for s in self._idle if s not in expired]
-            await asyncio.gather(*(s.close() for s in expired), return_exceptions=True)
+            await asyncio.gather(*(self._close(s) for s in expired), return_exceptions=True)
 
 
 def _closed_before_mail(report: DeliveryReport) -> bool:

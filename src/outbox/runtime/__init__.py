@@ -25,10 +25,12 @@ from outbox.runtime.children import (
     BACKLOG_ENV,
     HEALTH_ENV,
     PARENT_ENV,
+    SESSIONS_ENV,
     DeliveryProcesses,
     InProcessDelivery,
     mark_running,
     report_health,
+    shared_sessions,
     usable_cores,
     watch_parent,
 )
@@ -60,7 +62,8 @@ async def run_worker_process(settings: Settings) -> None:
         mark_running(Path(health))
         run_in_the_background()  # serve's requests first (outbox.niceness)
     outbox = await Outbox.open(settings)
-    worker = outbox.start_delivery(for_backlogs=os.environ.get(BACKLOG_ENV) == "1")
+    worker = outbox.start_delivery(for_backlogs=os.environ.get(BACKLOG_ENV) == "1",
+                                   shared=shared_sessions(os.environ.get(SESSIONS_ENV, "")))
     dispatcher = outbox.start_webhooks()  # every node helps post event webhooks
     watchers: list[asyncio.Task[None]] = []
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import structlog
 
 from outbox.config import Settings
+from outbox.delivery.slots import SharedSessions
 from outbox.errors import ProcessExited
 from outbox.observability import MULTIPROCESS_ENV, ChildMetrics
 from outbox.service import Outbox
@@ -48,6 +49,7 @@ log = structlog.get_logger("outbox.runtime")
 PARENT_ENV = "OUTBOX_PARENT_PID"  # set for a child: the serve process it belongs to
 HEALTH_ENV = "OUTBOX_HEALTH_FILE"  # set for a child: where it reports how it is
 BACKLOG_ENV = "OUTBOX_FOR_BACKLOGS"  # "1" for children after the first (worker/loop.py)
+SESSIONS_ENV = "OUTBOX_SHARED_SESSIONS"  # "<children> <directory>": delivery/slots.py
 HEALTHY_AFTER = 5.0  # seconds a child must stay up to end a streak of failures
 STOP_MARGIN = 5.0  # seconds beyond shutdown_grace before a child is killed
 SHARED_PREFIX = "outbox-delivery-"  # + serve's pid + "-": the children's metrics and health
@@ -55,6 +57,14 @@ REPORT_EVERY = 1.0  # seconds between a child's health reports (and serve's read
 SILENT_AFTER = 15.0  # seconds without a report before serve calls a child unhealthy
 STARTING = "starting"
 CHILD_MARK = "pid-"  # + a child's pid: a file in the shared directory while it may run
+
+
+def shared_sessions(value: str) -> SharedSessions | None:
+    """`SESSIONS_ENV` as serve set it for a child; None for any other process."""
+    count, _, directory = value.partition(" ")
+    if not count.isdigit() or not directory:
+        return None
+    return SharedSessions(Path(directory), int(count))
 
 
 def usable_cores() -> int:
@@ -79,6 +89,8 @@ class DeliveryProcesses:
         _remove_orphaned_directories()
         self.directory = Path(tempfile.mkdtemp(prefix=f"{SHARED_PREFIX}{os.getpid()}-"))
         loops.registry.register(ChildMetrics(self.directory))
+        # With two children or more, a relay's max_connections is theirs together.
+        self._sessions = f"{count} {self.directory / 'sessions'}" if count > 1 else ""
         self._running: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,7 +107,8 @@ class DeliveryProcesses:
         monitor.report(STARTING)
         process = await asyncio.create_subprocess_exec(*self._argv, env={
             **os.environ, PARENT_ENV: str(os.getpid()), HEALTH_ENV: str(health),
-            MULTIPROCESS_ENV: str(self.directory), BACKLOG_ENV: "1" if n > 1 else ""})
+            MULTIPROCESS_ENV: str(self.directory), BACKLOG_ENV: "1" if n > 1 else "",
+            SESSIONS_ENV: self._sessions})
         self._running[n] = process
         log.info("delivery process started", process=n, pid=process.pid)
         watching = asyncio.create_task(_watch_health(health, monitor))

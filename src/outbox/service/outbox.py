@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     # only in the processes that start them, not in every command that opens the service.
     from outbox.delivery.body import MessageBody
     from outbox.delivery.gate import RelayGates
+    from outbox.delivery.slots import SharedSessions
     from outbox.service.webhook_dispatch import Dispatcher
     from outbox.worker.loop import Worker
 
@@ -125,13 +126,16 @@ class Outbox:
             raise
         return cls(settings, store, clock=clock)
 
-    def start_delivery(self, *, for_backlogs: bool = False) -> Worker:
+    def start_delivery(self, *, for_backlogs: bool = False,
+                       shared: SharedSessions | None = None) -> Worker:
         """The worker that delivers from this process (run it with `Worker.run`);
-        `for_backlogs`: one that claims only while a backlog waits (worker/loop.py)."""
+        `for_backlogs`: one that claims only while a backlog waits (worker/loop.py);
+        `shared`: relay sessions counted with serve's other delivery processes."""
         from outbox.delivery.gate import RelayGates
         from outbox.worker.loop import Worker
 
-        self._gates = RelayGates(self.settings, self.store, self.vault, clock=self.clock)
+        self._gates = RelayGates(self.settings, self.store, self.vault, clock=self.clock,
+                                 shared=shared)
         return Worker(self.store, self.settings, self._gates, blobs=self.blobs,
                       clock=self.clock, metrics=self.delivery_metrics, loops=self.loops,
                       on_verdict=self._gates.after_verdict,

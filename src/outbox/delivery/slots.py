@@ -1,0 +1,170 @@
+"""A relay's sessions, counted across the delivery processes of one `outbox serve`.
+
+A relay's `max_connections` (or, while it is throttled, its governor's lower
+limit) bounds the sessions open to it from serve's delivery processes together,
+not from each. A session holds a slot: an exclusive `flock` on one of the
+relay's numbered files in a directory the processes share
+(`SharedSessions`). The kernel lets go of a process's locks when it dies, even
+by `kill -9`, so no slot outlives its holder and nothing must be swept.
+
+Fair shares: each process may hold `ceil(limit / processes)` sessions. A
+process with mail waiting that holds less marks its demand (a shared `flock`
+on the relay's demand file). While another process's demand is marked, a
+process at or past its share takes no free slot, and one past its share gives a
+session back when it returns it to its pool. With no demand, any process may
+use every slot: a lone process is not held to its share.
+
+Without a shared directory (`serve` delivering itself, `processes = 1`, an
+`outbox worker` started on its own) the pool's own count is the bound and
+these slots bound nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SHARED = 0o600
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSessions:
+    """Where the delivery processes of one serve count their relay sessions."""
+
+    directory: Path
+    processes: int  # how many share the slots
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    index: int  # -1: not counted across processes
+
+
+UNCOUNTED = Slot(-1)
+
+
+class SessionSlots:
+    """The slots of one relay in this process; `limit`: the relay's current session
+    limit (its max_connections, lower while its governor throttles it)."""
+
+    def __init__(self, relay: str, limit: Callable[[], int],
+                 shared: SharedSessions | None = None) -> None:
+        self._limit = limit
+        self._shared = shared
+        self._held: set[int] = set()
+        self._waiting = 0  # this process's sessions waiting for a slot
+        self._files: dict[int, int] = {}  # slot index -> descriptor (open while we run)
+        self._demand = -1  # descriptor our demand is marked on
+        self._demanding = False
+        self._probe = -1  # a second descriptor of the demand file, to look at others'
+        if shared is not None:
+            self._base = shared.directory / hashlib.sha256(relay.encode()).hexdigest()[:16]
+            shared.directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def try_acquire(self) -> Slot | None:
+        """A free slot, or None when every slot is held or another process's share
+        is owed."""
+        if self._shared is None:
+            return UNCOUNTED
+        self._mark_demand()  # the limit may have changed our share
+        if self.held >= self._share() and self._others_wait():
+            return None
+        for index in range(self._limit()):
+            if index not in self._held and _lock(self._file(index), fcntl.LOCK_EX):
+                self._held.add(index)
+                self._mark_demand()
+                return Slot(index)
+        return None
+
+    def gives_back(self, slot: Slot) -> bool:
+        """Whether the session holding `slot` should close rather than wait idle: its
+        slot is past the relay's current limit, or another process waits for its share
+        of slots while this one holds more than its own."""
+        if self._shared is None:
+            return False
+        if slot.index >= self._limit():
+            return True
+        self._mark_demand()
+        return self.held > self._share() and self._others_wait()
+
+    def release(self, slot: Slot) -> None:
+        if slot.index in self._held:
+            self._held.discard(slot.index)
+            fcntl.flock(self._files[slot.index], fcntl.LOCK_UN)
+            self._mark_demand()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a wait for a slot: marks this process's demand while it is owed."""
+        self._waiting += 1
+        try:
+            self._mark_demand()
+            yield
+        finally:
+            self._waiting -= 1
+            self._mark_demand()
+
+    def close(self) -> None:
+        for descriptor in [*self._files.values(), self._demand, self._probe]:
+            if descriptor >= 0:
+                os.close(descriptor)  # and with it any lock it held
+        self._files.clear()
+        self._held.clear()
+        self._demand = self._probe = -1
+        self._demanding = False
+
+    # -- shares and demand ---------------------------------------------------------------
+
+    def _share(self) -> int:
+        assert self._shared is not None
+        return max(1, math.ceil(self._limit() / self._shared.processes))
+
+    def _mark_demand(self) -> None:
+        """Demand marked exactly while a session here waits and we hold less than our
+        share (so we never look at others' demand while our own is marked)."""
+        if self._shared is None:
+            return
+        owed = self._waiting > 0 and self.held < self._share()
+        if owed and not self._demanding:
+            if self._demand < 0:
+                self._demand = _open(self._base.with_suffix(".demand"))
+            # Fails only while another process looks (an instant); the next round marks it.
+            self._demanding = _lock(self._demand, fcntl.LOCK_SH)
+        elif not owed and self._demanding:
+            fcntl.flock(self._demand, fcntl.LOCK_UN)
+            self._demanding = False
+
+    def _others_wait(self) -> bool:
+        if self._probe < 0:
+            self._probe = _open(self._base.with_suffix(".demand"))
+        if not _lock(self._probe, fcntl.LOCK_EX):
+            return True
+        fcntl.flock(self._probe, fcntl.LOCK_UN)
+        return False
+
+    def _file(self, index: int) -> int:
+        if index not in self._files:
+            self._files[index] = _open(self._base.with_suffix(f".{index}"))
+        return self._files[index]
+
+
+def _open(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, SHARED)
+
+
+def _lock(descriptor: int, how: int) -> bool:
+    try:
+        fcntl.flock(descriptor, how | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -1,0 +1,205 @@
+"""A relay's sessions counted across the delivery processes of one serve
+(`delivery.slots`), with real `flock`s on real files.
+
+`flock` locks belong to an open file description, not to a process: two
+`SessionSlots` in this process, each opening its own descriptors, conflict
+exactly as two processes do. One test uses a second process, killed with
+SIGKILL, to show that the kernel frees what a dead process held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.smtpd import ScriptedServer, delay
+
+from outbox.config import DeliverySettings, RelaySettings
+from outbox.delivery.pool import SessionPool
+from outbox.delivery.slots import UNCOUNTED, SessionSlots, SharedSessions, Slot
+
+ServerFactory = Callable[..., ScriptedServer]
+RelayFactory = Callable[..., RelaySettings]
+
+MAX_CONNECTIONS = RelaySettings(name="r", host="h").max_connections  # the default, 4
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> SharedSessions:
+    return SharedSessions(tmp_path / "sessions", processes=2)
+
+
+@pytest.fixture
+def two(shared: SharedSessions) -> Iterator[tuple[SessionSlots, SessionSlots]]:
+    """The slots of one relay in two delivery processes, at the default max_connections."""
+    first, second = (SessionSlots("relay", lambda: MAX_CONNECTIONS, shared) for _ in range(2))
+    yield first, second
+    first.close()
+    second.close()
+
+
+def take(slots: SessionSlots, count: int) -> list[Slot]:
+    taken = [slots.try_acquire() for _ in range(count)]
+    assert all(slot is not None for slot in taken), taken
+    return [slot for slot in taken if slot is not None]
+
+
+def test_a_lone_process_may_use_every_slot_and_no_more(
+        two: tuple[SessionSlots, SessionSlots]) -> None:
+    first, second = two
+    taken = take(first, MAX_CONNECTIONS)
+    assert sorted(slot.index for slot in taken) == list(range(MAX_CONNECTIONS))
+    assert first.try_acquire() is None and second.try_acquire() is None
+    # Nobody waits: nothing is given back.
+    assert not any(first.gives_back(slot) for slot in taken)
+
+    first.release(taken[0])
+    assert second.try_acquire() == taken[0]  # the freed file, now locked by the other
+
+
+def test_a_process_owed_its_share_gets_it(two: tuple[SessionSlots, SessionSlots]) -> None:
+    first, second = two
+    taken = take(first, MAX_CONNECTIONS)
+    share = MAX_CONNECTIONS // 2
+
+    with second.waiting():  # a message of the second process waits for a session
+        assert second.try_acquire() is None
+        # The first holds more than its share while the other waits: it gives back
+        # sessions as they come back to its pool, down to its share, and no further.
+        given = []
+        for slot in taken:
+            if first.gives_back(slot):
+                first.release(slot)
+                given.append(slot)
+        assert len(given) == MAX_CONNECTIONS - share and first.held == share
+        # ...and takes no free slot while the other is owed one.
+        assert first.try_acquire() is None
+        gotten = take(second, share)
+        assert second.held == share
+
+    assert {slot.index for slot in gotten} == {slot.index for slot in given}
+    # Both at their share, nobody owed: neither gives back.
+    assert not any(first.gives_back(slot) for slot in taken if slot not in given)
+    assert not any(second.gives_back(slot) for slot in gotten)
+
+
+def test_a_process_within_its_share_keeps_its_sessions(
+        two: tuple[SessionSlots, SessionSlots]) -> None:
+    first, second = two
+    mine = take(first, MAX_CONNECTIONS // 2)
+    take(second, MAX_CONNECTIONS // 2)
+    with second.waiting():  # the second wants more than its share: it is not owed it
+        assert not any(first.gives_back(slot) for slot in mine)
+        assert second.try_acquire() is None
+
+
+def test_a_lower_limit_while_throttled_is_the_limit_of_every_process(
+        shared: SharedSessions) -> None:
+    limit = [MAX_CONNECTIONS]
+    first, second = (SessionSlots("relay", lambda: limit[0], shared) for _ in range(2))
+    try:
+        held = take(first, 2) + take(second, 2)
+        limit[0] = 2  # the governor halved the relay's sessions
+        assert [slot.index for slot in held if first.gives_back(slot)
+                or second.gives_back(slot)] == [slot.index for slot in held
+                                                if slot.index >= 2]
+        for slot in held[2:]:
+            second.release(slot)
+        assert second.try_acquire() is None  # slots 0 and 1 are the first's
+    finally:
+        first.close()
+        second.close()
+
+
+def test_relays_are_counted_apart(shared: SharedSessions) -> None:
+    one, other = (SessionSlots(name, lambda: 1, shared) for name in ("one", "other"))
+    try:
+        assert one.try_acquire() is not None and other.try_acquire() is not None
+    finally:
+        one.close()
+        other.close()
+
+
+def test_without_a_shared_directory_nothing_is_counted() -> None:
+    slots = SessionSlots("relay", lambda: 1)
+    assert [slots.try_acquire() for _ in range(3)] == [UNCOUNTED] * 3
+    assert not slots.gives_back(UNCOUNTED)
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from outbox.delivery.slots import SessionSlots, SharedSessions
+    slots = SessionSlots("relay", lambda: {limit}, SharedSessions(Path(sys.argv[1]), 2))
+    taken = [slots.try_acquire() for _ in range({limit})]
+    print(sum(slot is not None for slot in taken), flush=True)
+    time.sleep(3600)
+""")
+
+
+def test_the_slots_of_a_killed_process_are_free_at_once(shared: SharedSessions) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(limit=MAX_CONNECTIONS), str(shared.directory)],
+        stdout=subprocess.PIPE, text=True)
+    slots = SessionSlots("relay", lambda: MAX_CONNECTIONS, shared)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == str(MAX_CONNECTIONS)
+        assert slots.try_acquire() is None  # every session is the other process's
+
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+
+        assert len(take(slots, MAX_CONNECTIONS)) == MAX_CONNECTIONS  # no sweep, no wait
+    finally:
+        holder.kill()
+        slots.close()
+
+
+def message(number: int) -> bytes:
+    return (f"From: a@x.test\r\nTo: b@x.test\r\nSubject: {number}\r\n"
+            f"Message-ID: <m{number}@x.test>\r\n\r\nMessage {number}.\r\n").encode()
+
+
+async def test_two_processes_pools_share_the_relay_s_sessions_fairly(
+        shared: SharedSessions, smtp_server: ServerFactory, make_relay: RelayFactory,
+        delivery_settings: DeliverySettings) -> None:
+    """Two processes' pools, each with 40 messages for one relay at once: the relay never
+    sees more than its max_connections sessions, and each process gets its share."""
+    server = smtp_server(script=[delay("DATA", 0.02)])
+    relay = make_relay(server)
+    assert relay.max_connections == MAX_CONNECTIONS
+    pools = [SessionPool(relay, delivery_settings,
+                         sessions=SessionSlots(relay.name, lambda: MAX_CONNECTIONS, shared))
+             for _ in range(2)]
+    opened_alone = 0
+    try:
+        # The first is alone at first: it may open every session.
+        await asyncio.gather(*(pools[0].deliver("a@x.test", ["b@x.test"], message(n))
+                               for n in range(MAX_CONNECTIONS)))
+        opened_alone = pools[0].sessions_opened
+        async with asyncio.timeout(20):  # without sharing, the second would wait 30 s
+            reports = await asyncio.gather(*(pools[n % 2].deliver(
+                "a@x.test", ["b@x.test"], message(n)) for n in range(100, 180)))
+    finally:
+        for pool in pools:
+            await pool.aclose()
+
+    assert opened_alone == MAX_CONNECTIONS
+    assert all(report.failure is None for report in reports)
+    assert len(server.messages) == MAX_CONNECTIONS + 80 and server.duplicates == 0
+    assert server.most_open == MAX_CONNECTIONS
+    # The second got sessions although the first held every slot when it began, and
+    # while the first still had mail: they shared, not took turns.
+    assert pools[1].sessions_opened >= MAX_CONNECTIONS // 2
+    numbers = [int(m.message_id.strip("<>m").split("@")[0]) for m in server.messages
+               if m.message_id is not None]
+    firsts = [i for i, n in enumerate(numbers) if n >= 100 and n % 2 == 0]
+    seconds = [i for i, n in enumerate(numbers) if n >= 100 and n % 2 == 1]
+    assert seconds[0] < firsts[-1] and firsts[0] < seconds[-1], numbers
