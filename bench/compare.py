@@ -3,7 +3,7 @@
     make bench          # = scripts/bench-deps.sh, then:
     .venv/bin/python bench/compare.py [--messages 5000] [--reps 3] [--backends sqlite,postgres]
                                       [--paths http,http-lean,batch,smtp,smtp-source,drain,restart]
-                                      [--delivery-processes N|auto]
+                                      [--delivery-processes N|auto] [--paced-rate 500]
 
 Per rep, in this order:
 - Postfix as a durable loopback relay (../shared/bench-anchors/30_postfix_relay.sh,
@@ -13,6 +13,14 @@ Per rep, in this order:
   - http:  20 keep-alive clients `POST /v1/messages`, one message each time (httpx);
   - http-lean: the same with bench/raw_http.py's client, which costs the server's
            cores next to nothing, as smtp-source does Postfix's;
+  - http-paced: not among the default paths. http-lean's 20 clients at a fixed
+           rate in all (--paced-rate), each request due at its own time, as a
+           latency figure. The flat-out paths' latency is set by their rate (20
+           clients, each waiting for its answer before the next: p50 ≈ 20 / rate).
+           Here each latency counts from when the request was due, so a server that
+           falls behind shows it (no coordinated omission); a client's own timer
+           waking late does not count. Its msg/s is the offered rate, and it has no
+           ratio;
   - batch: 20 clients `POST /v1/messages/batch` of 100;
   - smtp:  20 SMTP submission sessions (AUTH PLAIN with the API key; smtp-source cannot
            log in, so the client is aiosmtplib);
@@ -221,6 +229,28 @@ async def post_each_lean(base: str, count: int, latencies: list[float]) -> None:
     await asyncio.gather(*(one_client(range(c, count, CLIENTS)) for c in range(CLIENTS)))
 
 
+PACED_RATE = 500.0  # messages a second in all (--paced-rate): about half of Postfix's live
+
+
+async def post_paced(base: str, count: int, latencies: list[float]) -> None:
+    """http-lean's clients, message n due at n / PACED_RATE seconds."""
+    start = time.perf_counter() + 0.05
+
+    async def one_client(numbers: range) -> None:
+        async with RawHttp.for_url(base, API_KEY) as http:
+            for n in numbers:
+                origin = start + n / PACED_RATE
+                if origin > time.perf_counter():  # on time: the server is not behind
+                    await asyncio.sleep(origin - time.perf_counter())
+                    origin = time.perf_counter()  # the timer's own lateness is not the server's
+                status, answer = await http.post_json("/v1/messages", message(n))
+                latencies.append(time.perf_counter() - origin)
+                if status != 202:
+                    raise RuntimeError(f"POST /v1/messages: {status} {answer[:200]!r}")
+
+    await asyncio.gather(*(one_client(range(c, count, CLIENTS)) for c in range(CLIENTS)))
+
+
 async def post_batches(base: str, count: int, latencies: list[float]) -> None:
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {API_KEY}"},
                                  timeout=120) as client:
@@ -272,6 +302,7 @@ async def submit_smtp_source(bind: str, count: int, latencies: list[float]) -> N
 
 
 LOADS: dict[str, Callable[..., Any]] = {"http": post_each, "http-lean": post_each_lean,
+                                        "http-paced": post_paced,
                                         "batch": post_batches,
                                         "smtp": submit_smtp, "smtp-source": submit_smtp_source}
 
@@ -401,6 +432,9 @@ def report(reps: list[list[Run]]) -> None:
                 cells.append("—")
                 continue
             runs.append(run)
+            if key[1] == "http-paced":  # the offered rate: no ratio
+                cells.append(f"{run.rate:,.0f}")
+                continue
             ratio = run.rate / anchor.rate if anchor and anchor.rate else 0.0
             ratios.append(ratio)
             cells.append(f"{run.rate:,.0f} ({ratio:.2f})")
@@ -410,7 +444,8 @@ def report(reps: list[list[Run]]) -> None:
         accept = statistics.median(r.accept for r in runs) if runs else 0.0
         cpu = statistics.median(r.cpu_per_1000 for r in runs) if runs else -1.0
         print(f"| {key[0]} | {key[1]} | {key[2] or '—'} | " + " | ".join(cells)
-              + f" | {statistics.median(ratios) if ratios else 0:.2f} | {accept:,.0f} | {lat} "
+              + f" | {f'{statistics.median(ratios):.2f}' if ratios else '—'} | {accept:,.0f} "
+              f"| {lat} "
               f"| {f'{cpu:.2f}' if cpu >= 0 else '—'} |")
 
 
@@ -427,6 +462,7 @@ def noise(since: CpuTimes | None = None) -> str:
 
 
 def main() -> None:
+    global DELIVERY_PROCESSES, PACED_RATE
     # The clients' own full collections (60 ms here, over the imports) would count as
     # server latency; serve freezes its start-up objects the same way (runtime/heap.py).
     gc.freeze()
@@ -438,10 +474,11 @@ def main() -> None:
                         default="http,http-lean,batch,smtp,smtp-source,drain,restart")
     parser.add_argument("--delivery-processes", type=parse_process_count, default="auto",
                         help="[delivery] processes of outbox serve (0: deliver in serve; "
-                        "auto, the default: one on two cores or more)")
+                        "auto, the default: two on two cores or more)")
+    parser.add_argument("--paced-rate", type=float, default=PACED_RATE,
+                        help="messages a second in all on the http-paced path")
     args = parser.parse_args()
-    global DELIVERY_PROCESSES
-    DELIVERY_PROCESSES = args.delivery_processes
+    DELIVERY_PROCESSES, PACED_RATE = args.delivery_processes, args.paced_rate
     if not Path("/usr/sbin/smtp-sink").exists():
         raise SystemExit("smtp-sink is missing: run `bash scripts/bench-deps.sh` (make bench)")
     if not ANCHORS.exists():

@@ -25,8 +25,8 @@ One database per backend grows through the checkpoints of `--sizes` (cumulative)
   minute or two would otherwise still be flushing while the checkpoint is measured, a
   cost of the artificial fill rather than of the queue's size (SQLite's WAL is
   checkpointed too, for the size). SQLite is left without ANALYZE, as Outbox leaves it.
-- claim: in-process, the store's `claim_due` of a batch (`[delivery] batch_size`, 64) at
-  a time 60 days ahead, so that the whole backlog is due to it: the oldest 64 of N due
+- claim: in-process, the store's `claim_due` of a batch (`[delivery] batch_size`, 128) at
+  a time 60 days ahead, so that the whole backlog is due to it: the oldest 128 of N due
   messages. After each sample the claim is undone in SQL (queued again with its due
   time, its `claimed` events deleted): every sample sees the same queue.
 - drain: `--drain` fresh messages submitted in-process through the service's batch
@@ -383,8 +383,8 @@ def run_backend(backend: str, sizes: list[int], drain: int, samples: int,
         config = base_config(
             directory, url, [relay],
             logging={"level": "warning", "format": "json", "file": str(directory / "outbox.log")},
-            delivery={"concurrency": 64, "batch_size": 64, "poll_interval": "100ms",
-                      "helo_name": "bench.test"})
+            delivery={"poll_interval": "100ms", "helo_name": "bench.test"})
+        config["delivery"].pop("processes")  # serve's default, as compare.py (tests set 0)
         path = write_config(directory / "outbox.toml", config)
         return asyncio.run(_checkpoints(backend, url, config, path, sink, sizes, drain,
                                         samples))

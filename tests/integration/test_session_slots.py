@@ -99,6 +99,19 @@ def test_a_process_within_its_share_keeps_its_sessions(
         assert second.try_acquire() is None
 
 
+def test_idle_sessions_are_wanted_elsewhere_while_another_process_waits(
+        two: tuple[SessionSlots, SessionSlots]) -> None:
+    first, second = two
+    take(first, MAX_CONNECTIONS // 2)
+    take(second, MAX_CONNECTIONS // 2)
+    assert not first.wanted_elsewhere()
+    with second.waiting():  # not owed (it holds its share), but waiting all the same
+        assert first.wanted_elsewhere()
+        with first.waiting():  # the first's own waiting mail would take its idle sessions
+            assert not first.wanted_elsewhere()
+    assert not first.wanted_elsewhere()
+
+
 def test_a_lower_limit_while_throttled_is_the_limit_of_every_process(
         shared: SharedSessions) -> None:
     limit = [MAX_CONNECTIONS]
@@ -203,3 +216,54 @@ async def test_two_processes_pools_share_the_relay_s_sessions_fairly(
     firsts = [i for i, n in enumerate(numbers) if n >= 100 and n % 2 == 0]
     seconds = [i for i, n in enumerate(numbers) if n >= 100 and n % 2 == 1]
     assert seconds[0] < firsts[-1] and firsts[0] < seconds[-1], numbers
+
+
+async def test_idle_sessions_of_one_process_go_to_another_that_waits(
+        shared: SharedSessions, smtp_server: ServerFactory, make_relay: RelayFactory,
+        delivery_settings: DeliverySettings) -> None:
+    """The first process's sessions sit idle, holding every slot (idle_timeout: 30 s);
+    a message of the second gets a session within the pool's next look, not 30 s on."""
+    server = smtp_server()
+    relay = make_relay(server)
+    first, second = (SessionPool(relay, delivery_settings, sessions=SessionSlots(
+        relay.name, lambda: MAX_CONNECTIONS, shared)) for _ in range(2))
+    try:
+        await asyncio.gather(*(first.deliver("a@x.test", ["b@x.test"], message(n))
+                               for n in range(MAX_CONNECTIONS)))
+        assert first.idle_sessions == MAX_CONNECTIONS
+        async with asyncio.timeout(5):
+            report = await second.deliver("a@x.test", ["b@x.test"], message(99))
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+    assert report.failure is None
+    assert first.idle_sessions == 0  # given up: idle, and wanted elsewhere
+    assert server.most_open == MAX_CONNECTIONS
+
+
+async def test_a_message_cancelled_as_it_is_handed_a_slot_gives_the_slot_back(
+        shared: SharedSessions, make_relay: RelayFactory, smtp_server: ServerFactory,
+        delivery_settings: DeliverySettings) -> None:
+    """A worker that stops while a message waits must not keep a slot nobody uses: the
+    relay would have one session fewer until the process ends."""
+    relay = make_relay(smtp_server())
+    slots = SessionSlots(relay.name, lambda: 1, shared)
+    other = SessionSlots(relay.name, lambda: 1, shared)
+    pool = SessionPool(relay, delivery_settings, sessions=slots)
+    try:
+        held = take(other, 1)[0]
+        waiting = asyncio.create_task(pool._wait())
+        await asyncio.sleep(0)  # in line
+        other.release(held)
+        slot = slots.try_acquire()
+        assert slot is not None
+        assert pool._wake_one(slot)  # handed over...
+        waiting.cancel()  # ...and cancelled before it could use it
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert slots.held == 0 and other.try_acquire() is not None
+    finally:
+        await pool.aclose()
+        other.close()
+        slots.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from outbox.config import DeliverySettings, RelaySettings
@@ -30,6 +31,7 @@ from outbox.delivery.smtp.session import SmtpSession, open_session
 
 PoolKey = tuple[str, str, int, str, str]
 SLOT_POLL = 0.02  # seconds between looks for a slot another process gave back
+IDLE_LOOK = 0.1  # seconds between looks, with idle sessions, for another process waiting
 
 
 def pool_key(relay: RelaySettings) -> PoolKey:
@@ -53,7 +55,10 @@ class SessionPool:
         self._sending = asyncio.Semaphore(relay.max_connections)
         self._sessions = sessions or SessionSlots(relay.name, lambda: relay.max_connections)
         self._slot_of: dict[SmtpSession, Slot] = {}
-        self._returned = asyncio.Event()  # set (and replaced) when a session comes back
+        # Messages waiting for a session, first come first served: woken with None when
+        # a session comes back here, or handed a slot another process freed (`_watch`).
+        self._waiters: deque[asyncio.Future[Slot | None]] = deque()
+        self._watcher: asyncio.Task[None] | None = None
         self._idle: list[SmtpSession] = []  # most recently used last
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
@@ -104,9 +109,10 @@ class SessionPool:
     async def aclose(self) -> None:
         """QUIT every idle session; sessions in use close when returned."""
         self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        for task in (self._reaper, self._watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         idle, self._idle = self._idle, []
         await asyncio.gather(*(self._close(session) for session in idle), return_exceptions=True)
 
@@ -124,12 +130,46 @@ class SessionPool:
                 if await self._reuse(session):
                     return session
             slot = self._sessions.try_acquire()
+            if slot is None:
+                slot = await self._wait()
             if slot is not None:
                 return await self._open(slot)
-            returned = self._returned
-            with self._sessions.waiting(), contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(SLOT_POLL):
-                    await returned.wait()
+
+    async def _wait(self) -> Slot | None:
+        """Until a session comes back here (None) or a slot is handed over."""
+        waiter: asyncio.Future[Slot | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch(),
+                                                name=f"outbox-pool-slots-{self.relay.name}")
+        try:
+            with self._sessions.waiting():
+                return await waiter
+        except BaseException:
+            handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+            if handed is not None:
+                self._sessions.release(handed)  # handed a slot, then cancelled
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _wake_one(self, slot: Slot | None = None) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(slot)
+                return True
+        return False
+
+    async def _watch(self) -> None:
+        """While messages wait: one look for a free slot every SLOT_POLL, for them all
+        (another process's sessions free slots without a word to this one)."""
+        while self._waiters:
+            await asyncio.sleep(SLOT_POLL)
+            while self._waiters and (slot := self._sessions.try_acquire()) is not None:
+                if not self._wake_one(slot):
+                    self._sessions.release(slot)
 
     async def _open(self, slot: Slot) -> SmtpSession:
         try:
@@ -164,8 +204,7 @@ class SessionPool:
             session.last_used = self._clock()
             self._idle.append(session)
             self._start_reaper()
-        self._returned.set()  # a waiting message may take it, or its slot
-        self._returned = asyncio.Event()
+        self._wake_one()  # a waiting message may take it, or its slot
 
     async def _close(self, session: SmtpSession) -> None:
         try:
@@ -195,11 +234,16 @@ class SessionPool:
                                                name=f"outbox-pool-reaper-{self.relay.name}")
 
     async def _reap_idle(self) -> None:
-        """Close idle sessions as they expire; ends when none is left."""
+        """Close idle sessions as they expire, or at once when another process waits
+        for a session (`SessionSlots.wanted_elsewhere`); ends when none is left."""
         while self._idle:
             oldest = min(session.last_used for session in self._idle)
-            await asyncio.sleep(max(oldest + self._idle_timeout - self._clock(), 0.01))
-            expired = [s for s in self._idle if self._is_expired(s)]
+            wait = max(oldest + self._idle_timeout - self._clock(), 0.01)
+            await asyncio.sleep(min(wait, IDLE_LOOK) if self._sessions.is_shared else wait)
+            if self._sessions.wanted_elsewhere():
+                expired = list(self._idle)
+            else:
+                expired = [s for s in self._idle if self._is_expired(s)]
             self._idle = [s for s in self._idle if s not in expired]
             await asyncio.gather(*(self._close(s) for s in expired), return_exceptions=True)
 

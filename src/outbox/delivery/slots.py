@@ -8,11 +8,13 @@ relay's numbered files in a directory the processes share
 by `kill -9`, so no slot outlives its holder and nothing must be swept.
 
 Fair shares: each process may hold `ceil(limit / processes)` sessions. A
-process with mail waiting that holds less marks its demand (a shared `flock`
-on the relay's demand file). While another process's demand is marked, a
-process at or past its share takes no free slot, and one past its share gives a
-session back when it returns it to its pool. With no demand, any process may
-use every slot: a lone process is not held to its share.
+process with mail waiting for a session marks that it waits, and, while it
+holds less than its share, that it is owed (each a shared `flock` on a file of
+the relay's). While another process is owed, a process at or past its share
+takes no free slot, and one past its share gives a session back when it returns
+it to its pool. While another process waits, a process gives up its idle
+sessions (`SessionPool` looks every `IDLE_LOOK`). Otherwise any process may use
+every slot: a lone process is not held to its share.
 
 Without a shared directory (`serve` delivering itself, `processes = 1`, an
 `outbox worker` started on its own) the pool's own count is the bound and
@@ -60,12 +62,15 @@ class SessionSlots:
         self._held: set[int] = set()
         self._waiting = 0  # this process's sessions waiting for a slot
         self._files: dict[int, int] = {}  # slot index -> descriptor (open while we run)
-        self._demand = -1  # descriptor our demand is marked on
-        self._demanding = False
-        self._probe = -1  # a second descriptor of the demand file, to look at others'
         if shared is not None:
             self._base = shared.directory / hashlib.sha256(relay.encode()).hexdigest()[:16]
             shared.directory.mkdir(parents=True, exist_ok=True)
+            self._owed = _Flag(self._base.with_suffix(".owed"))
+            self._wants = _Flag(self._base.with_suffix(".waiting"))
+
+    @property
+    def is_shared(self) -> bool:
+        return self._shared is not None
 
     @property
     def held(self) -> int:
@@ -76,13 +81,13 @@ class SessionSlots:
         is owed."""
         if self._shared is None:
             return UNCOUNTED
-        self._mark_demand()  # the limit may have changed our share
-        if self.held >= self._share() and self._others_wait():
+        self._mark()  # the limit may have changed our share
+        if self.held >= self._share() and self._owed.seen():
             return None
         for index in range(self._limit()):
             if index not in self._held and _lock(self._file(index), fcntl.LOCK_EX):
                 self._held.add(index)
-                self._mark_demand()
+                self._mark()
                 return Slot(index)
         return None
 
@@ -94,34 +99,39 @@ class SessionSlots:
             return False
         if slot.index >= self._limit():
             return True
-        self._mark_demand()
-        return self.held > self._share() and self._others_wait()
+        self._mark()
+        return self.held > self._share() and self._owed.seen()
+
+    def wanted_elsewhere(self) -> bool:
+        """Another process has mail waiting for a session to the relay (and none here
+        does): this one's idle sessions are better given up."""
+        return self._shared is not None and self._waiting == 0 and self._wants.seen()
 
     def release(self, slot: Slot) -> None:
         if slot.index in self._held:
             self._held.discard(slot.index)
             fcntl.flock(self._files[slot.index], fcntl.LOCK_UN)
-            self._mark_demand()
+            self._mark()
 
     @contextlib.contextmanager
     def waiting(self) -> Iterator[None]:
-        """Around a wait for a slot: marks this process's demand while it is owed."""
+        """Around a wait for a slot: marks that this process waits, and is owed."""
         self._waiting += 1
         try:
-            self._mark_demand()
+            self._mark()
             yield
         finally:
             self._waiting -= 1
-            self._mark_demand()
+            self._mark()
 
     def close(self) -> None:
-        for descriptor in [*self._files.values(), self._demand, self._probe]:
-            if descriptor >= 0:
-                os.close(descriptor)  # and with it any lock it held
+        for descriptor in self._files.values():
+            os.close(descriptor)  # and with it any lock it held
         self._files.clear()
         self._held.clear()
-        self._demand = self._probe = -1
-        self._demanding = False
+        if self._shared is not None:
+            self._owed.close()
+            self._wants.close()
 
     # -- shares and demand ---------------------------------------------------------------
 
@@ -129,33 +139,55 @@ class SessionSlots:
         assert self._shared is not None
         return max(1, math.ceil(self._limit() / self._shared.processes))
 
-    def _mark_demand(self) -> None:
-        """Demand marked exactly while a session here waits and we hold less than our
-        share (so we never look at others' demand while our own is marked)."""
+    def _mark(self) -> None:
+        """Owed exactly while a session here waits and we hold less than our share (so
+        we never look at others' while our own is marked)."""
         if self._shared is None:
             return
-        owed = self._waiting > 0 and self.held < self._share()
-        if owed and not self._demanding:
-            if self._demand < 0:
-                self._demand = _open(self._base.with_suffix(".demand"))
-            # Fails only while another process looks (an instant); the next round marks it.
-            self._demanding = _lock(self._demand, fcntl.LOCK_SH)
-        elif not owed and self._demanding:
-            fcntl.flock(self._demand, fcntl.LOCK_UN)
-            self._demanding = False
-
-    def _others_wait(self) -> bool:
-        if self._probe < 0:
-            self._probe = _open(self._base.with_suffix(".demand"))
-        if not _lock(self._probe, fcntl.LOCK_EX):
-            return True
-        fcntl.flock(self._probe, fcntl.LOCK_UN)
-        return False
+        self._owed.set(self._waiting > 0 and self.held < self._share())
+        self._wants.set(self._waiting > 0)
 
     def _file(self, index: int) -> int:
         if index not in self._files:
             self._files[index] = _open(self._base.with_suffix(f".{index}"))
         return self._files[index]
+
+
+class _Flag:
+    """A mark one process raises for the others: a shared `flock` on a file, seen by
+    another descriptor's try for an exclusive one (which fails while any is held)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._mine = -1
+        self._probe = -1
+        self._raised = False
+
+    def set(self, raised: bool) -> None:
+        if raised and not self._raised:
+            if self._mine < 0:
+                self._mine = _open(self._path)
+            # Fails only while another process looks (an instant); the next change marks it.
+            self._raised = _lock(self._mine, fcntl.LOCK_SH)
+        elif not raised and self._raised:
+            fcntl.flock(self._mine, fcntl.LOCK_UN)
+            self._raised = False
+
+    def seen(self) -> bool:
+        """Raised by some process (this one too, if it raised it)."""
+        if self._probe < 0:
+            self._probe = _open(self._path)
+        if not _lock(self._probe, fcntl.LOCK_EX):
+            return True
+        fcntl.flock(self._probe, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        for descriptor in (self._mine, self._probe):
+            if descriptor >= 0:
+                os.close(descriptor)
+        self._mine = self._probe = -1
+        self._raised = False
 
 
 def _open(path: Path) -> int:
