@@ -10,6 +10,7 @@ SIGKILL, to show that the kernel frees what a dead process held.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -44,6 +45,16 @@ def two(shared: SharedSessions) -> Iterator[tuple[SessionSlots, SessionSlots]]:
     second.close()
 
 
+@contextlib.contextmanager
+def waiting(slots: SessionSlots) -> Iterator[None]:
+    """A message of that process waits for a session meanwhile."""
+    slots.wait_begins()
+    try:
+        yield
+    finally:
+        slots.wait_ends()
+
+
 def take(slots: SessionSlots, count: int) -> list[Slot]:
     taken = [slots.try_acquire() for _ in range(count)]
     assert all(slot is not None for slot in taken), taken
@@ -68,7 +79,7 @@ def test_a_process_owed_its_share_gets_it(two: tuple[SessionSlots, SessionSlots]
     taken = take(first, MAX_CONNECTIONS)
     share = MAX_CONNECTIONS // 2
 
-    with second.waiting():  # a message of the second process waits for a session
+    with waiting(second):  # a message of the second process waits for a session
         assert second.try_acquire() is None
         # The first holds more than its share while the other waits: it gives back
         # sessions as they come back to its pool, down to its share, and no further.
@@ -94,7 +105,7 @@ def test_a_process_within_its_share_keeps_its_sessions(
     first, second = two
     mine = take(first, MAX_CONNECTIONS // 2)
     take(second, MAX_CONNECTIONS // 2)
-    with second.waiting():  # the second wants more than its share: it is not owed it
+    with waiting(second):  # the second wants more than its share: it is not owed it
         assert not any(first.gives_back(slot) for slot in mine)
         assert second.try_acquire() is None
 
@@ -105,9 +116,9 @@ def test_idle_sessions_are_wanted_elsewhere_while_another_process_waits(
     take(first, MAX_CONNECTIONS // 2)
     take(second, MAX_CONNECTIONS // 2)
     assert not first.wanted_elsewhere()
-    with second.waiting():  # not owed (it holds its share), but waiting all the same
+    with waiting(second):  # not owed (it holds its share), but waiting all the same
         assert first.wanted_elsewhere()
-        with first.waiting():  # the first's own waiting mail would take its idle sessions
+        with waiting(first):  # the first's own waiting mail would take its idle sessions
             assert not first.wanted_elsewhere()
     assert not first.wanted_elsewhere()
 

@@ -142,17 +142,19 @@ class SessionPool:
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch(),
                                                 name=f"outbox-pool-slots-{self.relay.name}")
+        self._sessions.wait_begins()
         try:
-            with self._sessions.waiting():
-                return await waiter
+            return await waiter  # `_wake_one` took it out of the line
         except BaseException:
             handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
             if handed is not None:
                 self._sessions.release(handed)  # handed a slot, then cancelled
+            else:  # cancelled in line (on Python 3.11, a miss would format the future)
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
             raise
         finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+            self._sessions.wait_ends()
 
     def _wake_one(self, slot: Slot | None = None) -> bool:
         while self._waiters:

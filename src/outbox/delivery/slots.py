@@ -23,12 +23,11 @@ these slots bound nothing.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,16 +112,15 @@ class SessionSlots:
             fcntl.flock(self._files[slot.index], fcntl.LOCK_UN)
             self._mark()
 
-    @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Around a wait for a slot: marks that this process waits, and is owed."""
+    def wait_begins(self) -> None:
+        """A session here waits for a slot: marks that this process waits (and is owed,
+        while it holds less than its share). Each is followed by one `wait_ends`."""
         self._waiting += 1
-        try:
-            self._mark()
-            yield
-        finally:
-            self._waiting -= 1
-            self._mark()
+        self._mark()
+
+    def wait_ends(self) -> None:
+        self._waiting -= 1
+        self._mark()
 
     def close(self) -> None:
         for descriptor in self._files.values():
