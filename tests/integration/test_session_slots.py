@@ -31,15 +31,20 @@ RelayFactory = Callable[..., RelaySettings]
 MAX_CONNECTIONS = RelaySettings(name="r", host="h").max_connections  # the default, 4
 
 
-@pytest.fixture
-def shared(tmp_path: Path) -> SharedSessions:
-    return SharedSessions(tmp_path / "sessions", processes=2)
+Sharing = Callable[[int], SharedSessions]
 
 
 @pytest.fixture
-def two(shared: SharedSessions) -> Iterator[tuple[SessionSlots, SessionSlots]]:
+def sharing(tmp_path: Path) -> Sharing:
+    """Delivery process n's view of one serve's shared sessions (two processes)."""
+    return lambda number: SharedSessions(tmp_path / "sessions", processes=2, number=number)
+
+
+@pytest.fixture
+def two(sharing: Sharing) -> Iterator[tuple[SessionSlots, SessionSlots]]:
     """The slots of one relay in two delivery processes, at the default max_connections."""
-    first, second = (SessionSlots("relay", lambda: MAX_CONNECTIONS, shared) for _ in range(2))
+    first, second = (SessionSlots("relay", lambda: MAX_CONNECTIONS, sharing(n))
+                     for n in (1, 2))
     yield first, second
     first.close()
     second.close()
@@ -123,10 +128,42 @@ def test_idle_sessions_are_wanted_elsewhere_while_another_process_waits(
     assert not first.wanted_elsewhere()
 
 
+def test_one_session_alternates_between_processes_as_sessions_end(
+        sharing: Sharing) -> None:
+    """A relay of one session (max_connections = 1, or throttled down to 1): each
+    process's share is that one. The process that ends a session leaves the slot to the
+    one waiting, rather than taking it again at once, as the quicker would."""
+    now = [0.0]
+    first, second = (SessionSlots("relay", lambda: 1, sharing(n), clock=lambda: now[0])
+                     for n in (1, 2))
+    try:
+        [slot] = take(first, 1)
+        first.release(slot)
+        [slot] = take(first, 1)  # nobody waits: taken again at once
+        with waiting(second):
+            first.release(slot)  # e.g. messages_per_connection reached
+            with waiting(first):
+                assert first.try_acquire() is None  # left to the other
+                [slot] = take(second, 1)
+            assert second.try_acquire() is None
+        now[0] += 0.5  # the second's session carries messages
+        with waiting(first):
+            second.release(slot)
+            with waiting(second):
+                assert second.try_acquire() is None  # and back
+                [slot] = take(first, 1)
+        now[0] += 0.5  # the first's session carries messages, then ends; nobody waits
+        first.release(slot)
+        assert first.try_acquire() is not None
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_lower_limit_while_throttled_is_the_limit_of_every_process(
-        shared: SharedSessions) -> None:
+        sharing: Sharing) -> None:
     limit = [MAX_CONNECTIONS]
-    first, second = (SessionSlots("relay", lambda: limit[0], shared) for _ in range(2))
+    first, second = (SessionSlots("relay", lambda: limit[0], sharing(n)) for n in (1, 2))
     try:
         held = take(first, 2) + take(second, 2)
         limit[0] = 2  # the governor halved the relay's sessions
@@ -141,8 +178,8 @@ def test_a_lower_limit_while_throttled_is_the_limit_of_every_process(
         second.close()
 
 
-def test_relays_are_counted_apart(shared: SharedSessions) -> None:
-    one, other = (SessionSlots(name, lambda: 1, shared) for name in ("one", "other"))
+def test_relays_are_counted_apart(sharing: Sharing) -> None:
+    one, other = (SessionSlots(name, lambda: 1, sharing(1)) for name in ("one", "other"))
     try:
         assert one.try_acquire() is not None and other.try_acquire() is not None
     finally:
@@ -160,14 +197,15 @@ HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from outbox.delivery.slots import SessionSlots, SharedSessions
-    slots = SessionSlots("relay", lambda: {limit}, SharedSessions(Path(sys.argv[1]), 2))
+    slots = SessionSlots("relay", lambda: {limit}, SharedSessions(Path(sys.argv[1]), 2, 2))
     taken = [slots.try_acquire() for _ in range({limit})]
     print(sum(slot is not None for slot in taken), flush=True)
     time.sleep(3600)
 """)
 
 
-def test_the_slots_of_a_killed_process_are_free_at_once(shared: SharedSessions) -> None:
+def test_the_slots_of_a_killed_process_are_free_at_once(sharing: Sharing) -> None:
+    shared = sharing(1)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER.format(limit=MAX_CONNECTIONS), str(shared.directory)],
         stdout=subprocess.PIPE, text=True)
@@ -192,7 +230,7 @@ def message(number: int) -> bytes:
 
 
 async def test_two_processes_pools_share_the_relay_s_sessions_fairly(
-        shared: SharedSessions, smtp_server: ServerFactory, make_relay: RelayFactory,
+        sharing: Sharing, smtp_server: ServerFactory, make_relay: RelayFactory,
         delivery_settings: DeliverySettings) -> None:
     """Two processes' pools, each with 40 messages for one relay at once: the relay never
     sees more than its max_connections sessions, and each process gets its share."""
@@ -200,8 +238,8 @@ async def test_two_processes_pools_share_the_relay_s_sessions_fairly(
     relay = make_relay(server)
     assert relay.max_connections == MAX_CONNECTIONS
     pools = [SessionPool(relay, delivery_settings,
-                         sessions=SessionSlots(relay.name, lambda: MAX_CONNECTIONS, shared))
-             for _ in range(2)]
+                         sessions=SessionSlots(relay.name, lambda: MAX_CONNECTIONS, sharing(n)))
+             for n in (1, 2)]
     opened_alone = 0
     try:
         # The first is alone at first: it may open every session.
@@ -230,14 +268,14 @@ async def test_two_processes_pools_share_the_relay_s_sessions_fairly(
 
 
 async def test_idle_sessions_of_one_process_go_to_another_that_waits(
-        shared: SharedSessions, smtp_server: ServerFactory, make_relay: RelayFactory,
+        sharing: Sharing, smtp_server: ServerFactory, make_relay: RelayFactory,
         delivery_settings: DeliverySettings) -> None:
     """The first process's sessions sit idle, holding every slot (idle_timeout: 30 s);
     a message of the second gets a session within the pool's next look, not 30 s on."""
     server = smtp_server()
     relay = make_relay(server)
     first, second = (SessionPool(relay, delivery_settings, sessions=SessionSlots(
-        relay.name, lambda: MAX_CONNECTIONS, shared)) for _ in range(2))
+        relay.name, lambda: MAX_CONNECTIONS, sharing(n))) for n in (1, 2))
     try:
         await asyncio.gather(*(first.deliver("a@x.test", ["b@x.test"], message(n))
                                for n in range(MAX_CONNECTIONS)))
@@ -254,13 +292,13 @@ async def test_idle_sessions_of_one_process_go_to_another_that_waits(
 
 
 async def test_a_message_cancelled_as_it_is_handed_a_slot_gives_the_slot_back(
-        shared: SharedSessions, make_relay: RelayFactory, smtp_server: ServerFactory,
+        sharing: Sharing, make_relay: RelayFactory, smtp_server: ServerFactory,
         delivery_settings: DeliverySettings) -> None:
     """A worker that stops while a message waits must not keep a slot nobody uses: the
     relay would have one session fewer until the process ends."""
     relay = make_relay(smtp_server())
-    slots = SessionSlots(relay.name, lambda: 1, shared)
-    other = SessionSlots(relay.name, lambda: 1, shared)
+    slots = SessionSlots(relay.name, lambda: 1, sharing(1))
+    other = SessionSlots(relay.name, lambda: 1, sharing(2))
     pool = SessionPool(relay, delivery_settings, sessions=slots)
     try:
         held = take(other, 1)[0]
@@ -278,3 +316,30 @@ async def test_a_message_cancelled_as_it_is_handed_a_slot_gives_the_slot_back(
         await pool.aclose()
         other.close()
         slots.close()
+
+
+async def test_two_processes_pools_take_turns_with_a_relay_of_one_session(
+        sharing: Sharing, smtp_server: ServerFactory, make_relay: RelayFactory,
+        delivery_settings: DeliverySettings) -> None:
+    """max_connections = 1 and both processes with mail: neither waits for the other to
+    run out; they take turns as sessions end (every messages_per_connection)."""
+    server = smtp_server()
+    relay = make_relay(server, max_connections=1)
+    delivery = delivery_settings.model_copy(update={"messages_per_connection": 3})
+    pools = [SessionPool(relay, delivery, sessions=SessionSlots(relay.name, lambda: 1,
+                                                               sharing(n)))
+             for n in (1, 2)]
+    try:
+        async with asyncio.timeout(20):
+            reports = await asyncio.gather(*(pools[n % 2].deliver(
+                "a@x.test", ["b@x.test"], message(n)) for n in range(24)))
+    finally:
+        for pool in pools:
+            await pool.aclose()
+
+    assert all(report.failure is None for report in reports)
+    assert server.most_open == 1 and len(server.message_ids) == 24
+    owners = [int(m.message_id.strip("<>m").split("@")[0]) % 2 for m in server.messages
+              if m.message_id is not None]
+    turns = [owner for i, owner in enumerate(owners) if i == 0 or owners[i - 1] != owner]
+    assert len(turns) >= 4, owners  # not one pool's twelve, then the other's

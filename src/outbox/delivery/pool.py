@@ -24,13 +24,12 @@ from outbox.config import DeliverySettings, RelaySettings
 from outbox.core.report import Condition, DeliveryReport, Stage
 from outbox.delivery.auth import Authenticator
 from outbox.delivery.body import MessageBody
-from outbox.delivery.slots import SessionSlots, Slot
+from outbox.delivery.slots import SLOT_POLL, SessionSlots, Slot
 from outbox.delivery.smtp.errors import SessionError
 from outbox.delivery.smtp.info import SessionInfo
 from outbox.delivery.smtp.session import SmtpSession, open_session
 
 PoolKey = tuple[str, str, int, str, str]
-SLOT_POLL = 0.02  # seconds between looks for a slot another process gave back
 IDLE_LOOK = 0.1  # seconds between looks, with idle sessions, for another process waiting
 
 

@@ -9,12 +9,14 @@ by `kill -9`, so no slot outlives its holder and nothing must be swept.
 
 Fair shares: each process may hold `ceil(limit / processes)` sessions. A
 process with mail waiting for a session marks that it waits, and, while it
-holds less than its share, that it is owed (each a shared `flock` on a file of
-the relay's). While another process is owed, a process at or past its share
-takes no free slot, and one past its share gives a session back when it returns
-it to its pool. While another process waits, a process gives up its idle
-sessions (`SessionPool` looks every `IDLE_LOOK`). Otherwise any process may use
-every slot: a lone process is not held to its share.
+holds less than its share, that it is owed (each a `flock` on a file of its
+own, which the others try). While another process is owed, a process at or past
+its share takes no free slot, nor one that has just given one up (so a relay of
+one session alternates between the processes as sessions end, rather than
+staying with the quicker), and one past its share gives a session back when it
+returns it to its pool. While another process waits, a process gives up its
+idle sessions (`SessionPool` looks every `IDLE_LOOK`). Otherwise any process may
+use every slot: a lone process is not held to its share.
 
 Without a shared directory (`serve` delivering itself, `processes = 1`, an
 `outbox worker` started on its own) the pool's own count is the bound and
@@ -27,11 +29,15 @@ import fcntl
 import hashlib
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED = 0o600
+FILE_MODE = 0o600
+SLOT_POLL = 0.02  # seconds between a waiting process's looks for a free slot
+# Seconds a process leaves a slot it freed to one that is owed: two of the other's looks.
+YIELD_AFTER_RELEASE = 2 * SLOT_POLL
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,7 @@ class SharedSessions:
 
     directory: Path
     processes: int  # how many share the slots
+    number: int  # this one's, from 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +62,20 @@ class SessionSlots:
     limit (its max_connections, lower while its governor throttles it)."""
 
     def __init__(self, relay: str, limit: Callable[[], int],
-                 shared: SharedSessions | None = None) -> None:
+                 shared: SharedSessions | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._limit = limit
         self._shared = shared
+        self._clock = clock
         self._held: set[int] = set()
         self._waiting = 0  # this process's sessions waiting for a slot
+        self._released_at = float("-inf")
         self._files: dict[int, int] = {}  # slot index -> descriptor (open while we run)
         if shared is not None:
             self._base = shared.directory / hashlib.sha256(relay.encode()).hexdigest()[:16]
             shared.directory.mkdir(parents=True, exist_ok=True)
-            self._owed = _Flag(self._base.with_suffix(".owed"))
-            self._wants = _Flag(self._base.with_suffix(".waiting"))
+            self._owed = _Flag(self._base.with_suffix(".owed"), shared)
+            self._wants = _Flag(self._base.with_suffix(".waiting"), shared)
 
     @property
     def is_shared(self) -> bool:
@@ -81,7 +91,8 @@ class SessionSlots:
         if self._shared is None:
             return UNCOUNTED
         self._mark()  # the limit may have changed our share
-        if self.held >= self._share() and self._owed.seen():
+        if (self.held >= self._share() or self._just_released()) and (
+                self._owed.raised_elsewhere()):
             return None
         for index in range(self._limit()):
             if index not in self._held and _lock(self._file(index), fcntl.LOCK_EX):
@@ -99,17 +110,19 @@ class SessionSlots:
         if slot.index >= self._limit():
             return True
         self._mark()
-        return self.held > self._share() and self._owed.seen()
+        return self.held > self._share() and self._owed.raised_elsewhere()
 
     def wanted_elsewhere(self) -> bool:
         """Another process has mail waiting for a session to the relay (and none here
         does): this one's idle sessions are better given up."""
-        return self._shared is not None and self._waiting == 0 and self._wants.seen()
+        return self._shared is not None and self._waiting == 0 and (
+            self._wants.raised_elsewhere())
 
     def release(self, slot: Slot) -> None:
         if slot.index in self._held:
             self._held.discard(slot.index)
             fcntl.flock(self._files[slot.index], fcntl.LOCK_UN)
+            self._released_at = self._clock()
             self._mark()
 
     def wait_begins(self) -> None:
@@ -137,9 +150,11 @@ class SessionSlots:
         assert self._shared is not None
         return max(1, math.ceil(self._limit() / self._shared.processes))
 
+    def _just_released(self) -> bool:
+        return self._clock() - self._released_at < YIELD_AFTER_RELEASE
+
     def _mark(self) -> None:
-        """Owed exactly while a session here waits and we hold less than our share (so
-        we never look at others' while our own is marked)."""
+        """Owed exactly while a session here waits and we hold less than our share."""
         if self._shared is None:
             return
         self._owed.set(self._waiting > 0 and self.held < self._share())
@@ -152,44 +167,47 @@ class SessionSlots:
 
 
 class _Flag:
-    """A mark one process raises for the others: a shared `flock` on a file, seen by
-    another descriptor's try for an exclusive one (which fails while any is held)."""
+    """A mark each process raises for the others: an exclusive `flock` on a file of
+    its own (`<path>.<number>`), seen by the others' try for one."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shared: SharedSessions) -> None:
         self._path = path
-        self._mine = -1
-        self._probe = -1
+        self._own = shared.number
+        self._others = [n for n in range(1, shared.processes + 1) if n != shared.number]
+        self._descriptors: dict[int, int] = {}  # process number -> descriptor
         self._raised = False
 
     def set(self, raised: bool) -> None:
         if raised and not self._raised:
-            if self._mine < 0:
-                self._mine = _open(self._path)
-            # Fails only while another process looks (an instant); the next change marks it.
-            self._raised = _lock(self._mine, fcntl.LOCK_SH)
+            # Fails only while another process looks (an instant); the next look marks it.
+            self._raised = _lock(self._file(self._own), fcntl.LOCK_EX)
         elif not raised and self._raised:
-            fcntl.flock(self._mine, fcntl.LOCK_UN)
+            fcntl.flock(self._file(self._own), fcntl.LOCK_UN)
             self._raised = False
 
-    def seen(self) -> bool:
-        """Raised by some process (this one too, if it raised it)."""
-        if self._probe < 0:
-            self._probe = _open(self._path)
-        if not _lock(self._probe, fcntl.LOCK_EX):
-            return True
-        fcntl.flock(self._probe, fcntl.LOCK_UN)
+    def raised_elsewhere(self) -> bool:
+        for number in self._others:
+            descriptor = self._file(number)
+            if not _lock(descriptor, fcntl.LOCK_EX):
+                return True
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
         return False
 
     def close(self) -> None:
-        for descriptor in (self._mine, self._probe):
-            if descriptor >= 0:
-                os.close(descriptor)
-        self._mine = self._probe = -1
+        for descriptor in self._descriptors.values():
+            os.close(descriptor)
+        self._descriptors.clear()
         self._raised = False
+
+    def _file(self, number: int) -> int:
+        if number not in self._descriptors:
+            self._descriptors[number] = _open(self._path.with_name(
+                f"{self._path.name}.{number}"))
+        return self._descriptors[number]
 
 
 def _open(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, SHARED)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
 
 
 def _lock(descriptor: int, how: int) -> bool:

@@ -49,7 +49,7 @@ log = structlog.get_logger("outbox.runtime")
 PARENT_ENV = "OUTBOX_PARENT_PID"  # set for a child: the serve process it belongs to
 HEALTH_ENV = "OUTBOX_HEALTH_FILE"  # set for a child: where it reports how it is
 BACKLOG_ENV = "OUTBOX_FOR_BACKLOGS"  # "1" for children after the first (worker/loop.py)
-SESSIONS_ENV = "OUTBOX_SHARED_SESSIONS"  # "<children> <directory>": delivery/slots.py
+SESSIONS_ENV = "OUTBOX_SHARED_SESSIONS"  # "<children> <child> <directory>": delivery/slots.py
 HEALTHY_AFTER = 5.0  # seconds a child must stay up to end a streak of failures
 STOP_MARGIN = 5.0  # seconds beyond shutdown_grace before a child is killed
 SHARED_PREFIX = "outbox-delivery-"  # + serve's pid + "-": the children's metrics and health
@@ -61,10 +61,11 @@ CHILD_MARK = "pid-"  # + a child's pid: a file in the shared directory while it 
 
 def shared_sessions(value: str) -> SharedSessions | None:
     """`SESSIONS_ENV` as serve set it for a child; None for any other process."""
-    count, _, directory = value.partition(" ")
-    if not count.isdigit() or not directory:
+    fields = value.split(" ", 2)
+    if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
         return None
-    return SharedSessions(Path(directory), int(count))
+    count, number, directory = fields
+    return SharedSessions(Path(directory), int(count), int(number))
 
 
 def usable_cores() -> int:
@@ -89,8 +90,6 @@ class DeliveryProcesses:
         _remove_orphaned_directories()
         self.directory = Path(tempfile.mkdtemp(prefix=f"{SHARED_PREFIX}{os.getpid()}-"))
         loops.registry.register(ChildMetrics(self.directory))
-        # With two children or more, a relay's max_connections is theirs together.
-        self._sessions = f"{count} {self.directory / 'sessions'}" if count > 1 else ""
         self._running: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -108,7 +107,7 @@ class DeliveryProcesses:
         process = await asyncio.create_subprocess_exec(*self._argv, env={
             **os.environ, PARENT_ENV: str(os.getpid()), HEALTH_ENV: str(health),
             MULTIPROCESS_ENV: str(self.directory), BACKLOG_ENV: "1" if n > 1 else "",
-            SESSIONS_ENV: self._sessions})
+            SESSIONS_ENV: self._shared_sessions(n)})
         self._running[n] = process
         log.info("delivery process started", process=n, pid=process.pid)
         watching = asyncio.create_task(_watch_health(health, monitor))
@@ -128,6 +127,12 @@ class DeliveryProcesses:
         if not self._stopping.is_set():
             how = f"was killed by signal {-code}" if code < 0 else f"ended with exit code {code}"
             raise ProcessExited(f"delivery process {n} (pid {process.pid}) {how}")
+
+    def _shared_sessions(self, n: int) -> str:
+        """`SESSIONS_ENV` of child `n`: with two children or more, a relay's
+        max_connections is theirs together."""
+        count = len(self._monitors)
+        return f"{count} {n} {self.directory / 'sessions'}" if count > 1 else ""
 
     @property
     def described(self) -> dict[str, object]:
