@@ -86,8 +86,8 @@ class SessionSlots:
         return len(self._held)
 
     def try_acquire(self) -> Slot | None:
-        """A free slot, or None when every slot is held or another process's share
-        is owed."""
+        """A free slot; None when every slot is held, or when another process is owed
+        one and this one holds its share or has just freed a slot."""
         if self._shared is None:
             return UNCOUNTED
         self._mark()  # the limit may have changed our share
