@@ -13,31 +13,28 @@ from outbox.cli.common import ConfigOption, load, run
 
 def serve(config: ConfigOption = None) -> None:
     """HTTP API, metrics and delivery workers (and SMTP submission when submission.bind is
-    set); delivery runs in processes serve starts and stops, one by default where serve
+    set); delivery runs in processes serve starts and stops, two by default where serve
     may use two cores ([delivery] processes)."""
-    import asyncio
-
+    from outbox.event_loop import run as run_loop
     from outbox.runtime import run_serve_process
 
-    asyncio.run(run_serve_process(load(config), config))
+    run_loop(run_serve_process(load(config), config))
 
 
 def worker(config: ConfigOption = None) -> None:
     """Delivery workers only, for extra nodes sharing the database."""
-    import asyncio
-
+    from outbox.event_loop import run as run_loop
     from outbox.runtime import run_worker_process
 
-    asyncio.run(run_worker_process(load(config)))
+    run_loop(run_worker_process(load(config)))
 
 
 def submission(config: ConfigOption = None) -> None:
     """The SMTP submission listener only (submission.bind), for extra nodes."""
-    import asyncio
-
+    from outbox.event_loop import run as run_loop
     from outbox.runtime import run_submission_process
 
-    asyncio.run(run_submission_process(load(config)))
+    run_loop(run_submission_process(load(config)))
 
 
 app = build_app(serve, worker, submission)

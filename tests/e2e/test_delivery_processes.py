@@ -76,6 +76,9 @@ def test_serve_at_the_defaults_delivers_in_processes_of_its_own_and_counts_it(
             for body in starting), answers
         [serving] = outbox.logged("outbox serving")
         assert serving["delivery_processes"] == 2 and "owner" not in serving
+        # On uvloop, serve and its delivery processes (outbox/event_loop.py).
+        assert {serving["event_loop"]} == {
+            w["event_loop"] for w in outbox.logged("worker started")} == {"uvloop"}
         children = started_children(outbox)
         owners = {int(w["owner"].split(":")[1]) for w in outbox.logged("worker started")}
         assert owners == set(children) and len(children) == 2

@@ -17,6 +17,7 @@ import structlog
 
 from outbox.config import ServerSettings, Settings
 from outbox.errors import ConfigError, StorageError
+from outbox.event_loop import loop_name
 from outbox.intake import BounceListener, bind_bounce_socket
 from outbox.listening import listen
 from outbox.niceness import run_in_the_background
@@ -75,7 +76,7 @@ async def run_worker_process(settings: Settings) -> None:
 
     _on_stop_signals(stop)
     log.info("worker started", owner=worker.owner, relays=list(worker.relays),
-             for_backlogs=worker.for_backlogs)
+             for_backlogs=worker.for_backlogs, event_loop=loop_name())
     webhooks_task = asyncio.create_task(dispatcher.run())
     parent = os.environ.get(PARENT_ENV, "")  # a delivery process of `outbox serve`
     if parent.isdigit():
@@ -125,7 +126,8 @@ async def run_serve_process(settings: Settings, config: str | None = None) -> No
 
     _on_stop_signals(stop)
     log.info("outbox serving", bind=settings.server.bind, database=safe_url(settings.database.url),
-             relays=[relay.name for relay in settings.relays], **delivery.described)
+             relays=[relay.name for relay in settings.relays], event_loop=loop_name(),
+             **delivery.described)
     submission: SubmissionListener | None = None
     bounces = BounceListener(outbox, bounce_socket) if bounce_socket is not None else None
     imap_task = asyncio.create_task(outbox.bounces.poll_periodically())  # [bounces.imap]
