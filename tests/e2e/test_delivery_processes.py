@@ -172,8 +172,9 @@ def test_serve_delivers_through_its_processes_woken_by_new_mail(
 
 
 class SessionCounter(threading.Thread):
-    """Counts, every 20 ms, each process's established sessions to `port` (as the
-    kernel sees them, from the processes' side), until stopped."""
+    """Counts, every 20 ms, each process's established sessions to `port`, as the kernel
+    sees them from the processes' side: one read of the machine's TCP table a sample,
+    so that the processes are counted at the same moment."""
 
     def __init__(self, pids: list[int], port: int) -> None:
         super().__init__(daemon=True)
@@ -183,15 +184,11 @@ class SessionCounter(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.02):
-            self.samples.append({pid: self._sessions(pid) for pid in self.pids})
-
-    def _sessions(self, pid: int) -> int:
-        try:
-            connections = psutil.Process(pid).net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            return 0
-        return sum(1 for c in connections if c.raddr and c.raddr.port == self.port
-                   and c.status == psutil.CONN_ESTABLISHED)
+            connections = psutil.net_connections(kind="tcp")
+            self.samples.append({pid: sum(
+                1 for c in connections if c.pid == pid and c.raddr
+                and c.raddr.port == self.port and c.status == psutil.CONN_ESTABLISHED)
+                for pid in self.pids})
 
 
 @pytest.mark.long(20)

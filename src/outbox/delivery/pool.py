@@ -215,7 +215,8 @@ class SessionPool:
 
     def _abort(self, session: SmtpSession) -> None:
         session.abort()
-        self._release(session)
+        # The socket closes on the loop's next turn: until then the relay still has it.
+        asyncio.get_running_loop().call_soon(self._release, session)
 
     def _release(self, session: SmtpSession) -> None:
         slot = self._slot_of.pop(session, None)
