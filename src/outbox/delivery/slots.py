@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from outbox.flocks import try_flock
+
 FILE_MODE = 0o600
 SLOT_POLL = 0.02  # seconds between a waiting process's looks for a free slot
 # Seconds a process leaves a slot it freed to one that is owed: two of the other's looks.
@@ -95,7 +97,7 @@ class SessionSlots:
                 self._owed.raised_elsewhere()):
             return None
         for index in range(self._limit()):
-            if index not in self._held and _lock(self._file(index), fcntl.LOCK_EX):
+            if index not in self._held and try_flock(self._file(index), fcntl.LOCK_EX):
                 self._held.add(index)
                 self._mark()
                 return Slot(index)
@@ -180,7 +182,7 @@ class _Flag:
     def set(self, raised: bool) -> None:
         if raised and not self._raised:
             # Fails only while another process looks (an instant); the next look marks it.
-            self._raised = _lock(self._file(self._own), fcntl.LOCK_EX)
+            self._raised = try_flock(self._file(self._own), fcntl.LOCK_EX)
         elif not raised and self._raised:
             fcntl.flock(self._file(self._own), fcntl.LOCK_UN)
             self._raised = False
@@ -188,7 +190,7 @@ class _Flag:
     def raised_elsewhere(self) -> bool:
         for number in self._others:
             descriptor = self._file(number)
-            if not _lock(descriptor, fcntl.LOCK_EX):
+            if not try_flock(descriptor, fcntl.LOCK_EX):
                 return True
             fcntl.flock(descriptor, fcntl.LOCK_UN)
         return False
@@ -208,11 +210,3 @@ class _Flag:
 
 def _open(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-
-
-def _lock(descriptor: int, how: int) -> bool:
-    try:
-        fcntl.flock(descriptor, how | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True

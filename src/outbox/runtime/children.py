@@ -10,7 +10,8 @@ child stops as it would on SIGTERM. A stop sends SIGTERM to each and waits
 `shutdown_grace` (and a little more), then kills what is left.
 
 The children share the database as any workers do (claims never overlap; on
-SQLite they take turns at the one writer lock), and new mail wakes them at once
+SQLite they take turns at the one writer lock), and a relay's max_connections with
+two or more (`delivery.slots`, `SESSIONS_ENV`); new mail wakes them at once
 (`store.sqlite_wakeup`, or LISTEN/NOTIFY on PostgreSQL). Serve makes a directory for
 them: what they count (deliveries, attempt durations, loop errors) they keep in files
 there, which serve's /metrics adds to its own (`observability.ChildMetrics`), and each

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from outbox.errors import StorageError
+from outbox.flocks import try_flock
 
 TURN_FILE = ".writer-turn"
 WAITING_FILE = ".writer-waiting"  # shared-locked by each process waiting for the turn
@@ -65,7 +66,7 @@ class WriterTurn:
         turn, waiting = fds
         if self._others_waiting(waiting):
             self._let_them_go_first(waiting)
-        if not _try_lock(turn, fcntl.LOCK_EX):
+        if not try_flock(turn, fcntl.LOCK_EX):
             self._wait_for(turn, waiting)
         try:
             yield
@@ -76,7 +77,7 @@ class WriterTurn:
     def _others_waiting(waiting: int) -> bool:
         """Whether another process holds its shared lock on the waiting file (or is
         checking it this instant: then this one just waits a try longer)."""
-        if not _try_lock(waiting, fcntl.LOCK_EX):
+        if not try_flock(waiting, fcntl.LOCK_EX):
             return True
         fcntl.flock(waiting, fcntl.LOCK_UN)
         return False
@@ -98,9 +99,9 @@ class WriterTurn:
         pause = FIRST_POLL
         try:
             while True:
-                said = said or _try_lock(waiting, fcntl.LOCK_SH)
+                said = said or try_flock(waiting, fcntl.LOCK_SH)
                 time.sleep(pause)
-                if _try_lock(turn, fcntl.LOCK_EX):
+                if try_flock(turn, fcntl.LOCK_EX):
                     return
                 pause = min(pause * 2, POLL)
                 if time.monotonic() >= deadline:
@@ -134,11 +135,3 @@ class WriterTurn:
             for fd in self._fds:
                 os.close(fd)
             self._fds = None
-
-
-def _try_lock(fd: int, kind: int) -> bool:
-    try:
-        fcntl.flock(fd, kind | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
