@@ -213,6 +213,9 @@ def test_recipients_are_checked_one_by_one(served: Served) -> None:
         client.mail("shop@example.test")
         code, reply = client.docmd("RCPT TO:<ann@-bad.example.test>")
         assert (code, reply[:5]) == (553, b"5.1.3")
+        # Unparseable to the stdlib itself (an unclosed domain literal): refused, not 500.
+        code, reply = client.docmd("RCPT TO:<ann@[>")
+        assert (code, reply[:5]) == (553, b"5.1.3")
         for n in range(1000):
             assert client.docmd(f"RCPT TO:<r{n}@example.test>")[0] == 250
         code, reply = client.docmd("RCPT TO:<one.too.many@example.test>")

@@ -127,16 +127,18 @@ class SubmissionSMTP(SMTP):
         """aiosmtpd's, less the typing Protocol class it defines at every call (47 ->
         32 us per address, timed alone): the address of a MAIL or RCPT argument and
         what follows it; (None, None) when it does not parse (aiosmtpd's raised on
-        "MAIL FROM:<", and answered 500; now 553 5.1.3) or its local part is over
-        local_part_limit."""
+        "MAIL FROM:<" and on "MAIL FROM:a@[", and answered 500; now 553 5.1.3) or its
+        local part is over local_part_limit."""
         if not arg:
             return "", ""
         try:
             address, rest = (get_angle_addr(arg) if arg.lstrip().startswith("<")
                              else get_addr_spec(arg))
-        except (HeaderParseError, IndexError):  # IndexError: the stdlib's, on a lone "<"
+            found = str(address.addr_spec)
+        # The stdlib's own errors: IndexError on a lone "<", AttributeError on an
+        # unclosed domain literal ("a@[": a defect where it expects a token).
+        except (HeaderParseError, IndexError, AttributeError):
             return None, None
-        found = str(address.addr_spec)
         if self.local_part_limit and len(found.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return found, str(rest)
