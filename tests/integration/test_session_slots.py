@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from tests.smtpd import ScriptedServer, delay
 
 from outbox.config import DeliverySettings, RelaySettings
@@ -343,3 +344,30 @@ async def test_two_processes_pools_take_turns_with_a_relay_of_one_session(
               if m.message_id is not None]
     turns = [owner for i, owner in enumerate(owners) if i == 0 or owners[i - 1] != owner]
     assert len(turns) >= 4, owners  # not one pool's twelve, then the other's
+
+
+def test_shared_files_that_cannot_be_used_leave_delivery_on_its_own_count(
+        sharing: Sharing) -> None:
+    """The shared directory gone (replaced by a file here): a process counts its own
+    sessions, as a lone `outbox worker` does, instead of failing every delivery."""
+    shared = sharing(1)
+    slots = SessionSlots("relay", lambda: MAX_CONNECTIONS, shared)
+    try:
+        [held] = take(slots, 1)  # its file is open: still given back below
+        for path in shared.directory.iterdir():
+            path.unlink()
+        shared.directory.rmdir()
+        shared.directory.write_text("not a directory")
+
+        with structlog.testing.capture_logs() as logs:
+            assert [slots.try_acquire() for _ in range(2)] == [UNCOUNTED] * 2
+            assert not slots.gives_back(held) and not slots.wanted_elsewhere()
+            with waiting(slots):
+                pass
+        assert [entry["event"] for entry in logs] == [
+            "cannot count the relay's sessions with serve's other delivery processes; "
+            "this process keeps to max_connections on its own"]
+        slots.release(held)
+        assert slots.held == 0
+    finally:
+        slots.close()

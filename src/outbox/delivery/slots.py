@@ -20,7 +20,9 @@ use every slot: a lone process is not held to its share.
 
 Without a shared directory (`serve` delivering itself, `processes = 1`, an
 `outbox worker` started on its own) the pool's own count is the bound and
-these slots bound nothing.
+these slots bound nothing. Nor do they once the shared files cannot be used (the
+directory gone, no descriptors left): that is logged once, and delivery goes on
+with this process's own count rather than stopping.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from outbox.flocks import try_flock
+
+log = structlog.get_logger("outbox.delivery")
 
 FILE_MODE = 0o600
 SLOT_POLL = 0.02  # seconds between a waiting process's looks for a free slot
@@ -66,6 +72,7 @@ class SessionSlots:
     def __init__(self, relay: str, limit: Callable[[], int],
                  shared: SharedSessions | None = None, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        self._relay = relay
         self._limit = limit
         self._shared = shared
         self._clock = clock
@@ -73,11 +80,16 @@ class SessionSlots:
         self._waiting = 0  # this process's sessions waiting for a slot
         self._released_at = float("-inf")
         self._files: dict[int, int] = {}  # slot index -> descriptor (open while we run)
+        self._flags: list[_Flag] = []
         if shared is not None:
             self._base = shared.directory / hashlib.sha256(relay.encode()).hexdigest()[:16]
-            shared.directory.mkdir(parents=True, exist_ok=True)
             self._owed = _Flag(self._base.with_suffix(".owed"), shared)
             self._wants = _Flag(self._base.with_suffix(".waiting"), shared)
+            self._flags = [self._owed, self._wants]
+            try:
+                shared.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self._unshare(exc)
 
     @property
     def is_shared(self) -> bool:
@@ -92,16 +104,11 @@ class SessionSlots:
         one and this one holds its share or has just freed a slot."""
         if self._shared is None:
             return UNCOUNTED
-        self._mark()  # the limit may have changed our share
-        if (self.held >= self._share() or self._just_released()) and (
-                self._owed.raised_elsewhere()):
-            return None
-        for index in range(self._limit()):
-            if index not in self._held and try_flock(self._file(index), fcntl.LOCK_EX):
-                self._held.add(index)
-                self._mark()
-                return Slot(index)
-        return None
+        try:
+            return self._take_free_slot()
+        except OSError as exc:
+            self._unshare(exc)
+            return UNCOUNTED
 
     def gives_back(self, slot: Slot) -> bool:
         """Whether the session holding `slot` should close rather than wait idle: its
@@ -112,13 +119,24 @@ class SessionSlots:
         if slot.index >= self._limit():
             return True
         self._mark()
-        return self.held > self._share() and self._owed.raised_elsewhere()
+        if self._shared is None:  # the mark found the shared files unusable
+            return False
+        try:
+            return self.held > self._share() and self._owed.raised_elsewhere()
+        except OSError as exc:
+            self._unshare(exc)
+            return False
 
     def wanted_elsewhere(self) -> bool:
         """Another process has mail waiting for a session to the relay (and none here
         does): this one's idle sessions are better given up."""
-        return self._shared is not None and self._waiting == 0 and (
-            self._wants.raised_elsewhere())
+        if self._shared is None or self._waiting:
+            return False
+        try:
+            return self._wants.raised_elsewhere()
+        except OSError as exc:
+            self._unshare(exc)
+            return False
 
     def release(self, slot: Slot) -> None:
         if slot.index in self._held:
@@ -142,15 +160,43 @@ class SessionSlots:
             os.close(descriptor)  # and with it any lock it held
         self._files.clear()
         self._held.clear()
-        if self._shared is not None:
-            self._owed.close()
-            self._wants.close()
+        self._close_flags()
 
     # -- shares and demand ---------------------------------------------------------------
 
     def _share(self) -> int:
-        assert self._shared is not None
-        return max(1, math.ceil(self._limit() / self._shared.processes))
+        processes = self._shared.processes if self._shared is not None else 1
+        return max(1, math.ceil(self._limit() / processes))
+
+    def _take_free_slot(self) -> Slot | None:
+        self._mark()  # the limit may have changed our share
+        if self._shared is None:  # the mark found the shared files unusable
+            return UNCOUNTED
+        if (self.held >= self._share() or self._just_released()) and (
+                self._owed.raised_elsewhere()):
+            return None
+        for index in range(self._limit()):
+            if index not in self._held and try_flock(self._file(index), fcntl.LOCK_EX):
+                self._held.add(index)
+                self._mark()
+                return Slot(index)
+        return None
+
+    def _unshare(self, exc: OSError) -> None:
+        """Count this process's sessions only (its pool's bound) from now on; slots
+        already held are still given back as their sessions close."""
+        if self._shared is None:
+            return
+        log.warning("cannot count the relay's sessions with serve's other delivery "
+                    "processes; this process keeps to max_connections on its own",
+                    relay=self._relay, error=str(exc))
+        self._shared = None
+        self._close_flags()
+
+    def _close_flags(self) -> None:
+        for flag in self._flags:
+            flag.close()
+        self._flags = []
 
     def _just_released(self) -> bool:
         return self._clock() - self._released_at < YIELD_AFTER_RELEASE
@@ -159,8 +205,11 @@ class SessionSlots:
         """Owed exactly while a session here waits and we hold less than our share."""
         if self._shared is None:
             return
-        self._owed.set(self._waiting > 0 and self.held < self._share())
-        self._wants.set(self._waiting > 0)
+        try:
+            self._owed.set(self._waiting > 0 and self.held < self._share())
+            self._wants.set(self._waiting > 0)
+        except OSError as exc:
+            self._unshare(exc)
 
     def _file(self, index: int) -> int:
         if index not in self._files:
