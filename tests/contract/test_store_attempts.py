@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus, RecipientUpdate
@@ -84,6 +85,41 @@ async def test_a_batch_is_judged_record_by_record(store: Store) -> None:
     assert statuses == [MessageStatus.SENT, MessageStatus.SENDING, MessageStatus.FAILED]
     assert [e.type for e in (await store.messages.get("m2")).events] == [EventType.QUEUED,
                                                                          EventType.CLAIMED]
+
+
+async def test_each_record_of_a_batch_writes_its_own_values(store: Store) -> None:
+    """One batch, written in one statement per table: each message, attempt and
+    recipient gets the values of its own record, none of another's."""
+    for id in ("m1", "m2", "m3"):
+        await store.messages.enqueue(new_message(id=id, to=[f"{id}@example.com"]))
+    c1, c2, c3 = await store.messages.claim_due("w", at(1), at(1) + LEASE, 3)
+    sent = finished(c1, MessageStatus.SENT, finished_at=at(3))
+    deferred = finished(c2, MessageStatus.DEFERRED, due_at=at(60), finished_at=at(4),
+                        count_attempt=False)
+    held = replace(finished(c3, MessageStatus.HELD, finished_at=at(5), hold_reason="auth",
+                            held_for_relay=True), relay="smarthost", transcript="AUTH\n535")
+
+    assert await store.messages.record_attempts([sent, deferred, held]) == [True] * 3
+
+    m1, m2, m3 = [(await store.messages.get(id)).message for id in ("m1", "m2", "m3")]
+    assert (m1.status, m1.attempts, m1.due_at, m1.updated_at) == (
+        MessageStatus.SENT, 1, None, at(3))
+    assert (m2.status, m2.attempts, m2.due_at, m2.updated_at) == (
+        MessageStatus.DEFERRED, 0, at(60), at(4))
+    assert (m3.status, m3.attempts, m3.hold_reason, m3.updated_at) == (
+        MessageStatus.HELD, 1, "auth", at(5))
+    assert await store.messages.release_relay("default", at(9)) == 0, "held for its relay"
+    assert await store.messages.release_relay("smarthost", at(9)) == 1
+    assert (await store.messages.get("m3")).message.held_seconds == 4.0, "held since at(5)"
+    assert [(r.address, r.status, r.reply_code) for m in (m1, m2, m3) for r in m.recipients] == [
+        ("m1@example.com", RecipientStatus.SENT, 250),
+        ("m2@example.com", RecipientStatus.DEFERRED, 451),
+        ("m3@example.com", RecipientStatus.PENDING, 451)]
+    attempts = [(a.relay, a.finished_at, a.outcome, a.transcript)
+                for id in ("m1", "m2", "m3") for a in await store.messages.attempts(id)]
+    assert attempts == [("default", at(3), "sent", "EHLO outbox\n250 ok"),
+                        ("default", at(4), "deferred", "EHLO outbox\n250 ok"),
+                        ("smarthost", at(5), "held", "AUTH\n535")]
 
 
 async def test_a_claim_ends_with_its_first_record(store: Store) -> None:

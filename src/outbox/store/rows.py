@@ -146,12 +146,6 @@ def finish_params(record: AttemptRecord) -> dict[str, Any]:
     }
 
 
-def attempt_values(record: AttemptRecord) -> dict[str, Any]:
-    return {"message_id": record.message_id, "number": record.number, "relay": record.relay,
-            "started_at": record.started_at, "finished_at": record.finished_at,
-            "outcome": record.outcome, "transcript": record.transcript}
-
-
 def recipient_params(message_id: str, update: RecipientUpdate) -> dict[str, Any]:
     return {"b_message": message_id, "b_address": update.address,
             "b_status": update.status.value, "b_reply_code": update.reply_code,

@@ -30,7 +30,7 @@ from outbox.errors import Conflict, NotFound
 from outbox.store import rows
 from outbox.store.rows import AnyRow
 from outbox.store.sql import blob_index as blob_sql
-from outbox.store.sql import webhook_events
+from outbox.store.sql import outcome_rows, webhook_events
 from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
 from outbox.store.sql.recipient_rows import insert_recipients
 from outbox.store.sql.suppression_check import find_suppressed
@@ -87,27 +87,6 @@ def count_due(conn: Connection, now: datetime, at_most: int) -> int:
     """Due messages, counted on the claim's index up to `at_most`."""
     return int(conn.execute(_DUE_COUNT, {"c_now": now, "c_limit": at_most}).scalar_one())
 
-
-_FINISH_CLAIM = (
-    update(m)
-    .where(m.c.id == bindparam("b_id"), m.c.claim_token == bindparam("b_token"),
-           m.c.status == SENDING)
-    .values(status=bindparam("b_status"), due_at=bindparam("b_due_at", type_=UtcDateTime()),
-            attempts=m.c.attempts + bindparam("b_inc"),
-            updated_at=bindparam("b_at", type_=UtcDateTime()),
-            held_since=bindparam("b_held_since", type_=UtcDateTime()),
-            hold_reason=bindparam("b_hold_reason"), held_for_relay=bindparam("b_relay"),
-            claimed_by=None, claim_token=None, lease_until=None)
-)
-
-_UPDATE_RECIPIENT = (
-    update(recipients)
-    .where(recipients.c.message_id == bindparam("b_message"),
-           recipients.c.address == bindparam("b_address"))
-    .values(status=bindparam("b_status"), reply_code=bindparam("b_reply_code"),
-            enhanced_code=bindparam("b_enhanced_code"), reply=bindparam("b_reply"),
-            guidance=bindparam("b_guidance"))
-)
 
 _UPDATE_ALIKE = {  # by backend: is it PostgreSQL (sql/bound_lists.py)
     postgres: update(recipients)
@@ -265,7 +244,6 @@ def _claim_tokens(conn: Connection, ids: set[str]) -> dict[str, str]:
 _CLAIM_TOKENS = (select(m.c.id, m.c.claim_token)
                  .where(m.c.id.in_(bindparam("r_ids", expanding=True)), m.c.status == SENDING)
                  .order_by(m.c.id).with_for_update())
-_INSERT_ATTEMPTS = insert(attempts)
 
 
 def _accepted_records(records: Sequence[AttemptRecord], held: dict[str, str]) -> list[bool]:
@@ -280,8 +258,8 @@ def _accepted_records(records: Sequence[AttemptRecord], held: dict[str, str]) ->
 
 
 def _persist_attempts(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
-    conn.execute(_FINISH_CLAIM, [rows.finish_params(r) for r in chosen])
-    conn.execute(_INSERT_ATTEMPTS, [rows.attempt_values(r) for r in chosen])
+    outcome_rows.finish_claims(conn, chosen)
+    outcome_rows.insert_attempts(conn, chosen)
     _update_recipients(conn, chosen)
     insert_events(conn, [(r.message_id, e) for r in chosen for e in r.events])
 
@@ -296,17 +274,16 @@ def _update_recipients(conn: Connection, chosen: Sequence[AttemptRecord]) -> Non
             key = (record.message_id, u.status, u.reply_code, u.enhanced_code, u.reply,
                    u.guidance)
             alike.setdefault(key, []).append(u)
-    single: list[dict[str, Any]] = []
+    single: list[tuple[str, RecipientUpdate]] = []
     for key, updates in alike.items():
         if len(updates) < _ALIKE:
-            single.extend(rows.recipient_params(key[0], u) for u in updates)
+            single.extend((key[0], u) for u in updates)
             continue
         first = rows.recipient_params(key[0], updates[0])
         del first["b_address"]
         conn.execute(_UPDATE_ALIKE[is_postgres(conn)],
                      {**first, "b_addresses": bound_list(conn, [u.address for u in updates])})
-    if single:
-        conn.execute(_UPDATE_RECIPIENT, single)
+    outcome_rows.update_recipients(conn, single)
 
 
 def get_detail(conn: Connection, id: str) -> MessageDetail:

@@ -3,12 +3,11 @@ the transaction that records them (`queries.insert_events` calls this for every
 verb that records events), so an event is never lost across a crash.
 
 The cost on the hot path: an event no endpoint can subscribe to (claimed,
-attempt, alert) costs nothing more; for the others, PostgreSQL inserts the events
-and their deliveries in one statement (the same single round trip as before, the
-subscriptions joined in the database, and one statement text for any number of
-events), and SQLite, in-process and the single writer, reads the enabled
-endpoints first (about 5 µs) and asks for the new events' ids only when one of
-them subscribes.
+attempt, alert) costs nothing more; PostgreSQL inserts a batch's events in one
+statement, with their deliveries for the others (the subscriptions joined in the
+database, and one statement text for any number of events), and SQLite,
+in-process and the single writer, reads the enabled endpoints first (about 5 µs)
+and asks for the new events' ids only when one of them subscribes.
 """
 
 from __future__ import annotations
@@ -44,10 +43,7 @@ def insert_events(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None
         return
     subscribable = not SUBSCRIBABLE.isdisjoint(v["type"] for v in values)
     if conn.dialect.name == "postgresql":
-        if subscribable:
-            _with_deliveries(conn, values)
-        else:
-            conn.execute(insert(events), values)
+        _as_arrays(conn, values, deliver=subscribable)
     elif subscribable:
         _insert_then_deliver(conn, values)
     else:
@@ -69,31 +65,38 @@ _EVENT_COLUMNS = ("message_id", "at", "type", "attempt", "recipient", "reply_cod
 
 
 @cache
-def _events_with_deliveries() -> TextClause:
-    """The statement, built on first use (driver_rows.array_casts)."""
+def _events_from_arrays(deliver: bool) -> TextClause:
+    """The statement, built on first use (driver_rows.array_casts): the events, and if
+    `deliver`, one delivery per subscribed endpoint."""
     shape = ", ".join(name for name, _ in _SHAPE)
     picked = ", ".join(f"e.{name}" if name == "recipient" else f"s.{name}"
                        for name in _EVENT_COLUMNS)
-    return text(f"""
-WITH shapes AS (
-    SELECT * FROM unnest({array_casts(_SHAPE)}) WITH ORDINALITY AS s({shape}, n)),
-added AS (
-    INSERT INTO events ({", ".join(_EVENT_COLUMNS)})
-    SELECT {picked}
-    FROM unnest({array_casts(_EACH)}) WITH ORDINALITY AS e(recipient, shape, position)
-    JOIN shapes s ON s.n = e.shape
-    ORDER BY e.position
+    inserted = f"""
+INSERT INTO events ({", ".join(_EVENT_COLUMNS)})
+SELECT {picked}
+FROM unnest({array_casts(_EACH)}) WITH ORDINALITY AS e(recipient, shape, position)
+JOIN shapes s ON s.n = e.shape
+ORDER BY e.position"""
+    deliveries = f"""
+added AS ({inserted}
     RETURNING id, type, at)
 INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, created_at, status, next_at)
 SELECT e.id, added.id, added.type, added.at, '{PENDING}', added.at
 FROM added JOIN webhook_endpoints e
-  ON e.disabled_at IS NULL AND CAST(e.events AS jsonb) @> jsonb_build_array(added.type)
+  ON e.disabled_at IS NULL AND CAST(e.events AS jsonb) @> jsonb_build_array(added.type)"""
+    return text(f"""
+WITH shapes AS (
+    SELECT * FROM unnest({array_casts(_SHAPE)}) WITH ORDINALITY AS s({shape}, n))
+{"," + deliveries if deliver else inserted}
 """).bindparams(*array_params((*_SHAPE, *_EACH)))
 
 
-def _with_deliveries(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT the events, RETURNING them into an INSERT of one delivery per subscribed
-    endpoint: one statement, eleven array parameters whatever the number of events."""
+def _as_arrays(conn: Connection, values: Sequence[Mapping[str, Any]], *, deliver: bool
+               ) -> None:
+    """INSERT the events, and if `deliver`, RETURNING them into an INSERT of one delivery
+    per subscribed endpoint: one statement, eleven array parameters whatever the number
+    of events. (An event no endpoint can subscribe to, such as a claim's, costs no look
+    at the endpoints.)"""
     shapes: dict[tuple[Any, ...], int] = {}
     recipients, numbers = [], []
     for v in values:
@@ -103,7 +106,7 @@ def _with_deliveries(conn: Connection, values: Sequence[Mapping[str, Any]]) -> N
     columns = list(zip(*shapes, strict=True))
     given = {name: [_utc(at) for at in column] if name == "at" else list(column)
              for (name, _), column in zip(_SHAPE, columns, strict=True)}
-    conn.execute(_events_with_deliveries(), {**given, "recipient": recipients,
+    conn.execute(_events_from_arrays(deliver), {**given, "recipient": recipients,
                                              "shape": numbers})
 
 

@@ -1,0 +1,140 @@
+"""Attempts' outcomes, written in bulk in the transaction that ends their claims: each
+message's new state, its attempt, and its recipients' results.
+
+SQLAlchemy's executemany processes every parameter of every row in Python, and on
+PostgreSQL each row is then a statement of its own for the server to bind and run,
+three per delivered message. SQLite gets plain tuples through the driver's
+executemany; PostgreSQL one array per column and `unnest`: one statement per batch
+whatever its size, as sql/recipient_rows.py writes a new message's recipients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, Integer, Text, TextClause, text
+
+from outbox.core.model import MessageStatus
+from outbox.store import rows
+from outbox.store.sql.bound_lists import is_postgres
+from outbox.store.sql.driver_rows import Columns, array_casts, array_params, stored_form
+from outbox.store.tables import messages
+from outbox.store.values import AttemptRecord, RecipientUpdate
+
+_TIME = DateTime(timezone=True)
+_SENDING = MessageStatus.SENDING.value
+
+# The message: its claim ends only where its token still holds (a record whose claim was
+# taken over is refused before this, queries._accepted_records; the condition stays as
+# the last word).
+_FINISH = (("status", Text()), ("due_at", _TIME), ("inc", Integer()), ("at", _TIME),
+           ("held_since", _TIME), ("hold_reason", Text()), ("relay", Text()),
+           ("id", Text()), ("token", Text()))
+_FINISH_SET = ("status = {0}, due_at = {1}, attempts = {m}attempts + {2}, updated_at = {3}, "
+               "held_since = {4}, hold_reason = {5}, held_for_relay = {6}, claimed_by = NULL, "
+               "claim_token = NULL, lease_until = NULL")
+_FINISH_SQLITE = (f"UPDATE messages SET {_FINISH_SET.format(*'???????', m='')} "
+                  f"WHERE id = ? AND claim_token = ? AND status = '{_SENDING}'")
+_FINISH_TIMES = (1, 3, 4)  # positions of times in a row of _FINISH
+
+_ATTEMPT = (("message_id", Text()), ("number", Integer()), ("relay", Text()),
+            ("started_at", _TIME), ("finished_at", _TIME), ("outcome", Text()),
+            ("transcript", Text()))
+_ATTEMPT_NAMES = ", ".join(name for name, _ in _ATTEMPT)
+_ATTEMPT_SQLITE = f"INSERT INTO attempts ({_ATTEMPT_NAMES}) VALUES ({', '.join('?' * 7)})"
+_ATTEMPT_TIMES = (3, 4)
+
+_RECIPIENT = (("status", Text()), ("reply_code", Integer()), ("enhanced_code", Text()),
+              ("reply", Text()), ("guidance", Text()), ("message_id", Text()),
+              ("address", Text()))
+_RECIPIENT_SET = ("status = {0}, reply_code = {1}, enhanced_code = {2}, reply = {3}, "
+                  "guidance = {4}")
+_RECIPIENT_SQLITE = (f"UPDATE recipients SET {_RECIPIENT_SET.format(*'?????')} "
+                     "WHERE message_id = ? AND address = ?")
+
+
+def finish_claims(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
+    """Each message's columns after its attempt (`rows.finish_params`). `chosen` holds
+    at most one record per message."""
+    found = [_finish_row(record) for record in chosen]
+    _write(conn, found, _FINISH_SQLITE, _finish_postgres, _FINISH, _FINISH_TIMES)
+
+
+def insert_attempts(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
+    found = [(r.message_id, r.number, r.relay, r.started_at, r.finished_at, r.outcome,
+              r.transcript) for r in chosen]
+    _write(conn, found, _ATTEMPT_SQLITE, _attempts_postgres, _ATTEMPT, _ATTEMPT_TIMES)
+
+
+def update_recipients(conn: Connection, updates: Sequence[tuple[str, RecipientUpdate]]
+                      ) -> None:
+    """Each (message id, update) pair's recipient. Of two updates of one recipient the
+    later holds, as it would one statement after the other."""
+    latest = {(id, u.address): (u.status.value, u.reply_code, u.enhanced_code, u.reply,
+                                u.guidance, id, u.address) for id, u in updates}
+    _write(conn, list(latest.values()), _RECIPIENT_SQLITE, _recipients_postgres,
+           _RECIPIENT, ())
+
+
+def _finish_row(record: AttemptRecord) -> tuple[Any, ...]:
+    p = rows.finish_params(record)
+    return (p["b_status"], p["b_due_at"], p["b_inc"], p["b_at"], p["b_held_since"],
+            p["b_hold_reason"], p["b_relay"], p["b_id"], p["b_token"])
+
+
+def _write(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
+           postgres: Callable[[], TextClause], columns: Columns, times: tuple[int, ...]
+           ) -> None:
+    if not found:
+        return
+    if is_postgres(conn):
+        given = {name: [_utc(v) for v in values] if i in times else list(values)
+                 for i, ((name, _), values) in enumerate(zip(columns, zip(*found, strict=True),
+                                                             strict=True))}
+        conn.execute(postgres(), given)
+        return
+    if times:
+        as_text = stored_form(conn, messages.c.updated_at)
+        found = [tuple(as_text(v) if i in times else v for i, v in enumerate(row))
+                 for row in found]
+    conn.exec_driver_sql(sqlite, found)
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        raise ValueError(f"a timezone-aware datetime is required, not {at!r}")
+    return at.astimezone(UTC)
+
+
+# PostgreSQL's statements, built on first use (driver_rows.array_casts).
+
+def _from_arrays(columns: Columns) -> str:
+    names = ", ".join(name for name, _ in columns)
+    return f"unnest({array_casts(columns)}) AS u({names})"
+
+
+@cache
+def _finish_postgres() -> TextClause:
+    set_ = _FINISH_SET.format(*(f"u.{name}" for name, _ in _FINISH[:7]), m="messages.")
+    return text(f"UPDATE messages SET {set_} FROM {_from_arrays(_FINISH)} "
+                f"WHERE messages.id = u.id AND messages.claim_token = u.token "
+                f"AND messages.status = '{_SENDING}'").bindparams(*array_params(_FINISH))
+
+
+@cache
+def _attempts_postgres() -> TextClause:
+    return text(f"INSERT INTO attempts ({_ATTEMPT_NAMES}) SELECT * FROM unnest("
+                f"{array_casts(_ATTEMPT)})").bindparams(*array_params(_ATTEMPT))
+
+
+@cache
+def _recipients_postgres() -> TextClause:
+    set_ = _RECIPIENT_SET.format(*(f"u.{name}" for name, _ in _RECIPIENT[:5]))
+    return text(f"UPDATE recipients SET {set_} FROM {_from_arrays(_RECIPIENT)} "
+                "WHERE recipients.message_id = u.message_id "
+                "AND recipients.address = u.address").bindparams(*array_params(_RECIPIENT))
