@@ -234,11 +234,39 @@ def _pause_outside_a_write(outbox: OutboxProcess, database_url: str) -> None:
     group = outbox.proc.pid  # type: ignore[union-attr]
     for _ in range(200):
         os.killpg(group, signal.SIGSTOP)
+        _wait_until_stopped(group)
         if not _writing(database_url):
             return
         os.killpg(group, signal.SIGCONT)
         time.sleep(0.01)
     raise AssertionError("serve never paused outside a write transaction")
+
+
+def _wait_until_stopped(group: int) -> None:
+    """Every thread of every process in `group` stopped. A SIGSTOP is delivered
+    asynchronously: a thread running on the other core can still take the write turn
+    after kill() returns, and a look at the turn before it stops sees no writer while
+    it is about to be one (the takeover worker then met "database is locked" in CI)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if all(state in "TtZX" for state in _thread_states(group)):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process group {group} did not stop")
+
+
+def _thread_states(group: int) -> list[str]:
+    states = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) != group:
+                continue
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile
+    return states
 
 
 def _writing(database_url: str) -> bool:
