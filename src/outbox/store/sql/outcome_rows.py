@@ -96,7 +96,7 @@ def _write(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
                                                              strict=True))}
         conn.execute(postgres(), given)
         return
-    if times:
+    if times:  # every time here is a UtcDateTime column, which SQLite keeps as text
         as_text = stored_form(conn, messages.c.updated_at)
         found = [tuple(as_text(v) if i in times else v for i, v in enumerate(row))
                  for row in found]

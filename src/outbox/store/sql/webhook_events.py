@@ -107,7 +107,7 @@ def _as_arrays(conn: Connection, values: Sequence[Mapping[str, Any]], *, deliver
     given = {name: [_utc(at) for at in column] if name == "at" else list(column)
              for (name, _), column in zip(_SHAPE, columns, strict=True)}
     conn.execute(_events_from_arrays(deliver), {**given, "recipient": recipients,
-                                             "shape": numbers})
+                                                "shape": numbers})
 
 
 def _utc(at: datetime) -> datetime:
