@@ -131,19 +131,20 @@ def release_params(row: AnyRow, now: datetime) -> dict[str, Any]:
     return {"b_id": row.id, "b_now": now, "b_held_seconds": held_seconds_after(row, now)}
 
 
-def finish_params(record: AttemptRecord) -> dict[str, Any]:
-    """The message's columns after an attempt whose claim still holds."""
+def finish_row(record: AttemptRecord) -> tuple[Any, ...]:
+    """The message's columns after an attempt whose claim still holds, in the order of
+    sql/outcome_rows.py's statement: status, due_at, the attempts to add, updated_at,
+    held_since, hold_reason, held_for_relay; then the id and claim token it matches."""
     waiting = record.status in WAITING_STATUSES
     held = record.status is MessageStatus.HELD
-    return {
-        "b_id": record.message_id, "b_token": record.token, "b_status": record.status.value,
-        "b_due_at": (record.due_at or record.finished_at) if waiting else None,
-        "b_inc": 1 if record.count_attempt else 0, "b_at": record.finished_at,
-        "b_held_since": record.finished_at if held else None,
-        "b_hold_reason": record.hold_reason if held else "",
-        "b_relay": (record.hold_relay or record.relay or None)
-        if held and record.held_for_relay else None,
-    }
+    return (record.status.value,
+            (record.due_at or record.finished_at) if waiting else None,
+            1 if record.count_attempt else 0, record.finished_at,
+            record.finished_at if held else None,
+            record.hold_reason if held else "",
+            (record.hold_relay or record.relay or None) if held and record.held_for_relay
+            else None,
+            record.message_id, record.token)
 
 
 def recipient_params(message_id: str, update: RecipientUpdate) -> dict[str, Any]:

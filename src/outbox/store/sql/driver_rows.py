@@ -7,6 +7,7 @@ plain tuples through the driver's executemany.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ARRAY, BindParameter, Column, Connection, bindparam
@@ -35,3 +36,13 @@ def stored_form(conn: Connection, column: Column[Any]) -> Callable[[Any], Any]:
     time as text): the column's own bind processor, or the value as it is."""
     process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     return process or (lambda value: value)
+
+
+def utc(at: datetime | None) -> datetime | None:
+    """A time for a `timestamptz` array: in UTC (asyncpg takes it as it is); naive ones
+    are refused, as `UtcDateTime` refuses them."""
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        raise ValueError(f"a timezone-aware datetime is required, not {at!r}")
+    return at.astimezone(UTC)

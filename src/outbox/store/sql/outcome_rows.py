@@ -11,7 +11,6 @@ whatever its size, as sql/recipient_rows.py writes a new message's recipients.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -20,7 +19,7 @@ from sqlalchemy import Connection, DateTime, Integer, Text, TextClause, text
 from outbox.core.model import MessageStatus
 from outbox.store import rows
 from outbox.store.sql.bound_lists import is_postgres
-from outbox.store.sql.driver_rows import Columns, array_casts, array_params, stored_form
+from outbox.store.sql.driver_rows import Columns, array_casts, array_params, stored_form, utc
 from outbox.store.tables import messages
 from outbox.store.values import AttemptRecord, RecipientUpdate
 
@@ -36,7 +35,7 @@ _FINISH = (("status", Text()), ("due_at", _TIME), ("inc", Integer()), ("at", _TI
 _FINISH_SET = ("status = {0}, due_at = {1}, attempts = {m}attempts + {2}, updated_at = {3}, "
                "held_since = {4}, hold_reason = {5}, held_for_relay = {6}, claimed_by = NULL, "
                "claim_token = NULL, lease_until = NULL")
-_FINISH_SQLITE = (f"UPDATE messages SET {_FINISH_SET.format(*'???????', m='')} "
+_FINISH_SQLITE = (f"UPDATE messages SET {_FINISH_SET.format(*['?'] * 7, m='')} "
                   f"WHERE id = ? AND claim_token = ? AND status = '{_SENDING}'")
 _FINISH_TIMES = (1, 3, 4)  # positions of times in a row of _FINISH
 
@@ -52,14 +51,14 @@ _RECIPIENT = (("status", Text()), ("reply_code", Integer()), ("enhanced_code", T
               ("address", Text()))
 _RECIPIENT_SET = ("status = {0}, reply_code = {1}, enhanced_code = {2}, reply = {3}, "
                   "guidance = {4}")
-_RECIPIENT_SQLITE = (f"UPDATE recipients SET {_RECIPIENT_SET.format(*'?????')} "
+_RECIPIENT_SQLITE = (f"UPDATE recipients SET {_RECIPIENT_SET.format(*['?'] * 5)} "
                      "WHERE message_id = ? AND address = ?")
 
 
 def finish_claims(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
-    """Each message's columns after its attempt (`rows.finish_params`). `chosen` holds
-    at most one record per message."""
-    found = [_finish_row(record) for record in chosen]
+    """Each message's columns after its attempt (`rows.finish_row`). `chosen` holds at
+    most one record per message."""
+    found = [rows.finish_row(record) for record in chosen]
     _write(conn, found, _FINISH_SQLITE, _finish_postgres, _FINISH, _FINISH_TIMES)
 
 
@@ -79,36 +78,23 @@ def update_recipients(conn: Connection, updates: Sequence[tuple[str, RecipientUp
            _RECIPIENT, ())
 
 
-def _finish_row(record: AttemptRecord) -> tuple[Any, ...]:
-    p = rows.finish_params(record)
-    return (p["b_status"], p["b_due_at"], p["b_inc"], p["b_at"], p["b_held_since"],
-            p["b_hold_reason"], p["b_relay"], p["b_id"], p["b_token"])
-
-
 def _write(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
            postgres: Callable[[], TextClause], columns: Columns, times: tuple[int, ...]
            ) -> None:
     if not found:
         return
     if is_postgres(conn):
-        given = {name: [_utc(v) for v in values] if i in times else list(values)
-                 for i, ((name, _), values) in enumerate(zip(columns, zip(*found, strict=True),
-                                                             strict=True))}
-        conn.execute(postgres(), given)
+        arrays = [list(values) for values in zip(*found, strict=True)]
+        for i in times:
+            arrays[i] = [utc(at) for at in arrays[i]]
+        conn.execute(postgres(), {name: values for (name, _), values
+                                  in zip(columns, arrays, strict=True)})
         return
     if times:  # every time here is a UtcDateTime column, which SQLite keeps as text
         as_text = stored_form(conn, messages.c.updated_at)
         found = [tuple(as_text(v) if i in times else v for i, v in enumerate(row))
                  for row in found]
     conn.exec_driver_sql(sqlite, found)
-
-
-def _utc(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    if at.tzinfo is None:
-        raise ValueError(f"a timezone-aware datetime is required, not {at!r}")
-    return at.astimezone(UTC)
 
 
 # PostgreSQL's statements, built on first use (driver_rows.array_casts).

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -29,7 +28,7 @@ from sqlalchemy import (
 )
 
 from outbox.core.webhooks import WEBHOOK_EVENTS
-from outbox.store.sql.driver_rows import array_casts, array_params, stored_form
+from outbox.store.sql.driver_rows import array_casts, array_params, stored_form, utc
 from outbox.store.tables import events
 from outbox.store.tables_webhooks import webhook_deliveries
 from outbox.store.webhook_values import PENDING
@@ -104,16 +103,10 @@ def _as_arrays(conn: Connection, values: Sequence[Mapping[str, Any]], *, deliver
         numbers.append(shapes.setdefault(shape, len(shapes) + 1))
         recipients.append(v["recipient"])
     columns = list(zip(*shapes, strict=True))
-    given = {name: [_utc(at) for at in column] if name == "at" else list(column)
+    given = {name: [utc(at) for at in column] if name == "at" else list(column)
              for (name, _), column in zip(_SHAPE, columns, strict=True)}
     conn.execute(_events_from_arrays(deliver), {**given, "recipient": recipients,
                                                 "shape": numbers})
-
-
-def _utc(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError(f"a timezone-aware datetime is required, not {at!r}")
-    return at.astimezone(UTC)
 
 
 def _insert_then_deliver(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
