@@ -45,11 +45,10 @@ from prometheus_client import (
 )
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from structlog.contextvars import bound_contextvars
 
 from outbox.core.governor import GovernorState, State
 from outbox.core.model import MessageStatus
-from outbox.observability import Combined
+from outbox.observability import Combined, log_context
 from outbox.service import Outbox
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -142,7 +141,7 @@ class ObserveRequests:
                 message = {**message, "headers": headers}
             await send(message)
 
-        with bound_contextvars(request_id=request_id):
+        with log_context(request_id=request_id):
             try:
                 await self.app(scope, receive, observed_send)
             finally:

@@ -39,7 +39,7 @@ from outbox.core.retry import RetryPolicy
 from outbox.delivery.body import MessageBody
 from outbox.delivery.mime_writer import MimeWriter
 from outbox.errors import BodyUnavailable
-from outbox.observability import DeliveryMetrics
+from outbox.observability import DeliveryMetrics, log_context
 from outbox.store.base import MessageStore
 from outbox.store.values import AttemptRecord, Claim, Message, Recipient
 from outbox.supervision import LoopMonitor
@@ -108,7 +108,7 @@ class Attempt:
         relays: list[str] = []
         holding = ""  # the first relay whose trouble holds the message
         for relay, recipients in pending_by_relay(message.recipients).items():
-            with structlog.contextvars.bound_contextvars(relay=relay):
+            with log_context(relay=relay):
                 report = await self._transmit_observed(relay, recipients, data, outcomes)
             transcripts.append(report.transcript)
             relays.append(relay)

@@ -30,13 +30,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 import structlog
-from structlog.contextvars import bound_contextvars
 
 from outbox.blobs import BlobStore
 from outbox.clock import utcnow
 from outbox.config import DeliverySettings, Settings
 from outbox.delivery.mime_writer import MimeWriter
-from outbox.observability import DeliveryMetrics
+from outbox.observability import DeliveryMetrics, log_context
 from outbox.store.base import Store
 from outbox.store.values import Claim
 from outbox.supervision import LoopMonitor, Loops, every, sleep_unless_stopped, supervise
@@ -255,7 +254,7 @@ class Worker:
     async def _attempt(self, claim: Claim) -> None:
         """One attempt, with the message bound to every log line it causes (each runs
         in its own task, so the binding stays with it)."""
-        with bound_contextvars(message=claim.message.id, message_id=claim.message.message_id,
+        with log_context(message=claim.message.id, message_id=claim.message.message_id,
                                attempt=claim.attempt):
             await Attempt(claim, self._tools).run()
 
