@@ -36,10 +36,19 @@ class DataStalled(aiosmtplib.SMTPTimeoutError):
 def dot_stuff(message: bytes) -> bytes:
     """CRLF line endings, a final CRLF, and a "." doubled at the start of a line.
     (A streamed body does this per chunk with `body.DotStuffer`.)"""
-    message = normalize_message_line_endings(message)
+    if not _crlf_only(message):
+        message = normalize_message_line_endings(message)
     if message.startswith(b".") or b"\n." in message:
         message = PERIOD_REGEX.sub(b"..", message)
     return message
+
+
+def _crlf_only(message: bytes) -> bool:
+    """Every line ends in CRLF, the last one too: what the MIME writer makes, checked
+    by three counts in C for a third of what rewriting every line ending costs."""
+    pairs = message.count(b"\r\n")
+    return (message.count(b"\r") == pairs == message.count(b"\n")
+            and message.endswith(b"\r\n"))
 
 
 async def write_data(protocol: SMTPProtocol, body: bytes, *, progress_timeout: float) -> None:
