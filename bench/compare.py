@@ -169,7 +169,9 @@ DELIVERY_PROCESSES: int | str = "auto"  # [delivery] processes of every Outbox r
 
 def outbox_config(directory: Path, url: str, sink: Sink, *, smtp: bool) -> dict[str, Any]:
     sections: dict[str, Any] = {
-        "logging": {"level": "warning", "format": "json", "file": str(directory / "outbox.log")},
+        # The default level (info), as an operator runs it: a line for each message
+        # accepted and each delivery, as Postfix logs each message it takes and sends.
+        "logging": {"format": "json", "file": str(directory / "outbox.log")},
         "delivery": {"poll_interval": "100ms",  # concurrency and batch_size: the defaults
                      "helo_name": "bench.test", "processes": DELIVERY_PROCESSES},
         "retry": {"first_delay": "1s", "max_delay": "10s", "max_attempts": 20, "max_age": "1h"},
