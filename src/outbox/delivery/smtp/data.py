@@ -94,6 +94,9 @@ async def _write_last(protocol: SMTPProtocol, tail: bytes, progress_timeout: flo
 
 async def _drained(protocol: SMTPProtocol, timeout: float) -> None:
     """Wait until the connection's buffer is low again, for at most `timeout`."""
+    if not protocol._paused:  # below its high-water mark: nothing to wait for, no timer
+        await protocol._drain_helper()  # raises at once if the connection is gone
+        return
     try:
         async with asyncio.timeout(timeout):
             await protocol._drain_helper()
