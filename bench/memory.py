@@ -62,7 +62,7 @@ class RssSampler:
     def __init__(self, pid: int, interval: float = 0.002) -> None:
         self._process = psutil.Process(pid)
         self._interval = interval
-        self._samples: list[tuple[float, int]] = []
+        self._samples: list[tuple[float, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -76,8 +76,12 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._samples.append((time.monotonic(), self._process.memory_info().rss))
+            self._samples.append((time.monotonic(), self.sample()))
             time.sleep(self._interval)
+
+    def sample(self) -> Any:
+        """One reading: the RSS."""
+        return self._process.memory_info().rss
 
     def now(self) -> int:
         return int(self._process.memory_info().rss)

@@ -26,7 +26,6 @@ import smtplib
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
@@ -41,33 +40,21 @@ sys.path.insert(0, str(REPO))
 from tests.pg import fresh_database  # noqa: E402
 from tests.processes import OUTBOX, free_port, write_config  # noqa: E402
 
-from bench.memory import API_KEY, MB, _stop, sink_counts, start_sink, wait_sent  # noqa: E402
+from bench.memory import (  # noqa: E402
+    API_KEY,
+    MB,
+    RssSampler,
+    _stop,
+    sink_counts,
+    start_sink,
+    wait_sent,
+)
 
 
-class TreeSampler:
+class TreeSampler(RssSampler):
     """Samples the RSS of a process, alone and with every process under it."""
 
-    def __init__(self, pid: int, interval: float = 0.002) -> None:
-        self._process = psutil.Process(pid)
-        self._interval = interval
-        self.samples: list[tuple[float, int, int]] = []  # (when, own, with children)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic(), *self.now()))
-            time.sleep(self._interval)
-
-    def now(self) -> tuple[int, int]:
+    def sample(self) -> tuple[int, int]:
         own = self._process.memory_info().rss
         children = 0
         for child in self._process.children(recursive=True):
@@ -75,9 +62,11 @@ class TreeSampler:
                 children += child.memory_info().rss
         return own, own + children
 
-    def peak(self, since: float, until: float) -> tuple[int, int]:
-        window = [s for s in list(self.samples) if since <= s[0] <= until]
-        return (max((s[1] for s in window), default=0), max((s[2] for s in window), default=0))
+    def both(self, since: float, until: float) -> tuple[int, int]:
+        """The peak of each, over a phase."""
+        window = [value for at, value in list(self._samples) if since <= at <= until]
+        return (max((own for own, _ in window), default=0),
+                max((tree for _, tree in window), default=0))
 
 
 def start_outbox(directory: Path, url: str, sink_port: int,
@@ -150,7 +139,7 @@ def run(size: int, url: str | None, directory: Path) -> dict[str, Any]:
         with TreeSampler(proc.pid) as rss:
             time.sleep(0.3)
             now = time.monotonic()
-            baseline = tuple(max(a, b) for a, b in zip(rss.now(), rss.peak(now - 0.3, now),
+            baseline = tuple(max(a, b) for a, b in zip(rss.sample(), rss.both(now - 0.3, now),
                                                        strict=True))
             t0 = time.monotonic()
             id = submit(submission, message)
@@ -158,7 +147,7 @@ def run(size: int, url: str | None, directory: Path) -> dict[str, Any]:
             wait_sent(client, id)
             t2 = time.monotonic()
             time.sleep(0.2)
-        taken, delivered = rss.peak(t0, t1), rss.peak(t1, t2)
+        taken, delivered = rss.both(t0, t1), rss.both(t1, t2)
         received = sink_counts(counts)  # written every half second: wait for this message's
         settle = time.monotonic() + 3
         while received.get("messages", 0) < 2 and time.monotonic() < settle:
@@ -167,7 +156,7 @@ def run(size: int, url: str | None, directory: Path) -> dict[str, Any]:
         return {"size": size, "wire": len(message), "baseline": baseline,
                 "taken": [p - b for p, b in zip(taken, baseline, strict=True)],
                 "delivered": [p - b for p, b in zip(delivered, baseline, strict=True)],
-                "taken_s": t1 - t0, "delivered_s": t2 - t1, "samples": len(rss.samples),
+                "taken_s": t1 - t0, "delivered_s": t2 - t1, "samples": rss.count,
                 "sink_messages": received.get("messages")}
     raise AssertionError("unreachable")
 
