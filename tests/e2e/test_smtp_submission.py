@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
+import secrets
 import smtplib
 import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +257,80 @@ def test_connections_over_max_connections_get_421(served: Served) -> None:
             return sock.recv(512).startswith(b"220 ")
 
     wait_until(greeted, timeout=10, message="a free connection slot")
+
+
+# --- large messages: DATA spooled to a file, big attachments stored as they are read ----
+
+def large_message(files: dict[str, bytes], body: str) -> tuple[bytes, str]:
+    message = EmailMessage()
+    message["From"] = "Shop <shop@example.test>"
+    message["To"] = VISIBLE
+    message["Subject"] = "large"
+    message["Message-ID"] = f"<{secrets.token_hex(8)}@client.example.test>"
+    message.set_content(body)
+    for name, data in files.items():
+        message.add_attachment(data, maintype="application", subtype="octet-stream",
+                               filename=name)
+    return message.as_bytes(policy=email.policy.SMTP), str(message["Message-ID"])
+
+
+def delivered_files(served: Served, message_id: str) -> tuple[str, dict[str, bytes]]:
+    (received,) = [m for m in served.sink.messages if m.message_id == message_id]
+    parsed = email.message_from_bytes(received.data, policy=email.policy.SMTP)
+    assert isinstance(parsed, EmailMessage)
+    body = parsed.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content()), {
+        str(part.get_filename()): bytes(part.get_content()) for part in parsed.iter_attachments()}
+
+
+def test_a_large_message_arrives_whole_with_its_attachments_byte_for_byte(
+        served: Served) -> None:
+    """Past 1 MB, DATA goes to a temporary file and each base64 attachment over 64 KB
+    to the blob store as it is read (submission.spool); the rest is read as before. A
+    line that starts with a dot (dot-stuffed by the client) and a small attachment
+    that reads like the stand-in of a stored one arrive as they were written."""
+    files = {"big.bin": os.urandom(3_000_000), "mid.bin": os.urandom(200_000),
+             "fake.txt": b"outbox-spooled-part:" + b"0" * 32}
+    body = "First line.\n.a line that starts with a dot\n..and two\n"
+    raw, message_id = large_message(files, body)
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        code, reply = client.data(raw)
+    assert code == 250, reply
+    id, _ = queued(reply.decode())
+    assert served.final(id)["status"] == "sent"
+    text, delivered = delivered_files(served, message_id)
+    assert text.replace("\r\n", "\n") == body
+    assert delivered == files
+
+
+def test_data_past_max_message_size_is_refused_at_its_end(served: Served) -> None:
+    """Without a SIZE at MAIL, the 552 comes after the final dot (RFC 5321 4.2.5), the
+    message is not queued, and the session goes on."""
+    raw, message_id = large_message({"huge.bin": b"\0" * 19_000_000}, "too big\n")
+    assert len(raw) > 25_000_000
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        code, reply = client.data(raw)
+        assert (code, reply) == (552, b"Error: Too much mail data")
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        small, small_id = raw_message(to=VISIBLE)
+        assert client.data(small)[0] == 250
+    assert message_id not in served.message_ids() and small_id in served.message_ids()
+
+
+def test_a_line_over_1000_bytes_is_refused_at_the_end_of_data(served: Served) -> None:
+    message_id = f"<{secrets.token_hex(8)}@client.example.test>"
+    raw = (f"From: shop@example.test\r\nTo: {VISIBLE}\r\nSubject: long\r\n"
+           f"Message-ID: {message_id}\r\n\r\n").encode() + b"x" * 1200 + b"\r\n"
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        code, reply = client.data(raw)
+        assert (code, reply) == (500, b"Line too long (see RFC5321 4.5.3.1.6)")
+        assert client.noop()[0] == 250
+    assert message_id not in served.message_ids()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -72,16 +72,19 @@ class Envelope:
     rcpt_to: Sequence[str]
 
 
-def read_message(raw: bytes, envelope: Envelope) -> Submission:
+def read_message(raw: bytes, envelope: Envelope,
+                 spooled: Mapping[bytes, str] | None = None) -> Submission:
     """The submission of a message as DATA carried it (`InvalidAddress` for a From
-    header that is not exactly one mailbox; the other rules are `plan_message`'s)."""
+    header that is not exactly one mailbox; the other rules are `plan_message`'s).
+    `spooled`: stand-in bodies (decoded) and the tokens of the files stored in their
+    place (`submission.spool`); such an attachment's content_base64 is its token."""
     message = cast(EmailMessage, _PARSER.parsebytes(raw))
     text_part = message.get_body(preferencelist=("plain",))
     html_part = message.get_body(preferencelist=("html",))
     bodies = [p for p in (text_part, html_part) if p is not None]
     html = _text_of(html_part) if html_part is not None else None
     text = _text_of(text_part) if text_part is not None else (None if html else "")
-    attachments = [_attachment(part, index, html is not None)
+    attachments = [_attachment(part, index, html is not None, spooled or {})
                    for index, part in enumerate(_attached_parts(message, bodies), 1)]
     return Submission(
         sender=_sender(message, envelope.mail_from),
@@ -155,12 +158,14 @@ def _leaves(part: MIMEPart) -> Iterator[MIMEPart]:
         yield part
 
 
-def _attachment(part: MIMEPart, index: int, has_html: bool) -> AttachmentIn:
+def _attachment(part: MIMEPart, index: int, has_html: bool,
+                spooled: Mapping[bytes, str]) -> AttachmentIn:
     content_type = part.get_content_type()
     content_id = _content_id(part) if has_html else None
     stem = "image" if content_id else "attachment"
     filename = _filename(part) or f"{stem}-{index}{_EXTENSIONS.get(content_type, '.bin')}"
-    data = base64.b64encode(_bytes_of(part)).decode("ascii")
+    raw = _bytes_of(part)
+    data = spooled.get(raw) or base64.b64encode(raw).decode("ascii")
     return AttachmentIn(filename, data, content_type, None, content_id)
 
 

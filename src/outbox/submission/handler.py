@@ -31,6 +31,7 @@ from outbox.core.inbound import message_id_of, read_message
 from outbox.errors import InputError, OutboxError
 from outbox.service import Outbox
 from outbox.submission import auth, replies
+from outbox.submission.spool import Data, split
 
 log = structlog.get_logger("outbox.submission")
 
@@ -95,8 +96,9 @@ class SubmissionHandler:
     async def _submit(self, server: SMTP, envelope: Envelope) -> str:
         principal = auth.principal_of(server)
         owner = principal.name
+        tokens: list[str] = []
         try:
-            submission = self._read(envelope)
+            submission, tokens = await self._read(envelope)
             key = self._key(submission, envelope)
             # The key's messages_per_minute, shared with the API: over it, 451 4.7.1.
             await self.outbox.rate_limits.admit_messages(principal)
@@ -108,14 +110,31 @@ class SubmissionHandler:
         except Exception:  # the client keeps the message when it hears 4xx
             log.exception("smtp message not queued", owner=owner)
             return replies.NOT_QUEUED
+        finally:
+            self.outbox.files.forget(tokens)
         message = submitted.message
         return replies.queued(message.id, message.message_id, replayed=submitted.replayed)
 
-    @staticmethod
-    def _read(envelope: Envelope) -> Submission:
-        raw = envelope.original_content or b""
-        return read_message(raw, InboundEnvelope(envelope.mail_from or "",
-                                                 tuple(envelope.rcpt_tos)))
+    async def _read(self, envelope: Envelope) -> tuple[Submission, list[str]]:
+        """The submission, and the tokens of the attachments a large message had
+        stored as it was read (`spool.split`), to forget once it is queued."""
+        mail = InboundEnvelope(envelope.mail_from or "", tuple(envelope.rcpt_tos))
+        data: Data | None = getattr(envelope, "data", None)
+        if data is None or not data.spooled:
+            return read_message(envelope.original_content or b"", mail), []
+        parts = await split(data, self.outbox.files, self.outbox.clock())
+        if parts is not None:
+            skeleton, spooled = parts
+            tokens = list(spooled.values())
+            submission = read_message(skeleton, mail, spooled)
+            found = [a.content_base64 for a in submission.attachments
+                     if a.content_base64 in spooled.values()]
+            if sorted(found) == sorted(tokens):
+                return submission, tokens
+            # Split otherwise than the stdlib reads it: read whole, as before.
+            self.outbox.files.forget(tokens)
+            log.warning("a large message read whole: its parts did not split as read")
+        return read_message(b"".join(data.read(0, data.size)), mail), []
 
     def _key(self, submission: Submission, envelope: Envelope) -> str | None:
         if not self.outbox.settings.delivery.dedupe_message_id:

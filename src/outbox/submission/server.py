@@ -27,7 +27,7 @@ from email.errors import HeaderParseError
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from outbox.config import SubmissionSettings
 from outbox.errors import ConfigError
@@ -35,6 +35,7 @@ from outbox.listening import listen
 from outbox.service import Outbox
 from outbox.submission import auth, replies
 from outbox.submission.handler import SubmissionHandler
+from outbox.submission.spool import DataState, read_data
 from outbox.transports import writable
 
 log = structlog.get_logger("outbox.submission")
@@ -122,6 +123,44 @@ class SubmissionSMTP(SMTP):
             await self.push(replies.size_exceeded(limit))
             return
         await super().smtp_MAIL(arg)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's, reading into `spool.Data` (a temporary file past SPOOL_AT bytes)
+        instead of a list of every line joined at the end: the same checks, limits and
+        replies, with the message handed to the handler as `envelope.data`."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            state, data = await read_data(self._reader, self.data_size_limit,
+                                          self.line_length_limit)
+        except asyncio.CancelledError:  # the connection was reset during DATA
+            self._writer.close()
+            raise
+        try:
+            if state is DataState.LINE_TOO_LONG:
+                await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            elif state is DataState.TOO_MUCH:
+                await self.push("552 Error: Too much mail data")
+            else:
+                self.envelope.data = data  # type: ignore[attr-defined]
+                if not data.spooled:
+                    self.envelope.original_content = self.envelope.content = data.content()
+                status = await self._call_handler_hook("DATA")
+                self._set_post_data_state()
+                await self.push("250 OK" if status is MISSING else status)
+                return
+            self._set_post_data_state()
+        finally:
+            data.close()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's, less the typing Protocol class it defines at every call (47 ->
