@@ -6,6 +6,7 @@ SQLite and PostgreSQL, one server per backend for the module."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import os
@@ -334,3 +335,30 @@ def test_a_line_over_1000_bytes_is_refused_at_the_end_of_data(served: Served) ->
         assert (code, reply) == (500, b"Line too long (see RFC5321 4.5.3.1.6)")
         assert client.noop()[0] == 250
     assert message_id not in served.message_ids()
+
+
+def test_a_large_message_that_splits_otherwise_than_it_reads_is_read_whole(
+        served: Served) -> None:
+    """A part whose headers run into a line that is no header: the stdlib starts its
+    body there, the line-by-line split after the empty line, so the stand-in would not
+    come back as the attachment. The message is read whole instead, as before, and
+    arrives as the stdlib reads it."""
+    message_id = f"<{secrets.token_hex(8)}@client.example.test>"
+    encoded = base64.encodebytes(os.urandom(1_500_000)).replace(b"\n", b"\r\n")
+    raw = (f"From: shop@example.test\r\nTo: {VISIBLE}\r\nSubject: odd\r\n"
+           f"Message-ID: {message_id}\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/mixed; boundary="BB"\r\n\r\n'
+           "--BB\r\nContent-Type: text/plain\r\n\r\nbody\r\n--BB\r\n"
+           "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+           "not a header line\r\n\r\n").encode() + encoded + b"--BB--\r\n"
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        code, reply = client.data(raw)
+    assert code == 250, reply
+    assert served.final(queued(reply.decode())[0])["status"] == "sent"
+    whole = email.message_from_bytes(raw, policy=email.policy.SMTP)
+    assert isinstance(whole, EmailMessage)
+    (expected,) = [bytes(p.get_content()) for p in whole.iter_attachments()]
+    assert delivered_files(served, message_id)[1] == {"attachment-1.bin": expected}
+    assert b"a large message read whole" in served.outbox.log_path.read_bytes()

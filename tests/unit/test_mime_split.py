@@ -4,6 +4,7 @@ against what the stdlib's parser reads from the same bytes."""
 from __future__ import annotations
 
 import base64
+import io
 import os
 from email import policy
 from email.message import EmailMessage, Message
@@ -168,3 +169,16 @@ def test_a_body_is_split_only_when_longer_than_the_threshold() -> None:
     length = span.end - span.start
     assert spans_decoded(raw, length - 1) == [data] == expected(raw, length - 1)
     assert spans_decoded(raw, length) == [] == expected(raw, length)
+
+
+def test_a_bare_cr_is_too_odd_to_split() -> None:
+    """The stdlib ends a line there (a boundary could hide behind it); lines here end
+    at LF only, so such a message is read whole."""
+    m = message()
+    m.add_attachment(os.urandom(3000), maintype="application", subtype="octet-stream",
+                     filename="a")
+    raw = as_bytes(m)
+    assert large_parts(io.BytesIO(raw).readlines(), THRESHOLD)  # as a file gives them
+    odd = raw.replace(b"\r\n\r\n", b"\r\n\rx\r\n", 1)
+    assert large_parts(io.BytesIO(odd).readlines(), THRESHOLD) is None
+    assert large_parts([b"From: a\r\n", b"\r\n", b"body\r"], THRESHOLD) is None

@@ -54,6 +54,9 @@ class _Walk:
         self.too_odd = False
 
     def line(self, offset: int, line: bytes) -> None:
+        if b"\r" in line[:-2] or line.endswith(b"\r"):
+            self.too_odd = True  # the stdlib ends a line at a bare CR too; lines here don't
+            return
         if self.entity is not None:
             self._header_line(offset, line)
             return
@@ -118,7 +121,7 @@ class _Walk:
 
 def large_parts(lines: Iterable[bytes], threshold: int) -> list[Span] | None:
     """The spans of the large base64 leaf bodies, in order; None when the message is
-    too odd to split (a header block over 256 KB)."""
+    too odd to split (a header block over 256 KB, a bare CR)."""
     walk = _Walk(threshold)
     offset = 0
     for line in lines:
