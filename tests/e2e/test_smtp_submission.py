@@ -362,3 +362,19 @@ def test_a_large_message_that_splits_otherwise_than_it_reads_is_read_whole(
     (expected,) = [bytes(p.get_content()) for p in whole.iter_attachments()]
     assert delivered_files(served, message_id)[1] == {"attachment-1.bin": expected}
     assert b"a large message read whole" in served.outbox.log_path.read_bytes()
+
+
+def test_a_large_message_is_refused_as_a_small_one_would_be(served: Served) -> None:
+    """Its attachments stored as it was read, a large message with two From addresses
+    gets the same refusal as a small one, and is not queued."""
+    replies = []
+    for size in (10, 1_500_000):
+        raw, message_id = large_message({"f.bin": os.urandom(size)}, "hi\n")
+        raw = raw.replace(b"From: Shop <shop@example.test>",
+                          b"From: shop@example.test, other@example.test", 1)
+        with served.smtp() as client:
+            client.mail("shop@example.test")
+            client.rcpt(VISIBLE)
+            replies.append(client.data(raw))
+        assert message_id not in served.message_ids()
+    assert replies[0] == replies[1] and replies[0][0] == 550, replies

@@ -126,7 +126,11 @@ class SubmissionHandler:
         if parts is not None:
             skeleton, spooled = parts
             tokens = list(spooled.values())
-            submission = read_message(skeleton, mail, spooled)
+            try:
+                submission = read_message(skeleton, mail, spooled)
+            except BaseException:  # refused (a bad From): the stored files are not kept
+                self.outbox.files.forget(tokens)
+                raise
             found = [a.content_base64 for a in submission.attachments
                      if a.content_base64 in spooled.values()]
             if sorted(found) == sorted(tokens):
