@@ -177,7 +177,10 @@ def dkim_keys(directory: Path) -> dict[str, Any]:
 
 
 def start_outbox(directory: Path, url: str, blobs: str, sink_port: int,
-                 size: int | None, dkim: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+                 size: int | None, dkim: bool = False,
+                 submission: dict[str, Any] | None = None
+                 ) -> tuple[subprocess.Popen[bytes], str]:
+    """`outbox serve`, ready; `submission`: its [submission] (bench/memory_smtp.py)."""
     bind = f"127.0.0.1:{free_port()}"
     config = {
         "server": {"bind": bind},
@@ -194,6 +197,8 @@ def start_outbox(directory: Path, url: str, blobs: str, sink_port: int,
     }
     if dkim:
         config["dkim"] = dkim_keys(directory)
+    if submission:
+        config["submission"] = submission
     path = write_config(directory / "outbox.toml", config)
     stderr = open(directory / "outbox.stderr", "wb")  # noqa: SIM115 (lives with the process)
     proc = subprocess.Popen([*OUTBOX, "serve", "--config", str(path)], stdout=stderr,

@@ -23,7 +23,6 @@ import base64
 import contextlib
 import os
 import smtplib
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.pg import fresh_database  # noqa: E402
-from tests.processes import OUTBOX, free_port, write_config  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 
 from bench.memory import (  # noqa: E402
     API_KEY,
@@ -46,6 +45,7 @@ from bench.memory import (  # noqa: E402
     RssSampler,
     _stop,
     sink_counts,
+    start_outbox,
     start_sink,
     wait_sent,
 )
@@ -67,37 +67,6 @@ class TreeSampler(RssSampler):
         window = [value for at, value in list(self._samples) if since <= at <= until]
         return (max((own for own, _ in window), default=0),
                 max((tree for _, tree in window), default=0))
-
-
-def start_outbox(directory: Path, url: str, sink_port: int,
-                 size: int) -> tuple[subprocess.Popen[bytes], str, str]:
-    bind, submission = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    config = {
-        "server": {"bind": bind},
-        "database": {"url": url},
-        "logging": {"file": str(directory / "outbox.log")},
-        "auth": {"api_keys": [{"name": "bench", "key": API_KEY, "scopes": ["send", "read"]}]},
-        "limits": {"max_message_size": size * 2, "max_attachment_size": size + MB},
-        "storage": {"blob_dir": str(directory / "blobs")},
-        "delivery": {"poll_interval": "50ms", "helo_name": "bench.test", "data_timeout": "10m"},
-        "submission": {"bind": submission, "security": "none",
-                       "trusted_networks": ["127.0.0.1/32"], "trusted_key": "bench"},
-        "relays": [{"name": "default", "host": "127.0.0.1", "port": sink_port,
-                    "security": "none"}],
-    }
-    path = write_config(directory / "outbox.toml", config)
-    stderr = open(directory / "outbox.stderr", "wb")  # noqa: SIM115 (lives with the process)
-    proc = subprocess.Popen([*OUTBOX, "serve", "--config", str(path)], stdout=stderr,
-                            stderr=stderr, cwd=directory)
-    base = f"http://{bind}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base, submission
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError((directory / "outbox.stderr").read_text())
 
 
 def mime_message(size: int) -> bytes:
@@ -130,7 +99,11 @@ def run(size: int, url: str | None, directory: Path) -> dict[str, Any]:
     with ExitStack() as stack:
         stack.callback(_stop, sink)
         db_url = stack.enter_context(nullcontext(url or f"sqlite:///{directory}/outbox.db"))
-        proc, base, submission = start_outbox(directory, db_url, sink_port, size)
+        submission = f"127.0.0.1:{free_port()}"
+        proc, base = start_outbox(directory, db_url, "filesystem", sink_port, size,
+                                  submission={"bind": submission, "security": "none",
+                                              "trusted_networks": ["127.0.0.1/32"],
+                                              "trusted_key": "bench"})
         stack.callback(_stop, proc)
         client = stack.enter_context(httpx.Client(
             base_url=base, timeout=600, headers={"Authorization": f"Bearer {API_KEY}"}))
