@@ -35,8 +35,16 @@ def test_a_50_mb_upload_with_progress_is_delivered_byte_identical(
 
     open_compose(ui, page)
     add_chip(page, "to", "big@example.test")
+    # Send is disabled while the file uploads. On a quick machine that can be over
+    # before a look at the button, so the page itself notes that it happened.
+    page.evaluate("""() => {
+        const send = document.getElementById('send');
+        window.sendWasDisabled = false;
+        new MutationObserver(() => { if (send.disabled) window.sendWasDisabled = true; })
+            .observe(send, {attributes: true, attributeFilter: ['disabled']});
+    }""")
     page.set_input_files("#files", str(big))
-    expect(page.get_by_role("button", name="Send")).to_be_disabled()  # while uploading
+    page.wait_for_function("() => window.sendWasDisabled === true", timeout=20_000)
     item = page.locator("#uploads li").first
     expect(item.locator(".pct")).to_have_text("100 % uploaded", timeout=240_000)
     assert item.locator("progress").evaluate("p => p.value") == 100
