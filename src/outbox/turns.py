@@ -70,6 +70,8 @@ class OffTheLoop:
         function, or a `functools.partial` of one with data)."""
         if size <= LARGE:
             return work()
+        if self._pool is None:
+            self.start()  # one that failed to start is tried again, RETRY_AFTER later
         pool = self._pool if portable else None
         if pool is not None:
             try:

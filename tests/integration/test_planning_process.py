@@ -158,15 +158,45 @@ async def test_a_process_that_cannot_start_leaves_the_work_on_a_thread() -> None
         await asyncio.to_thread(planning.close)
 
 
+async def test_a_process_that_could_not_start_is_tried_again_by_a_later_large_message(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warning says it is tried again after RETRY_AFTER: the first large message
+    after that starts it (here the cause of the failure is gone by then)."""
+    monkeypatch.setattr("outbox.turns.RETRY_AFTER", 0.5)
+    planning = OffTheLoop(imports=("outbox.no_such_module",))
+    planning.start()
+    deadline = time.monotonic() + 60
+    while starting():
+        assert time.monotonic() < deadline, "the start neither failed nor succeeded"
+        await asyncio.sleep(0.02)
+    try:
+        assert planning.pid is None
+        planning._imports = ()  # what made it fail is gone
+        assert await planning.run(SIZE, pid_here) == os.getpid()  # on a thread: too soon
+        await asyncio.sleep(0.6)
+        await planning.run(SIZE, pid_here)  # past RETRY_AFTER: starts it again
+        wait_until(lambda: planning.pid is not None, timeout=60,
+                   message="the planning process to start on the second try")
+        assert await planning.run(SIZE, pid_here) == planning.pid != os.getpid()
+    finally:
+        await asyncio.to_thread(planning.close)
+
+
 PARENT = textwrap.dedent("""
     import asyncio
+    import time
     from outbox.turns import OffTheLoop
 
     async def main():
         planning = OffTheLoop()
-        planning.start()
-        while planning.pid is None:
+        # A start that fails (a CI loaded past its 30 s) is tried again RETRY_AFTER later;
+        # no answer in 200 s ends the parent, and the test fails at once.
+        deadline = time.monotonic() + 200
+        while planning.pid is None and time.monotonic() < deadline:
+            planning.start()
             await asyncio.sleep(0.02)
+        if planning.pid is None:
+            return
         print("PLANNING", planning.pid, flush=True)
         await asyncio.sleep(600)
 
