@@ -378,3 +378,21 @@ def test_a_large_message_is_refused_as_a_small_one_would_be(served: Served) -> N
             replies.append(client.data(raw))
         assert message_id not in served.message_ids()
     assert replies[0] == replies[1] and replies[0][0] == 550, replies
+
+
+def test_a_large_message_with_nothing_to_store_apart_is_read_whole(served: Served) -> None:
+    """Over 1 MB but no base64 attachment over 64 KB (a long text body, a small file):
+    spooled to a file, then read whole, and it arrives as written."""
+    body = "".join(f"line {n} of a long report\n" for n in range(60_000))
+    files = {"small.bin": os.urandom(1000)}
+    raw, message_id = large_message(files, body)
+    assert len(raw) > 1_100_000
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        code, reply = client.data(raw)
+    assert code == 250, reply
+    assert served.final(queued(reply.decode())[0])["status"] == "sent"
+    text, delivered = delivered_files(served, message_id)
+    assert text.replace("\r\n", "\n") == body
+    assert delivered == files

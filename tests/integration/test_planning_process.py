@@ -137,16 +137,21 @@ def starting() -> bool:
     return any(t.name == "outbox-planning-start" for t in threading.enumerate())
 
 
+async def start_and_wait(planning: OffTheLoop) -> None:
+    """Start it, and wait until the start has failed or succeeded."""
+    planning.start()
+    deadline = time.monotonic() + 60
+    while starting():
+        assert time.monotonic() < deadline, "the start neither failed nor succeeded"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_process_that_cannot_start_leaves_the_work_on_a_thread() -> None:
     """Its first call fails (here: a module it cannot import): a warning, the work on a
     thread, and no new try before RETRY_AFTER."""
     planning = OffTheLoop(imports=("outbox.no_such_module",))
     with capture_logs() as logs:
-        planning.start()
-        deadline = time.monotonic() + 60
-        while starting():
-            assert time.monotonic() < deadline, "the start neither failed nor succeeded"
-            await asyncio.sleep(0.02)
+        await start_and_wait(planning)
     try:
         [warning] = [e for e in logs if e["event"].startswith("could not start the planning")]
         assert "ModuleNotFoundError" in warning["error"] and warning["log_level"] == "warning"
@@ -161,14 +166,12 @@ async def test_a_process_that_cannot_start_leaves_the_work_on_a_thread() -> None
 async def test_a_process_that_could_not_start_is_tried_again_by_a_later_large_message(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The warning says it is tried again after RETRY_AFTER: the first large message
-    after that starts it (here the cause of the failure is gone by then)."""
+    after that starts it (here the cause of the failure is gone by then). RETRY_AFTER
+    is cut from 60 s to 0.5 s so the test does not wait a minute; that no try comes
+    sooner at the default is test_a_process_that_cannot_start_leaves_the_work_on_a_thread."""
     monkeypatch.setattr("outbox.turns.RETRY_AFTER", 0.5)
     planning = OffTheLoop(imports=("outbox.no_such_module",))
-    planning.start()
-    deadline = time.monotonic() + 60
-    while starting():
-        assert time.monotonic() < deadline, "the start neither failed nor succeeded"
-        await asyncio.sleep(0.02)
+    await start_and_wait(planning)
     try:
         assert planning.pid is None
         planning._imports = ()  # what made it fail is gone

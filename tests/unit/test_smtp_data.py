@@ -97,3 +97,39 @@ def test_a_body_decodes_as_a_whole_decode_would(payload: bytes, piece: int) -> N
 async def test_stray_characters_are_skipped_and_missing_padding_added(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert await decoded(b"aGVs*bG8g\r\nd29y!bGQ\r\n", 3, monkeypatch) == b"hello world"
+
+
+class FailingSecondStore:
+    """AttachmentFiles' spool and forget, with a blob store that fails on its second file."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+        self.forgotten: list[str] = []
+
+    async def spool(self, chunks: object, now: object) -> str:
+        if self.stored:
+            raise OSError("disk full")
+        self.stored.append("token-1")
+        return "token-1"
+
+    def forget(self, tokens: object) -> None:
+        self.forgotten += list(tokens)  # type: ignore[call-overload]
+
+
+async def test_files_stored_before_the_blob_store_failed_are_forgotten(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool, "SPOOL_AT", 0)
+    monkeypatch.setattr(spool, "SPLIT_AT", 100)
+    message = (b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+               + b"".join(b"--B\r\nContent-Type: application/zip\r\n"
+                          b"Content-Transfer-Encoding: base64\r\n\r\n"
+                          + base64.encodebytes(os.urandom(500)).replace(b"\n", b"\r\n")
+                          for _ in range(2)) + b"--B--\r\n")
+    data = Data()
+    for line in message.splitlines(keepends=True):
+        data.add(line)
+    files = FailingSecondStore()
+    with pytest.raises(OSError, match="disk full"):
+        await spool.split(data, files, None)  # type: ignore[arg-type]
+    assert files.forgotten == ["token-1"]
+    data.close()

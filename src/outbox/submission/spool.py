@@ -95,16 +95,17 @@ async def read_data(reader: asyncio.StreamReader, limit: int | None,
     """DATA up to the lone ".", as aiosmtpd's smtp_DATA reads it: a line over the
     reader's limit or `line_limit`, or more than `limit` bytes in all, is drained and
     its state returned (the reply waits for the end, RFC 5321 4.2.5)."""
-    data, state = Data(), DataState.OK
+    data = Data()
     try:
-        return await _read_lines(reader, limit, line_limit, data, state)
+        return await _read_lines(reader, limit, line_limit, data), data
     except BaseException:  # the connection went away mid-DATA
         data.close()
         raise
 
 
 async def _read_lines(reader: asyncio.StreamReader, limit: int | None, line_limit: int,
-                      data: Data, state: DataState) -> tuple[DataState, Data]:
+                      data: Data) -> DataState:
+    state = DataState.OK
     fragments: list[bytes] = []  # a line that came in pieces (over the reader's limit)
     mid_line = False
     received = 0  # bytes as they came, dots and all: what the limit counts, as aiosmtpd's
@@ -117,7 +118,7 @@ async def _read_lines(reader: asyncio.StreamReader, limit: int | None, line_limi
                 data.discard()
             line = await reader.read(exc.consumed)
         if not mid_line and line == b".\r\n":
-            return state, data
+            return state
         received += len(line)
         mid_line = not line.endswith(b"\r\n")
         if state is DataState.OK and limit and received > limit:
@@ -150,13 +151,17 @@ async def split(data: Data, files: AttachmentFiles,
     skeleton = bytearray()
     spooled: dict[bytes, str] = {}
     at = 0
-    for span in spans:
-        skeleton += b"".join(data.read(at, span.start))
-        # Random per message: a client cannot write a stand-in of its own.
-        stand_in = f"outbox-spooled-part:{secrets.token_hex(16)}".encode()
-        spooled[stand_in] = await files.spool(_decoded(data, span), now)
-        skeleton += base64.b64encode(stand_in) + b"\r\n"
-        at = span.end
+    try:
+        for span in spans:
+            skeleton += b"".join(data.read(at, span.start))
+            # Random per message: a client cannot write a stand-in of its own.
+            stand_in = f"outbox-spooled-part:{secrets.token_hex(16)}".encode()
+            spooled[stand_in] = await files.spool(_decoded(data, span), now)
+            skeleton += base64.b64encode(stand_in) + b"\r\n"
+            at = span.end
+    except BaseException:  # the blob store failed: the files stored so far are not kept
+        files.forget(spooled.values())
+        raise
     skeleton += b"".join(data.read(at, data.size))
     return bytes(skeleton), spooled
 
