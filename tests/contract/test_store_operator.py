@@ -168,6 +168,8 @@ async def test_a_held_attempt_is_released_with_its_relay(store: Store) -> None:
 
     released = (await store.messages.get("m1")).message
     assert (released.status, released.held_seconds) == (MessageStatus.QUEUED, 30.0)
+    assert (released.due_at, released.updated_at) == (at(32), at(32))
+    assert released.hold_reason == ""
 
 
 async def test_an_attempt_held_for_another_reason_waits_for_an_operator(store: Store) -> None:

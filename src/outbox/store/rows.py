@@ -127,10 +127,6 @@ def leave_hold(row: AnyRow, now: datetime) -> dict[str, Any]:
             "hold_reason": "", "held_for_relay": None}
 
 
-def release_params(row: AnyRow, now: datetime) -> dict[str, Any]:
-    return {"b_id": row.id, "b_now": now, "b_held_seconds": held_seconds_after(row, now)}
-
-
 def finish_row(record: AttemptRecord) -> tuple[Any, ...]:
     """The message's columns after an attempt whose claim still holds, in the order of
     sql/outcome_rows.py's statement: status, due_at, the attempts to add, updated_at,

@@ -10,8 +10,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BindParameter, Column, Connection, bindparam
+from sqlalchemy import ARRAY, BindParameter, Column, Connection, TextClause, bindparam
 from sqlalchemy.types import TypeEngine
+
+from outbox.store.sql.bound_lists import is_postgres
+from outbox.store.tables import messages
 
 Columns = Sequence[tuple[str, TypeEngine[Any]]]
 
@@ -29,6 +32,34 @@ def array_casts(columns: Columns) -> str:
 def array_params(columns: Columns) -> list[BindParameter[Any]]:
     """The bound parameters of `array_casts(columns)`."""
     return [bindparam(name, type_=ARRAY(kind)) for name, kind in columns]
+
+
+def from_arrays(columns: Columns) -> str:
+    """`unnest(...) AS u(name, ...)`: the rows of `write_rows`, for an UPDATE's FROM."""
+    names = ", ".join(name for name, _ in columns)
+    return f"unnest({array_casts(columns)}) AS u({names})"
+
+
+def write_rows(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
+               postgres: Callable[[], TextClause], columns: Columns, times: tuple[int, ...]
+               ) -> None:
+    """`found`, tuples in the order of `columns`, in one statement: on PostgreSQL
+    `postgres()` given one array per column, on SQLite `sqlite` (with a `?` per column)
+    through the driver's executemany. `times` are the positions of UtcDateTime columns."""
+    if not found:
+        return
+    if is_postgres(conn):
+        arrays = [list(values) for values in zip(*found, strict=True)]
+        for i in times:
+            arrays[i] = [utc(at) for at in arrays[i]]
+        conn.execute(postgres(), {name: values for (name, _), values
+                                  in zip(columns, arrays, strict=True)})
+        return
+    if times:  # SQLite keeps a UtcDateTime as text
+        as_text = stored_form(conn, messages.c.updated_at)
+        found = [tuple(as_text(v) if i in times else v for i, v in enumerate(row))
+                 for row in found]
+    conn.exec_driver_sql(sqlite, found)
 
 
 def stored_form(conn: Connection, column: Column[Any]) -> Callable[[Any], Any]:

@@ -10,17 +10,14 @@ whatever its size, as sql/recipient_rows.py writes a new message's recipients.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
-from typing import Any
 
 from sqlalchemy import Connection, DateTime, Integer, Text, TextClause, text
 
 from outbox.core.model import MessageStatus
 from outbox.store import rows
-from outbox.store.sql.bound_lists import is_postgres
-from outbox.store.sql.driver_rows import Columns, array_casts, array_params, stored_form, utc
-from outbox.store.tables import messages
+from outbox.store.sql.driver_rows import array_casts, array_params, from_arrays, write_rows
 from outbox.store.values import AttemptRecord, RecipientUpdate
 
 _TIME = DateTime(timezone=True)
@@ -59,13 +56,13 @@ def finish_claims(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
     """Each message's columns after its attempt (`rows.finish_row`). `chosen` holds at
     most one record per message."""
     found = [rows.finish_row(record) for record in chosen]
-    _write(conn, found, _FINISH_SQLITE, _finish_postgres, _FINISH, _FINISH_TIMES)
+    write_rows(conn, found, _FINISH_SQLITE, _finish_postgres, _FINISH, _FINISH_TIMES)
 
 
 def insert_attempts(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
     found = [(r.message_id, r.number, r.relay, r.started_at, r.finished_at, r.outcome,
               r.transcript) for r in chosen]
-    _write(conn, found, _ATTEMPT_SQLITE, _attempts_postgres, _ATTEMPT, _ATTEMPT_TIMES)
+    write_rows(conn, found, _ATTEMPT_SQLITE, _attempts_postgres, _ATTEMPT, _ATTEMPT_TIMES)
 
 
 def update_recipients(conn: Connection, updates: Sequence[tuple[str, RecipientUpdate]]
@@ -74,40 +71,17 @@ def update_recipients(conn: Connection, updates: Sequence[tuple[str, RecipientUp
     later holds, as it would one statement after the other."""
     latest = {(id, u.address): (u.status.value, u.reply_code, u.enhanced_code, u.reply,
                                 u.guidance, id, u.address) for id, u in updates}
-    _write(conn, list(latest.values()), _RECIPIENT_SQLITE, _recipients_postgres,
+    write_rows(conn, list(latest.values()), _RECIPIENT_SQLITE, _recipients_postgres,
            _RECIPIENT, ())
 
-
-def _write(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
-           postgres: Callable[[], TextClause], columns: Columns, times: tuple[int, ...]
-           ) -> None:
-    if not found:
-        return
-    if is_postgres(conn):
-        arrays = [list(values) for values in zip(*found, strict=True)]
-        for i in times:
-            arrays[i] = [utc(at) for at in arrays[i]]
-        conn.execute(postgres(), {name: values for (name, _), values
-                                  in zip(columns, arrays, strict=True)})
-        return
-    if times:  # every time here is a UtcDateTime column, which SQLite keeps as text
-        as_text = stored_form(conn, messages.c.updated_at)
-        found = [tuple(as_text(v) if i in times else v for i, v in enumerate(row))
-                 for row in found]
-    conn.exec_driver_sql(sqlite, found)
 
 
 # PostgreSQL's statements, built on first use (driver_rows.array_casts).
 
-def _from_arrays(columns: Columns) -> str:
-    names = ", ".join(name for name, _ in columns)
-    return f"unnest({array_casts(columns)}) AS u({names})"
-
-
 @cache
 def _finish_postgres() -> TextClause:
     set_ = _FINISH_SET.format(*(f"u.{name}" for name, _ in _FINISH[:7]), m="messages.")
-    return text(f"UPDATE messages SET {set_} FROM {_from_arrays(_FINISH)} "
+    return text(f"UPDATE messages SET {set_} FROM {from_arrays(_FINISH)} "
                 f"WHERE messages.id = u.id AND messages.claim_token = u.token "
                 f"AND messages.status = '{_SENDING}'").bindparams(*array_params(_FINISH))
 
@@ -121,6 +95,6 @@ def _attempts_postgres() -> TextClause:
 @cache
 def _recipients_postgres() -> TextClause:
     set_ = _RECIPIENT_SET.format(*(f"u.{name}" for name, _ in _RECIPIENT[:5]))
-    return text(f"UPDATE recipients SET {set_} FROM {_from_arrays(_RECIPIENT)} "
+    return text(f"UPDATE recipients SET {set_} FROM {from_arrays(_RECIPIENT)} "
                 "WHERE recipients.message_id = u.message_id "
                 "AND recipients.address = u.address").bindparams(*array_params(_RECIPIENT))

@@ -16,27 +16,39 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, select, update
+from sqlalchemy import Connection, DateTime, Float, Text, TextClause, exists, select, text, update
 
 from outbox.core.model import Event, EventType, MessageStatus
 from outbox.store import rows
+from outbox.store.sql.driver_rows import array_params, from_arrays, write_rows
 from outbox.store.sql.queries import HELD, UNFINISHED, WAITING, insert_events
-from outbox.store.tables import UtcDateTime, messages, recipients
+from outbox.store.tables import messages, recipients
 
 m = messages
 
 CHUNK = 1000  # messages held or released per transaction
+_TIME = DateTime(timezone=True)
 
-_RELEASE_HELD = (
-    update(m)
-    .where(m.c.id == bindparam("b_id"), m.c.status == HELD)
-    .values(status=MessageStatus.QUEUED.value, due_at=bindparam("b_now", type_=UtcDateTime()),
-            updated_at=bindparam("b_now", type_=UtcDateTime()),
-            held_seconds=bindparam("b_held_seconds"), held_since=None, hold_reason="",
-            held_for_relay=None)
-)
+# Released in one statement per chunk (sql/driver_rows.py): one UPDATE per message, as
+# an executemany, cost PostgreSQL a statement of its own to bind and run for each.
+_RELEASE = (("due_at", _TIME), ("updated_at", _TIME), ("held_seconds", Float()),
+            ("id", Text()))
+_RELEASE_SET = ("status = '{queued}', due_at = {0}, updated_at = {1}, held_seconds = {2}, "
+                "held_since = NULL, hold_reason = '', held_for_relay = NULL")
+_QUEUED = MessageStatus.QUEUED.value
+_RELEASE_SQLITE = (f"UPDATE messages SET {_RELEASE_SET.format('?', '?', '?', queued=_QUEUED)} "
+                   f"WHERE id = ? AND status = '{HELD}'")
+
+
+@cache
+def _release_postgres() -> TextClause:
+    set_ = _RELEASE_SET.format(*(f"u.{name}" for name, _ in _RELEASE[:3]), queued=_QUEUED)
+    return text(f"UPDATE messages SET {set_} FROM {from_arrays(_RELEASE)} "
+                f"WHERE messages.id = u.id AND messages.status = '{HELD}'"
+                ).bindparams(*array_params(_RELEASE))
 
 
 def _has_unfinished_on(relay: str) -> Any:
@@ -72,7 +84,8 @@ def release_relay(conn: Connection, relay: str, now: datetime) -> int:
              .limit(CHUNK).with_for_update())
     held = conn.execute(query).all()
     if held:
-        conn.execute(_RELEASE_HELD, [rows.release_params(r, now) for r in held])
+        found = [(now, now, rows.held_seconds_after(r, now), r.id) for r in held]
+        write_rows(conn, found, _RELEASE_SQLITE, _release_postgres, _RELEASE, (0, 1))
         released = Event(now, EventType.RELEASED, detail=f"relay {relay} is usable again")
         insert_events(conn, [(r.id, released) for r in held])
     return len(held)
