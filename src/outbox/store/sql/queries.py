@@ -187,17 +187,22 @@ def insert_events(conn: Connection, pairs: Sequence[tuple[str, Event]]) -> None:
     webhook_events.insert_events(conn, [rows.event_values(id, e) for id, e in in_turns(pairs)])
 
 
-_RECIPIENTS_OF = (select(*(recipients.c[name] for name in rows.RECIPIENT_COLUMNS))
-                  .where(recipients.c.message_id.in_(bindparam("h_ids", expanding=True)))
-                  .order_by(recipients.c.message_id, recipients.c.position))
+# The ids as one bound list (sql/bound_lists.py): with a parameter per id, each length
+# was a statement of its own, prepared anew on a PostgreSQL connection (a round trip and
+# a parse on the server) for most claims and most batches of outcomes.
+_RECIPIENTS_OF = {postgres: select(*(recipients.c[name] for name in rows.RECIPIENT_COLUMNS))
+                  .where(in_bound_list(recipients.c.message_id, "h_ids", postgres=postgres))
+                  .order_by(recipients.c.message_id, recipients.c.position)
+                  for postgres in (False, True)}
 
 
 def hydrate(conn: Connection, found: Sequence[AnyRow]) -> list[Message]:
     """Messages from rows, with all their recipients (in submission order)."""
     if not found:
         return []
-    grouped = rows.group_recipients(in_turns(conn.execute(_RECIPIENTS_OF,
-                                                          {"h_ids": [r.id for r in found]})))
+    ids = bound_list(conn, [r.id for r in found])
+    grouped = rows.group_recipients(in_turns(conn.execute(_RECIPIENTS_OF[is_postgres(conn)],
+                                                          {"h_ids": ids})))
     return [rows.to_message(r, grouped.get(r.id, ())) for r in found]
 
 
@@ -237,13 +242,20 @@ def record_attempts(conn: Connection, records: Sequence[AttemptRecord]) -> list[
 
 
 def _claim_tokens(conn: Connection, ids: set[str]) -> dict[str, str]:
-    return {r.id: r.claim_token for r in conn.execute(_CLAIM_TOKENS, {"r_ids": sorted(ids)})}
+    postgres = is_postgres(conn)
+    given = {"r_ids": bound_list(conn, sorted(ids)) if postgres else sorted(ids)}
+    return {r.id: r.claim_token for r in conn.execute(_CLAIM_TOKENS[postgres], given)}
 
 
-# Built once, like the claim's statements (see DUE).
-_CLAIM_TOKENS = (select(m.c.id, m.c.claim_token)
-                 .where(m.c.id.in_(bindparam("r_ids", expanding=True)), m.c.status == SENDING)
-                 .order_by(m.c.id).with_for_update())
+# Built once per backend, like the claim's statements (see DUE). On PostgreSQL the ids are
+# one bound list, as in _RECIPIENTS_OF; SQLite keeps a parameter per id: with json_each
+# it searched the messages in `sending` by status instead of each id by its key.
+_CLAIM_TOKENS = {postgres: select(m.c.id, m.c.claim_token)
+                 .where(in_bound_list(m.c.id, "r_ids", postgres=True) if postgres
+                        else m.c.id.in_(bindparam("r_ids", expanding=True)),
+                        m.c.status == SENDING)
+                 .order_by(m.c.id).with_for_update()
+                 for postgres in (False, True)}
 
 
 def _accepted_records(records: Sequence[AttemptRecord], held: dict[str, str]) -> list[bool]:
