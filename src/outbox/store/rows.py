@@ -59,23 +59,6 @@ def check_new(message: NewMessage) -> None:
         raise ValueError("accepted_at must be a timezone-aware datetime")
 
 
-def message_values(message: NewMessage) -> dict[str, Any]:
-    at = message.accepted_at
-    queued = message.status is MessageStatus.QUEUED
-    claim = message.idempotency
-    return {
-        "id": message.id, "message_id": message.message_id, "status": message.status.value,
-        "sender": message.sender, "content": content_json(message.content),
-        "metadata": message.metadata,
-        "attempts": 0, "created_at": at, "updated_at": at, "due_at": at if queued else None,
-        "held_since": None if queued else at, "held_seconds": 0.0,
-        "hold_reason": message.hold.reason if message.hold else "",
-        "resent_from": message.resent_from, "owner": owner_of(message),
-        "idempotency_key": claim.key if claim else None,
-        "request_hash": claim.request_hash if claim else None,
-    }
-
-
 def accepted_message(message: NewMessage) -> Message:
     """What `get` would return right after `enqueue`, without reading it back."""
     at = message.accepted_at.astimezone(UTC)

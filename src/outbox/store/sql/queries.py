@@ -19,7 +19,6 @@ from sqlalchemy import (
     String,
     bindparam,
     func,
-    insert,
     select,
     update,
 )
@@ -30,7 +29,7 @@ from outbox.errors import Conflict, NotFound
 from outbox.store import rows
 from outbox.store.rows import AnyRow
 from outbox.store.sql import blob_index as blob_sql
-from outbox.store.sql import outcome_rows, webhook_events
+from outbox.store.sql import message_rows, outcome_rows, webhook_events
 from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
 from outbox.store.sql.recipient_rows import insert_recipients
 from outbox.store.sql.suppression_check import find_suppressed
@@ -140,7 +139,7 @@ def insert_all(conn: Connection, chosen: Sequence[NewMessage]) -> None:
     statement per table, whatever the number of messages (group commits, batches)."""
     if not chosen:
         return
-    conn.execute(insert(m), [rows.message_values(message) for message in chosen])
+    message_rows.insert_messages(conn, chosen)
     insert_recipients(conn, chosen)
     insert_events(conn, [(message.id, rows.accepted_event(message)) for message in chosen])
     for message in chosen:
