@@ -44,7 +44,8 @@ Per rep, in this order:
 Prints one table: msg/s per system, path and rep; the ratio to Postfix's live (or drain)
 rate of the same rep; medians; accept latency p50/p99/p99.9; CPU seconds per 1,000
 messages (the Outbox process and its children); a noise line (load average, fsync probe,
-and the share of CPU time the hypervisor took over the run: bench/cpu_steal.py).
+a Python probe, and the share of CPU time the hypervisor took over the run:
+bench/cpu_steal.py).
 Every process started here is stopped by PID. No assertions: the figures are the output.
 """
 
@@ -451,16 +452,29 @@ def report(reps: list[list[Run]]) -> None:
               f"| {f'{cpu:.2f}' if cpu >= 0 else '—'} |")
 
 
+def cpu_probe() -> str:
+    """Milliseconds for one fixed piece of pure Python, three times: how fast a core runs
+    Python right now. Here the same code's CPU per message rose 1.6-fold within an hour
+    (an A/B of two commits, interleaved, saw no difference between them) while the
+    hypervisor reported no steal: runs taken at different times compare only beside it."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        times.append(f"{(time.perf_counter() - started) * 1000:.0f}")
+    return f"python probe ms: {' '.join(times)}"
+
+
 def noise(since: CpuTimes | None = None) -> str:
-    """Load, an fsync probe and, given the reading at the start, the share of CPU time
-    the hypervisor took since (bench/cpu_steal.py)."""
+    """Load, an fsync probe, a Python probe and, given the reading at the start, the share
+    of CPU time the hypervisor took since (bench/cpu_steal.py)."""
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     probe = ANCHORS / "05_fsync_probe.py"
     fsync = (subprocess.run([sys.executable, str(probe), tempfile.gettempdir()],
                             capture_output=True, text=True, timeout=120).stdout.strip()
              if probe.exists() else "fsync probe: ../shared/bench-anchors not found")
     machine = f"; over the run: {shares(since, cpu_times())}" if since else ""
-    return f"noise: {os.cpu_count()} cores, load average {load}; {fsync}{machine}"
+    return f"noise: {os.cpu_count()} cores, load average {load}; {fsync}; {cpu_probe()}{machine}"
 
 
 def main() -> None:
