@@ -72,8 +72,7 @@ def update_recipients(conn: Connection, updates: Sequence[tuple[str, RecipientUp
     latest = {(id, u.address): (u.status.value, u.reply_code, u.enhanced_code, u.reply,
                                 u.guidance, id, u.address) for id, u in updates}
     write_rows(conn, list(latest.values()), _RECIPIENT_SQLITE, _recipients_postgres,
-           _RECIPIENT, ())
-
+               _RECIPIENT, ())
 
 
 # PostgreSQL's statements, built on first use (driver_rows.array_casts).
