@@ -285,6 +285,16 @@ def delivered_files(served: Served, message_id: str) -> tuple[str, dict[str, byt
         str(part.get_filename()): bytes(part.get_content()) for part in parsed.iter_attachments()}
 
 
+def submit_until_sent(served: Served, raw: bytes) -> None:
+    """`raw` over SMTP submission: 250 at DATA, then delivered."""
+    with served.smtp() as client:
+        client.mail("shop@example.test")
+        client.rcpt(VISIBLE)
+        code, reply = client.data(raw)
+    assert code == 250, reply
+    assert served.final(queued(reply.decode())[0])["status"] == "sent"
+
+
 def test_a_large_message_arrives_whole_with_its_attachments_byte_for_byte(
         served: Served) -> None:
     """Past 1 MB, DATA goes to a temporary file and each base64 attachment over 64 KB
@@ -295,13 +305,7 @@ def test_a_large_message_arrives_whole_with_its_attachments_byte_for_byte(
              "fake.txt": b"outbox-spooled-part:" + b"0" * 32}
     body = "First line.\n.a line that starts with a dot\n..and two\n"
     raw, message_id = large_message(files, body)
-    with served.smtp() as client:
-        client.mail("shop@example.test")
-        client.rcpt(VISIBLE)
-        code, reply = client.data(raw)
-    assert code == 250, reply
-    id, _ = queued(reply.decode())
-    assert served.final(id)["status"] == "sent"
+    submit_until_sent(served, raw)
     text, delivered = delivered_files(served, message_id)
     assert text.replace("\r\n", "\n") == body
     assert delivered == files
@@ -351,12 +355,7 @@ def test_a_large_message_that_splits_otherwise_than_it_reads_is_read_whole(
            "--BB\r\nContent-Type: text/plain\r\n\r\nbody\r\n--BB\r\n"
            "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
            "not a header line\r\n\r\n").encode() + encoded + b"--BB--\r\n"
-    with served.smtp() as client:
-        client.mail("shop@example.test")
-        client.rcpt(VISIBLE)
-        code, reply = client.data(raw)
-    assert code == 250, reply
-    assert served.final(queued(reply.decode())[0])["status"] == "sent"
+    submit_until_sent(served, raw)
     whole = email.message_from_bytes(raw, policy=email.policy.SMTP)
     assert isinstance(whole, EmailMessage)
     (expected,) = [bytes(p.get_content()) for p in whole.iter_attachments()]
@@ -387,12 +386,7 @@ def test_a_large_message_with_nothing_to_store_apart_is_read_whole(served: Serve
     files = {"small.bin": os.urandom(1000)}
     raw, message_id = large_message(files, body)
     assert len(raw) > 1_100_000
-    with served.smtp() as client:
-        client.mail("shop@example.test")
-        client.rcpt(VISIBLE)
-        code, reply = client.data(raw)
-    assert code == 250, reply
-    assert served.final(queued(reply.decode())[0])["status"] == "sent"
+    submit_until_sent(served, raw)
     text, delivered = delivered_files(served, message_id)
     assert text.replace("\r\n", "\n") == body
     assert delivered == files

@@ -255,7 +255,7 @@ class Worker:
         """One attempt, with the message bound to every log line it causes (each runs
         in its own task, so the binding stays with it)."""
         with log_context(message=claim.message.id, message_id=claim.message.message_id,
-                               attempt=claim.attempt):
+                         attempt=claim.attempt):
             await Attempt(claim, self._tools).run()
 
     def _finished(self, task: asyncio.Task[None]) -> None:

@@ -10,13 +10,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BindParameter, Column, Connection, TextClause, bindparam
+from sqlalchemy import ARRAY, BindParameter, Column, Connection, DateTime, TextClause, bindparam
 from sqlalchemy.types import TypeEngine
 
 from outbox.store.sql.bound_lists import is_postgres
 from outbox.store.tables import messages
 
 Columns = Sequence[tuple[str, TypeEngine[Any]]]
+TIME = DateTime(timezone=True)  # a UtcDateTime column, in `Columns`
 
 
 def array_casts(columns: Columns) -> str:
@@ -41,13 +42,13 @@ def from_arrays(columns: Columns) -> str:
 
 
 def write_rows(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
-               postgres: Callable[[], TextClause], columns: Columns, times: tuple[int, ...]
-               ) -> None:
+               postgres: Callable[[], TextClause], columns: Columns) -> None:
     """`found`, tuples in the order of `columns`, in one statement: on PostgreSQL
     `postgres()` given one array per column, on SQLite `sqlite` (with a `?` per column)
-    through the driver's executemany. `times` are the positions of UtcDateTime columns."""
+    through the driver's executemany. A DateTime column holds UtcDateTime values."""
     if not found:
         return
+    times = [i for i, (_, kind) in enumerate(columns) if isinstance(kind, DateTime)]
     if is_postgres(conn):
         arrays = [list(values) for values in zip(*found, strict=True)]
         for i in times:

@@ -15,29 +15,27 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Float, Integer, Text, TextClause, text
+from sqlalchemy import Connection, Float, Integer, Text, TextClause, text
 
 from outbox.core.model import MessageStatus
 from outbox.store import rows
+from outbox.store.sql.driver_rows import TIME as _TIME
 from outbox.store.sql.driver_rows import array_casts, array_params, write_rows
 from outbox.store.values import NewMessage
 
-_TIME = DateTime(timezone=True)
 _COLUMNS = (("id", Text()), ("message_id", Text()), ("status", Text()), ("sender", Text()),
             ("content", Text()), ("metadata", Text()), ("attempts", Integer()),
             ("created_at", _TIME), ("updated_at", _TIME), ("due_at", _TIME),
             ("held_since", _TIME), ("held_seconds", Float()), ("hold_reason", Text()),
             ("resent_from", Text()), ("owner", Text()), ("idempotency_key", Text()),
             ("request_hash", Text()))
-_TIMES = (7, 8, 9, 10)
 _JSON = ("content", "metadata")
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _SQLITE = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 
 
 def insert_messages(conn: Connection, chosen: Sequence[NewMessage]) -> None:
-    write_rows(conn, [_row(message) for message in chosen], _SQLITE, _postgres, _COLUMNS,
-               _TIMES)
+    write_rows(conn, [_row(message) for message in chosen], _SQLITE, _postgres, _COLUMNS)
 
 
 def _row(message: NewMessage) -> tuple[Any, ...]:

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from sqlalchemy import Connection, DateTime, Integer, Text, TextClause, text
+from sqlalchemy import Connection, Integer, Text, TextClause, text
 
 from outbox.core.model import MessageStatus
 from outbox.store import rows
+from outbox.store.sql.driver_rows import TIME as _TIME
 from outbox.store.sql.driver_rows import array_casts, array_params, from_arrays, write_rows
 from outbox.store.values import AttemptRecord, RecipientUpdate
 
-_TIME = DateTime(timezone=True)
 _SENDING = MessageStatus.SENDING.value
 
 # The message: its claim ends only where its token still holds (a record whose claim was
@@ -34,14 +34,12 @@ _FINISH_SET = ("status = {0}, due_at = {1}, attempts = {m}attempts + {2}, update
                "claim_token = NULL, lease_until = NULL")
 _FINISH_SQLITE = (f"UPDATE messages SET {_FINISH_SET.format(*['?'] * 7, m='')} "
                   f"WHERE id = ? AND claim_token = ? AND status = '{_SENDING}'")
-_FINISH_TIMES = (1, 3, 4)  # positions of times in a row of _FINISH
 
 _ATTEMPT = (("message_id", Text()), ("number", Integer()), ("relay", Text()),
             ("started_at", _TIME), ("finished_at", _TIME), ("outcome", Text()),
             ("transcript", Text()))
 _ATTEMPT_NAMES = ", ".join(name for name, _ in _ATTEMPT)
 _ATTEMPT_SQLITE = f"INSERT INTO attempts ({_ATTEMPT_NAMES}) VALUES ({', '.join('?' * 7)})"
-_ATTEMPT_TIMES = (3, 4)
 
 _RECIPIENT = (("status", Text()), ("reply_code", Integer()), ("enhanced_code", Text()),
               ("reply", Text()), ("guidance", Text()), ("message_id", Text()),
@@ -56,13 +54,13 @@ def finish_claims(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
     """Each message's columns after its attempt (`rows.finish_row`). `chosen` holds at
     most one record per message."""
     found = [rows.finish_row(record) for record in chosen]
-    write_rows(conn, found, _FINISH_SQLITE, _finish_postgres, _FINISH, _FINISH_TIMES)
+    write_rows(conn, found, _FINISH_SQLITE, _finish_postgres, _FINISH)
 
 
 def insert_attempts(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
     found = [(r.message_id, r.number, r.relay, r.started_at, r.finished_at, r.outcome,
               r.transcript) for r in chosen]
-    write_rows(conn, found, _ATTEMPT_SQLITE, _attempts_postgres, _ATTEMPT, _ATTEMPT_TIMES)
+    write_rows(conn, found, _ATTEMPT_SQLITE, _attempts_postgres, _ATTEMPT)
 
 
 def update_recipients(conn: Connection, updates: Sequence[tuple[str, RecipientUpdate]]
@@ -72,7 +70,7 @@ def update_recipients(conn: Connection, updates: Sequence[tuple[str, RecipientUp
     latest = {(id, u.address): (u.status.value, u.reply_code, u.enhanced_code, u.reply,
                                 u.guidance, id, u.address) for id, u in updates}
     write_rows(conn, list(latest.values()), _RECIPIENT_SQLITE, _recipients_postgres,
-               _RECIPIENT, ())
+               _RECIPIENT)
 
 
 # PostgreSQL's statements, built on first use (driver_rows.array_casts).

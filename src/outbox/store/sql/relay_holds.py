@@ -19,10 +19,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Float, Text, TextClause, exists, select, text, update
+from sqlalchemy import Connection, Float, Text, TextClause, exists, select, text, update
 
 from outbox.core.model import Event, EventType, MessageStatus
 from outbox.store import rows
+from outbox.store.sql.driver_rows import TIME as _TIME
 from outbox.store.sql.driver_rows import array_params, from_arrays, write_rows
 from outbox.store.sql.queries import HELD, UNFINISHED, WAITING, insert_events
 from outbox.store.tables import messages, recipients
@@ -30,7 +31,6 @@ from outbox.store.tables import messages, recipients
 m = messages
 
 CHUNK = 1000  # messages held or released per transaction
-_TIME = DateTime(timezone=True)
 
 # Released in one statement per chunk (sql/driver_rows.py): one UPDATE per message, as
 # an executemany, cost PostgreSQL a statement of its own to bind and run for each.
@@ -85,7 +85,7 @@ def release_relay(conn: Connection, relay: str, now: datetime) -> int:
     held = conn.execute(query).all()
     if held:
         found = [(now, now, rows.held_seconds_after(r, now), r.id) for r in held]
-        write_rows(conn, found, _RELEASE_SQLITE, _release_postgres, _RELEASE, (0, 1))
+        write_rows(conn, found, _RELEASE_SQLITE, _release_postgres, _RELEASE)
         released = Event(now, EventType.RELEASED, detail=f"relay {relay} is usable again")
         insert_events(conn, [(r.id, released) for r in held])
     return len(held)
