@@ -64,7 +64,10 @@ def env(request: pytest.FixtureRequest,
                              retry={"first_delay": f"{int(FIRST_DELAY * 1000)}ms",
                                     "max_delay": f"{int(MAX_DELAY)}s",
                                     "max_attempts": MAX_ATTEMPTS, "max_age": "1h"},
-                             delivery={"command_timeout": "1s", "data_timeout": "2s"})
+                             # Short for the "too_slow" case, which waits out one; long
+                             # enough that a busy machine's slow reply is no timeout (a 1 s
+                             # one cut a 450 short here, with the suite on four workers).
+                             delivery={"command_timeout": "3s", "data_timeout": "3s"})
         outbox = OutboxProcess(write_config(directory / "outbox.toml", config), config).start()
         try:
             yield Env(outbox, relay_server)
@@ -169,7 +172,7 @@ def test_4xx_forever_fails_after_exactly_max_attempts(env: Env, relay: ScriptedS
 def test_network_trouble_defers_then_sends_when_the_server_behaves(
         env: Env, relay: ScriptedServer, trouble: str) -> None:
     rule = {"dropped_mid_data": drop_mid_data(after_bytes=10),
-            "too_slow": delay("DATA", 3.0),
+            "too_slow": delay("DATA", 5.0),
             # At MAIL, since a pooled session may already be past its greeting.
             "throttled_421": reply("MAIL", "421 4.7.0 Too many messages, slow down")}[trouble]
     relay.set_script(rule)
