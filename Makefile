@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make run` and `make test`.
-PYTHON ?= python3
+# The interpreter .venv is made from: the system's CPython 3.11+ where there is one, which
+# ran Outbox on fewer CPU seconds than pyenv's build (scripts/python.sh says why).
+PYTHON ?= $(shell bash scripts/python.sh)
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Install stamps are keyed by pyproject's content, so a changed dependency list reinstalls.

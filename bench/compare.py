@@ -44,8 +44,8 @@ Per rep, in this order:
 Prints one table: msg/s per system, path and rep; the ratio to Postfix's live (or drain)
 rate of the same rep; medians; accept latency p50/p99/p99.9; CPU seconds per 1,000
 messages (the Outbox process and its children); a noise line (load average, fsync probe,
-a Python probe, and the share of CPU time the hypervisor took over the run:
-bench/cpu_steal.py).
+a Python probe and the interpreter that ran it, and the share of CPU time the hypervisor
+took over the run: bench/cpu_steal.py).
 Every process started here is stopped by PID. No assertions: the figures are the output.
 """
 
@@ -55,6 +55,7 @@ import argparse
 import asyncio
 import gc
 import os
+import platform
 import re
 import statistics
 import subprocess
@@ -462,7 +463,10 @@ def cpu_probe() -> str:
         started = time.perf_counter()
         sum(i * i for i in range(1_000_000))
         times.append(f"{(time.perf_counter() - started) * 1000:.0f}")
-    return f"python probe ms: {' '.join(times)}"
+    # Which build ran it: the same code here took 14-23 % less CPU per message on
+    # Debian's CPython than on pyenv's (scripts/python.sh).
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return f"python probe ms: {' '.join(times)} ({base}, {platform.python_version()})"
 
 
 def noise(since: CpuTimes | None = None) -> str:
