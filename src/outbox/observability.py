@@ -1,9 +1,9 @@
 """Structured logs (structlog) and the delivery metrics (prometheus-client).
 
 Logs are JSON lines or console text, to stderr or a file. Context bound with
-`structlog.contextvars` rides on every line: the worker binds `message`,
-`message_id`, `attempt` and `relay` around each delivery, the API binds
-`request_id` around each request.
+`log_context` rides on every line: the worker binds `message`, `message_id`,
+`attempt` and `relay` around each delivery, the API binds `request_id` around
+each request.
 
 Secrets never reach a log line: values of keys that look secret are replaced
 by `***` in a processor, as a last line of defence behind not logging them.
@@ -16,8 +16,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TextIO
 
 import structlog
@@ -48,22 +50,39 @@ def _looks_secret(name: str) -> bool:
     return name != "event" and any(word in name.lower() for word in SECRET_KEYS)
 
 
-class log_context:  # lower case: used like structlog's bound_contextvars
-    """`values` on every log line inside, then what was bound before: structlog's
-    `bound_contextvars` without its first step, a read of the whole context to save
-    what it replaces (the tokens `bind_contextvars` returns restore it exactly), and
-    without a generator. A delivery's two bindings cost 4.4 us instead of 9."""
+# What `log_context` has bound in this task, merged into each of its lines by `_merge_bound`.
+# One variable holding one mapping, not structlog's variable per key, whose
+# `merge_contextvars` copies and walks the whole context on every line.
+_BOUND: ContextVar[Mapping[str, Any]] = ContextVar("outbox_log_context",
+                                                   default=MappingProxyType({}))
 
-    __slots__ = ("_tokens", "_values")
+
+def bound() -> dict[str, Any]:
+    """What the lines logged here would carry from `log_context`."""
+    return dict(_BOUND.get())
+
+
+class log_context:  # lower case: used like structlog's bound_contextvars
+    """`values` on every log line inside, then what was bound before, in this task
+    (a context variable: tasks bound at once keep their own)."""
+
+    __slots__ = ("_token", "_values")
 
     def __init__(self, **values: Any) -> None:
         self._values = values
 
     def __enter__(self) -> None:
-        self._tokens = structlog.contextvars.bind_contextvars(**self._values)
+        self._token = _BOUND.set({**_BOUND.get(), **self._values})
 
     def __exit__(self, *_: object) -> None:
-        structlog.contextvars.reset_contextvars(**self._tokens)
+        _BOUND.reset(self._token)
+
+
+def _merge_bound(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The values bound around the call, under what the call itself names."""
+    for name, value in _BOUND.get().items():
+        event.setdefault(name, value)
+    return event
 
 
 def configure_logging(settings: LoggingSettings, stream: TextIO | None = None, *,
@@ -78,7 +97,7 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None, *
                      else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
+            _merge_bound,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
@@ -86,7 +105,9 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None, *
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(output),
+        # A line and its newline in one write (print() makes two, each through the
+        # rotating copy's size check).
+        logger_factory=structlog.WriteLoggerFactory(output),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(stream=output, level=max(level, logging.WARNING), force=True)

@@ -1,5 +1,5 @@
 """Log lines (outbox.observability): secret-looking values masked on every line, and
-`log_context` binding values around a block exactly as structlog's bound_contextvars."""
+`log_context` binding values around a block, as structlog's bound_contextvars would."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 import structlog
-from structlog.contextvars import get_contextvars
 
 from outbox.config import LoggingSettings
-from outbox.observability import configure_logging, log_context
+from outbox.observability import bound, configure_logging, log_context
 
 
 @pytest.fixture
@@ -62,8 +61,8 @@ def test_a_context_is_given_back_when_its_block_raises() -> None:
     with log_context(request_id="outer"):
         with pytest.raises(RuntimeError), log_context(request_id="inner", relay="r"):
             raise RuntimeError("boom")
-        assert get_contextvars() == {"request_id": "outer"}
-    assert get_contextvars() == {}
+        assert bound() == {"request_id": "outer"}
+    assert bound() == {}
 
 
 def test_tasks_bound_at_once_keep_their_own_values() -> None:
@@ -75,11 +74,11 @@ def test_tasks_bound_at_once_keep_their_own_values() -> None:
             await asyncio.sleep(0)
             with log_context(relay=f"relay-{name}"):
                 await asyncio.sleep(0)
-                seen[name] = f"{get_contextvars()['message']}/{get_contextvars()['relay']}"
+                seen[name] = f"{bound()['message']}/{bound()['relay']}"
 
     async def main() -> None:
         await asyncio.gather(*(attempt(str(n)) for n in range(5)))
-        assert get_contextvars() == {}
+        assert bound() == {}
 
     asyncio.run(main())
     assert seen == {str(n): f"{n}/relay-{n}" for n in range(5)}
