@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from contextvars import ContextVar
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -48,6 +49,12 @@ def _looks_secret(name: str) -> bool:
     """Remembered per key: a line's keys are the same few names again and again, and
     testing each against every word cost a delivery's log line a fifth of its time."""
     return name != "event" and any(word in name.lower() for word in SECRET_KEYS)
+
+
+def _json_value(value: object) -> str:
+    """A value JSON has no type for: a time as ISO 8601 (as the lines' own timestamp),
+    anything else as its repr (structlog's own fallback)."""
+    return value.isoformat() if isinstance(value, datetime) else repr(value)
 
 
 # What `log_context` has bound in this task, merged into each of its lines by `_merge_bound`.
@@ -93,7 +100,8 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None, *
     if history and stream is None and not settings.file:
         output = _Tee(output, RotatingLog(Path(history)))
     level = logging.getLevelName(settings.level.upper())
-    renderer: Any = (structlog.processors.JSONRenderer() if settings.format == "json"
+    renderer: Any = (structlog.processors.JSONRenderer(default=_json_value)
+                     if settings.format == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[

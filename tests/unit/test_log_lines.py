@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -82,3 +83,11 @@ def test_tasks_bound_at_once_keep_their_own_values() -> None:
 
     asyncio.run(main())
     assert seen == {str(n): f"{n}/relay-{n}" for n in range(5)}
+
+
+def test_a_time_is_logged_in_iso_8601(lines: io.StringIO) -> None:
+    until = datetime(2026, 12, 5, 15, 48, 53, 24819, tzinfo=UTC)
+    structlog.get_logger("test").info("backing off", until=until, relay=object())
+    (line,) = logged(lines)
+    assert line["until"] == "2026-12-05T15:48:53.024819+00:00"
+    assert line["relay"].startswith("<object object at")  # anything else: its repr
