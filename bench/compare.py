@@ -463,8 +463,8 @@ def cpu_probe() -> str:
         started = time.perf_counter()
         sum(i * i for i in range(1_000_000))
         times.append(f"{(time.perf_counter() - started) * 1000:.0f}")
-    # Which build ran it: the same code here took 14-23 % less CPU per message on
-    # Debian's CPython than on pyenv's (scripts/python.sh).
+    # Which build ran it: the same code took 13-19 % less CPU per message on Debian's
+    # CPython than on pyenv's, on one machine (docs/operations.md, "Which Python").
     base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
     return f"python probe ms: {' '.join(times)} ({base}, {platform.python_version()})"
 

@@ -5,7 +5,8 @@
 # optimisation, as the python: images the Dockerfile uses are built; pyenv, first on PATH
 # on many machines (this one too), builds without them by default, and Outbox spends most
 # of its CPU in the interpreter (docs/operations.md, "Which Python").
-SYSTEM=${SYSTEM_PYTHON:-/usr/bin/python3}  # another path only for tests/integration/test_makefile.py
+# SYSTEM_PYTHON: another path, for tests/integration/test_makefile.py only.
+SYSTEM=${SYSTEM_PYTHON:-/usr/bin/python3}
 if [ -x "$SYSTEM" ] && "$SYSTEM" -c '
 import sys, ensurepip, venv
 sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
