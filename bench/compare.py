@@ -337,10 +337,24 @@ def outbox_live(path: str, backend: str, count: int, sink: Sink, root: Path) -> 
             accepted = time.perf_counter()
             done = sink.wait_for(before + count)
             used = cpu_seconds(serve.proc.pid) - cpu
+        except Exception:
+            report_failure(serve, f"{path} {backend}")
+            raise
         finally:
             serve.stop(timeout=30)
     return Run("outbox", path, backend, count / (done - started), count / (accepted - started),
                used * 1000 / count, latencies)
+
+
+def report_failure(serve: OutboxProcess, run: str) -> None:
+    """What serve left of a run that failed, before its directory goes: whether it still
+    runs, its stderr and the end of its log (stop 41 lost a `ReadError`'s cause so)."""
+    assert serve.proc is not None
+    state = serve.proc.poll()
+    log = serve.log_path.read_text(errors="replace")[-3000:] if serve.log_path.exists() else ""
+    print(f"outbox {run} failed; serve {'still runs' if state is None else f'exited ({state})'}"
+          f"\nserve's stderr:\n{serve.stderr_text()}\nthe end of serve's log:\n{log}",
+          file=sys.stderr, flush=True)
 
 
 @contextmanager
