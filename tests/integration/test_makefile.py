@@ -17,12 +17,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def dry_run(target: str, tmp_path: Path) -> str:
-    """`make -n TARGET` in a copy of the repository's top level with no .venv."""
+def dry_run(target: str, tmp_path: Path, *variables: str) -> str:
+    """`make -n [VARIABLE=VALUE ...] TARGET` in a copy of the repository's top level with
+    no .venv."""
     for name in ("Makefile", "pyproject.toml", "scripts/python.sh"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
-    result = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True,
+    result = subprocess.run(["make", "-n", *variables, target], cwd=tmp_path, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -66,6 +67,8 @@ def test_make_builds_the_venv_from_the_chosen_python(tmp_path: Path) -> None:
     expected = subprocess.run(["bash", str(REPO / "scripts/python.sh")], capture_output=True,
                               text=True, timeout=60, check=True).stdout.strip()
     assert f"test -x .venv/bin/python || {expected} -m venv .venv" in dry_run("run", tmp_path)
+    chosen = dry_run("run", tmp_path, "PYTHON=/opt/python3.12/bin/python3")  # make PYTHON=...
+    assert "test -x .venv/bin/python || /opt/python3.12/bin/python3 -m venv .venv" in chosen
 
 
 def test_readme_starts_with_the_two_commands_and_stays_in_the_repository() -> None:
