@@ -201,3 +201,54 @@ async def test_events_read_back_as_written_whatever_the_path_that_stored_them(
 
     found = [e for e in (await store.messages.get("m1")).events if e.type is EventType.CLAIMED]
     assert found == written
+
+
+async def test_results_and_the_next_claim_go_in_one_call(store: Store) -> None:
+    """record_and_claim: what the delivery loop calls while mail is waiting. The results
+    are written as record_attempts writes them, then the claim is made as claim_due makes
+    it, in the same transaction: a message the results send back to the queue (due now)
+    can be claimed again at once."""
+    for id in ("m1", "m2", "m3", "m4", "m5"):
+        await store.messages.enqueue(new_message(id=id))
+    c1, c2, c3 = await store.messages.claim_due("w", at(1), at(1) + LEASE, 3)
+    records = [finished(c1, MessageStatus.SENT, finished_at=at(2)),
+               finished(c2, MessageStatus.DEFERRED, due_at=at(2)),
+               finished(c3, MessageStatus.SENT, token="not-the-token")]
+
+    results, claims = await store.messages.record_and_claim(records, "w", at(3), at(3) + LEASE, 5)
+
+    assert results == [True, True, False]
+    assert sorted(claim.message.id for claim in claims) == ["m2", "m4", "m5"]
+    held = (await store.messages.get("m3")).message
+    assert held.claim is not None and held.claim.owner == "w", "its record was refused"
+    assert {claim.owner for claim in claims} == {"w"}
+    assert len({claim.token for claim in claims}) == 3
+    assert {claim.lease_until for claim in claims} == {at(3) + LEASE}
+    again = next(claim for claim in claims if claim.message.id == "m2")
+    assert again.attempt == 2
+    assert (await store.messages.get("m1")).message.status is MessageStatus.SENT
+    assert [a.outcome for a in await store.messages.attempts("m2")] == ["deferred"]
+    for claim in claims:
+        detail = await store.messages.get(claim.message.id)
+        assert detail.message.status is MessageStatus.SENDING
+        assert detail.events[-1].type is EventType.CLAIMED
+    assert await store.messages.record_attempts(
+        [finished(claim, MessageStatus.SENT) for claim in claims]) == [True] * 3
+
+
+async def test_a_claim_with_results_can_ask_for_a_full_batch_due(store: Store) -> None:
+    """at_least: a worker for backlogs claims only while that many are due. With fewer,
+    the results are written all the same and nothing is claimed."""
+    for id in ("m1", "m2", "m3"):
+        await store.messages.enqueue(new_message(id=id))
+    (c1,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
+
+    results, claims = await store.messages.record_and_claim(
+        [finished(c1, MessageStatus.SENT)], "w", at(3), at(3) + LEASE, 5, at_least=3)
+
+    assert (results, claims) == ([True], [])
+    assert (await store.messages.get("m1")).message.status is MessageStatus.SENT
+    assert (await store.messages.get("m2")).message.status is MessageStatus.QUEUED
+    results, claims = await store.messages.record_and_claim([], "w", at(3), at(3) + LEASE, 5,
+                                                            at_least=2)
+    assert results == [] and sorted(c.message.id for c in claims) == ["m2", "m3"]

@@ -23,6 +23,7 @@ from outbox.config import RelaySettings, Settings
 from outbox.core.compose import Submission
 from outbox.core.model import MessageStatus
 from outbox.service import Outbox
+from outbox.service.messages import BatchItem
 from outbox.worker import loop
 
 MESSAGES = 20
@@ -217,3 +218,66 @@ async def test_the_first_claim_takes_what_fits_were_each_message_as_large_as_all
         await deliver_until_sent(outbox, ids)
     assert len(server.message_ids) == 30
     assert asked[:2] == [10, settings.delivery.batch_size]
+
+
+async def test_a_backlog_is_claimed_with_the_results_that_make_room(db_url: str) -> None:
+    """While mail is waiting (the last claim came back full), each batch of results is
+    written in the transaction that claims as many messages as those results free: one
+    transaction where a claim of its own made two. At the production defaults."""
+    backlog = 700
+    with ScriptedServer() as server:
+        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
+        settings = Settings(database={"url": db_url}, relays=[relay],
+                            delivery={"helo_name": "client.test"})
+        outbox = await Outbox.open(settings)
+        # In order: ("claim", messages) for a claim of its own, ("ride", results,
+        # messages) for a claim with results, ("record", results) for results alone.
+        writes: list[tuple[int | str, ...]] = []
+        messages = outbox.store.messages
+        claim_due, record_and_claim = messages.claim_due, messages.record_and_claim
+        record_attempts = messages.record_attempts
+
+        async def claiming(*args: Any, **kwargs: Any) -> Any:
+            claims = await claim_due(*args, **kwargs)
+            writes.append(("claim", len(claims)))
+            return claims
+
+        async def riding(records: Any, *args: Any, **kwargs: Any) -> Any:
+            results, claims = await record_and_claim(records, *args, **kwargs)
+            writes.append(("ride", len(results), len(claims)))
+            return results, claims
+
+        async def recording(records: Any) -> Any:
+            writes.append(("record", len(records)))
+            return await record_attempts(records)
+
+        messages.claim_due = claiming  # type: ignore[method-assign]
+        messages.record_and_claim = riding  # type: ignore[method-assign]
+        messages.record_attempts = recording  # type: ignore[method-assign]
+        await outbox.messages.submit_many([BatchItem(Submission(
+            sender="app@example.test", to=f"r{n}@example.test", subject=f"#{n}",
+            text="hello")) for n in range(backlog)])
+        worker = outbox.start_delivery()
+        task = asyncio.create_task(worker.run())
+        try:
+            await wait_until_async(lambda: _true(len(server.message_ids) == backlog),
+                                   "the backlog to be delivered", timeout=120)
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert len(set(server.message_ids)) == backlog  # each once
+    claimed, first_ride, all_claimed = 0, None, None
+    for n, write in enumerate(writes):
+        claimed += int(write[-1]) if write[0] != "record" else 0
+        if write[0] == "ride" and first_ride is None:
+            first_ride = n
+        if claimed == backlog and all_claimed is None:
+            all_claimed = n
+    assert claimed == backlog and first_ride is not None and all_claimed is not None, writes
+    # Until the whole backlog was claimed, after the first claims of their own (the
+    # first ones fill the worker's slots), every claim came with results, and no
+    # results were written without a claim.
+    between = writes[first_ride:all_claimed + 1]
+    assert all(write[0] == "ride" for write in between), writes
+    assert sum(int(write[2]) for write in between) >= backlog - 2 * settings.delivery.batch_size

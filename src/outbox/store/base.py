@@ -21,13 +21,12 @@ domain values (`store.values`) out; callers never see rows.
 implement every protocol and pass the same contract suite (tests/contract).
 All times are timezone-aware UTC datetimes.
 
-Claiming: a message is claimable when its `due_at` is set and <= now (status
-`queued` or `deferred`). `claim_due` sets status `sending`, `claimed_by`
-(the worker's owner id), a fresh `claim_token` and `lease_until`, and clears
-`due_at`, all in the transaction that picks the rows (PostgreSQL
-`FOR UPDATE SKIP LOCKED`; SQLite `BEGIN IMMEDIATE` + `UPDATE ... RETURNING`).
-Recording an attempt is a compare-and-set on the claim token: a worker whose
-lease was taken over gets `False` back and nothing is written.
+Claiming: a message is claimable when its `due_at` is set and <= now (status `queued` or
+`deferred`). `claim_due` sets status `sending`, `claimed_by` (the worker's owner id), a
+fresh `claim_token` and `lease_until`, and clears `due_at`, in the transaction that picks
+the rows (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite `BEGIN IMMEDIATE`). Recording an
+attempt is a compare-and-set on the claim token: a worker whose lease was taken over gets
+`False` back and nothing is written. `record_and_claim` does both in one transaction.
 """
 
 from __future__ import annotations
@@ -159,20 +158,23 @@ class MessageStore(Protocol):
 
     async def claim_due(self, owner: str, now: datetime, lease_until: datetime,
                         limit: int) -> list[Claim]:
-        """Claim up to `limit` due messages, oldest due first; add a
-        `claimed` event to each."""
+        """Claim up to `limit` due messages, oldest due first; add a `claimed` event to each."""
 
     async def count_due(self, now: datetime, at_most: int) -> int:
         """How many messages are due at `now`, counted up to `at_most`."""
 
-    async def renew_leases(self, owner: str, tokens: Collection[str],
-                           lease_until: datetime) -> int:
+    async def renew_leases(self, owner: str, tokens: Collection[str], lease_until: datetime) -> int:
         """Extend the lease of this owner's claims with these tokens (the deliveries
         still running: an orphaned claim is not kept alive); returns how many."""
 
     async def record_attempts(self, records: Sequence[AttemptRecord]) -> list[bool]:
-        """Persist each record whose token still holds its claim, all in one
-        transaction; return, per record, whether it was accepted."""
+        """Persist each record whose token still holds its claim, in one transaction;
+        return, per record, whether it was accepted."""
+
+    async def record_and_claim(self, records: Sequence[AttemptRecord], owner: str,
+                               now: datetime, lease_until: datetime, limit: int,
+                               at_least: int = 0) -> tuple[list[bool], list[Claim]]:
+        """`record_attempts`, then `claim_due` if `at_least` are due: one transaction."""
 
     async def recover_stale(self, now: datetime, decide: Decide,
                             dead_owners: Collection[str] = ()) -> list[str]:
@@ -193,8 +195,7 @@ class MessageStore(Protocol):
         """Raise `errors.NotFound` for an unknown id."""
 
     async def attempts(self, id: str) -> list[Attempt]:
-        """The message's finished attempts, oldest first; `errors.NotFound` for an
-        unknown id."""
+        """The message's finished attempts, oldest first; `errors.NotFound` if unknown."""
 
     async def cancel(self, id: str, now: datetime) -> Message:
         """Queued, deferred or held → cancelled (with event); otherwise

@@ -14,6 +14,10 @@ with mail as it arrives on its own, and a second one claiming beside it split
 the claims into smaller ones and cost serve's requests their CPU (issue 15).
 It looks every `poll_interval`, not woken by new mail.
 
+While a backlog lasts (the last claim came back full), claims ride with results: the
+transaction that writes a batch of results also claims as many messages as the finished
+attempts make room for (worker/recorder.py), instead of a claim of its own after them.
+
 Every loop is supervised (outbox.supervision): an error from the database or
 anything else is logged once per streak, counted, backed off and retried; it
 never ends delivery, and `/healthz` reports it meanwhile.
@@ -48,7 +52,7 @@ from outbox.worker.attempt import (
     Sign,
 )
 from outbox.worker.policy import recovery_policy, retry_policy
-from outbox.worker.recorder import Recorder
+from outbox.worker.recorder import ClaimAsk, Recorder
 from outbox.worker.retention import Purger, retention_policy
 from outbox.worker.sweeper import Sweeper
 
@@ -90,7 +94,7 @@ class Worker:
         self.policy = retry_policy(settings)
         self._clock = clock
         self._rng = rng or random.Random()
-        self._recorder = Recorder(store.messages)
+        self._recorder = Recorder(store.messages, ride=self)
         self._tools = AttemptTools(
             store=store.messages, relays=relays, writer=MimeWriter(blobs),
             recorder=self._recorder, policy=self.policy, recovery=recovery_policy(settings),
@@ -105,6 +109,11 @@ class Worker:
         self._largest = settings.limits.max_message_size
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        # The last claim came back full: more mail is likely due, so the recorder claims
+        # with each batch of results (recorder.Ride). Slots promised to claims under way.
+        self._backlog = False
+        self._promised = 0
+        self._handed: set[str] = set()  # claims in flight whose attempt has its result
         # Set once start-up recovery has run (or the worker ended without it): `serve`
         # waits for it before building the HTTP app, so mail a dead process left in
         # `sending` is requeued first, not after a second of imports.
@@ -212,7 +221,7 @@ class Worker:
     # -- claiming ------------------------------------------------------------------------
 
     async def _claim_round(self) -> None:
-        free = self._delivery.concurrency - len(self._inflight)
+        free = self._delivery.concurrency - len(self._inflight) - self._promised
         held = sum(claim.message.content.held_size for claim in self._inflight.values())
         if free <= 0 or held >= HELD_CONTENT:
             self._slot_free.clear()
@@ -224,12 +233,14 @@ class Worker:
             await self._idle()
             return
         asked = min(free, batch, affordable(held, self._largest, HELD_CONTENT))
-        claims = await self.store.messages.claim_due(
-            self.owner, now, now + self._delivery.lease, asked)
-        if claims:
-            self._largest = max(claim.message.content.held_size for claim in claims)
-        for claim in claims:
-            self._start(claim)
+        self._promised += asked
+        claims: list[Claim] = []
+        try:
+            claims = await self.store.messages.claim_due(
+                self.owner, now, now + self._delivery.lease, asked)
+        finally:
+            self._promised -= asked
+            self._begin(claims, asked)
         # Fewer than asked: nothing else was due (or another worker holds it). Claiming
         # again at once would cost a write transaction that finds nothing, once per
         # message when mail trickles in; new mail wakes the wait, due retries end it by
@@ -246,6 +257,43 @@ class Worker:
         for task in (waiter, stopping):
             task.cancel()
 
+    def handed(self, token: str) -> None:
+        """recorder.Ride: from now on this claim's attempt counts as done."""
+        self._handed.add(token)
+
+    def ask(self) -> ClaimAsk | None:
+        """recorder.Ride: while there is a backlog, as many messages as there are free
+        slots. An attempt that has handed its result over counts as done: for a moment
+        the new ones run beside its last steps."""
+        if not self._backlog or self._stopping.is_set():
+            return None
+        free = (self._delivery.concurrency - len(self._inflight) + len(self._handed)
+                - self._promised)
+        held = sum(claim.message.content.held_size for claim in self._inflight.values())
+        limit = min(free, self._delivery.batch_size,
+                    affordable(held, self._largest, HELD_CONTENT))
+        if limit <= 0 or held >= HELD_CONTENT:
+            return None
+        self._promised += limit
+        now = self._clock()
+        # A worker for backlogs claims only while a full batch is due, here too.
+        return ClaimAsk(self.owner, now, now + self._delivery.lease, limit,
+                        at_least=self._delivery.batch_size if self.for_backlogs else 0)
+
+    def took(self, ask: ClaimAsk, claims: list[Claim]) -> None:
+        """recorder.Ride: the claims that came with a batch of results."""
+        self._promised -= ask.limit
+        self._begin(claims, ask.limit)
+
+    def _begin(self, claims: list[Claim], asked: int) -> None:
+        """Start the attempts of a claim of `asked` messages; a claim that came back
+        full says more mail is likely due."""
+        self._backlog = len(claims) >= asked
+        if claims:
+            self._largest = max(claim.message.content.held_size for claim in claims)
+        for claim in claims:
+            self._start(claim)
+
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._attempt(claim))
         self._inflight[task] = claim
@@ -259,7 +307,9 @@ class Worker:
             await Attempt(claim, self._tools).run()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._inflight.pop(task, None)
+        claim = self._inflight.pop(task, None)
+        if claim is not None:
+            self._handed.discard(claim.token)
         self._slot_free.set()
 
     # -- background rounds -----------------------------------------------------------------

@@ -136,9 +136,7 @@ class SqlMessages:
         batch = uuid.uuid4().hex
         claimed = await self._run.write(self._claim, q.claim_params(owner, batch, now,
                                                                     lease_until, limit))
-        lease = lease_until.astimezone(UTC)
-        return [Claim(message, owner, q.claim_token(batch, message.id), lease)
-                for message in claimed]
+        return _claims(claimed, owner, batch, lease_until)
 
     def _claim(self, conn: Connection, params: dict[str, Any]) -> list[Message]:
         claimed = q.hydrate(conn, self._pick_due(conn, params))
@@ -158,6 +156,25 @@ class SqlMessages:
         if not records:
             return []
         return await self._run.write(q.record_attempts, records)
+
+    async def record_and_claim(self, records: Sequence[AttemptRecord], owner: str,
+                               now: datetime, lease_until: datetime, limit: int,
+                               at_least: int = 0) -> tuple[list[bool], list[Claim]]:
+        if limit <= 0:
+            return await self.record_attempts(records), []
+        batch = uuid.uuid4().hex
+        recorded, claimed = await self._run.write(
+            self._record_then_claim, records,
+            q.claim_params(owner, batch, now, lease_until, limit), at_least)
+        return recorded, _claims(claimed, owner, batch, lease_until)
+
+    def _record_then_claim(self, conn: Connection, records: Sequence[AttemptRecord],
+                           params: dict[str, Any], at_least: int
+                           ) -> tuple[list[bool], list[Message]]:
+        recorded = q.record_attempts(conn, records) if records else []
+        if at_least and q.count_due(conn, params["c_now"], at_least) < at_least:
+            return recorded, []
+        return recorded, self._claim(conn, params)
 
     async def recover_stale(self, now: datetime, decide: Decide,
                             dead_owners: Collection[str] = ()) -> list[str]:
@@ -234,3 +251,10 @@ class SqlMessages:
     async def count(self, status: MessageStatus | None,
                     where: MessageFilter = ANY_MESSAGE) -> int:
         return await self._run.read(listing.count, status, where)
+
+
+def _claims(claimed: Sequence[Message], owner: str, batch: str,
+            lease_until: datetime) -> list[Claim]:
+    lease = lease_until.astimezone(UTC)
+    return [Claim(message, owner, q.claim_token(batch, message.id), lease)
+            for message in claimed]
