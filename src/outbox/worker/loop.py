@@ -16,7 +16,8 @@ It looks every `poll_interval`, not woken by new mail.
 
 While a backlog lasts (the last claim came back full), claims ride with results: the
 transaction that writes a batch of results also claims as many messages as the finished
-attempts make room for (worker/recorder.py), instead of a claim of its own after them.
+attempts make room for (worker/recorder.py), instead of a claim of its own after them;
+and a claim of its own takes the results waiting to be written along.
 
 Every loop is supervised (outbox.supervision): an error from the database or
 anything else is logged once per streak, counted, backed off and retried; it
@@ -236,8 +237,8 @@ class Worker:
         self._promised += asked
         claims: list[Claim] = []
         try:
-            claims = await self.store.messages.claim_due(
-                self.owner, now, now + self._delivery.lease, asked)
+            claims = await self._recorder.claim(
+                ClaimAsk(self.owner, now, now + self._delivery.lease, asked))
         finally:
             self._promised -= asked
             self._begin(claims, asked)

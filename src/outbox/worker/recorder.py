@@ -8,7 +8,9 @@ Each caller still waits for its own commit, so nothing is acknowledged early.
 While mail is waiting (the worker's last claim came back full), the transaction that
 writes a batch of results also claims as many messages as those results free
 (`Ride`): on SQLite's one writer, a claim of its own cost a transaction, a flush to
-disk and a hand-over of the write turn for each batch (issue 15).
+disk and a hand-over of the write turn for each batch (issue 15). The other way round,
+a claim the worker makes on its own (new mail woke it) takes the results waiting to
+be written along (`claim`).
 """
 
 from __future__ import annotations
@@ -75,6 +77,23 @@ class Recorder:
         finally:
             await asyncio.shield(self._drain())
 
+    async def claim(self, ask: ClaimAsk) -> list[Claim]:
+        """A claim of the worker's own, with whatever results are waiting to be written:
+        one transaction, where they would have taken one each. Raises what the write
+        raised (the results' waiters hear of it too)."""
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        if not batch:
+            return await self._store.claim_due(ask.owner, ask.now, ask.lease_until, ask.limit)
+        try:
+            results, claims = await self._store.record_and_claim(
+                [record for record, _ in batch], ask.owner, ask.now, ask.lease_until,
+                ask.limit)
+        except Exception as exc:
+            _fail(batch, exc)
+            raise
+        _settle(batch, results)
+        return claims
+
     async def _drain(self) -> None:
         while self._pending:
             await self._flush()
@@ -95,13 +114,24 @@ class Recorder:
                 results, claims = await self._store.record_and_claim(
                     records, ask.owner, ask.now, ask.lease_until, ask.limit, ask.at_least)
         except Exception as exc:  # every waiter must hear of the failure
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(batch, exc)
             return
         finally:
             if ask is not None and self._ride is not None:
                 self._ride.took(ask, claims)
-        for (_, future), accepted in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(accepted)
+        _settle(batch, results)
+
+
+Pending = Sequence[tuple[AttemptRecord, "asyncio.Future[bool]"]]
+
+
+def _settle(batch: Pending, results: Sequence[bool]) -> None:
+    for (_, future), accepted in zip(batch, results, strict=True):
+        if not future.done():
+            future.set_result(accepted)
+
+
+def _fail(batch: Pending, exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
