@@ -29,7 +29,8 @@ MAX_BATCH = 500
 
 @dataclass(frozen=True, slots=True)
 class ClaimAsk:
-    """A claim to make with a batch of results: `limit` messages, if `at_least` are due."""
+    """A claim of `limit` messages. One that rides with results (`Ride.ask`) is made only
+    if `at_least` are due; the claim loop counts for itself before it asks (`claim`)."""
 
     owner: str
     now: datetime
