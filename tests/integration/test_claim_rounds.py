@@ -281,3 +281,51 @@ async def test_a_backlog_is_claimed_with_the_results_that_make_room(db_url: str)
     between = writes[first_ride:all_claimed + 1]
     assert all(write[0] == "ride" for write in between), writes
     assert sum(int(write[2]) for write in between) >= backlog - 2 * settings.delivery.batch_size
+
+
+async def test_a_worker_for_backlogs_claims_with_results_only_while_a_full_batch_is_due(
+        db_url: str) -> None:
+    """Its first claim of a full batch due takes what it can hold at first (10 messages of
+    the largest size allowed); the claims that then ride with their results ask for a
+    full batch due too (`at_least`), so the rest, under a batch, waits for the first
+    delivery process. At the production defaults."""
+    with ScriptedServer() as server:
+        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
+        settings = Settings(database={"url": db_url}, relays=[relay],
+                            delivery={"helo_name": "client.test"})
+        batch = settings.delivery.batch_size
+        outbox = await Outbox.open(settings)
+        rides: list[tuple[int, int]] = []  # (at_least, messages claimed) of each
+        record_and_claim = outbox.store.messages.record_and_claim
+
+        async def riding(*args: Any, **kwargs: Any) -> Any:
+            results, claims = await record_and_claim(*args, **kwargs)
+            rides.append((kwargs.get("at_least", args[5] if len(args) > 5 else 0),
+                          len(claims)))
+            return results, claims
+
+        alone: list[int] = []  # messages each claim of its own got
+        claim_due = outbox.store.messages.claim_due
+
+        async def claiming(*args: Any, **kwargs: Any) -> Any:
+            alone.append(len(claims := await claim_due(*args, **kwargs)))
+            return claims
+
+        outbox.store.messages.record_and_claim = riding  # type: ignore[method-assign]
+        outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
+        for n in range(batch):
+            await submit(outbox, n)
+        worker = outbox.start_delivery(for_backlogs=True)
+        task = asyncio.create_task(worker.run())
+        try:
+            await wait_until_async(lambda: _true(bool(rides)), "a claim with results")
+            await wait_until_async(lambda: _true(len(server.message_ids) == sum(alone)),
+                                   "what it claimed to be sent")
+            await asyncio.sleep(settings.delivery.poll_interval.total_seconds() * 2)
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert alone == [alone[0]] and 0 < alone[0] < batch, alone  # one claim, then no more
+    assert len(server.message_ids) == alone[0]
+    assert rides and all(ride == (batch, 0) for ride in rides), rides

@@ -221,19 +221,31 @@ class Worker:
 
     # -- claiming ------------------------------------------------------------------------
 
-    async def _claim_round(self) -> None:
-        free = self._delivery.concurrency - len(self._inflight) - self._promised
+    def _room(self, done: int) -> int:
+        """How many messages the next claim may take (0: none), with `done` attempts
+        that are still running counted as finished."""
+        free = self._delivery.concurrency - len(self._inflight) + done - self._promised
         held = sum(claim.message.content.held_size for claim in self._inflight.values())
         if free <= 0 or held >= HELD_CONTENT:
+            return 0
+        return min(free, self._delivery.batch_size,
+                   affordable(held, self._largest, HELD_CONTENT))
+
+    async def _claim_round(self) -> None:
+        asked = self._room(0)
+        if not asked:
             self._slot_free.clear()
             await self._slot_free.wait()
             return
         now = self._clock()
         batch = self._delivery.batch_size
-        if self.for_backlogs and await self.store.messages.count_due(now, batch) < batch:
-            await self._idle()
-            return
-        asked = min(free, batch, affordable(held, self._largest, HELD_CONTENT))
+        if self.for_backlogs:
+            if await self.store.messages.count_due(now, batch) < batch:
+                await self._idle()
+                return
+            asked = self._room(0)  # a claim with results may have taken room meanwhile
+            if not asked:
+                return
         self._promised += asked
         claims: list[Claim] = []
         try:
@@ -266,14 +278,8 @@ class Worker:
         """recorder.Ride: while there is a backlog, as many messages as there are free
         slots. An attempt that has handed its result over counts as done: for a moment
         the new ones run beside its last steps."""
-        if not self._backlog or self._stopping.is_set():
-            return None
-        free = (self._delivery.concurrency - len(self._inflight) + len(self._handed)
-                - self._promised)
-        held = sum(claim.message.content.held_size for claim in self._inflight.values())
-        limit = min(free, self._delivery.batch_size,
-                    affordable(held, self._largest, HELD_CONTENT))
-        if limit <= 0 or held >= HELD_CONTENT:
+        limit = self._room(len(self._handed)) if self._backlog else 0
+        if not limit or self._stopping.is_set():
             return None
         self._promised += limit
         now = self._clock()

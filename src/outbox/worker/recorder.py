@@ -26,6 +26,8 @@ from outbox.store.values import Claim
 
 MAX_BATCH = 500
 
+Pending = Sequence[tuple[AttemptRecord, "asyncio.Future[bool]"]]  # results and their waiters
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimAsk:
@@ -104,7 +106,7 @@ class Recorder:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             await self._write(batch)
 
-    async def _write(self, batch: Sequence[tuple[AttemptRecord, asyncio.Future[bool]]]) -> None:
+    async def _write(self, batch: Pending) -> None:
         records = [record for record, _ in batch]
         ask = self._ride.ask() if self._ride is not None else None
         claims: list[Claim] = []
@@ -121,9 +123,6 @@ class Recorder:
             if ask is not None and self._ride is not None:
                 self._ride.took(ask, claims)
         _settle(batch, results)
-
-
-Pending = Sequence[tuple[AttemptRecord, "asyncio.Future[bool]"]]
 
 
 def _settle(batch: Pending, results: Sequence[bool]) -> None:
