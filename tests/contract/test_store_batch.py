@@ -12,7 +12,7 @@ import pytest
 
 from outbox.errors import StorageError
 from outbox.store.base import IdempotencyClaim, NewMessage, Store
-from outbox.store.sql import queries
+from outbox.store.sql import group_commit, queries
 from outbox.store.sql.group_commit import GROUP_MAX, HEAVY, GroupCommit
 from tests.contract.support import new_message
 
@@ -139,22 +139,35 @@ async def test_a_message_with_many_recipients_does_not_hold_up_small_ones(
 
 class CountingRunner:
     """A runner that records the size of every write (each one transaction), and the
-    most writes it had under way at once."""
+    most writes it had under way at once. It runs the group commit's body, which takes
+    its group when the transaction begins, after a wait as for SQLite's turn; the
+    insert itself is `no_database`'s."""
 
     def __init__(self, *, parallel_writes: bool = False) -> None:
         self.parallel_writes = parallel_writes  # True: as PostgreSQL's runner
         self.writes: list[int] = []
         self.under_way = self.most_at_once = 0
 
-    async def write_first(self, body: Any, batch: Sequence[NewMessage]) -> list[bool]:
-        self.writes.append(len(batch))
+    async def write_first(self, body: Any, *args: Any) -> list[bool]:
         self.under_way += 1
         self.most_at_once = max(self.most_at_once, self.under_way)
         await asyncio.sleep(0.01)
+        created: list[bool] = body(None, *args)
+        self.writes.append(len(created))
         self.under_way -= 1
+        return created
+
+
+@pytest.fixture
+def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group commit's insert, for CountingRunner: every message is new."""
+    def inserted(conn: None, batch: Sequence[NewMessage]) -> list[bool]:
         return [True] * len(batch)
 
+    monkeypatch.setattr(group_commit, "insert_messages", inserted)
 
+
+@pytest.mark.usefixtures("no_database")
 async def test_sqlite_group_commit_keeps_a_batch_whole() -> None:
     """A batch, even over GROUP_MAX, is one commit; single messages that arrive meanwhile
     share the next one."""
@@ -172,6 +185,7 @@ async def test_sqlite_group_commit_keeps_a_batch_whole() -> None:
     assert runner.most_at_once == 1
 
 
+@pytest.mark.usefixtures("no_database")
 async def test_with_parallel_writes_a_heavy_arrival_is_written_beside_the_groups() -> None:
     """Where writes run side by side (PostgreSQL's runner): a message with more than
     HEAVY recipients is its own write, at the same time as the group of small ones."""
@@ -188,6 +202,7 @@ async def test_with_parallel_writes_a_heavy_arrival_is_written_beside_the_groups
     await commits.close()
 
 
+@pytest.mark.usefixtures("no_database")
 async def test_a_batch_with_many_recipients_still_waits_its_turn() -> None:
     """A batch takes several idempotency keys: beside a group taking two of the same
     keys in the other order, the two transactions could deadlock. It stays in line."""
@@ -226,3 +241,26 @@ def _plan(conn: Any, query: Any) -> str:
         conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         return "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
     return "\n".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+
+
+class RefusingRunner(CountingRunner):
+    """A database that cannot begin a transaction (down, or the turn never came)."""
+
+    async def write_first(self, body: Any, *args: Any) -> list[bool]:
+        self.writes.append(0)
+        await asyncio.sleep(0.01)
+        raise StorageError("database error: connection refused")
+
+
+async def test_a_transaction_that_never_began_fails_the_group_it_would_have_taken() -> None:
+    """The group is taken when its transaction begins; one that fails before, fails the
+    waiting group as it would have, once, instead of trying again and again."""
+    runner = RefusingRunner()
+    commits = GroupCommit(runner)  # type: ignore[arg-type]
+
+    arrivals = [asyncio.ensure_future(commits.insert(new_message())) for _ in range(3)]
+    await asyncio.wait(arrivals, timeout=5)
+
+    assert [type(arrival.exception()) for arrival in arrivals] == [StorageError] * 3
+    assert runner.writes == [0]
+    await commits.close()

@@ -11,11 +11,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from outbox.errors import StorageError
 from outbox.store.base import Store
+from outbox.store.sql import group_commit
 from outbox.store.sqlite import BUSY_TIMEOUT_MS
 from outbox.store.sqlite_turn import TURN_FILE, WAITING_FILE, WriterTurn
 from tests.contract.support import new_message
@@ -50,6 +52,35 @@ async def test_a_write_waits_for_the_turn_another_process_holds(store: Store,
 
     assert created
     assert (await store.messages.stats()).by_status["queued"] == 2
+
+
+@SQLITE_ONLY
+async def test_enqueues_arriving_while_the_writer_waits_for_its_turn_share_its_commit(
+        store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group is taken when the transaction begins (sql/group_commit.py): what
+    arrived while the writer waited for the turn goes in the same commit, not the next."""
+    commits: list[list[str]] = []  # the messages of each group commit, in order
+    insert_messages = group_commit.insert_messages
+
+    def recording(conn: Any, batch: Any) -> Any:
+        commits.append([message.id for message in batch])
+        return insert_messages(conn, batch)
+
+    monkeypatch.setattr(group_commit, "insert_messages", recording)
+    turn = Path(db_url.removeprefix("sqlite:///") + "-workers") / TURN_FILE
+    await store.messages.enqueue(new_message(id="before"))  # the runner's own file is open
+
+    with turn_held_elsewhere(turn):
+        first = asyncio.create_task(store.messages.enqueue(new_message(id="first")))
+        await asyncio.sleep(0.2)  # its group is on its way: the writer waits for the turn
+        later = [asyncio.create_task(store.messages.enqueue(new_message(id=f"later{n}")))
+                 for n in range(3)]
+        await asyncio.sleep(0.2)
+        assert not first.done() and not any(task.done() for task in later)
+    await asyncio.wait_for(asyncio.gather(first, *later), 10)
+
+    assert commits == [["before"], ["first", "later0", "later1", "later2"]]
+    assert (await store.messages.stats()).by_status["queued"] == 5
 
 
 def test_a_turn_held_past_the_timeout_is_a_storage_error_naming_the_file(

@@ -9,12 +9,22 @@ beside the groups: in line, the small submits that arrived meanwhile waited for 
 key it cannot deadlock with a group, where a batch taking two keys in the opposite
 order could. SQLite's writer does one transaction at a time whatever the order, and
 relies on one group at a time (store/sqlite_writer.py), so there every arrival waits
-its turn."""
+its turn.
+
+A group is taken when its transaction begins, not before: on SQLite the writer first
+waits for its turn among the processes sharing the file (a delivery process holds it a
+few milliseconds at a time), and the requests that arrived during that wait went into
+the next group. Two groups alternated and each request waited for two commits; taken
+at the start of the transaction, one group holds them all (issue 15: http-lean on SQLite
++10 %, six interleaved pairs of `bench/cpu_split.py --path http-lean`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Connection
 
 from outbox.errors import Conflict
 from outbox.store.sql.messages import insert_one
@@ -42,6 +52,9 @@ class GroupCommit:
 
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
+        # Arrivals are added on the event loop and taken where the transaction runs: on
+        # SQLite, the writer thread.
+        self._lock = threading.Lock()
         self._arriving: list[list[Arrival]] = []
         self._committer: asyncio.Task[None] | None = None
         self._alone: set[asyncio.Task[None]] = set()
@@ -58,36 +71,46 @@ class GroupCommit:
         group: list[Arrival] = [(message, loop.create_future()) for message in batch]
         if (self._runner.parallel_writes and len(batch) == 1
                 and len(batch[0].recipients) > HEAVY):
-            alone = asyncio.create_task(self._commit(group))
+            alone = asyncio.create_task(self._commit(lambda: group))
             self._alone.add(alone)
             alone.add_done_callback(self._alone.discard)
         else:
-            self._arriving.append(group)
+            with self._lock:
+                self._arriving.append(group)
             if self._committer is None or self._committer.done():
                 self._committer = asyncio.create_task(self._commit_arrivals())
         return [arrived for _, arrived in group]
 
     def _next_group(self) -> list[Arrival]:
         """Whole arrivals, up to GROUP_MAX messages (a bigger batch goes alone)."""
-        group = self._arriving.pop(0)
-        while self._arriving and len(group) + len(self._arriving[0]) <= GROUP_MAX:
-            group = group + self._arriving.pop(0)
+        with self._lock:
+            group = self._arriving.pop(0)
+            while self._arriving and len(group) + len(self._arriving[0]) <= GROUP_MAX:
+                group = group + self._arriving.pop(0)
         return group
 
     async def _commit_arrivals(self) -> None:
-        while self._arriving:
-            await self._commit(self._next_group())
+        while self._arriving:  # only this task takes arrivals: a group is waiting
+            await self._commit(self._next_group)
 
-    async def _commit(self, batch: Sequence[Arrival]) -> None:
-        """`batch` in one transaction; each waiter hears of its message."""
+    async def _commit(self, take: Callable[[], list[Arrival]]) -> None:
+        """What `take` gives, taken once the transaction has begun, in that
+        transaction; each waiter hears of its message."""
+        batch: list[Arrival] = []
+
+        def insert_taken(conn: Connection) -> list[bool | RecipientsSuppressed]:
+            batch.extend(take())
+            return insert_messages(conn, [message for message, _ in batch])
+
         try:
-            created = await self._runner.write_first(insert_messages,
-                                                     [message for message, _ in batch])
+            created = await self._runner.write_first(insert_taken)
         except Conflict:  # e.g. a reused id: then each on its own
             await self._insert_one_by_one(batch)
             return
         except Exception as exc:  # every waiter must hear of the failure
-            _settle(batch, exc)
+            # The transaction may have failed before it began: then the group it would
+            # have taken fails with it, as the next one would.
+            _settle(batch or take(), exc)
             return
         for (_, arrived), result in zip(batch, created, strict=True):
             if arrived.done():
