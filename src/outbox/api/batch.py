@@ -79,6 +79,8 @@ def _item(index: int, raw: BatchMessageIn | JsonValue,
         error = exc.errors()[0]
         code, message, field = explain(dict(error), tuple(error["loc"]), f"messages[{index}]")
         return ErrorOut(error=ErrorBody(code=code, message=message, field=field))
+    if item.idempotency_key is None:  # only a key compares the hash
+        return BatchItem(item.to_submission())
     # Hashed as POST /v1/messages hashes the same body, so a key means the same there.
     sent = stable(item.model_dump(mode="json", by_alias=True, exclude_unset=True,
                                   exclude={"idempotency_key"}), outbox.files)

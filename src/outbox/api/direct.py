@@ -41,12 +41,13 @@ async def queue_message(request: Request, principal: Principal, body: MessageIn,
     outbox: Outbox = request.app.state.outbox
     await admit_messages(request, principal)  # over the key's limit: 429, nothing queued
     # The hash comes from the validated body as the client sent it (unset fields left
-    # out), so the JSON is parsed once and key order or spacing never matter.
-    sent = stable(body.model_dump(mode="json", by_alias=True, exclude_unset=True),
-                  outbox.files)
+    # out), so the JSON is parsed once and key order or spacing never matter. Only a
+    # key compares it: without one, none is made.
+    body_hash = None if idempotency_key is None else request_hash(
+        stable(body.model_dump(mode="json", by_alias=True, exclude_unset=True), outbox.files))
     accepted = await outbox.messages.submit(body.to_submission(), owner=principal.name,
                                             idempotency_key=idempotency_key,
-                                            body_hash=request_hash(sent))
+                                            body_hash=body_hash)
     return accepted_view(accepted.message), accepted.replayed
 
 
