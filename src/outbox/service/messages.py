@@ -181,9 +181,8 @@ class Messages:
         `suppressions_when_stored`: the store checks the suppression list as it
         inserts (`RecipientsSuppressed`), not this method beforehand."""
         submission, key = item.submission, item.idempotency_key
-        body_hash = ""  # only a key compares it
-        if key:
-            body_hash = item.body_hash or request_hash(submission_body(submission))
+        body_hash = (item.body_hash or request_hash(submission_body(submission))) if key else ""
+        if key:  # only a key compares the hash
             stored = known.get(key) if known is not None else (
                 await self.store.messages.find_by_idempotency_key(owner, key))
             replay = _replay_of(stored, body_hash)
