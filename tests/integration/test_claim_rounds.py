@@ -35,12 +35,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+def at_the_defaults(server: ScriptedServer, db_url: str) -> Settings:
+    """Production defaults, one relay to `server`, and an EHLO name (no DNS lookup of
+    this host)."""
+    relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
+    return Settings(database={"url": db_url}, relays=[relay],
+                    delivery={"helo_name": "client.test"})
+
+
 async def test_mail_that_trickles_in_is_claimed_once_a_message(db_url: str) -> None:
     with ScriptedServer() as server:
-        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
-        # Production defaults but the EHLO name (no DNS lookup of this host).
-        settings = Settings(database={"url": db_url}, relays=[relay],
-                            delivery={"helo_name": "client.test"})
+        settings = at_the_defaults(server, db_url)
         outbox = await Outbox.open(settings)
         rounds: list[int] = []  # messages each claim round got
         claim_due = outbox.store.messages.claim_due
@@ -85,9 +90,7 @@ async def test_a_worker_for_backlogs_claims_only_while_a_full_batch_is_due(
     and joins once `batch_size` messages are due. At the production defaults (a batch of
     128, a look every second)."""
     with ScriptedServer() as server:
-        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
-        settings = Settings(database={"url": db_url}, relays=[relay],
-                            delivery={"helo_name": "client.test"})
+        settings = at_the_defaults(server, db_url)
         batch = settings.delivery.batch_size
         outbox = await Outbox.open(settings)
         looks: list[int] = []  # what each of its looks at the queue found due
@@ -202,9 +205,7 @@ async def test_the_first_claim_takes_what_fits_were_each_message_as_large_as_all
     """At the defaults: 256 MiB of content at most, 25 MB a message at most, so the first
     claim asks for 10; once it shows small mail, claims ask for a whole batch."""
     with ScriptedServer() as server:
-        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
-        settings = Settings(database={"url": db_url}, relays=[relay],
-                            delivery={"helo_name": "client.test"})
+        settings = at_the_defaults(server, db_url)
         outbox = await Outbox.open(settings)
         ids = [await submit(outbox, n) for n in range(30)]
         asked: list[int] = []
@@ -227,9 +228,7 @@ async def test_a_backlog_is_claimed_with_the_results_that_make_room(db_url: str)
     timing: attempts may finish while the first claims still fill the worker's slots."""
     backlog = 700
     with ScriptedServer() as server:
-        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
-        settings = Settings(database={"url": db_url}, relays=[relay],
-                            delivery={"helo_name": "client.test"})
+        settings = at_the_defaults(server, db_url)
         outbox = await Outbox.open(settings)
         # In order: ("claim", messages) for a claim of its own, ("ride", results,
         # messages, limit) for a claim with results, ("record", results) for results alone.
@@ -298,9 +297,7 @@ async def test_a_worker_for_backlogs_claims_with_results_only_while_a_full_batch
     full batch due too (`at_least`), so the rest, under a batch, waits for the first
     delivery process. At the production defaults."""
     with ScriptedServer() as server:
-        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
-        settings = Settings(database={"url": db_url}, relays=[relay],
-                            delivery={"helo_name": "client.test"})
+        settings = at_the_defaults(server, db_url)
         batch = settings.delivery.batch_size
         outbox = await Outbox.open(settings)
         rides: list[tuple[int, int]] = []  # (at_least, messages claimed) of each
