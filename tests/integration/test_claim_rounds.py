@@ -220,12 +220,19 @@ async def test_the_first_claim_takes_what_fits_were_each_message_as_large_as_all
         ids = [await submit(outbox, n) for n in range(30)]
         asked: list[int] = []
         claim_due = outbox.store.messages.claim_due
+        record_and_claim = outbox.store.messages.record_and_claim
 
         async def claiming(owner: str, now: Any, lease_until: Any, limit: int) -> Any:
             asked.append(limit)
             return await claim_due(owner, now, lease_until, limit)
 
+        async def riding(records: Any, owner: str, now: Any, lease_until: Any, limit: int,
+                         *args: Any) -> Any:
+            asked.append(limit)  # a claim that took finished attempts' results along
+            return await record_and_claim(records, owner, now, lease_until, limit, *args)
+
         outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
+        outbox.store.messages.record_and_claim = riding  # type: ignore[method-assign]
         await deliver_until_sent(outbox, ids)
     assert len(server.message_ids) == 30
     assert asked[:2] == [10, settings.delivery.batch_size]
