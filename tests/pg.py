@@ -27,13 +27,21 @@ def psql(sql: str) -> str:
     return result.stdout
 
 
+def socket_directory() -> str:
+    """Where the server's Unix socket is (the first of unix_socket_directories)."""
+    return psql("SHOW unix_socket_directories").strip().split(",")[0].strip()
+
+
 @contextmanager
-def fresh_database(prefix: str = "outbox_e2e") -> Iterator[str]:
-    """An empty database; yields its URL and drops it afterwards."""
+def fresh_database(prefix: str = "outbox_e2e", over_socket: bool = False) -> Iterator[str]:
+    """An empty database; yields its URL and drops it afterwards. `over_socket`: a URL
+    that reaches the server over its Unix socket rather than TCP on 127.0.0.1, as a
+    PostgreSQL on the same machine is best reached (libpq's default)."""
     name = f"{prefix}_{secrets.token_hex(4)}"
     psql(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield (f"postgresql://postgres@/{name}?host={socket_directory()}" if over_socket
+               else f"postgresql://postgres@127.0.0.1:5432/{name}")
     finally:
         psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -91,7 +91,9 @@ def is_loopback_host(host: str) -> bool:
 
 class DatabaseSettings(Section):
     url: str = Field("sqlite:///./outbox.db", description="sqlite:///./rel.db, "
-                     "sqlite:////abs/path.db or postgresql://user@host/db")
+                     "sqlite:////abs/path.db or postgresql://user@host/db; a PostgreSQL "
+                     "on the same machine is cheaper to reach over its Unix socket: "
+                     "postgresql://user@/db?host=/var/run/postgresql")
     pool_size: int = Field(10, ge=1, le=500, description="PostgreSQL: connections each "
                            "Outbox process keeps open, and as many more during bursts, plus "
                            "one for its liveness lock; keep processes x (2 x pool_size + 1) "
