@@ -10,8 +10,9 @@ Per rep, in this order:
   MODE=live then MODE=drain): smtp-source (20 sessions) → Postfix → its own smtp-sink.
 - For each backend, each on a fresh database, `outbox serve` relaying to one smtp-sink
   started here (20 relay connections). PostgreSQL is reached over its Unix socket, as
-  a server on the same machine is best reached (at stop 44 that cost 8-20 % less CPU
-  per message than TCP on 127.0.0.1 and gave http-lean and drain 5-20 % more rate):
+  a server on the same machine is best reached: against TCP on 127.0.0.1 (stop 44,
+  bench/cpu_split.py, pairs of runs), serve and the delivery process spent 7-18 % less
+  CPU per message, http-lean ran 8-21 % faster and drain 6-24 %:
   - http:  20 keep-alive clients `POST /v1/messages`, one message each time (httpx);
   - http-lean: the same with bench/raw_http.py's client, which costs the server's
            cores next to nothing, as smtp-source does Postfix's;
