@@ -8,6 +8,7 @@ import pytest
 
 from outbox.errors import ConfigError, StorageError
 from outbox.store.factory import database_url, open_store
+from outbox.store.urls import safe_url
 
 
 @pytest.mark.parametrize(("url", "driver", "database"), [
@@ -22,6 +23,12 @@ from outbox.store.factory import database_url, open_store
 def test_database_urls_are_translated(url: str, driver: str, database: str) -> None:
     parsed = database_url(url)
     assert (parsed.drivername, parsed.database) == (driver, database)
+
+
+def test_a_socket_url_keeps_its_directory_and_shows_it_as_typed() -> None:
+    url = "postgresql://outbox:secret@/mail?host=/var/run/postgresql"
+    assert dict(database_url(url).query) == {"host": "/var/run/postgresql"}
+    assert safe_url(url) == "postgresql+asyncpg://outbox:***@/mail?host=/var/run/postgresql"
 
 
 def test_libpq_sslmode_becomes_asyncpg_ssl() -> None:
@@ -43,3 +50,7 @@ async def test_an_unreachable_database_is_a_storage_error(tmp_path: Path) -> Non
     with pytest.raises(StorageError) as caught:
         await open_store("postgresql://outbox:hunter2@127.0.0.1:1/nowhere")
     assert "hunter2" not in caught.value.message
+    with pytest.raises(StorageError) as caught:  # a socket directory where none listens
+        await open_store(f"postgresql://outbox:hunter2@/nowhere?host={tmp_path}")
+    assert "hunter2" not in caught.value.message
+    assert f"@/nowhere?host={tmp_path}:" in caught.value.message

@@ -167,6 +167,8 @@ def test_database_urls_lose_only_their_password() -> None:
         "postgresql://app:***@db:5432/outbox?sslmode=require"
     assert mask_url_password("postgresql://app@db/outbox?password=pw&x=1") == \
         "postgresql://app@db/outbox?password=***&x=1"
+    assert mask_url_password("postgresql://app:pw@/outbox?host=/var/run/postgresql") == \
+        "postgresql://app:***@/outbox?host=/var/run/postgresql"
 
 
 def test_scrubber_replaces_whole_tokens_not_parts_of_words() -> None:

@@ -116,7 +116,9 @@ def mask_url_password(url: str) -> str:
     if parts.password:
         credentials, _, host = netloc.rpartition("@")
         netloc = f"{credentials.split(':', 1)[0]}:{MASK}@{host}"
-    query = urlencode([(k, MASK if _is_secret_name(k) else v) for k, v in pairs], safe="*")
+    # A socket directory stays readable: host=/var/run/postgresql, not %2Fvar%2F...
+    query = urlencode([(k, MASK if _is_secret_name(k) else v) for k, v in pairs],
+                      safe="*/")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from outbox.errors import StorageError
 from outbox.store.base import Store
 from outbox.store.sql.store import SqlStore
-from outbox.store.urls import database_url
+from outbox.store.urls import database_url, safe_url
 
 
 async def open_store(url: str, *, pool_size: int = 10) -> Store:
@@ -34,6 +34,6 @@ async def open_store(url: str, *, pool_size: int = 10) -> Store:
         await store.ping()
     except StorageError as exc:
         await store.close()
-        where = parsed.render_as_string(hide_password=True)
-        raise StorageError(f"cannot open the database {where}: {exc.message}") from exc
+        raise StorageError(f"cannot open the database {safe_url(url)}: {exc.message}"
+                           ) from exc
     return store

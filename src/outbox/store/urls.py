@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -57,8 +58,11 @@ def missing_sqlite_file(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The URL as it can be shown: without a password."""
+    """The URL as it can be shown: without a password, and with its query as typed
+    (host=/var/run/postgresql, not host=%2Fvar%2Frun%2Fpostgresql)."""
     try:
-        return database_url(url).render_as_string(hide_password=True)
+        shown = database_url(url).render_as_string(hide_password=True)
     except ConfigError:
         return url.split("@")[-1]
+    base, mark, query = shown.partition("?")
+    return base + mark + unquote(query)
