@@ -148,7 +148,7 @@ class CountingRunner:
         self.writes: list[int] = []
         self.under_way = self.most_at_once = 0
 
-    async def write_first(self, body: Any, *args: Any) -> list[bool]:
+    async def write_alone(self, body: Any, *args: Any) -> list[bool]:
         self.under_way += 1
         self.most_at_once = max(self.most_at_once, self.under_way)
         await asyncio.sleep(0.01)
@@ -156,6 +156,8 @@ class CountingRunner:
         self.writes.append(len(created))
         self.under_way -= 1
         return created
+
+    write_first = write_alone
 
 
 @pytest.fixture
@@ -246,10 +248,12 @@ def _plan(conn: Any, query: Any) -> str:
 class RefusingRunner(CountingRunner):
     """A database that cannot begin a transaction (down, or the turn never came)."""
 
-    async def write_first(self, body: Any, *args: Any) -> list[bool]:
+    async def write_alone(self, body: Any, *args: Any) -> list[bool]:
         self.writes.append(0)
         await asyncio.sleep(0.01)
         raise StorageError("database error: connection refused")
+
+    write_first = write_alone
 
 
 async def test_a_transaction_that_never_began_fails_the_group_it_would_have_taken() -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from outbox.core.model import Event, EventType, Hold, MessageStatus, RecipientStatus
-from outbox.errors import NotFound, StorageError
+from outbox.errors import NotFound, OutboxError, StorageError
 from outbox.store.base import IdempotencyClaim, NewMessage, NewRecipient, Store
+from outbox.store.sql import queries
+from outbox.store.values import BlobUse
 from tests.contract.conftest import OpenStore
 from tests.contract.support import LEASE, T0, TODAY_CONTENT, at, new_message
+from tests.dbsql import scalar
 
 
 async def test_enqueue_then_get_round_trips_every_field(store: Store) -> None:
@@ -176,3 +180,19 @@ async def test_append_event_adds_to_the_timeline_in_order(store: Store) -> None:
 
     events = (await store.messages.get("m1")).events
     assert events[1:] == (note, Event(at(1), EventType.ALERT, detail="second"))
+
+
+async def test_a_group_is_written_whole_or_not_at_all(store: Store, db_url: str) -> None:
+    """A group commit's insert runs without a transaction on PostgreSQL (one statement,
+    sql/group_insert.py): a message that cannot be written (its blob use names no
+    stored file) must take the others of its statement down with it, as a rolled-back
+    transaction does on SQLite."""
+    fine, broken = new_message(), replace(new_message(), blobs=(BlobUse("0" * 64),))
+    run = store._run  # type: ignore[attr-defined]  # the runner GroupCommit uses
+    with pytest.raises(OutboxError):
+        await run.write_alone(queries.insert_all, [fine, broken])
+    for table in ("messages", "recipients", "events", "blob_refs"):
+        assert int(scalar(db_url, f"SELECT count(*) FROM {table}")) == 0, table
+    await run.write_alone(queries.insert_all, [fine])
+    assert (await store.messages.get(fine.id)).message.recipients[0].address == \
+        "alice@example.com"

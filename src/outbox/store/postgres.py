@@ -85,6 +85,10 @@ class PostgresRunner:
     # Writes do not queue here (each takes a pooled connection), so none goes first.
     write_first = write
 
+    async def write_alone(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with translate_errors(), self._reader.connect() as conn:  # autocommit
+            return await conn.run_sync(body, *args, **kwargs)
+
     async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`body` in one REPEATABLE READ, READ ONLY transaction: every table as of one
         moment, while other sessions keep writing."""

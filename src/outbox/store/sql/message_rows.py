@@ -23,22 +23,22 @@ from outbox.store.sql.driver_rows import TIME as _TIME
 from outbox.store.sql.driver_rows import array_casts, array_params, write_rows
 from outbox.store.values import NewMessage
 
-_COLUMNS = (("id", Text()), ("message_id", Text()), ("status", Text()), ("sender", Text()),
+COLUMNS = (("id", Text()), ("message_id", Text()), ("status", Text()), ("sender", Text()),
             ("content", Text()), ("metadata", Text()), ("attempts", Integer()),
             ("created_at", _TIME), ("updated_at", _TIME), ("due_at", _TIME),
             ("held_since", _TIME), ("held_seconds", Float()), ("hold_reason", Text()),
             ("resent_from", Text()), ("owner", Text()), ("idempotency_key", Text()),
             ("request_hash", Text()))
-_JSON = ("content", "metadata")
-_NAMES = ", ".join(name for name, _ in _COLUMNS)
-_SQLITE = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+JSON_COLUMNS = ("content", "metadata")
+_NAMES = ", ".join(name for name, _ in COLUMNS)
+_SQLITE = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
 
 def insert_messages(conn: Connection, chosen: Sequence[NewMessage]) -> None:
-    write_rows(conn, [_row(message) for message in chosen], _SQLITE, _postgres, _COLUMNS)
+    write_rows(conn, [row(message) for message in chosen], _SQLITE, _postgres, COLUMNS)
 
 
-def _row(message: NewMessage) -> tuple[Any, ...]:
+def row(message: NewMessage) -> tuple[Any, ...]:
     at = message.accepted_at
     queued = message.status is MessageStatus.QUEUED
     claim = message.idempotency
@@ -53,7 +53,7 @@ def _row(message: NewMessage) -> tuple[Any, ...]:
 @cache
 def _postgres() -> TextClause:
     """Built on first use (driver_rows.array_casts)."""
-    values = ", ".join(f"CAST(u.{name} AS JSON)" if name in _JSON else f"u.{name}"
-                       for name, _ in _COLUMNS)
+    values = ", ".join(f"CAST(u.{name} AS JSON)" if name in JSON_COLUMNS else f"u.{name}"
+                       for name, _ in COLUMNS)
     return text(f"INSERT INTO messages ({_NAMES}) SELECT {values} FROM unnest("
-                f"{array_casts(_COLUMNS)}) AS u({_NAMES})").bindparams(*array_params(_COLUMNS))
+                f"{array_casts(COLUMNS)}) AS u({_NAMES})").bindparams(*array_params(COLUMNS))

@@ -29,7 +29,7 @@ from outbox.errors import Conflict, NotFound
 from outbox.store import rows
 from outbox.store.rows import AnyRow
 from outbox.store.sql import blob_index as blob_sql
-from outbox.store.sql import message_rows, outcome_rows, webhook_events
+from outbox.store.sql import group_insert, message_rows, outcome_rows, webhook_events
 from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
 from outbox.store.sql.recipient_rows import insert_recipients
 from outbox.store.sql.suppression_check import find_suppressed
@@ -135,9 +135,13 @@ def insert_messages(conn: Connection, batch: Sequence[NewMessage]
 
 
 def insert_all(conn: Connection, chosen: Sequence[NewMessage]) -> None:
-    """New messages, their recipients, accepted events and blob uses: one multi-row
-    statement per table, whatever the number of messages (group commits, batches)."""
+    """New messages, their recipients, accepted events and blob uses: on PostgreSQL
+    one statement (sql/group_insert.py), on SQLite one multi-row statement per table,
+    whatever the number of messages (group commits, batches)."""
     if not chosen:
+        return
+    if is_postgres(conn):
+        group_insert.insert_all(conn, chosen)
         return
     message_rows.insert_messages(conn, chosen)
     insert_recipients(conn, chosen)

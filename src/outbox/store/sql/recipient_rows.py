@@ -21,23 +21,29 @@ from outbox.store.sql.driver_rows import array_casts, array_params
 from outbox.store.sql.turns import in_turns
 from outbox.store.values import NewMessage
 
-_COLUMNS = (("message_id", Text()), ("position", Integer()), ("address", Text()),
+COLUMNS = (("message_id", Text()), ("position", Integer()), ("address", Text()),
             ("kind", Text()), ("relay", Text()), ("status", Text()), ("provenance", Text()))
-_NAMES = ", ".join(name for name, _ in _COLUMNS)
-_SQLITE = f"INSERT INTO recipients ({_NAMES}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+_NAMES = ", ".join(name for name, _ in COLUMNS)
+_SQLITE = f"INSERT INTO recipients ({_NAMES}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 _PENDING = RecipientStatus.PENDING.value
+
+
+def rows_of(chosen: Sequence[NewMessage]) -> list[tuple[object, ...]]:
+    """Every recipient of `chosen`, pending, numbered in submission order: tuples in
+    the order of COLUMNS."""
+    return [(m.id, position, r.address, r.kind, r.relay, _PENDING, r.provenance)
+            for m in chosen for position, r in enumerate(in_turns(m.recipients))]
 
 
 def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
     """Every recipient of `chosen`, pending, numbered in submission order."""
-    found = [(m.id, position, r.address, r.kind, r.relay, _PENDING, r.provenance)
-             for m in chosen for position, r in enumerate(in_turns(m.recipients))]
+    found = rows_of(chosen)
     if not found:
         return
     if is_postgres(conn):
         columns = list(zip(*found, strict=True))
         conn.execute(_postgres(), {name: list(values)
-                                   for (name, _), values in zip(_COLUMNS, columns, strict=True)})
+                                   for (name, _), values in zip(COLUMNS, columns, strict=True)})
     else:
         conn.exec_driver_sql(_SQLITE, found)
 
@@ -46,4 +52,4 @@ def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
 def _postgres() -> TextClause:
     """Built on first use (driver_rows.array_casts)."""
     return text(f"INSERT INTO recipients ({_NAMES}) SELECT * FROM unnest("
-                f"{array_casts(_COLUMNS)})").bindparams(*array_params(_COLUMNS))
+                f"{array_casts(COLUMNS)})").bindparams(*array_params(COLUMNS))

@@ -48,6 +48,12 @@ class Runner(Protocol):
         thread (SQLite), ahead of those waiting that no client waits on."""
         ...
 
+    async def write_alone(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`write_first` for a body of one writing statement: PostgreSQL runs it in
+        autocommit, where the statement's own commit is as durable and BEGIN and COMMIT
+        would only cost two round trips (sql/group_commit.py); SQLite as `write_first`."""
+        ...
+
     async def close(self) -> None:
         """Wait for the transactions under way, then release the connections."""
         ...

@@ -55,11 +55,11 @@ def insert_events(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None
 # goes once, as a "shape"; each event is its recipient and the number of its shape.
 # asyncpg checks every element of every array it encodes: ten arrays of 1,000 cost
 # 5 ms of the event loop here, two arrays 1 ms (issue 17).
-_SHAPE = (("message_id", Text()), ("at", DateTime(timezone=True)), ("type", Text()),
+SHAPE = (("message_id", Text()), ("at", DateTime(timezone=True)), ("type", Text()),
           ("attempt", Integer()), ("reply_code", Integer()), ("enhanced_code", Text()),
           ("reply", Text()), ("guidance", Text()), ("detail", Text()))
-_EACH = (("recipient", Text()), ("shape", Integer()))
-_EVENT_COLUMNS = ("message_id", "at", "type", "attempt", "recipient", "reply_code",
+EACH = (("recipient", Text()), ("shape", Integer()))
+EVENT_COLUMNS = ("message_id", "at", "type", "attempt", "recipient", "reply_code",
                   "enhanced_code", "reply", "guidance", "detail")  # as SQLite's rows below
 
 
@@ -67,13 +67,13 @@ _EVENT_COLUMNS = ("message_id", "at", "type", "attempt", "recipient", "reply_cod
 def _events_from_arrays(deliver: bool) -> TextClause:
     """The statement, built on first use (driver_rows.array_casts): the events, and if
     `deliver`, one delivery per subscribed endpoint."""
-    shape = ", ".join(name for name, _ in _SHAPE)
+    shape = ", ".join(name for name, _ in SHAPE)
     picked = ", ".join(f"e.{name}" if name == "recipient" else f"s.{name}"
-                       for name in _EVENT_COLUMNS)
+                       for name in EVENT_COLUMNS)
     inserted = f"""
-INSERT INTO events ({", ".join(_EVENT_COLUMNS)})
+INSERT INTO events ({", ".join(EVENT_COLUMNS)})
 SELECT {picked}
-FROM unnest({array_casts(_EACH)}) WITH ORDINALITY AS e(recipient, shape, position)
+FROM unnest({array_casts(EACH)}) WITH ORDINALITY AS e(recipient, shape, position)
 JOIN shapes s ON s.n = e.shape
 ORDER BY e.position"""
     deliveries = f"""
@@ -85,9 +85,9 @@ FROM added JOIN webhook_endpoints e
   ON e.disabled_at IS NULL AND CAST(e.events AS jsonb) @> jsonb_build_array(added.type)"""
     return text(f"""
 WITH shapes AS (
-    SELECT * FROM unnest({array_casts(_SHAPE)}) WITH ORDINALITY AS s({shape}, n))
+    SELECT * FROM unnest({array_casts(SHAPE)}) WITH ORDINALITY AS s({shape}, n))
 {"," + deliveries if deliver else inserted}
-""").bindparams(*array_params((*_SHAPE, *_EACH)))
+""").bindparams(*array_params((*SHAPE, *EACH)))
 
 
 def _as_arrays(conn: Connection, values: Sequence[Mapping[str, Any]], *, deliver: bool
@@ -96,17 +96,21 @@ def _as_arrays(conn: Connection, values: Sequence[Mapping[str, Any]], *, deliver
     per subscribed endpoint: one statement, eleven array parameters whatever the number
     of events. (An event no endpoint can subscribe to, such as a claim's, costs no look
     at the endpoints.)"""
+    conn.execute(_events_from_arrays(deliver), shape_arrays(values))
+
+
+def shape_arrays(values: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The parameters of the statement's arrays, by the names in SHAPE and EACH."""
     shapes: dict[tuple[Any, ...], int] = {}
     recipients, numbers = [], []
     for v in values:
-        shape = tuple(v[name] for name, _ in _SHAPE)
+        shape = tuple(v[name] for name, _ in SHAPE)
         numbers.append(shapes.setdefault(shape, len(shapes) + 1))
         recipients.append(v["recipient"])
     columns = list(zip(*shapes, strict=True))
     given = {name: [utc(at) for at in column] if name == "at" else list(column)
-             for (name, _), column in zip(_SHAPE, columns, strict=True)}
-    conn.execute(_events_from_arrays(deliver), {**given, "recipient": recipients,
-                                                "shape": numbers})
+             for (name, _), column in zip(SHAPE, columns, strict=True)}
+    return {**given, "recipient": recipients, "shape": numbers}
 
 
 def _insert_then_deliver(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
@@ -123,8 +127,8 @@ def _insert_then_deliver(conn: Connection, values: Sequence[Mapping[str, Any]]) 
     conn.execute(insert(webhook_deliveries), deliveries)
 
 
-_INSERT_EVENTS = (f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})")
+_INSERT_EVENTS = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})")
 
 
 def _insert_plain(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
