@@ -62,8 +62,8 @@ def create_store(url: URL, pool_size: int = 10) -> SqlStore:
 
 
 class PostgresRunner:
-    """Each write one transaction on a pooled asyncpg connection (`run_sync`); each read
-    its statements in autocommit."""
+    """Each write one transaction on a pooled asyncpg connection (`run_sync`); each read,
+    and each `write_alone` (one writing statement), its statements in autocommit."""
 
     parallel_writes = True
 
@@ -72,10 +72,10 @@ class PostgresRunner:
         # At READ COMMITTED every statement sees what was committed when it began, in a
         # transaction or not: BEGIN and COMMIT around a read cost two round trips and
         # bought nothing (one read per message on SMTP submission, its idempotency key).
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with translate_errors(), self._reader.connect() as conn:
+        async with translate_errors(), self._autocommit.connect() as conn:
             return await conn.run_sync(body, *args, **kwargs)
 
     async def write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -86,7 +86,7 @@ class PostgresRunner:
     write_first = write
 
     async def write_alone(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with translate_errors(), self._reader.connect() as conn:  # autocommit
+        async with translate_errors(), self._autocommit.connect() as conn:
             return await conn.run_sync(body, *args, **kwargs)
 
     async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

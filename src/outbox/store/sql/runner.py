@@ -2,7 +2,8 @@
 
 `read(body, *args)` runs `body(conn, *args)` in a read transaction and returns
 what it returns; `write(body, *args)` does the same in a write transaction,
-committed durably before it returns. A body is a plain function of one
+committed durably before it returns (`write_alone`: a body of one writing
+statement, which PostgreSQL commits on its own). A body is a plain function of one
 `Connection` (see sql/queries.py) that returns domain values, never rows.
 
 The backend supplies the runner: SQLite hands the whole transaction to a
