@@ -23,7 +23,6 @@ from outbox.store import rows
 from outbox.store.sql import message_rows, recipient_rows
 from outbox.store.sql.driver_rows import TIME, Columns, array_casts, array_params, utc
 from outbox.store.sql.webhook_events import EACH, EVENT_COLUMNS, SHAPE, shape_arrays
-from outbox.store.tables_webhooks import webhook_deliveries
 from outbox.store.values import NewMessage
 from outbox.store.webhook_values import PENDING
 
@@ -50,7 +49,6 @@ def _statement() -> TextClause:
     values = ", ".join(f"CAST(u.{n} AS JSON)" if n in to_json else f"u.{n}"
                        for n, _ in message_rows.COLUMNS)
     picked = ", ".join(f"e.{n}" if n == "recipient" else f"s.{n}" for n in EVENT_COLUMNS)
-    deliveries = webhook_deliveries.name
     return text(f"""
 WITH m AS (
     INSERT INTO messages ({_names(message_rows.COLUMNS)}) SELECT {values}
@@ -69,7 +67,7 @@ added AS (
     JOIN shapes s ON s.n = e.shape
     ORDER BY e.position
     RETURNING id, type, at)
-INSERT INTO {deliveries} (endpoint_id, event_id, event_type, created_at, status, next_at)
+INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, created_at, status, next_at)
 SELECT e.id, added.id, added.type, added.at, '{PENDING}', added.at
 FROM added JOIN webhook_endpoints e
   ON e.disabled_at IS NULL AND CAST(e.events AS jsonb) @> jsonb_build_array(added.type)
@@ -93,6 +91,5 @@ def insert_all(conn: Connection, chosen: Sequence[NewMessage]) -> None:
         **_arrays(_M, [message_rows.row(m) for m in chosen]),
         **_arrays(_R, recipient_rows.rows_of(chosen)),
         **_arrays(_B, uses),
-        **{f"s_{name}": values for name, values in events.items() if f"s_{name}" in
-           {n for n, _ in _S}},
-        "e_recipient": events["recipient"], "e_shape": events["shape"]})
+        **{f"s_{name}": events[name] for name, _ in SHAPE},
+        **{f"e_{name}": events[name] for name, _ in EACH}})
