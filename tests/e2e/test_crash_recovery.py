@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.dbsql import sql
@@ -282,3 +285,39 @@ def test_claim_of_a_killed_owner_in_the_api_and_outbox_status(
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
+
+
+def test_every_message_answered_202_is_in_the_queue_after_kill_9(
+        database_url: str, start_outbox: Any, closed_relay: dict[str, Any]) -> None:
+    """SPEC: a 202 means the message is committed. Eight clients post in a loop (so the
+    group commit gathers several messages, as under load) and serve is killed while
+    they do; every id that came back with a 202 is in the database afterwards."""
+    outbox: OutboxProcess = start_outbox([closed_relay])
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def post_until_gone(client_number: int) -> None:
+        with outbox.client() as client:
+            n = 0
+            while not stop.is_set():
+                try:
+                    answer = client.post("/v1/messages", json={
+                        "from": "a@example.test", "to": f"c{client_number}-{n}@example.test",
+                        "text": "x" * 200})
+                except httpx.HTTPError:
+                    return  # serve is gone
+                assert answer.status_code == 202, answer.text
+                accepted.append(answer.json()["id"])
+                n += 1
+
+    with ThreadPoolExecutor(8) as pool:
+        posting = [pool.submit(post_until_gone, i) for i in range(8)]
+        wait_until(lambda: len(accepted) >= 200, timeout=30, message="200 messages accepted")
+        outbox.kill()
+        stop.set()
+        for future in posting:
+            future.result()
+    stored = {id for (id,) in sql(database_url, "SELECT id FROM messages")}
+    missing = set(accepted) - stored
+    print(f"\n{len(accepted)} answered 202 before the kill, {len(stored)} stored")
+    assert not missing, f"{len(missing)} answered 202 are not stored: {sorted(missing)[:5]}"
