@@ -41,6 +41,20 @@ def from_arrays(columns: Columns) -> str:
     return f"unnest({array_casts(columns)}) AS u({names})"
 
 
+def prefixed(prefix: str, columns: Columns) -> Columns:
+    """The columns under parameter names that begin with `prefix`: the arrays of
+    several tables in one statement (sql/group_insert.py), where column names repeat."""
+    return tuple((f"{prefix}{name}", kind) for name, kind in columns)
+
+
+def arrays(columns: Columns, found: Sequence[tuple[Any, ...]]) -> dict[str, list[Any]]:
+    """One list per column of `found` (tuples in the order of `columns`), by the
+    columns' names: PostgreSQL's parameters for `array_casts(columns)`. A DateTime
+    column holds UtcDateTime values."""
+    return {name: [utc(row[i]) for row in found] if isinstance(kind, DateTime)
+            else [row[i] for row in found] for i, (name, kind) in enumerate(columns)}
+
+
 def write_rows(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
                postgres: Callable[[], TextClause], columns: Columns) -> None:
     """`found`, tuples in the order of `columns`, in one statement: on PostgreSQL
@@ -48,14 +62,10 @@ def write_rows(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
     through the driver's executemany. A DateTime column holds UtcDateTime values."""
     if not found:
         return
-    times = [i for i, (_, kind) in enumerate(columns) if isinstance(kind, DateTime)]
     if is_postgres(conn):
-        arrays = [list(values) for values in zip(*found, strict=True)]
-        for i in times:
-            arrays[i] = [utc(at) for at in arrays[i]]
-        conn.execute(postgres(), {name: values for (name, _), values
-                                  in zip(columns, arrays, strict=True)})
+        conn.execute(postgres(), arrays(columns, found))
         return
+    times = [i for i, (_, kind) in enumerate(columns) if isinstance(kind, DateTime)]
     if times:  # SQLite keeps a UtcDateTime as text
         as_text = stored_form(conn, messages.c.updated_at)
         found = [tuple(as_text(v) if i in times else v for i, v in enumerate(row))

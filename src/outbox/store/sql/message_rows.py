@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Float, Integer, Text, TextClause, text
 from outbox.core.model import MessageStatus
 from outbox.store import rows
 from outbox.store.sql.driver_rows import TIME as _TIME
-from outbox.store.sql.driver_rows import array_casts, array_params, write_rows
+from outbox.store.sql.driver_rows import array_casts, array_params, prefixed, write_rows
 from outbox.store.values import NewMessage
 
 COLUMNS = (("id", Text()), ("message_id", Text()), ("status", Text()), ("sender", Text()),
@@ -29,7 +29,7 @@ COLUMNS = (("id", Text()), ("message_id", Text()), ("status", Text()), ("sender"
             ("held_since", _TIME), ("held_seconds", Float()), ("hold_reason", Text()),
             ("resent_from", Text()), ("owner", Text()), ("idempotency_key", Text()),
             ("request_hash", Text()))
-JSON_COLUMNS = ("content", "metadata")
+_JSON = ("content", "metadata")
 _NAMES = ", ".join(name for name, _ in COLUMNS)
 _SQLITE = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
@@ -50,10 +50,17 @@ def row(message: NewMessage) -> tuple[Any, ...]:
             claim.request_hash if claim else None)
 
 
+def insert_from_arrays(prefix: str = "") -> str:
+    """PostgreSQL's INSERT of the rows given as arrays (parameters named
+    `prefix` + column, `driver_rows.prefixed`); called when a statement is built."""
+    columns = prefixed(prefix, COLUMNS)
+    values = ", ".join(f"CAST(u.{name} AS JSON)" if name in _JSON else f"u.{name}"
+                       for name, _ in COLUMNS)
+    return (f"INSERT INTO messages ({_NAMES}) SELECT {values} FROM unnest("
+            f"{array_casts(columns)}) AS u({_NAMES})")
+
+
 @cache
 def _postgres() -> TextClause:
     """Built on first use (driver_rows.array_casts)."""
-    values = ", ".join(f"CAST(u.{name} AS JSON)" if name in JSON_COLUMNS else f"u.{name}"
-                       for name, _ in COLUMNS)
-    return text(f"INSERT INTO messages ({_NAMES}) SELECT {values} FROM unnest("
-                f"{array_casts(COLUMNS)}) AS u({_NAMES})").bindparams(*array_params(COLUMNS))
+    return text(insert_from_arrays()).bindparams(*array_params(COLUMNS))

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Integer, Text, TextClause, text
 
 from outbox.core.model import RecipientStatus
 from outbox.store.sql.bound_lists import is_postgres
-from outbox.store.sql.driver_rows import array_casts, array_params
+from outbox.store.sql.driver_rows import array_casts, array_params, arrays, prefixed
 from outbox.store.sql.turns import in_turns
 from outbox.store.values import NewMessage
 
@@ -41,15 +41,19 @@ def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
     if not found:
         return
     if is_postgres(conn):
-        columns = list(zip(*found, strict=True))
-        conn.execute(_postgres(), {name: list(values)
-                                   for (name, _), values in zip(COLUMNS, columns, strict=True)})
+        conn.execute(_postgres(), arrays(COLUMNS, found))
     else:
         conn.exec_driver_sql(_SQLITE, found)
+
+
+def insert_from_arrays(prefix: str = "") -> str:
+    """PostgreSQL's INSERT of the rows given as arrays (parameters named
+    `prefix` + column, `driver_rows.prefixed`); called when a statement is built."""
+    return (f"INSERT INTO recipients ({_NAMES}) SELECT * FROM unnest("
+            f"{array_casts(prefixed(prefix, COLUMNS))})")
 
 
 @cache
 def _postgres() -> TextClause:
     """Built on first use (driver_rows.array_casts)."""
-    return text(f"INSERT INTO recipients ({_NAMES}) SELECT * FROM unnest("
-                f"{array_casts(COLUMNS)})").bindparams(*array_params(COLUMNS))
+    return text(insert_from_arrays()).bindparams(*array_params(COLUMNS))

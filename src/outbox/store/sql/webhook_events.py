@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 
 from outbox.core.webhooks import WEBHOOK_EVENTS
-from outbox.store.sql.driver_rows import array_casts, array_params, stored_form, utc
+from outbox.store.sql.driver_rows import array_casts, array_params, prefixed, stored_form, utc
 from outbox.store.tables import events
 from outbox.store.tables_webhooks import webhook_deliveries
 from outbox.store.webhook_values import PENDING
@@ -63,31 +63,46 @@ EVENT_COLUMNS = ("message_id", "at", "type", "attempt", "recipient", "reply_code
                   "enhanced_code", "reply", "guidance", "detail")  # as SQLite's rows below
 
 
-@cache
-def _events_from_arrays(deliver: bool) -> TextClause:
-    """The statement, built on first use (driver_rows.array_casts): the events, and if
-    `deliver`, one delivery per subscribed endpoint."""
+def _shapes(prefix: str) -> str:
     shape = ", ".join(name for name, _ in SHAPE)
+    return (f"shapes AS (SELECT * FROM unnest({array_casts(prefixed(prefix, SHAPE))}) "
+            f"WITH ORDINALITY AS s({shape}, n))")
+
+
+def _inserted(prefix: str) -> str:
     picked = ", ".join(f"e.{name}" if name == "recipient" else f"s.{name}"
                        for name in EVENT_COLUMNS)
-    inserted = f"""
+    return f"""
 INSERT INTO events ({", ".join(EVENT_COLUMNS)})
 SELECT {picked}
-FROM unnest({array_casts(EACH)}) WITH ORDINALITY AS e(recipient, shape, position)
+FROM unnest({array_casts(prefixed(prefix, EACH))}) WITH ORDINALITY AS e(recipient, shape, position)
 JOIN shapes s ON s.n = e.shape
 ORDER BY e.position"""
-    deliveries = f"""
-added AS ({inserted}
-    RETURNING id, type, at)
+
+
+def delivering(prefix: str = "") -> tuple[str, str]:
+    """PostgreSQL: the common table expressions that insert the events given as arrays
+    (parameters named `prefix` + the names in SHAPE and EACH, as `shape_arrays` gives
+    them), and the statement that follows them with one delivery per subscribed
+    endpoint; called when a statement is built (driver_rows.array_casts)."""
+    return (f"{_shapes(prefix)},\nadded AS ({_inserted(prefix)}\n    RETURNING id, type, at)",
+            f"""
 INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, created_at, status, next_at)
 SELECT e.id, added.id, added.type, added.at, '{PENDING}', added.at
 FROM added JOIN webhook_endpoints e
-  ON e.disabled_at IS NULL AND CAST(e.events AS jsonb) @> jsonb_build_array(added.type)"""
-    return text(f"""
-WITH shapes AS (
-    SELECT * FROM unnest({array_casts(SHAPE)}) WITH ORDINALITY AS s({shape}, n))
-{"," + deliveries if deliver else inserted}
-""").bindparams(*array_params((*SHAPE, *EACH)))
+  ON e.disabled_at IS NULL AND CAST(e.events AS jsonb) @> jsonb_build_array(added.type)""")
+
+
+@cache
+def _events_from_arrays(deliver: bool) -> TextClause:
+    """The statement, built on first use: the events, and if `deliver`, one delivery per
+    subscribed endpoint."""
+    if deliver:
+        ctes, deliveries = delivering()
+        statement = f"WITH {ctes}{deliveries}"
+    else:
+        statement = f"WITH {_shapes('')}{_inserted('')}"
+    return text(statement).bindparams(*array_params((*SHAPE, *EACH)))
 
 
 def _as_arrays(conn: Connection, values: Sequence[Mapping[str, Any]], *, deliver: bool
