@@ -163,7 +163,7 @@ class CountingRunner:
 @pytest.fixture
 def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
     """The group commit's insert, for CountingRunner: every message is new."""
-    def inserted(conn: None, batch: Sequence[NewMessage]) -> list[bool]:
+    def inserted(conn: None, batch: Sequence[NewMessage], notice: object) -> list[bool]:
         return [True] * len(batch)
 
     monkeypatch.setattr(group_commit, "insert_messages", inserted)

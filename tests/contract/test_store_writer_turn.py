@@ -62,9 +62,9 @@ async def test_enqueues_arriving_while_the_writer_waits_for_its_turn_share_its_c
     commits: list[list[str]] = []  # the messages of each group commit, in order
     insert_messages = group_commit.insert_messages
 
-    def recording(conn: Any, batch: Any) -> Any:
+    def recording(conn: Any, batch: Any, notice: Any) -> Any:
         commits.append([message.id for message in batch])
-        return insert_messages(conn, batch)
+        return insert_messages(conn, batch, notice)
 
     monkeypatch.setattr(group_commit, "insert_messages", recording)
     turn = Path(db_url.removeprefix("sqlite:///") + "-workers") / TURN_FILE

@@ -4,9 +4,9 @@ Several nodes claim from one table at once: each picks due rows nobody else
 has locked, so no row is handed out twice and no claimer waits on another.
 Enqueues that arrive together share one transaction (sql/group_commit.py): a
 message's own transaction cost a round trip and a WAL flush of its own.
-Enqueue, retry and release `NOTIFY` a channel right after they commit; idle
-workers `LISTEN` on one dedicated connection and fall back to their timeout
-if it is lost.
+An enqueue's commit `NOTIFY`s a channel itself (sql/group_insert.py); retry and
+release NOTIFY it right after they commit. Idle workers `LISTEN` on one dedicated
+connection and fall back to their timeout if it is lost.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from outbox.store.rows import AnyRow
 from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
-from outbox.store.sql.wakeup import Wakeup
+from outbox.store.sql.wakeup import Notice, Wakeup
 from outbox.store.tables import messages
 
 CHANNEL = "outbox_due"
@@ -136,17 +136,22 @@ class NotifyWakeup(Wakeup):
         self._notifier: asyncio.Task[None] | None = None
         self._notify_again = False
 
-    def announce(self) -> None:
+    def announce(self, *, notified: bool = False) -> None:
         super().announce()
+        if notified:
+            return
         if self._notifier is not None and not self._notifier.done():
             self._notify_again = True  # one more NOTIFY after the one in flight
             return
         self._notifier = asyncio.create_task(self._send_notifications())
 
+    def notice(self) -> Notice:
+        return CHANNEL, self._token
+
     async def _send_notifications(self) -> None:
-        """NOTIFY after the commit, not in it: PostgreSQL serialises the commits
-        of notifying transactions, which would undo group commit. Announcements
-        made meanwhile are folded into one more NOTIFY."""
+        """A NOTIFY of its own, after a commit that did not carry one (a retry, a
+        release; the group commit's carries its own, sql/group_insert.py).
+        Announcements made meanwhile are folded into one more NOTIFY."""
         again = True
         while again:
             self._notify_again = False

@@ -45,13 +45,13 @@ class PeerWakeup(Wakeup):
         self._unable = not SUPPORTED  # then waiters poll, as they always could
         self._poke_pending = False  # an announcement waits for the end of this loop turn
 
-    def announce(self) -> None:
+    def announce(self, *, notified: bool = False) -> None:
         """Wake this process's waiters now, and the other processes once this turn of
         the event loop is over: the submits of one group commit each announce as they
         return, in the same turn, and each listed the peers' markers and sent each a
         datagram (about 10 us of the event loop per submit, measured alone)."""
         super().announce()
-        if not SUPPORTED or self._poke_pending:
+        if not SUPPORTED or self._poke_pending or notified:
             return
         self._poke_pending = True
         try:

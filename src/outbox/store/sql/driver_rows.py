@@ -41,6 +41,12 @@ def from_arrays(columns: Columns) -> str:
     return f"unnest({array_casts(columns)}) AS u({names})"
 
 
+def where_clause(condition: str) -> str:
+    """` WHERE condition`, or nothing for no condition: the rows of an INSERT from arrays
+    that a statement writes only if its condition holds (sql/group_insert.py)."""
+    return f" WHERE {condition}" if condition else ""
+
+
 def prefixed(prefix: str, columns: Columns) -> Columns:
     """The columns under parameter names that begin with `prefix`: the arrays of
     several tables in one statement (sql/group_insert.py), where column names repeat."""

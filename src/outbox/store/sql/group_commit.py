@@ -38,6 +38,7 @@ from outbox.errors import Conflict
 from outbox.store.sql.messages import insert_one
 from outbox.store.sql.queries import insert_messages
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.wakeup import Notice
 from outbox.store.values import NewMessage, RecipientsSuppressed
 
 GROUP_MAX = 200  # messages per group commit
@@ -58,8 +59,10 @@ class GroupCommit:
     only after the commit holding its message. A batch (`insert_many`) arrives
     and is committed whole."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, notice: Notice | None = None) -> None:
         self._runner = runner
+        self._notice = notice  # NOTIFYd by each commit (PostgreSQL, sql/group_insert.py)
+        self.notifies = notice is not None
         # Arrivals are added on the event loop and taken where the transaction runs: on
         # SQLite, the writer thread.
         self._lock = threading.Lock()
@@ -108,7 +111,7 @@ class GroupCommit:
 
         def insert_taken(conn: Connection) -> list[bool | RecipientsSuppressed]:
             batch.extend(take())
-            return insert_messages(conn, [message for message, _ in batch])
+            return insert_messages(conn, [message for message, _ in batch], self._notice)
 
         try:  # one statement on PostgreSQL (sql/group_insert.py): no transaction
             created = await self._runner.write_alone(insert_taken)
@@ -131,7 +134,7 @@ class GroupCommit:
     async def _insert_one_by_one(self, batch: Sequence[Arrival]) -> None:
         for message, arrived in batch:
             try:
-                is_new = await insert_one(self._runner, message)
+                is_new = await insert_one(self._runner, message, self._notice)
             except Exception as exc:
                 _settle([(message, arrived)], exc)
                 continue

@@ -9,8 +9,20 @@ COMMIT's. The foreign keys hold: PostgreSQL checks them when the statement ends,
 the CTEs' rows are there by then. Each table's part is its own module's INSERT, given
 parameter names of its own (`driver_rows.prefixed`). Issue 15, `bench/cpu_split.py
 --path http-lean --backend postgres`, six interleaved pairs: +9, +9, +19, +22, -3 and
-+12 % msg/s; serve's CPU per message fell in five of them. smtp-source and a paced
-500 msg/s did not move.
++12 % msg/s; serve's CPU per message fell in five of them.
+
+Guarded (`insert_all(..., guarded=True)`), the statement also makes the two reads that
+went before it, in its own snapshot: whether a recipient of a message that refuses
+suppressed addresses is on the list, and whether one of the idempotency keys is taken.
+If neither, as for nearly every group, it writes everything; if either, it writes
+nothing and says so, and queries.insert_messages reads the list and the keys and
+writes what may be written. With a notice (`Wakeup.notice`), it NOTIFYs the delivery
+processes in its own commit too: a group of submits that cost serve three round trips
+(the suppression list, the insert, the NOTIFY) costs one.
+
+PostgreSQL lets one notifying transaction commit at a time, across the cluster: serve's
+groups commit one after the other anyway, and another node's groups, or a big message
+committing beside them, wait at most for one commit's WAL flush.
 """
 
 from __future__ import annotations
@@ -18,38 +30,70 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
-from sqlalchemy import Connection, Text, TextClause, text
+from sqlalchemy import Connection, Text, TextClause, bindparam, text
 
+from outbox.core.model import MessageStatus
+from outbox.core.suppression import suppression_key
 from outbox.store import rows
 from outbox.store.sql import message_rows, recipient_rows, webhook_events
-from outbox.store.sql.driver_rows import TIME, array_casts, array_params, arrays, prefixed
+from outbox.store.sql.driver_rows import TIME, array_casts, array_params, arrays, prefixed, utc
+from outbox.store.sql.wakeup import Notice
 from outbox.store.values import NewMessage
 
 _BLOB_USES = (("sha256", Text()), ("message_id", Text()), ("keep_until", TIME))
 _M, _R = prefixed("m_", message_rows.COLUMNS), prefixed("r_", recipient_rows.COLUMNS)
 _B = prefixed("b_", _BLOB_USES)
 _E = prefixed("e_", (*webhook_events.SHAPE, *webhook_events.EACH))  # names distinct
+# The guard's arrays: suppression keys, and the idempotency keys' owners and keys.
+_G = (("g_addresses", Text()), ("g_owners", Text()), ("g_keys", Text()))
+_GO = "(SELECT ok FROM go)"
 
 
 @cache
 def _statement() -> TextClause:
     """Built on first use (driver_rows.array_casts)."""
-    events, deliveries = webhook_events.delivering("e_")
+    events, deliveries = webhook_events.delivering("e_", where=_GO)
     blob_names = ", ".join(name for name, _ in _BLOB_USES)
+    addresses, owners, keys = array_casts(_G).split(", ")
     return text(f"""
-WITH m AS ({message_rows.insert_from_arrays("m_")}),
-r AS ({recipient_rows.insert_from_arrays("r_")}),
-b AS (INSERT INTO blob_refs ({blob_names}) SELECT * FROM unnest({array_casts(_B)})),
-{events}{deliveries}""").bindparams(*array_params((*_M, *_R, *_B, *_E)))
+WITH go AS (SELECT
+  NOT EXISTS (SELECT 1 FROM suppressions WHERE address = ANY({addresses})
+              AND (expires_at IS NULL OR expires_at > :g_now))
+  AND NOT EXISTS (SELECT 1 FROM messages WHERE owner = ANY({owners})
+                  AND idempotency_key = ANY({keys})) AS ok),
+m AS ({message_rows.insert_from_arrays("m_", where=_GO)}),
+r AS ({recipient_rows.insert_from_arrays("r_", where=_GO)}),
+b AS (INSERT INTO blob_refs ({blob_names}) SELECT * FROM unnest({array_casts(_B)})
+      WHERE {_GO}),
+{events},
+d AS ({deliveries})
+SELECT ok, CASE WHEN ok AND CAST(:n_payload AS TEXT) IS NOT NULL
+                THEN pg_notify(CAST(:n_channel AS TEXT), CAST(:n_payload AS TEXT)) END
+FROM go""").bindparams(*array_params((*_M, *_R, *_B, *_E, *_G)),
+                        bindparam("g_now", type_=TIME))
 
 
-def insert_all(conn: Connection, chosen: Sequence[NewMessage]) -> None:
-    """`chosen` (at least one), as queries.insert_all writes them, in one statement."""
+def insert_all(conn: Connection, chosen: Sequence[NewMessage], notice: Notice | None = None,
+               *, guarded: bool = False) -> bool:
+    """`chosen` (at least one), as queries.insert_all writes them, in one statement that
+    NOTIFYs `notice` when it commits if one of them is queued. `guarded`: only if none
+    of their recipients that must not be suppressed is on the list and none of their
+    idempotency keys is taken; False if nothing was written for that."""
     events = webhook_events.shape_arrays(
         [rows.event_values(m.id, rows.accepted_event(m)) for m in chosen])
     uses = [(use.sha256, m.id, use.keep_until) for m in chosen for use in m.blobs]
-    conn.execute(_statement(), {
+    asking = [m for m in chosen if m.refuse_suppressed] if guarded else []
+    claims = [m.idempotency for m in chosen if m.idempotency] if guarded else []
+    queued = any(m.status is MessageStatus.QUEUED for m in chosen)
+    channel, payload = notice if notice and queued else ("", None)
+    ok = conn.execute(_statement(), {
         **arrays(_M, [message_rows.row(m) for m in chosen]),
         **arrays(_R, recipient_rows.rows_of(chosen)),
         **arrays(_B, uses),
-        **{f"e_{name}": values for name, values in events.items()}})
+        **{f"e_{name}": values for name, values in events.items()},
+        "g_addresses": sorted({suppression_key(r.address) for m in asking
+                               for r in m.recipients}),
+        "g_owners": sorted({c.owner for c in claims}), "g_keys": sorted({c.key for c in claims}),
+        "g_now": utc(min((m.accepted_at for m in asking), default=chosen[0].accepted_at)),
+        "n_channel": channel, "n_payload": payload}).scalar_one()
+    return bool(ok)

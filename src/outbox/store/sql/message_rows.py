@@ -20,7 +20,13 @@ from sqlalchemy import Connection, Float, Integer, Text, TextClause, text
 from outbox.core.model import MessageStatus
 from outbox.store import rows
 from outbox.store.sql.driver_rows import TIME as _TIME
-from outbox.store.sql.driver_rows import array_casts, array_params, prefixed, write_rows
+from outbox.store.sql.driver_rows import (
+    array_casts,
+    array_params,
+    prefixed,
+    where_clause,
+    write_rows,
+)
 from outbox.store.values import NewMessage
 
 COLUMNS = (("id", Text()), ("message_id", Text()), ("status", Text()), ("sender", Text()),
@@ -50,14 +56,15 @@ def row(message: NewMessage) -> tuple[Any, ...]:
             claim.request_hash if claim else None)
 
 
-def insert_from_arrays(prefix: str = "") -> str:
+def insert_from_arrays(prefix: str = "", where: str = "") -> str:
     """PostgreSQL's INSERT of the rows given as arrays (parameters named
-    `prefix` + column, `driver_rows.prefixed`); called when a statement is built."""
+    `prefix` + column, `driver_rows.prefixed`), only `where` that condition holds if
+    one is given; called when a statement is built."""
     columns = prefixed(prefix, COLUMNS)
     values = ", ".join(f"CAST(u.{name} AS JSON)" if name in _JSON else f"u.{name}"
                        for name, _ in COLUMNS)
     return (f"INSERT INTO messages ({_NAMES}) SELECT {values} FROM unnest("
-            f"{array_casts(columns)}) AS u({_NAMES})")
+            f"{array_casts(columns)}) AS u({_NAMES}){where_clause(where)}")
 
 
 @cache

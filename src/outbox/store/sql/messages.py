@@ -26,7 +26,7 @@ from outbox.store.sql import queries as q
 from outbox.store.sql import relay_holds as holds
 from outbox.store.sql.key_lookups import KeyLookups
 from outbox.store.sql.runner import Runner
-from outbox.store.sql.wakeup import Wakeup
+from outbox.store.sql.wakeup import Notice, Wakeup
 from outbox.store.values import (
     ANY_MESSAGE,
     Attempt,
@@ -47,6 +47,9 @@ PickDue = Callable[[Connection, dict[str, Any]], Sequence[AnyRow]]
 class Inserter(Protocol):
     """Commits new messages for `enqueue`."""
 
+    # Whether each commit wakes the other processes itself (`Wakeup.notice`).
+    notifies: bool
+
     async def insert(self, message: NewMessage) -> bool:
         """Insert and commit; False if its idempotency key is already taken."""
         ...
@@ -61,10 +64,12 @@ class Inserter(Protocol):
         ...
 
 
-async def insert_one(runner: Runner, message: NewMessage) -> bool:
-    """One message in its own transaction; False if its idempotency key is taken."""
+async def insert_one(runner: Runner, message: NewMessage, notice: Notice | None = None
+                     ) -> bool:
+    """One message in its own transaction (NOTIFYing `notice` as it commits, on
+    PostgreSQL); False if its idempotency key is taken."""
     try:
-        await runner.write_first(q.insert_message, message)
+        await runner.write_first(q.insert_message, message, notice)
     except Conflict:
         if message.idempotency is None:
             raise
@@ -90,7 +95,7 @@ class SqlMessages:
         if not await self._inserter.insert(message):
             return await self._existing(message), False
         if message.status is MessageStatus.QUEUED:
-            self._wakeup.announce()
+            self._wakeup.announce(notified=self._inserter.notifies)
         return rows.accepted_message(message), True
 
     async def enqueue_many(self, batch: Sequence[NewMessage]) -> list[tuple[Message, bool]]:
@@ -99,7 +104,7 @@ class SqlMessages:
         created = await self._inserter.insert_many(batch) if batch else []
         if any(is_new and m.status is MessageStatus.QUEUED
                for m, is_new in zip(batch, created, strict=True)):
-            self._wakeup.announce()
+            self._wakeup.announce(notified=self._inserter.notifies)
         return [(rows.accepted_message(m), True) if is_new else (await self._existing(m), False)
                 for m, is_new in zip(batch, created, strict=True)]
 

@@ -34,6 +34,7 @@ from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
 from outbox.store.sql.recipient_rows import insert_recipients
 from outbox.store.sql.suppression_check import find_suppressed
 from outbox.store.sql.turns import in_turns
+from outbox.store.sql.wakeup import Notice
 from outbox.store.tables import UtcDateTime, attempts, events, messages, recipients
 from outbox.store.values import (
     Attempt,
@@ -102,19 +103,25 @@ _ALIKE = 8  # from this many recipients with one outcome, one statement for them
 # -- transaction bodies: one Connection in, domain values out --------------------------------
 
 
-def insert_message(conn: Connection, message: NewMessage) -> None:
+def insert_message(conn: Connection, message: NewMessage, notice: Notice | None = None
+                   ) -> None:
     """`RecipientsSuppressed` instead, for a message that refuses suppressed recipients."""
     refused = suppressed_recipients(conn, [message])
     if refused:
         raise refused[message.id]
-    insert_all(conn, [message])
+    insert_all(conn, [message], notice)
 
 
-def insert_messages(conn: Connection, batch: Sequence[NewMessage]
-                    ) -> list[bool | RecipientsSuppressed]:
+def insert_messages(conn: Connection, batch: Sequence[NewMessage],
+                    notice: Notice | None = None) -> list[bool | RecipientsSuppressed]:
     """Insert each message whose idempotency key is free (False for the others) and
     whose recipients pass the suppression list if it asks (`RecipientsSuppressed`
-    for the others). Only where no other writer can come between check and insert."""
+    for the others). Only where no other writer can come between check and insert,
+    or on PostgreSQL, where a key taken meanwhile fails the insert (`Conflict`).
+    `notice`: NOTIFYd in the commit, on PostgreSQL (sql/group_insert.py)."""
+    if (is_postgres(conn) and batch and _keys_differ(batch)
+            and group_insert.insert_all(conn, batch, notice, guarded=True)):
+        return [True] * len(batch)  # nobody suppressed, no key taken: one statement
     refused = suppressed_recipients(conn, batch)
     taken = _taken_keys(conn, batch)
     created: list[bool | RecipientsSuppressed] = []
@@ -130,18 +137,27 @@ def insert_messages(conn: Connection, batch: Sequence[NewMessage]
             chosen.append(message)
             taken.add(key)
         created.append(is_free)
-    insert_all(conn, chosen)
+    insert_all(conn, chosen, notice)
     return created
 
 
-def insert_all(conn: Connection, chosen: Sequence[NewMessage]) -> None:
+def _keys_differ(batch: Sequence[NewMessage]) -> bool:
+    """No two messages of `batch` carry one idempotency key: where two do, the first
+    is inserted and the second finds it taken, which the guarded statement cannot say."""
+    keys = [(m.idempotency.owner, m.idempotency.key) for m in batch if m.idempotency]
+    return len(keys) == len(set(keys))
+
+
+def insert_all(conn: Connection, chosen: Sequence[NewMessage], notice: Notice | None = None
+               ) -> None:
     """New messages, their recipients, accepted events and blob uses: on PostgreSQL
-    one statement (sql/group_insert.py), on SQLite one multi-row statement per table,
-    whatever the number of messages (group commits, batches)."""
+    one statement (sql/group_insert.py, which NOTIFYs `notice` as it commits), on SQLite
+    one multi-row statement per table, whatever the number of messages (group commits,
+    batches)."""
     if not chosen:
         return
     if is_postgres(conn):
-        group_insert.insert_all(conn, chosen)
+        group_insert.insert_all(conn, chosen, notice)
         return
     message_rows.insert_messages(conn, chosen)
     insert_recipients(conn, chosen)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Integer, Text, TextClause, text
 
 from outbox.core.model import RecipientStatus
 from outbox.store.sql.bound_lists import is_postgres
-from outbox.store.sql.driver_rows import array_casts, array_params, arrays, prefixed
+from outbox.store.sql.driver_rows import array_casts, array_params, arrays, prefixed, where_clause
 from outbox.store.sql.turns import in_turns
 from outbox.store.values import NewMessage
 
@@ -46,11 +46,12 @@ def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
         conn.exec_driver_sql(_SQLITE, found)
 
 
-def insert_from_arrays(prefix: str = "") -> str:
+def insert_from_arrays(prefix: str = "", where: str = "") -> str:
     """PostgreSQL's INSERT of the rows given as arrays (parameters named
-    `prefix` + column, `driver_rows.prefixed`); called when a statement is built."""
+    `prefix` + column, `driver_rows.prefixed`), only `where` that condition holds if
+    one is given; called when a statement is built."""
     return (f"INSERT INTO recipients ({_NAMES}) SELECT * FROM unnest("
-            f"{array_casts(prefixed(prefix, COLUMNS))})")
+            f"{array_casts(prefixed(prefix, COLUMNS))}){where_clause(where)}")
 
 
 @cache

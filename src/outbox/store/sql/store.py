@@ -71,7 +71,7 @@ class SqlStore:
                  ) -> None:
         self._run = runner
         self._wakeup = wakeup or Wakeup()
-        self._inserter = GroupCommit(runner)
+        self._inserter = GroupCommit(runner, self._wakeup.notice())
         self._lock_schema = lock_schema
         self.messages: MessageStore = SqlMessages(runner, pick_due, self._wakeup, self._inserter)
         self.relay_auth: RelayAuthStore = SqlRelayAuth(runner, self._wakeup)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 
+Notice = tuple[str, str]  # a NOTIFY's channel and payload, sent with a commit
+
 
 class Wakeup:
     """In-process wake-ups."""
@@ -19,10 +21,16 @@ class Wakeup:
     def __init__(self) -> None:
         self._event = asyncio.Event()
 
-    def announce(self) -> None:
+    def announce(self, *, notified: bool = False) -> None:
         """A message may have become due: wake this process's waiters (and,
-        where the backend can, other processes')."""
+        where the backend can, other processes', unless `notified`: the commit told
+        them, with `notice`)."""
         self._event.set()
+
+    def notice(self) -> Notice | None:
+        """What a commit can carry to wake the other processes as it ends (PostgreSQL's
+        NOTIFY, sql/group_insert.py), or None where only `announce` can."""
+        return None
 
     async def wait(self, timeout: float) -> None:
         """Return on an announcement (made since the last wait returned) or

@@ -28,7 +28,14 @@ from sqlalchemy import (
 )
 
 from outbox.core.webhooks import WEBHOOK_EVENTS
-from outbox.store.sql.driver_rows import array_casts, array_params, prefixed, stored_form, utc
+from outbox.store.sql.driver_rows import (
+    array_casts,
+    array_params,
+    prefixed,
+    stored_form,
+    utc,
+    where_clause,
+)
 from outbox.store.tables import events
 from outbox.store.tables_webhooks import webhook_deliveries
 from outbox.store.webhook_values import PENDING
@@ -69,23 +76,25 @@ def _shapes(prefix: str) -> str:
             f"WITH ORDINALITY AS s({shape}, n))")
 
 
-def _inserted(prefix: str) -> str:
+def _inserted(prefix: str, where: str = "") -> str:
     picked = ", ".join(f"e.{name}" if name == "recipient" else f"s.{name}"
                        for name in EVENT_COLUMNS)
     return f"""
 INSERT INTO events ({", ".join(EVENT_COLUMNS)})
 SELECT {picked}
 FROM unnest({array_casts(prefixed(prefix, EACH))}) WITH ORDINALITY AS e(recipient, shape, position)
-JOIN shapes s ON s.n = e.shape
+JOIN shapes s ON s.n = e.shape{where_clause(where)}
 ORDER BY e.position"""
 
 
-def delivering(prefix: str = "") -> tuple[str, str]:
+def delivering(prefix: str = "", where: str = "") -> tuple[str, str]:
     """PostgreSQL: the common table expressions that insert the events given as arrays
     (parameters named `prefix` + the names in SHAPE and EACH, as `shape_arrays` gives
-    them), and the statement that follows them with one delivery per subscribed
-    endpoint; called when a statement is built (driver_rows.array_casts)."""
-    return (f"{_shapes(prefix)},\nadded AS ({_inserted(prefix)}\n    RETURNING id, type, at)",
+    them), only `where` that condition holds if one is given, and the statement that
+    follows them with one delivery per subscribed endpoint; called when a statement is
+    built (driver_rows.array_casts)."""
+    added = f"added AS ({_inserted(prefix, where)}\n    RETURNING id, type, at)"
+    return (f"{_shapes(prefix)},\n{added}",
             f"""
 INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, created_at, status, next_at)
 SELECT e.id, added.id, added.type, added.at, '{PENDING}', added.at
