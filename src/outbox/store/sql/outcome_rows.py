@@ -17,8 +17,16 @@ from sqlalchemy import Connection, Integer, Text, TextClause, text
 
 from outbox.core.model import MessageStatus
 from outbox.store import rows
+from outbox.store.sql import webhook_events
 from outbox.store.sql.driver_rows import TIME as _TIME
-from outbox.store.sql.driver_rows import array_casts, array_params, from_arrays, write_rows
+from outbox.store.sql.driver_rows import (
+    array_casts,
+    array_params,
+    arrays,
+    from_arrays,
+    prefixed,
+    write_rows,
+)
 from outbox.store.values import AttemptRecord, RecipientUpdate
 
 _SENDING = MessageStatus.SENDING.value
@@ -95,3 +103,68 @@ def _recipients_postgres() -> TextClause:
     return text(f"UPDATE recipients SET {set_} FROM {from_arrays(_RECIPIENT)} "
                 "WHERE recipients.message_id = u.message_id "
                 "AND recipients.address = u.address").bindparams(*array_params(_RECIPIENT))
+
+
+# PostgreSQL, the usual batch: one record per message, each with a few recipients. The
+# claims' tokens were read (FOR UPDATE), then each table written, five statements and
+# five round trips; as one statement of data-modifying CTEs, the rows are locked in id
+# order as before (`l`), the claims still held end (`f`), and only their attempts,
+# recipients' results and events (with the webhook deliveries those cause) are written.
+# A batch with two records of one message, or a message with many recipients (a
+# relay-wide deferral of a big message, written in one UPDATE by queries._update_recipients),
+# takes the statements above.
+_FEW = 50  # recipient updates per record
+_F, _A = prefixed("f_", _FINISH), prefixed("a_", _ATTEMPT)
+_U, _E = prefixed("u_", _RECIPIENT), prefixed("e_", (*webhook_events.SHAPE, *webhook_events.EACH))
+
+
+def fits_one_statement(records: Sequence[AttemptRecord]) -> bool:
+    ids = {r.message_id for r in records}
+    return len(ids) == len(records) and all(len(r.recipient_updates) <= _FEW for r in records)
+
+
+def record_in_one_statement(conn: Connection, records: Sequence[AttemptRecord]) -> list[bool]:
+    """`records` (`fits_one_statement`) as queries.record_attempts writes them: for
+    each, whether its claim held and it was written."""
+    events = webhook_events.shape_arrays(
+        [rows.event_values(r.message_id, e) for r in records for e in r.events])
+    updates = [(u.status.value, u.reply_code, u.enhanced_code, u.reply, u.guidance,
+                r.message_id, u.address) for r in records for u in r.recipient_updates]
+    held = {row.id for row in conn.execute(_one_statement(), {
+        "l_ids": sorted(r.message_id for r in records),
+        **arrays(_F, [rows.finish_row(r) for r in records]),
+        **arrays(_A, [_attempt_row(r) for r in records]),
+        **arrays(_U, list({(u[5], u[6]): u for u in updates}.values())),
+        **{f"e_{name}": values for name, values in events.items()}})}
+    return [r.message_id in held for r in records]
+
+
+def _attempt_row(r: AttemptRecord) -> tuple[object, ...]:
+    return (r.message_id, r.number, r.relay, r.started_at, r.finished_at, r.outcome,
+            r.transcript)
+
+
+@cache
+def _one_statement() -> TextClause:
+    def names(columns: tuple[tuple[str, object], ...]) -> str:
+        return ", ".join(name for name, _ in columns)
+    finish = _FINISH_SET.format(*(f"u.{name}" for name, _ in _FINISH[:7]), m="messages.")
+    results = _RECIPIENT_SET.format(*(f"v.{name}" for name, _ in _RECIPIENT[:5]))
+    held = "IN (SELECT id FROM f)"
+    events, deliveries = webhook_events.delivering("e_", where=f"s.message_id {held}")
+    return text(f"""
+WITH l AS (SELECT id FROM messages WHERE id = ANY(CAST(:l_ids AS TEXT[]))
+           AND status = '{_SENDING}' ORDER BY id FOR UPDATE),
+f AS (UPDATE messages SET {finish} FROM unnest({array_casts(_F)}) AS u({names(_FINISH)})
+      WHERE messages.id = u.id AND messages.claim_token = u.token
+        AND messages.status = '{_SENDING}' AND messages.id IN (SELECT id FROM l)
+      RETURNING messages.id),
+a AS (INSERT INTO attempts ({_ATTEMPT_NAMES}) SELECT * FROM unnest({array_casts(_A)})
+      AS x({_ATTEMPT_NAMES}) WHERE x.message_id {held}),
+r AS (UPDATE recipients SET {results} FROM unnest({array_casts(_U)}) AS v({names(_RECIPIENT)})
+      WHERE recipients.message_id = v.message_id AND recipients.address = v.address
+        AND v.message_id {held}),
+{events},
+d AS ({deliveries})
+SELECT id FROM f""").bindparams(*array_params((*_F, *_A, *_U, *_E)),
+                                 *array_params((("l_ids", Text()),)))

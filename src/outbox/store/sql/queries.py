@@ -252,6 +252,8 @@ def find_by_message_id(conn: Connection, owner: str, message_id: str) -> Message
 
 
 def record_attempts(conn: Connection, records: Sequence[AttemptRecord]) -> list[bool]:
+    if is_postgres(conn) and outcome_rows.fits_one_statement(records):
+        return outcome_rows.record_in_one_statement(conn, records)
     held = _claim_tokens(conn, {r.message_id for r in records})
     accepted = _accepted_records(records, held)
     chosen = [r for r, ok in zip(records, accepted, strict=True) if ok]
