@@ -54,7 +54,7 @@ def _statement() -> TextClause:
     """Built on first use (driver_rows.array_casts)."""
     events, deliveries = webhook_events.delivering("e_", where=_GO)
     blob_names = ", ".join(name for name, _ in _BLOB_USES)
-    addresses, owners, keys = array_casts(_G).split(", ")
+    addresses, owners, keys = (array_casts((column,)) for column in _G)
     return text(f"""
 WITH go AS (SELECT
   NOT EXISTS (SELECT 1 FROM suppressions WHERE address = ANY({addresses})
