@@ -21,8 +21,8 @@ processes in its own commit too: a group of submits that cost serve three round 
 (the suppression list, the insert, the NOTIFY) costs one.
 
 PostgreSQL lets one notifying transaction commit at a time, across the cluster: serve's
-groups commit one after the other anyway, and another node's groups, or a big message
-committing beside them, wait at most for one commit's WAL flush.
+groups commit one after the other anyway; another node's group, or a big message
+committing beside them, waits for the commit under way to end.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from outbox.store.values import NewMessage
 _BLOB_USES = (("sha256", Text()), ("message_id", Text()), ("keep_until", TIME))
 _M, _R = prefixed("m_", message_rows.COLUMNS), prefixed("r_", recipient_rows.COLUMNS)
 _B = prefixed("b_", _BLOB_USES)
-_E = prefixed("e_", (*webhook_events.SHAPE, *webhook_events.EACH))  # names distinct
+_E = webhook_events.array_columns("e_")
 # The guard's arrays: suppression keys, and the idempotency keys' owners and keys.
 _G = (("g_addresses", Text()), ("g_owners", Text()), ("g_keys", Text()))
 _GO = "(SELECT ok FROM go)"
@@ -79,8 +79,6 @@ def insert_all(conn: Connection, chosen: Sequence[NewMessage], notice: Notice | 
     NOTIFYs `notice` when it commits if one of them is queued. `guarded`: only if none
     of their recipients that must not be suppressed is on the list and none of their
     idempotency keys is taken; False if nothing was written for that."""
-    events = webhook_events.shape_arrays(
-        [rows.event_values(m.id, rows.accepted_event(m)) for m in chosen])
     uses = [(use.sha256, m.id, use.keep_until) for m in chosen for use in m.blobs]
     asking = [m for m in chosen if m.refuse_suppressed] if guarded else []
     claims = [m.idempotency for m in chosen if m.idempotency] if guarded else []
@@ -90,7 +88,8 @@ def insert_all(conn: Connection, chosen: Sequence[NewMessage], notice: Notice | 
         **arrays(_M, [message_rows.row(m) for m in chosen]),
         **arrays(_R, recipient_rows.rows_of(chosen)),
         **arrays(_B, uses),
-        **{f"e_{name}": values for name, values in events.items()},
+        **webhook_events.shape_arrays(
+            [rows.event_values(m.id, rows.accepted_event(m)) for m in chosen], "e_"),
         "g_addresses": sorted({suppression_key(r.address) for m in asking
                                for r in m.recipients}),
         "g_owners": sorted({c.owner for c in claims}), "g_keys": sorted({c.key for c in claims}),

@@ -10,7 +10,7 @@ whatever its size, as sql/recipient_rows.py writes a new message's recipients.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 
 from sqlalchemy import Connection, Integer, Text, TextClause, text
@@ -66,19 +66,28 @@ def finish_claims(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
 
 
 def insert_attempts(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
-    found = [(r.message_id, r.number, r.relay, r.started_at, r.finished_at, r.outcome,
-              r.transcript) for r in chosen]
+    found = [_attempt_row(r) for r in chosen]
     write_rows(conn, found, _ATTEMPT_SQLITE, _attempts_postgres, _ATTEMPT)
+
+
+def _attempt_row(r: AttemptRecord) -> tuple[object, ...]:
+    return (r.message_id, r.number, r.relay, r.started_at, r.finished_at, r.outcome,
+            r.transcript)
 
 
 def update_recipients(conn: Connection, updates: Sequence[tuple[str, RecipientUpdate]]
                       ) -> None:
     """Each (message id, update) pair's recipient. Of two updates of one recipient the
     later holds, as it would one statement after the other."""
+    write_rows(conn, _latest_results(updates), _RECIPIENT_SQLITE, _recipients_postgres,
+               _RECIPIENT)
+
+
+def _latest_results(updates: Iterable[tuple[str, RecipientUpdate]]) -> list[tuple[object, ...]]:
+    """The rows of `_RECIPIENT`, one per recipient: of two updates the later."""
     latest = {(id, u.address): (u.status.value, u.reply_code, u.enhanced_code, u.reply,
                                 u.guidance, id, u.address) for id, u in updates}
-    write_rows(conn, list(latest.values()), _RECIPIENT_SQLITE, _recipients_postgres,
-               _RECIPIENT)
+    return list(latest.values())
 
 
 # PostgreSQL's statements, built on first use (driver_rows.array_casts).
@@ -115,7 +124,7 @@ def _recipients_postgres() -> TextClause:
 # takes the statements above.
 _FEW = 50  # recipient updates per record
 _F, _A = prefixed("f_", _FINISH), prefixed("a_", _ATTEMPT)
-_U, _E = prefixed("u_", _RECIPIENT), prefixed("e_", (*webhook_events.SHAPE, *webhook_events.EACH))
+_U, _E = prefixed("u_", _RECIPIENT), webhook_events.array_columns("e_")
 
 
 def fits_one_statement(records: Sequence[AttemptRecord]) -> bool:
@@ -126,22 +135,15 @@ def fits_one_statement(records: Sequence[AttemptRecord]) -> bool:
 def record_in_one_statement(conn: Connection, records: Sequence[AttemptRecord]) -> list[bool]:
     """`records` (`fits_one_statement`) as queries.record_attempts writes them: for
     each, whether its claim held and it was written."""
-    events = webhook_events.shape_arrays(
-        [rows.event_values(r.message_id, e) for r in records for e in r.events])
-    updates = [(u.status.value, u.reply_code, u.enhanced_code, u.reply, u.guidance,
-                r.message_id, u.address) for r in records for u in r.recipient_updates]
     held = {row.id for row in conn.execute(_one_statement(), {
         "l_ids": sorted(r.message_id for r in records),
         **arrays(_F, [rows.finish_row(r) for r in records]),
         **arrays(_A, [_attempt_row(r) for r in records]),
-        **arrays(_U, list({(u[5], u[6]): u for u in updates}.values())),
-        **{f"e_{name}": values for name, values in events.items()}})}
+        **arrays(_U, _latest_results((r.message_id, u) for r in records
+                                     for u in r.recipient_updates)),
+        **webhook_events.shape_arrays(
+            [rows.event_values(r.message_id, e) for r in records for e in r.events], "e_")})}
     return [r.message_id in held for r in records]
-
-
-def _attempt_row(r: AttemptRecord) -> tuple[object, ...]:
-    return (r.message_id, r.number, r.relay, r.started_at, r.finished_at, r.outcome,
-            r.transcript)
 
 
 @cache

@@ -29,6 +29,7 @@ from sqlalchemy import (
 
 from outbox.core.webhooks import WEBHOOK_EVENTS
 from outbox.store.sql.driver_rows import (
+    Columns,
     array_casts,
     array_params,
     prefixed,
@@ -111,7 +112,7 @@ def _events_from_arrays(deliver: bool) -> TextClause:
         statement = f"WITH {ctes}{deliveries}"
     else:
         statement = f"WITH {_shapes('')}{_inserted('')}"
-    return text(statement).bindparams(*array_params((*SHAPE, *EACH)))
+    return text(statement).bindparams(*array_params(array_columns()))
 
 
 def _as_arrays(conn: Connection, values: Sequence[Mapping[str, Any]], *, deliver: bool
@@ -123,8 +124,14 @@ def _as_arrays(conn: Connection, values: Sequence[Mapping[str, Any]], *, deliver
     conn.execute(_events_from_arrays(deliver), shape_arrays(values))
 
 
-def shape_arrays(values: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """The parameters of the statement's arrays, by the names in SHAPE and EACH."""
+def array_columns(prefix: str = "") -> Columns:
+    """The columns of `shape_arrays(..., prefix)`, for `driver_rows.array_params`."""
+    return prefixed(prefix, (*SHAPE, *EACH))
+
+
+def shape_arrays(values: Sequence[Mapping[str, Any]], prefix: str = "") -> dict[str, list[Any]]:
+    """The parameters of the statement's arrays, by the names in SHAPE and EACH after
+    `prefix` (`delivering(prefix)`)."""
     shapes: dict[tuple[Any, ...], int] = {}
     recipients, numbers = [], []
     for v in values:
@@ -134,7 +141,8 @@ def shape_arrays(values: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     columns = list(zip(*shapes, strict=True))
     given = {name: [utc(at) for at in column] if name == "at" else list(column)
              for (name, _), column in zip(SHAPE, columns, strict=True)}
-    return {**given, "recipient": recipients, "shape": numbers}
+    return {f"{prefix}{name}": column for name, column
+            in {**given, "recipient": recipients, "shape": numbers}.items()}
 
 
 def _insert_then_deliver(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
