@@ -226,12 +226,17 @@ class Worker:
 
     def _room(self, done: int) -> int:
         """How many messages the next claim may take (0: none), with `done` attempts
-        that are still running counted as finished."""
+        that are still running counted as finished for their slots. Their content still
+        counts as held until they end; so does that of the claims under way, were each
+        of their messages as large as the last claim's largest: a claim of the loop and
+        one riding with results can be under way at once, and each must leave room for
+        the other (issue 15)."""
         free = self._delivery.concurrency - len(self._inflight) + done - self._promised
-        if free <= 0 or self._held >= HELD_CONTENT:
+        held = self._held + self._promised * self._largest
+        if free <= 0 or held >= HELD_CONTENT:
             return 0
         return min(free, self._delivery.batch_size,
-                   affordable(self._held, self._largest, HELD_CONTENT))
+                   affordable(held, self._largest, HELD_CONTENT))
 
     async def _claim_round(self) -> None:
         asked = self._room(0)
