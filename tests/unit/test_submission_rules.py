@@ -24,7 +24,12 @@ from outbox.errors import (
 )
 from outbox.submission import replies
 from outbox.submission.handler import idempotency_key
-from outbox.submission.server import SubmissionSMTP, declared_size, tls_context
+from outbox.submission.server import (
+    SubmissionSMTP,
+    _plain_address,
+    declared_size,
+    tls_context,
+)
 
 
 @pytest.mark.parametrize(("bind", "security", "needs_tls"), [
@@ -190,3 +195,56 @@ def test_the_listener_reads_mail_and_rcpt_addresses_as_aiosmtpd_does(arg: str,
     except (IndexError, AttributeError):
         expected = (None, None)
     assert SubmissionSMTP._getaddr(connection, arg) == expected  # type: ignore[arg-type]
+
+
+# Near the common "<local@domain> PARAMS": plain words joined by dots, with at most one
+# odd character (a quote, a comment's parenthesis, a blank, UTF-8, another dot, ...) put
+# in anywhere; the short cut must give the parser's answer or leave it to the parser.
+def _with_odd(words: list[str], odd: str, at: int) -> str:
+    joined = ".".join(words)
+    at = min(at, len(joined))
+    return joined[:at] + odd + joined[at:]
+
+
+_ODD = st.sampled_from(["", "", "", '"', "(", ")", " ", "\t", "\\", "é", ".", "@", "[", "]",
+                        ",", ";", ":", "<", ">"])
+_LOCAL = st.builds(_with_odd, st.lists(st.text(alphabet="ab9!#'*+/=?^_`{|}~-", min_size=1,
+                                                max_size=4),
+                                       min_size=1, max_size=3), _ODD, st.integers(0, 12))
+_DOMAIN = st.builds(_with_odd, st.lists(st.text(alphabet="ab9-", min_size=1, max_size=4),
+                                        min_size=1, max_size=3), _ODD, st.integers(0, 12))
+_REST = st.text(alphabet=" \tS=1(x)<>", max_size=8)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(arg=st.builds(lambda local, domain, rest: f"<{local}@{domain}>{rest}",
+                     _LOCAL, _DOMAIN, _REST), limit=st.sampled_from([0, 4, 64]))
+@example(arg="<a.b@c.d> SIZE=10", limit=0)
+@example(arg="<a@b>  (c) SIZE=10", limit=0)
+@example(arg="<a@b>\t(c)", limit=0)
+@example(arg="<a@b>(c)x", limit=0)
+@example(arg="<a@b> \tx", limit=0)
+@example(arg="<abcde@b>", limit=4)
+@example(arg='<a"b@c>', limit=0)  # the parser reads a quoted string from the quote on
+@example(arg="<a@b..c>", limit=0)
+def test_the_listeners_short_cut_reads_common_addresses_as_aiosmtpd_does(arg: str,
+                                                                         limit: int) -> None:
+    """`<local@domain>` with a plain local part and host name is read without the
+    stdlib's parser (`server._plain_address`); its answers are the parser's."""
+    connection = SimpleNamespace(local_part_limit=limit)
+    try:
+        expected = SMTP._getaddr(connection, arg)  # type: ignore[arg-type]
+    except (IndexError, AttributeError):
+        expected = (None, None)
+    assert SubmissionSMTP._getaddr(connection, arg) == expected  # type: ignore[arg-type]
+
+
+def test_the_short_cut_takes_the_common_arguments() -> None:
+    """It is taken for what clients send (else the test above proves nothing of it),
+    and left where the parser must read."""
+    assert _plain_address("<sender@example.com>") == ("sender@example.com", "")
+    assert _plain_address("<a.b+c@mail.example.com>  SIZE=1024 BODY=8BITMIME") == (
+        "a.b+c@mail.example.com", "SIZE=1024 BODY=8BITMIME")
+    for other in ('<"a b"@c>', "<a@[127.0.0.1]>", "<a@b> (comment)", "<é@b>", " <a@b>",
+                  "<a..b@c>", "a@b", "<>"):
+        assert _plain_address(other) is None, other

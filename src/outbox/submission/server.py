@@ -42,6 +42,11 @@ log = structlog.get_logger("outbox.submission")
 
 IDENT = "Outbox ESMTP submission"
 _SIZE = re.compile(r"(?:^|\s)SIZE=(\d+)(?:\s|$)", re.IGNORECASE)
+# The common argument: "<local@domain>", an ASCII dot-atom local part and a host name,
+# which the stdlib's parser reads as written. Anything else (quotes, comments, domain
+# literals, UTF-8, ...) goes to the parser.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ANGLE_ADDR = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
 
 
 def declared_size(arg: str | None) -> int | None:
@@ -170,17 +175,13 @@ class SubmissionSMTP(SMTP):
         local part is over local_part_limit."""
         if not arg:
             return "", ""
-        try:
-            address, rest = (get_angle_addr(arg) if arg.lstrip().startswith("<")
-                             else get_addr_spec(arg))
-            found = str(address.addr_spec)
-        # The stdlib's own errors: IndexError on a lone "<", AttributeError on an
-        # unclosed domain literal ("a@[": a defect where it expects a token).
-        except (HeaderParseError, IndexError, AttributeError):
+        parsed = _plain_address(arg) or _parsed_address(arg)
+        if parsed is None:
             return None, None
+        found, rest = parsed
         if self.local_part_limit and len(found.rpartition("@")[0]) > self.local_part_limit:
             return None, None
-        return found, str(rest)
+        return found, rest
 
     def _is_trusted(self) -> bool:
         """Whether this client, not logged in, is on submission.trusted_networks."""
@@ -255,3 +256,29 @@ class SubmissionListener:
         for protocol in list(self.connections):
             protocol.hang_up(replies.shutting_down(self.hostname))
         self.sock.close()
+
+
+def _plain_address(arg: str) -> tuple[str, str] | None:
+    """The parser's answer for the common argument: the address, and what follows it
+    less the blanks after the ">" (the parser takes those as folding white space). None
+    where the parser must read it (a comment after it). About 1 us against the parser's
+    23-35, timed alone; a message's MAIL and RCPT were about 2 % of the listener's
+    samples under smtp-source (issue 15)."""
+    plain = _PLAIN_ANGLE_ADDR.match(arg)
+    if plain is None:
+        return None
+    rest = arg[plain.end():].lstrip(" \t")
+    return None if rest.startswith("(") else (plain.group(1), rest)
+
+
+def _parsed_address(arg: str) -> tuple[str, str] | None:
+    """The address of a MAIL or RCPT argument and what follows it, by the stdlib's
+    parser as aiosmtpd reads them; None where it does not parse."""
+    try:
+        address, rest = (get_angle_addr(arg) if arg.lstrip().startswith("<")
+                         else get_addr_spec(arg))
+        return str(address.addr_spec), str(rest)
+    # The stdlib's own errors: IndexError on a lone "<", AttributeError on an
+    # unclosed domain literal ("a@[": a defect where it expects a token).
+    except (HeaderParseError, IndexError, AttributeError):
+        return None
