@@ -174,6 +174,15 @@ def test_a_certificate_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
     assert tls_context(SubmissionSettings(bind="127.0.0.1:2525", security="none")) is None
 
 
+def _assert_read_as_aiosmtpd_does(arg: str, limit: int) -> None:
+    connection = SimpleNamespace(local_part_limit=limit)
+    try:
+        expected = SMTP._getaddr(connection, arg)  # type: ignore[arg-type]
+    except (IndexError, AttributeError):
+        expected = (None, None)
+    assert SubmissionSMTP._getaddr(connection, arg) == expected  # type: ignore[arg-type]
+
+
 @settings(max_examples=300, deadline=None)
 @given(arg=st.one_of(
     st.text(max_size=40),
@@ -189,12 +198,7 @@ def test_the_listener_reads_mail_and_rcpt_addresses_as_aiosmtpd_does(arg: str,
     """SubmissionSMTP._getaddr is aiosmtpd's without its per-call class: same answers,
     except where aiosmtpd's raised (the stdlib's parser on a lone "<", or on an
     unclosed domain literal): there the address is refused as one that does not parse."""
-    connection = SimpleNamespace(local_part_limit=limit)
-    try:
-        expected = SMTP._getaddr(connection, arg)  # type: ignore[arg-type]
-    except (IndexError, AttributeError):
-        expected = (None, None)
-    assert SubmissionSMTP._getaddr(connection, arg) == expected  # type: ignore[arg-type]
+    _assert_read_as_aiosmtpd_does(arg, limit)
 
 
 # Near the common "<local@domain> PARAMS": plain words joined by dots, with at most one
@@ -208,11 +212,12 @@ def _with_odd(words: list[str], odd: str, at: int) -> str:
 
 _ODD = st.sampled_from(["", "", "", '"', "(", ")", " ", "\t", "\\", "é", ".", "@", "[", "]",
                         ",", ";", ":", "<", ">"])
-_LOCAL = st.builds(_with_odd, st.lists(st.text(alphabet="ab9!#'*+/=?^_`{|}~-", min_size=1,
-                                                max_size=4),
-                                       min_size=1, max_size=3), _ODD, st.integers(0, 12))
-_DOMAIN = st.builds(_with_odd, st.lists(st.text(alphabet="ab9-", min_size=1, max_size=4),
-                                        min_size=1, max_size=3), _ODD, st.integers(0, 12))
+_ATEXT_WORD = st.text(alphabet="ab9!#'*+/=?^_`{|}~-", min_size=1, max_size=4)
+_LABEL = st.text(alphabet="ab9-", min_size=1, max_size=4)
+_LOCAL = st.builds(_with_odd, st.lists(_ATEXT_WORD, min_size=1, max_size=3), _ODD,
+                   st.integers(0, 12))
+_DOMAIN = st.builds(_with_odd, st.lists(_LABEL, min_size=1, max_size=3), _ODD,
+                    st.integers(0, 12))
 _REST = st.text(alphabet=" \tS=1(x)<>", max_size=8)
 
 
@@ -231,12 +236,7 @@ def test_the_listeners_short_cut_reads_common_addresses_as_aiosmtpd_does(arg: st
                                                                          limit: int) -> None:
     """`<local@domain>` with a plain local part and host name is read without the
     stdlib's parser (`server._plain_address`); its answers are the parser's."""
-    connection = SimpleNamespace(local_part_limit=limit)
-    try:
-        expected = SMTP._getaddr(connection, arg)  # type: ignore[arg-type]
-    except (IndexError, AttributeError):
-        expected = (None, None)
-    assert SubmissionSMTP._getaddr(connection, arg) == expected  # type: ignore[arg-type]
+    _assert_read_as_aiosmtpd_does(arg, limit)
 
 
 def test_the_short_cut_takes_the_common_arguments() -> None:
