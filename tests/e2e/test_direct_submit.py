@@ -1,5 +1,6 @@
-"""`POST /v1/messages` answers well-formed requests without FastAPI's generic handler
-(api/direct.py). The same requests, sent to an app whose route keeps FastAPI's handler,
+"""`POST /v1/messages` answers well-formed requests without Starlette's router and
+FastAPI's generic handler (api/direct.py), and hands the rest on to them. The same
+requests, sent to an app where every request takes the router and FastAPI's handler,
 must get the same answers: status, headers and body, ids aside. Both apps are served by
 uvicorn on loopback, over one service on SQLite."""
 
@@ -17,11 +18,12 @@ import pytest
 import uvicorn
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from starlette.types import Receive, Scope, Send
 
 from outbox.api import direct as direct_module
 from outbox.api.app import create_app, router, service, submit_message
 from outbox.api.auth import sender
-from outbox.api.direct import DirectSubmit, well_formed
+from outbox.api.direct import FastSubmit, well_formed
 from outbox.api.media import declared_methods_only, json_only
 from outbox.api.schemas import MessageIn
 from outbox.config import load_settings
@@ -125,6 +127,7 @@ async def answers(app: Any, name: str) -> list[tuple[int, dict[str, str], Any]]:
 async def test_the_direct_route_answers_every_request_as_fastapis_handler_does(
         outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
     looked_at: list[object] = []
+    endpoint_calls: list[object] = []
 
     async def counted(request: Any) -> MessageIn | None:
         looked_at.append(request)
@@ -132,12 +135,16 @@ async def test_the_direct_route_answers_every_request_as_fastapis_handler_does(
 
     monkeypatch.setattr(direct_module, "well_formed", counted)
     direct = await answers(create_app(outbox), "direct")
-    assert len(looked_at) == len(direct)  # each request went through the direct route
-    # FastAPI builds an included route's handler when a request first reaches it, so the
-    # generic handler stays in place until this app's requests are all answered.
-    monkeypatch.setattr(DirectSubmit, "get_route_handler", APIRoute.get_route_handler)
+    assert len(looked_at) == len(direct)  # each request looked at once, on the direct path
+
+    async def passed_on(self: FastSubmit, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint_calls.append(scope["path"])
+        await self.app(scope, receive, send)
+
+    monkeypatch.setattr(FastSubmit, "__call__", passed_on)  # every request to the router
     monkeypatch.setattr(outbox.loops, "registry", CollectorRegistry())  # metrics anew
     generic = await answers(create_app(outbox), "generic")
+    assert len(endpoint_calls) == len(generic) and len(looked_at) == len(direct)
 
     statuses = [status for status, _, _ in direct]
     assert statuses == [202, 202, 202, 200, 422, 202, 422, 422, 202, 415, 415, 400, 422,
@@ -148,13 +155,56 @@ async def test_the_direct_route_answers_every_request_as_fastapis_handler_does(
     assert direct[-2][2]["status"] == "queued" and direct[-2][1]["ratelimit-limit"] == "1"
 
 
+async def test_well_formed_submits_skip_the_router_and_the_rest_reach_it(
+        outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct path is taken for what it can answer (else the comparison above proves
+    nothing of it): FastAPI's handler of the route runs only for the requests handed on,
+    and those reach it with their body (its 422 names the field it refused)."""
+    handled: list[str] = []
+    build = APIRoute.get_route_handler
+
+    def counting(route: APIRoute) -> Any:
+        handler = build(route)
+
+        async def counted(request: Any) -> Any:
+            if route.endpoint is submit_message:
+                handled.append(request.headers.get("idempotency-key", ""))
+            return await handler(request)
+
+        return counted
+
+    monkeypatch.setattr(APIRoute, "get_route_handler", counting)
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(outbox), log_config=None,
+                                           lifespan="off"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        async with httpx.AsyncClient(base_url=base, headers=auth) as client:
+            well = await client.post("/v1/messages", json=MESSAGE)
+            assert well.status_code == 202 and handled == []
+            extra = await client.post("/v1/messages", json={**MESSAGE, "colour": "red"})
+            assert extra.status_code == 422 and "colour" in extra.text
+            long_key = await client.post("/v1/messages", json=MESSAGE,
+                                         headers={"Idempotency-Key": "k" * 256})
+            assert long_key.status_code == 422 and handled == ["", "k" * 256]
+            metrics = (await client.get("/metrics")).text
+    finally:
+        server.should_exit = True
+        await serving
+    counted = 'outbox_api_requests_total{code="%s",method="POST",route="/v1/messages"} %s'
+    assert counted % (202, "1.0") in metrics and counted % (422, "2.0") in metrics
+
+
 async def test_the_submit_route_has_the_dependencies_the_direct_route_handles(
         outbox: Outbox) -> None:
     """api/direct.py answers without FastAPI's solver, calling the key check itself;
     a dependency added to the route, or to every route, must be handled there too."""
     route = next(r for r in router.routes
                  if isinstance(r, APIRoute) and r.endpoint is submit_message)
-    assert isinstance(route, DirectSubmit)
     assert {d.call for d in route.dependant.dependencies} == {service, sender}
     assert [p.name for p in route.dependant.header_params] == ["idempotency_key"]
     assert route.body_field is not None and route.body_field.field_info.annotation is MessageIn

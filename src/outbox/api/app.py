@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from outbox import __version__
 from outbox.api import (
@@ -25,7 +26,7 @@ from outbox.api import (
 )
 from outbox.api.auth import Principal, require, sender
 from outbox.api.body_limit import BodyLimit
-from outbox.api.direct import DirectSubmit, queue_message
+from outbox.api.direct import FastSubmit, queue_message
 from outbox.api.errors import UnexpectedErrors
 from outbox.api.listing import MessageQuery, message_query
 from outbox.api.media import declared_methods_only, json_only, published_methods
@@ -77,7 +78,7 @@ async def submit_message(body: MessageIn, request: Request, response: Response,
 
 
 router.add_api_route("/messages", submit_message, methods=["POST"], status_code=202,
-                     response_model=Accepted, route_class_override=DirectSubmit,
+                     response_model=Accepted,
                      responses={200: {"model": Accepted, "description": "idempotent replay"}})
 
 
@@ -171,6 +172,9 @@ def create_app(outbox: Outbox) -> FastAPI:
                       outbox.settings.webhooks.max_batch)
     message_size = (limits.max_message_size, "limits.max_message_size")
     imports = "/v1/contacts/import"  # a CSV or vCard file, as uploads are files
+    (submit,) = [route for route in router.routes
+                 if isinstance(route, APIRoute) and route.endpoint is submit_message]
+    app.add_middleware(FastSubmit, fastapi=app, route=submit)  # api/direct.py
     app.add_middleware(SpooledJson, files=outbox.files, clock=outbox.clock,
                        threshold=limits.json_spool_threshold)
     app.add_middleware(UnexpectedErrors)

@@ -1,26 +1,28 @@
 """`POST /v1/messages` without FastAPI's generic request handling when the request is
 well formed: the route most clients call, once per message.
 
-FastAPI's handler resolves the route's dependencies through its generic solver and
-serialises the answer through the response model: about half of what the API layer
-costs a small submit (bench/api_cost.py). This route class answers a request that needs
-none of that itself: a JSON body that parses and validates, and an Idempotency-Key, if
-any, of a valid length. It calls the same key check and the same endpoint work as the
-generic handler. Anything else (a body that does not parse or validate, another
-content type, a key of the wrong length) goes to FastAPI's handler, which answers it as
-it always has, so each refusal keeps its one source.
+`FastSubmit`, the innermost of the app's own middleware, answers a request that needs
+none of FastAPI's work itself: a JSON body that parses and validates, and an
+Idempotency-Key, if any, of a valid length. It calls the same key check and the same
+endpoint work as the route (`queue_message`), and its exceptions are answered by the
+app's own handlers. Before Starlette's exception middleware, FastAPI's exit stack, the
+router and FastAPI's handler (its dependency solver and response model), such a submit
+cost the API layer about half again as much (bench/api_cost.py). Anything else (a body
+that does not parse or validate, another content type, a key of the wrong length)
+goes on to the router and FastAPI's handler, with the body as it came, which answers
+it as it always has, so each refusal keeps its one source.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outbox.api.auth import sender
 from outbox.api.media import is_json
@@ -31,8 +33,6 @@ from outbox.service import Outbox, request_hash
 from outbox.service.keys import Principal
 from outbox.views.models import Accepted
 from outbox.views.render import accepted_view
-
-Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
 async def queue_message(request: Request, principal: Principal, body: MessageIn,
@@ -51,24 +51,40 @@ async def queue_message(request: Request, principal: Principal, body: MessageIn,
     return accepted_view(accepted.message), accepted.replayed
 
 
-class DirectSubmit(APIRoute):
-    """The route of `POST /v1/messages`, answering well-formed requests itself."""
+class FastSubmit:
+    """Pure ASGI, installed first (the innermost of the app's own middleware): a `POST`
+    to `route`'s path answered here when it is well formed, in `route`'s name (the
+    request counter's label), its exceptions answered by `fastapi`'s handlers as its
+    exception middleware answers them; everything else to the app as it came."""
 
-    def get_route_handler(self) -> Handler:
-        generic = super().get_route_handler()
+    def __init__(self, app: ASGIApp, fastapi: FastAPI, route: APIRoute) -> None:
+        self.app = app
+        self.route = route
+        handlers = {key: handler for key, handler in fastapi.exception_handlers.items()
+                    if key not in (500, Exception)}  # as FastAPI builds its own stack
+        self._answering = ExceptionMiddleware(self._answer, handlers=handlers)
 
-        async def handler(request: Request) -> Response:
-            body = await well_formed(request)
-            key = request.headers.get("idempotency-key")
-            if body is None or (key is not None and len(key) not in IDEMPOTENCY_KEY_LENGTH):
-                return await generic(request)
-            answer, replayed = await queue_message(request, await sender(request), body, key)
-            content = answer.model_dump(mode="json", by_alias=True)
-            if replayed:
-                return JSONResponse(content, 200, headers={"Idempotent-Replayed": "true"})
-            return JSONResponse(content, self.status_code or 200)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] != "POST"
+                or scope["path"] != self.route.path):
+            await self.app(scope, receive, send)
+            return
+        await self._answering(scope, receive, send)
 
-        return handler
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        body = await well_formed(request)
+        key = request.headers.get("idempotency-key")
+        if body is None or (key is not None and len(key) not in IDEMPOTENCY_KEY_LENGTH):
+            await self.app(scope, _replaying(await request.body(), receive), send)
+            return
+        scope["route"] = self.route
+        answer, replayed = await queue_message(request, await sender(request), body, key)
+        content = answer.model_dump(mode="json", by_alias=True)
+        response: Response = (
+            JSONResponse(content, 200, headers={"Idempotent-Replayed": "true"}) if replayed
+            else JSONResponse(content, self.route.status_code or 200))
+        await response(scope, receive, send)
 
 
 async def well_formed(request: Request) -> MessageIn | None:
@@ -79,3 +95,17 @@ async def well_formed(request: Request) -> MessageIn | None:
         return MessageIn.model_validate(json.loads(await request.body()))
     except (ValueError, ValidationError):
         return None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` with the body already read given back first."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
