@@ -5,9 +5,9 @@ well formed: the route most clients call, once per message.
 none of FastAPI's work itself: a JSON body that parses and validates, and an
 Idempotency-Key, if any, of a valid length. It calls the same key check and the same
 endpoint work as the route (`queue_message`), and its exceptions are answered by the
-app's own handlers. Before Starlette's exception middleware, FastAPI's exit stack, the
-router and FastAPI's handler (its dependency solver and response model), such a submit
-cost the API layer about half again as much (bench/api_cost.py). Anything else (a body
+app's own handlers. Through Starlette's exception middleware, FastAPI's exit stack, the
+router and FastAPI's handler (its dependency solver and response model), the API layer
+cost such a submit about half again as much (bench/api_cost.py). Anything else (a body
 that does not parse or validate, another content type, a key of the wrong length)
 goes on to the router and FastAPI's handler, with the body as it came, which answers
 it as it always has, so each refusal keeps its one source.
@@ -15,6 +15,7 @@ it as it always has, so each refusal keeps its one source.
 
 from __future__ import annotations
 
+import io
 import json
 
 from fastapi import FastAPI, Request, Response
@@ -22,13 +23,13 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.middleware.exceptions import ExceptionMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from outbox.api.auth import sender
 from outbox.api.media import is_json
 from outbox.api.ratelimit import admit_messages
 from outbox.api.schemas import IDEMPOTENCY_KEY_LENGTH, MessageIn
-from outbox.api.spool import stable
+from outbox.api.spool import replay, stable
 from outbox.service import Outbox, request_hash
 from outbox.service.keys import Principal
 from outbox.views.models import Accepted
@@ -76,7 +77,7 @@ class FastSubmit:
         body = await well_formed(request)
         key = request.headers.get("idempotency-key")
         if body is None or (key is not None and len(key) not in IDEMPOTENCY_KEY_LENGTH):
-            await self.app(scope, _replaying(await request.body(), receive), send)
+            await self.app(scope, replay(io.BytesIO(await request.body()), receive), send)
             return
         scope["route"] = self.route
         answer, replayed = await queue_message(request, await sender(request), body, key)
@@ -96,16 +97,3 @@ async def well_formed(request: Request) -> MessageIn | None:
     except (ValueError, ValidationError):
         return None
 
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` with the body already read given back first."""
-    given = False
-
-    async def replay() -> Message:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay

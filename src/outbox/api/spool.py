@@ -57,7 +57,7 @@ class SpooledJson:
                 return  # the client went away
             tokens = await self._decoded(raw, spans, out)
             try:
-                await self.app(_without_length(scope), _replay(out, receive), send)
+                await self.app(_without_length(scope), replay(out, receive), send)
             finally:
                 self.files.forget(tokens)
 
@@ -130,7 +130,9 @@ def _copy(raw: IO[bytes], start: int, end: int, out: IO[bytes]) -> None:
         start += len(piece)
 
 
-def _replay(out: IO[bytes], receive: Receive) -> Receive:
+def replay(out: IO[bytes], receive: Receive) -> Receive:
+    """`receive` giving the body from `out` (from where it stands) first, in pieces;
+    then the client's own messages (a disconnect)."""
     done = False
 
     async def replay() -> Message:
