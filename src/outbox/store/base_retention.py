@@ -1,5 +1,6 @@
 """Retention (`store.retention`): history and idempotency keys past their time,
-deleted in small batches, and the space they held given back."""
+deleted in small batches, the space they held given back, and the planner's
+statistics kept in step with the tables' growth."""
 
 from __future__ import annotations
 
@@ -26,3 +27,8 @@ class RetentionStore(Protocol):
         """Give free pages back to the file system (SQLite with incremental
         auto_vacuum: up to `max_pages`); the pages freed. 0 where the database does
         it itself (PostgreSQL's autovacuum) or cannot (SQLite without auto_vacuum)."""
+
+    async def refresh_statistics(self) -> tuple[str, ...]:
+        """Gather the query planner's statistics anew (ANALYZE) for each table that has
+        changed by as many rows as it held when they were last gathered (and by at least
+        1,000); the tables analysed. PostgreSQL only (sql/statistics.py); () elsewhere."""

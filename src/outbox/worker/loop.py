@@ -65,6 +65,7 @@ LIVENESS_EVERY = 1.0  # seconds between checks that this process's liveness lock
 # gigabytes. Files in the blob store are streamed, not held.
 HELD_CONTENT = 256 * 2**20
 RELEASE_EVERY = 60.0  # seconds between looks for mail a cut-short relay release left held
+STATISTICS_EVERY = 1.0  # seconds between looks for tables grown past their statistics
 
 
 def new_owner_id() -> str:
@@ -189,6 +190,8 @@ class Worker:
                              critical=False),
             self._supervised("retention", self.purger.round, critical=False),
             self._supervised("release", every(RELEASE_EVERY, self._release_left_held),
+                             critical=False),
+            self._supervised("statistics", every(STATISTICS_EVERY, self._refresh_statistics),
                              critical=False),
             asyncio.create_task(self._recorder.run()),
         ]
@@ -348,6 +351,12 @@ class Worker:
             if released:
                 log.warning("released mail a cut-short release had left held",
                             relay=relay, count=released)
+
+    async def _refresh_statistics(self) -> None:
+        """ANALYZE what outgrew its planner statistics (PostgreSQL; sql/statistics.py)."""
+        analysed = await self.store.retention.refresh_statistics()
+        if analysed:
+            log.info("refreshed the query planner's statistics", tables=list(analysed))
 
     async def _collect_blobs(self) -> None:
         """Delete attachment content nothing uses any more (every node may run this)."""

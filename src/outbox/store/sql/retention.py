@@ -10,6 +10,7 @@ from sqlalchemy import Connection, delete, select, text, update
 
 from outbox.core.model import MessageStatus
 from outbox.store.sql.runner import Runner
+from outbox.store.sql.statistics import refresh_statistics
 from outbox.store.tables import alerts, attempts, blob_refs, events, messages, recipients
 from outbox.store.tables_webhooks import webhook_deliveries
 
@@ -34,6 +35,11 @@ class SqlRetention:
 
     async def reclaim_space(self, max_pages: int) -> int:
         return await self._run.write(reclaim_space, max_pages)
+
+    async def refresh_statistics(self) -> tuple[str, ...]:
+        # A read: on PostgreSQL it runs in autocommit, as ANALYZE may; on SQLite, where
+        # it does nothing, it takes no turn of the one writer.
+        return await self._run.read(refresh_statistics)
 
 
 def purge_idempotency_keys(conn: Connection, accepted_before: datetime, limit: int) -> int:

@@ -1,0 +1,61 @@
+"""A delivery worker keeps PostgreSQL's planner statistics in step with the queue
+(sql/statistics.py): at the production defaults, mail submitted into a fresh database
+gets `messages` analysed by the worker's "statistics" loop, a non-critical one, while
+nothing else would (the CI cluster runs without autovacuum)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.pg import database
+from tests.processes import wait_until_async
+from tests.smtpd import ScriptedServer
+
+from outbox.config import RelaySettings, Settings
+from outbox.core.compose import Submission
+from outbox.service import Outbox
+from outbox.service.messages import BatchItem
+from outbox.store.sql.statistics import FLOOR
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    with database("postgresql", tmp_path) as url:
+        yield url
+
+
+async def test_the_worker_analyses_the_queue_once_it_has_grown(db_url: str) -> None:
+    with ScriptedServer() as server:
+        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
+        outbox = await Outbox.open(Settings(database={"url": db_url}, relays=[relay],
+                                            delivery={"helo_name": "client.test"}))
+        analysed: list[tuple[str, ...]] = []
+        refresh = outbox.store.retention.refresh_statistics
+
+        async def recorded() -> tuple[str, ...]:
+            analysed.append(await refresh())
+            return analysed[-1]
+
+        outbox.store.retention.refresh_statistics = recorded  # type: ignore[method-assign]
+        worker = outbox.start_delivery()
+        task = asyncio.create_task(worker.run())
+        try:
+            for start in range(0, FLOOR + 200, 200):
+                await outbox.messages.submit_many([BatchItem(Submission(
+                    sender="app@example.test", to=f"r{n}@example.test", subject=f"#{n}",
+                    text="hello")) for n in range(start, start + 200)])
+
+            async def messages_analysed() -> bool:
+                return any("messages" in tables for tables in analysed)
+
+            await wait_until_async(messages_analysed, "the worker to analyse messages", 30)
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert analysed[0] == ()  # its first look, at start, found an empty queue
+    (monitor,) = [m for m in worker.loops if m.state.name == "statistics"]
+    assert not monitor.state.critical and monitor.state.total_failures == 0
