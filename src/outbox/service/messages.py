@@ -119,17 +119,20 @@ class Messages:
 
     async def submit(self, submission: Submission, *, owner: str = "cli",
                      idempotency_key: str | None = None, body_hash: str | None = None,
-                     dedupe: bool = True) -> Submitted:
+                     dedupe: bool = True, replays_are_rare: bool = False) -> Submitted:
         """Validate, plan and store a message durably; return it at once.
 
         `dedupe`: a Message-ID this owner submitted before gives that message back
         ([delivery] dedupe_message_id). SMTP submission passes False: its idempotency
         key holds the Message-ID and the envelope, so a message sent in several
-        transactions (to different recipients) is queued once per transaction."""
+        transactions (to different recipients) is queued once per transaction.
+        `replays_are_rare`: a read per message saved, the insert left to find a taken key
+        (SMTP: its key is its body hash; a replay, a resend after a lost reply)."""
         item = BatchItem(submission, idempotency_key, body_hash)
         # The suppression list is read in the transaction that stores the message: one
         # trip to the database fewer, and no entry added in between slips by.
-        prepared = await self._prepare(item, owner, dedupe, suppressions_when_stored=True)
+        prepared = await self._prepare(item, owner, dedupe, {} if replays_are_rare else None,
+                                       suppressions_when_stored=True)
         if isinstance(prepared, Submitted):
             return prepared
         try:
@@ -150,12 +153,8 @@ class Messages:
                     for item in items]
         pending = [p for p in prepared if isinstance(p, _Pending)]
         stored = iter(await self.store.messages.enqueue_many([p.new for p in pending]))
-        results: list[Submitted | InputError] = []
-        for item in prepared:
-            if isinstance(item, _Pending):
-                item = await self._refused_or(self._stored(item, *next(stored)))
-            results.append(item)
-        return results
+        return [await self._refused_or(self._stored(item, *next(stored)))
+                if isinstance(item, _Pending) else item for item in prepared]
 
     async def check_recipient(self, address: str) -> str:
         """One envelope recipient checked as `submit` will check it (syntax, a relay
@@ -177,7 +176,7 @@ class Messages:
                        known: Mapping[str, tuple[Message, str]] | None = None, *,
                        suppressions_when_stored: bool = False) -> _Pending | Submitted:
         """Everything before the commit: an earlier message this is a replay of, or the
-        new message to store. `known`: the idempotency keys already looked up.
+        new message to store. `known`: the keys already looked up ({}: the insert does).
         `suppressions_when_stored`: the store checks the suppression list as it
         inserts (`RecipientsSuppressed`), not this method beforehand."""
         submission, key = item.submission, item.idempotency_key
@@ -357,8 +356,7 @@ class Messages:
             raise ConfirmationRequired(f"message {id} was already delivered to "
                                        f"{len(delivered)} recipient(s); a resend sends again")
         now = self.clock()
-        claim = (IdempotencyClaim(owner, idempotency_key, body_hash) if idempotency_key
-                 else None)
+        claim = IdempotencyClaim(owner, idempotency_key, body_hash) if idempotency_key else None
         message, created = await self.store.messages.enqueue(
             await self._copy_of(original, now, owner, claim))
         if not created:  # the same key, taken meanwhile by a concurrent request

@@ -103,7 +103,8 @@ class SubmissionHandler:
             # The key's messages_per_minute, shared with the API: over it, 451 4.7.1.
             await self.outbox.rate_limits.admit_messages(principal)
             submitted = await self.outbox.messages.submit(
-                submission, owner=owner, idempotency_key=key, body_hash=key, dedupe=False)
+                submission, owner=owner, idempotency_key=key, body_hash=key, dedupe=False,
+                replays_are_rare=True)
         except OutboxError as exc:
             log.info("smtp message refused", owner=owner, reason=exc.message)
             return replies.data_refused(exc)
