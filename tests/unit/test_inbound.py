@@ -9,6 +9,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outbox.core import inbound
 from outbox.core.addresses import RecipientKind, plan_envelope
@@ -182,3 +184,31 @@ def test_short_header_values_are_parsed_once_and_long_ones_each_time() -> None:
     first = registry("To", many)
     assert registry("To", many) is not first and first == registry("To", many)
     assert len(first.addresses) == 20
+
+
+_ATEXT = st.text(alphabet="abcXYZ019!#$%&'*+/=?^_`{|}~.-", min_size=1, max_size=12)
+
+
+@given(local=_ATEXT, domain=_ATEXT, blanks=st.sampled_from(["", " ", "  ", "\t"]))
+def test_a_plain_message_id_reads_as_the_header_parser_reads_it(
+        local: str, domain: str, blanks: str) -> None:
+    """`_kept_headers` reads `<local@domain>` of atext and dots without the stdlib's
+    parser (issue 15); what it keeps is what the parser gives, dots anywhere included."""
+    raw = f"{blanks}<{local}@{domain}>{blanks}"
+    message = inbound._PARSER.parsebytes(f"Message-ID: {raw}\r\n\r\nbody\r\n".encode())
+    (name, stored), = message.raw_items()
+    by_the_parser = str(message.policy.header_fetch_parse(name, stored)).strip()
+
+    assert inbound._kept_headers(message)["Message-ID"] == by_the_parser
+
+
+@pytest.mark.parametrize("value", ['<"quoted local"@x.test>', "<a@[127.0.0.1]>",
+                                   "<a@x.test> (a comment)", "<a@x.test>\r\n <b@x.test>",
+                                   "a@x.test", "<a @x.test>"])
+def test_other_message_ids_go_to_the_parser(value: str) -> None:
+    message = inbound._PARSER.parsebytes(f"Message-ID: {value}\r\n\r\nbody\r\n".encode())
+    (name, stored), = message.raw_items()
+
+    assert inbound._kept_headers(message)["Message-ID"] == str(
+        message.policy.header_fetch_parse(name, stored)).strip()
+    assert not inbound._PLAIN_MESSAGE_ID.fullmatch(stored.strip())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email import policy
@@ -128,10 +129,19 @@ def _kept_headers(message: EmailMessage) -> dict[str, str]:
     for name, raw in message.raw_items():
         lower = name.lower()
         if lower == "message-id":
-            kept["Message-ID"] = str(parse(name, raw)).strip()
+            plain = raw.strip()
+            kept["Message-ID"] = (plain if _PLAIN_MESSAGE_ID.fullmatch(plain)
+                                  else str(parse(name, raw)).strip())
         elif lower not in DROPPED_HEADERS and name not in kept:
             kept[name] = str(parse(name, raw))
     return kept
+
+
+# A Message-ID of `<local@domain>`, atext and dots, reads as it is written. Each message
+# has its own, so `_ParsedOnce` never holds it: parsing it was 20 of read_message's 58 us
+# for smtp-source's messages (issue 15).
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~.-"
+_PLAIN_MESSAGE_ID = re.compile(f"<[{_ATEXT}]+@[{_ATEXT}]+>")
 
 
 def _text_of(part: MIMEPart) -> str:
