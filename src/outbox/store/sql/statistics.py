@@ -9,8 +9,8 @@ commit (sql/group_insert.py) then scanned the whole table, however large it grew
 an ANALYZE. Autovacuum runs one after a minute at the earliest (`autovacuum_naptime`),
 and never where it is off, as on the CI machine's cluster. Measured there on issue 15's
 paced load (500 submits a second for 16 s, 20 clients, `outbox serve` on a fresh
-database): 6,584 sequential scans read 21 million rows of `messages`, and the p50 of a
-submit rose from 2.5 ms in the first seconds to 13 ms at the end.
+database): 6,584 sequential scans read 21 million rows of `messages`, and a submit's
+mean latency rose from 2.5 ms in the first seconds to 13 ms in the last.
 
 So the workers ANALYZE each of Outbox's tables that has changed by as many rows as it
 held at its last analysis (1,000 at least): a handful of times while a queue grows from
