@@ -11,12 +11,15 @@ through the store's connections meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from outbox.store.base import IdempotencyClaim, Store
+from outbox.store.factory import open_store
 from outbox.store.sql.statistics import FLOOR
 from tests.contract.support import new_message
 
@@ -113,3 +116,57 @@ async def test_after_the_analysis_a_submit_no_longer_scans_the_whole_queue(
     assert "messages" in analysed
     assert scanned["seq_tup_read"] - before["seq_tup_read"] >= 10 * rows
     assert after["seq_tup_read"] - scanned["seq_tup_read"] < rows
+
+
+async def analyze_counts(db_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch("SELECT relname, analyze_count FROM pg_stat_user_tables")
+        return {row["relname"]: row["analyze_count"] for row in rows}
+    finally:
+        await conn.close()
+
+
+@POSTGRES_ONLY
+async def test_a_table_locked_by_another_session_is_skipped_not_waited_for(
+        store: Store, db_url: str) -> None:
+    """A VACUUM or a migration holding `messages` must not hang the workers' loop."""
+    await fill(store, FLOOR + 200, "m")
+    await table_counts(store, db_url, FLOOR + 200)
+    other = await asyncpg.connect(db_url)
+    try:
+        async with other.transaction():
+            await other.execute("LOCK TABLE messages IN SHARE UPDATE EXCLUSIVE MODE")
+            asked = await asyncio.wait_for(store.retention.refresh_statistics(), 10)
+            counts = await analyze_counts(db_url)
+    finally:
+        await other.close()
+
+    assert "messages" in asked and counts["messages"] == 0 and counts["recipients"] == 1
+    assert "messages" in await store.retention.refresh_statistics()  # once it is free
+    assert (await analyze_counts(db_url))["messages"] == 1
+
+
+@POSTGRES_ONLY
+async def test_tables_another_role_owns_are_left_to_it(
+        store: Store, db_url: str) -> None:
+    """ANALYZE would skip them with a warning, every round: they are not asked for."""
+    role = f"outbox_not_owner_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(db_url)
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        await admin.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
+        await fill(store, FLOOR + 200, "m")
+        await table_counts(store, db_url, FLOOR + 200)
+        url = make_url(db_url).set(username=role).render_as_string(hide_password=False)
+        not_owner = await open_store(url)
+        try:
+            assert await not_owner.retention.refresh_statistics() == ()
+        finally:
+            await not_owner.close()
+        assert (await analyze_counts(db_url))["messages"] == 0
+        assert "messages" in await store.retention.refresh_statistics()  # the owner's
+    finally:
+        await admin.execute(f'DROP OWNED BY "{role}"')
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()

@@ -59,3 +59,23 @@ async def test_the_worker_analyses_the_queue_once_it_has_grown(db_url: str) -> N
     assert analysed[0] == ()  # its first look, at start, found an empty queue
     (monitor,) = [m for m in worker.loops if m.state.name == "statistics"]
     assert not monitor.state.critical and monitor.state.total_failures == 0
+
+
+async def test_on_sqlite_the_worker_runs_no_statistics_loop(tmp_path: Path) -> None:
+    """SQLite keeps no generic plans: the loop would only hop to a reader thread."""
+    with ScriptedServer() as server, database("sqlite", tmp_path) as url:
+        relay = RelaySettings(name="r", host=server.host, port=server.port, security="none")
+        outbox = await Outbox.open(Settings(database={"url": url}, relays=[relay],
+                                            delivery={"helo_name": "client.test"}))
+        worker = outbox.start_delivery()
+        task = asyncio.create_task(worker.run())
+        try:
+            async def started() -> bool:
+                return any(m.state.name == "release" and m.state.running for m in worker.loops)
+
+            await wait_until_async(started, "the worker's helper loops to start")
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert "statistics" not in {m.state.name for m in worker.loops}

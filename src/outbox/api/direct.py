@@ -96,4 +96,3 @@ async def well_formed(request: Request) -> MessageIn | None:
         return MessageIn.model_validate(json.loads(await request.body()))
     except (ValueError, ValidationError):
         return None
-

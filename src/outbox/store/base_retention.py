@@ -31,4 +31,5 @@ class RetentionStore(Protocol):
     async def refresh_statistics(self) -> tuple[str, ...]:
         """Gather the query planner's statistics anew (ANALYZE) for each table that has
         changed by as many rows as it held when they were last gathered (and by at least
-        1,000); the tables analysed. PostgreSQL only (sql/statistics.py); () elsewhere."""
+        1,000), skipping one locked by another session; the tables it asked ANALYZE for.
+        PostgreSQL only (sql/statistics.py); () elsewhere."""

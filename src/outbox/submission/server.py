@@ -30,6 +30,7 @@ import structlog
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 
 from outbox.config import SubmissionSettings
+from outbox.core.addresses import ATEXT
 from outbox.errors import ConfigError
 from outbox.listening import listen
 from outbox.service import Outbox
@@ -45,8 +46,8 @@ _SIZE = re.compile(r"(?:^|\s)SIZE=(\d+)(?:\s|$)", re.IGNORECASE)
 # The common argument: "<local@domain>", an ASCII dot-atom local part and a host name,
 # which the stdlib's parser reads as written. Anything else (quotes, comments, domain
 # literals, UTF-8, ...) goes to the parser.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_ANGLE_ADDR = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+_ATOM = f"[{re.escape(ATEXT)}]+"
+_PLAIN_ANGLE_ADDR = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
 
 
 def declared_size(arg: str | None) -> int | None:

@@ -42,6 +42,7 @@ from outbox.config import DeliverySettings, Settings
 from outbox.delivery.mime_writer import MimeWriter
 from outbox.observability import DeliveryMetrics, log_context
 from outbox.store.base import Store
+from outbox.store.urls import database_url
 from outbox.store.values import Claim
 from outbox.supervision import LoopMonitor, Loops, every, sleep_unless_stopped, supervise
 from outbox.worker.attempt import (
@@ -191,10 +192,12 @@ class Worker:
             self._supervised("retention", self.purger.round, critical=False),
             self._supervised("release", every(RELEASE_EVERY, self._release_left_held),
                              critical=False),
-            self._supervised("statistics", every(STATISTICS_EVERY, self._refresh_statistics),
-                             critical=False),
             asyncio.create_task(self._recorder.run()),
         ]
+        if database_url(self.settings.database.url).get_backend_name() == "postgresql":
+            # SQLite keeps no generic plans: the loop would only hop to a reader thread.
+            helpers.append(self._supervised("statistics", every(
+                STATISTICS_EVERY, self._refresh_statistics), critical=False))
         try:
             await supervise(claiming, self._claim_round, stop=stop)
             await self._drain_inflight()

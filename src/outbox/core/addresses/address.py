@@ -8,13 +8,13 @@ it back unchanged; `addr_spec` is the envelope form with the IDNA domain. Pure: 
 
 from __future__ import annotations
 
-import string
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from outbox.core.addresses.validate import (
+    ATEXT,
     Problem,
     check_display_name,
     checked_ascii_domain,
@@ -24,7 +24,7 @@ from outbox.errors import InvalidAddress
 
 __all__ = ["Address", "format_addresses"]
 
-_ATEXT: Final = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+_ATEXT: Final = frozenset(ATEXT)
 
 
 @dataclass(frozen=True, slots=True)

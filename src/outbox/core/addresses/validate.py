@@ -107,7 +107,10 @@ def checked_ascii_domain(local: str, domain: str) -> str:
     return _checked_whole(local, domain)
 
 
-_ATEXT: Final = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+# RFC 5322 atext: the characters of an atom, which reads as written (with dots, a
+# dot-atom). One set for every reader here, in core.inbound and in the SMTP listener.
+ATEXT: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-/=?^_`{|}~"
+_ATEXT: Final = re.compile(f"[{re.escape(ATEXT)}.]+")
 _QUICK_MAX: Final = 200  # longer addresses take the whole check, which names the length
 
 

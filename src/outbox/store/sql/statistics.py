@@ -16,8 +16,9 @@ So the workers ANALYZE each of Outbox's tables that has changed by as many rows 
 held at its last analysis (1,000 at least): a handful of times while a queue grows from
 empty to a million, once each time it has doubled, and never in a steady state, where
 autovacuum's own threshold (10 % by default) comes first. Tables another role owns,
-which ANALYZE would skip with a warning every round, are left out; `SKIP_LOCKED` lets
-another worker's ANALYZE of the same table go on alone.
+which ANALYZE would skip with a warning every round, are left out. `SKIP_LOCKED`: a table
+another session holds locked against ANALYZE (another worker's ANALYZE, a VACUUM, a
+migration) is skipped this round, not waited for.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ ORDER BY s.relname""")
 
 
 def refresh_statistics(conn: Connection) -> tuple[str, ...]:
-    """ANALYZE the tables that changed enough (the module docstring); their names."""
+    """ANALYZE the tables that changed enough (the module docstring); their names,
+    the skipped locked ones included."""
     if conn.dialect.name != "postgresql":  # SQLite keeps no generic plans
         return ()
     names = sorted(metadata.tables)
