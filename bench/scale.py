@@ -4,11 +4,19 @@ The claim, `POST /v1/messages` and list-page latencies, the drain rate of 1,000 
 messages and the database bytes per message, at each queue size.
 
     .venv/bin/python bench/scale.py [--sizes 10000,100000,1000000] [--backends sqlite,postgres]
-                                    [--drain 1000] [--samples 200]
+                                    [--drain 1000] [--samples 200] [--rounds 3]
 
-One database per backend grows through the checkpoints of `--sizes` (cumulative). At each:
+Each size of `--sizes` has a database of its own, per backend, filled once. Then come
+`--rounds` rounds of measurements, each over every size in turn (from the smallest up in
+the first round, from the largest down in the second, and so on). This machine's speed
+drifts by a factor of two within minutes (the Python probe of bench/compare.py's noise
+line, printed after each round here too: 43 to 110 ms within one stop): a size measured
+once, minutes after the first, was as likely to read 20-50 % "costlier" as not (stop 47:
+a different metric past 20 % in each run, each flat in the others). So a size's cost is
+compared with the first size's in the same round, and the verdict takes the median of
+the rounds' ratios; each round's ratio is printed beside it.
 
-- fill: the queue is topped up to the checkpoint, `outbox serve` stopped. The service's
+- fill: the size's queue is filled, `outbox serve` stopped. The service's
   own batch submit manages about 700 msg/s here (24 minutes for 1,000,000) and the store's
   `enqueue_many` about 6,400, and neither can queue mail that is not yet due. So the
   backlog is copied in SQL from one template message written by the service (`submit`):
@@ -45,13 +53,14 @@ One database per backend grows through the checkpoints of `--sizes` (cumulative)
   WAL checkpoint, WAL included; PostgreSQL: pg_database_size less that of the empty
   schema).
 
-Prints one table per backend (p50 / p99 in ms; in brackets the ratio of the p50, or of
-the rate, to the first checkpoint's; the machine's load average) and a line saying, per
-metric, whether any checkpoint cost more than 20 % over the first (the p50's time per
-request, or the time per message drained; a checkpoint that is faster is not a growth
-and counts as flat) with the range of those cost ratios. Every process started here is
-stopped by PID; the temporary directory and the PostgreSQL databases are removed. No
-assertions.
+Prints one table per backend (p50 / p99 in ms over every round's samples; in brackets the
+median ratio described above, for the p50 or the rate; the highest load average seen
+after a size's measurements) and a line saying, per metric, whether any size's median
+ratio is more than 20 % over the first size's cost (the p50's time per request, or the
+time per message drained; a size that is faster is not a growth and counts as flat),
+with the range of those ratios and the rounds' ratios at the costliest size. Every
+process started here is stopped by PID; the temporary directory and the PostgreSQL
+databases are removed. No assertions.
 """
 
 from __future__ import annotations
@@ -80,7 +89,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 from tests.dbsql import sql  # noqa: E402
 from tests.processes import OutboxProcess, base_config, wait_until, write_config  # noqa: E402
 
-from bench.compare import Sink, database, message, percentile  # noqa: E402
+from bench.compare import Sink, cpu_probe, database, message, percentile  # noqa: E402
 from bench.throughput import sink_count, start_sink  # noqa: E402
 from outbox.config import LoggingSettings, Settings  # noqa: E402
 from outbox.core.compose import Submission  # noqa: E402
@@ -370,87 +379,121 @@ def any_sink(directory: Path) -> Sink | AiosmtpdSink:
     return Sink(directory) if Path("/usr/sbin/smtp-sink").exists() else AiosmtpdSink(directory)
 
 
-# --- a backend, checkpoint by checkpoint --------------------------------------------------
+# --- a backend: one database per size, measured in interleaved rounds ----------------------
 
-def run_backend(backend: str, sizes: list[int], drain: int, samples: int,
-                root: Path) -> list[Checkpoint]:
-    directory = Path(tempfile.mkdtemp(dir=root))
-    with ExitStack() as stack, database(backend, directory) as url:
-        sink = any_sink(directory)
+@dataclass
+class Queue:
+    """One database holding `size` queued messages, and the config that serves it."""
+
+    size: int
+    url: str
+    config: dict[str, Any]
+    path: Path
+    db: Database
+    fill_rate: float = 0.0
+    bytes_per_message: float = 0.0
+    deep: str = ""  # the list cursor in the middle of the backlog
+
+
+def run_backend(backend: str, sizes: list[int], drain: int, samples: int, rounds: int,
+                root: Path) -> list[list[Checkpoint]]:
+    """Each round's checkpoints, one per size, in the order of `sizes`."""
+    with ExitStack() as stack:
+        sink = any_sink(Path(tempfile.mkdtemp(dir=root)))
         stack.callback(sink.stop)
-        relay = {"name": "default", "host": "127.0.0.1", "port": sink.port, "security": "none",
-                 "max_connections": 20}
-        config = base_config(
-            directory, url, [relay],
-            logging={"level": "warning", "format": "json", "file": str(directory / "outbox.log")},
-            delivery={"poll_interval": "100ms", "helo_name": "bench.test"})
-        config["delivery"].pop("processes")  # serve's default, as compare.py (tests set 0)
-        path = write_config(directory / "outbox.toml", config)
-        return asyncio.run(_checkpoints(backend, url, config, path, sink, sizes, drain,
-                                        samples))
+        queues = []
+        for size in sizes:
+            directory = Path(tempfile.mkdtemp(dir=root))
+            url = stack.enter_context(database(backend, directory))
+            relay = {"name": "default", "host": "127.0.0.1", "port": sink.port,
+                     "security": "none", "max_connections": 20}
+            config = base_config(
+                directory, url, [relay],
+                logging={"level": "warning", "format": "json",
+                         "file": str(directory / "outbox.log")},
+                delivery={"poll_interval": "100ms", "helo_name": "bench.test"})
+            config["delivery"].pop("processes")  # serve's default, as compare.py (tests set 0)
+            path = write_config(directory / "outbox.toml", config)
+            queues.append(Queue(size, url, config, path, Database(url)))
+        return asyncio.run(_rounds(backend, queues, sink, drain, samples, rounds))
 
 
-async def _checkpoints(backend: str, url: str, config: dict[str, Any], path: Path,
-                       sink: Sink | AiosmtpdSink, sizes: list[int], drain: int,
-                       samples: int) -> list[Checkpoint]:
-    await (await open_outbox(config)).close()  # the schema, whose size is not the messages'
-    db = Database(url)
+async def _rounds(backend: str, queues: list[Queue], sink: Sink | AiosmtpdSink, drain: int,
+                  samples: int, rounds: int) -> list[list[Checkpoint]]:
     try:
-        return await _grow(backend, url, db, config, path, sink, sizes, drain, samples)
+        return await _measure_rounds(backend, queues, sink, drain, samples, rounds)
     finally:
-        await db.close()
+        for queue in queues:
+            await queue.db.close()
 
 
-async def _grow(backend: str, url: str, db: Database, config: dict[str, Any], path: Path,
-                sink: Sink | AiosmtpdSink, sizes: list[int], drain: int,
-                samples: int) -> list[Checkpoint]:
-    empty = await db.size(url)
-    template = await make_template(config, db)
-    queued, results = 1, []
-    for size in sizes:
-        point = Checkpoint(size)
-        started = time.perf_counter()
-        await db.copy(template, queued, size)
-        point.fill_rate = (size - queued) / max(time.perf_counter() - started, 1e-9)
-        queued = size
-        if backend == "postgres":  # what autovacuum and the checkpointer do after a while
-            sql(url, "VACUUM ANALYZE", timeout=1800)
-            sql(url, "CHECKPOINT", timeout=1800)
-        total = await db.count()
-        point.bytes_per_message = (await db.size(url) - empty) / total
-        print(f"{backend}: {size:,} queued ({total:,} messages), filled at "
-              f"{point.fill_rate:,.0f} msg/s", flush=True)
-        point.claim = await measure_claims(config, db, samples)
-        fresh = await submit_fresh(config, drain, size)
-        await db.hold_off(fresh)  # until `serve` has started
-        deep = await db.middle_cursor(size)
-        target = sink.count() + drain
-        serve = OutboxProcess(path, config)
-        try:
-            serve.start(wait=False)
-            serve.wait_healthy(timeout=600)
-            point.ready = time.monotonic() - serve.started_at
-            await asyncio.sleep(SETTLE)
-            await db.make_due(fresh)
-            wait_until(lambda want=target: sink.count() >= want, timeout=900, interval=0.05,
-                       message="the fresh messages at the sink")
-            while await db.sent(fresh) < drain:
-                await asyncio.sleep(0.1)
-            point.drain = drain / await db.drain_span(fresh)
-            _over_http(point, serve, samples, deep)
-            wait_until(lambda want=target + samples + 1: sink.count() >= want, timeout=900,
-                       interval=0.05,
-                       message="the POSTed messages at the sink")
-            point.load = os.getloadavg()[0]
-        finally:
-            serve.stop(timeout=60)
-        if await db.count("queued") != size:
-            print(f"  note: {await db.count('queued'):,} queued, not {size:,}", flush=True)
-        print(f"  claim p50 {statistics.median(point.claim) * 1000:.1f} ms, POST p50 "
-              f"{statistics.median(point.post) * 1000:.1f} ms, drain {point.drain:,.0f} msg/s; "
-              f"{noise()}", flush=True)
-        results.append(point)
+async def _measure_rounds(backend: str, queues: list[Queue], sink: Sink | AiosmtpdSink,
+                          drain: int, samples: int, rounds: int) -> list[list[Checkpoint]]:
+    for queue in queues:
+        await _fill(backend, queue)
+    results = []
+    for number in range(rounds):
+        # Every other round from the largest down: a drift of the machine's speed over
+        # the run then weighs on each size alike.
+        order = queues if number % 2 == 0 else queues[::-1]
+        points = {}
+        for queue in order:
+            points[queue.size] = await _measure(queue, sink, drain, samples,
+                                                label=queue.size * 100 + number)
+        print(f"  round {number + 1}: {noise()}", flush=True)
+        results.append([points[queue.size] for queue in queues])
     return results
+
+
+async def _fill(backend: str, queue: Queue) -> None:
+    await (await open_outbox(queue.config)).close()  # the schema, whose size is not the messages'
+    empty = await queue.db.size(queue.url)
+    template = await make_template(queue.config, queue.db)
+    started = time.perf_counter()
+    await queue.db.copy(template, 1, queue.size)
+    queue.fill_rate = (queue.size - 1) / max(time.perf_counter() - started, 1e-9)
+    if backend == "postgres":  # what autovacuum and the checkpointer do after a while
+        sql(queue.url, "VACUUM ANALYZE", timeout=1800)
+        sql(queue.url, "CHECKPOINT", timeout=1800)
+    total = await queue.db.count()
+    queue.bytes_per_message = (await queue.db.size(queue.url) - empty) / total
+    queue.deep = await queue.db.middle_cursor(queue.size)
+    print(f"{backend}: {queue.size:,} queued ({total:,} messages), filled at "
+          f"{queue.fill_rate:,.0f} msg/s", flush=True)
+
+
+async def _measure(queue: Queue, sink: Sink | AiosmtpdSink, drain: int, samples: int,
+                   label: int) -> Checkpoint:
+    point = Checkpoint(queue.size, queue.fill_rate, bytes_per_message=queue.bytes_per_message)
+    db = queue.db
+    point.claim = await measure_claims(queue.config, db, samples)
+    fresh = await submit_fresh(queue.config, drain, label)
+    await db.hold_off(fresh)  # until `serve` has started
+    target = sink.count() + drain
+    serve = OutboxProcess(queue.path, queue.config)
+    try:
+        serve.start(wait=False)
+        serve.wait_healthy(timeout=600)
+        point.ready = time.monotonic() - serve.started_at
+        await asyncio.sleep(SETTLE)
+        await db.make_due(fresh)
+        wait_until(lambda want=target: sink.count() >= want, timeout=900, interval=0.05,
+                   message="the fresh messages at the sink")
+        while await db.sent(fresh) < drain:
+            await asyncio.sleep(0.1)
+        point.drain = drain / await db.drain_span(fresh)
+        _over_http(point, serve, samples, queue.deep)
+        wait_until(lambda want=target + samples + 1: sink.count() >= want, timeout=900,
+                   interval=0.05, message="the POSTed messages at the sink")
+        point.load = os.getloadavg()[0]
+    finally:
+        serve.stop(timeout=60)
+    if await db.count("queued") != queue.size:
+        print(f"  note: {await db.count('queued'):,} queued, not {queue.size:,}", flush=True)
+    print(f"  {queue.size:,}: claim p50 {statistics.median(point.claim) * 1000:.1f} ms, POST "
+          f"p50 {statistics.median(point.post) * 1000:.1f} ms, drain {point.drain:,.0f} msg/s",
+          flush=True)
+    return point
 
 
 def _over_http(point: Checkpoint, serve: OutboxProcess, samples: int, deep: str) -> None:
@@ -470,36 +513,52 @@ LATENCIES = {"claim": "claim", "post": "POST", "first_page": "list first page",
              "deep_page": "list deep page"}
 
 
-def report(backend: str, points: list[Checkpoint], drain: int) -> None:
-    first = points[0]
-    print(f"\n{backend}: p50 / p99 ms (ratio of the p50 to the first checkpoint's); "
-          f"drain of {drain:,} fresh messages in msg/s")
+def report(backend: str, rounds: list[list[Checkpoint]], drain: int) -> None:
+    """Samples pooled over the rounds; a ratio is the median over the rounds of each
+    round's own ratio to the first size in that round."""
+    sizes = [point.queued for point in rounds[0]]
+    print(f"\n{backend}, {len(rounds)} round(s): p50 / p99 ms over all rounds' samples "
+          f"(median over the rounds of the p50's ratio to {sizes[0]:,} queued in the same "
+          f"round); drain of {drain:,} fresh messages in msg/s (median of the rounds)")
     print("| queued | fill msg/s | " + " | ".join(LATENCIES.values())
           + " | drain msg/s | bytes / message | serve ready s | load |")
     print("|---" * (len(LATENCIES) + 6) + "|")
-    for point in points:
+    for index, size in enumerate(sizes):
+        points = [points[index] for points in rounds]
         cells = []
         for key in LATENCIES:
-            values, base = getattr(point, key), getattr(first, key)
-            cells.append(f"{percentile(values, 0.5) * 1000:.1f} / "
-                         f"{percentile(values, 0.99) * 1000:.1f} "
-                         f"({percentile(values, 0.5) / percentile(base, 0.5):.2f})")
-        print(f"| {point.queued:,} | {point.fill_rate:,.0f} | " + " | ".join(cells)
-              + f" | {point.drain:,.0f} ({point.drain / first.drain:.2f}) "
-              f"| {point.bytes_per_message:,.0f} | {point.ready:.1f} | {point.load:.1f} |")
+            pooled = [value for point in points for value in getattr(point, key)]
+            cells.append(f"{percentile(pooled, 0.5) * 1000:.1f} / "
+                         f"{percentile(pooled, 0.99) * 1000:.1f} "
+                         f"({statistics.median(_growth(rounds, key, index)):.2f})")
+        drains = [point.drain for point in points]
+        print(f"| {size:,} | {points[0].fill_rate:,.0f} | " + " | ".join(cells)
+              + f" | {statistics.median(drains):,.0f} "
+              f"({1 / statistics.median(_growth(rounds, 'drain', index)):.2f}) "
+              f"| {points[0].bytes_per_message:,.0f} "
+              f"| {statistics.median(p.ready for p in points):.1f} "
+              f"| {max(p.load for p in points):.1f} |")
     verdicts = []
     for key, name in [*LATENCIES.items(), ("drain", "drain rate")]:
-        # A cost: the time per request (or per message drained) relative to the first.
-        costs = [(_cost(p, key) / _cost(first, key), p.queued) for p in points[1:]]
+        # A cost: the time per request (or per message drained) relative to the first size
+        # in the same round; a size's cost is the median of its rounds.
+        costs = [(statistics.median(_growth(rounds, key, index)), index)
+                 for index in range(1, len(sizes))]
         if not costs:
             continue
         worst, at = max(costs)
-        low, high = min(c for c, _ in costs), worst
+        each = " ".join(f"x{ratio:.2f}" for ratio in _growth(rounds, key, at))
         verdicts.append(f"{name}: {'flat' if worst <= 1 + FLAT else 'NOT flat'} "
-                        f"(x{low:.2f}-x{high:.2f}{'' if worst <= 1 + FLAT else f', at {at:,}'})")
-    print(f"{backend}: no checkpoint more than {FLAT:.0%} costlier than {first.queued:,} "
-          "queued (time per request or per message drained, against the first)? "
-          + "; ".join(verdicts))
+                        f"(x{min(c for c, _ in costs):.2f}-x{worst:.2f}; at {sizes[at]:,} "
+                        f"the rounds were {each})")
+    print(f"{backend}: no size more than {FLAT:.0%} costlier than {sizes[0]:,} queued (time "
+          "per request or per message drained, against the first size in the same round, "
+          "median of the rounds)? " + "; ".join(verdicts))
+
+
+def _growth(rounds: list[list[Checkpoint]], key: str, index: int) -> list[float]:
+    """Each round's cost at the size `index` over that round's cost at the first size."""
+    return [_cost(points[index], key) / _cost(points[0], key) for points in rounds]
 
 
 def _cost(point: Checkpoint, key: str) -> float:
@@ -508,27 +567,32 @@ def _cost(point: Checkpoint, key: str) -> float:
 
 def noise() -> str:
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return f"machine: {os.cpu_count()} cores, load average {load}"
+    return f"machine: {os.cpu_count()} cores, load average {load}; {cpu_probe()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000",
-                        help="queued messages at each checkpoint (cumulative)")
+                        help="queued messages in each size's database")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--drain", type=int, default=1000,
-                        help="fresh messages drained at each checkpoint")
+                        help="fresh messages drained per size and round")
     parser.add_argument("--samples", type=int, default=200,
-                        help="claims, POSTs and pages of each kind timed per checkpoint")
+                        help="claims, POSTs and pages of each kind timed per size and round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of measurements, each over every size in turn")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if sizes[0] < 2 * PAGE + 64:
-        raise SystemExit(f"the smallest checkpoint must hold at least {2 * PAGE + 64} messages")
+        raise SystemExit(f"the smallest size must hold at least {2 * PAGE + 64} messages")
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     print(noise(), flush=True)
     with tempfile.TemporaryDirectory() as root:
         for backend in args.backends.split(","):
-            points = run_backend(backend, sizes, args.drain, args.samples, Path(root))
-            report(backend, points, args.drain)
+            rounds = run_backend(backend, sizes, args.drain, args.samples, args.rounds,
+                                 Path(root))
+            report(backend, rounds, args.drain)
     print(noise())
 
 
