@@ -528,6 +528,10 @@ def main() -> None:
         sink = Sink(root)
         stack.callback(sink.stop)
         for rep in range(args.reps):
+            # How fast a core ran Python as the rep began: here it drifted two-fold within
+            # minutes, and a rep's ratio moves with it (Postfix waits on fsync, Outbox on
+            # the CPU).
+            print(f"rep {rep + 1}: {cpu_probe()}", flush=True)
             runs: list[Run] = []
             for mode in ("live", "drain"):
                 anchor = postfix(mode, args.messages, root)
