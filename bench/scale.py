@@ -527,20 +527,20 @@ def report(backend: str, rounds: list[list[Checkpoint]], drain: int) -> None:
           + " | drain msg/s | bytes / message | serve ready s | load |")
     print("|---" * (len(LATENCIES) + 6) + "|")
     for index, size in enumerate(sizes):
-        points = [points[index] for points in rounds]
+        at_size = [measured[index] for measured in rounds]
         cells = []
         for key in LATENCIES:
-            pooled = [value for point in points for value in getattr(point, key)]
+            pooled = [value for point in at_size for value in getattr(point, key)]
             cells.append(f"{percentile(pooled, 0.5) * 1000:.1f} / "
                          f"{percentile(pooled, 0.99) * 1000:.1f} "
                          f"({statistics.median(_growth(rounds, key, index)):.2f})")
-        drains = [point.drain for point in points]
-        print(f"| {size:,} | {points[0].fill_rate:,.0f} | " + " | ".join(cells)
+        drains = [point.drain for point in at_size]
+        print(f"| {size:,} | {at_size[0].fill_rate:,.0f} | " + " | ".join(cells)
               + f" | {statistics.median(drains):,.0f} "
               f"({1 / statistics.median(_growth(rounds, 'drain', index)):.2f}) "
-              f"| {points[0].bytes_per_message:,.0f} "
-              f"| {statistics.median(p.ready for p in points):.1f} "
-              f"| {max(p.load for p in points):.1f} |")
+              f"| {at_size[0].bytes_per_message:,.0f} "
+              f"| {statistics.median(p.ready for p in at_size):.1f} "
+              f"| {max(p.load for p in at_size):.1f} |")
     verdicts = []
     for key, name in [*LATENCIES.items(), ("drain", "drain rate")]:
         # A cost: the time per request (or per message drained) relative to the first size
