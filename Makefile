@@ -49,7 +49,7 @@ lint: $(DEV_STAMP)
 # Six workers on two cores: the suite mostly waits (servers, timeouts, fsync), using
 # about one core in all (stop 48: 498 CPU s over 538 s with six). On a machine where the
 # same code ran 2.3 times slower, four workers took 674 s, over the 10-minute budget;
-# six took 537 s.
+# six took 537 and 600 s, eight 718 s (that machine's speed drifts: one run each).
 test: $(DEV_STAMP) system-deps lint
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q -p no:cacheprovider -n 6 --dist worksteal \
 	  --durations=25
