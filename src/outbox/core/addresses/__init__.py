@@ -42,10 +42,16 @@ from outbox.core.addresses.recipients import (
     plan_envelope,
     plan_recipients,
 )
-from outbox.core.addresses.validate import ATEXT, LINE_BREAKS, SPECIAL_USE_DOMAINS
+from outbox.core.addresses.validate import (
+    ATEXT,
+    DOTS_AND_ATEXT,
+    LINE_BREAKS,
+    SPECIAL_USE_DOMAINS,
+)
 
 __all__ = [
     "ATEXT",
+    "DOTS_AND_ATEXT",
     "LINE_BREAKS",
     "SPECIAL_USE_DOMAINS",
     "Address",

@@ -110,7 +110,8 @@ def checked_ascii_domain(local: str, domain: str) -> str:
 # RFC 5322 atext: the characters of an atom, which reads as written (with dots, a
 # dot-atom). One set for every reader here, in core.inbound and in the SMTP listener.
 ATEXT: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-/=?^_`{|}~"
-_ATEXT: Final = re.compile(f"[{re.escape(ATEXT)}.]+")
+DOTS_AND_ATEXT: Final = f"[{re.escape(ATEXT)}.]+"  # as a regular expression's text
+_ATEXT: Final = re.compile(DOTS_AND_ATEXT)
 _QUICK_MAX: Final = 200  # longer addresses take the whole check, which names the length
 
 
