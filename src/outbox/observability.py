@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -32,7 +32,17 @@ from prometheus_client.samples import Sample
 from outbox.config import LoggingSettings
 from outbox.errors import ConfigError
 
+if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig
+
 log = structlog.get_logger("outbox.observability")
+
+# What Outbox reports is these logs and metrics. FastAPI's own OpenTelemetry spans,
+# metrics and logs (FastAPI 0.142 and later) are off, in the API and the UI: Outbox
+# does not offer them, and with them on FastAPI asked OpenTelemetry for its providers
+# on every request, 2.5 % of serve's event loop on `POST /v1/messages` (py-spy over
+# `bench/cpu_split.py --path http-lean`, issue 15).
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 SECRET_KEYS = ("password", "secret", "token", "api_key", "authorization", "key")
 

@@ -28,6 +28,7 @@ from outbox.api.media import declared_methods_only, json_only
 from outbox.api.schemas import MessageIn
 from outbox.config import load_settings
 from outbox.service import Outbox
+from outbox.ui.app import create_ui
 from tests.processes import API_KEY, base_config, free_port, write_config
 
 READ_ONLY_KEY = "ob_read_only_key_7Qs"
@@ -211,3 +212,37 @@ async def test_the_submit_route_has_the_dependencies_the_direct_route_handles(
     outbox.loops.registry = CollectorRegistry()  # create_app registers its metrics there
     app_wide = {d.dependency for d in create_app(outbox).router.dependencies}
     assert app_wide == {declared_methods_only, json_only}
+
+
+async def test_neither_app_asks_opentelemetry_for_its_providers(
+        outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI's own telemetry is off (observability.NO_TELEMETRY): with it on, FastAPI
+    asked OpenTelemetry for its providers on every request."""
+    asked: list[str] = []
+
+    def provider(name: str) -> Any:
+        def ask(*_: Any) -> Any:
+            asked.append(name)
+            raise AssertionError(f"{name} asked for")
+        return ask
+
+    from opentelemetry import _logs, metrics, trace
+    monkeypatch.setattr(trace, "get_tracer_provider", provider("tracer"))
+    monkeypatch.setattr(metrics, "get_meter_provider", provider("meter"))
+    monkeypatch.setattr(_logs, "get_logger_provider", provider("logger"))
+    statuses = [status for status, _, _ in await answers(create_app(outbox), "direct")]
+    assert statuses[:4] == [202, 202, 202, 200] and statuses[-2:] == [202, 429]
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_ui(outbox), log_config=None,
+                                           lifespan="off"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{listener.getsockname()[1]}") as client:
+            assert (await client.get("/login")).status_code == 200
+    finally:
+        server.should_exit = True
+        await serving
+    assert asked == []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outbox.core.content import (
     AttachmentRef,
@@ -11,6 +15,7 @@ from outbox.core.content import (
     LinkRef,
     MessageContent,
     PlannedBlob,
+    date_header,
 )
 
 NOW = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
@@ -57,3 +62,19 @@ def test_with_date_changes_only_the_date() -> None:
     later = stored.with_date(NOW + timedelta(days=1))
     assert later.date == "Thu, 02 May 2024 12:30:00 +0000"
     assert replace(later, date=stored.date) == stored
+
+
+@given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)),
+                                               timezone(timedelta(hours=-7, minutes=-30))])))
+def test_the_date_header_is_the_standard_librarys_text(at: datetime) -> None:
+    assert date_header(at) == format_datetime(at)
+
+
+def test_the_same_instant_in_another_offset_is_written_in_that_offset() -> None:
+    utc = datetime(2024, 5, 1, 12, 30, 5, 1000, tzinfo=UTC)
+    assert date_header(utc) == "Wed, 01 May 2024 12:30:05 +0000"
+    plus_two = utc.astimezone(timezone(timedelta(hours=2)))
+    assert date_header(plus_two) == "Wed, 01 May 2024 14:30:05 +0200"
+    assert date_header(utc.replace(microsecond=999_999)) == "Wed, 01 May 2024 12:30:05 +0000"
+    assert date_header(utc + timedelta(seconds=1)) == "Wed, 01 May 2024 12:30:06 +0000"

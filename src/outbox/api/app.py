@@ -39,6 +39,7 @@ from outbox.api.schemas import (
     ResendIn,
 )
 from outbox.api.spool import SpooledJson
+from outbox.observability import NO_TELEMETRY
 from outbox.service import Outbox
 from outbox.views.models import Accepted, AttemptOut, MessageOut
 from outbox.views.render import accepted_view, attempt_view, detail_view, message_view
@@ -136,7 +137,7 @@ def create_app(outbox: Outbox) -> FastAPI:
     app = FastAPI(title="Outbox", version=__version__,
                   description="Outbound email that gets delivered and explains every failure.",
                   dependencies=[Depends(declared_methods_only), Depends(json_only)],
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, telemetry=NO_TELEMETRY)
     app.state.outbox = outbox
     errors.install(app)
     docs.install(app)

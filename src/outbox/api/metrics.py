@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import gc
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -48,6 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outbox.core.governor import GovernorState, State
 from outbox.core.model import MessageStatus
+from outbox.ids import random_hex
 from outbox.observability import Combined, log_context
 from outbox.service import Outbox
 
@@ -165,4 +165,4 @@ def request_id_of(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
             return str(value.decode("ascii"))
-    return secrets.token_hex(8)
+    return random_hex(8)

@@ -11,7 +11,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from email.utils import format_datetime
 from typing import Any
 
 from outbox.core import addresses
@@ -24,7 +23,7 @@ from outbox.core.attachments import (
     file_info,
     is_windows_executable,
 )
-from outbox.core.content import AttachmentRef, MessageContent, PlannedBlob
+from outbox.core.content import AttachmentRef, MessageContent, PlannedBlob, date_header
 from outbox.core.filenames import decode_filename
 from outbox.core.limits import RecipientField, check_headers, check_recipient_count
 from outbox.core.links import LinkPolicy
@@ -135,7 +134,7 @@ def plan_message(sub: Submission, *, limits: Limits, routing: RoutingTable,
         text=sub.text,
         html=sub.html,
         headers=tuple(headers.items()),
-        date=format_datetime(now),
+        date=date_header(now),
         attachments=tuple(_attachment_ref(a, info, links, now)
                           for a, info in zip(sub.attachments, infos, strict=True)),
     )

@@ -18,6 +18,7 @@ from outbox.errors import (
     OutboxError,
     RateLimited,
 )
+from outbox.observability import NO_TELEMETRY
 from outbox.service import Outbox
 from outbox.ui import (
     admin,
@@ -39,7 +40,8 @@ STATUS: tuple[tuple[type[OutboxError], int], ...] = (
 
 
 def create_ui(outbox: Outbox) -> FastAPI:
-    app = FastAPI(title="Outbox UI", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Outbox UI", docs_url=None, redoc_url=None, openapi_url=None,
+                  telemetry=NO_TELEMETRY)
     app.state.outbox = outbox
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for module in (auth, dashboard, bulk, messages, compose, relays, keys, admin,
