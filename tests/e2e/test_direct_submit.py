@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,23 +107,28 @@ async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
         await service.close()
 
 
-async def answers(app: Any, name: str) -> list[tuple[int, dict[str, str], Any]]:
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """`app` served by uvicorn on a free loopback port: its base URL."""
     listener = socket.create_server(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     try:
-        base = f"http://127.0.0.1:{listener.getsockname()[1]}"
         while not server.started:
             await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(base_url=base) as client:
-            return [comparable(await client.post(
-                "/v1/messages", content=body,
-                headers={**headers, **({"Authorization": f"Bearer {key}"} if key else {})}),
-                name)
-                for key, headers, body in requests(name)]
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         server.should_exit = True
         await serving
+
+
+async def answers(app: Any, name: str) -> list[tuple[int, dict[str, str], Any]]:
+    async with served(app) as base, httpx.AsyncClient(base_url=base) as client:
+        return [comparable(await client.post(
+            "/v1/messages", content=body,
+            headers={**headers, **({"Authorization": f"Bearer {key}"} if key else {})}),
+            name)
+            for key, headers, body in requests(name)]
 
 
 async def test_the_direct_route_answers_every_request_as_fastapis_handler_does(
@@ -175,27 +181,17 @@ async def test_well_formed_submits_skip_the_router_and_the_rest_reach_it(
         return counted
 
     monkeypatch.setattr(APIRoute, "get_route_handler", counting)
-    listener = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(outbox), log_config=None,
-                                           lifespan="off"))
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        base = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        auth = {"Authorization": f"Bearer {API_KEY}"}
-        async with httpx.AsyncClient(base_url=base, headers=auth) as client:
-            well = await client.post("/v1/messages", json=MESSAGE)
-            assert well.status_code == 202 and handled == []
-            extra = await client.post("/v1/messages", json={**MESSAGE, "colour": "red"})
-            assert extra.status_code == 422 and "colour" in extra.text
-            long_key = await client.post("/v1/messages", json=MESSAGE,
-                                         headers={"Idempotency-Key": "k" * 256})
-            assert long_key.status_code == 422 and handled == ["", "k" * 256]
-            metrics = (await client.get("/metrics")).text
-    finally:
-        server.should_exit = True
-        await serving
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    async with (served(create_app(outbox)) as base,
+                httpx.AsyncClient(base_url=base, headers=auth) as client):
+        well = await client.post("/v1/messages", json=MESSAGE)
+        assert well.status_code == 202 and handled == []
+        extra = await client.post("/v1/messages", json={**MESSAGE, "colour": "red"})
+        assert extra.status_code == 422 and "colour" in extra.text
+        long_key = await client.post("/v1/messages", json=MESSAGE,
+                                     headers={"Idempotency-Key": "k" * 256})
+        assert long_key.status_code == 422 and handled == ["", "k" * 256]
+        metrics = (await client.get("/metrics")).text
     counted = 'outbox_api_requests_total{code="%s",method="POST",route="/v1/messages"} %s'
     assert counted % (202, "1.0") in metrics and counted % (422, "2.0") in metrics
 
@@ -232,17 +228,6 @@ async def test_neither_app_asks_opentelemetry_for_its_providers(
     monkeypatch.setattr(_logs, "get_logger_provider", provider("logger"))
     statuses = [status for status, _, _ in await answers(create_app(outbox), "direct")]
     assert statuses[:4] == [202, 202, 202, 200] and statuses[-2:] == [202, 429]
-    listener = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_ui(outbox), log_config=None,
-                                           lifespan="off"))
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{listener.getsockname()[1]}") as client:
-            assert (await client.get("/login")).status_code == 200
-    finally:
-        server.should_exit = True
-        await serving
+    async with served(create_ui(outbox)) as base, httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/login")).status_code == 200
     assert asked == []
