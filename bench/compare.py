@@ -47,8 +47,8 @@ Per rep, in this order:
 Prints one table: msg/s per system, path and rep; the ratio to Postfix's live (or drain)
 rate of the same rep; medians; accept latency p50/p99/p99.9; CPU seconds per 1,000
 messages (the Outbox process and its children); a noise line (load average, fsync probe,
-a Python probe and the interpreter that ran it, and the share of CPU time the hypervisor
-took over the run: bench/cpu_steal.py).
+a Python probe and the interpreter that ran it, the cost of a hand-over between two
+threads, and the share of CPU time the hypervisor took over the run: bench/cpu_steal.py).
 Every process started here is stopped by PID. No assertions: the figures are the output.
 """
 
@@ -59,11 +59,13 @@ import asyncio
 import gc
 import os
 import platform
+import queue
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -483,7 +485,36 @@ def cpu_probe() -> str:
     # Which build ran it: the same code took 13-19 % less CPU per message on Debian's
     # CPython than on pyenv's, on one machine (docs/operations.md, "Which Python").
     base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-    return f"python probe ms: {' '.join(times)} ({base}, {platform.python_version()})"
+    return (f"python probe ms: {' '.join(times)} ({base}, {platform.python_version()}); "
+            f"{handover_probe()}")
+
+
+def handover_probe(round_trips: int = 20_000) -> str:
+    """Microseconds of wall and CPU time for one round trip between two Python threads
+    over `queue.SimpleQueue`: what waking another thread costs here. Outbox hands each
+    write to a writer thread and back, in each process. On stop 49's machine Python ran
+    faster than on stop 47's (probe 28-33 ms) but a round trip took 33 us wall and 21 us
+    CPU, and Outbox spent 1.7 times the CPU per message (http-lean on SQLite). The first
+    few thousand trips cost twice as much there (the threads start from idle): 20,000
+    take about half a second."""
+    there: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    back: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def echo() -> None:
+        while (item := there.get()) is not None:
+            back.put(item)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for n in range(round_trips):
+        there.put(n)
+        back.get()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    there.put(None)
+    thread.join()
+    return (f"thread hand-over us: {wall / round_trips * 1e6:.0f} wall, "
+            f"{cpu / round_trips * 1e6:.0f} CPU")
 
 
 def noise(since: CpuTimes | None = None) -> str:
