@@ -32,8 +32,10 @@ def test_a_forked_child_never_hands_out_its_parents_bytes() -> None:
     reading, writing = os.pipe()
     child = os.fork()
     if child == 0:  # the child: its next bytes, to the parent, then out at once
-        os.write(writing, ids.random_hex(16).encode())
-        os._exit(0)
+        try:
+            os.write(writing, ids.random_hex(16).encode())
+        finally:
+            os._exit(0)  # never back into pytest, whatever happened
     os.close(writing)
     os.waitpid(child, 0)
     with os.fdopen(reading) as pipe:
