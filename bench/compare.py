@@ -493,10 +493,10 @@ def handover_probe(round_trips: int = 20_000) -> str:
     """Microseconds of wall and CPU time for one round trip between two Python threads
     over `queue.SimpleQueue`: what waking another thread costs here. Outbox hands each
     write to a writer thread and back, in each process. On stop 49's machine Python ran
-    faster than on stop 47's (probe 28-33 ms) but a round trip took 26-33 us wall and
-    16-21 us CPU, and Outbox spent 1.7 times the CPU per message (http-lean on SQLite). The first
-    few thousand trips cost twice as much there (the threads start from idle): 20,000
-    take about half a second."""
+    faster than on stop 47's (probe 28-33 ms) but a round trip took 26-36 us wall and
+    16-24 us CPU, and Outbox spent 1.4-1.7 times the CPU per message (http-lean on
+    SQLite, three `make bench` runs). The first few thousand trips cost twice as much
+    there (the threads start from idle): 20,000 take about half a second."""
     there: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     back: queue.SimpleQueue[int] = queue.SimpleQueue()
 
