@@ -166,8 +166,7 @@ async def _start_delivery(outbox: Outbox,
         # `sending` should not wait for it, and on a busy machine their imports would
         # slow this sweep down.
         await _recover(outbox)
-        processes = DeliveryProcesses(outbox.settings, config, outbox.loops, count,
-                                      outbox.store.share_writes())
+        processes = DeliveryProcesses(outbox.settings, config, outbox.loops, count)
         processes.start()
         return processes
     delivery = InProcessDelivery(outbox.start_delivery())

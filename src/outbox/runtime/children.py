@@ -9,16 +9,16 @@ watches its parent (`PARENT_ENV`): when serve is gone, even by `kill -9`, the
 child stops as it would on SIGTERM. A stop sends SIGTERM to each and waits
 `shutdown_grace` (and a little more), then kills what is left.
 
-The children share the database as any workers do (claims never overlap; on SQLite
-they write through serve's writer thread, `store.sqlite_shared`), and a relay's
-max_connections with two or more (`delivery.slots`, `SESSIONS_ENV`); new mail wakes
-them at once (`store.sqlite_wakeup`, or LISTEN/NOTIFY on PostgreSQL). Serve makes a
-directory for them: what they count (deliveries, attempt durations, loop errors)
-they keep in files there, which serve's /metrics adds to its own
-(`observability.ChildMetrics`), and each writes what its `/healthz` would say there
-every second (`report_health`), which serve's `/healthz` repeats: 503 while a child
-is starting, failing, or silent. Each child lowers its own CPU priority as it starts
-(`outbox.niceness`): serve's requests come first.
+The children share the database as any workers do (claims never overlap; on
+SQLite they take turns at the one writer lock), and a relay's max_connections with
+two or more (`delivery.slots`, `SESSIONS_ENV`); new mail wakes them at once
+(`store.sqlite_wakeup`, or LISTEN/NOTIFY on PostgreSQL). Serve makes a directory for
+them: what they count (deliveries, attempt durations, loop errors) they keep in files
+there, which serve's /metrics adds to its own (`observability.ChildMetrics`), and each
+writes what its `/healthz` would say there every second (`report_health`), which
+serve's `/healthz` repeats: 503 while a child is starting, failing, or silent. Each
+child lowers its own CPU priority as it starts (`outbox.niceness`): serve's requests
+come first.
 """
 
 from __future__ import annotations
@@ -83,8 +83,7 @@ class DeliveryProcesses:
     """The delivery processes of one `outbox serve`."""
 
     def __init__(self, settings: Settings, config: str | None, loops: Loops,
-                 count: int, environment: dict[str, str] | None = None) -> None:
-        self._environment = environment or {}  # the store's, to write through serve's
+                 count: int) -> None:
         self._argv = [sys.executable, "-m", "outbox", "worker",
                       *(["--config", config] if config else [])]
         self._grace = settings.delivery.shutdown_grace.total_seconds() + STOP_MARGIN
@@ -107,9 +106,9 @@ class DeliveryProcesses:
         health.unlink(missing_ok=True)  # a previous child n's
         monitor.report(STARTING)
         process = await asyncio.create_subprocess_exec(*self._argv, env={
-            **os.environ, **self._environment, PARENT_ENV: str(os.getpid()),
-            HEALTH_ENV: str(health), MULTIPROCESS_ENV: str(self.directory),
-            BACKLOG_ENV: "1" if n > 1 else "", SESSIONS_ENV: self._shared_sessions(n)})
+            **os.environ, PARENT_ENV: str(os.getpid()), HEALTH_ENV: str(health),
+            MULTIPROCESS_ENV: str(self.directory), BACKLOG_ENV: "1" if n > 1 else "",
+            SESSIONS_ENV: self._shared_sessions(n)})
         self._running[n] = process
         log.info("delivery process started", process=n, pid=process.pid)
         watching = asyncio.create_task(_watch_health(health, monitor))

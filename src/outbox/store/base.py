@@ -16,9 +16,10 @@ domain values (`store.values`) out; callers never see rows.
     store.retention    RetentionStore   history and idempotency keys purged in small batches
     store.ui_users     UiUserStore      web UI logins (argon2 hashes), dashboard activity
 
-`Store` holds the facets and the verbs about the database as a whole (ping, migrate,
-describe, share, close). Both backends (SQLite, PostgreSQL) implement every protocol and
-pass the same contract suite (tests/contract). All times are timezone-aware UTC datetimes.
+`Store` holds the facets and the verbs about the database as a whole
+(ping, migrate, describe, close). Both backends (SQLite, PostgreSQL)
+implement every protocol and pass the same contract suite (tests/contract).
+All times are timezone-aware UTC datetimes.
 
 Claiming: a message is claimable when its `due_at` is set and <= now (status `queued` or
 `deferred`). `claim_due` sets status `sending`, `claimed_by` (the worker's owner id), a
@@ -184,8 +185,8 @@ class MessageStore(Protocol):
 
     async def abandon_claim(self, id: str, token: str, now: datetime,
                             verdict: RecoveryVerdict) -> bool:
-        """The owner gives back its claim (its delivery raised) with this verdict; False,
-        and nothing written, when `token` no longer holds the claim."""
+        """The owner gives back its claim (its delivery raised) with this verdict;
+        False, and nothing written, when `token` no longer holds the claim."""
 
     async def claim_holders(self) -> set[str]:
         """The owners that hold at least one claim (for the liveness check)."""
@@ -222,8 +223,9 @@ class MessageStore(Protocol):
         """Messages by status, and when the oldest waiting one was accepted."""
 
     async def wait_for_new(self, timeout: float) -> None:
-        """Return when a message may have become due (new enqueue, retry, release; from any
-        process where the backend can tell) or after `timeout` seconds."""
+        """Return when a message may have become due (new enqueue, retry,
+        release; from any process where the backend can tell) or after
+        `timeout` seconds."""
 
     # `list` last: below it, the name shadows the builtin in annotations.
     async def list(self, status: MessageStatus | None, limit: int, cursor: str | None,
@@ -390,11 +392,9 @@ class Store(Protocol):
         when the database is a file on this machine (SQLite)."""
 
     async def check_writable(self) -> None:
-        """`StorageError` naming the cause unless it takes writes (read-only file, replica)."""
-
-    def share_writes(self) -> dict[str, str]:
-        """The environment by which child processes' stores write through this one (SQLite:
-        one writer for the file, store/sqlite_shared.py); {} where that gains nothing."""
+        """`StorageError` naming the cause unless the database takes writes (a
+        read-only file, a read-only replica)."""
 
     async def close(self) -> None:
-        """Finish what is under way (group commit, notifications); release the connections."""
+        """Finish what is under way (group commit, notifications), then release
+        the connections."""

@@ -23,7 +23,7 @@ import functools
 import sqlite3
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ from outbox.store.rows import AnyRow
 from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
-from outbox.store.sqlite_shared import NotShared, RemoteWriter, SharedWriter, remote_writer
 from outbox.store.sqlite_turn import WriterTurn
 from outbox.store.sqlite_wakeup import PeerWakeup
 from outbox.store.sqlite_writer import WriterThread
@@ -121,31 +120,22 @@ def _on_copy(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kwargs
 def create_store(url: URL) -> SqlStore:
     """The root store on the SQLite file at `url` (nothing is opened yet)."""
     workers = Path(f"{url.database}-workers")  # lock files of the processes using the file
-    runner = SqliteRunner(create_engine(url), WriterTurn(workers, BUSY_TIMEOUT_MS / 1000),
-                          remote_writer(_resolved(url)))
+    runner = SqliteRunner(create_engine(url), WriterTurn(workers, BUSY_TIMEOUT_MS / 1000))
     return SqlStore(runner, pick_due, LockFiles(workers), wakeup=PeerWakeup(workers),
-                    snapshot=runner.snapshot, share_writes=runner.share_writes)
-
-
-def _resolved(url: URL) -> str:
-    return str(Path(url.database or "").resolve())
+                    snapshot=runner.snapshot)
 
 
 class SqliteRunner:
     """Reads on a few reader threads (plain `BEGIN`), writes on the one writer
     thread (`BEGIN IMMEDIATE`, in this process's `turn` among those sharing the
     file), those a client waits on first (`write_first`, sqlite_writer.py); each
-    call is one whole transaction in one hop. In a delivery process of serve, writes
-    go to serve's writer thread instead (`remote`, sqlite_shared.py)."""
+    call is one whole transaction in one hop."""
 
     parallel_writes = False
 
-    def __init__(self, engine: Engine, turn: WriterTurn | None = None,
-                 remote: RemoteWriter | None = None) -> None:
+    def __init__(self, engine: Engine, turn: WriterTurn | None = None) -> None:
         self.engine = engine
         self._turn = turn
-        self._remote = remote
-        self._shared: SharedWriter | None = None
         self._immediate = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         self._writer = WriterThread("outbox-sqlite-write")
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="outbox-sqlite-read")
@@ -165,25 +155,10 @@ class SqliteRunner:
 
     async def _write(self, urgent: bool, body: Body[P, T], *args: P.args,
                      **kwargs: P.kwargs) -> T:
-        if self._remote is not None:
-            with contextlib.suppress(NotShared):
-                shared: T = await self._remote.write(urgent, body, args, kwargs)
-                return shared
-        async with translate_errors():
-            result: T = await asyncio.wrap_future(self._submit(urgent, body, args, kwargs))
-            return result
-
-    def _submit(self, urgent: bool, body: Body[..., Any], args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> Future[Any]:
         call = functools.partial(_in_turn, self._turn, self._immediate, body, *args, **kwargs)
-        return self._writer.submit(call, urgent=urgent)
-
-    def share_writes(self) -> dict[str, str]:
-        """Take other processes' writes on this process's writer thread from now on
-        (sqlite_shared.py); the environment that points a child process's store here."""
-        if self._shared is None:
-            self._shared = SharedWriter(self._submit, _resolved(self.engine.url))
-        return self._shared.environment
+        async with translate_errors():
+            result: T = await asyncio.wrap_future(self._writer.submit(call, urgent=urgent))
+            return result
 
     async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`body` on a copy of the database taken with SQLite's online backup API (the
@@ -193,13 +168,9 @@ class SqliteRunner:
             return await asyncio.get_running_loop().run_in_executor(self._readers, call)
 
     async def close(self) -> None:
-        if self._remote is not None:
-            await self._remote.close()
         await asyncio.get_running_loop().run_in_executor(None, self._shut_down)
 
     def _shut_down(self) -> None:
-        if self._shared is not None:
-            self._shared.close()
         self._writer.shutdown()
         self._readers.shutdown(wait=True)
         self.engine.dispose()

@@ -139,9 +139,16 @@ class SqlMessages:
         if limit <= 0:
             return []
         batch = uuid.uuid4().hex
-        claimed = await self._run.write(_claim, self._pick_due,
-                                        q.claim_params(owner, batch, now, lease_until, limit))
+        claimed = await self._run.write(self._claim, q.claim_params(owner, batch, now,
+                                                                    lease_until, limit))
         return _claims(claimed, owner, batch, lease_until)
+
+    def _claim(self, conn: Connection, params: dict[str, Any]) -> list[Message]:
+        claimed = q.hydrate(conn, self._pick_due(conn, params))
+        owner, now = params["c_owner"], params["c_now"]
+        q.insert_events(conn, [(c.id, Event(now, EventType.CLAIMED, c.attempts + 1,
+                                           detail=f"claimed by {owner}")) for c in claimed])
+        return claimed
 
     async def count_due(self, now: datetime, at_most: int) -> int:
         return await self._run.read(q.count_due, now, at_most)
@@ -162,9 +169,17 @@ class SqlMessages:
             return await self.record_attempts(records), []
         batch = uuid.uuid4().hex
         recorded, claimed = await self._run.write(
-            _record_then_claim, self._pick_due, records,
+            self._record_then_claim, records,
             q.claim_params(owner, batch, now, lease_until, limit), at_least)
         return recorded, _claims(claimed, owner, batch, lease_until)
+
+    def _record_then_claim(self, conn: Connection, records: Sequence[AttemptRecord],
+                           params: dict[str, Any], at_least: int
+                           ) -> tuple[list[bool], list[Message]]:
+        recorded = q.record_attempts(conn, records) if records else []
+        if at_least and q.count_due(conn, params["c_now"], at_least) < at_least:
+            return recorded, []
+        return recorded, self._claim(conn, params)
 
     async def recover_stale(self, now: datetime, decide: Decide,
                             dead_owners: Collection[str] = ()) -> list[str]:
@@ -248,23 +263,3 @@ def _claims(claimed: Sequence[Message], owner: str, batch: str,
     lease = lease_until.astimezone(UTC)
     return [Claim(message, owner, q.claim_token(batch, message.id), lease)
             for message in claimed]
-
-
-# The claim's transaction bodies are module-level functions of plain values, so that a
-# delivery process can send them to serve's SQLite writer (store/sqlite_shared.py).
-
-def _claim(conn: Connection, pick_due: PickDue, params: dict[str, Any]) -> list[Message]:
-    claimed = q.hydrate(conn, pick_due(conn, params))
-    owner, now = params["c_owner"], params["c_now"]
-    q.insert_events(conn, [(c.id, Event(now, EventType.CLAIMED, c.attempts + 1,
-                                       detail=f"claimed by {owner}")) for c in claimed])
-    return claimed
-
-
-def _record_then_claim(conn: Connection, pick_due: PickDue, records: Sequence[AttemptRecord],
-                       params: dict[str, Any], at_least: int
-                       ) -> tuple[list[bool], list[Message]]:
-    recorded = q.record_attempts(conn, records) if records else []
-    if at_least and q.count_due(conn, params["c_now"], at_least) < at_least:
-        return recorded, []
-    return recorded, _claim(conn, pick_due, params)

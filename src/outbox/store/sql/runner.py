@@ -66,18 +66,11 @@ async def translate_errors() -> AsyncIterator[None]:
     violations `Conflict`); Outbox's own errors pass through."""
     try:
         yield
+    except IntegrityError as exc:
+        raise Conflict(f"the database refused the change: {_reason(exc)}") from exc
     except (SQLAlchemyError, OSError) as exc:
-        raise translated(exc) from exc
-
-
-def translated(exc: BaseException) -> BaseException:
-    """`exc` as `translate_errors` raises it: a database or OS error as Outbox's own."""
-    if isinstance(exc, IntegrityError):
-        return Conflict(f"the database refused the change: {_reason(exc)}")
-    if isinstance(exc, (SQLAlchemyError, OSError)):
         reason = _reason(exc)
-        return StorageError(f"database error: {reason}", hint=_hint(reason))
-    return exc
+        raise StorageError(f"database error: {reason}", hint=_hint(reason)) from exc
 
 
 def _hint(reason: str) -> str | None:

@@ -67,10 +67,9 @@ class SqlStore:
 
     def __init__(self, runner: Runner, pick_due: PickDue, liveness: Liveness, *,
                  wakeup: Wakeup | None = None,
-                 lock_schema: LockSchema | None = None, snapshot: Snapshot | None = None,
-                 share_writes: Callable[[], dict[str, str]] | None = None) -> None:
+                 lock_schema: LockSchema | None = None, snapshot: Snapshot | None = None
+                 ) -> None:
         self._run = runner
-        self._share_writes = share_writes
         self._wakeup = wakeup or Wakeup()
         self._inserter = GroupCommit(runner, self._wakeup.notice())
         self._lock_schema = lock_schema
@@ -109,9 +108,6 @@ class SqlStore:
 
     async def check_writable(self) -> None:
         await self._run.write(check_writable)
-
-    def share_writes(self) -> dict[str, str]:
-        return self._share_writes() if self._share_writes is not None else {}
 
     async def close(self) -> None:
         await self._inserter.close()
