@@ -319,6 +319,36 @@ async def test_a_message_cancelled_as_it_is_handed_a_slot_gives_the_slot_back(
         slots.close()
 
 
+async def test_a_slot_another_process_frees_goes_to_the_message_that_waited_first(
+        sharing: Sharing, smtp_server: ServerFactory, make_relay: RelayFactory,
+        delivery_settings: DeliverySettings) -> None:
+    """A message that comes while another waits for a session joins the line behind it,
+    without a look of its own: the slot another process frees goes to the first in line
+    (`SessionPool._checkout`), and the newcomer takes the session after it."""
+    server = smtp_server()
+    relay = make_relay(server, max_connections=2)  # the pool lets two messages in at once
+    other = SessionSlots(relay.name, lambda: 2, sharing(2))
+    pool = SessionPool(relay, delivery_settings,
+                       sessions=SessionSlots(relay.name, lambda: 2, sharing(1)))
+    try:
+        held, _ = take(other, 2)  # every slot, held by the other process
+        first = asyncio.create_task(pool.deliver("a@x.test", ["b@x.test"], message(1)))
+        async with asyncio.timeout(5):
+            while not pool._waiters:
+                await asyncio.sleep(0.001)
+        other.release(held)  # free, until the pool's next look (SLOT_POLL) finds it
+        newcomer = asyncio.create_task(pool.deliver("a@x.test", ["b@x.test"], message(2)))
+        async with asyncio.timeout(10):
+            reports = await asyncio.gather(first, newcomer)
+    finally:
+        await pool.aclose()
+        other.close()
+
+    assert all(report.failure is None for report in reports)
+    assert [m.message_id for m in server.messages] == ["<m1@x.test>", "<m2@x.test>"]
+    assert pool.sessions_opened == 1
+
+
 async def test_two_processes_pools_take_turns_with_a_relay_of_one_session(
         sharing: Sharing, smtp_server: ServerFactory, make_relay: RelayFactory,
         delivery_settings: DeliverySettings) -> None:

@@ -122,13 +122,17 @@ class SessionPool:
         await self.aclose()
 
     async def _checkout(self, *, fresh: bool = False) -> SmtpSession:
-        """An idle session (unless `fresh`), or a new one once a slot is free."""
+        """An idle session (unless `fresh`), or a new one once a slot is free. Behind
+        messages already waiting, a message waits in line without looking for a slot:
+        `_watch` looks for them all (a look tries a lock on each of the relay's slots:
+        with another process holding half of them, a draining delivery process spent
+        about 6 % of its event loop's time on looks that found nothing)."""
         while True:
             while self._idle and not fresh:
                 session = self._idle.pop()
                 if await self._reuse(session):
                     return session
-            slot = self._sessions.try_acquire()
+            slot = None if self._waiters else self._sessions.try_acquire()
             if slot is None:
                 slot = await self._wait()
             if slot is not None:
