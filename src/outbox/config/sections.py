@@ -58,8 +58,13 @@ class ServerSettings(ListenAddress, Section):
                                      "is closed (slow-header clients)")
     body_timeout: Duration = Field(timedelta(seconds=30), description="a request body that "
                                    "sends nothing for this long is dropped")
-    keepalive_timeout: Duration = Field(timedelta(seconds=5), description="an idle "
-                                        "keep-alive connection is closed after this")
+    # Longer than the idle expiry of common HTTP clients and load balancers (httpx 5s,
+    # aiohttp 15s, AWS ALB 60s), so that the client closes an idle connection first. At
+    # 5s, equal to httpx's, a POST sent on a connection as Outbox closed it was reset
+    # (httpx.ReadError, seen twice in bench/compare.py's http runs); nginx keeps 75s.
+    keepalive_timeout: Duration = Field(timedelta(seconds=75), description="an idle "
+                                        "keep-alive connection is closed after this; longer "
+                                        "than clients' own idle expiry, so they close first")
     max_request_headers_size: Size = Field(65_536, ge=1024, description="request line and "
                                            "headers of one HTTP request; more get 431 and the "
                                            "connection is closed")
