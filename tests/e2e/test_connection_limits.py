@@ -177,6 +177,31 @@ def send_until_closed(sock: socket.socket, pieces: list[bytes]) -> None:
             sock.sendall(piece)
 
 
+def _answer_status(connection: socket.socket, reader: Any, request: bytes) -> bytes:
+    """Send `request` on `connection` and read its whole answer: its status code, or b""
+    when the connection was closed instead."""
+    try:
+        connection.sendall(request)
+        status = reader.readline()
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    reader.read(length)
+    return status.split()[1] if status else b""
+
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _post(body: bytes) -> bytes:
+    return (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + API_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
 @pytest.mark.long(14)
 def test_a_busy_keep_alive_connection_outlives_the_header_timeout(launch: Any,
                                                                   tmp_path: Path) -> None:
@@ -188,10 +213,7 @@ def test_a_busy_keep_alive_connection_outlives_the_header_timeout(launch: Any,
     launch(config)
     host, _, port = config["server"]["bind"].rpartition(":")
     body = json.dumps({"from": "a@example.test", "to": "b@example.test", "text": "x"}).encode()
-    requests = [b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                + API_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body]
+    requests = [HEALTH, _post(body)]
     statuses = []
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         reader = connection.makefile("rb")
@@ -199,40 +221,12 @@ def test_a_busy_keep_alive_connection_outlives_the_header_timeout(launch: Any,
         last_sent = started
         while time.monotonic() < started + 12:
             last_sent = time.monotonic()
-            connection.sendall(requests[len(statuses) % 2])
-            status = reader.readline()
+            status = _answer_status(connection, reader, requests[len(statuses) % 2])
             assert status, f"closed after {len(statuses)} answers"
-            length = 0
-            while (line := reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            reader.read(length)
-            statuses.append(status.split()[1])
+            statuses.append(status)
             time.sleep(0.5)
     assert last_sent - started > 10.5  # answered, though sent after the header timeout
     assert set(statuses) == {b"200", b"202"}, statuses
-
-
-def _answer_status(connection: socket.socket, reader: Any, request: bytes) -> bytes:
-    """Send `request` on `connection` and read its whole answer: its status code, or b""
-    when the connection was closed instead."""
-    try:
-        connection.sendall(request)
-        status = reader.readline()
-    except ConnectionResetError:
-        return b""
-    length = 0
-    while (line := reader.readline()) not in (b"\r\n", b""):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    reader.read(length)
-    return status.split()[1] if status else b""
-
-
-def _post(body: bytes) -> bytes:
-    return (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-            + API_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 @pytest.mark.long(8)
@@ -249,8 +243,7 @@ def test_a_connection_idle_past_common_clients_expiry_still_takes_a_post(
     body = json.dumps({"from": "a@example.test", "to": "b@example.test", "text": "x"}).encode()
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         reader = connection.makefile("rb")
-        assert _answer_status(connection, reader, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                              ) == b"200"
+        assert _answer_status(connection, reader, HEALTH) == b"200"
         time.sleep(6)
         assert _answer_status(connection, reader, _post(body)) == b"202"
 
@@ -264,15 +257,14 @@ def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout(
     config.setdefault("server", {})["keepalive_timeout"] = "1s"
     launch(config)
     host, _, port = config["server"]["bind"].rpartition(":")
-    health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         reader = connection.makefile("rb")
-        assert _answer_status(connection, reader, health) == b"200"
+        assert _answer_status(connection, reader, HEALTH) == b"200"
         answered = time.monotonic()
         assert reader.read() == b""  # the end of the connection, from Outbox
         assert 0.5 < time.monotonic() - answered < 8
     with socket.create_connection((host, int(port)), timeout=10) as connection:
-        assert _answer_status(connection, connection.makefile("rb"), health) == b"200"
+        assert _answer_status(connection, connection.makefile("rb"), HEALTH) == b"200"
 
 
 def test_a_request_that_is_not_http_gets_a_json_400_and_few_log_lines(
