@@ -55,22 +55,34 @@ def instructions(directory: Path, backend: str, count: int, sink: compare.Sink) 
         path = write_config(directory / "outbox.toml", config)
         asyncio.run(fill_queue(config, count, compare.TEXT))
         before = sink.count()
-        out = directory / "callgrind.out"
+        out, said = directory / "callgrind.out", directory / "valgrind.err"
         env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONHASHSEED": "0"}
-        worker = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             sys.executable, "-m", "outbox", "worker", "--config", str(path)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with said.open("wb") as stderr:  # a file, not a pipe nobody reads until the end
+            worker = subprocess.Popen(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                 sys.executable, "-m", "outbox", "worker", "--config", str(path)],
+                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             sink.wait_for(before + count, timeout=3600)
             time.sleep(1)  # the results of the last attempts written, as in a drain
         finally:
-            worker.send_signal(signal.SIGTERM)
-            _, stderr = worker.communicate(timeout=600)
-        found = re.findall(rb"Collected : (\d+)", stderr)
+            stop(worker)
+        text = said.read_bytes()
+        found = re.findall(rb"Collected : (\d+)", text)
         if not found:
-            raise SystemExit(f"no count from callgrind:\n{stderr.decode()[-2000:]}")
+            raise SystemExit(f"no count from callgrind:\n{text.decode()[-2000:]}")
         return int(found[-1])
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the worker ends its attempts and callgrind writes its count), then
+    SIGKILL if it has not ended within 10 minutes."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
 
 
 def main() -> None:
@@ -80,7 +92,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"])
     args = parser.parse_args()
-    counts = sorted(int(n) for n in args.messages.split(","))
+    counts = sorted({int(n) for n in args.messages.split(",")})
+    if len(counts) < 2:
+        parser.error("--messages needs two different queue sizes: their difference is "
+                     "what a message costs")
     with ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         sink = compare.Sink(root)
