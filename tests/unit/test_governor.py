@@ -54,7 +54,7 @@ def report(*, failure: SessionFailure | None = None, mail: Reply | None = None,
 
 
 def said(r: DeliveryReport) -> Signal:
-    return signal_of(r, classify(r))[0]
+    return signal_of(r)[0]
 
 
 # --- back-off and probe ------------------------------------------------------------------
@@ -182,6 +182,25 @@ def test_a_refusal_for_good_holds_instead_and_is_not_a_back_off(failure: Session
     assert all(o.kind is OutcomeKind.HELD and not relay_wide(o) for o in classify(r).values())
 
 
+@pytest.mark.parametrize("failure", [
+    SessionFailure(Stage.CONNECT, condition=Condition.CONNECTION_REFUSED),
+    SessionFailure(Stage.GREETING, reply=Reply(421, "4.7.0", "Too many connections")),
+    SessionFailure(Stage.AUTH, reply=Reply(535, "5.7.8", "Authentication credentials invalid")),
+])
+def test_a_setup_failure_says_what_classifying_its_recipients_would(
+        failure: SessionFailure) -> None:
+    # signal_of does not classify every recipient: they all share the session's outcome.
+    r = report(failure=failure)
+    first = next(iter(classify(r).values()))
+    signal, reason, key = signal_of(r)
+    assert (signal is Signal.DOWN) == first.relay_wide
+    if signal is Signal.DOWN:
+        said_reason = str(first.reply) if first.reply else first.detail or first.guidance
+        assert key == first.guidance and reason == said_reason
+    nobody = DeliveryReport("r", (), failure=failure)
+    assert signal_of(nobody) == (Signal.OK, "", "")
+
+
 @pytest.mark.parametrize("r", [
     report(mail=Reply(421, "4.7.0", "Slow down")),
     report(mail=Reply(250, "2.1.0", "ok"), rcpt={A: Reply(450, "4.7.0", "Rate limited")}),
@@ -245,7 +264,7 @@ def test_a_message_refused_at_mail_still_spends_its_attempt() -> None:
 def test_guidance_that_says_outbox_slows_down_is_true(key: str, reply: Reply) -> None:
     assert "slows down for this relay" in guidance.describe(key).next_step
     r = report(mail=Reply(250, "2.1.0", "ok"), rcpt={A: reply, B: reply})
-    signal, _, said_key = signal_of(r, classify(r))
+    signal, _, said_key = signal_of(r)
     assert signal is Signal.THROTTLED and said_key == key
     assert throttle(OPEN, 0).limit < POLICY.max_connections  # fewer sessions at once
     assert POLICY.spacing_for(throttle(OPEN, 0)) > timedelta(0)  # and spaced

@@ -30,7 +30,7 @@ from enum import StrEnum
 
 from outbox.core import guidance
 from outbox.core.model import Outcome, OutcomeKind
-from outbox.core.relay_state import SETUP_STAGES
+from outbox.core.relay_state import SETUP_STAGES, session_outcome
 from outbox.core.replies import ReplyClass, classify_reply
 from outbox.core.report import DeliveryReport
 
@@ -170,13 +170,14 @@ class GovernorPolicy:
         return self.spacing if health.limit else timedelta(0)
 
 
-def signal_of(report: DeliveryReport, outcomes: dict[str, Outcome]) -> tuple[Signal, str, str]:
+def signal_of(report: DeliveryReport) -> tuple[Signal, str, str]:
     """What one session says about its relay, with the reason and guidance key."""
     failure = report.failure
     if failure is not None and failure.stage in SETUP_STAGES:
-        first = next(iter(outcomes.values()), None)
-        if first is not None and first.relay_wide:
-            return Signal.DOWN, _reason(first), first.guidance
+        # Every recipient shares this outcome (core.classify): no need to classify them.
+        outcome = session_outcome(failure) if report.recipients else None
+        if outcome is not None and outcome.relay_wide:
+            return Signal.DOWN, _reason(outcome), outcome.guidance
         return Signal.OK, "", ""  # held for credentials: the gate's business, not ours
     for reply in report.replies():
         if classify_reply(reply) is ReplyClass.THROTTLED:

@@ -101,8 +101,7 @@ class RelayGate:
         if attempt is None:
             return self._held_report(recipients)
         await self._settle(attempt)
-        return await self.governor.observe(attempt.report, classify(attempt.report),
-                                           probe=admission.probe)
+        return await self.governor.observe(attempt.report, probe=admission.probe)
 
     def take_skews(self) -> list[ClockSkew]:
         """Clock skews seen since the last call (each reported once)."""

@@ -33,7 +33,6 @@ from outbox.core.governor import (
     State,
     signal_of,
 )
-from outbox.core.model import Outcome
 from outbox.core.ratelimit import LEASE_SECONDS, Limit
 from outbox.core.report import DeliveryReport
 from outbox.errors import OutboxError
@@ -151,11 +150,10 @@ class RelayGovernor:
 
     # -- observe -------------------------------------------------------------------------
 
-    async def observe(self, report: DeliveryReport, outcomes: dict[str, Outcome], *,
-                      probe: bool) -> DeliveryReport:
+    async def observe(self, report: DeliveryReport, *, probe: bool) -> DeliveryReport:
         """The relay's next state after this session; a relay-wide failure's report
         says how long the relay now backs off (the message waits that long)."""
-        signal, reason, key = signal_of(report, outcomes)
+        signal, reason, key = signal_of(report)
         now = self._wall()
         if not self._changes(signal, now, probe):
             return report
