@@ -104,13 +104,14 @@ class PostgresRunner:
 
 def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[AnyRow]:
     """The claim: due rows nobody else has locked, oldest due first."""
-    return sorted(conn.execute(_CLAIM, params).all(), key=lambda row: row.was_due)
+    return sorted(conn.execute(_CLAIM, params).all(), key=lambda row: row[_WAS_DUE])
 
 
 _PICKED = (select(messages.c.id, messages.c.due_at).where(DUE).order_by(messages.c.due_at)
            .limit(CLAIM_LIMIT).with_for_update(skip_locked=True).cte("picked"))
 _CLAIM = (update(messages).where(messages.c.id == _PICKED.c.id).values(CLAIMED)
           .returning(*messages.c, _PICKED.c.due_at.label("was_due")))
+_WAS_DUE = len(messages.c)  # by position: a Row's attribute costs an AttributeError first
 
 
 def lock_schema(conn: Connection) -> None:

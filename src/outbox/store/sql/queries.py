@@ -219,10 +219,13 @@ def hydrate(conn: Connection, found: Sequence[AnyRow]) -> list[Message]:
     """Messages from rows, with all their recipients (in submission order)."""
     if not found:
         return []
-    ids = bound_list(conn, [r.id for r in found])
+    # By mapping: a Row's attribute raises and clears an AttributeError before it finds
+    # the column (Python 3.11); a claim hydrates up to CLAIM_LIMIT rows on the writer.
+    mapped = [r._mapping for r in found]
+    ids = bound_list(conn, [values["id"] for values in mapped])
     grouped = rows.group_recipients(in_turns(conn.execute(_RECIPIENTS_OF[is_postgres(conn)],
                                                           {"h_ids": ids})))
-    return [rows.to_message(r, grouped.get(r.id, ())) for r in found]
+    return [rows.to_message(values, grouped.get(values["id"], ())) for values in mapped]
 
 
 def _message_by_id(conn: Connection, id: str, *, lock: bool = False) -> AnyRow:
@@ -265,7 +268,7 @@ def record_attempts(conn: Connection, records: Sequence[AttemptRecord]) -> list[
 def _claim_tokens(conn: Connection, ids: set[str]) -> dict[str, str]:
     postgres = is_postgres(conn)
     given = {"r_ids": bound_list(conn, sorted(ids)) if postgres else sorted(ids)}
-    return {r.id: r.claim_token for r in conn.execute(_CLAIM_TOKENS[postgres], given)}
+    return {id: token for id, token in conn.execute(_CLAIM_TOKENS[postgres], given)}
 
 
 # Built once per backend, like the claim's statements (see DUE). On PostgreSQL the ids are
