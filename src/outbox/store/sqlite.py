@@ -202,7 +202,7 @@ def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[AnyRow]:
     return [claimed[id] for id in ids]
 
 
-_ID = list(messages.c).index(messages.c.id)  # in the rows the claim returns
+_ID = list(messages.c.keys()).index("id")  # in the rows the claim returns
 _DUE_IDS = select(messages.c.id).where(DUE).order_by(messages.c.due_at).limit(CLAIM_LIMIT)
 _CLAIM = (update(messages).where(messages.c.id.in_(bindparam("c_ids", expanding=True)))
           .values(CLAIMED).returning(*messages.c))
