@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from outbox.core.report import SessionFailure
 
@@ -24,16 +23,6 @@ REDACTED = "***"
 CLIENT = "C"
 SERVER = "S"
 NOTE = "*"
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    at: float
-    direction: str
-    text: str
-
-    def render(self) -> str:
-        return f"+{self.at:.3f}s {self.direction}: {self.text}"
 
 
 def secret_forms(username: str, password: str) -> set[str]:
@@ -57,10 +46,12 @@ class Transcript:
         self._clock = clock
         self._start = clock()
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self._setup: list[Line] = []
-        self._message: list[Line] | None = None
-        # The setup lines rendered (how many, and the text): the same in front of each of
-        # the session's messages, rendered once rather than once a message.
+        # Lines are kept rendered: each is shown once a message, and an object per line
+        # cost more than the text (about ten lines a message, issue 15).
+        self._setup: list[str] = []
+        self._message: list[str] | None = None
+        # The setup lines joined (how many, and the text): the same in front of each of
+        # the session's messages, joined once rather than once a message.
         self._rendered_setup: tuple[int, str] = (0, "")
 
     def begin_message(self) -> None:
@@ -95,13 +86,13 @@ class Transcript:
     def render(self) -> str:
         count, setup = self._rendered_setup
         if count != len(self._setup):
-            setup = "\n".join(line.render() for line in self._setup)
+            setup = "\n".join(self._setup)
             self._rendered_setup = (len(self._setup), setup)
-        own = "\n".join(line.render() for line in self._message or ())
+        own = "\n".join(self._message or ())
         return f"{setup}\n{own}" if setup and own else setup or own
 
     def _add(self, direction: str, text: str) -> None:
-        line = Line(self._clock() - self._start, direction, self._scrub(text))
+        line = f"+{self._clock() - self._start:.3f}s {direction}: {self._scrub(text)}"
         (self._setup if self._message is None else self._message).append(line)
 
     def _scrub(self, text: str) -> str:
