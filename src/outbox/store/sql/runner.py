@@ -10,11 +10,13 @@ The backend supplies the runner: SQLite hands the whole transaction to a
 thread in one hop (sqlite.py), PostgreSQL drives it on asyncpg with `run_sync`
 (postgres.py). Either way every foreign exception is translated once, in
 `translate_errors`: constraint violations become `Conflict`, other database
-and OS errors `StorageError`; Outbox's own errors pass through.
+and OS errors `StorageError`; Outbox's own errors pass through. The driver's own errors
+too: SQLite's multi-row writes go to the driver past SQLAlchemy (sql/sqlite_rows.py).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
@@ -63,12 +65,13 @@ class Runner(Protocol):
 @asynccontextmanager
 async def translate_errors() -> AsyncIterator[None]:
     """SQLAlchemy and driver errors become `StorageError` (constraint
-    violations `Conflict`); Outbox's own errors pass through."""
+    violations `Conflict`), whether SQLAlchemy wrapped them or not; Outbox's own
+    errors pass through."""
     try:
         yield
-    except IntegrityError as exc:
+    except (IntegrityError, sqlite3.IntegrityError) as exc:
         raise Conflict(f"the database refused the change: {_reason(exc)}") from exc
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
         reason = _reason(exc)
         raise StorageError(f"database error: {reason}", hint=_hint(reason)) from exc
 
