@@ -1,25 +1,21 @@
-"""sql/sqlite_rows.py: many rows in a few multi-row statements on SQLite, and rows read
-in one step, on a real database through store/sqlite.py's engine and runner."""
+"""sql/sqlite_rows.py: many rows in a few multi-row statements on SQLite, on a real
+database through store/sqlite.py's engine and runner."""
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, LargeBinary, bindparam, literal, select, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from outbox.errors import Conflict, StorageError
 from outbox.store.sql import sqlite_rows
 from outbox.store.sqlite import SqliteRunner, create_engine
-from outbox.store.tables import messages, metadata
 
 INSERT = sqlite_rows.inserting("t", "k, v")
 UPDATE = sqlite_rows.updating(["v", "k"], "UPDATE t SET v = u.v FROM u WHERE t.k = u.k")
@@ -105,71 +101,3 @@ async def test_the_drivers_own_errors_reach_callers_as_outboxs(engine: Engine) -
         assert await runner.read(_all) == [(1, "a")]
     finally:
         await runner.close()
-
-
-# -- fetch: rows read in one step ------------------------------------------------------------
-
-AT = datetime(2026, 12, 6, 19, 30, 1, 123456, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    engine = create_engine(make_url(f"sqlite:///{tmp_path_factory.mktemp('db') / 'q.db'}"))
-    metadata.create_all(engine, tables=[messages])
-    yield engine
-    engine.dispose()
-
-
-def _message(id: str, held_seconds: float, meta: dict[str, Any], due: datetime | None
-             ) -> dict[str, Any]:
-    return {"id": id, "message_id": f"<{id}@example.test>", "status": "queued",
-            "sender": "a@example.test", "content": {"subject": "é ☃ \"quoted\"\n", "n": 1},
-            "metadata": meta, "created_at": AT, "updated_at": AT, "due_at": due,
-            "held_seconds": held_seconds, "owner": None}
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text()
-    | st.floats(allow_nan=False, allow_infinity=False),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-    max_leaves=8)
-
-
-@given(held=st.floats(min_value=0, allow_nan=False, allow_infinity=False),
-       meta=st.dictionaries(st.text(), json_values, max_size=4))
-def test_fetched_rows_hold_the_values_sqlalchemy_reads(
-        schema: Engine, held: float, meta: dict[str, Any]) -> None:
-    with schema.connect() as conn, conn.begin() as transaction:
-        conn.execute(messages.insert(), [_message("m1", held, meta, AT),
-                                         _message("m2", 1 / 3, {}, None)])
-        query = select(messages).where(messages.c.id.in_(bindparam("ids", expanding=True)))
-        expected = sorted(tuple(row) for row in conn.execute(query, {"ids": ["m1", "m2"]}))
-        found = sorted(sqlite_rows.fetch(conn, query, {"ids": ["m1", "m2"]}))
-        assert found == expected
-        # Not merely equal: the same types (a time with its zone, the float exact).
-        assert [type(v) for v in found[0]] == [type(v) for v in expected[0]]
-        assert found[0][messages.c.keys().index("held_seconds")] == held
-        transaction.rollback()
-
-
-@given(st.floats(allow_nan=False, allow_infinity=False))
-def test_any_real_comes_back_as_the_very_float(schema: Engine, held: float) -> None:
-    with schema.connect() as conn, conn.begin() as transaction:
-        conn.execute(messages.insert(), [_message("m1", held, {}, AT)])
-        query = select(messages.c.held_seconds)
-        (found,) = sqlite_rows.fetch(conn, query)
-        stored = conn.execute(query).scalar_one()  # -0.0 is stored as 0
-        assert found[0] == stored == held
-        assert math.copysign(1, found[0]) == math.copysign(1, stored)
-        transaction.rollback()
-
-
-def test_no_rows_fetch_an_empty_list(schema: Engine) -> None:
-    with schema.connect() as conn:
-        assert sqlite_rows.fetch(conn, select(messages).where(messages.c.id == "none")) == []
-
-
-def test_a_blob_column_is_refused_rather_than_read_wrong(schema: Engine) -> None:
-    query = select(literal(b"\x00", LargeBinary).label("b"))
-    with schema.connect() as conn, pytest.raises(TypeError, match="BLOB"):
-        sqlite_rows.fetch(conn, query)

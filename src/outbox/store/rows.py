@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from sqlalchemy import Row
+from sqlalchemy import Row, RowMapping
 
 from outbox.core.content import Attachment, AttachmentRef, EmbeddedFile, LinkRef, MessageContent
 from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus, RecipientUpdate
@@ -41,9 +41,6 @@ from outbox.store.values import (
 WAITING_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
-# A messages row, or its values by column name (SQLite's claim reads its rows as one JSON
-# array, sql/sqlite_rows.py).
-FoundRow: TypeAlias = AnyRow | Mapping[str, Any]
 
 
 LEGACY_OWNER_KEY = "_owner"  # the owner in metadata, in rows written before it was a field
@@ -155,8 +152,8 @@ def group_recipients(found: Iterable[Sequence[Any]]) -> dict[str, tuple[Recipien
     return {id: tuple(recipients) for id, recipients in grouped.items()}
 
 
-def to_message(values: Mapping[Any, Any], recipients: tuple[Recipient, ...]) -> Message:
-    """`values`: a messages row's `_mapping`, or its values by column name."""
+def to_message(values: RowMapping, recipients: tuple[Recipient, ...]) -> Message:
+    """`values`: a messages row's `_mapping`."""
     return Message(
         id=values["id"], message_id=values["message_id"],
         status=MessageStatus(values["status"]), sender=values["sender"],

@@ -24,18 +24,16 @@ import sqlite3
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import BindParameter, Connection, Engine, bindparam, event, select, update
+from sqlalchemy import Connection, Engine, bindparam, event, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from outbox.store.liveness import LockFiles
-from outbox.store.rows import FoundRow
-from outbox.store.sql import sqlite_rows
+from outbox.store.rows import AnyRow
 from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
@@ -197,24 +195,20 @@ class SqliteRunner:
             self._turn.close()
 
 
-def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[FoundRow]:
-    """The claim: safe as separate statements, since BEGIN IMMEDIATE holds the write
-    lock throughout. The due rows are read, claimed, then read again, each read in one
-    step (sql/sqlite_rows.py: a step per row let the GIL go as often), and put in due
-    order here."""
-    due = sqlite_rows.fetch(conn, _DUE, params)
-    if not due:
+def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[AnyRow]:
+    """The claim: safe as two statements, since BEGIN IMMEDIATE holds the write
+    lock throughout. Selecting first keeps the due order, which RETURNING does
+    not promise."""
+    ids = conn.execute(_DUE_IDS, params).scalars().all()
+    if not ids:
         return []
-    ids = [id for id, _ in sorted(due, key=itemgetter(1))]
-    conn.execute(_CLAIM, {**params, "c_ids": ids})
-    claimed = {row[_ID]: row for row in sqlite_rows.fetch(conn, _CLAIMED, {"c_ids": ids})}
-    return [dict(zip(_NAMES, claimed[id], strict=True)) for id in ids]
+    # By position: a Row's attribute raises and clears an AttributeError before it
+    # finds the column (Python 3.11), on the writer thread every claim waits for.
+    claimed = {row[_ID]: row for row in conn.execute(_CLAIM, {**params, "c_ids": ids})}
+    return [claimed[id] for id in ids]
 
 
-_NAMES = tuple(messages.c.keys())
-_ID = _NAMES.index("id")
-_DUE = (select(messages.c.id, messages.c.due_at).where(DUE).order_by(messages.c.due_at)
-        .limit(CLAIM_LIMIT))
-_CLAIM_IDS: BindParameter[str] = bindparam("c_ids", expanding=True)
-_CLAIM = update(messages).where(messages.c.id.in_(_CLAIM_IDS)).values(CLAIMED)
-_CLAIMED = select(*messages.c).where(messages.c.id.in_(_CLAIM_IDS))
+_ID = list(messages.c.keys()).index("id")  # in the rows the claim returns
+_DUE_IDS = select(messages.c.id).where(DUE).order_by(messages.c.due_at).limit(CLAIM_LIMIT)
+_CLAIM = (update(messages).where(messages.c.id.in_(bindparam("c_ids", expanding=True)))
+          .values(CLAIMED).returning(*messages.c))

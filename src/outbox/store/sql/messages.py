@@ -20,7 +20,7 @@ from outbox.core.recovery import RecoveryVerdict
 from outbox.errors import Conflict, InputError, NotFound
 from outbox.store import rows
 from outbox.store.base import Decide
-from outbox.store.rows import FoundRow
+from outbox.store.rows import AnyRow
 from outbox.store.sql import listing, recovery
 from outbox.store.sql import queries as q
 from outbox.store.sql import relay_holds as holds
@@ -41,7 +41,7 @@ from outbox.store.values import (
 )
 
 # Claim due rows with the parameters of `queries.claim_params`; full rows, oldest due first.
-PickDue = Callable[[Connection, dict[str, Any]], Sequence[FoundRow]]
+PickDue = Callable[[Connection, dict[str, Any]], Sequence[AnyRow]]
 
 
 class Inserter(Protocol):

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Row, Select, String, bindparam, func, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    func,
+    select,
+    update,
+)
 
 from outbox.core.model import Event, EventType, MessageStatus, RecipientStatus
 from outbox.core.suppression import suppression_key
 from outbox.errors import Conflict, NotFound
 from outbox.store import rows
-from outbox.store.rows import AnyRow, FoundRow
+from outbox.store.rows import AnyRow
 from outbox.store.sql import blob_index as blob_sql
-from outbox.store.sql import (
-    group_insert,
-    message_rows,
-    outcome_rows,
-    sqlite_rows,
-    webhook_events,
-)
+from outbox.store.sql import group_insert, message_rows, outcome_rows, webhook_events
 from outbox.store.sql.bound_lists import bound_list, in_bound_list, is_postgres
 from outbox.store.sql.recipient_rows import insert_recipients
 from outbox.store.sql.suppression_check import find_suppressed
@@ -211,27 +213,18 @@ _RECIPIENTS_OF = {postgres: select(*(recipients.c[name] for name in rows.RECIPIE
                   .where(in_bound_list(recipients.c.message_id, "h_ids", postgres=postgres))
                   .order_by(recipients.c.message_id, recipients.c.position)
                   for postgres in (False, True)}
-# SQLite: the same with each one's position last, to be put in order after the read.
-_RECIPIENTS_AT = select(*(recipients.c[name] for name in rows.RECIPIENT_COLUMNS),
-                        recipients.c.position).where(
-    in_bound_list(recipients.c.message_id, "h_ids", postgres=False))
 
 
-def hydrate(conn: Connection, found: Sequence[FoundRow]) -> list[Message]:
+def hydrate(conn: Connection, found: Sequence[AnyRow]) -> list[Message]:
     """Messages from rows, with all their recipients (in submission order)."""
     if not found:
         return []
     # By mapping: a Row's attribute raises and clears an AttributeError before it finds
     # the column (Python 3.11); a claim hydrates up to CLAIM_LIMIT rows on the writer.
-    mapped = [r._mapping if isinstance(r, Row) else r for r in found]
+    mapped = [r._mapping for r in found]
     ids = bound_list(conn, [values["id"] for values in mapped])
-    if is_postgres(conn):
-        grouped = rows.group_recipients(in_turns(conn.execute(_RECIPIENTS_OF[True],
-                                                              {"h_ids": ids})))
-    else:  # in one step (sql/sqlite_rows.py), then in order: by message, by position
-        found_recipients = sorted(sqlite_rows.fetch(conn, _RECIPIENTS_AT, {"h_ids": ids}),
-                                  key=itemgetter(0, -1))
-        grouped = rows.group_recipients(r[:-1] for r in found_recipients)
+    grouped = rows.group_recipients(in_turns(conn.execute(_RECIPIENTS_OF[is_postgres(conn)],
+                                                          {"h_ids": ids})))
     return [rows.to_message(values, grouped.get(values["id"], ())) for values in mapped]
 
 
@@ -273,11 +266,9 @@ def record_attempts(conn: Connection, records: Sequence[AttemptRecord]) -> list[
 
 
 def _claim_tokens(conn: Connection, ids: set[str]) -> dict[str, str]:
-    if is_postgres(conn):
-        given = {"r_ids": bound_list(conn, sorted(ids))}
-        return {id: token for id, token in conn.execute(_CLAIM_TOKENS[True], given)}
-    # In one step (sql/sqlite_rows.py); the order is the dict's to forget.
-    return dict(sqlite_rows.fetch(conn, _CLAIM_TOKENS[False], {"r_ids": sorted(ids)}))
+    postgres = is_postgres(conn)
+    given = {"r_ids": bound_list(conn, sorted(ids)) if postgres else sorted(ids)}
+    return {id: token for id, token in conn.execute(_CLAIM_TOKENS[postgres], given)}
 
 
 # Built once per backend, like the claim's statements (see DUE). On PostgreSQL the ids are

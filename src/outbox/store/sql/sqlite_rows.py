@@ -17,24 +17,16 @@ parameters asks it), so every statement's text is one of nine per template, whic
 driver keeps prepared: preparing one of 128 rows anew took 354 µs, running it prepared
 27 µs. Of two rows for one target row, an UPDATE applies only one: the callers give one
 per row.
-
-Reading is the same: a cursor steps once per row it returns. `fetch` has SQLite build
-the rows as one JSON array (`json_group_array`), read in one step, and processes each
-value as SQLAlchemy would have. In what order an aggregate takes its rows SQLite does not
-promise: callers that need one sort the rows themselves. A JSON column goes as the text
-it holds; a BLOB cannot go; a REAL goes as text with 20 significant digits (printf's
-`%!.20g`), which gives back the very float (JSON's own 15 digits do not: 0.1 + 0.2).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache, lru_cache
+from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Float, LargeBinary, Select, case, func, select
+from sqlalchemy import Connection
 
 LARGEST = 256  # rows in one statement
 ROWS = "{rows}"  # where a template's rows go
@@ -96,47 +88,3 @@ def statement(template: str, width: int, rows: int) -> str:
     """`template` with `rows` rows of `width` placeholders."""
     row = f"({', '.join('?' * width)})"
     return template.replace(ROWS, ", ".join([row] * rows))
-
-
-Converter = tuple[int, Callable[[Any], Any]]  # a column's position, what its value needs
-
-
-def fetch(conn: Connection, query: Select[Any], params: Mapping[str, Any] | None = None
-          ) -> list[tuple[Any, ...]]:
-    """The rows of `query`, its values as SQLAlchemy gives them, in no set order, read
-    in one step."""
-    aggregate, converters = _plan(query, conn.dialect)
-    found = json.loads(conn.execute(aggregate, dict(params or {})).scalar_one())
-    for row in found:
-        for i, convert in converters:
-            row[i] = convert(row[i])
-    return [tuple(row) for row in found]
-
-
-@lru_cache(maxsize=64)  # by identity: the callers' queries are built once
-def _plan(query: Select[Any], dialect: Any) -> tuple[Select[Any], list[Converter]]:
-    """`query`'s rows as one JSON array, and what each column's value needs after it:
-    the processor SQLAlchemy keeps for its type on `dialect`, after `float` for a REAL
-    (sent as text)."""
-    columns: list[Any] = []
-    converters: list[Converter] = []
-    for i, (given, column) in enumerate(zip(query.selected_columns, query.subquery().c,
-                                            strict=True)):
-        if isinstance(column.type, LargeBinary):
-            raise TypeError(f"{column.name}: JSON cannot carry a BLOB")
-        process = given.type._cached_result_processor(dialect, None)
-        if isinstance(column.type, Float):
-            columns.append(case((column.is_(None), None), else_=func.printf("%!.20g", column)))
-            converters.append((i, _from_text(process)))
-        else:
-            columns.append(column)
-            if process is not None:
-                converters.append((i, process))
-    return select(func.json_group_array(func.json_array(*columns))), converters
-
-
-def _from_text(process: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        number = float(value) if value is not None else None
-        return process(number) if process is not None else number
-    return convert
