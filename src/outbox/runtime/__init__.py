@@ -61,8 +61,11 @@ async def run_worker_process(settings: Settings) -> None:
     health = os.environ.get(HEALTH_ENV, "")  # a delivery process of `outbox serve`
     if health:
         mark_running(Path(health))
-        run_in_the_background()  # serve's requests first (outbox.niceness)
-    outbox = await Outbox.open(settings)
+    outbox = await Outbox.open(settings)  # on SQLite, its writer thread starts here
+    if health:
+        # Serve's requests first (outbox.niceness), from this thread and those it starts
+        # from now on: SQLite's writer thread keeps serve's priority.
+        run_in_the_background()
     worker = outbox.start_delivery(for_backlogs=os.environ.get(BACKLOG_ENV) == "1",
                                    shared=shared_sessions(os.environ.get(SESSIONS_ENV, "")))
     dispatcher = outbox.start_webhooks()  # every node helps post event webhooks
