@@ -5,10 +5,12 @@ executemany steps once per row. The writer thread holds SQLite's write lock, and
 among the processes sharing the file (sqlite_turn.py), all the while; each time it lets
 go while its event loop is busy, it waits for the GIL again, up to the switch interval
 (5 ms). An executemany of 128 rows beside a busy Python thread took 5.9 ms a row instead
-of 5 µs; the same rows as one statement, 59 µs a row. Drains of 10,000 messages by one
-`outbox worker`, three alternations (as bench/drain_ab.py runs them): 2,228-2,381 msg/s
-with executemany, 2,286-2,615 with these statements, for the same instructions per
-message (bench/drain_instructions.py).
+of 5 µs; the same rows as one statement, 59 µs a row. Where a transaction writes a few
+rows a table, as in a drain, the difference does not show: instructions per message
+within 1 % (bench/drain_instructions.py), drains of 10,000 messages by one worker at
+2,024-2,466 msg/s with executemany and 2,068-2,507 with these statements (seven
+alternations, bench/drain_ab.py); nor did bench/abuse.py's small submits beside
+1,000-recipient ones (p99 16.2 ms either way).
 
 So rows go in multi-row statements: `INSERT ... VALUES (...), (...)`, and for an
 UPDATE `WITH u(...) AS (VALUES ...) UPDATE ... FROM u` (SQLite 3.33; the claim's
