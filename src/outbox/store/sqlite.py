@@ -63,11 +63,6 @@ PRAGMAS = (
     "PRAGMA cache_size=-8192",
 )
 BEGIN_OPTION = "outbox_sqlite_begin"
-# Prepared statements each connection keeps, not the driver's 128: the writer's multi-row
-# statements come in nine sizes each (sql/sqlite_rows.py, about 3 MB for all of them), and
-# a claim's `IN (...)` of each length is a text of its own. Prepared anew, a statement of
-# 128 rows cost 354 us, against 27 us to run it.
-CACHED_STATEMENTS = 512
 
 
 def create_engine(url: URL) -> Engine:
@@ -80,8 +75,7 @@ def create_engine(url: URL) -> Engine:
     # six None each went from 2.5 to 1.3 us a row (timeit, one executemany).
     sqlite3.register_adapter(type(None), _null)
     engine = sqlalchemy.create_engine(url, pool_size=READERS + 1, max_overflow=READERS,
-                                      connect_args={"timeout": BUSY_TIMEOUT_MS / 1000,
-                                                    "cached_statements": CACHED_STATEMENTS})
+                                      connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
     return engine

@@ -1,7 +1,7 @@
 """Many rows handed to the database driver as they are, past SQLAlchemy's processing of
 every parameter of every row (a big message's recipients, events and address usage,
 issue 17): PostgreSQL takes one array per column, read back with `unnest`; SQLite
-plain tuples in multi-row statements (sql/sqlite_rows.py).
+plain tuples through the driver's executemany.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import ARRAY, BindParameter, Column, Connection, DateTime, TextClause, bindparam
 from sqlalchemy.types import TypeEngine
 
-from outbox.store.sql import sqlite_rows
 from outbox.store.sql.bound_lists import is_postgres
 from outbox.store.tables import messages
 
@@ -64,10 +63,9 @@ def arrays(columns: Columns, found: Sequence[tuple[Any, ...]]) -> dict[str, list
 
 def write_rows(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
                postgres: Callable[[], TextClause], columns: Columns) -> None:
-    """`found`, tuples in the order of `columns`: on PostgreSQL in one statement,
-    `postgres()` given one array per column; on SQLite in the multi-row statements of
-    the template `sqlite` (`sqlite_rows.execute`, the rows' VALUES in the order of
-    `columns`). A DateTime column holds UtcDateTime values."""
+    """`found`, tuples in the order of `columns`, in one statement: on PostgreSQL
+    `postgres()` given one array per column, on SQLite `sqlite` (with a `?` per column)
+    through the driver's executemany. A DateTime column holds UtcDateTime values."""
     if not found:
         return
     if is_postgres(conn):
@@ -78,7 +76,7 @@ def write_rows(conn: Connection, found: list[tuple[Any, ...]], sqlite: str,
         as_text = stored_form(conn, messages.c.updated_at)
         found = [tuple(as_text(v) if i in times else v for i, v in enumerate(row))
                  for row in found]
-    sqlite_rows.execute(conn, sqlite, found)
+    conn.exec_driver_sql(sqlite, found)
 
 
 def stored_form(conn: Connection, column: Column[Any]) -> Callable[[Any], Any]:

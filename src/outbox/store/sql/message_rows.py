@@ -3,10 +3,9 @@
 SQLAlchemy's executemany processed each of the 17 parameters of each row in Python (44 µs
 a message on SQLite's one writer thread, in groups of 20), and on PostgreSQL each row was
 then a statement of its own for the server to bind and run. As sql/recipient_rows.py
-writes their recipients: SQLite gets plain tuples in multi-row statements
-(sql/sqlite_rows.py), PostgreSQL one array per column and `unnest`. The two JSON
-columns go as text, as SQLAlchemy's JSON type would store them, and PostgreSQL casts
-them back.
+writes their recipients: SQLite gets plain tuples through the driver's executemany,
+PostgreSQL one array per column and `unnest`. The two JSON columns go as text, as
+SQLAlchemy's JSON type would store them, and PostgreSQL casts them back.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from sqlalchemy import Connection, Float, Integer, Text, TextClause, text
 
 from outbox.core.model import MessageStatus
 from outbox.store import rows
-from outbox.store.sql import sqlite_rows
 from outbox.store.sql.driver_rows import TIME as _TIME
 from outbox.store.sql.driver_rows import (
     array_casts,
@@ -39,7 +37,7 @@ COLUMNS = (("id", Text()), ("message_id", Text()), ("status", Text()), ("sender"
             ("request_hash", Text()))
 _JSON = ("content", "metadata")
 _NAMES = ", ".join(name for name, _ in COLUMNS)
-_SQLITE = sqlite_rows.inserting("messages", _NAMES)
+_SQLITE = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
 
 def insert_messages(conn: Connection, chosen: Sequence[NewMessage]) -> None:

@@ -3,9 +3,9 @@ message's new state, its attempt, and its recipients' results.
 
 SQLAlchemy's executemany processes every parameter of every row in Python, and on
 PostgreSQL each row is then a statement of its own for the server to bind and run,
-three per delivered message. SQLite gets plain tuples in multi-row statements
-(sql/sqlite_rows.py); PostgreSQL one array per column and `unnest`: one statement per
-batch whatever its size, as sql/recipient_rows.py writes a new message's recipients.
+three per delivered message. SQLite gets plain tuples through the driver's
+executemany; PostgreSQL one array per column and `unnest`: one statement per batch
+whatever its size, as sql/recipient_rows.py writes a new message's recipients.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Integer, Text, TextClause, text
 
 from outbox.core.model import MessageStatus
 from outbox.store import rows
-from outbox.store.sql import sqlite_rows, webhook_events
+from outbox.store.sql import webhook_events
 from outbox.store.sql.driver_rows import TIME as _TIME
 from outbox.store.sql.driver_rows import (
     array_casts,
@@ -40,38 +40,22 @@ _FINISH = (("status", Text()), ("due_at", _TIME), ("inc", Integer()), ("at", _TI
 _FINISH_SET = ("status = {0}, due_at = {1}, attempts = {m}attempts + {2}, updated_at = {3}, "
                "held_since = {4}, hold_reason = {5}, held_for_relay = {6}, claimed_by = NULL, "
                "claim_token = NULL, lease_until = NULL")
-
-
-def _finish(source: str) -> str:
-    """The UPDATE that ends the claims, its rows `u` from `source`."""
-    set_ = _FINISH_SET.format(*(f"u.{name}" for name, _ in _FINISH[:7]), m="messages.")
-    return (f"UPDATE messages SET {set_} FROM {source} WHERE messages.id = u.id "
-            f"AND messages.claim_token = u.token AND messages.status = '{_SENDING}'")
-
-
-_FINISH_SQLITE = sqlite_rows.updating([name for name, _ in _FINISH], _finish("u"))
+_FINISH_SQLITE = (f"UPDATE messages SET {_FINISH_SET.format(*['?'] * 7, m='')} "
+                  f"WHERE id = ? AND claim_token = ? AND status = '{_SENDING}'")
 
 _ATTEMPT = (("message_id", Text()), ("number", Integer()), ("relay", Text()),
             ("started_at", _TIME), ("finished_at", _TIME), ("outcome", Text()),
             ("transcript", Text()))
 _ATTEMPT_NAMES = ", ".join(name for name, _ in _ATTEMPT)
-_ATTEMPT_SQLITE = sqlite_rows.inserting("attempts", _ATTEMPT_NAMES)
+_ATTEMPT_SQLITE = f"INSERT INTO attempts ({_ATTEMPT_NAMES}) VALUES ({', '.join('?' * 7)})"
 
 _RECIPIENT = (("status", Text()), ("reply_code", Integer()), ("enhanced_code", Text()),
               ("reply", Text()), ("guidance", Text()), ("message_id", Text()),
               ("address", Text()))
 _RECIPIENT_SET = ("status = {0}, reply_code = {1}, enhanced_code = {2}, reply = {3}, "
                   "guidance = {4}")
-
-
-def _results(source: str) -> str:
-    """The UPDATE of the recipients' results, its rows `u` from `source`."""
-    set_ = _RECIPIENT_SET.format(*(f"u.{name}" for name, _ in _RECIPIENT[:5]))
-    return (f"UPDATE recipients SET {set_} FROM {source} "
-            "WHERE recipients.message_id = u.message_id AND recipients.address = u.address")
-
-
-_RECIPIENT_SQLITE = sqlite_rows.updating([name for name, _ in _RECIPIENT], _results("u"))
+_RECIPIENT_SQLITE = (f"UPDATE recipients SET {_RECIPIENT_SET.format(*['?'] * 5)} "
+                     "WHERE message_id = ? AND address = ?")
 
 
 def finish_claims(conn: Connection, chosen: Sequence[AttemptRecord]) -> None:
@@ -110,7 +94,10 @@ def _latest_results(updates: Iterable[tuple[str, RecipientUpdate]]) -> list[tupl
 
 @cache
 def _finish_postgres() -> TextClause:
-    return text(_finish(from_arrays(_FINISH))).bindparams(*array_params(_FINISH))
+    set_ = _FINISH_SET.format(*(f"u.{name}" for name, _ in _FINISH[:7]), m="messages.")
+    return text(f"UPDATE messages SET {set_} FROM {from_arrays(_FINISH)} "
+                f"WHERE messages.id = u.id AND messages.claim_token = u.token "
+                f"AND messages.status = '{_SENDING}'").bindparams(*array_params(_FINISH))
 
 
 @cache
@@ -121,7 +108,10 @@ def _attempts_postgres() -> TextClause:
 
 @cache
 def _recipients_postgres() -> TextClause:
-    return text(_results(from_arrays(_RECIPIENT))).bindparams(*array_params(_RECIPIENT))
+    set_ = _RECIPIENT_SET.format(*(f"u.{name}" for name, _ in _RECIPIENT[:5]))
+    return text(f"UPDATE recipients SET {set_} FROM {from_arrays(_RECIPIENT)} "
+                "WHERE recipients.message_id = u.message_id "
+                "AND recipients.address = u.address").bindparams(*array_params(_RECIPIENT))
 
 
 # PostgreSQL, the usual batch: one record per message, each with a few recipients. The

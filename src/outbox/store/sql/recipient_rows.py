@@ -3,8 +3,7 @@
 SQLAlchemy's executemany processes every parameter of every row in Python: about 5 ms
 for a 1,000-recipient message, on SQLite's one writer thread (where every other submit
 waits) or, on PostgreSQL, on the event loop itself (issue 17). SQLite gets plain tuples
-in multi-row statements (sql/sqlite_rows.py); PostgreSQL one array per column and
-`unnest`, so
+through the driver's executemany; PostgreSQL one array per column and `unnest`, so
 the statement's text is the same for any number of recipients, as sql/webhook_events.py
 does for events.
 """
@@ -17,7 +16,6 @@ from functools import cache
 from sqlalchemy import Connection, Integer, Text, TextClause, text
 
 from outbox.core.model import RecipientStatus
-from outbox.store.sql import sqlite_rows
 from outbox.store.sql.bound_lists import is_postgres
 from outbox.store.sql.driver_rows import array_casts, array_params, arrays, prefixed, where_clause
 from outbox.store.sql.turns import in_turns
@@ -26,7 +24,7 @@ from outbox.store.values import NewMessage
 COLUMNS = (("message_id", Text()), ("position", Integer()), ("address", Text()),
             ("kind", Text()), ("relay", Text()), ("status", Text()), ("provenance", Text()))
 _NAMES = ", ".join(name for name, _ in COLUMNS)
-_SQLITE = sqlite_rows.inserting("recipients", _NAMES)
+_SQLITE = f"INSERT INTO recipients ({_NAMES}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 _PENDING = RecipientStatus.PENDING.value
 
 
@@ -45,7 +43,7 @@ def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
     if is_postgres(conn):
         conn.execute(_postgres(), arrays(COLUMNS, found))
     else:
-        sqlite_rows.execute(conn, _SQLITE, found)
+        conn.exec_driver_sql(_SQLITE, found)
 
 
 def insert_from_arrays(prefix: str = "", where: str = "") -> str:

@@ -23,7 +23,6 @@ from sqlalchemy import Connection, Float, Text, TextClause, exists, select, text
 
 from outbox.core.model import Event, EventType, MessageStatus
 from outbox.store import rows
-from outbox.store.sql import sqlite_rows
 from outbox.store.sql.driver_rows import TIME as _TIME
 from outbox.store.sql.driver_rows import array_params, from_arrays, write_rows
 from outbox.store.sql.queries import HELD, UNFINISHED, WAITING, insert_events
@@ -40,21 +39,16 @@ _RELEASE = (("due_at", _TIME), ("updated_at", _TIME), ("held_seconds", Float()),
 _RELEASE_SET = ("status = '{queued}', due_at = {0}, updated_at = {1}, held_seconds = {2}, "
                 "held_since = NULL, hold_reason = '', held_for_relay = NULL")
 _QUEUED = MessageStatus.QUEUED.value
-
-
-def _release(source: str) -> str:
-    """The UPDATE that releases the messages, its rows `u` from `source`."""
-    set_ = _RELEASE_SET.format(*(f"u.{name}" for name, _ in _RELEASE[:3]), queued=_QUEUED)
-    return (f"UPDATE messages SET {set_} FROM {source} "
-            f"WHERE messages.id = u.id AND messages.status = '{HELD}'")
-
-
-_RELEASE_SQLITE = sqlite_rows.updating([name for name, _ in _RELEASE], _release("u"))
+_RELEASE_SQLITE = (f"UPDATE messages SET {_RELEASE_SET.format('?', '?', '?', queued=_QUEUED)} "
+                   f"WHERE id = ? AND status = '{HELD}'")
 
 
 @cache
 def _release_postgres() -> TextClause:
-    return text(_release(from_arrays(_RELEASE))).bindparams(*array_params(_RELEASE))
+    set_ = _RELEASE_SET.format(*(f"u.{name}" for name, _ in _RELEASE[:3]), queued=_QUEUED)
+    return text(f"UPDATE messages SET {set_} FROM {from_arrays(_RELEASE)} "
+                f"WHERE messages.id = u.id AND messages.status = '{HELD}'"
+                ).bindparams(*array_params(_RELEASE))
 
 
 def _has_unfinished_on(relay: str) -> Any:

@@ -11,7 +11,8 @@ thread in one hop (sqlite.py), PostgreSQL drives it on asyncpg with `run_sync`
 (postgres.py). Either way every foreign exception is translated once, in
 `translate_errors`: constraint violations become `Conflict`, other database
 and OS errors `StorageError`; Outbox's own errors pass through. The driver's own errors
-too: SQLite's multi-row writes go to the driver past SQLAlchemy (sql/sqlite_rows.py).
+are translated too, from a body that reads through it past SQLAlchemy (on SQLite,
+sql/webhook_events.py's subscriptions).
 """
 
 from __future__ import annotations

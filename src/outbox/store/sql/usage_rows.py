@@ -4,8 +4,8 @@ number of addresses: a 1,000-recipient message counts 1,000 of them, in transact
 executemany processed every parameter of every row in Python.
 
 SQLite (`write_usage`): the ranks were computed from the rows read first, in the same
-transaction of its one writer; plain tuples go in multi-row statements
-(sql/sqlite_rows.py), the time converted once, by the column's own bind processor.
+transaction of its one writer; plain tuples go through the driver's executemany, the
+time converted once, by the column's own bind processor.
 
 PostgreSQL (`add_usage`): nothing is read. One array per column goes to an upsert
 that adds the new uses to the stored rank itself (`core.contacts.add_use`, written in
@@ -35,7 +35,6 @@ from sqlalchemy import (
 )
 
 from outbox.core.contacts import add_use, use_weight
-from outbox.store.sql import sqlite_rows
 from outbox.store.sql.driver_rows import array_casts, array_params, stored_form
 from outbox.store.tables import address_usage
 
@@ -44,11 +43,11 @@ Usage = tuple[str, int, datetime, float]  # address key, uses to add, last used 
 _NAMES = "address_key, use_count, last_used_at, rank"
 _ARRAYS = (("keys", Text()), ("counts", Integer()), ("ats", DateTime(timezone=True)),
            ("ranks", Float()))
-_SQLITE = sqlite_rows.inserting("address_usage", _NAMES,
-                                " ON CONFLICT (address_key) DO UPDATE SET "
-                                "use_count = address_usage.use_count + excluded.use_count, "
-                                "last_used_at = max(address_usage.last_used_at, "
-                                "excluded.last_used_at), rank = excluded.rank")
+_SQLITE = (f"INSERT INTO address_usage ({_NAMES}) VALUES (?, ?, ?, ?) "
+           "ON CONFLICT (address_key) DO UPDATE SET "
+           "use_count = address_usage.use_count + excluded.use_count, "
+           "last_used_at = max(address_usage.last_used_at, excluded.last_used_at), "
+           "rank = excluded.rank")
 
 
 def write_usage(conn: Connection, usage: Sequence[Usage]) -> None:
@@ -57,8 +56,8 @@ def write_usage(conn: Connection, usage: Sequence[Usage]) -> None:
         return
     process = stored_form(conn, address_usage.c.last_used_at)
     stored = {at: process(at) for at in {at for _, _, at, _ in usage}}
-    sqlite_rows.execute(conn, _SQLITE, [(key, count, stored[at], rank)
-                                        for key, count, at, rank in usage])
+    conn.exec_driver_sql(_SQLITE, [(key, count, stored[at], rank)
+                                   for key, count, at, rank in usage])
 
 
 def add_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> None:

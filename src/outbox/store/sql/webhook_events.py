@@ -28,7 +28,6 @@ from sqlalchemy import (
 )
 
 from outbox.core.webhooks import WEBHOOK_EVENTS
-from outbox.store.sql import sqlite_rows
 from outbox.store.sql.driver_rows import (
     Columns,
     array_casts,
@@ -160,12 +159,13 @@ def _insert_then_deliver(conn: Connection, values: Sequence[Mapping[str, Any]]) 
     conn.execute(insert(webhook_deliveries), deliveries)
 
 
-_INSERT_EVENTS = sqlite_rows.inserting("events", ", ".join(EVENT_COLUMNS))
+_INSERT_EVENTS = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})")
 
 
 def _insert_plain(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None:
-    """SQLite: the events in multi-row statements (sql/sqlite_rows.py), `at` converted
-    by the column's own bind processor (the text SQLAlchemy would store). SQLAlchemy's
+    """SQLite: the events through the driver's executemany, `at` converted by the
+    column's own bind processor (the text SQLAlchemy would store). SQLAlchemy's
     executemany processes every parameter of every row in Python: a deferral of a
     1,000-recipient message (one event each) cost ~20 ms of the single writer."""
     process = stored_form(conn, events.c.at)
@@ -173,7 +173,7 @@ def _insert_plain(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None
     rows = [(v["message_id"], stored[v["at"]], v["type"], v["attempt"], v["recipient"],
              v["reply_code"], v["enhanced_code"], v["reply"], v["guidance"], v["detail"])
             for v in values]
-    sqlite_rows.execute(conn, _INSERT_EVENTS, rows)
+    conn.exec_driver_sql(_INSERT_EVENTS, rows)
 
 
 _SUBSCRIPTIONS = "SELECT id, events FROM webhook_endpoints WHERE disabled_at IS NULL"
