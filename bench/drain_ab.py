@@ -15,7 +15,6 @@ what threads lose waiting for each other, such as the GIL. Needs smtp-sink
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import subprocess
 import sys
@@ -27,23 +26,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.processes import write_config  # noqa: E402
-
 import bench.compare as compare  # noqa: E402
-from bench.throughput import fill_queue  # noqa: E402
 
 
 def drain_rate(checkout: Path, count: int, sink: compare.Sink, root: Path) -> float:
-    directory = Path(tempfile.mkdtemp(dir=root))
-    with compare.database("sqlite", directory) as url:
-        config = compare.outbox_config(directory, url, sink, smtp=False)
-        path = write_config(directory / "outbox.toml", config)
-        asyncio.run(fill_queue(config, count, compare.TEXT))
+    with compare.filled("sqlite", count, sink, root) as (_, _, serve):  # serve not started
         before = sink.count()
         env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # as `make bench` runs it
         worker = subprocess.Popen([sys.executable, "-m", "outbox", "worker", "--config",
-                                   str(path)], env=env, stdout=subprocess.DEVNULL)
+                                   str(serve.config_path)], env=env, stdout=subprocess.DEVNULL)
         try:
             first = _first_delivery(sink, before)
             started = time.perf_counter()

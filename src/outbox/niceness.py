@@ -36,6 +36,6 @@ BACKGROUND = 10  # added to serve's niceness for its delivery and planning proce
 def run_in_the_background() -> None:
     """Lower the CPU priority of this thread, and of the threads it starts from now on,
     by `BACKGROUND` (a process may always lower its own; where it cannot, it runs on as
-    it is). Elsewhere than on Linux, the whole process's."""
+    it is)."""
     with contextlib.suppress(OSError):  # a sandbox that forbids it
         os.nice(BACKGROUND)
