@@ -24,7 +24,14 @@ from tests.smtpd import ScriptedServer, delay
 
 from outbox.config import DeliverySettings, RelaySettings
 from outbox.delivery.pool import SessionPool
-from outbox.delivery.slots import UNCOUNTED, SessionSlots, SharedSessions, Slot
+from outbox.delivery.slots import (
+    OWED_LOOK,
+    SLOT_POLL,
+    UNCOUNTED,
+    SessionSlots,
+    SharedSessions,
+    Slot,
+)
 
 ServerFactory = Callable[..., ScriptedServer]
 RelayFactory = Callable[..., RelaySettings]
@@ -104,6 +111,30 @@ def test_a_process_owed_its_share_gets_it(two: tuple[SessionSlots, SessionSlots]
     # Both at their share, nobody owed: neither gives back.
     assert not any(first.gives_back(slot) for slot in taken if slot not in given)
     assert not any(second.gives_back(slot) for slot in gotten)
+
+
+def test_a_process_past_its_share_sees_another_owed_within_one_short_look(
+        sharing: Sharing) -> None:
+    """Whether another process is owed a slot is looked at once per OWED_LOOK, not at
+    every session that comes back (two `flock` calls each): a process owed a slot hears
+    of it at most that much later, a fraction of its own looks for a free slot."""
+    now = [0.0]
+    first, second = (SessionSlots("relay", lambda: MAX_CONNECTIONS, sharing(n),
+                                  clock=lambda: now[0]) for n in (1, 2))
+    try:
+        taken = take(first, MAX_CONNECTIONS)
+        assert not first.gives_back(taken[0])  # nobody owed: looked, and remembered
+        with waiting(second):
+            assert not first.gives_back(taken[0])  # the look of a moment ago
+            now[0] += OWED_LOOK
+            assert first.gives_back(taken[0])
+        assert first.gives_back(taken[0])  # no longer owed, not looked at again yet
+        now[0] += OWED_LOOK
+        assert not first.gives_back(taken[0])
+        assert OWED_LOOK < SLOT_POLL
+    finally:
+        first.close()
+        second.close()
 
 
 def test_a_process_within_its_share_keeps_its_sessions(
