@@ -48,8 +48,9 @@ SLOT_POLL = 0.02  # seconds between a waiting process's looks for a free slot
 YIELD_AFTER_RELEASE = 2 * SLOT_POLL
 # Seconds a look at whether another process is owed a slot serves a process past its
 # share as its sessions come back: looked at each time, it was two `flock` calls a message
-# and 3 % of a delivery process's event loop (py-spy, http-lean, issue 15). An owed
-# process looks for a free slot every SLOT_POLL, so it waits no look longer for it.
+# and 3 % of a delivery process's event loop (py-spy, http-lean, issue 15). A session
+# given back to an owed process comes free at most this much later: half the time
+# between its looks for a free slot.
 OWED_LOOK = SLOT_POLL / 2
 
 
