@@ -14,7 +14,8 @@ own, which the others try). While another process is owed, a process at or past
 its share takes no free slot, nor one that has just given one up (so a relay of
 one session alternates between the processes as sessions end, rather than
 staying with the quicker), and one past its share gives a session back when it
-returns it to its pool. While another process waits, a process gives up its
+returns it to its pool (it looks whether another is owed one at most every
+`OWED_LOOK`). While another process waits, a process gives up its
 idle sessions (`SessionPool` looks every `IDLE_LOOK`). Otherwise any process may
 use every slot: a lone process is not held to its share.
 
