@@ -59,13 +59,12 @@ def test_only_the_calling_thread_and_those_it_starts_later_run_in_the_background
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # no writer thread on PG
 def test_a_delivery_processs_sqlite_writer_keeps_serves_priority(
         start_outbox: Any, database_url: str, tmp_path: Path) -> None:
-    url = database_url
     with ScriptedServer() as sink:
-        config = base_config(tmp_path, url, [relay_for(sink)])
+        config = base_config(tmp_path, database_url, [relay_for(sink)])
         fill_queue(config, QUEUED)
         config["delivery"] = {**config.get("delivery", {}), "processes": 1}
         serve = start_outbox([], config=config)
-        wait_all_sent(url, QUEUED, timeout=120)
+        wait_all_sent(database_url, QUEUED, timeout=120)
         assert serve.proc is not None
         serves = priority(serve.proc.pid)
         [child] = [int(e["pid"]) for e in serve.logged("delivery process started")]

@@ -46,9 +46,9 @@ class Transcript:
         self._clock = clock
         self._start = clock()
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-        # Lines are kept as text: a message's own lines are read once, when its attempt
-        # is recorded, and an object per line (about ten a message) cost more than the
-        # text (issue 15).
+        # Lines are kept as text: a message's own lines are joined once, into the report
+        # its attempt records, and an object per line (about ten a message) cost more
+        # than the text (issue 15).
         self._setup: list[str] = []
         self._message: list[str] | None = None
         # The setup lines joined (how many, and the text): the same in front of each of
