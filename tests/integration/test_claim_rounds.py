@@ -23,7 +23,7 @@ from outbox.config import RelaySettings, Settings
 from outbox.core.compose import Submission
 from outbox.core.model import MessageStatus
 from outbox.service import Outbox
-from outbox.service.messages import BatchItem
+from outbox.service.messages import BatchItem, Submitted
 from outbox.worker import loop
 from outbox.worker.attempt import Attempt
 
@@ -108,7 +108,7 @@ async def test_a_worker_for_backlogs_claims_only_while_a_full_batch_is_due(
 
         outbox.store.messages.count_due = looking  # type: ignore[method-assign]
         outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
-        ids = [await submit(outbox, n) for n in range(batch - 1)]
+        ids = await submit_all(outbox, batch - 1)
         worker = outbox.start_delivery(for_backlogs=True)
         task = asyncio.create_task(worker.run())
         try:
@@ -136,8 +136,22 @@ async def submit(outbox: Outbox, n: int) -> str:
     return accepted.message.id
 
 
+async def submit_all(outbox: Outbox, count: int) -> list[str]:
+    """Messages #0 to #count-1 as `submit` makes them, in one call: 127 submits one by one
+    took 0.25 s of CPU, one call 0.1 s."""
+    submitted = await outbox.messages.submit_many([BatchItem(Submission(
+        sender="app@example.test", to=f"r{n}@example.test", subject=f"#{n}", text="hello"))
+        for n in range(count)])
+    ids = [s.message.id for s in submitted if isinstance(s, Submitted)]
+    assert len(ids) == count, submitted
+    return ids
+
+
 async def statuses(outbox: Outbox, ids: list[str]) -> set[MessageStatus]:
-    return {(await outbox.messages.get(id)).message.status for id in ids}
+    """In one read, not one per message: `deliver_until_sent` asks 20 times a second,
+    and 127 reads one by one took 0.15 s of CPU, one listing 6 ms."""
+    found = {m.id: m.status for m in (await outbox.messages.list(limit=len(ids) + 1)).messages}
+    return {found[id] for id in ids}
 
 
 async def _true(value: bool) -> bool:
@@ -204,7 +218,7 @@ async def test_the_first_claim_takes_what_fits_were_each_message_as_large_as_all
     with ScriptedServer() as server:
         settings = at_the_defaults(server, db_url)
         outbox = await Outbox.open(settings)
-        ids = [await submit(outbox, n) for n in range(30)]
+        ids = await submit_all(outbox, 30)
         asked: list[int] = []
         claim_due = outbox.store.messages.claim_due
         record_and_claim = outbox.store.messages.record_and_claim
@@ -322,8 +336,7 @@ async def test_a_worker_for_backlogs_claims_with_results_only_while_a_full_batch
 
         outbox.store.messages.record_and_claim = riding  # type: ignore[method-assign]
         outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
-        for n in range(batch):
-            await submit(outbox, n)
+        await submit_all(outbox, batch)
         worker = outbox.start_delivery(for_backlogs=True)
         task = asyncio.create_task(worker.run())
         try:
