@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from tests.processes import TLS
+
 SNAPSHOT = Path(__file__).resolve().parents[2] / "docs" / "openapi-v1.json"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 Direction = Literal["request", "response"]
@@ -211,7 +213,8 @@ def live_document() -> Schema:
         process = OutboxProcess(write_config(directory / "outbox.toml", config), config)
         process.start()
         try:
-            document: Schema = httpx.get(f"{process.base_url}/openapi.json", timeout=30).json()
+            document: Schema = httpx.get(f"{process.base_url}/openapi.json", timeout=30,
+                                         verify=TLS).json()
         finally:
             process.stop(timeout=10)
     return document

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import OutboxProcess
+from tests.processes import TLS, OutboxProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ["swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon-32x32.png"]
@@ -40,7 +40,7 @@ def loaded_urls(html: str) -> list[str]:
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_documentation_pages_load_only_local_files(server: OutboxProcess, page: str) -> None:
-    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+    with httpx.Client(base_url=server.base_url, timeout=30, verify=TLS) as client:
         response = client.get(page)
         assert response.status_code == 200, response.text
         assert "text/html" in response.headers["content-type"]

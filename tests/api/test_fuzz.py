@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import API_KEY, OutboxProcess
+from tests.processes import API_KEY, TLS, OutboxProcess
 
 SEED = 20261202
 EXAMPLES_PER_OPERATION = 6
@@ -76,7 +76,7 @@ def operations_in(report: Path) -> set[str]:
 
 def answered(server: OutboxProcess) -> dict[tuple[str, str], set[str]]:
     """(method, route) → status codes the server gave, from its own /metrics."""
-    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    text = httpx.get(f"{server.base_url}/metrics", timeout=10, verify=TLS).text
     codes: dict[tuple[str, str], set[str]] = {}
     for code, method, route in re.findall(
             r'outbox_api_requests_total\{code="(\d+)",method="([A-Z]+)",route="([^"]+)"\}',
@@ -98,7 +98,7 @@ def test_schemathesis_finds_no_problem(server: OutboxProcess, tmp_path: Path) ->
 
     # Not a vacuous pass: every published operation was exercised, and the server
     # accepted requests (a wrong key would make every answer a documented 401).
-    spec = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()
+    spec = httpx.get(f"{server.base_url}/openapi.json", timeout=10, verify=TLS).json()
     published = {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops
                  if not re.match(EXCLUDED, p)} - set(EXCLUDED_OPERATIONS)
     assert published <= operations_in(report)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api.openapi_diff import SNAPSHOT, breaking_changes
-from tests.processes import OutboxProcess
+from tests.processes import TLS, OutboxProcess
 
 BASE: dict[str, Any] = {
     "paths": {
@@ -171,7 +171,7 @@ def test_the_live_api_only_grows_from_the_committed_snapshot(server: OutboxProce
     """docs/api-versioning.md: nothing in docs/openapi-v1.json is removed, renamed or
     retyped by the running API. After an addition, refresh the snapshot with
     `python -m tests.api.openapi_diff --update`."""
-    live = httpx.get(f"{server.base_url}/openapi.json", timeout=30).json()
+    live = httpx.get(f"{server.base_url}/openapi.json", timeout=30, verify=TLS).json()
     snapshot = json.loads(SNAPSHOT.read_text())
     assert breaking_changes(snapshot, live) == []
     assert any(path.startswith("/v1/") for path in snapshot["paths"])

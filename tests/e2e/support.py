@@ -14,7 +14,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.dbsql import sql
-from tests.processes import OutboxProcess, wait_until
+from tests.processes import TLS, OutboxProcess, wait_until
 from tests.smtpd import ScriptedServer
 
 FINAL = {"sent", "failed", "partially_sent", "cancelled"}
@@ -128,7 +128,7 @@ def wait_all_sent(url: str, count: int, timeout: float, what: str = "") -> None:
 def healthz(outbox: OutboxProcess) -> tuple[int, dict[str, Any]]:
     """(status code, body) of /healthz; (0, {}) when the process does not answer."""
     try:
-        response = httpx.get(f"{outbox.base_url}/healthz", timeout=5)
+        response = httpx.get(f"{outbox.base_url}/healthz", timeout=5, verify=TLS)
     except httpx.HTTPError:
         return 0, {}
     try:
@@ -143,7 +143,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def scrape(outbox: OutboxProcess) -> Samples:
     """/metrics as {(sample name, sorted labels): value}."""
-    text = httpx.get(f"{outbox.base_url}/metrics", timeout=10).text
+    text = httpx.get(f"{outbox.base_url}/metrics", timeout=10, verify=TLS).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 

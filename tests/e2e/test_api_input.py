@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import API_KEY, READ_ONLY_KEY, OutboxProcess
+from tests.processes import API_KEY, READ_ONLY_KEY, TLS, OutboxProcess
 
 GOOD: dict[str, Any] = {"from": "Shop <shop@example.test>", "to": ["a@example.test"],
                         "subject": "Hello", "text": "hi"}
@@ -93,7 +93,7 @@ def test_an_empty_body_is_named_as_such(server: OutboxProcess) -> None:
 ])
 def test_missing_or_unknown_key_is_401(server: OutboxProcess, headers: dict[str, str]) -> None:
     before = queue_size(server)
-    response = httpx.post(f"{server.base_url}/v1/messages", json=GOOD, headers=headers)
+    response = httpx.post(f"{server.base_url}/v1/messages", json=GOOD, headers=headers, verify=TLS)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
     assert queue_size(server) == before
@@ -131,7 +131,7 @@ def test_unknown_message_is_404(server: OutboxProcess) -> None:
 
 
 def test_openapi_and_healthz(server: OutboxProcess) -> None:
-    assert httpx.get(f"{server.base_url}/healthz").json()["status"] == "ok"
-    spec = httpx.get(f"{server.base_url}/openapi.json").json()
+    assert httpx.get(f"{server.base_url}/healthz", verify=TLS).json()["status"] == "ok"
+    spec = httpx.get(f"{server.base_url}/openapi.json", verify=TLS).json()
     assert "/v1/messages" in spec["paths"]
     assert "/v1/messages/{id}/attempts" in spec["paths"]

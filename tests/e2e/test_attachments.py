@@ -26,7 +26,7 @@ import pytest
 
 from outbox.core.links import LinkTicket, sign_link
 from tests.pg import database
-from tests.processes import API_KEY, OutboxProcess, base_config, wait_until, write_config
+from tests.processes import API_KEY, TLS, OutboxProcess, base_config, wait_until, write_config
 from tests.smtpd import ScriptedServer
 
 LINK_SECRET = "e2e-link-secret-0123456789"
@@ -265,7 +265,8 @@ def test_a_large_file_goes_as_a_link_that_downloads_the_exact_file(env: Env) -> 
     assert url.startswith(env.outbox.base_url + "/d/")
     assert url in msg.get_body(("html",)).get_content()
 
-    with httpx.Client(timeout=30) as anonymous:  # no API key: the token is the permission
+    # No API key: the token is the permission.
+    with httpx.Client(timeout=30, verify=TLS) as anonymous:
         download = anonymous.get(url)
         assert download.status_code == 200
         assert sha(download.content) == sha(big)
@@ -283,6 +284,6 @@ def test_a_large_file_goes_as_a_link_that_downloads_the_exact_file(env: Env) -> 
 
 
 def test_uploads_need_an_api_key_with_the_send_scope(env: Env) -> None:
-    with httpx.Client(base_url=env.outbox.base_url, timeout=30) as anonymous:
+    with httpx.Client(base_url=env.outbox.base_url, timeout=30, verify=TLS) as anonymous:
         assert anonymous.post("/v1/uploads", content=b"x").status_code == 401
     assert API_KEY  # the env's client carries it

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.processes import OutboxProcess
+from tests.processes import TLS, OutboxProcess
 
 BAD = {
     3: ({"to": ["not an address"]}, "invalid_address", "messages[3].to[0]"),
@@ -93,7 +93,7 @@ def test_the_batch_itself_is_checked(shared_server: OutboxProcess) -> None:
         too_many = client.post("/v1/messages/batch", json={"messages": [item] * 501})
         empty = client.post("/v1/messages/batch", json={"messages": []})
         schema = client.get("/openapi.json").json()
-    with httpx.Client(base_url=shared_server.base_url) as anonymous:
+    with httpx.Client(base_url=shared_server.base_url, verify=TLS) as anonymous:
         unauthenticated = anonymous.post("/v1/messages/batch", json={"messages": [item]})
     assert (too_many.status_code, too_many.json()["error"]["field"]) == (422, "messages")
     assert (empty.status_code, empty.json()["error"]["field"]) == (422, "messages")

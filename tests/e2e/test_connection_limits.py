@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import API_KEY, OutboxProcess, base_config, free_port
+from tests.processes import API_KEY, TLS, OutboxProcess, base_config, free_port
 
 NOFILE = 256
 
@@ -111,7 +111,7 @@ def test_500_slow_header_clients_neither_block_others_nor_exhaust_descriptors(
     failures: list[str] = []
     peak_fds = 0
     with SlowHeaderClients((host, int(port)), 500) as slow, httpx.Client(
-            base_url=outbox.base_url, timeout=5) as client:
+            base_url=outbox.base_url, timeout=5, verify=TLS) as client:
         deadline = time.monotonic() + 25  # past two header timeouts (10 s each)
         while time.monotonic() < deadline:
             began = time.monotonic()
@@ -165,7 +165,7 @@ def test_a_refused_connection_gets_a_json_503_with_retry_after(launch: Any,
     assert b"server.max_connections_per_client" in body and b'"too_many_connections"' in body
     # Once they are gone, the address is served again.
     time.sleep(0.3)
-    assert httpx.get(f"{outbox.base_url}/healthz", timeout=5).status_code == 200
+    assert httpx.get(f"{outbox.base_url}/healthz", timeout=5, verify=TLS).status_code == 200
 
 
 def send_until_closed(sock: socket.socket, pieces: list[bytes]) -> None:

@@ -30,7 +30,7 @@ from outbox.api.schemas import MessageIn
 from outbox.config import load_settings
 from outbox.service import Outbox
 from outbox.ui.app import create_ui
-from tests.processes import API_KEY, base_config, free_port, write_config
+from tests.processes import API_KEY, TLS, base_config, free_port, write_config
 
 READ_ONLY_KEY = "ob_read_only_key_7Qs"
 LIMITED = {"direct": "ob_limited_direct_k3", "generic": "ob_limited_generic_k3"}
@@ -123,7 +123,7 @@ async def served(app: Any) -> AsyncIterator[str]:
 
 
 async def answers(app: Any, name: str) -> list[tuple[int, dict[str, str], Any]]:
-    async with served(app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with served(app) as base, httpx.AsyncClient(base_url=base, verify=TLS) as client:
         return [comparable(await client.post(
             "/v1/messages", content=body,
             headers={**headers, **({"Authorization": f"Bearer {key}"} if key else {})}),
@@ -183,7 +183,7 @@ async def test_well_formed_submits_skip_the_router_and_the_rest_reach_it(
     monkeypatch.setattr(APIRoute, "get_route_handler", counting)
     auth = {"Authorization": f"Bearer {API_KEY}"}
     async with (served(create_app(outbox)) as base,
-                httpx.AsyncClient(base_url=base, headers=auth) as client):
+                httpx.AsyncClient(base_url=base, headers=auth, verify=TLS) as client):
         well = await client.post("/v1/messages", json=MESSAGE)
         assert well.status_code == 202 and handled == []
         extra = await client.post("/v1/messages", json={**MESSAGE, "colour": "red"})
@@ -228,6 +228,7 @@ async def test_neither_app_asks_opentelemetry_for_its_providers(
     monkeypatch.setattr(_logs, "get_logger_provider", provider("logger"))
     statuses = [status for status, _, _ in await answers(create_app(outbox), "direct")]
     assert statuses[:4] == [202, 202, 202, 200] and statuses[-2:] == [202, 429]
-    async with served(create_ui(outbox)) as base, httpx.AsyncClient(base_url=base) as client:
+    async with (served(create_ui(outbox)) as base,
+                httpx.AsyncClient(base_url=base, verify=TLS) as client):
         assert (await client.get("/login")).status_code == 200
     assert asked == []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.processes import free_port, wait_until
+from tests.processes import TLS, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def test_make_run_from_a_fresh_clone_then_readme_curl_queues(tmp_path: Path) -> 
     try:
         def healthy() -> bool:
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", verify=TLS).status_code == 200
             except httpx.HTTPError:
                 return False
 
@@ -71,6 +71,6 @@ def test_make_run_from_a_fresh_clone_then_readme_curl_queues(tmp_path: Path) -> 
 
 def _deferred(port: int, key: str, id: str) -> dict[str, object] | None:
     response = httpx.get(f"http://127.0.0.1:{port}/v1/messages/{id}",
-                         headers={"Authorization": f"Bearer {key}"})
+                         headers={"Authorization": f"Bearer {key}"}, verify=TLS)
     body = response.json()
     return body if body["status"] == "deferred" else None

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.pgcluster import PgCluster
-from tests.processes import OutboxProcess, base_config, free_port, wait_until
+from tests.processes import TLS, OutboxProcess, base_config, free_port, wait_until
 
 OUTAGE = 10.0
 
@@ -57,7 +57,8 @@ def test_each_request_failing_in_a_database_outage_is_logged_with_its_cause(
                 time.sleep(0.2)
         finally:
             own_cluster.start()
-    wait_until(lambda: httpx.get(f"{outbox.base_url}/healthz", timeout=5).status_code == 200,
+    wait_until(lambda: httpx.get(f"{outbox.base_url}/healthz", timeout=5,
+                                 verify=TLS).status_code == 200,
                timeout=60, message="/healthz 200 after the outage")
     lines = [json.loads(line) for line in outbox.log_path.read_text().splitlines()
              if '"request failed"' in line]

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from outbox.config import DkimKey
 from outbox.delivery.dkim import public_record
-from tests.processes import API_KEY, OutboxProcess, base_config, wait_until
+from tests.processes import API_KEY, TLS, OutboxProcess, base_config, wait_until
 from tests.smtpd import ScriptedServer
 
 ADMIN_KEY = "ob_test_admin_key_for_unsub_0001"
@@ -92,15 +92,16 @@ def test_unsubscribe_link_and_dkim_signatures(outbox: tuple[OutboxProcess, Any],
     url = re.fullmatch(r"<(.+)>", str(parsed["List-Unsubscribe"]))
     assert url is not None and url.group(1).startswith(process.base_url + "/unsubscribe/")
 
-    page = httpx.get(url.group(1))  # a GET only shows the button
+    page = httpx.get(url.group(1), verify=TLS)  # a GET only shows the button
     assert page.status_code == 200 and "dana@example.org" in page.text
     with process.client(ADMIN_KEY) as admin:
         assert admin.get("/v1/suppressions").json()["suppressions"] == []
-    forged = httpx.post(url.group(1)[:-3] + "000", content=b"List-Unsubscribe=One-Click")
+    forged = httpx.post(url.group(1)[:-3] + "000", content=b"List-Unsubscribe=One-Click",
+                        verify=TLS)
     assert forged.status_code == 404
 
     clicked = httpx.post(url.group(1), content=b"List-Unsubscribe=One-Click",
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+                         headers={"Content-Type": "application/x-www-form-urlencoded"}, verify=TLS)
     assert clicked.status_code == 200, clicked.text
     with process.client(ADMIN_KEY) as admin:
         listed = admin.get("/v1/suppressions").json()["suppressions"]

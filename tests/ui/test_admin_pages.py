@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.processes import API_KEY, wait_until
+from tests.processes import API_KEY, TLS, wait_until
 from tests.smtpd import ScriptedServer
 from tests.ui.conftest import StartUi
 from tests.ui.support import ADMIN_KEY, Ui
@@ -42,7 +42,7 @@ def test_a_new_key_is_shown_once_works_and_is_revoked(ui: Ui, page: Page) -> Non
     row = page.locator('#key-list tr[data-key="robot"]')
     expect(row).to_contain_text("send, read")
     with httpx.Client(base_url=ui.process.base_url,
-                      headers={"Authorization": f"Bearer {key}"}) as client:
+                      headers={"Authorization": f"Bearer {key}"}, verify=TLS) as client:
         assert client.get("/v1/messages").status_code == 200
         page.goto(f"{ui.url}/keys")  # never again
         expect(row).to_be_visible()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 from playwright.sync_api import Page, expect
 
+from tests.processes import TLS
 from tests.ui.conftest import StartUi
 from tests.ui.support import PASSWORD, Ui, cli_add_user
 
@@ -74,7 +75,7 @@ def test_a_forged_form_is_refused_and_does_nothing(ui: Ui, page: Page) -> None:
         expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()  # still in
     # The sign-in form is protected too (login CSRF): no token cookie, no sign-in.
     answer = httpx.post(f"{ui.url}/login", data={"name": "admin", "password": PASSWORD,
-                                                  "csrf_token": "x"})
+                                                  "csrf_token": "x"}, verify=TLS)
     assert answer.status_code == 403 and "outbox_session" not in answer.cookies
 
 
@@ -89,7 +90,7 @@ def test_users_made_with_the_cli_sign_in(ui: Ui, page: Page) -> None:
 
 def test_the_session_cookie_is_secure_behind_https(start_ui: StartUi) -> None:
     ui = start_ui(ui={"public_url": "https://outbox.example.test"})
-    with httpx.Client(base_url=ui.process.base_url) as client:
+    with httpx.Client(base_url=ui.process.base_url, verify=TLS) as client:
         form = client.get("/ui/login")
         assert "secure" in form.headers["set-cookie"].lower()
         token = form.text.split('name="csrf_token" value="')[1].split('"')[0]

@@ -11,7 +11,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.e2e.support import wait_all_sent
-from tests.processes import wait_until
+from tests.processes import TLS, wait_until
 from tests.smtpd import ScriptedServer, reply
 from tests.ui.conftest import StartUi
 from tests.ui.support import Ui, screenshot
@@ -27,7 +27,7 @@ def test_the_eml_download_is_the_raw_mime_without_bcc(ui: Ui, page: Page,
     assert answer.status_code == 202, answer.text
     id = answer.json()["id"]
     wait_until(lambda: status_of(ui, id) == "sent", timeout=30, message="sent")
-    with httpx.Client(base_url=ui.url) as anonymous:  # signed out: the sign-in page
+    with httpx.Client(base_url=ui.url, verify=TLS) as anonymous:  # signed out: the sign-in page
         answer = anonymous.get(f"/messages/{id}/eml")
     assert answer.status_code == 303 and "/ui/login" in answer.headers["location"]
     ui.sign_in(page, "vic")  # a viewer may read it
