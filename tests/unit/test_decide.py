@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outbox.core.decide import (
+    NOT_COUNTED,
     STEP,
     AttemptContext,
     AttemptVerdict,
@@ -232,6 +233,19 @@ def test_a_held_relay_holds_the_message_while_another_relay_delivers():
     assert verdict.status is MessageStatus.HELD
     assert updates(verdict) == {A: RecipientStatus.SENT, B: RecipientStatus.PENDING}
     assert verdict.count_attempt is False
+
+
+def test_a_try_the_whole_relay_failed_says_it_is_not_counted():
+    down = replace(REFUSED, relay_wide=True)
+    verdict = decide(ctx(3), {A: down})
+    assert verdict.status is MessageStatus.DEFERRED and verdict.count_attempt is False
+    attempt = verdict.events[0]
+    assert attempt.type is EventType.ATTEMPT and attempt.attempt == 3
+    assert attempt.detail == f"1 deferred; {NOT_COUNTED}"
+    assert "max_attempts" in NOT_COUNTED
+    counted = decide(ctx(3), {A: LATER})
+    assert counted.count_attempt is True
+    assert counted.events[0].detail == "1 deferred"
 
 
 def test_a_relay_scope_deferral_defers():

@@ -112,7 +112,8 @@ def decide_in_steps(
         status=status,
         due_at=due_at,
         recipient_updates=tuple(updates.values()),
-        events=(Event(now, EventType.ATTEMPT, ctx.attempt, detail=_summary(outcomes)), *events),
+        events=(Event(now, EventType.ATTEMPT, ctx.attempt,
+                      detail=_join(_summary(outcomes), NOT_COUNTED if waited else "")), *events),
         count_attempt=not held and not waited,
         hold_reason=hold_reason,
         outcome=status.value,
@@ -230,6 +231,13 @@ def _partly_sent_event(ctx: AttemptContext, now: datetime,
     sent = sum(1 for s in statuses.values() if s is RecipientStatus.SENT)
     return Event(now, EventType.PARTIALLY_SENT, ctx.attempt,
                  detail=f"{sent} of {len(statuses)} recipients delivered; the others failed")
+
+
+# The attempt event of a try that only a failure of the whole relay stopped (refused,
+# timed out, TLS, a 4xx to AUTH, "421"): the try is not counted, so the next one carries
+# the same attempt number, and the timeline says why.
+NOT_COUNTED = ("the relay failed, not the message: not counted against [retry] "
+               "max_attempts (it waits for the relay, up to [retry] max_age)")
 
 
 def _summary(outcomes: Mapping[str, Outcome]) -> str:
