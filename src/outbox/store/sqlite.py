@@ -94,7 +94,11 @@ def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
 
 def _on_begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    # Straight to the driver: an empty transaction took 19 us with SQLAlchemy executing
+    # the BEGIN, 11 this way (a loop of 5,000), and the writer's BEGIN IMMEDIATE is inside
+    # the write turn. A failure here is the driver's own error, which
+    # runner.translate_errors turns into a StorageError as it does SQLAlchemy's.
+    conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
 
 def _transaction(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
