@@ -17,7 +17,14 @@ from sqlalchemy import Connection, Integer, Text, TextClause, text
 
 from outbox.core.model import RecipientStatus
 from outbox.store.sql.bound_lists import is_postgres
-from outbox.store.sql.driver_rows import array_casts, array_params, arrays, prefixed, where_clause
+from outbox.store.sql.driver_rows import (
+    array_casts,
+    array_params,
+    arrays,
+    prefixed,
+    sqlite_many,
+    where_clause,
+)
 from outbox.store.sql.turns import in_turns
 from outbox.store.values import NewMessage
 
@@ -43,7 +50,7 @@ def insert_recipients(conn: Connection, chosen: Sequence[NewMessage]) -> None:
     if is_postgres(conn):
         conn.execute(_postgres(), arrays(COLUMNS, found))
     else:
-        conn.exec_driver_sql(_SQLITE, found)
+        sqlite_many(conn, _SQLITE, found)
 
 
 def insert_from_arrays(prefix: str = "", where: str = "") -> str:

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 
 from outbox.core.contacts import add_use, use_weight
-from outbox.store.sql.driver_rows import array_casts, array_params, stored_form
+from outbox.store.sql.driver_rows import array_casts, array_params, sqlite_many, stored_form
 from outbox.store.tables import address_usage
 
 Usage = tuple[str, int, datetime, float]  # address key, uses to add, last used at, new rank
@@ -56,8 +56,8 @@ def write_usage(conn: Connection, usage: Sequence[Usage]) -> None:
         return
     process = stored_form(conn, address_usage.c.last_used_at)
     stored = {at: process(at) for at in {at for _, _, at, _ in usage}}
-    conn.exec_driver_sql(_SQLITE, [(key, count, stored[at], rank)
-                                   for key, count, at, rank in usage])
+    sqlite_many(conn, _SQLITE, [(key, count, stored[at], rank)
+                                for key, count, at, rank in usage])
 
 
 def add_usage(conn: Connection, counts: Mapping[str, int], now: datetime) -> None:

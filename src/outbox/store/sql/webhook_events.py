@@ -33,6 +33,7 @@ from outbox.store.sql.driver_rows import (
     array_casts,
     array_params,
     prefixed,
+    sqlite_many,
     stored_form,
     utc,
     where_clause,
@@ -173,7 +174,7 @@ def _insert_plain(conn: Connection, values: Sequence[Mapping[str, Any]]) -> None
     rows = [(v["message_id"], stored[v["at"]], v["type"], v["attempt"], v["recipient"],
              v["reply_code"], v["enhanced_code"], v["reply"], v["guidance"], v["detail"])
             for v in values]
-    conn.exec_driver_sql(_INSERT_EVENTS, rows)
+    sqlite_many(conn, _INSERT_EVENTS, rows)
 
 
 _SUBSCRIPTIONS = "SELECT id, events FROM webhook_endpoints WHERE disabled_at IS NULL"
