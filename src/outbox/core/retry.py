@@ -2,10 +2,10 @@
 
 `first_delay` doubles each attempt up to `max_delay`, with +-`jitter` spread
 so that a relay coming back is not hit by the whole queue at once.
-`max_attempts` counts the tries, the first included, but not those that only a
-failure of the whole relay stopped (`wait_for_relay`: such mail waits for the relay,
-up to `max_age`); `max_age` is measured from acceptance. Time spent held is not
-counted by either (the caller passes `held_for`).
+`max_attempts` counts the tries, the first included, but not those that held the
+message, nor those that only a failure of the whole relay stopped (`wait_for_relay`:
+such mail waits for the relay, up to `max_age`); `max_age` is measured from
+acceptance. Time spent held is not counted by either (the caller passes `held_for`).
 """
 
 from __future__ import annotations

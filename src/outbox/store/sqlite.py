@@ -113,7 +113,7 @@ class WriterConnection:
     return, every time, inside the write turn the other processes wait for: 96 against
     48 us for an empty transaction (a loop of 3,000); 22 % of the writer thread's samples
     holding the interpreter's lock in a delivery process at 100 msg/s (py-spy --gil),
-    1 % kept. The turns of serve and of the delivery process, probed at 110 msg/s, were
+    1 % after. The turns of serve and of the delivery process, probed at 110 msg/s, were
     held 7-9 % less (1.39-1.42 -> 1.27-1.30 ms a delivery transaction). A write that
     raises gives the connection back to the pool, which resets it or, broken, drops it;
     the next write takes another."""

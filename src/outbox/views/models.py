@@ -61,9 +61,10 @@ class MessageOut(BaseModel):
     id: str
     status: str
     message_id: str
-    attempts: int = Field(description="tries counted against [retry] max_attempts: a try "
-                          "that a failure of the whole relay stopped is not counted (its "
-                          "`attempt` event says so), so the next one has the same number")
+    attempts: int = Field(description="tries counted against [retry] max_attempts; a try "
+                          "that held the message, or that a failure of the whole relay "
+                          "stopped (its `attempt` event says so), is not counted, and the "
+                          "next try has the same number")
     created_at: str
     updated_at: str
     next_attempt_at: str | None
