@@ -231,6 +231,22 @@ def test_cli_status_and_queue_ls_show_the_message(env: Env, relay: ScriptedServe
     assert listing.returncode == 0 and accepted["id"] in listing.stdout
 
 
+def test_cli_status_shows_brackets_in_subjects_and_replies_as_written(
+        env: Env, relay: ScriptedServer) -> None:
+    """A subject and a relay's reply are data, not Rich markup: `[/]` made `outbox status`
+    fail (MarkupError), and `[see ...]` or Outbox's own `[retry]` vanished."""
+    relay.set_script(reply("RCPT", "550 5.7.1 Refused [/] [see https://example.test/why]",
+                           recipient="jo@example.test"))
+    accepted = env.submit(to="jo@example.test", subject="Offer [/] [bold]now")
+    env.wait_final(accepted["id"])
+    status = env.outbox.cli("status", accepted["id"])
+    assert status.returncode == 0, status.stderr
+    assert "subject     Offer [/] [bold]now" in status.stdout
+    # Table cells fold across lines: compare without the tables' rules and spaces.
+    flat = "".join(c for c in status.stdout if not c.isspace() and c not in "│┃━╇─┼")
+    assert "Refused[/][seehttps://example.test/why]" in flat
+
+
 def test_cli_send_prints_the_id_alone_on_the_last_line(env: Env, relay: ScriptedServer) -> None:
     result = env.outbox.cli("send", "--from", "ops@example.test", "--to", "hal@example.test",
                             "--subject", "From the CLI", "--text", "hello")

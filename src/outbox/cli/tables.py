@@ -57,25 +57,30 @@ def print_messages(console: Console, messages: Sequence[MessageOut]) -> None:
 
 
 def print_detail(console: Console, m: MessageOut) -> None:
-    console.print(f"id          {m.id}")
-    console.print(f"status      {m.status}" + (f" ({m.hold_reason})" if m.hold_reason else ""))
-    console.print(f"message-id  {m.message_id}")
-    console.print(f"from        {m.sender}")
-    console.print(f"subject     {m.subject}")
-    console.print(f"attempts    {m.attempts}   created {m.created_at}"
-                  + (f"   next attempt {m.next_attempt_at}" if m.next_attempt_at else ""))
+    """A message and its timeline. What it shows is data (a subject someone typed, a
+    relay's reply, guidance that names `[retry]`), never Rich markup: as markup, `[/]` in
+    a subject made `outbox status` fail and `[see ...]` in a reply vanished."""
+    lines = [f"id          {m.id}",
+             f"status      {m.status}" + (f" ({m.hold_reason})" if m.hold_reason else ""),
+             f"message-id  {m.message_id}", f"from        {m.sender}",
+             f"subject     {m.subject}",
+             f"attempts    {m.attempts}   created {m.created_at}"
+             + (f"   next attempt {m.next_attempt_at}" if m.next_attempt_at else "")]
     if m.claim is not None:
-        console.print(f"claim       {m.claim.note}", markup=False)
+        lines.append(f"claim       {m.claim.note}")
+    for line in lines:
+        console.print(line, markup=False)
     recipients = Table(title="recipients", show_edge=False, title_justify="left")
     for column in ("address", "kind", "relay", "status", "reply"):
         recipients.add_column(column, overflow="fold")
     for r in m.recipients:
         reply = " ".join(str(x) for x in (r.reply_code, r.enhanced_code, r.reply) if x)
-        recipients.add_row(r.address, r.kind, r.relay, r.status, reply)
+        recipients.add_row(*(escape(cell) for cell in (r.address, r.kind, r.relay, r.status,
+                                                         reply)))
     console.print(recipients)
     for r in m.recipients:
         if r.guidance and r.status != "sent":
-            console.print(f"  {r.address}: {r.guidance}")
+            console.print(f"  {r.address}: {r.guidance}", markup=False)
     _print_timeline(console, m)
 
 
@@ -85,8 +90,9 @@ def _print_timeline(console: Console, m: MessageOut) -> None:
         timeline.add_column(column, overflow="fold")
     for e in m.events:
         reply = " ".join(str(x) for x in (e.reply_code, e.enhanced_code, e.reply) if x)
-        timeline.add_row(e.at[:23], e.type, str(e.attempt or ""), e.recipient or "",
-                         "; ".join(x for x in (reply, e.detail) if x))
+        timeline.add_row(*(escape(cell) for cell in (
+            e.at[:23], e.type, str(e.attempt or ""), e.recipient or "",
+            "; ".join(x for x in (reply, e.detail) if x))))
     console.print(timeline)
 
 
