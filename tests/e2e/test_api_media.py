@@ -36,6 +36,21 @@ def test_a_json_route_refuses_other_content_types(shared_server: OutboxProcess,
     assert count(shared_server) == before
 
 
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x",
+                                          "application/x-www-form-urlencoded"])
+def test_a_form_is_told_how_to_send_a_message_and_its_files(shared_server: OutboxProcess,
+                                                             content_type: str) -> None:
+    """What `curl -F` (and `curl -d`) send: the answer says to send JSON, and where a
+    message's files go."""
+    with shared_server.client() as client:
+        message = client.post("/v1/messages", content=b"from=a", headers={
+            "Content-Type": content_type}).json()["error"]["message"]
+        other = client.post("/v1/webhooks", content=b"url=x", headers={
+            "Content-Type": content_type}).json()["error"]["message"]
+    assert "'Content-Type: application/json'" in message and "POST /v1/uploads" in message
+    assert "'Content-Type: application/json'" in other and "/v1/uploads" not in other
+
+
 @pytest.mark.parametrize("content_type", ["application/json",
                                           "application/json; charset=utf-8"])
 def test_json_is_accepted(shared_server: OutboxProcess, content_type: str) -> None:

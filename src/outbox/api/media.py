@@ -36,8 +36,22 @@ async def json_only(request: Request) -> None:
         raise UnsupportedMediaType("this route takes a JSON body; the request has no "
                                    "Content-Type", field="Content-Type")
     if content_type is not None and not is_json(content_type):
-        raise UnsupportedMediaType(f"this route takes a JSON body, not '{content_type[:100]}'",
+        raise UnsupportedMediaType(f"this route takes a JSON body, not '{content_type[:100]}'"
+                                   + _form_advice(content_type, request.url.path),
                                    field="Content-Type")
+
+
+FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _form_advice(content_type: str, path: str) -> str:
+    """For a form (what `curl -F` and `curl -d` send): how to send this route its body
+    instead, and, for a message, where its files go."""
+    if content_type.partition(";")[0].strip().lower() not in FORMS:
+        return ""
+    files = ("; a file goes in by POST /v1/uploads first, and the message names its "
+             "upload_id" if path.startswith("/v1/messages") else "")
+    return ": send the fields as JSON, with 'Content-Type: application/json'" + files
 
 
 async def declared_methods_only(request: Request) -> None:
