@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from outbox.api.batch import MAX_BATCH
 from tests.dbsql import sql
 from tests.processes import TLS, OutboxProcess, wait_until
 from tests.smtpd import ScriptedServer
@@ -26,6 +27,12 @@ def relay_for(server: ScriptedServer, **extra: Any) -> dict[str, Any]:
             **extra}
 
 
+def bulk_message(n: int, prefix: str = "bulk") -> dict[str, str]:
+    """The `n`th of `submit_many`'s small messages."""
+    return {"from": "bulk@example.test", "to": f"{prefix}{n}@example.test",
+            "subject": f"{prefix} {n}", "text": "x" * 200}
+
+
 def submit_many(outbox: OutboxProcess, count: int, *, threads: int = 8,
                 prefix: str = "bulk") -> dict[str, str]:
     """id → Message-ID of `count` new small messages, posted by `threads` clients."""
@@ -34,9 +41,7 @@ def submit_many(outbox: OutboxProcess, count: int, *, threads: int = 8,
         accepted = {}
         with outbox.client() as client:
             for n in range(start, count, threads):
-                response = client.post("/v1/messages", json={
-                    "from": "bulk@example.test", "to": f"{prefix}{n}@example.test",
-                    "subject": f"{prefix} {n}", "text": "x" * 200})
+                response = client.post("/v1/messages", json=bulk_message(n, prefix))
                 assert response.status_code == 202, response.text
                 body = response.json()
                 accepted[body["id"]] = body["message_id"]
@@ -46,6 +51,23 @@ def submit_many(outbox: OutboxProcess, count: int, *, threads: int = 8,
     with ThreadPoolExecutor(threads) as pool:
         for part in pool.map(post_range, range(threads)):
             submitted.update(part)
+    assert len(submitted) == count
+    return submitted
+
+
+def submit_in_batches(outbox: OutboxProcess, count: int) -> dict[str, str]:
+    """`submit_many`'s messages by POST /v1/messages/batch, for a backlog where single
+    submits are not under test: 600 single POSTs cost 1.6 s of CPU (client and serve),
+    600 in batches 0.6 s."""
+    submitted: dict[str, str] = {}
+    with outbox.client() as client:
+        for start in range(0, count, MAX_BATCH):
+            response = client.post("/v1/messages/batch", json={"messages": [
+                bulk_message(n) for n in range(start, min(start + MAX_BATCH, count))]})
+            assert response.status_code == 200, response.text
+            results = response.json()["results"]
+            assert all("id" in result for result in results), results  # none refused
+            submitted.update({result["id"]: result["message_id"] for result in results})
     assert len(submitted) == count
     return submitted
 

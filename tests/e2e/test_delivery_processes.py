@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from outbox.api.batch import MAX_BATCH
 from outbox.niceness import BACKGROUND
 from outbox.runtime.children import SHARED_PREFIX, usable_cores
 from tests.e2e.support import (
@@ -31,6 +30,7 @@ from tests.e2e.support import (
     relay_for,
     scrape,
     status_counts,
+    submit_in_batches,
     submit_many,
     value,
     wait_all_sent,
@@ -60,25 +60,6 @@ def at_the_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 def sent(outbox: OutboxProcess) -> float:
     return value(scrape(outbox), "outbox_deliveries_total", relay="default", result="sent")
-
-
-def submit_batches(outbox: OutboxProcess, count: int) -> dict[str, str]:
-    """submit_many's messages by POST /v1/messages/batch, for a backlog where single
-    submits are not under test: 600 single POSTs cost 1.6 s of CPU (client and serve),
-    600 in batches 0.6 s (the max_connections test on both backends: 8.4 -> 7.3 s)."""
-    submitted: dict[str, str] = {}
-    with outbox.client() as client:
-        for start in range(0, count, MAX_BATCH):
-            response = client.post("/v1/messages/batch", json={"messages": [
-                {"from": "bulk@example.test", "to": f"bulk{n}@example.test",
-                 "subject": f"bulk {n}", "text": "x" * 200}
-                for n in range(start, min(start + MAX_BATCH, count))]})
-            assert response.status_code == 200, response.text
-            results = response.json()["results"]
-            assert all("id" in result for result in results), results  # none refused
-            submitted.update({result["id"]: result["message_id"] for result in results})
-    assert len(submitted) == count
-    return submitted
 
 
 def test_serve_at_the_defaults_delivers_in_processes_of_its_own_and_counts_it(
@@ -274,7 +255,7 @@ def test_two_delivery_processes_keep_to_a_relay_s_max_connections_together(
         counter = SessionCounter(started_children(outbox), sink.port)
         counter.start()
         try:
-            submit_batches(outbox, total)
+            submit_in_batches(outbox, total)
             wait_all_sent(database_url, total, timeout=120)
         finally:
             counter.done.set()

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from outbox.api.auth import Principal, require
 from outbox.api.described import ADDRESS, CSV_FILE, NAME, VCARD_FILE
+from outbox.api.media import media_type
 from outbox.api.schemas import JSON_INTEGER, Address, Strict
 from outbox.core import addresses
 from outbox.core.contact_merge import Report
@@ -218,8 +219,8 @@ async def import_contacts(request: Request, book: Book, _: Editor,
 
 
 def _format_of(content_type: str) -> str | None:
-    media = content_type.partition(";")[0].strip().lower()
-    return {"text/csv": "csv", "text/vcard": "vcard", "text/x-vcard": "vcard"}.get(media)
+    return {"text/csv": "csv", "text/vcard": "vcard",
+            "text/x-vcard": "vcard"}.get(media_type(content_type))
 
 
 @router.post("/contacts/dedupe", response_model=ReportOut)

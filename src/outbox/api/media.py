@@ -17,9 +17,14 @@ from outbox.errors import UnsupportedMediaType
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
+def media_type(content_type: str) -> str:
+    """`type/subtype` of a Content-Type, lower case, without its parameters."""
+    return content_type.partition(";")[0].strip().lower()
+
+
 def is_json(content_type: str) -> bool:
     """application/json, or a JSON-based type such as application/merge-patch+json."""
-    media = content_type.partition(";")[0].strip().lower()
+    media = media_type(content_type)
     return media == "application/json" or (media.startswith("application/")
                                            and media.endswith("+json"))
 
@@ -47,7 +52,7 @@ FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 def _form_advice(content_type: str, path: str) -> str:
     """For a form (what `curl -F` and `curl -d` send): how to send this route its body
     instead, and, for a message, where its files go."""
-    if content_type.partition(";")[0].strip().lower() not in FORMS:
+    if media_type(content_type) not in FORMS:
         return ""
     files = ("; a file goes in by POST /v1/uploads first, and the message names its "
              "upload_id" if path.startswith("/v1/messages") else "")
