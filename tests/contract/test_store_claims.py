@@ -6,12 +6,14 @@ import asyncio
 import json
 import sys
 from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from outbox.core.content import AttachmentRef, EmbeddedFile
 from outbox.core.model import EventType, MessageStatus, RecipientStatus, RecipientUpdate
 from outbox.store.base import Claim, Store
 from tests.contract.conftest import OpenStore
@@ -56,6 +58,28 @@ async def test_a_claim_carries_owner_token_lease_and_a_claimed_event(store: Stor
     assert detail.message.status is MessageStatus.SENDING and detail.message.due_at is None
     assert [(e.type, e.at, e.attempt) for e in detail.events][-1] == (EventType.CLAIMED, at(1), 1)
     assert await store.messages.claim_due("worker-b", at(10**6), at(10**6) + LEASE, 5) == []
+
+
+async def test_a_claimed_message_is_the_message_as_stored(store: Store) -> None:
+    """Every field, as `get` reads it back: SQLite builds a claim's messages after its
+    transaction from the rows as the driver gave them (store/sqlite_claim.py)."""
+    message = new_message(id="m1", to=["a@example.com", "B <b@example.com>"])
+    content = replace(message.content, cc=("c@example.com",), reply_to=("r@example.com",),
+                      html="<p>Hi</p>", attachments=(
+                          AttachmentRef("a.pdf", "application/pdf", "ab" * 32, 12),
+                          EmbeddedFile("b.txt", "text/plain", "aGk=")))
+    await store.messages.enqueue(replace(message, content=content,
+                                         metadata={"order": 7, "tags": ["x", "é"]}))
+
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 1)
+    stored = (await store.messages.get("m1")).message
+
+    assert claim.message == stored
+    assert claim.message.content == content
+    assert claim.message.metadata == {"order": 7, "tags": ["x", "é"]}
+    assert claim.message.claim is not None and claim.message.claim.lease_until == at(1) + LEASE
+    assert claim.message.created_at == T0 and claim.message.created_at.tzinfo is not None
+    assert [r.address for r in claim.message.recipients] == ["a@example.com", "B <b@example.com>"]
 
 
 async def test_each_claim_gets_a_fresh_token(store: Store) -> None:

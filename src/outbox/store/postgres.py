@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -24,8 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from outbox.store.liveness import AdvisoryLocks
-from outbox.store.rows import AnyRow
-from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
+from outbox.store.sql.messages import Hydrated
+from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE, hydrate
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sql.wakeup import Notice, Wakeup
@@ -102,9 +101,10 @@ class PostgresRunner:
         await self.engine.dispose()
 
 
-def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[AnyRow]:
+def pick_due(conn: Connection, params: dict[str, Any]) -> Hydrated:
     """The claim: due rows nobody else has locked, oldest due first."""
-    return sorted(conn.execute(_CLAIM, params).all(), key=lambda row: row[_WAS_DUE])
+    return Hydrated(hydrate(conn, sorted(conn.execute(_CLAIM, params).all(),
+                                         key=lambda row: row[_WAS_DUE])))
 
 
 _PICKED = (select(messages.c.id, messages.c.due_at).where(DUE).order_by(messages.c.due_at)

@@ -152,8 +152,9 @@ def group_recipients(found: Iterable[Sequence[Any]]) -> dict[str, tuple[Recipien
     return {id: tuple(recipients) for id, recipients in grouped.items()}
 
 
-def to_message(values: RowMapping, recipients: tuple[Recipient, ...]) -> Message:
-    """`values`: a messages row's `_mapping`."""
+def to_message(values: RowMapping | Mapping[str, Any],
+               recipients: tuple[Recipient, ...]) -> Message:
+    """`values`: a messages row's `_mapping`, or its column values by name."""
     return Message(
         id=values["id"], message_id=values["message_id"],
         status=MessageStatus(values["status"]), sender=values["sender"],

@@ -1,4 +1,4 @@
-"""SQLite: the engine and its pragmas, the runner, the claim.
+"""SQLite: the engine and its pragmas, the runner (the claim is sqlite_claim.py).
 
 A whole transaction runs in a worker thread, so a verb costs one hop between
 the event loop and a thread, not three or four per statement as with an
@@ -23,25 +23,22 @@ import contextlib
 import functools
 import sqlite3
 import tempfile
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Connection, Engine, bindparam, event, select, update
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from outbox.store.liveness import LockFiles
-from outbox.store.rows import AnyRow
-from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
+from outbox.store.sqlite_claim import pick_due
 from outbox.store.sqlite_turn import WriterTurn
 from outbox.store.sqlite_wakeup import PeerWakeup
 from outbox.store.sqlite_writer import WriterThread
-from outbox.store.tables import messages
 
 BUSY_TIMEOUT_MS = 30_000
 READERS = 4
@@ -230,22 +227,3 @@ class SqliteRunner:
         self.engine.dispose()
         if self._turn is not None:
             self._turn.close()
-
-
-def pick_due(conn: Connection, params: dict[str, Any]) -> Sequence[AnyRow]:
-    """The claim: safe as two statements, since BEGIN IMMEDIATE holds the write
-    lock throughout. Selecting first keeps the due order, which RETURNING does
-    not promise."""
-    ids = conn.execute(_DUE_IDS, params).scalars().all()
-    if not ids:
-        return []
-    # By position: a Row's attribute raises and clears an AttributeError before it
-    # finds the column (Python 3.11), on the writer thread every claim waits for.
-    claimed = {row[_ID]: row for row in conn.execute(_CLAIM, {**params, "c_ids": ids})}
-    return [claimed[id] for id in ids]
-
-
-_ID = list(messages.c.keys()).index("id")  # in the rows the claim returns
-_DUE_IDS = select(messages.c.id).where(DUE).order_by(messages.c.due_at).limit(CLAIM_LIMIT)
-_CLAIM = (update(messages).where(messages.c.id.in_(bindparam("c_ids", expanding=True)))
-          .values(CLAIMED).returning(*messages.c))

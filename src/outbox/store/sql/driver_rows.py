@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ARRAY, BindParameter, Column, Connection, DateTime, TextClause, bindparam
+from sqlalchemy.exc import StatementError
 from sqlalchemy.types import TypeEngine
 
 from outbox.store.sql.bound_lists import is_postgres
@@ -89,9 +90,19 @@ def sqlite_many(conn: Connection, sql: str, found: Sequence[tuple[Any, ...]]) ->
 
 def stored_form(conn: Connection, column: Column[Any]) -> Callable[[Any], Any]:
     """What SQLAlchemy would store for a value of `column` on `conn` (SQLite keeps a
-    time as text): the column's own bind processor, or the value as it is."""
+    time as text): the column's own bind processor, or the value as it is. A value the
+    processor refuses (a naive time) raises SQLAlchemy's StatementError, as executing
+    it would: runner.translate_errors makes that a StorageError."""
     process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return process or (lambda value: value)
+    if process is None:
+        return lambda value: value
+
+    def checked(value: Any) -> Any:
+        try:
+            return process(value)
+        except ValueError as exc:
+            raise StatementError(f"{column.name}: {exc}", None, None, exc) from exc
+    return checked
 
 
 def utc(at: datetime | None) -> datetime | None:

@@ -20,7 +20,6 @@ from outbox.core.recovery import RecoveryVerdict
 from outbox.errors import Conflict, InputError, NotFound
 from outbox.store import rows
 from outbox.store.base import Decide
-from outbox.store.rows import AnyRow
 from outbox.store.sql import listing, recovery
 from outbox.store.sql import queries as q
 from outbox.store.sql import relay_holds as holds
@@ -40,8 +39,35 @@ from outbox.store.values import (
     QueueStats,
 )
 
-# Claim due rows with the parameters of `queries.claim_params`; full rows, oldest due first.
-PickDue = Callable[[Connection, dict[str, Any]], Sequence[AnyRow]]
+
+class Picked(Protocol):
+    """What a claim took, oldest due first: enough for the claim's transaction to write
+    its `claimed` events, and the messages, built once that transaction has ended (on
+    SQLite, outside the write turn every other process waits for: sqlite_claim.py)."""
+
+    def claimed(self) -> list[tuple[str, int]]:
+        """Each message's id and its attempts before this claim."""
+        ...
+
+    def messages(self) -> list[Message]:
+        ...
+
+
+class Hydrated:
+    """Messages already built inside the claim's transaction (PostgreSQL)."""
+
+    def __init__(self, claimed: list[Message]) -> None:
+        self._messages = claimed
+
+    def claimed(self) -> list[tuple[str, int]]:
+        return [(message.id, message.attempts) for message in self._messages]
+
+    def messages(self) -> list[Message]:
+        return self._messages
+
+
+# Claim due rows with the parameters of `queries.claim_params`.
+PickDue = Callable[[Connection, dict[str, Any]], Picked]
 
 
 class Inserter(Protocol):
@@ -139,16 +165,17 @@ class SqlMessages:
         if limit <= 0:
             return []
         batch = uuid.uuid4().hex
-        claimed = await self._run.write(self._claim, q.claim_params(owner, batch, now,
-                                                                    lease_until, limit))
-        return _claims(claimed, owner, batch, lease_until)
+        picked = await self._run.write(self._claim, q.claim_params(owner, batch, now,
+                                                                   lease_until, limit))
+        return _claims(picked.messages(), owner, batch, lease_until)
 
-    def _claim(self, conn: Connection, params: dict[str, Any]) -> list[Message]:
-        claimed = q.hydrate(conn, self._pick_due(conn, params))
+    def _claim(self, conn: Connection, params: dict[str, Any]) -> Picked:
+        picked = self._pick_due(conn, params)
         owner, now = params["c_owner"], params["c_now"]
-        q.insert_events(conn, [(c.id, Event(now, EventType.CLAIMED, c.attempts + 1,
-                                           detail=f"claimed by {owner}")) for c in claimed])
-        return claimed
+        q.insert_events(conn, [(id, Event(now, EventType.CLAIMED, attempts + 1,
+                                          detail=f"claimed by {owner}"))
+                               for id, attempts in picked.claimed()])
+        return picked
 
     async def count_due(self, now: datetime, at_most: int) -> int:
         return await self._run.read(q.count_due, now, at_most)
@@ -168,17 +195,17 @@ class SqlMessages:
         if limit <= 0:
             return await self.record_attempts(records), []
         batch = uuid.uuid4().hex
-        recorded, claimed = await self._run.write(
+        recorded, picked = await self._run.write(
             self._record_then_claim, records,
             q.claim_params(owner, batch, now, lease_until, limit), at_least)
-        return recorded, _claims(claimed, owner, batch, lease_until)
+        return recorded, _claims(picked.messages(), owner, batch, lease_until)
 
     def _record_then_claim(self, conn: Connection, records: Sequence[AttemptRecord],
                            params: dict[str, Any], at_least: int
-                           ) -> tuple[list[bool], list[Message]]:
+                           ) -> tuple[list[bool], Picked]:
         recorded = q.record_attempts(conn, records) if records else []
         if at_least and q.count_due(conn, params["c_now"], at_least) < at_least:
-            return recorded, []
+            return recorded, Hydrated([])
         return recorded, self._claim(conn, params)
 
     async def recover_stale(self, now: datetime, decide: Decide,
