@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, JsonValue, ValidationError
 from outbox.api.auth import Principal, require
 from outbox.api.errors import explain
 from outbox.api.ratelimit import admit_messages
-from outbox.api.schemas import ErrorBody, ErrorOut, MessageIn, Strict
+from outbox.api.schemas import ErrorBody, ErrorOut, MessageIn, Shape
 from outbox.api.spool import stable
 from outbox.errors import IdempotencyKeyReused, InputError
 from outbox.service import BatchItem, Outbox, Submitted, request_hash
@@ -35,10 +35,10 @@ class BatchMessageIn(MessageIn):
         "this item's Idempotency-Key: a replay gives the earlier message back"))
 
 
-class BatchIn(Strict):
-    # Items are validated one by one in the route, so that one bad item does not refuse
-    # the whole batch: the document says so, each item is a message or any other JSON
-    # value, which gets its error in `results`, in its place.
+class BatchIn(Shape):
+    # Items are validated one by one in the route (each a Strict MessageIn), so that one
+    # bad item does not refuse the whole batch: the document says so, each item is a
+    # message or any other JSON value, which gets its error in `results`, in its place.
     messages: list[Annotated[BatchMessageIn | JsonValue,
                              Field(union_mode="left_to_right")]] = Field(
         min_length=1, max_length=MAX_BATCH,

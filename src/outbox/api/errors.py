@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from outbox.api.body_limit import BodyRefused, refusal_of
 from outbox.api.media import allowed_methods
 from outbox.api.ratelimit import refusal_headers
+from outbox.api.schemas import UNKEEPABLE
 from outbox.config import format_location
 from outbox.errors import (
     AuthError,
@@ -94,6 +95,8 @@ def explain(error: dict[str, Any], loc: tuple[Any, ...],
     """One pydantic error as (code, message, field); `prefix` goes before the field
     (`messages[3]` for an item of a batch)."""
     loc = tuple(p for p in loc if p not in ("list[str]", "str", "function-after[_one_source()]"))
+    if error.get("type") == UNKEEPABLE:  # the path inside the field (api.schemas.Strict)
+        loc += tuple(error.get("ctx", {}).get("path", ()))
     field = format_location(loc) or None
     if prefix:
         field = f"{prefix}.{field}" if field else prefix

@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Header, Path
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from outbox.api.described import (
     ADDRESS,
@@ -23,10 +32,12 @@ from outbox.api.described import (
     UPLOAD_ID_PATTERN,
 )
 from outbox.core.compose import AttachmentIn, Submission
+from outbox.core.json_values import unstorable
 from outbox.views.models import MessageOut
 
 # A message's id in a path (32 hex digits for messages Outbox made; imports keep theirs).
 MessageKey = Annotated[str, Path(min_length=1, max_length=200)]
+UNKEEPABLE = "unkeepable_value"  # a pydantic error type: ctx `path` is where, inside the field
 IDEMPOTENCY_KEY_LENGTH = range(1, 256)  # characters (api/direct.py checks it too)
 IdempotencyKey = Annotated[str | None, Header(
     min_length=IDEMPOTENCY_KEY_LENGTH.start, max_length=IDEMPOTENCY_KEY_LENGTH.stop - 1,
@@ -49,8 +60,26 @@ def _json_integer(value: Any) -> Any:
 JSON_INTEGER = BeforeValidator(_json_integer)  # Annotated[int, Field(ge=...), JSON_INTEGER]
 
 
-class Strict(BaseModel):
+class Shape(BaseModel):
+    """A request body's shape: no unknown fields."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Strict(Shape):
+    """And no value Outbox could not keep (`core.json_values`): a lone surrogate, NaN,
+    Infinity. Checked on each field once it is valid, so a value inside a nested
+    model is checked by that model; api.errors adds the path within the field to the
+    error's field (`metadata.note`)."""
+
+    @field_validator("*")
+    @classmethod
+    def _keepable(cls, value: Any) -> Any:
+        found = unstorable(value)
+        if found is not None:
+            path, why = found
+            raise PydanticCustomError(UNKEEPABLE, why, {"path": path})
+        return value
 
 
 class AttachmentModel(Strict):
