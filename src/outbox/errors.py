@@ -10,6 +10,7 @@
     │   ├── TooManyRecipients       over [limits] max_recipients
     │   ├── LimitExceeded           over another named [limits] key
     │   ├── IdempotencyKeyReused
+    │   ├── MessageIdReused        a client's Message-ID given again to another message
     │   ├── EmptyUpload
     │   ├── BackupInvalid          a backup file that is truncated, altered or not a backup
     │   ├── UnknownUpload          a well-formed upload_id that names no upload (HTTP 404)
@@ -126,6 +127,14 @@ class IdempotencyKeyReused(InputError):
 
     code = "idempotency_key_reused"
     hint = "use a new Idempotency-Key for a different message"
+
+
+class MessageIdReused(InputError):
+    """This Message-ID was already given to another message by the same API key."""
+
+    code = "message_id_reused"
+    hint = ("give each message its own Message-ID, or none (Outbox makes one); "
+            "[delivery] dedupe_message_id = false turns this check off")
 
 
 class EmptyUpload(InputError):

@@ -119,6 +119,30 @@ def test_a_client_message_id_is_honoured_and_deduplicated(start_outbox: Any,
     assert list(sink.message_ids) == ["<order-42@shop.example.test>"]
 
 
+def test_a_client_message_id_matches_in_any_case_and_refuses_another_message(
+        start_outbox: Any, sink: ScriptedServer) -> None:
+    """A stranger pass found `message-id` queued (and delivered) a second copy, and another
+    message under the same Message-ID answered 200 as a replay and was never sent."""
+    outbox = start_outbox([relay_for(sink)])
+    body = {**BODY, "headers": {"Message-ID": "<order-43@shop.example.test>"}}
+    with outbox.client() as client:
+        first = client.post("/v1/messages", json=body)
+        lower = client.post("/v1/messages", json={**body, "headers": {
+            "message-id": "<order-43@shop.example.test>"}})
+        other = client.post("/v1/messages", json={**body, "to": "bob@example.test"})
+        batch = client.post("/v1/messages/batch", json={"messages": [
+            {**body, "subject": "Changed"}]})
+    assert first.status_code == 202
+    assert lower.status_code == 200 and lower.json()["id"] == first.json()["id"]
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "message_id_reused"
+    assert other.json()["error"]["field"] == "headers.Message-ID"
+    (refused,) = batch.json()["results"]
+    assert refused["error"]["field"] == "messages[0].headers.Message-ID"
+    final_status(outbox, first.json()["id"])
+    assert list(sink.message_ids) == ["<order-43@shop.example.test>"]
+
+
 def test_cli_idempotency_key(start_outbox: Any, sink: ScriptedServer) -> None:
     outbox = start_outbox([relay_for(sink)])
     args = ["send", "--from", "ops@example.test", "--to", "ann@example.test", "--subject", "s",

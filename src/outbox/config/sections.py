@@ -166,7 +166,8 @@ class DeliverySettings(Section):
                                      "this long for in-flight deliveries")
     helo_name: str = Field("", description="name sent in EHLO; empty: this host's FQDN")
     dedupe_message_id: bool = Field(True, description="a second submit of the same Message-ID "
-                                    "by the same API key is answered like an idempotent replay")
+                                    "by the same API key is answered like an idempotent replay "
+                                    "(another message under it: 422 message_id_reused)")
 
     def processes_for(self, cores: int) -> int:
         """The delivery processes serve starts on a machine where it may use `cores`."""

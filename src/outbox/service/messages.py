@@ -47,6 +47,7 @@ from outbox.errors import (
     OutboxError,
 )
 from outbox.ids import new_message_id, new_message_key
+from outbox.service import message_ids
 from outbox.service.contacts import ContactBook
 from outbox.service.files import AttachmentFiles, planned_uses
 from outbox.service.pacing import listed, portable, validate_in_chunks
@@ -208,10 +209,10 @@ class Messages:
                 size, self._plan(submission, now, found.infos, await self.files.links()),
                 portable=light)
         if (dedupe and self.settings.delivery.dedupe_message_id
-                and "Message-ID" in submission.headers):
+                and message_ids.gives_message_id(submission.headers)):
             earlier = await self.store.messages.find_by_message_id(owner, planned.message_id)
             if earlier is not None:
-                return Submitted(earlier, replayed=True)
+                return Submitted(message_ids.replayed(earlier, planned), replayed=True)
         await self.files.keep(found, now)  # base64 files become blobs, before the message
         claim = IdempotencyClaim(owner, key, body_hash) if key else None
         new = self._new_message(planned, submission, now, owner, claim, expansion, id)
