@@ -182,13 +182,28 @@ def test_an_invalid_header_name_is_refused(name):
     assert error.field == f"headers.{name}"
 
 
-@pytest.mark.parametrize("name", [
-    *sorted(RESERVED_HEADERS - {"message-id"}),
-    "To", "BCC", "Bcc", "From", "Subject", "Date", "Reply-To", "MIME-Version", "Content-Type"])
-def test_reserved_headers_are_set_through_their_own_field(name):
+@pytest.mark.parametrize(("name", "field"), [
+    ("To", "to"), ("BCC", "bcc"), ("Bcc", "bcc"), ("cc", "cc"), ("From", "from"),
+    ("Subject", "subject"), ("Reply-To", "reply_to")])
+def test_a_header_with_a_field_of_its_own_names_that_field(name, field):
     error = refused(InputError, headers={name: "someone@example.com"})
     assert error.field == f"headers.{name}"
-    assert "own field" in error.message
+    assert f"with the field '{field}'" in error.message
+
+
+@pytest.mark.parametrize("name", [
+    *sorted(RESERVED_HEADERS - {"message-id", "from", "to", "cc", "bcc", "subject", "reply-to"}),
+    "Date", "MIME-Version", "Content-Type", "content-transfer-encoding"])
+def test_a_header_outbox_writes_is_refused_saying_so(name):
+    # These have no field: the old message sent the user to a field that does not exist.
+    error = refused(InputError, headers={name: "x"})
+    assert error.field == f"headers.{name}"
+    assert error.message == f"Outbox writes '{name}' itself: leave it out of headers"
+
+
+def test_a_nul_in_a_header_is_named_as_what_it_is():
+    error = refused(HeaderInjection, headers={"X-A": "v\x00"})
+    assert "'\\x00', a line break or NUL" in error.message
 
 
 def test_custom_headers_are_kept_in_order():

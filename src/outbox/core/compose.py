@@ -43,6 +43,9 @@ _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ':' (RFC 532
 # refuses all of them in a header, so they must be refused here, naming the field.
 _LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _MESSAGE_ID = re.compile(r"<[!-;=?A-~]+@[!-;=?A-~]+>")  # printable ASCII but <, >, @, space
+# Reserved headers a submission sets with a field of its own; Outbox writes the others.
+_OWN_FIELD = {"from": "from", "to": "to", "cc": "cc", "bcc": "bcc", "subject": "subject",
+              "reply-to": "reply_to"}
 _HEADER_NAME_MAX = 76  # "Name:" and a value still fit a 78-column line
 _SNIFF_BYTES = 4096
 
@@ -175,17 +178,21 @@ def _checked_headers(headers: dict[str, str]) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in headers.items():
         where = f"headers.{name}"
-        if _LINE_BREAK.search(name) or _LINE_BREAK.search(value):
-            raise HeaderInjection(f"header {_shown(name)} contains a line break (CR or LF)",
-                                  field=where)
+        if found := (_LINE_BREAK.search(name) or _LINE_BREAK.search(value)):
+            raise HeaderInjection(f"header {_shown(name)} contains {_shown(found.group())}, a "
+                                  "line break or NUL, which no header may hold", field=where)
         if not _HEADER_NAME.match(name) or len(name) > _HEADER_NAME_MAX:
             raise InputError(f"{_shown(name)} is not a valid header name (printable ASCII "
                              f"without ':', at most {_HEADER_NAME_MAX} characters)",
                              field=where)
         if name.lower() == "message-id":
             checked["Message-ID"] = _checked_message_id(value, where)
+        elif name.lower() in _OWN_FIELD:
+            raise InputError(f"set '{name}' with the field '{_OWN_FIELD[name.lower()]}', not in "
+                             "headers", field=where)
         elif name.lower() in RESERVED_HEADERS:
-            raise InputError(f"set '{name}' with its own field, not in headers", field=where)
+            raise InputError(f"Outbox writes '{name}' itself: leave it out of headers",
+                             field=where)
         else:
             checked[name] = value
     return checked
