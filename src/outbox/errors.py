@@ -8,9 +8,10 @@
     │   ├── MessageTooLarge
     │   ├── AttachmentBlocked
     │   ├── TooManyRecipients       over [limits] max_recipients
-    │   ├── LimitExceeded           over another named [limits] key
+    │   ├── LimitExceeded           over another named limit ([limits], a key's messages a minute)
     │   ├── IdempotencyKeyReused
     │   ├── MessageIdReused        a client's Message-ID given again to another message
+    │   ├── IdempotencyKeyNotSupported  an Idempotency-Key header on a batch (items have keys)
     │   ├── EmptyUpload
     │   ├── BackupInvalid          a backup file that is truncated, altered or not a backup
     │   ├── UnknownUpload          a well-formed upload_id that names no upload (HTTP 404)
@@ -127,6 +128,13 @@ class IdempotencyKeyReused(InputError):
 
     code = "idempotency_key_reused"
     hint = "use a new Idempotency-Key for a different message"
+
+
+class IdempotencyKeyNotSupported(InputError):
+    """A batch takes an idempotency key per item, not an Idempotency-Key header."""
+
+    code = "idempotency_key_not_supported"
+    hint = "send the batch again without the Idempotency-Key header"
 
 
 class MessageIdReused(InputError):

@@ -104,3 +104,28 @@ def test_the_batch_itself_is_checked(shared_server: OutboxProcess) -> None:
     components = schema["components"]["schemas"]
     assert "#/components/schemas/BatchMessageIn" in str(components["BatchIn"])
     assert "idempotency_key" in components["BatchMessageIn"]["properties"]
+
+
+def test_an_idempotency_key_header_is_refused_not_ignored(
+        shared_server: OutboxProcess) -> None:
+    """A client retrying a batch with one Idempotency-Key got every message twice: the
+    header is refused before anything is queued, and the document declares it so."""
+    item = {"from": "shop@example.test", "to": "a@example.test", "text": "header key"}
+    with shared_server.client() as client:
+        before = len(all_messages(client))
+        answers = [client.post("/v1/messages/batch", json={"messages": [item]},
+                               headers={"Idempotency-Key": "batch-1"}) for _ in range(2)]
+        after = len(all_messages(client))
+        schema = client.get("/openapi.json").json()
+
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"] == {
+            "code": "idempotency_key_not_supported", "field": "Idempotency-Key",
+            "message": "a batch takes an idempotency key per item: give each one in "
+            "messages[i].idempotency_key, not in the Idempotency-Key header"}
+    assert after == before
+    header, = (parameter for parameter in schema["paths"]["/v1/messages/batch"]["post"][
+        "parameters"] if parameter["in"] == "header")
+    assert header["name"] == "idempotency-key" and not header["required"]
+    assert "idempotency_key_not_supported" in header["description"]

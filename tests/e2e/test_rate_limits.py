@@ -98,6 +98,28 @@ def keys_made_at_run_time(outbox: OutboxProcess) -> None:
     assert int(over.headers["Retry-After"]) >= 1
 
 
+def test_a_batch_waits_for_its_own_count_and_one_over_the_burst_gets_no_wait(
+        start_outbox: Starter, closed_relay: dict[str, Any]) -> None:
+    """3 a minute, used up by single sends: a batch of 2 waits for 2 tokens, longer
+    than the single refused just before it (not that refusal's wait, remembered); a
+    batch of 4 can never pass, so it is 422 without a Retry-After that would never
+    come true. Nothing of either is queued."""
+    outbox = start_outbox([closed_relay], auth=keys(messages_per_minute=3))
+    with outbox.client(LIMITED_KEY) as client:
+        assert [submit(client, n).status_code for n in range(1, 4)] == [202] * 3
+        single = submit(client, 4)
+        pair = client.post("/v1/messages/batch", json={"messages": [MESSAGE, MESSAGE]})
+        four = client.post("/v1/messages/batch", json={"messages": [MESSAGE] * 4})
+
+    assert single.status_code == pair.status_code == 429
+    assert int(pair.headers["Retry-After"]) > int(single.headers["Retry-After"])  # 40 > 20
+    assert four.status_code == 422 and "Retry-After" not in four.headers
+    error = four.json()["error"]
+    assert error["code"] == "limit_exceeded"
+    assert error["message"].startswith("4 messages at once are more than API key 'limited'")
+    assert len(queued_subjects(outbox)) == 3
+
+
 def test_every_node_takes_from_the_same_bucket(start_outbox: Starter,
                                                closed_relay: dict[str, Any]) -> None:
     first = start_outbox([closed_relay], auth=keys(messages_per_minute=10))

@@ -12,7 +12,7 @@ import pytest
 from tests.contract.support import T0
 
 from outbox.core.ratelimit import Grant, Limit
-from outbox.errors import RateLimited, StorageError
+from outbox.errors import LimitExceeded, RateLimited, StorageError
 from outbox.service.keys import Principal
 from outbox.service.ratelimits import RateLimits
 from outbox.store.base import Store
@@ -87,10 +87,44 @@ async def test_a_refused_key_is_refused_from_memory_until_its_token_is_due(store
     assert limits.database_takes == takes + 1
 
 
-async def test_more_at_once_than_a_minute_s_worth_is_refused_saying_so(store: Store) -> None:
+async def test_a_batch_refused_after_a_smaller_refusal_waits_for_its_own_count(
+        store: Store) -> None:
+    """3 a minute, used up: one message waits 20 s, a batch of 2 waits 40 s (not the
+    single's 20 s, remembered), and passes when those 40 s are over, not before."""
+    clocks = Clocks()
+    limits = limiter(store, clocks)
+    three = Principal("three", frozenset({"send"}), messages_per_minute=3)
+    for _ in range(3):
+        await limits.admit_messages(three)
+    with pytest.raises(RateLimited) as single:
+        await limits.admit_messages(three)
+    with pytest.raises(RateLimited) as batch:
+        await limits.admit_messages(three, 2)
+    assert (single.value.retry_after, batch.value.retry_after) == (20, 40)
+
+    clocks.seconds = 21.0  # one token back: the single would pass, the batch not yet
+    with pytest.raises(RateLimited) as early:
+        await limits.admit_messages(three, 2)
+    assert (early.value.retry_after, early.value.remaining) == (19, 1)
+    clocks.seconds = 40.0
+    assert await limits.admit_messages(three, 2) is not None
+
+
+async def test_more_at_once_than_a_minute_s_worth_is_refused_without_a_wait(
+        store: Store) -> None:
+    """It can never pass as it is: `LimitExceeded` (422), not `RateLimited` with a
+    Retry-After, whether or not the key is over its limit right now."""
     limits = limiter(store, Clocks())
-    with pytest.raises(RateLimited, match="11 messages at once are more than"):
-        await limits.admit_messages(Principal("k", frozenset(), messages_per_minute=10), 11)
+    ten = Principal("k", frozenset(), messages_per_minute=10)
+    with pytest.raises(LimitExceeded, match="11 messages at once are more than") as fresh:
+        await limits.admit_messages(ten, 11)
+    assert "messages_per_minute = 10" in fresh.value.message
+    for _ in range(10):
+        await limits.admit_messages(ten)
+    with pytest.raises(RateLimited):
+        await limits.admit_messages(ten)
+    with pytest.raises(LimitExceeded):  # not the remembered refusal of one
+        await limits.admit_messages(ten, 11)
 
 
 class BrokenStore:

@@ -5,14 +5,15 @@ its own: a bad item is refused and the others go on. `results` come in the items
 order, each the accepted message (`replayed` for an idempotent replay) or the error
 object, its `field` prefixed with the item's place (`messages[3].to[0]`). The new
 messages are committed together (one transaction; one group commit on SQLite), and
-the 200 leaves after that commit.
+the 200 leaves after that commit. An `Idempotency-Key` header is refused (422), not
+ignored: a client retrying with it would otherwise queue every message again.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, Field, JsonValue, ValidationError
 
 from outbox.api.auth import Principal, require
@@ -20,7 +21,7 @@ from outbox.api.errors import explain
 from outbox.api.ratelimit import admit_messages
 from outbox.api.schemas import ErrorBody, ErrorOut, MessageIn, Shape
 from outbox.api.spool import stable
-from outbox.errors import IdempotencyKeyReused, InputError
+from outbox.errors import IdempotencyKeyNotSupported, IdempotencyKeyReused, InputError
 from outbox.service import BatchItem, Outbox, Submitted, request_hash
 from outbox.views.models import Accepted
 
@@ -28,6 +29,13 @@ MAX_BATCH = 500
 
 router = APIRouter(prefix="/v1")
 Sender = Annotated[Principal, Depends(require("send"))]
+# Declared so that the document shows it is refused: one key cannot stand for up to 500
+# bodies (an item's key does). No value is valid ("not": {}), so a generated request
+# that the document calls valid never carries it.
+RequestKey = Annotated[str | None, Header(
+    description="not taken here: a batch with it is refused, 422 "
+    "idempotency_key_not_supported; give each item its own idempotency_key",
+    json_schema_extra={"not": {}})]
 
 
 class BatchMessageIn(MessageIn):
@@ -57,9 +65,16 @@ class BatchOut(BaseModel):
 
 
 @router.post("/messages/batch", response_model=BatchOut)
-async def submit_batch(body: BatchIn, request: Request, principal: Sender) -> BatchOut:
+async def submit_batch(body: BatchIn, request: Request, principal: Sender,
+                       idempotency_key: RequestKey = None) -> BatchOut:
     """Queue up to 500 messages; every accepted one is on disk before this answers.
-    Items are independent: each result is the message or that item's error."""
+    Items are independent: each result is the message or that item's error. Each item
+    takes its own idempotency_key; an Idempotency-Key header is refused (422)."""
+    if idempotency_key is not None:  # before any message is counted or queued
+        raise IdempotencyKeyNotSupported(
+            "a batch takes an idempotency key per item: give each one in "
+            "messages[i].idempotency_key, not in the Idempotency-Key header",
+            field="Idempotency-Key")
     outbox: Outbox = request.app.state.outbox
     items = [_item(index, raw, outbox) for index, raw in enumerate(body.messages)]
     valid = [item for item in items if isinstance(item, BatchItem)]

@@ -43,7 +43,8 @@ async def admit_request(request: Request, principal: Principal) -> None:
 
 async def admit_messages(request: Request, principal: Principal, count: int = 1) -> None:
     """Before queueing `count` messages: `RateLimited` (429) when they are over the
-    key's limit, and then none is queued."""
+    key's limit, `LimitExceeded` (422) when more than its minute's worth, and then
+    none is queued."""
     outbox: Outbox = request.app.state.outbox
     remember(request, await outbox.rate_limits.admit_messages(principal, count))
 

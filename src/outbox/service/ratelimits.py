@@ -10,7 +10,8 @@ and not at all for a key without limits. Tokens left when a lease ends (after
 `LEASE_SECONDS`) go back with the next take. A refusal is remembered until the
 token it waits for is due, so a client that keeps knocking costs no database
 work either. Over its limit, a key gets `RateLimited` (HTTP 429) with the
-seconds until it may try again.
+seconds until this request's count can pass; more at once than the key's
+minute's worth can never pass, and gets `LimitExceeded` (HTTP 422) without a wait.
 
 If the database cannot be asked, requests pass (fail open): the limit protects
 the service, and a request that needs the database fails on its own.
@@ -30,7 +31,7 @@ import structlog
 from outbox.clock import utcnow
 from outbox.core import ratelimit
 from outbox.core.ratelimit import LEASE_SECONDS, Limit
-from outbox.errors import RateLimited, StorageError
+from outbox.errors import LimitExceeded, RateLimited, StorageError
 from outbox.service.keys import Principal
 from outbox.store.base import RateLimitStore
 
@@ -78,16 +79,20 @@ class RateLimits:
 
     async def admit_messages(self, principal: Principal, count: int = 1) -> Quota | None:
         """`count` messages submitted by this key, before they are queued;
-        `RateLimited` (and none of them queued) when they are over its limit."""
+        `RateLimited` (and none of them queued) when they are over its limit;
+        `LimitExceeded` when they are more than it may send in a minute."""
         return await self.take(principal.name, MESSAGES, principal.messages_per_minute, count)
 
     async def take(self, name: str, kind: str, per_minute: int, count: int = 1
                    ) -> Quota | None:
         """Spend `count` of key `name`'s `kind` tokens; None when it has no limit.
-        `RateLimited` when it is over its limit (nothing spent)."""
+        `RateLimited` when it is over its limit (nothing spent); `LimitExceeded` when
+        `count` is more than the whole bucket, which no wait makes fit."""
         limit = Limit(per_minute)
         if not limit.is_limited or count <= 0:
             return None
+        if count > limit.capacity:
+            raise _never_fits(name, kind, limit, count)
         lease = self._leases.setdefault(f"{name}:{kind}", _Lease())
         self._refuse_if_blocked(name, kind, limit, lease, count)
         if not self._spend(lease, count):
@@ -104,9 +109,14 @@ class RateLimits:
 
     def _refuse_if_blocked(self, name: str, kind: str, limit: Limit, lease: _Lease,
                            count: int) -> None:
+        """Refused from memory while the bucket is short of `count`. The block was
+        counted for `blocked_need` tokens; a larger count waits for its extra tokens
+        too (a smaller one asks the store: it may fit sooner)."""
         wait = lease.blocked_until - self._monotonic()
         if wait > 0 and count >= lease.blocked_need:
-            raise _refusal(name, kind, limit, count, wait, lease.left)
+            left = lease.blocked_need - wait * limit.per_second  # in the bucket by now
+            raise _refusal(name, kind, limit,
+                           ratelimit.wait_for(count, left, limit).total_seconds(), left)
 
     async def _refill(self, name: str, kind: str, limit: Limit, lease: _Lease,
                       count: int) -> None:
@@ -126,7 +136,7 @@ class RateLimits:
         if not grant.ok:
             wait = grant.wait.total_seconds()
             lease.blocked_until, lease.blocked_need = self._monotonic() + wait, count
-            raise _refusal(name, kind, limit, count, wait, grant.left)
+            raise _refusal(name, kind, limit, wait, grant.left)
         lease.tokens = grant.granted - count
         lease.expires = self._monotonic() + LEASE_SECONDS
 
@@ -147,16 +157,22 @@ def _quota(lease: _Lease, limit: Limit) -> Quota:
                  math.ceil(ratelimit.until_full(left, limit).total_seconds()))
 
 
-def _refusal(name: str, kind: str, limit: Limit, count: int, wait: float,
-             left: float) -> RateLimited:
+def _refusal(name: str, kind: str, limit: Limit, wait: float, left: float) -> RateLimited:
     retry_after = max(math.ceil(wait), 1)
     reset = math.ceil(ratelimit.until_full(left, limit).total_seconds())
-    what = "API requests" if kind == REQUESTS else "messages"
-    if count > limit.capacity:
-        message = (f"{count} {what} at once are more than API key '{name}' may send in a "
-                   f"minute ({limit.per_minute})")
-    else:
-        message = (f"API key '{name}' is over its limit of {limit.per_minute} {what} per "
-                   f"minute; try again in {retry_after} s")
+    message = (f"API key '{name}' is over its limit of {limit.per_minute} {_what(kind)} per "
+               f"minute; try again in {retry_after} s")
     return RateLimited(message, retry_after=retry_after, limit=limit.per_minute,
                        remaining=max(int(left), 0), reset=reset)
+
+
+def _never_fits(name: str, kind: str, limit: Limit, count: int) -> LimitExceeded:
+    """Not a 429: no Retry-After is true for a count the bucket cannot hold, and a
+    client that honours one would retry it for ever."""
+    return LimitExceeded(f"{count} {_what(kind)} at once are more than API key '{name}' "
+                         f"may send in a minute ({kind}_per_minute = {limit.per_minute}); "
+                         f"send at most {limit.capacity} at once")
+
+
+def _what(kind: str) -> str:
+    return "API requests" if kind == REQUESTS else "messages"
