@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.dbsql import scalar
 from tests.pg import database
 from tests.processes import API_KEY, OutboxProcess, base_config, wait_until, write_config
 from tests.smtpd import ScriptedServer
@@ -118,6 +119,25 @@ def test_curl_form_upload_is_stored_and_delivered_byte_identical(env: Env) -> No
     assert form["sha256"] == raw.json()["sha256"] == expected
     assert form["size"] == len(data)
     assert env.deliver(form["upload_id"], "report.pdf") == data
+
+
+def test_a_form_upload_with_a_blocked_name_is_refused_and_nothing_kept(env: Env) -> None:
+    """docs/limits.md promises the blocked-name check on uploads too; a stranger pass
+    found `curl -F file=@plain.exe` stored (201). The name is judged decoded."""
+    url = env.outbox.config["database"]["url"]
+    before = scalar(url, "SELECT count(*) FROM uploads")
+    path = env.file("plain.exe", b"hello")
+
+    code, refused = env.curl(f"file=@{path}")
+    encoded, refused_encoded = env.curl(f"file=@{path};filename==?utf-8?q?report.exe?=")
+    allowed, kept = env.curl(f"file=@{env.file('fine.txt', b'hello')}")
+
+    assert code == encoded == 422
+    assert refused["error"]["code"] == "attachment_blocked"
+    assert refused["error"]["field"] == "file"
+    assert "'report.exe' is blocked" in refused_encoded["error"]["message"]
+    assert allowed == 201 and kept["filename"] == "fine.txt"
+    assert scalar(url, "SELECT count(*) FROM uploads") == str(int(before) + 1)
 
 
 def test_a_raw_upload_without_a_content_type_is_a_file_not_json(env: Env) -> None:

@@ -5,6 +5,7 @@ file sent as a link. 404 for a token Outbox did not sign, 410 once it expired.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Annotated
 from urllib.parse import quote
 
@@ -14,6 +15,8 @@ from fastapi.responses import StreamingResponse
 from outbox.api.auth import Principal, require
 from outbox.api.multipart import FILE_FIELD, FORM_TYPE, FormFile, is_form
 from outbox.api.schemas import UploadOut
+from outbox.core.attachments import TypePolicy, check_type
+from outbox.core.filenames import decode_filename
 from outbox.service import Outbox
 from outbox.views.render import iso
 
@@ -46,13 +49,27 @@ async def upload_file(request: Request, outbox: Service, principal: Sender) -> U
     answer says which it got. Then name it in a message's attachments as `upload_id`."""
     content_type = request.headers.get("content-type", "")
     form = FormFile.of(content_type) if is_form(content_type) else None
-    chunks = form.chunks(request.stream()) if form else request.stream()
+    chunks = (_named_as_allowed(form, outbox.messages.limits.types, request.stream()) if form
+              else request.stream())
     upload = await outbox.files.upload(principal.name, chunks, outbox.clock())
     return UploadOut(upload_id=upload.id, size=upload.size, sha256=upload.sha256,
                      expires_at=iso(upload.expires_at) or "",
                      received_as="multipart" if form else "raw",
                      filename=form.filename if form else None,
                      content_type=form.content_type if form else None)
+
+
+async def _named_as_allowed(form: FormFile, policy: TypePolicy,
+                            body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The form's file, refused (`AttachmentBlocked`, nothing kept) as soon as its part
+    names it with a blocked name, as a message's attachment would be: the name is
+    known before the first byte of the file."""
+    judged = False
+    async for chunk in form.chunks(body):
+        if not judged and form.filename:
+            check_type(decode_filename(form.filename), (), policy, FILE_FIELD)
+        judged = True
+        yield chunk
 
 
 @downloads.get("/d/{token}", include_in_schema=False)
