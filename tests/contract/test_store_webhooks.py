@@ -8,11 +8,13 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Connection, select
 
 from outbox.core.model import Event, EventType, MessageStatus
-from outbox.errors import NotFound
+from outbox.errors import InputError, NotFound
 from outbox.store.base import Store
 from outbox.store.sql.queries import insert_events
+from outbox.store.tables import events
 from outbox.store.webhook_values import DeliveryResult, DueDelivery, WebhookEndpoint
 from tests.contract.conftest import OpenStore
 from tests.contract.support import HELD, LEASE, T0, at, finished, new_message
@@ -174,7 +176,6 @@ async def test_deliveries_of_a_disabled_endpoint_wait_until_it_is_enabled(
 
 async def test_redeliver_makes_an_event_due_again(store: Store) -> None:
     await store.webhooks.add_endpoint(endpoint("wh_a", events=("queued",)))
-    await store.webhooks.add_endpoint(endpoint("wh_b", events=("sent",)))
     await store.messages.enqueue(new_message(id="m1"))
     (delivery,) = await claim_all(store)
     await store.webhooks.record_deliveries([ok(delivery)])
@@ -184,12 +185,38 @@ async def test_redeliver_makes_an_event_due_again(store: Store) -> None:
     (again,) = await claim_all(store, seconds=200)
     assert (again.facts.event_id, again.attempts, again.created_at) == (event_id, 1, at(200))
     await store.webhooks.record_deliveries([ok(again, 201)])
-    assert await store.webhooks.redeliver(event_id, "wh_b", at(300)) == 1  # not subscribed
+    await store.webhooks.add_endpoint(endpoint("wh_b", events=("queued",)))
+    assert await store.webhooks.redeliver(event_id, "wh_b", at(300)) == 1  # never had it
     assert [d.endpoint_id for d in await claim_all(store, seconds=300)] == ["wh_b"]
     with pytest.raises(NotFound):
         await store.webhooks.redeliver(event_id + 100, "wh_a", at(300))
     with pytest.raises(NotFound):
         await store.webhooks.redeliver(event_id + 100, None, at(300))
+
+
+def event_ids(conn: Connection) -> dict[str, int]:
+    return {row.type: row.id for row in conn.execute(select(events.c.type, events.c.id))}
+
+
+async def test_redeliver_sends_an_endpoint_only_a_type_it_subscribes_to(store: Store) -> None:
+    """Not a type it left out, nor an internal one that no endpoint can subscribe to
+    (`claimed` says which process claimed the message): InputError naming both."""
+    await store.webhooks.add_endpoint(endpoint("wh_sent", events=("sent",)))
+    await store.webhooks.add_endpoint(endpoint("wh_all", events=ALL))
+    await store.messages.enqueue(new_message(id="m1"))
+    await store.messages.claim_due("worker-1", at(1), at(1) + LEASE, 1)
+    ids = await store._run.read(event_ids)  # type: ignore[attr-defined]
+
+    with pytest.raises(InputError) as left_out:
+        await store.webhooks.redeliver(ids["queued"], "wh_sent", at(2))
+    assert left_out.value.field == "event_id"
+    assert left_out.value.message == (
+        f"endpoint wh_sent does not subscribe to 'queued' events (it subscribes to: sent), "
+        f"so evt_{ids['queued']} cannot be redelivered to it")
+    with pytest.raises(InputError, match="does not subscribe to 'claimed' events"):
+        await store.webhooks.redeliver(ids["claimed"], "wh_all", at(2))
+    due = await claim_all(store)
+    assert [(d.endpoint_id, d.facts.event.type) for d in due] == [("wh_all", "queued")]
 
 
 async def test_endpoints_are_listed_and_deleted_with_their_deliveries(store: Store) -> None:

@@ -38,6 +38,7 @@ from tests.submission import (
 )
 
 VISIBLE, HIDDEN = "ann@example.test", "hidden@example.test"
+ADMIN_KEY = "ob_test_admin_key_5Jq2Lx8"  # makes and revokes keys (POST/DELETE /v1/keys)
 
 
 @dataclass
@@ -77,6 +78,8 @@ def served(request: pytest.FixtureRequest,
     certs = TlsCerts(directory)
     with ScriptedServer() as sink, database(request.param, directory) as url:
         config = submission_config(directory, url, sink, server_certificate(certs, directory))
+        config["auth"]["api_keys"].append({"name": "root", "key": ADMIN_KEY,
+                                           "scopes": ["admin"]})
         process = OutboxProcess(write_config(directory / "outbox.toml", config), config).start()
         try:
             yield Served(process, sink, certs, *smtp_address(config))
@@ -182,6 +185,31 @@ def test_auth_is_required_and_checked(served: Served) -> None:
         assert b"lacks the 'send' scope" in reader.value.smtp_error
         with pytest.raises(smtplib.SMTPAuthenticationError):
             client.login("viewer", PASSWORD)  # a key under another key's name
+
+
+def test_a_key_revoked_during_a_session_sends_nothing_more_on_it(served: Served) -> None:
+    """As HTTP refuses a revoked key at once, the next MAIL of a session that logged in
+    with it is 530 5.7.0 naming the key, nothing is queued, and the session is logged
+    out, so that it can log in again. A key made again under the same name (a rotation)
+    is another key: the session is still refused until it logs in with the new one."""
+    name = f"mailer-{secrets.token_hex(3)}"
+    with served.outbox.client(ADMIN_KEY) as admin, served.smtp(login=False) as client:
+        old = admin.post("/v1/keys", json={"name": name, "scopes": ["send"]}).json()["key"]
+        client.login(name, old)
+        assert client.sendmail("shop@example.test", [VISIBLE], raw_message()[0]) == {}
+        assert admin.delete(f"/v1/keys/{name}").status_code == 204
+        new = admin.post("/v1/keys", json={"name": name, "scopes": ["send"]}).json()["key"]
+        refused_raw, refused_id = raw_message(to=VISIBLE)
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            client.sendmail("shop@example.test", [VISIBLE], refused_raw)
+        assert refused.value.smtp_code == 530
+        assert refused.value.smtp_error.decode() == (
+            f"5.7.0 The API key '{name}' this session logged in with was revoked; log in "
+            "again with an active key")
+        assert client.docmd("MAIL FROM:<shop@example.test>")[0] == 530  # logged out
+        client.login(name, new)
+        assert client.sendmail("shop@example.test", [VISIBLE], raw_message()[0]) == {}
+    assert refused_id not in served.message_ids()
 
 
 def test_on_a_loopback_bind_auth_is_offered_before_tls(served: Served) -> None:

@@ -18,6 +18,7 @@ from tests.processes import OutboxProcess, wait_until, write_config
 from tests.smtpd import ScriptedServer
 from tests.submission import queued, raw_message, smtp_address, submission_config
 
+ADMIN_KEY = "ob_test_admin_key_5Jq2Lx8"  # makes and revokes keys (POST/DELETE /v1/keys)
 TRUSTED = {"trusted_networks": ["127.0.0.1/32"], "trusted_key": "app", "security": "none"}
 
 
@@ -111,6 +112,33 @@ def test_the_trusted_keys_rate_limit_applies(tmp_path: Path, sink: ScriptedServe
                 replies.append(smtp.data(raw_message()[0]))
         assert [code for code, _ in replies] == [250, 451]
         assert b"4.7.1" in replies[1][1]
+    finally:
+        process.stop(timeout=10)
+
+
+def test_a_trusted_session_sends_nothing_more_once_its_key_is_revoked(
+        tmp_path: Path, sink: ScriptedServer) -> None:
+    """trusted_key names a key made at run time; once it is revoked, a session already
+    logged in as it gets the 451 naming it at its next MAIL, and nothing is queued."""
+    config = submission_config(tmp_path, f"sqlite:///{tmp_path}/outbox.db", sink, "",
+                               **{**TRUSTED, "trusted_key": "relayer"})
+    config["auth"]["api_keys"].append({"name": "root", "key": ADMIN_KEY, "scopes": ["admin"]})
+    process = OutboxProcess(write_config(tmp_path / "outbox.toml", config), config).start()
+    try:
+        with process.client(ADMIN_KEY) as admin, client(config) as smtp:
+            made = admin.post("/v1/keys", json={"name": "relayer", "scopes": ["send"]})
+            assert made.status_code == 201, made.text
+            assert smtp.sendmail("shop@example.test", ["ann@example.test"],
+                                 raw_message()[0]) == {}
+            assert admin.delete("/v1/keys/relayer").status_code == 204
+            raw, message_id = raw_message()
+            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                smtp.sendmail("shop@example.test", ["ann@example.test"], raw)
+        assert refused.value.smtp_code == 451
+        assert b"API key 'relayer' (submission.trusted_key)" in refused.value.smtp_error
+        with process.client() as api:
+            listed = api.get("/v1/messages", params={"limit": 500}).json()["messages"]
+        assert message_id not in {m["message_id"] for m in listed}
     finally:
         process.stop(timeout=10)
 

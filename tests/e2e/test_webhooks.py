@@ -158,6 +158,32 @@ def check_the_log_and_redeliver(outbox: OutboxProcess, endpoint_id: str,
     assert first.body == second.body and verified(second)
 
 
+def test_redeliver_refuses_an_event_the_endpoint_does_not_subscribe_to(
+        start_outbox: Starter, sink: ScriptedServer, tmp_path: Path) -> None:
+    """An endpoint of `sent` is not sent the message's other events on redeliver: not
+    `queued` (it left it out), nor `claimed` or `attempt` (internal: no endpoint can
+    subscribe to them). 422 in the usual shape, naming the type and the endpoint's."""
+    outbox = start(start_outbox, sink, tmp_path)
+    with WebhookReceiver() as receiver:
+        endpoint = add_endpoint(outbox, receiver.url, events=["sent"])
+        submit(outbox, "ann@example.test", "A-1")
+        wait_delivered(receiver, 1)
+        (sent,) = receiver.requests()
+        earlier = range(1, int(sent.json["id"].removeprefix("evt_")))  # the same message's
+        with outbox.client(ADMIN_KEY) as admin:
+            answers = [admin.post(f"/v1/webhooks/{endpoint['id']}/redeliver",
+                                  json={"event_id": f"evt_{n}"}) for n in earlier]
+        assert [a.status_code for a in answers] == [422] * len(answers)
+        errors = [a.json()["error"] for a in answers]
+        assert all(e["field"] == "event_id" for e in errors)
+        refused = {e["message"].split("'")[1] for e in errors}
+        assert {"queued", "claimed", "attempt"} <= refused and "sent" not in refused
+        assert errors[0]["message"] == (
+            f"endpoint {endpoint['id']} does not subscribe to 'queued' events (it "
+            "subscribes to: sent), so evt_1 cannot be redelivered to it")
+        assert len(receiver.requests()) == 1
+
+
 def test_undelivered_events_are_delivered_after_kill_9(
         start_outbox: Starter, sink: ScriptedServer, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there yet: every try fails

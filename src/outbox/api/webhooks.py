@@ -7,7 +7,8 @@
     DELETE /v1/webhooks/{id}            remove it and its delivery log
     POST   /v1/webhooks/{id}/enable     a disabled endpoint gets events again
     GET    /v1/webhooks/{id}/deliveries its delivery log, newest first
-    POST   /v1/webhooks/{id}/redeliver  {event_id}: send that event again
+    POST   /v1/webhooks/{id}/redeliver  {event_id}: send that event again (422 unless the
+                                        endpoint subscribes to its type)
 """
 
 from __future__ import annotations
@@ -123,5 +124,6 @@ async def delivery_log(id: str, hooks: Hooks, _: Admin,
 
 @router.post("/webhooks/{id}/redeliver", status_code=202, response_model=Redelivered)
 async def redeliver(id: str, body: RedeliverIn, hooks: Hooks, _: Admin) -> Redelivered:
-    """Send an event to this endpoint again, with the same event id."""
+    """Send an event to this endpoint again, with the same event id: one of a type it
+    subscribes to (else 422, naming its types)."""
     return Redelivered(deliveries=await hooks.redeliver(body.event_id, id))

@@ -133,8 +133,9 @@ class Webhooks:
         return await self.store.webhooks.delivery_log(id, limit, before)
 
     async def redeliver(self, event_id: str, endpoint_id: str | None = None) -> int:
-        """Send the event again (same event id): to this endpoint, or to every endpoint
-        that had it. Returns how many deliveries were made due."""
+        """Send the event again (same event id): to this endpoint, if it subscribes to
+        the event's type (InputError otherwise), or to every endpoint that had it.
+        Returns how many deliveries were made due."""
         number = rules.parse_event_id(event_id)
         if number is None:
             raise InputError(f"'{event_id}' is not an event id like evt_42", field="event_id")

@@ -64,8 +64,9 @@ class WebhookStore(Protocol):
     async def redeliver(self, event_id: int, endpoint_id: str | None,
                         now: datetime) -> int:
         """Deliver the event again, due now with a fresh `max_age`: to this endpoint
-        (whether or not it had it), or to every endpoint that had it. Returns how
-        many deliveries were made due; `errors.NotFound` when none could be."""
+        (whether or not it had it; `errors.InputError` unless it subscribes to the
+        event's type), or to every endpoint that had it. Returns how many deliveries
+        were made due; `errors.NotFound` when none could be."""
 
 
 class RateLimitStore(Protocol):

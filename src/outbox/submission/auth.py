@@ -6,24 +6,40 @@ aiosmtpd's own mechanisms call a synchronous authenticator, which cannot ask the
 database about keys made with `outbox keys create`; these replace them (a
 handler's `auth_<MECHANISM>` methods take precedence). Whether AUTH is allowed
 before TLS is the listener's decision, made before these run.
+
+A login holds only while its key does: every MAIL asks again (`recheck`), as every
+HTTP request does, so a key revoked or stripped of `send` sends nothing more on a
+session that logged in with it before.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
 from aiosmtpd.smtp import SMTP, AuthResult
 
 from outbox.errors import AuthError, OutboxError
-from outbox.service.keys import ApiKeys, Principal
+from outbox.service.keys import ApiKeys, Principal, digest
 from outbox.submission import replies
 
 log = structlog.get_logger("outbox.submission")
 Credentials = tuple[str, str]  # (key name, key)
 SEND_SCOPES = frozenset({"send", "admin"})
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Who is logged in on a connection, and how to ask whether they still may send:
+    after AUTH by the key's digest (a key revoked and made again under the same name is
+    another key, which this password is not); for a trusted network by name (whichever
+    key submission.trusted_key names now)."""
+
+    principal: Principal
+    key_digest: str | None = None  # None: logged in as submission.trusted_key
 
 
 async def read_plain(server: SMTP, args: list[str]) -> Credentials | None:
@@ -67,7 +83,7 @@ async def log_in(keys: ApiKeys, server: SMTP, credentials: Credentials | None) -
         return AuthResult(success=False, handled=False, message=replies.AUTH_UNAVAILABLE)
     if not principal.scopes & SEND_SCOPES:
         return AuthResult(success=False, handled=False, message=replies.SCOPE_MISSING)
-    return AuthResult(success=True, auth_data=principal)
+    return AuthResult(success=True, auth_data=Login(principal, digest(key)))
 
 
 async def trusted_login(keys: ApiKeys, server: SMTP, name: str) -> str | None:
@@ -88,17 +104,48 @@ async def trusted_login(keys: ApiKeys, server: SMTP, name: str) -> str | None:
                     "with the send scope", user=name, peer=_peer(server))
         return replies.trusted_key_unusable(name)
     session.authenticated = True
-    session.auth_data = cast(Any, principal)  # aiosmtpd's Session declares it None
+    session.auth_data = cast(Any, Login(principal))  # aiosmtpd's Session declares it None
     return None
 
 
-def principal_of(server: SMTP) -> Principal:
+async def recheck(keys: ApiKeys, server: SMTP) -> str | None:
+    """Ask again, at MAIL, whether this connection's key may still send: None if so (its
+    scopes and limits as they are now), else the reply, and the session is logged out
+    so that the client can AUTH again with a key that may."""
+    login = login_of(server)
+    session = server.session
+    assert session is not None
+    name = login.principal.name
+    try:
+        principal = await (keys.principal_named(name) if login.key_digest is None
+                           else keys.principal_of_digest(login.key_digest))
+    except AuthError:
+        principal = None
+    except OutboxError as exc:  # the database could not be asked
+        log.warning("smtp login could not be checked again", user=name, error=exc.message)
+        return replies.AUTH_UNAVAILABLE
+    if principal is not None and principal.scopes & SEND_SCOPES:
+        session.auth_data = cast(Any, Login(principal, login.key_digest))
+        return None
+    session.authenticated, session.auth_data = False, None
+    log.info("smtp login ended: its key was revoked or lost the send scope", user=name,
+             peer=_peer(server))
+    if login.key_digest is None:
+        return replies.trusted_key_unusable(name)
+    return replies.key_revoked(name) if principal is None else replies.send_scope_lost(name)
+
+
+def login_of(server: SMTP) -> Login:
     """Who logged in on this connection (MAIL is refused before AUTH succeeds, or before
     a trusted client is logged in as submission.trusted_key)."""
     assert server.session is not None
-    principal = server.session.auth_data
-    assert isinstance(principal, Principal)
-    return principal
+    login = server.session.auth_data
+    assert isinstance(login, Login)
+    return login
+
+
+def principal_of(server: SMTP) -> Principal:
+    return login_of(server).principal
 
 
 async def _decoded(server: SMTP, text: str) -> bytes | None:

@@ -45,6 +45,16 @@ def trusted_key_unusable(name: str) -> str:
                  "fix that, or log in with AUTH")
 
 
+def key_revoked(name: str) -> str:
+    return _line(f"530 5.7.0 The API key '{name}' this session logged in with was revoked; "
+                 "log in again with an active key")
+
+
+def send_scope_lost(name: str) -> str:
+    return _line(f"530 5.7.0 The API key '{name}' this session logged in with no longer has "
+                 "the 'send' scope; log in again with a key that has it")
+
+
 def too_many_connections(host: str) -> str:
     return f"421 4.7.0 {host} Too many connections; try again later"
 

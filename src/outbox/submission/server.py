@@ -8,7 +8,8 @@ bound at start-up, in the process's own event loop.
     await listener.close(grace=5)                    # finish DATA under way, then 421
 
 Per connection: AUTH required before MAIL, except from `trusted_networks` (whose
-clients are logged in as `trusted_key` at MAIL); AUTH before TLS only where
+clients are logged in as `trusted_key` at MAIL), and the key checked again at every
+MAIL, so a revoked key sends no more; AUTH before TLS only where
 `SubmissionSettings.auth_needs_tls` allows it; SIZE advertised and enforced
 from `[limits] max_message_size` (refused at MAIL when declared); a client
 silent for `command_timeout` is disconnected; after `max_errors` 4xx/5xx
@@ -114,13 +115,12 @@ class SubmissionSMTP(SMTP):
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         """Log a client of trusted_networks in as trusted_key (unless it logged in
-        itself); refuse a declared SIZE over the limit with its enhanced code (5.3.4)."""
-        if self._is_trusted():
-            refusal = await auth.trusted_login(self.listener.outbox.keys, self,
-                                               self.listener.settings.trusted_key)
-            if refusal is not None:
-                await self.push(refusal)
-                return
+        itself), or check the session's key again; refuse a declared SIZE over the limit
+        with its enhanced code (5.3.4)."""
+        refusal = await self._check_login()
+        if refusal is not None:
+            await self.push(refusal)
+            return
         declared = declared_size(arg)
         limit = self.data_size_limit
         session = self.session
@@ -183,6 +183,17 @@ class SubmissionSMTP(SMTP):
         if self.local_part_limit and len(found.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return found, rest
+
+    async def _check_login(self) -> str | None:
+        """Why this MAIL is refused, if it is: a trusted client is logged in as
+        trusted_key, and a session that logged in earlier is checked again (its key may
+        have been revoked since). None otherwise; aiosmtpd says 530 to one not logged in."""
+        keys = self.listener.outbox.keys
+        if self._is_trusted():
+            return await auth.trusted_login(keys, self, self.listener.settings.trusted_key)
+        if self.session is not None and self.session.authenticated:
+            return await auth.recheck(keys, self)
+        return None
 
     def _is_trusted(self) -> bool:
         """Whether this client, not logged in, is on submission.trusted_networks."""

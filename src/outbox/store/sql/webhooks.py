@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from outbox.core.webhooks import EventFacts, Streak, after_results, plan_requests
-from outbox.errors import NotFound
+from outbox.errors import InputError, NotFound
 from outbox.store import rows
 from outbox.store.sql.runner import Runner
 from outbox.store.tables import UtcDateTime, events, messages
@@ -193,10 +193,16 @@ def redeliver(conn: Connection, event_id: int, endpoint_id: str | None, now: dat
             raise NotFound(f"event evt_{event_id} was not delivered to any endpoint",
                            hint="name the endpoint to deliver it to")
         return int(count.rowcount)
-    get_endpoint(conn, endpoint_id)
+    endpoint = get_endpoint(conn, endpoint_id)
     event_type = conn.execute(select(events.c.type).where(events.c.id == event_id)).scalar()
     if event_type is None:
         raise NotFound(f"no event evt_{event_id}")
+    # Only what it could have had: the internal events (claimed, attempt, ...) are in
+    # no endpoint's events, and say more than an endpoint is given (who claimed what).
+    if event_type not in endpoint.events:
+        raise InputError(f"endpoint {endpoint_id} does not subscribe to '{event_type}' "
+                         f"events (it subscribes to: {', '.join(endpoint.events)}), so "
+                         f"evt_{event_id} cannot be redelivered to it", field="event_id")
     changed = conn.execute(update(d).where(d.c.event_id == event_id,
                                            d.c.endpoint_id == endpoint_id).values(**again))
     if not changed.rowcount:
