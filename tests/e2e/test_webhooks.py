@@ -184,6 +184,20 @@ def test_redeliver_refuses_an_event_the_endpoint_does_not_subscribe_to(
         assert len(receiver.requests()) == 1
 
 
+def test_an_endpoint_url_is_refused_in_words_and_an_ipv6_one_is_judged_by_its_address(
+        start_outbox: Starter, sink: ScriptedServer, tmp_path: Path) -> None:
+    """A stranger pass got the URL pattern itself (400 characters of regular expression)
+    as the message, and no IPv6 address could be given at all."""
+    outbox = start(start_outbox, sink, tmp_path)
+    with outbox.client(ADMIN_KEY) as admin:
+        ftp, ipv6 = (admin.post("/v1/webhooks", json={"url": url, "events": ["sent"]})
+                     for url in ("ftp://hooks.example.test/", "http://[::1]:9/hook"))
+    assert ftp.status_code == 422 and ftp.json()["error"]["field"] == "url"
+    assert ftp.json()["error"]["message"].startswith("url: must be http:// or https://")
+    assert "[Hh]" not in ftp.json()["error"]["message"]
+    assert ipv6.status_code == 422 and "loopback" in ipv6.json()["error"]["message"]
+
+
 def test_undelivered_events_are_delivered_after_kill_9(
         start_outbox: Starter, sink: ScriptedServer, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there yet: every try fails

@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from outbox.api.auth import Principal, require
 from outbox.api.schemas import JSON_INTEGER, Strict
@@ -38,17 +39,20 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 
 
 # http(s)://host[:port][/path?query#fragment]: a host name (not an IP address in
-# disguise, such as "0" or "127.1": its last label starts with a letter), or an IPv4 address.
+# disguise, such as "0" or "127.1": its last label starts with a letter), an IPv4 address,
+# or an IPv6 address in brackets.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = (rf"(?:{_LABEL}\.)*[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.?"
-         r"|(?:[0-9]{1,3}\.){3}[0-9]{1,3}")
+         r"|(?:[0-9]{1,3}\.){3}[0-9]{1,3}"
+         r"|\[[0-9A-Fa-f:.]{2,45}\]")  # an IPv6 address, judged as the others are (Webhooks.add)
 _PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _REST = r"(?:[/?#][!-~]*)?"  # a path, query or fragment: printable ASCII
 WEBHOOK_URL = rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:{_HOST})(?::{_PORT})?{_REST}$"
+_URL = re.compile(WEBHOOK_URL)
 
 
 class EndpointIn(Strict):
-    url: str = Field(max_length=2000, pattern=WEBHOOK_URL,
+    url: str = Field(max_length=2000, json_schema_extra={"pattern": WEBHOOK_URL},
         description="http(s) URL; a host that resolves to private or loopback addresses is "
         "refused unless [webhooks] allowed_networks allows it (checked again at each "
         "delivery; a host that does not resolve yet is accepted)")
@@ -63,6 +67,18 @@ class EndpointIn(Strict):
         1, description="events per request, up to [webhooks] max_batch; with more than 1 "
         "the body is {\"events\": [...]}")
     description: str = Field("", max_length=500)
+
+
+    @field_validator("url")
+    @classmethod
+    def _url_form(cls, url: str) -> str:
+        # The pattern itself (in the document) was the whole message: 400 characters of
+        # regular expression, telling a user nothing (found by a stranger pass).
+        if not _URL.match(url):
+            raise ValueError("must be http:// or https://, a host name or an IP address (IPv6 "
+                             "in brackets), an optional :port, then a path: "
+                             "'https://hooks.example.com/outbox'")
+        return url
 
 
 class RedeliverIn(Strict):
