@@ -174,15 +174,34 @@ def test_bodies_survive_the_wire(text):
     assert msg.get_body(("html",)).get_content() == wire_text(f"<pre>{text}</pre>")
 
 
+CYRILLIC = "\n".join("".join(chr(0x430 + (i * 7 + j) % 32) for j in range(12)) + ", 42"
+                     for i in range(50))
+
+
 @pytest.mark.parametrize(("text", "cte"), [
     ("plain ascii", "7bit"),
     ("x" * 900, "7bit"),
     ("x" * 901, "quoted-printable"),
     ("a" * 600 + "\x0c" + "b" * 600, "quoted-printable"),
     ("café", "quoted-printable"),
+    ("Résumé of the café visit, naïve but fine.\n" * 50, "quoted-printable"),
+    (CYRILLIC, "base64"),
+    ("中文的邮件正文" * 200, "base64"),
+    ("é" * 5000, "base64"),
 ])
 def test_transfer_encoding_keeps_text_readable(text, cte):
     assert built(text=text)["Content-Transfer-Encoding"] == cte
+
+
+@pytest.mark.parametrize("text", [CYRILLIC + "\r\n" + CYRILLIC, "中文" * 3000,
+                                  "é" * 5000 + "\nend"])
+def test_text_mostly_outside_ascii_goes_base64_at_most_a_third_over_its_bytes(text):
+    """Quoted-printable tripled it: 'é' * 6,000,000 was 37 MB encoded, over a 25 MB limit."""
+    msg = built(text=text)
+    body = msg.get_body(("plain",))
+    encoded = body.get_payload(decode=False).encode("ascii")
+    assert body.get_content() == wire_text(text)
+    assert len(encoded) <= len(wire_text(text).replace("\n", "\r\n").encode("utf-8")) * 1.4
 
 
 # --- attachments -----------------------------------------------------------------------------
