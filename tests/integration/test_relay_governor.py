@@ -206,6 +206,26 @@ async def test_a_4xx_to_auth_backs_the_relay_off_without_counting_attempts(
     assert {m.attempts for m in messages} == {1}
 
 
+async def test_a_250_to_auth_holds_the_relay_s_mail_and_sends_nothing(node: NodeFactory) -> None:
+    """A sink that says 250 to everything (Postfix's smtp-sink) answered AUTH with 250: a
+    stranger pass found each message recorded `sent` with the reply '250 2.0.0 Ok', though
+    MAIL was never given and nothing arrived. A login is confirmed by 235 alone."""
+    server = ScriptedServer(auth=("user", "secret-pw-1"), script=[
+        reply("AUTH", "250 2.0.0 Ok")]).start()
+    try:
+        relay = RelaySettings(name="r", host="127.0.0.1", port=server.port, security="none",
+                              username="user", password="secret-pw-1")
+        n = await node(relay)
+        ids = await n.submit(2)
+        await n.settle(ids)
+        messages = await n.messages(ids)
+    finally:
+        server.stop()
+    assert {m.status for m in messages} == {MessageStatus.HELD}
+    assert server.messages == [] and "MAIL" not in server.commands
+    assert {m.attempts for m in messages} == {0}
+
+
 # --- a relay that says "slow down" ----------------------------------------------------------
 
 class EveryThirdSession(RecordingHandler):

@@ -149,6 +149,31 @@ def test_auth_conditions_hold(condition):
     assert outcome.guidance == condition.value
 
 
+@given(stage=st.sampled_from(list(Stage)), code=st.integers(200, 399))
+def test_a_session_that_failed_on_a_positive_reply_never_delivered(stage, code):
+    """A failure is never a delivery, whatever positive reply ended it: a 250 to AUTH (a
+    sink that says 250 to everything) had recorded messages as sent."""
+    outcome = only(classify(failed_at(stage, Reply(code, None, "Ok"))))
+    assert outcome.kind is not OutcomeKind.SENT
+    assert outcome.guidance in CATALOGUE
+
+
+@pytest.mark.parametrize("code", [250, 220, 334])
+def test_a_login_not_confirmed_with_235_holds_the_relay_s_mail(code):
+    reply = Reply(code, None, "2.0.0 Ok")
+    outcome = only(classify(failed_at(Stage.AUTH, reply)))
+    assert (outcome.kind, outcome.scope) == (OutcomeKind.HELD, Scope.RELAY)
+    assert outcome.guidance == Condition.AUTH_NOT_CONFIRMED.value
+    assert outcome.reply == reply
+
+
+@pytest.mark.parametrize("stage", [Stage.GREETING, Stage.EHLO, Stage.STARTTLS])
+def test_a_positive_reply_ending_set_up_is_the_relay_s_protocol_error(stage):
+    outcome = only(classify(failed_at(stage, Reply(250, None, "Ok"))))
+    assert outcome.kind is OutcomeKind.DEFERRED
+    assert outcome.guidance == Condition.PROTOCOL_ERROR.value
+
+
 def test_unknown_relay_holds():
     outcome = only(classify(failed_at(Stage.CONNECT, condition=Condition.RELAY_NOT_CONFIGURED)))
     assert outcome.kind is OutcomeKind.HELD

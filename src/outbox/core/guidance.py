@@ -133,6 +133,14 @@ CONDITIONS: dict[str, Entry] = {
         "often because TLS is not on. The relay's mail is held.",
         "Run `outbox doctor` to see what the relay offers; turn TLS on, or remove the "
         "credentials if the relay needs none, " + RELEASE, False),
+    Condition.AUTH_NOT_CONFIRMED.value: Entry(
+        "auth", "Login not confirmed by the relay",
+        "The relay answered the login with something other than 235 (logged in), so Outbox "
+        "cannot tell that it is logged in and sends nothing through it; a test sink that says "
+        "250 to everything does this. The relay's mail is held.",
+        "Check that host and port are the relay's SMTP submission service (`outbox relay test "
+        "NAME` shows the conversation); if it needs no login, remove username and password, "
+        + RELEASE, False),
     Condition.AUTH_NEEDS_TLS.value: Entry(
         "auth", "Login needs TLS",
         "Outbox will not send the relay's password over an unencrypted connection. The relay's "

@@ -11,12 +11,20 @@ from outbox.core.report import Condition, SessionFailure, Stage
 
 
 def failure_outcome(failure: SessionFailure, scope: Scope) -> Outcome:
-    """What a session that ended early means, at `scope`."""
-    if failure.reply is not None:
-        return reply_outcome(failure.reply, scope, during_auth=failure.stage is Stage.AUTH)
-    condition = failure.condition or Condition.PROTOCOL_ERROR
+    """What a session that ended early means, at `scope`. A session that ended on a
+    positive reply (below 400) ended out of protocol: never a delivery. A 250 to AUTH
+    (a sink that says 250 to everything) had recorded the message as sent, though MAIL
+    was never given (found by a stranger pass); a login not confirmed with 235 holds the
+    relay's mail as a refused one does, anything else is the relay's protocol error."""
+    reply = failure.reply
+    if reply is not None and reply.code >= 400:
+        return reply_outcome(reply, scope, during_auth=failure.stage is Stage.AUTH)
+    condition = failure.condition or (
+        Condition.AUTH_NOT_CONFIRMED if reply is not None and failure.stage is Stage.AUTH
+        else Condition.PROTOCOL_ERROR)
     kind = _CONDITION_KIND.get(condition, OutcomeKind.DEFERRED)
-    return Outcome(kind, scope, condition.value, detail=failure.detail)
+    scope = Scope.RELAY if kind is OutcomeKind.HELD and reply is not None else scope
+    return Outcome(kind, scope, condition.value, reply, detail=failure.detail)
 
 
 # Conditions that retrying cannot fix without an operator. Credentials and
@@ -24,6 +32,7 @@ def failure_outcome(failure: SessionFailure, scope: Scope) -> Outcome:
 _CONDITION_KIND = {
     Condition.AUTH_NOT_OFFERED: OutcomeKind.HELD,
     Condition.AUTH_NEEDS_TLS: OutcomeKind.HELD,
+    Condition.AUTH_NOT_CONFIRMED: OutcomeKind.HELD,
     Condition.TOKEN_REFRESH_FAILED: OutcomeKind.HELD,
     Condition.AWAITING_CREDENTIALS: OutcomeKind.HELD,
     Condition.RELAY_NOT_CONFIGURED: OutcomeKind.HELD,

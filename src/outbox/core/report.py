@@ -46,6 +46,7 @@ class Condition(StrEnum):
     STARTTLS_NOT_OFFERED = "starttls_not_offered"
     AUTH_NOT_OFFERED = "auth_not_offered"
     AUTH_NEEDS_TLS = "auth_needs_tls"
+    AUTH_NOT_CONFIRMED = "auth_not_confirmed"  # AUTH answered, but not with 235
     TOKEN_REFRESH_FAILED = "token_refresh_failed"
     TOKEN_ENDPOINT_UNAVAILABLE = "token_endpoint_unavailable"
     AWAITING_CREDENTIALS = "relay_awaiting_credentials"  # its last login failed: not retried
