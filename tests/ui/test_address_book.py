@@ -97,6 +97,47 @@ def test_groups_aliases_and_the_directory(ui: Ui, page: Page) -> None:
     expect(page.get_by_role("button", name="Sync now (LDAP not configured)")).to_be_disabled()
 
 
+def test_a_group_and_an_alias_named_with_a_slash_are_deleted(ui: Ui, page: Page) -> None:
+    ui.sign_in(page, "sally")
+    page.goto(f"{ui.url}/groups")
+    form = page.locator("#new-group")
+    form.get_by_label("Name").fill("Sp ace/Slash?")
+    form.get_by_label("Members (one a line)").fill("x@example.test")
+    form.get_by_role("button", name="Save group").click()
+    alias = page.locator("#new-alias")
+    alias.get_by_label("Name").fill("in/out")
+    alias.get_by_label("Sends to (addresses, one a line)").fill("y@example.test")
+    alias.get_by_role("button", name="Save alias").click()
+    expect(page.locator("#notice")).to_contain_text("Alias in/out saved")
+
+    group = page.locator('section[data-group="Sp ace/Slash?"]')
+    group.get_by_text("Edit Sp ace/Slash?").click()
+    group.get_by_role("button", name="Delete Sp ace/Slash?").click()
+    expect(page.locator("#notice")).to_have_text("Group Sp ace/Slash? deleted.")
+    expect(group).to_have_count(0)
+    page.get_by_role("button", name="Delete alias in/out").click()
+    expect(page.locator("#notice")).to_have_text("Alias in/out deleted.")
+    expect(page.locator('#alias-list tr[data-alias="in/out"]')).to_have_count(0)
+    with ui.api() as api:
+        assert api.get("/v1/groups").json() == [] and api.get("/v1/aliases").json() == []
+
+
+def test_a_search_past_its_limit_says_only_the_first_matches_are_shown(ui: Ui,
+                                                                       page: Page) -> None:
+    with ui.api() as api:
+        for n in range(51):
+            assert api.post("/v1/contacts", json={"name": f"Many {n}", "emails": [
+                f"many{n}@example.test"]}).status_code == 201
+    ui.sign_in(page, "vic")
+    page.goto(f"{ui.url}/contacts?q=many")
+    expect(page.locator("#contact-list tbody tr")).to_have_count(50)
+    expect(page.locator("#search-capped")).to_have_text(
+        "Showing the first 50 matches: narrow the search.")
+    page.goto(f"{ui.url}/contacts?q=many1")  # many1@, many10@ to many19@
+    expect(page.locator("#contact-list tbody tr")).to_have_count(11)
+    expect(page.locator("#search-capped")).to_have_count(0)
+
+
 def test_a_viewer_reads_the_book_but_cannot_change_it(ui: Ui, page: Page) -> None:
     address_book(ui)
     ui.sign_in(page, "vic")

@@ -112,3 +112,13 @@ def test_the_alerts_page_shows_active_alerts_with_the_fix(start_ui: StartUi,
     expect(item).to_contain_text(alert["title"])
     expect(item.locator(".fix")).to_have_text(alert["guidance_detail"]["next_step"])
     expect(page.locator("#alert-history")).to_be_visible()
+
+
+def test_a_relay_without_a_login_is_not_said_to_log_in(ui: Ui, page: Page) -> None:
+    ui.sign_in(page, "sally")
+    page.goto(f"{ui.url}/relays")
+    # Never reached yet: its state is only the absence of a failed login, not "ok".
+    expect(page.locator(".relay dd.state")).to_have_text("no failed login recorded")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#test-default [role=status]")).to_have_text(
+        "Relay default: connected (no login configured).")

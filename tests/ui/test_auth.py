@@ -102,3 +102,64 @@ def test_the_session_cookie_is_secure_behind_https(start_ui: StartUi) -> None:
         cookie = next(c for c in answer.headers.get_list("set-cookie")
                       if c.startswith("outbox_session="))
         assert all(flag in cookie.lower() for flag in ("secure", "httponly", "samesite=lax"))
+
+
+EXPIRED = "Your session expired: sign in again."
+
+
+def sign_in_here(page: Page, name: str = "admin") -> None:
+    """Sign in on the sign-in page the browser was sent to, keeping its `next`."""
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_after_an_expired_session_an_htmx_action_signs_in_back_to_its_page(
+        ui: Ui, page: Page) -> None:
+    ui.sign_in(page, "admin")
+    page.goto(f"{ui.url}/relays")
+    page.context.clear_cookies()  # the session ends as an expired one does: no cookie
+    page.get_by_role("button", name="Test connection").click()  # htmx POST
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#session-expired")).to_have_text(EXPIRED)
+    sign_in_here(page)
+    expect(page.get_by_role("heading", name="Relays")).to_be_visible()
+    expect(page).to_have_url(f"{ui.url}/relays")
+
+
+def test_after_an_expired_session_a_form_signs_in_back_to_its_page(ui: Ui, page: Page) -> None:
+    with ui.api() as api:
+        id = api.post("/v1/messages", json={"from": "app@example.test", "to": "a@example.test",
+                                            "subject": "resend me", "text": "hi"}).json()["id"]
+    ui.sign_in(page, "admin")
+    page.goto(f"{ui.url}/messages/{id}")
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Resend").click()  # a plain form POST
+    expect(page.locator("#session-expired")).to_have_text(EXPIRED)
+    sign_in_here(page)
+    expect(page).to_have_url(f"{ui.url}/messages/{id}")
+    expect(page.get_by_role("heading", name="resend me")).to_be_visible()
+
+
+def test_a_dashboard_left_open_signs_in_back_to_the_dashboard(ui: Ui, page: Page) -> None:
+    ui.sign_in(page, "admin")
+    page.context.clear_cookies()  # the next poll of /ui/dashboard/live has no session
+    expect(page.locator("#session-expired")).to_have_text(EXPIRED)
+    sign_in_here(page)
+    expect(page).to_have_url(f"{ui.url}/")
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.locator("link[rel=stylesheet]")).to_have_count(1)  # a page, not a fragment
+
+
+def test_a_first_visit_is_not_told_its_session_expired(ui: Ui, page: Page) -> None:
+    page.goto(f"{ui.url}/messages")
+    expect(page).to_have_url(f"{ui.url}/login?next=/ui/messages")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#session-expired")).to_have_count(0)
+    # Another site's page is never where the sign-in leads: only a path of this UI.
+    answer = httpx.post(f"{ui.url}/relays/default/test", verify=TLS, headers={
+        "HX-Request": "true", "HX-Current-URL": "https://evil.example/ui/relays"})
+    assert answer.headers["HX-Redirect"] == "/ui/login?expired=1&next=/ui/"
+    answer = httpx.post(f"{ui.url}/messages/x/resend", verify=TLS,
+                        headers={"Referer": "https://evil.example/ui/x"})
+    assert answer.headers["location"] == "/ui/login?expired=1&next=/ui/"

@@ -143,3 +143,16 @@ def fifty_deferred_then_relay_back(start_ui: StartUi, sink: ScriptedServer) -> U
                message="50 deferred")
     sink.set_script()
     return ui
+
+
+def test_the_list_marks_cc_and_bcc_recipients(ui: Ui, page: Page) -> None:
+    with ui.api() as api:
+        answer = api.post("/v1/messages", json={
+            "from": "app@example.test", "to": "to@example.test", "cc": "cc@example.test",
+            "bcc": "hidden@example.test", "subject": "three kinds", "text": "hi"})
+    assert answer.status_code == 202, answer.text
+    ui.sign_in(page, "vic")
+    page.goto(f"{ui.url}/messages?recipient=hidden@example.test")  # found by its Bcc
+    expect(page.locator("#message-list thead")).to_contain_text("Recipients")
+    expect(page.locator("#message-list tbody td").nth(2)).to_have_text(
+        "to@example.test, cc@example.test (cc), hidden@example.test (bcc)")

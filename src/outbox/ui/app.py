@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,7 +33,7 @@ from outbox.ui import (
     relays,
 )
 from outbox.ui.render import HERE, error_page
-from outbox.ui.session import SignInNeeded, UiRefusal, current
+from outbox.ui.session import COOKIE, SignInNeeded, UiRefusal, current
 
 STATUS: tuple[tuple[type[OutboxError], int], ...] = (
     (InputError, 422), (NotFound, 404), (Conflict, 409), (RateLimited, 429), (AuthError, 403))
@@ -72,10 +72,51 @@ async def _bad_request(request: Request, exc: RequestValidationError) -> HTMLRes
 
 
 async def _sign_in_needed(request: Request, _: SignInNeeded) -> Response:
-    target = f"/ui/login?next={quote(request.url.path)}"
+    """To the sign-in page, and from there back to the page the user was on; it says the
+    session expired unless this is a first visit (nothing shows a session was had)."""
+    expired = "expired=1&" if _had_a_session(request) else ""
+    target = f"/ui/login?{expired}next={quote(_return_to(request))}"
     if request.headers.get("hx-request"):
+        # htmx would swap the sign-in page into the fragment: have the browser go there.
         return Response(status_code=401, headers={"HX-Redirect": target})
     return RedirectResponse(target, status_code=303)
+
+
+def _return_to(request: Request) -> str:
+    """The page to show after the sign-in: never the URL of an htmx fragment (a bare
+    fragment) or of a POST (answered "Method Not Allowed" to the GET that follows)."""
+    if request.headers.get("hx-request"):
+        return _our_path(request, request.headers.get("hx-current-url", "")) or "/ui/"
+    if not _is_navigation(request):
+        return _our_path(request, request.headers.get("referer", "")) or "/ui/"
+    return f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
+
+
+def _is_navigation(request: Request) -> bool:
+    """A page the browser opens itself: not htmx, a script's fetch or a form's POST."""
+    return (request.method in ("GET", "HEAD") and not request.headers.get("hx-request")
+            and request.headers.get("sec-fetch-dest", "document") == "document")
+
+
+def _our_path(request: Request, url: str) -> str | None:
+    """The path and query of `url` if it is a page of this UI, else None. The host is
+    dropped, and the sign-in page still accepts only a path of this UI (auth._safe_next)."""
+    parts = urlsplit(url)
+    public = urlsplit(request.app.state.outbox.settings.ui.public_url).netloc
+    ours = {request.url.netloc, public} - {""}
+    if parts.netloc not in ours or not parts.path.startswith("/ui/"):
+        return None
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+def _had_a_session(request: Request) -> bool:
+    """A session cookie that no longer signs in, or a request only a page of a session
+    makes: htmx, a form's POST, a link followed from a page of the UI. The cookie alone
+    is not enough: the browser drops it when its max-age (the session's) runs out."""
+    if COOKIE in request.cookies or not _is_navigation(request):
+        return True
+    came_from = _our_path(request, request.headers.get("referer", ""))
+    return came_from is not None and not came_from.startswith("/ui/login")
 
 
 async def _refused(request: Request, exc: UiRefusal) -> HTMLResponse:

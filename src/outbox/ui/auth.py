@@ -26,20 +26,21 @@ def _safe_next(target: str) -> str:
 
 
 def _login_page(request: Request, next: str, error: str = "", status: int = 200,
-                name: str = "") -> HTMLResponse:
+                name: str = "", expired: bool = False) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     response = page(request, "login.html", None, code=status, login_csrf=token,
-                    next=_safe_next(next), error=error, name=name)
+                    next=_safe_next(next), error=error, name=name, expired=expired)
     response.set_cookie(LOGIN_COOKIE, token, path="/ui", httponly=True, samesite="lax",
                         secure=sessions.is_secure(request))
     return response
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request, next: str = "/ui/") -> Response:
+async def login_form(request: Request, next: str = "/ui/", expired: str = "") -> Response:
+    """`expired`: sent here by a page of a session that ended (app._sign_in_needed)."""
     if await sessions.current(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _login_page(request, next)
+    return _login_page(request, next, expired=expired == "1")
 
 
 @router.post("/login", response_class=HTMLResponse)

@@ -20,6 +20,7 @@ from outbox.ui.session import Sender, Service, Session, Viewer
 
 router = APIRouter()
 PAGE_SIZE = 50
+MAX_SEARCH = 50  # matching addresses a search shows: the most the store's suggest gives
 MAX_IMPORT = 10 * 1024 * 1024  # bytes of one CSV or vCard file
 
 
@@ -28,15 +29,18 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[\n,;]+", text) if part.strip()]
 
 
-async def _found(outbox: Outbox, q: str, after: int) -> tuple[list[Contact], int | None]:
-    """The contacts a search finds (by name or address prefix), else a page of all."""
+async def _found(outbox: Outbox, q: str, after: int) -> tuple[list[Contact], int | None, bool]:
+    """The contacts a search finds (by name or address prefix), else a page of all; and
+    whether a search stopped at its limit."""
     if q.strip():
-        ids = dict.fromkeys(s.contact_id for s in await outbox.contacts.suggest(q.strip(), 50))
-        return [await outbox.contacts.get_contact(id) for id in ids], None
+        # The autocomplete's index: best first, at most MAX_SEARCH addresses, no next page.
+        found = await outbox.contacts.suggest(q.strip(), MAX_SEARCH)
+        ids = dict.fromkeys(s.contact_id for s in found)
+        return [await outbox.contacts.get_contact(id) for id in ids], None, len(found) >= MAX_SEARCH
     contacts = list(await outbox.contacts.list_contacts(PAGE_SIZE + 1, after))
     more = len(contacts) > PAGE_SIZE
     contacts = contacts[:PAGE_SIZE]
-    return contacts, (contacts[-1].id if more and contacts else None)
+    return contacts, (contacts[-1].id if more and contacts else None), False
 
 
 @router.get("/contacts", response_class=HTMLResponse)
@@ -44,9 +48,9 @@ async def contacts_page(request: Request, session: Viewer, outbox: Service,
                         q: Annotated[str, Query(max_length=200)] = "",
                         after: Annotated[int, Query(ge=0)] = 0,
                         notice: Annotated[str, Query(max_length=500)] = "") -> HTMLResponse:
-    contacts, next_after = await _found(outbox, q, after)
+    contacts, next_after, capped = await _found(outbox, q, after)
     return page(request, "contacts.html", session, contacts=contacts, q=q,
-                next_after=next_after, notice=notice)
+                next_after=next_after, notice=notice, capped=MAX_SEARCH if capped else 0)
 
 
 async def _contact_form(request: Request, session: Session, contact: Contact | None,

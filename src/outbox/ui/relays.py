@@ -59,7 +59,8 @@ async def test_relay(request: Request, name: str, session: Sender,
     result = await outbox.relays.test(name)
     return templates.TemplateResponse(request, "_relay_test.html", {
         "name": name, "ok": result.result.ok, "transcript": result.result.transcript,
-        "guidance": result.guidance, "released": result.released})
+        "guidance": result.guidance, "released": result.released,
+        "mechanism": result.result.info.auth_mechanism, "username": result.relay.username})
 
 
 @router.post("/relays/{name}/credentials")
