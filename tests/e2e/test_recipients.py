@@ -196,6 +196,19 @@ def test_names_expand_from_the_address_book_and_say_how(env: Env) -> None:
     assert unknown.json()["error"]["field"] == "to[0]"
 
 
+def test_a_group_and_an_alias_named_with_a_slash_are_saved_and_deleted(env: Env) -> None:
+    """Names may hold '/' (core.contacts.check_name); in the path it split the name, so
+    such a group could be made (UI, CLI) and never changed or deleted over the API."""
+    env.put("/v1/groups/Sales%2FEMEA", {"members": [{"address": "emea@x.test"}]})
+    env.put("/v1/aliases/team%2Fops", {"targets": ["ops@x.test"]})
+    assert "Sales/EMEA" in [g["name"] for g in env.get("/v1/groups")]
+    with env.outbox.client() as client:
+        deleted = [client.delete("/v1/groups/Sales%2FEMEA").status_code,
+                   client.delete("/v1/aliases/team%2Fops").status_code]
+    assert deleted == [204, 204]
+    assert env.get("/v1/groups") == [] and env.get("/v1/aliases") == []
+
+
 def test_an_import_sent_without_a_content_type_is_a_file_not_json(env: Env) -> None:
     """Its body is not scanned as JSON: a field of brackets nested past
     limits.max_json_depth is text like any other."""

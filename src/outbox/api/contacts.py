@@ -258,14 +258,14 @@ async def list_groups(book: Book, _: Reader) -> list[GroupOut]:
     return [group_out(g) for g in await book.list_groups()]
 
 
-@router.put("/groups/{name}", response_model=GroupOut)
+@router.put("/groups/{name:path}", response_model=GroupOut)
 async def save_group(name: BookName, body: GroupIn, book: Book, _: Editor) -> GroupOut:
     """Create or replace a group; members are contacts, addresses and other groups."""
     group = Group(name, tuple(m.to_member() for m in body.members), body.description)
     return group_out(await book.save_group(group))
 
 
-@router.delete("/groups/{name}", status_code=204, response_class=Response)
+@router.delete("/groups/{name:path}", status_code=204, response_class=Response)
 async def delete_group(name: BookName, book: Book, _: Editor) -> Response:
     await book.delete_group(name)
     return Response(status_code=204)
@@ -276,13 +276,13 @@ async def list_aliases(book: Book, _: Reader) -> list[AliasOut]:
     return [AliasOut(name=a.name, targets=list(a.targets)) for a in await book.list_aliases()]
 
 
-@router.put("/aliases/{name}", response_model=AliasOut)
+@router.put("/aliases/{name:path}", response_model=AliasOut)
 async def save_alias(name: BookName, body: AliasIn, book: Book, _: Editor) -> AliasOut:
     alias = await book.save_alias(Alias(name, tuple(body.targets)))
     return AliasOut(name=alias.name, targets=list(alias.targets))
 
 
-@router.delete("/aliases/{name}", status_code=204, response_class=Response)
+@router.delete("/aliases/{name:path}", status_code=204, response_class=Response)
 async def delete_alias(name: BookName, book: Book, _: Editor) -> Response:
     await book.delete_alias(name)
     return Response(status_code=204)
