@@ -1,10 +1,16 @@
 """Compose in a real Chromium: chips resolved from groups and aliases ("via group ..."),
 expanding to members, one copy per member at the sink; an invalid address blocks Send
-and is named; a double click on Send queues one message; a viewer is refused."""
+and is named; text typed but not yet a chip is sent (or, invalid, blocks Send), with the
+page's script or without it; a suggested contact whose name needs quoting is one valid
+chip; an empty From comes back as the form; a double click on Send queues one message;
+a viewer is refused."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Page, expect
+import email
+from email import policy
+
+from playwright.sync_api import Browser, Page, expect
 
 from tests.dbsql import sql
 from tests.processes import wait_until
@@ -89,6 +95,115 @@ def test_an_invalid_address_blocks_send_and_is_named(ui: Ui, page: Page) -> None
         HTMLFormElement.prototype.submit.call(document.getElementById('compose')); }""")
     expect(page.locator("#server-error")).to_contain_text("to[1]")
     assert ui.count() == 0
+
+
+def recipients(ui: Ui, page: Page) -> list[tuple[str, str]]:
+    """(kind, address) of the message the page shows, once it is queued."""
+    expect(page.locator("#notice")).to_contain_text("Queued")
+    with ui.api() as api:
+        shown = api.get("/v1/messages/" + page.url.split("/messages/")[1].split("?")[0]).json()
+    return sorted((r["kind"], r["address"]) for r in shown["recipients"])
+
+
+def test_text_typed_but_not_yet_a_chip_is_sent_to(ui: Ui, page: Page) -> None:
+    """The tester's steps: a chip in To, an address typed in Bcc, Send pressed at once."""
+    open_compose(ui, page)
+    add_chip(page, "to", "chip1@example.test")
+    expect(page.locator('.chip[data-entry="chip1@example.test"]')).to_have_class("chip")
+    page.locator("#bcc-input").click()
+    page.keyboard.type("auditor@example.test")
+    page.click("#send", delay=120)
+    assert recipients(ui, page) == [("bcc", "auditor@example.test"),
+                                    ("to", "chip1@example.test")]
+
+
+def test_text_typed_in_every_box_is_sent_to(ui: Ui, page: Page) -> None:
+    """Text left in boxes without a blur (filled by a script or a password manager), and
+    no chip at all: each box's text is a recipient."""
+    open_compose(ui, page)
+    for field in ("to", "cc"):
+        page.locator(f"#{field}-input").evaluate(
+            "(input, value) => { input.value = value; }", f"{field}1@example.test")
+    page.locator("#bcc-input").fill("Ann <b1@example.test>; b2@example.test")
+    page.get_by_label("Subject").press("Enter")  # implicit submission: no click, no blur
+    assert recipients(ui, page) == [("bcc", "b1@example.test"), ("bcc", "b2@example.test"),
+                                    ("cc", "cc1@example.test"), ("to", "to1@example.test")]
+
+
+def test_invalid_text_typed_but_not_yet_a_chip_blocks_send(ui: Ui, page: Page) -> None:
+    open_compose(ui, page)
+    add_chip(page, "to", "ok@example.test")
+    page.locator("#cc-input").click()
+    page.keyboard.type("bad@@example.test")
+    page.click("#send", delay=120)
+    chip = page.locator('.chip[data-entry="bad@@example.test"]')
+    expect(chip).to_have_class("chip invalid")
+    expect(chip.locator(".why")).to_contain_text("invalid")
+    expect(page.locator("#compose-errors")).to_contain_text("bad@@example.test")
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    expect(page.locator("#server-error")).to_have_count(0)
+    assert ui.count() == 0
+
+
+def test_without_javascript_typed_recipients_are_sent_and_kept(ui: Ui, browser: Browser
+                                                               ) -> None:
+    """The form without its script: each box is a plain field, and what came back with
+    an error is shown and sent again."""
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        ui.sign_in(page, "sally")
+        page.goto(f"{ui.url}/compose")
+        page.get_by_label("From").fill("not-an-address")
+        page.locator("#to-input").fill("to1@example.test, to2@example.test")
+        page.locator("#cc-input").fill("cc1@example.test")
+        page.get_by_label("Subject").fill("No script")
+        page.get_by_label("Text").fill("Body text")
+        page.get_by_role("button", name="Send").click()
+        expect(page.locator("#server-error")).to_contain_text("field from")
+        expect(page.locator(".chips")).to_have_text(
+            ["to1@example.test, to2@example.test", "cc1@example.test", ""])
+        page.get_by_label("From").fill("me@example.test")
+        page.get_by_role("button", name="Send").click()
+        assert recipients(ui, page) == [("cc", "cc1@example.test"), ("to", "to1@example.test"),
+                                        ("to", "to2@example.test")]
+    finally:
+        context.close()
+
+
+def test_a_suggested_contact_whose_name_needs_quotes_is_one_valid_chip(
+        ui: Ui, page: Page, sink: ScriptedServer) -> None:
+    with ui.api() as api:
+        assert api.post("/v1/contacts", json={"name": "Smith, John (Ops)",
+                                              "emails": ["john.smith@example.test"]}
+                        ).status_code == 201
+    open_compose(ui, page)
+    page.locator("#to-input").fill("Smi")
+    page.get_by_role("option", name="john.smith@example.test").click()
+    expect(page.locator(".chip")).to_have_class(["chip"])  # not "chip invalid"
+    expect(page.locator(".chip .entry")).to_have_text(
+        ['"Smith, John (Ops)" <john.smith@example.test>'])
+    page.get_by_role("button", name="Send").click()
+    assert recipients(ui, page) == [("to", "john.smith@example.test")]
+    wait_until(lambda: sink.messages, timeout=30, message="the message delivered")
+    to = email.message_from_bytes(sink.messages[0].data, policy=policy.default)["To"]
+    assert [(a.display_name, a.addr_spec) for a in to.addresses] == [
+        ("Smith, John (Ops)", "john.smith@example.test")]
+
+
+def test_an_empty_from_comes_back_as_the_form_with_its_error(ui: Ui, page: Page) -> None:
+    open_compose(ui, page)
+    page.get_by_label("From").fill("")
+    add_chip(page, "to", "kept@example.test")
+    expect(page.locator('.chip[data-entry="kept@example.test"]')).to_have_class("chip")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#server-error")).to_contain_text("field from")
+    expect(page.get_by_label("Subject")).to_have_value("Hello from the UI")
+    expect(page.get_by_label("Text")).to_have_value("Body text")
+    expect(page.locator('.chip[data-entry="kept@example.test"]')).to_have_class("chip")
+    page.get_by_label("From").fill("me@example.test")
+    page.get_by_role("button", name="Send").click()
+    assert recipients(ui, page) == [("to", "kept@example.test")]
 
 
 def test_a_double_click_on_send_queues_one_message(ui: Ui, page: Page,

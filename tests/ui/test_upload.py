@@ -1,5 +1,6 @@
 """A 50 MB attachment uploaded from the compose page (streamed, with a progress bar that
-reaches 100 %) arrives at the relay byte-identical."""
+reaches 100 %) arrives at the relay byte-identical; uploads a form comes back with (after
+a refusal) are listed again, each removable, and each sent once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from playwright.sync_api import Page, expect
 from tests.processes import wait_until
 from tests.smtpd import ScriptedServer
 from tests.ui.conftest import StartUi
+from tests.ui.support import Ui
 from tests.ui.test_compose import add_chip, open_compose
 
 # One backend (tests/ui/conftest.py): the upload form and the blob directory, which both
@@ -78,3 +80,31 @@ def test_a_file_over_the_limit_or_of_a_blocked_type_is_refused_naming_the_rule(
         headers: {'X-CSRF-Token': document.querySelector('input[name=csrf_token]').value},
         body: new Uint8Array(1500000)})).json()""")
     assert "limits.max_attachment_size" in status["error"]
+
+
+def test_uploads_a_refused_form_carries_are_listed_removable_and_sent_once(
+        ui: Ui, page: Page, sink: ScriptedServer, tmp_path: Path) -> None:
+    keep, drop = tmp_path / "keep ü.txt", tmp_path / "drop.txt"
+    keep.write_text("kept\n")
+    drop.write_text("dropped\n")
+    open_compose(ui, page)
+    page.get_by_label("Text").fill("")  # the server refuses the form: no body
+    add_chip(page, "to", "files@example.test")
+    page.set_input_files("#files", [str(keep), str(drop)])
+    items = page.locator("#uploads li")
+    expect(items.locator(".pct")).to_have_text(["100 % uploaded"] * 2)
+    shown = items.all_inner_texts()
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#server-error")).to_contain_text("give a body")
+    expect(items).to_have_text(shown)  # as before the refusal
+    page.get_by_role("button", name="Remove drop.txt").click()
+    expect(items).to_have_count(1)
+    page.get_by_label("Text").fill("Now with a body")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#notice")).to_contain_text("Queued")
+
+    wait_until(lambda: sink.messages, timeout=30, message="the message delivered")
+    parsed = email.message_from_bytes(sink.messages[0].data, policy=policy.default)
+    files = [(a.get_filename(), a.get_content())
+             for a in parsed.iter_attachments()]  # type: ignore[attr-defined]
+    assert files == [("keep ü.txt", "kept\n")]

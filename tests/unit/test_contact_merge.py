@@ -1,5 +1,5 @@
 """Import merge, dedupe and directory-sync plans (core.contact_merge), and the
-address book's rules for names, keys, search terms, group cycles and ranking."""
+address book's rules for names, keys, search terms, suggestions, group cycles and ranking."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outbox.core.addresses import parse_mailbox
 from outbox.core.contact_merge import plan_dedupe, plan_directory_sync, plan_import
 from outbox.core.contacts import (
     EPOCH,
@@ -18,6 +19,7 @@ from outbox.core.contacts import (
     Member,
     NewContact,
     Source,
+    Suggestion,
     SyncState,
     add_use,
     address_key,
@@ -171,6 +173,23 @@ def test_search_terms_are_name_words_and_addresses() -> None:
     assert prefix_range(" An ") == ("an", "an\U0010ffff")
     assert prefix_range("ANN@X") == ("ann@x", "ann@x\U0010ffff")
     assert prefix_range("   ") is None
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("", "js@x.test"),
+    ("John Smith", "John Smith <js@x.test>"),
+    ("Smith, John (Ops)", '"Smith, John (Ops)" <js@x.test>'),
+    ("Lee <Ops>", '"Lee <Ops>" <js@x.test>'),
+    ('John "JS" Smith', r'"John \"JS\" Smith" <js@x.test>'),
+    ("Ops; Night", '"Ops; Night" <js@x.test>'),
+    ("Jürgen", "Jürgen <js@x.test>"),
+])
+def test_a_suggestion_reads_back_as_its_one_address_and_name(name: str, expected: str) -> None:
+    """The UI makes a chip of `formatted()`: unquoted, "Smith, John" was two entries."""
+    formatted = Suggestion(1, name, "js@x.test", 0, None).formatted()
+    assert formatted == expected
+    address = parse_mailbox(formatted, "to")
+    assert (address.display_name, address.addr_spec) == (name, "js@x.test")
 
 
 @pytest.mark.parametrize("name", ["", "a@b", "x<y", "a,b", "a;b", "a:b", 'a"b', "a\x00b",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from outbox.core.addresses import quote_phrase
 from outbox.errors import InputError
 
 HALF_LIFE = timedelta(days=30)
@@ -126,7 +127,9 @@ class Suggestion:
     last_used_at: datetime | None
 
     def formatted(self) -> str:
-        return f"{self.name} <{self.address}>" if self.name else self.address
+        """How the UI offers it, read back as this one address: a name with a comma,
+        quote or angle bracket is quoted ("Smith, John" would otherwise be two entries)."""
+        return f"{quote_phrase(self.name)} <{self.address}>" if self.name else self.address
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,16 +141,24 @@ async def upload(request: Request, session: Sender, outbox: Service) -> JSONResp
                         status_code=201)
 
 
+def carried(form: dict[str, Any]) -> list[dict[str, str]]:
+    """The uploads a form carries, "id|size|type|name" as compose.js writes them (a name may
+    hold "|"): sent again with the form, and listed again when it comes back with an error."""
+    uploads = []
+    for item in form.get("attachment") or []:
+        upload_id, size, content_type, filename = [*item.split("|", 3), "", "", ""][:4]
+        uploads.append({"value": item, "upload_id": upload_id, "filename": filename,
+                        "size": f"{int(size):,}" if size.isdigit() else "?",
+                        "content_type": content_type or "application/octet-stream"})
+    return uploads
+
+
 def _submission(form: dict[str, Any]) -> Submission:
-    attachments = []
-    for item in form["attachment"]:
-        upload_id, _, rest = item.partition("|")
-        content_type, _, filename = rest.partition("|")
-        attachments.append(AttachmentIn(filename=filename, upload_id=upload_id,
-                                        content_type=content_type or "application/octet-stream"))
+    attachments = tuple(AttachmentIn(filename=a["filename"], upload_id=a["upload_id"],
+                                     content_type=a["content_type"]) for a in carried(form))
     return Submission(sender=form["sender"], to=form["to"], cc=form["cc"], bcc=form["bcc"],
                       subject=form["subject"], text=form["text"] or None,
-                      html=form["html"] or None, attachments=tuple(attachments))
+                      html=form["html"] or None, attachments=attachments)
 
 
 async def _submit(outbox: Outbox, session: Session, form: dict[str, Any], key: str) -> str:
@@ -170,7 +178,7 @@ async def _submit(outbox: Outbox, session: Session, form: dict[str, Any], key: s
 
 @router.post("/compose", response_class=HTMLResponse)
 async def send(request: Request, session: Sender, outbox: Service,
-               sender: Annotated[str, Form()], subject: Annotated[str, Form()] = "",
+               sender: Annotated[str, Form()] = "", subject: Annotated[str, Form()] = "",
                text: Annotated[str, Form()] = "", html: Annotated[str, Form()] = "",
                to: Annotated[list[str] | None, Form()] = None,
                cc: Annotated[list[str] | None, Form()] = None,
@@ -178,12 +186,14 @@ async def send(request: Request, session: Sender, outbox: Service,
                attachment: Annotated[list[str] | None, Form()] = None,
                idempotency_key: Annotated[str, Form()] = "",
                confirm_external: Annotated[str, Form()] = "") -> Response:
+    """Every field may be empty (the form is `novalidate`): the submission refuses what is
+    missing, and the form comes back as typed with its reason, an empty From included."""
     form = {"sender": sender, "to": to or [], "cc": cc or [], "bcc": bcc or [],
             "subject": subject, "text": text, "html": html, "attachment": attachment or []}
     external = [] if confirm_external == "yes" else await external_of(outbox, form)
     if external:  # internal mail about to leave: the user confirms first
         return page(request, "compose.html", session, code=409, form=form, error="",
-                    external=external, domains=outbox.policy.domains,
+                    external=external, domains=outbox.policy.domains, uploads=carried(form),
                     idempotency_key=idempotency_key, limits=limits_of(outbox))
     try:
         id = await _submit(outbox, session, form, idempotency_key)
@@ -191,7 +201,7 @@ async def send(request: Request, session: Sender, outbox: Service,
         field = getattr(exc, "field", None)
         return page(request, "compose.html", session, code=422, form=form,
                     error=f"{exc.message}" + (f" (field {field})" if field else "")
-                    + (f": {exc.hint}" if exc.hint else ""),
+                    + (f": {exc.hint}" if exc.hint else ""), uploads=carried(form),
                     idempotency_key=idempotency_key, limits=limits_of(outbox))
     return RedirectResponse(f"/ui/messages/{id}?notice=Queued%3A+Outbox+sends+it+in+the+"
                             "background.", status_code=303)

@@ -28,7 +28,7 @@ display name and addr-spec), `parse` (the public parsing functions), `recipients
 and Bcc de-duplicated). Callers import from the package, not from its modules.
 """
 
-from outbox.core.addresses.address import Address, format_addresses
+from outbox.core.addresses.address import Address, format_addresses, quote_phrase
 from outbox.core.addresses.parse import (
     address_errors,
     parse_addresses,
@@ -64,5 +64,6 @@ __all__ = [
     "parse_mailbox",
     "plan_envelope",
     "plan_recipients",
+    "quote_phrase",
     "split_entries",
 ]

@@ -22,7 +22,7 @@ from outbox.core.addresses.validate import (
 )
 from outbox.errors import InvalidAddress
 
-__all__ = ["Address", "format_addresses"]
+__all__ = ["Address", "format_addresses", "quote_phrase"]
 
 _ATEXT: Final = frozenset(ATEXT)
 
@@ -73,7 +73,7 @@ class Address:
         """
         if not self.display_name:
             return self.addr_spec
-        return f"{_quote_phrase(self.display_name)} <{self.addr_spec}>"
+        return f"{quote_phrase(self.display_name)} <{self.addr_spec}>"
 
 
 def format_addresses(addresses: Sequence[Address]) -> str:
@@ -81,7 +81,8 @@ def format_addresses(addresses: Sequence[Address]) -> str:
     return ", ".join(address.formatted() for address in addresses)
 
 
-def _quote_phrase(name: str) -> str:
+def quote_phrase(name: str) -> str:
+    """A display name as an RFC 5322 phrase: as is when its words are atoms, else quoted."""
     words = name.split(" ")
     if "=?" not in name and all(_is_atom(word) for word in words):
         return name

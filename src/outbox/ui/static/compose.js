@@ -9,6 +9,9 @@
   const csrf = form.querySelector('input[name="csrf_token"]').value;
   let uploading = 0;
   let submitted = false;
+  let waiting = false;  // a submit waits for the chips still being checked
+  const checks = new WeakMap();  // chip -> the promise of its check
+  const flushes = [];  // per chip box: turn the text still typed in it into chips
 
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
@@ -19,7 +22,6 @@
 
   function refresh() {
     const bad = [...form.querySelectorAll(".chip.invalid")];
-    const pending = form.querySelectorAll(".chip.pending").length;
     const problems = bad.map(c => `${c.dataset.entry}: ${c.dataset.error}`);
     if (uploading) problems.push("wait for the attachments to finish uploading");
     const outside = [...form.querySelectorAll(".chip.external")].flatMap(c => c.dataset.external.split(" "));
@@ -31,7 +33,9 @@
     }
     errors.hidden = bad.length === 0;
     errors.textContent = bad.length ? "Fix before sending: " + problems.join("; ") : "";
-    send.disabled = submitted || bad.length > 0 || pending > 0 || uploading > 0;
+    // A chip still being checked does not disable Send: pressing the button blurs the box,
+    // which makes a chip of its text, and a button disabled under the pointer gets no click.
+    send.disabled = submitted || waiting || bad.length > 0 || uploading > 0;
   }
 
   async function check(chip) {
@@ -83,7 +87,7 @@
     chip.appendChild(el("input", {type: "hidden", name: box.dataset.field, value: entry}));
     if (!chip.parentNode) box.insertBefore(chip, box.querySelector(".chip-input"));
     refresh();
-    check(chip);
+    checks.set(chip, check(chip));
   }
 
   function split(text) {
@@ -94,6 +98,12 @@
     const input = box.querySelector(".chip-input");
     const list = document.getElementById(box.dataset.field + "-suggest");
     box.querySelectorAll(".chip").forEach(chip => addChip(box, chip.dataset.entry, chip));
+    // Without this script the box itself is the field; with it, its chips are.
+    input.removeAttribute("name");
+    function flush() {
+      if (input.value.trim()) { split(input.value).forEach(v => addChip(box, v)); input.value = ""; }
+    }
+    flushes.push(flush);
     let active = -1;
     function close() { list.hidden = true; list.replaceChildren(); active = -1;
                        input.setAttribute("aria-expanded", "false"); }
@@ -106,16 +116,15 @@
       } else if (e.key === "Enter" || e.key === "," || e.key === ";") {
         e.preventDefault();
         if (active >= 0 && items[active]) take(items[active].dataset.value);
-        else if (input.value.trim()) { split(input.value).forEach(v => addChip(box, v)); input.value = ""; close(); }
+        else if (input.value.trim()) { flush(); close(); }
       } else if (e.key === "Backspace" && !input.value) {
         const chips = box.querySelectorAll(".chip");
         if (chips.length) { chips[chips.length - 1].remove(); refresh(); }
       } else if (e.key === "Escape") { close(); }
     });
-    input.addEventListener("blur", () => setTimeout(() => {
-      if (input.value.trim()) { split(input.value).forEach(v => addChip(box, v)); input.value = ""; }
-      close();
-    }, 200));
+    // At once, not after a delay, so the chip exists before a click on Send submits. A
+    // suggestion is taken on mousedown, which keeps the focus here.
+    input.addEventListener("blur", () => { flush(); close(); });
     let timer = null;
     input.addEventListener("input", () => {
       clearTimeout(timer);
@@ -142,6 +151,12 @@
     [...e.target.files].forEach(upload);
     e.target.value = "";
   });
+
+  // An uploaded file's entry holds the form's field for it, so removing the entry drops it.
+  function removable(item) {
+    item.querySelector(".remove").addEventListener("click", () => { item.remove(); refresh(); });
+  }
+  document.querySelectorAll("#uploads li").forEach(removable);  // carried back with an error
 
   function refusal(file) {
     const max = Number(form.dataset.maxAttachment);
@@ -186,8 +201,11 @@
         const answer = JSON.parse(xhr.responseText);
         bar.value = 100; pct.textContent = "100 % uploaded";
         item.dataset.uploadId = answer.upload_id;
-        form.appendChild(el("input", {type: "hidden", name: "attachment",
-          value: `${answer.upload_id}|${file.type || "application/octet-stream"}|${file.name}`}));
+        // id|size|type|name: compose.py sends it, and lists it again if the form comes back.
+        item.append(el("button", {type: "button", class: "remove", "aria-label": "Remove " + file.name}, "×"),
+                    el("input", {type: "hidden", name: "attachment", value: `${answer.upload_id}|` +
+                                 `${answer.size}|${file.type || "application/octet-stream"}|${file.name}`}));
+        removable(item);
       } else {
         let why = String(xhr.status);
         try { why = JSON.parse(xhr.responseText).error || why; } catch (e) { /* not JSON */ }
@@ -202,8 +220,21 @@
   }
 
   form.addEventListener("submit", e => {
+    flushes.forEach(flush => flush());  // typed but not yet a chip is a recipient too
     refresh();
     if (send.disabled) { e.preventDefault(); return; }
+    const checking = [...form.querySelectorAll(".chip.pending")].map(chip => checks.get(chip));
+    if (checking.length) {  // sent once every chip is checked; an invalid one blocks it
+      e.preventDefault();
+      waiting = true;
+      refresh();
+      Promise.all(checking).then(() => {
+        waiting = false;
+        refresh();
+        if (!send.disabled) form.requestSubmit(e.submitter);
+      });
+      return;
+    }
     submitted = true;  // a second click (or Enter) does not submit again
     setTimeout(refresh, 0);
   });
