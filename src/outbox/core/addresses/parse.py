@@ -32,10 +32,15 @@ from outbox.errors import InvalidAddress
 
 __all__ = ["address_errors", "parse_addresses", "parse_mailbox", "split_entries"]
 
+# Where the caller does not allow it: Outbox's submit paths all refuse such an address,
+# whatever the relay offers (a stranger pass was told to find "a relay that supports
+# SMTPUTF8" when the relay did, and no setting changes it).
 _SMTPUTF8: Final = (
-    "has non-ASCII characters before the @, which needs a relay that supports SMTPUTF8"
+    "has non-ASCII characters before the @, which Outbox does not send (SMTPUTF8 "
+    "addresses are not supported)"
 )
-_SMTPUTF8_HINT: Final = "use an ASCII address, or a relay that supports SMTPUTF8"
+_SMTPUTF8_HINT: Final = ("use an ASCII address for this mailbox; a non-ASCII domain alone "
+                         "is fine (sent as xn--)")
 
 
 def parse_addresses(
