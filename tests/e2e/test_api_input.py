@@ -160,3 +160,17 @@ def test_a_batch_item_with_a_lone_surrogate_is_refused_and_the_others_queued(
     assert second["error"]["field"] == "messages[1].metadata"
     assert "lone UTF-16 surrogate" in second["error"]["message"]
     assert listed.status_code == 200
+
+
+def test_shape_errors_speak_json_not_pydantic(server: OutboxProcess) -> None:
+    """A stranger pass got "Input should be a valid list" for "to": 5 (a string is taken
+    too) and "a valid dictionary or instance of BatchMessageIn" for a batch item."""
+    with server.client() as client:
+        number = client.post("/v1/messages", json={**GOOD, "to": 5})
+        item = client.post("/v1/messages/batch", json={"messages": [5]})
+
+    assert number.json()["error"]["message"] == (
+        "to: give a list of addresses, or one string of them separated by commas or semicolons")
+    (refused,) = item.json()["results"]
+    assert refused["error"] == {"code": "invalid_value", "field": "messages[0]",
+                                "message": "messages[0]: must be a JSON object"}

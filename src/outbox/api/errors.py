@@ -115,7 +115,11 @@ def _message(error: dict[str, Any], field: str | None) -> str:
         return f"unknown field '{field}'"
     if kind == "missing":  # no field: the body itself is missing
         return f"'{field}' is required" if field else "the request has no body: send a JSON object"
-    text = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        # pydantic names its class ("a valid dictionary or instance of BatchMessageIn")
+        text = "must be a JSON object"
+    else:
+        text = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{field}: {text}" if field else text
 
 

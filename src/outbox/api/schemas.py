@@ -47,7 +47,18 @@ IdempotencyKey = Annotated[str | None, Header(
 # names ("Name <a@example.com>") and groups are accepted where the format says email.
 Address = Annotated[str, Field(json_schema_extra=ADDRESS)]
 Recipient = Annotated[str, Field(json_schema_extra=RECIPIENTS)]
-Addresses = list[Recipient] | Recipient
+
+
+def _addresses(value: Any) -> Any:
+    """Either form, or one message for both: the union's own said only "Input should be a
+    valid list" for `"to": 5`, though a string is taken too."""
+    if not isinstance(value, str | list):
+        raise ValueError("give a list of addresses, or one string of them separated by "
+                         "commas or semicolons")
+    return value
+
+
+Addresses = Annotated[list[Recipient] | Recipient, BeforeValidator(_addresses)]
 
 
 def _json_integer(value: Any) -> Any:
