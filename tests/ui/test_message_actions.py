@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.support import wait_all_sent
 from tests.processes import TLS, wait_until
-from tests.smtpd import ScriptedServer, reply
+from tests.smtpd import ScriptedServer, closed_port, reply
 from tests.ui.conftest import StartUi
 from tests.ui.support import Ui, screenshot
 from tests.ui.test_messages import fifty_deferred_then_relay_back, status_of
@@ -101,3 +101,23 @@ def test_cancel_all_matching_a_recipient_leaves_the_rest(start_ui: StartUi, page
     expect(page.locator("#notice")).to_contain_text("3 of 3 matching message(s) cancelled")
     assert ui.count("status = 'cancelled'") == 3
     assert ui.count("status = 'deferred'") == 2
+
+
+def test_a_retry_while_its_relay_backs_off_says_when_it_goes(start_ui: StartUi,
+                                                            page: Page) -> None:
+    """A stranger pass clicked Retry now on mail of a relay that was down: "Queued for
+    another try now.", then deferred again at once with the next try minutes away."""
+    ui = start_ui(relays=[{"name": "default", "host": "127.0.0.1", "port": closed_port(),
+                           "security": "none"}])
+    with ui.api() as api:
+        answer = api.post("/v1/messages", json={"from": "app@example.test",
+                                                "to": "to@example.test", "text": "hi"})
+    id = answer.json()["id"]
+    wait_until(lambda: status_of(ui, id) == "deferred", timeout=30, message="deferred")
+    ui.sign_in(page, "sally")
+    page.goto(f"{ui.url}/messages/{id}")
+    page.get_by_role("button", name="Retry now").click()
+    expect(page.locator("#notice")).to_contain_text(
+        "Queued for another try when relay default ends its back-off, at ")
+    expect(page.locator("#notice")).to_contain_text("after 1 failure(s): ")
+    expect(page.locator("#notice")).to_contain_text("Connection refused")

@@ -23,6 +23,7 @@ from outbox.clock import utcnow
 from outbox.config import OAuth2Settings, RelaySettings, Settings
 from outbox.core import guidance as catalogue
 from outbox.core.governor import GovernorState
+from outbox.core.model import RecipientStatus
 from outbox.core.relay_state import session_outcome
 from outbox.core.report import Stage
 from outbox.delivery.auth import authenticators_for
@@ -41,7 +42,7 @@ from outbox.errors import (
     NotFound,
     OutboxError,
 )
-from outbox.store.base import RelayAuth, Store
+from outbox.store.base import Message, RelayAuth, Store
 
 if TYPE_CHECKING:
     from outbox.delivery.smtp.probe import ProbeResult
@@ -255,6 +256,14 @@ class Relays:
         return [self._status(r, stored.get(r.name, RelayAuth(r.name)),
                              paced.get(r.name, GovernorState(r.name)))
                 for r in self.settings.relays]
+
+    async def held_back(self, message: Message) -> list[RelayStatus]:
+        """The relays backing off that `message`'s unsent recipients wait for: a retry
+        queues it now, and it still goes only when they end their back-off."""
+        waiting = {r.relay for r in message.recipients if r.status is not RecipientStatus.SENT}
+        now = self._clock()
+        return [status for status in await self.statuses() if status.name in waiting
+                and status.backoff_until is not None and status.backoff_until > now]
 
     def _status(self, relay: RelaySettings, auth: RelayAuth,
                 paced: GovernorState) -> RelayStatus:

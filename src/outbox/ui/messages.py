@@ -20,6 +20,7 @@ from outbox.core.model import MessageStatus
 from outbox.errors import ConfirmationRequired, IdempotencyInProgress, InputError, OutboxError
 from outbox.service import MessageFilter
 from outbox.service.bulk import count_matching
+from outbox.service.relays import RelayStatus
 from outbox.service.transfer import raw_message
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session, Viewer
@@ -109,8 +110,20 @@ def _back(id: str, notice: str) -> Response:
 
 @router.post("/messages/{id}/retry")
 async def retry(id: str, session: Sender, outbox: Service) -> Response:
-    await outbox.messages.retry(id)
-    return _back(id, "Queued for another try now.")
+    message = await outbox.messages.retry(id)
+    return _back(id, retried(await outbox.relays.held_back(message)))
+
+
+def retried(held_back: list[RelayStatus]) -> str:
+    """What a retry does: "now" was untrue while a relay backs off (found by a stranger
+    pass: 'Queued for another try now.', then deferred again at once)."""
+    if not held_back:
+        return "Queued for another try now."
+    relay = held_back[0]
+    assert relay.backoff_until is not None
+    why = relay.delivery_detail.partition(" after ")[2]  # "3 failure(s): <reason>"
+    return (f"Queued for another try when relay {relay.name} ends its back-off, at "
+            f"{relay.backoff_until:%H:%M:%S} UTC" + (f", after {why}" if why else "") + ".")
 
 
 @router.post("/messages/{id}/cancel")
