@@ -122,3 +122,21 @@ def test_a_relay_without_a_login_is_not_said_to_log_in(ui: Ui, page: Page) -> No
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-default [role=status]")).to_have_text(
         "Relay default: connected (no login configured).")
+
+
+def test_a_notice_in_a_link_is_not_shown_unless_outbox_made_it(ui: Ui, page: Page) -> None:
+    """A stranger pass sent a signed-in admin a link whose green success box read as
+    Outbox's own ("re-enter the SMTP password at https://evil.example/"). Notices are
+    signed with the session now: a crafted one shows nothing, Outbox's own still show."""
+    ui.sign_in(page, "admin")
+    spoof = "Relay credentials were reset. Re-enter the SMTP password at https://evil.example/"
+    page.goto(f"{ui.url}/relays?notice={spoof}")
+    expect(page.get_by_role("heading", name="Relays")).to_be_visible()
+    expect(page.locator("#notice")).to_have_count(0)
+    assert "evil.example" not in page.content()
+
+    page.goto(f"{ui.url}/groups")
+    page.locator("#new-group").get_by_label("Name").fill("Night shift")
+    page.locator("#new-group").get_by_label("Members (one a line)").fill("night@example.test")
+    page.locator("#new-group").get_by_role("button", name="Save group").click()
+    expect(page.locator("#notice")).to_have_text("Group Night shift saved with 1 member(s).")

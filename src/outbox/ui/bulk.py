@@ -5,12 +5,13 @@ the confirmation (a POST with the session's CSRF token) acts, through the servic
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from outbox.service.bulk import BulkResult, apply_to_matching, check_action, count_matching
+from outbox.ui import notices
 from outbox.ui.messages import filter_of
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service
@@ -55,9 +56,7 @@ async def act_on_matching(session: Sender, outbox: Service, action: Annotated[st
                "until": until, "q": q}
     chosen, where = filter_of(filters)
     result = await apply_to_matching(outbox.messages, action, chosen, where)
-    shown = urlencode({k: v for k, v in filters.items() if v})
-    return RedirectResponse(f"/ui/messages?{shown}{'&' if shown else ''}"
-                            f"notice={quote(notice_of(result, expected))}", status_code=303)
+    return notices.redirect("/ui/messages", notice_of(result, expected), session, **filters)
 
 
 def notice_of(result: BulkResult, expected: int) -> str:

@@ -11,7 +11,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from outbox.core.addresses import parse_mailbox, split_entries
 from outbox.core.attachments import AttachmentIn
@@ -20,6 +20,7 @@ from outbox.core.expand import is_name
 from outbox.errors import IdempotencyInProgress, InputError, OutboxError
 from outbox.service import Outbox, request_hash
 from outbox.service.rules import external_addresses
+from outbox.ui import notices
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session
 
@@ -203,5 +204,5 @@ async def send(request: Request, session: Sender, outbox: Service,
                     error=f"{exc.message}" + (f" (field {field})" if field else "")
                     + (f": {exc.hint}" if exc.hint else ""), uploads=carried(form),
                     idempotency_key=idempotency_key, limits=limits_of(outbox))
-    return RedirectResponse(f"/ui/messages/{id}?notice=Queued%3A+Outbox+sends+it+in+the+"
-                            "background.", status_code=303)
+    return notices.redirect(f"/ui/messages/{id}", "Queued: Outbox sends it in the background.",
+                            session)

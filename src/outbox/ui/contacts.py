@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from outbox.core.contacts import Contact
 from outbox.errors import InputError
 from outbox.service import Outbox
+from outbox.ui import notices
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session, Viewer
 
@@ -88,7 +88,7 @@ async def save_contact(request: Request, session: Sender, outbox: Service,
         return await _contact_form(request, session, contact, exc.message, 422, name=name,
                                    emails=emails, tags=tags)
     notice = f"Contact {saved.name or saved.emails[0]} saved."
-    return RedirectResponse(f"/ui/contacts?notice={quote(notice)}", status_code=303)
+    return notices.redirect("/ui/contacts", notice, session)
 
 
 @router.post("/contacts/dedupe", response_class=HTMLResponse)

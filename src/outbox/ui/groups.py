@@ -6,15 +6,15 @@ admins change. Every change is an `outbox.contacts` call, as /v1/groups, /v1/ali
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from outbox.config.sample import mask_url_password
 from outbox.core.contacts import Alias, Group, Member, MemberKind
 from outbox.errors import InputError, NotFound
 from outbox.service import Outbox
+from outbox.ui import notices
 from outbox.ui.contacts import split_list
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session, Viewer
@@ -65,8 +65,8 @@ async def _groups(request: Request, session: Session, outbox: Outbox, *, notice:
                 aliases=await outbox.contacts.list_aliases(), notice=notice, error=error)
 
 
-def _done(notice: str) -> Response:
-    return RedirectResponse(f"/ui/groups?notice={quote(notice)}", status_code=303)
+def _done(notice: str, session: Session) -> Response:
+    return notices.redirect("/ui/groups", notice, session)
 
 
 @router.post("/groups", response_class=HTMLResponse)
@@ -81,7 +81,7 @@ async def save_group(request: Request, session: Sender, outbox: Service,
     except InputError as exc:
         return await _groups(request, session, outbox, error=f"Group {name}: "
                                  f"{exc.message}", code=422)
-    return _done(f"Group {saved.name} saved with {len(saved.members)} member(s).")
+    return _done(f"Group {saved.name} saved with {len(saved.members)} member(s).", session)
 
 
 @router.post("/aliases", response_class=HTMLResponse)
@@ -93,7 +93,7 @@ async def save_alias(request: Request, session: Sender, outbox: Service,
     except InputError as exc:
         return await _groups(request, session, outbox, error=f"Alias {name}: "
                                  f"{exc.message}", code=422)
-    return _done(f"Alias {saved.name} saved with {len(saved.targets)} address(es).")
+    return _done(f"Alias {saved.name} saved with {len(saved.targets)} address(es).", session)
 
 
 # The name travels in the form, not the path: a name may hold "/" (check_name allows it),
@@ -102,14 +102,14 @@ async def save_alias(request: Request, session: Sender, outbox: Service,
 async def delete_group(session: Sender, outbox: Service,
                        name: Annotated[str, Form(max_length=200)]) -> Response:
     await outbox.contacts.delete_group(name)
-    return _done(f"Group {name} deleted.")
+    return _done(f"Group {name} deleted.", session)
 
 
 @router.post("/aliases/delete")
 async def delete_alias(session: Sender, outbox: Service,
                        name: Annotated[str, Form(max_length=200)]) -> Response:
     await outbox.contacts.delete_alias(name)
-    return _done(f"Alias {name} deleted.")
+    return _done(f"Alias {name} deleted.", session)
 
 
 @router.get("/directory", response_class=HTMLResponse)

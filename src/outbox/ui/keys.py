@@ -6,13 +6,13 @@ again: only its SHA-256 is stored); revoke after a confirmation. Same service ca
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from outbox.errors import OutboxError
 from outbox.service.keys import SCOPES
+from outbox.ui import notices
 from outbox.ui.render import page
 from outbox.ui.session import Admin, Service, Session
 
@@ -57,4 +57,4 @@ async def create_key(request: Request, session: Admin, outbox: Service,
 async def revoke_key(name: str, session: Admin, outbox: Service) -> Response:
     await outbox.keys.revoke(name)
     notice = f"API key {name} revoked: requests with it are refused from now on."
-    return RedirectResponse(f"/ui/keys?notice={quote(notice)}", status_code=303)
+    return notices.redirect("/ui/keys", notice, session)

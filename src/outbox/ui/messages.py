@@ -14,7 +14,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from outbox.core.model import MessageStatus
 from outbox.errors import ConfirmationRequired, IdempotencyInProgress, InputError, OutboxError
@@ -22,6 +22,7 @@ from outbox.service import MessageFilter
 from outbox.service.bulk import count_matching
 from outbox.service.relays import RelayStatus
 from outbox.service.transfer import raw_message
+from outbox.ui import notices
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session, Viewer
 from outbox.views.render import attempt_view, detail_view, message_view
@@ -103,15 +104,14 @@ async def download_eml(id: str, session: Viewer, outbox: Service) -> StreamingRe
         "X-Content-Type-Options": "nosniff"})
 
 
-def _back(id: str, notice: str) -> Response:
-    from urllib.parse import quote
-    return RedirectResponse(f"/ui/messages/{id}?notice={quote(notice)}", status_code=303)
+def _back(id: str, notice: str, session: Session) -> Response:
+    return notices.redirect(f"/ui/messages/{id}", notice, session)
 
 
 @router.post("/messages/{id}/retry")
 async def retry(id: str, session: Sender, outbox: Service) -> Response:
     message = await outbox.messages.retry(id)
-    return _back(id, retried(await outbox.relays.held_back(message)))
+    return _back(id, retried(await outbox.relays.held_back(message)), session)
 
 
 def retried(held_back: list[RelayStatus]) -> str:
@@ -129,7 +129,7 @@ def retried(held_back: list[RelayStatus]) -> str:
 @router.post("/messages/{id}/cancel")
 async def cancel(id: str, session: Sender, outbox: Service) -> Response:
     await outbox.messages.cancel(id)
-    return _back(id, "Cancelled: it will not be sent.")
+    return _back(id, "Cancelled: it will not be sent.", session)
 
 
 @router.post("/messages/{id}/resend", response_class=HTMLResponse)
@@ -140,7 +140,7 @@ async def resend(request: Request, id: str, session: Sender, outbox: Service,
         copy = await _resend(outbox, id, confirm == "yes", session.owner, resend_key)
     except ConfirmationRequired as exc:
         return await _detail(request, id, session, outbox, confirm=exc.message, status=409)
-    return _back(copy, f"Resent as a new message (a copy of {id}).")
+    return _back(copy, f"Resent as a new message (a copy of {id}).", session)
 
 
 async def _resend(outbox: Service, id: str, confirm: bool, owner: str, key: str) -> str:
@@ -160,7 +160,6 @@ async def _resend(outbox: Service, id: str, confirm: bool, owner: str, key: str)
 @router.post("/messages/bulk", response_class=HTMLResponse)
 async def bulk(session: Sender, outbox: Service, action: Annotated[str, Form()],
                id: Annotated[list[str] | None, Form()] = None) -> Response:
-    from urllib.parse import quote
     ids = id or []
     verb = outbox.messages.retry if action == "retry" else outbox.messages.cancel
     done, refused = 0, []
@@ -174,4 +173,4 @@ async def bulk(session: Sender, outbox: Service, action: Annotated[str, Form()],
     notice = f"{done} of {len(ids)} selected message(s) {what}."
     if refused:
         notice += " Not done: " + "; ".join(refused[:5])
-    return RedirectResponse(f"/ui/messages?notice={quote(notice)}", status_code=303)
+    return notices.redirect("/ui/messages", notice, session)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from outbox.service.relays import CredentialsUpdate
+from outbox.ui import notices
 from outbox.ui.render import error_page, page, templates
 from outbox.ui.session import Admin, Sender, Service, Session, Viewer, current
 
@@ -70,7 +70,7 @@ async def set_credentials(name: str, session: Admin, outbox: Service,
     update = CredentialsUpdate(username=username or None, password=password or None)
     _, released = await outbox.relays.set_credentials(name, update)
     notice = f"Credentials of {name} stored; {released} held message(s) released."
-    return RedirectResponse(f"/ui/relays?notice={quote(notice)}", status_code=303)
+    return notices.redirect("/ui/relays", notice, session)
 
 
 @router.post("/relays/{name}/oauth")
@@ -106,7 +106,7 @@ async def oauth_callback(request: Request, outbox: Service,
                                                      flow.redirect_uri)
     notice = (f"Relay {flow.relay} connected with OAuth2: refresh token stored; {released} "
               "held message(s) released.")
-    return RedirectResponse(f"/ui/relays?notice={quote(notice)}", status_code=303)
+    return notices.redirect("/ui/relays", notice, session)
 
 
 def _provider_refused(request: Request, session: Session | None, error: str, description: str,

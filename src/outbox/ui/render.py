@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from outbox import __version__
+from outbox.ui import notices
 from outbox.ui.session import Session
 
 HERE = Path(__file__).parent
@@ -36,6 +37,8 @@ templates.env.globals.update(version=__version__, htmx=HTMX)
 
 def page(request: Request, template: str, session: Session | None, code: int = 200,
          **context: Any) -> HTMLResponse:
+    if "notice" in context:
+        context["notice"] = notices.shown(request, session, context["notice"])
     return templates.TemplateResponse(request, template, {"session": session, **context},
                                       status_code=code)
 
