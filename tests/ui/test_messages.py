@@ -53,6 +53,10 @@ def test_the_dashboard_follows_a_batch_of_200_without_a_reload(
     assert max(waiting) > 0  # the depth was seen while the batch was under way ...
     assert page.evaluate("window.__notReloaded") is True  # ... by the same page
     assert page.locator("#chart rect.sent").count() >= 1
+    # Tiles count messages, charts recipients: a stranger pass saw "67 sent" on a tile
+    # and "sent 109" on the chart, under the same word.
+    expect(page.locator("#depth-h")).to_have_text("Queue (messages)")
+    expect(page.locator("#chart-h")).to_contain_text("(recipients: a message to 40 counts 40)")
     screenshot(page, "dashboard-batch")
 
 
