@@ -19,6 +19,8 @@ from outbox.errors import InputError
 if TYPE_CHECKING:
     from outbox.core.compose import AttachmentIn
     from outbox.service import Outbox
+    from outbox.service.relays import RelayStatus
+    from outbox.store.values import Message
 
 queue_app = typer.Typer(no_args_is_help=True, help="Inspect and act on the queue.")
 
@@ -138,9 +140,16 @@ def _time(value: str | None, option: str) -> datetime | None:
 
 @queue_app.command("retry")
 def queue_retry(id: str, config: ConfigOption = None) -> None:
-    """Try a message again now (also releases a held message)."""
-    message = with_outbox(config, lambda outbox: outbox.messages.retry(id), migrate=False)
+    """Try a message again now (also releases a held message); says when a relay it
+    waits for is backing off, since then it goes only when that ends."""
+    async def retry(outbox: Outbox) -> tuple[Message, list[RelayStatus]]:
+        message = await outbox.messages.retry(id)
+        return message, await outbox.relays.held_back(message)
+
+    message, held_back = with_outbox(config, retry, migrate=False)
     print(f"{message.id} {message.status.value}")
+    for relay in held_back:
+        print(f"relay {relay.name}: {relay.delivery_detail}; it goes when that ends")
 
 
 @queue_app.command("resend")
