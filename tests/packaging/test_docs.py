@@ -106,8 +106,10 @@ def required_scopes() -> dict[tuple[str, str], set[str]]:
         router = getattr(importlib.import_module(f"outbox.api.{info.name}"), "router", None)
         for route in getattr(router, "routes", []):
             if isinstance(route, APIRoute):
+                # As documented: "{name:path}" (a name that may hold "/") is "{name}".
+                path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
                 for method in route.methods:
-                    found[(method, route.path)] = scopes_of(route.dependant)
+                    found[(method, path)] = scopes_of(route.dependant)
     return found
 
 
