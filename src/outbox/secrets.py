@@ -13,22 +13,55 @@ A secret in the configuration file may be a reference instead of a literal:
     password = "env:SMTP_PASSWORD"          # the environment variable's value
     refresh_token = "file:/run/secrets/rt"  # the file's content, trailing newline cut
 
-References are resolved once, when the configuration is loaded.
+References are resolved once, when the configuration is loaded; a relative `file:`
+path is taken from the config file's directory (`references_from`), like every
+other relative path in it, and from the current directory without a config file.
+
+A URL is shown (config show, logs, errors, support bundles) through
+`mask_url_password`: its password and its secret query values become `***`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote_plus, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from outbox.errors import ConfigError
 
 KEY_ENV = "OUTBOX_SECRET_KEY"
+MASK = "***"
+#: A query parameter whose name holds one of these is a secret: libpq's password and
+#: sslpassword, client_secret, access_token, sslkey, ...
+_SECRET_QUERY_WORDS = ("password", "secret", "token", "key")
+# How SQLAlchemy reads the password of a database URL: up to the first "@", so it may
+# hold an unencoded "/", "?" or "#" that a standard URL parser would not count in it.
+# (A user name holding "@" is left to the standard parser.)
+_SQLALCHEMY_PASSWORD = re.compile(r"[\w+]*(?:sql|postgres)[\w+]*://[^:/@]*:(?P<secret>[^@]*)@",
+                                  re.IGNORECASE)
+# name=value in a query, wherever it is; the value up to the next "&" (a "#" included).
+_QUERY_PAIR = re.compile(r"[?&](?P<name>[^=&?#]*)=(?P<secret>[^&]*)")
+# The directory relative `file:` references are read from; None: the current one.
+_reference_base: ContextVar[Path | None] = ContextVar("reference_base", default=None)
 KEY_HINT = (f"set {KEY_ENV} (from `python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())'`) or [secrets] key_file")
+
+
+@contextmanager
+def references_from(directory: Path | None) -> Iterator[None]:
+    """Within this block a relative `file:` reference is read from `directory`."""
+    token = _reference_base.set(directory)
+    try:
+        yield
+    finally:
+        _reference_base.reset(token)
 
 
 def resolve_reference(value: object) -> object:
@@ -55,13 +88,66 @@ def _from_env(name: str) -> str:
 def _from_file(path: str) -> str:
     if not path:
         raise ValueError("'file:' needs a path, like file:/run/secrets/smtp_password")
+    base = _reference_base.get()
+    full = base / path if base and not Path(path).is_absolute() else Path(path)
     try:
-        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        return full.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
-        raise ValueError(f"cannot read '{path}' (from 'file:{path}'): "
+        raise ValueError(f"cannot read '{full}' (from 'file:{path}'): "
                          f"{exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"'{path}' (from 'file:{path}') is not UTF-8 text") from None
+        raise ValueError(f"'{full}' (from 'file:{path}') is not UTF-8 text") from None
+
+
+def mask_url_password(url: str) -> str:
+    """The URL as it can be shown: `scheme://user:***@host/db?password=***`, every
+    secret-looking query value masked too; anything else unchanged, character for
+    character. A password is masked as a standard URL parser reads it and, in a database
+    URL, as SQLAlchemy does: an unencoded "@", "/", "?" or "#" in it leaves no piece showing."""
+    shown, end = [], 0
+    for start, stop in _merged(sorted(_secret_spans(url))):
+        shown += [url[end:start], MASK]
+        end = stop
+    return "".join([*shown, url[end:]])
+
+
+def _secret_spans(url: str) -> Iterator[tuple[int, int]]:
+    found = _SQLALCHEMY_PASSWORD.match(url)
+    if found:
+        yield found.span("secret")
+    yield from _netloc_password_span(url)
+    for pair in _QUERY_PAIR.finditer(url):
+        if any(word in unquote_plus(pair["name"]).lower() for word in _SECRET_QUERY_WORDS):
+            yield pair.span("secret")
+
+
+def _netloc_password_span(url: str) -> Iterator[tuple[int, int]]:
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:  # a malformed [IPv6] host: SQLAlchemy's reading still applies
+        return
+    userinfo, at, _ = netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    start = url.find(f"//{netloc}")
+    if at and colon and start >= 0:
+        start += len(f"//{user}:")
+        yield start, start + len(password)
+
+
+def _merged(spans: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Overlapping or touching spans as one; empty ones (`user:@host`) dropped."""
+    current: tuple[int, int] | None = None
+    for start, stop in spans:
+        if start == stop:
+            continue
+        if current and start <= current[1]:
+            current = (current[0], max(current[1], stop))
+            continue
+        if current:
+            yield current
+        current = (start, stop)
+    if current:
+        yield current
 
 
 @dataclass(frozen=True, slots=True)

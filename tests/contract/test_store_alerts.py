@@ -68,13 +68,17 @@ async def test_two_nodes_raising_the_same_alert_at_once_raise_it_once(
     assert len(await store.alerts.list_alerts(active_only=False)) == 1
 
 
-async def finish(store: Store, status: MessageStatus, relay: str, seconds: float) -> None:
+async def finish(store: Store, status: MessageStatus, relay: str, seconds: float,
+                 held_for: str = "") -> None:
+    """One attempt through `relay` ("a,b": two relays); a held one is held for the
+    relay `held_for` (its credentials, say), or for itself (a damaged file) if ""."""
     message = new_message(accepted_at=at(seconds))
     await store.messages.enqueue(message)
     (claim,) = await store.messages.claim_due("w", at(seconds), at(seconds) + LEASE, 1)
     record = finished(claim, status, finished_at=at(seconds + 1),
-                      due_at=at(9999) if status is MessageStatus.DEFERRED else None)
-    await store.messages.record_attempts([replace(record, relay=relay)])
+                      due_at=at(9999) if status is MessageStatus.DEFERRED else None,
+                      held_for_relay=bool(held_for))
+    await store.messages.record_attempts([replace(record, relay=relay, hold_relay=held_for)])
 
 
 async def test_relay_outcomes_count_recent_attempts_by_relay_and_outcome(store: Store) -> None:
@@ -83,14 +87,14 @@ async def test_relay_outcomes_count_recent_attempts_by_relay_and_outcome(store: 
         await finish(store, MessageStatus.DEFERRED, "default", seconds)
     await finish(store, MessageStatus.SENT, "default", 40)
     await finish(store, MessageStatus.SENT, "backup", 50)
-    await finish(store, MessageStatus.HELD, "default,backup", 60)  # one attempt, two relays
+    await finish(store, MessageStatus.HELD, "default,backup", 60, held_for="default")
 
-    assert await store.alerts.relay_outcomes(at(5)) == {
+    assert await store.alerts.relay_outcomes(at(5)) == {  # one attempt, two relays
         "default": {"deferred": 3, "sent": 1, "held": 1},
-        "backup": {"sent": 1, "held": 1},
+        "backup": {"sent": 1, "held_message": 1},  # default holds it, not backup
     }
     assert await store.alerts.relay_outcomes(at(61)) == {"default": {"held": 1},
-                                                   "backup": {"held": 1}}
+                                                   "backup": {"held_message": 1}}
     assert await store.alerts.relay_outcomes(at(1000)) == {}
 
 
@@ -99,11 +103,25 @@ async def test_latest_outcomes_name_each_relays_newest_attempt(store: Store) -> 
         await finish(store, MessageStatus.DEFERRED, "default", seconds)
     await finish(store, MessageStatus.SENT, "default", 40)
     await finish(store, MessageStatus.SENT, "backup", 50)
-    await finish(store, MessageStatus.HELD, "default,backup", 45)  # one attempt, two relays
+    await finish(store, MessageStatus.HELD, "default,backup", 45, held_for="default")
 
     assert await store.alerts.latest_outcomes(at(5)) == {"default": "held", "backup": "sent"}
     assert await store.alerts.latest_outcomes(at(47)) == {"backup": "sent"}
     assert await store.alerts.latest_outcomes(at(1000)) == {}
+
+
+async def test_a_message_held_for_itself_is_no_held_attempt_of_its_relay(
+        store: Store) -> None:
+    """A corrupt attachment holds the message, not the relay: its attempt counts as
+    held_message, and the relay's newest attempt is still its last real one."""
+    await finish(store, MessageStatus.SENT, "picky", 10)
+    await finish(store, MessageStatus.HELD, "picky", 20)  # held for itself
+    await finish(store, MessageStatus.HELD, "down", 30, held_for="down")
+
+    assert await store.alerts.relay_outcomes(at(5)) == {
+        "picky": {"sent": 1, "held_message": 1}, "down": {"held": 1}}
+    assert await store.alerts.latest_outcomes(at(5)) == {"picky": "sent", "down": "held"}
+    assert await store.alerts.latest_outcomes(at(15)) == {"down": "held"}
 
 
 async def test_an_active_alerts_text_is_refreshed_in_place(store: Store) -> None:

@@ -83,3 +83,22 @@ async def test_an_owner_whose_process_stopped_cleanly_holds_nothing_afterwards(
     await holder.wait()
     await _dead_within(store, "host:4:stopped", 5.0)
     await store.liveness.forget(["host:4:stopped"])
+
+
+async def test_count_alive_counts_other_live_processes_and_forgets_dead_ones(
+        store: Store, db_url: str) -> None:
+    """What `outbox restore` asks: none before anything runs, a live process counted
+    (this store's own owner is not), none once it is killed."""
+    assert await store.liveness.count_alive() == 0
+    await store.liveness.register("host:5:me")
+    holder = await _start_holder(db_url, "host:6:running")
+    try:
+        assert await store.liveness.count_alive() == 1
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        await holder.wait()
+        await store.liveness.unregister("host:5:me")
+    started = time.monotonic()
+    while await store.liveness.count_alive():
+        assert time.monotonic() - started < 5.0, "a killed process still counts as alive"
+        await asyncio.sleep(0.05)

@@ -14,7 +14,9 @@ under way, several of them in flight, when the backup is taken).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 from tests.dbsql import scalar, sql
 from tests.e2e.support import fill_queue, relay_for, status_counts, submit_many, wait_all_sent
 from tests.pg import fresh_database
-from tests.processes import OutboxProcess, base_config, wait_until, write_config
+from tests.processes import OUTBOX, OutboxProcess, base_config, wait_until, write_config
 from tests.smtpd import ScriptedServer, delay
 
 TOTAL = 300
@@ -174,6 +176,107 @@ def test_restore_refuses_a_database_with_mail_unless_forced(tmp_path: Path) -> N
         forced = target.cli("restore", str(backup), "--force")
         assert forced.returncode == 0, forced.stderr
         assert status_counts(target_url) == {"queued": 7}
+
+
+# What an operator may have added to a new install (no mail yet) before restoring into
+# it by mistake: each would be replaced by the backup's.
+ADDED_BY_HAND = {
+    "contact": "SELECT count(*) FROM contacts",
+    "group": "SELECT count(*) FROM address_groups",
+    "alias": "SELECT count(*) FROM aliases",
+    "webhook": "SELECT count(*) FROM webhook_endpoints",
+    "API key": "SELECT count(*) FROM api_keys",
+    "UI user": "SELECT count(*) FROM ui_users",
+    "suppression": "SELECT count(*) FROM suppressions",
+    "relay with stored credentials": "SELECT count(*) FROM relay_auth "
+                                     "WHERE credentials IS NOT NULL",
+}
+
+
+def _added_by_hand(url: str) -> dict[str, str]:
+    return {what: scalar(url, query) for what, query in ADDED_BY_HAND.items()}
+
+
+def _cli_with_stdin(outbox: OutboxProcess, *args: str,
+                    stdin: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*OUTBOX, *args, "--config", str(outbox.config_path)], input=stdin,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **outbox.env})
+
+
+def _backup_of_two_messages(tmp_path: Path) -> Path:
+    (tmp_path / "a").mkdir()
+    source = _small_instance(tmp_path / "a", f"sqlite:///{tmp_path}/a/outbox.db", 2)
+    backup = tmp_path / "two.tar"
+    made = source.cli("backup", "-o", str(backup))
+    assert made.returncode == 0, made.stderr
+    return backup
+
+
+def test_restore_refuses_a_database_without_mail_that_holds_other_data(
+        tmp_path: Path, database_url: str) -> None:
+    """No messages, but a contact, a group, an alias, a webhook, an API key, a UI user,
+    a suppression and stored relay credentials: the restore would replace them all, so
+    it refuses and names them."""
+    backup = _backup_of_two_messages(tmp_path)
+    config = base_config(tmp_path, database_url, [relay_for_nowhere()],
+                         secrets={"key_file": str(tmp_path / "secret.key")})
+    target = OutboxProcess(write_config(tmp_path / "target.toml", config), config)
+    (tmp_path / "people.csv").write_text("name,email\nAnn,ann@example.test\n")
+    for args in (("contacts", "import", str(tmp_path / "people.csv")),
+                 ("contacts", "group", "team", "ann@example.test"),
+                 ("contacts", "alias", "ops", "ann@example.test"),
+                 ("webhooks", "add", "https://hooks.example.test/outbox", "--events", "sent"),
+                 ("keys", "create", "--name", "deploy", "--scopes", "send"),
+                 ("suppress", "add", "complained@example.test")):
+        done = target.cli(*args)
+        assert done.returncode == 0, done.stderr
+    for args, secret in ((("users", "create", "--name", "alice", "--role", "admin"),
+                          "longpassword1"),
+                         (("relay", "set-credentials", "default", "--username", "u",
+                           "--no-verify"), "relay-secret")):
+        done = _cli_with_stdin(target, *args, "--password-stdin", stdin=f"{secret}\n")
+        assert done.returncode == 0, done.stderr
+    before = _added_by_hand(database_url)
+    assert set(before.values()) == {"1"}, before
+
+    refused = target.cli("restore", str(backup))
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
+    for what in ADDED_BY_HAND:
+        assert f" 1 {what}" in lines[0], lines[0]
+    assert "--force" in lines[0]
+    assert _added_by_hand(database_url) == before
+    assert status_counts(database_url) == {}
+
+    forced = target.cli("restore", str(backup), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert status_counts(database_url) == {"queued": 2}
+    assert set(_added_by_hand(database_url).values()) == {"0"}
+
+
+def test_restore_is_refused_while_outbox_serves_the_database_even_with_force(
+        tmp_path: Path, database_url: str) -> None:
+    """A running serve goes on from what it holds in memory and writes over the restored
+    rows, so no restore while it runs, --force or not; once it stopped, it works."""
+    backup = _backup_of_two_messages(tmp_path)
+    config = base_config(tmp_path, database_url, [relay_for_nowhere()])
+    fill_queue(config, 3)
+    target = OutboxProcess(write_config(tmp_path / "target.toml", config), config).start()
+    try:
+        refused = target.cli("restore", str(backup), "--force")
+        assert refused.returncode == 1
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert "1 Outbox process is using the database" in lines[0], lines[0]
+        assert "stop every `outbox serve` and `outbox worker`" in lines[0], lines[0]
+        assert scalar(database_url, "SELECT count(*) FROM messages") == "3"
+    finally:
+        target.stop()
+    forced = target.cli("restore", str(backup), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert status_counts(database_url) == {"queued": 2}
 
 
 def test_an_older_schema_is_migrated_forward_on_restore(tmp_path: Path) -> None:

@@ -99,8 +99,10 @@ def test_read_only_postgresql_database_is_refused_in_one_line(tmp_path: Path) ->
     # What a hot standby or a database switched to read-only looks like to a client.
     with fresh_database() as url:
         name = url.rsplit("/", 1)[1]
-        created = _serve(tmp_path, url).cli("send", "--from", "a@example.test", "--to",
-                                            "b@example.test", "--text", "queued")
+        served = _serve(tmp_path, url)
+        assert served.cli("migrate").returncode == 0  # only serve, worker and migrate create it
+        created = served.cli("send", "--from", "a@example.test", "--to", "b@example.test",
+                             "--text", "queued")
         assert created.returncode == 0, created.stderr
         sql(url, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
         line = _refusal(_serve(tmp_path, url))

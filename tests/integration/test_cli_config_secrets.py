@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import zipfile
 from pathlib import Path
 
 from tests.processes import write_config
+from tests.smtpd import closed_port
 from tests.zygote import run as fork_run
 
 FILE_SECRETS = {"relay-pass-F1", "client-secret-F2", "refresh-tok-F3", "ob_api_key_F4"}
@@ -58,3 +60,28 @@ def test_config_sample_never_carries_environment_values(tmp_path: Path) -> None:
     assert with_env.returncode == 0, with_env.stderr
     assert with_env.stdout == without.stdout
     assert "0.0.0.0:9999" not in with_env.stdout
+
+
+def test_a_database_password_in_the_url_query_is_never_shown(tmp_path: Path) -> None:
+    """libpq takes the password from the query too (?password=): the CLI's error and
+    every file of the support bundle mask it, like `config show` does."""
+    config = write_config(tmp_path / "outbox.toml", {"relays": [
+        {"name": "default", "host": "127.0.0.1", "port": 2525, "security": "none"}]})
+    url = (f"postgresql://outbox:user-pass-U1@127.0.0.1:{closed_port()}/outbox"
+           "?sslmode=disable&password=QPASS_q9")
+    env = {"OUTBOX_DATABASE__URL": url}
+    listed = outbox("queue", "ls", "--config", str(config), cwd=tmp_path, env=env)
+    assert listed.returncode != 0
+    error = listed.stderr.strip()
+    assert error.startswith("error: cannot open the database") and "\n" not in error
+    assert "outbox:***@127.0.0.1" in error and "sslmode=disable&password=***:" in error
+    bundle = tmp_path / "bundle.zip"
+    made = outbox("support-bundle", "-o", str(bundle), "--config", str(config),
+                  cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr
+    with zipfile.ZipFile(bundle) as archive:
+        files = {name: archive.read(name).decode() for name in archive.namelist()}
+    assert "password=***" in files["queue.json"]
+    for text in [listed.stdout, listed.stderr, made.stdout, made.stderr, *files.values()]:
+        for secret in ("user-pass-U1", "QPASS_q9"):
+            assert secret not in text

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import dkim
+import pytest
 from tests.zygote import run as fork_run
 
 from outbox.config import DkimSettings, load_settings
@@ -59,3 +60,25 @@ def test_a_bad_configured_key_is_one_line(tmp_path: Path) -> None:
     listed = run("dkim", "records", "--config", str(config))
     assert listed.returncode == 1
     assert listed.stderr.count("\n") == 1 and "dkim.keys[0].private_key" in listed.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("example.test", "--selector", "s1", "-o", "missing/x.pem"),
+     "the directory missing does not exist"),
+    (("example.test", "--selector", "s 1", "-o", "k.pem"), "--selector: 's 1' is not a DNS name"),
+    (("", "--selector", "s9", "-o", "k.pem"), "'' is not a domain name"),
+    (("bad domain", "--selector", "s9", "-o", "k.pem"), "'bad domain' is not a domain name"),
+    (("example..test", "--selector", "s9", "-o", "k.pem"),
+     "'example..test' is not a domain name"),
+], ids=["missing directory", "selector with a space", "empty domain", "domain with a space",
+        "empty label"])
+def test_keygen_refuses_a_bad_name_or_path_in_one_line(
+        tmp_path: Path, args: tuple[str, ...], says: str) -> None:
+    made = fork_run(["dkim", "keygen", *args], dict(os.environ), tmp_path)
+    assert made.returncode == 1, made.stdout
+    lines = made.stderr.strip().splitlines()
+    assert len(lines) == 1, made.stderr
+    assert lines[0].startswith(f"error: {says}")
+    assert "pydantic" not in made.stderr and "Errno" not in made.stderr
+    assert made.stdout == ""
+    assert list(tmp_path.iterdir()) == [], "no key may be written"

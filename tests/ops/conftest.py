@@ -6,12 +6,23 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from outbox.config import Settings
+from outbox.service import Outbox
+from outbox.service.relays import CredentialsUpdate
+from tests.oauth_smtpd import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    MAILBOX,
+    Authority,
+    TokenEndpoint,
+    XOAuth2Handler,
+)
 from tests.pg import sqlite_template
 from tests.processes import write_config
 from tests.smtpd import CertKind, ScriptedServer, TlsCerts, TlsMode
@@ -87,3 +98,36 @@ def settings_of(config: dict[str, Any]) -> Settings:
 
 def config_file(tmp_path: Path, config: dict[str, Any]) -> Path:
     return write_config(tmp_path / "outbox.toml", config)
+
+
+CONFIG_REFRESH, STORED_REFRESH = "OAUTHREFRESH_r6", "NEWREFRESH_n4"
+
+
+@dataclass
+class OAuthRelay:
+    authority: Authority
+    server: ScriptedServer
+    relay: dict[str, Any]  # the [[relays]] entry: its refresh token is CONFIG_REFRESH
+
+
+@pytest.fixture
+def oauth_relay(smtp_server: ServerFactory, relay_for: Callable[..., dict[str, Any]]
+                ) -> Iterator[OAuthRelay]:
+    """An XOAUTH2 relay whose token endpoint takes only STORED_REFRESH (the one given
+    to `outbox relay set-credentials`), not the config file's CONFIG_REFRESH."""
+    authority = Authority(refresh_tokens={STORED_REFRESH})
+    with TokenEndpoint(authority) as endpoint:
+        server = smtp_server(handler=XOAuth2Handler(authority), auth_mechanisms=())
+        relay = relay_for(server, name="oauthrelay", username=MAILBOX, oauth2={
+            "token_url": endpoint.url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "refresh_token": CONFIG_REFRESH})
+        yield OAuthRelay(authority, server, relay)
+
+
+async def set_credentials(config: dict[str, Any], relay: str, **update: str) -> None:
+    """What `outbox relay set-credentials RELAY --no-verify` does: seal and store them."""
+    outbox = await Outbox.open(settings_of(config), migrate=False)
+    try:
+        await outbox.relays.set_credentials(relay, CredentialsUpdate(**update))
+    finally:
+        await outbox.close()

@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from outbox.config import AlertSettings, Settings
+from outbox.core.alerting import RelayState
 from outbox.core.guidance import CATALOGUE
 from outbox.core.model import Hold, MessageStatus
 from outbox.service.alerts import AlertEngine, Webhook, sign, verify
-from outbox.service.health import Health
+from outbox.service.health import Health, verdict
 from outbox.store.base import Store
 from outbox.store.factory import open_store
 from outbox.supervision import Loops
@@ -64,11 +65,14 @@ def engine(store: Store, alert_settings: AlertSettings, clock: Clock) -> AlertEn
 
 
 async def attempt(store: Store, status: MessageStatus, seconds: float,
-                  relay: str = "default") -> None:
+                  relay: str = "default", held_for_relay: bool = True) -> None:
+    """A held attempt is held for the relay (credentials, TLS trust) unless
+    `held_for_relay` is False (held for itself: a corrupt attachment)."""
     await store.messages.enqueue(new_message(accepted_at=at(seconds)))
     (claim,) = await store.messages.claim_due("w", at(seconds), at(seconds) + LEASE, 1)
     due = at(seconds + 3600) if status is MessageStatus.DEFERRED else None
-    record = finished(claim, status, finished_at=at(seconds), due_at=due)
+    record = finished(claim, status, finished_at=at(seconds), due_at=due,
+                      held_for_relay=held_for_relay and status is MessageStatus.HELD)
     await store.messages.record_attempts([replace(record, relay=relay)])
 
 
@@ -143,6 +147,26 @@ async def test_held_mail_raises_the_attention_and_held_alerts(
         "queue.held", "relay.smtp1.needs_attention"]
     severities = {a.key: a.severity for a in await store.alerts.list_alerts(active_only=True)}
     assert severities == {"queue.held": "warning", "relay.smtp1.needs_attention": "critical"}
+    await alerts.aclose()
+
+
+async def test_a_message_held_for_its_attachment_raises_only_the_held_alert(
+        store: Store, hooks: WebhookReceiver) -> None:
+    """A corrupt attachment is about one message: `queue.held`, never a critical
+    "relay needs attention", and `relay ls` does not call the relay broken."""
+    clock = Clock()
+    alerts = engine(store, settings(hooks.url, held_count=1), clock)
+    await attempt(store, MessageStatus.SENT, 1, relay="picky")
+    await attempt(store, MessageStatus.HELD, 2, relay="picky", held_for_relay=False)
+    clock.now = at(3)
+
+    changes = await alerts.evaluate()
+
+    assert [spec.key for spec in changes.to_raise] == ["queue.held"]
+    assert [a.key for a in await store.alerts.list_alerts(active_only=True)] == ["queue.held"]
+    picky = (await health(store, settings(hooks.url), clock).snapshot()).relay("picky")
+    assert picky is not None
+    assert (picky.state, verdict(picky, clock.now)) == (RelayState.OK, "ok")
     await alerts.aclose()
 
 

@@ -16,6 +16,7 @@ from outbox.core.model import MessageStatus
 from outbox.ops.bundle import Scrubber, configured_secrets, tail_lines
 from outbox.service.diagnostics import support_bundle
 from outbox.store.factory import open_store
+from outbox.store.urls import safe_url
 from tests.contract.support import LEASE, at, finished, new_message
 from tests.ops.conftest import ConfigFactory
 from tests.smtpd import closed_port
@@ -135,6 +136,22 @@ async def test_a_bundle_without_a_database_or_log_file_says_so(
     assert not (tmp_path / "missing.db").exists()
 
 
+async def test_a_bundle_for_an_unreachable_database_shows_no_password_from_its_url(
+        tmp_path: Path, make_config: ConfigFactory) -> None:
+    url = (f"postgresql://outbox:user-pass-U1@127.0.0.1:{closed_port()}/outbox"
+           "?password=QPASS_q9")
+    output = tmp_path / "bundle.zip"
+
+    await support_bundle(Settings(**make_config(database={"url": url})), output)
+
+    with zipfile.ZipFile(output) as bundle:
+        contents = {name: bundle.read(name) for name in bundle.namelist()}
+    assert "outbox:***@127.0.0.1" in json.loads(contents["queue.json"])["error"]
+    assert "?password=***" in json.loads(contents["queue.json"])["error"]
+    for name, data in contents.items():
+        assert b"user-pass-U1" not in data and b"QPASS_q9" not in data, name
+
+
 def test_tail_lines_reads_only_the_end(tmp_path: Path) -> None:
     path = tmp_path / "big.log"
     path.write_bytes(b"".join(b"line %06d %s\n" % (n, b"x" * 200) for n in range(5000)))
@@ -169,6 +186,22 @@ def test_database_urls_lose_only_their_password() -> None:
         "postgresql://app@db/outbox?password=***&x=1"
     assert mask_url_password("postgresql://app:pw@/outbox?host=/var/run/postgresql") == \
         "postgresql://app:***@/outbox?host=/var/run/postgresql"
+
+
+def test_database_urls_lose_every_password_however_it_is_written() -> None:
+    """In the query (libpq's password= and sslpassword=), and unencoded in the userinfo
+    as SQLAlchemy reads it; every other character stays as typed."""
+    assert mask_url_password("postgresql://app@db/outbox?password=p#w&sslpassword=s") == \
+        "postgresql://app@db/outbox?password=***&sslpassword=***"
+    assert mask_url_password("postgresql://app:p/w?x#y@db/outbox") == \
+        "postgresql://app:***@db/outbox"
+    assert mask_url_password("postgresql://app:p@ss@db/outbox") == \
+        "postgresql://app:***@db/outbox"
+    assert mask_url_password("postgresql://app:pw@db/outbox?application_name=my%20app") == \
+        "postgresql://app:***@db/outbox?application_name=my%20app"
+    assert safe_url("postgres://app:pw@db/outbox?sslmode=require&password=pw2") == \
+        "postgresql+asyncpg://app:***@db/outbox?sslmode=require&password=***"
+    assert safe_url("postgresql://app:pw@db:port/outbox") == "postgresql://app:***@db:port/outbox"
 
 
 def test_scrubber_replaces_whole_tokens_not_parts_of_words() -> None:

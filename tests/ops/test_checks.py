@@ -99,7 +99,8 @@ def test_size_compares_the_relay_limit_with_ours(size: str, status: Status) -> N
 def test_auth_is_skipped_without_credentials_and_named_with_them() -> None:
     assert by_step(observe(relay()))["auth"].status is Status.SKIP
     with_login = by_step(observe(relay(username="u", password="p"), auth_mechanism="LOGIN"))
-    assert with_login["auth"].detail == "logged in as u with LOGIN (no mail sent)"
+    assert with_login["auth"].detail == ("logged in as u with LOGIN, credentials: config file "
+                                         "(no mail sent)")
 
 
 def test_a_reply_failure_names_the_reply_and_its_guidance() -> None:

@@ -24,7 +24,16 @@ from outbox.errors import ConfigError
 from outbox.ops.checks import Check, Report, Status
 from outbox.service.diagnostics import doctor as run_doctor
 from outbox.store.factory import open_store
-from tests.ops.conftest import ConfigFactory, ServerFactory, config_file, settings_of
+from tests.oauth_smtpd import MAILBOX
+from tests.ops.conftest import (
+    STORED_REFRESH,
+    ConfigFactory,
+    OAuthRelay,
+    ServerFactory,
+    config_file,
+    set_credentials,
+    settings_of,
+)
 from tests.smtpd import closed_port
 
 RelayFor = Callable[..., dict[str, Any]]
@@ -57,7 +66,8 @@ async def test_a_healthy_relay_passes_every_check(
     assert checks["dns"].detail == "127.0.0.1 is 127.0.0.1"
     assert "STARTTLS" not in checks["ehlo"].detail and "AUTH" in checks["ehlo"].detail
     assert "TLSv1." in checks["tls"].detail and "days left" in checks["tls"].detail
-    assert checks["auth"].detail == f"logged in as {USER} with PLAIN (no mail sent)"
+    assert checks["auth"].detail == (f"logged in as {USER} with PLAIN, credentials: config "
+                                     "file (no mail sent)")
     assert "30,000,000 bytes" in checks["size"].detail
     assert report.ok and report.exit_code == 0
     assert server.messages == [], "doctor never sends mail"
@@ -115,10 +125,66 @@ async def test_a_wrong_password_fails_at_auth(
     rejected = describe(key_for_reply(parse_reply(535, "5.7.8 Authentication credentials "
                                                   "invalid"), during_auth=True))
     assert rejected.kind == "auth"
-    assert failure.detail == f"{rejected.title}: 535 5.7.8 Authentication credentials invalid"
+    assert failure.detail == (f"{rejected.title}: 535 5.7.8 Authentication credentials invalid "
+                              "(credentials: config file)")
     assert failure.fix == rejected.next_step
     assert "wrong-pass" not in json.dumps(report.as_dict())
     assert report.exit_code == 1
+
+
+STORED = "stored credentials (outbox relay set-credentials)"
+
+
+async def test_doctor_logs_in_with_stored_credentials_as_delivery_does(
+        oauth_relay: OAuthRelay, make_config: ConfigFactory) -> None:
+    """The token endpoint takes only the refresh token stored with `relay
+    set-credentials`; the config file's is stale. Doctor uses the stored one."""
+    config = make_config(oauth_relay.relay)
+    await set_credentials(config, "oauthrelay", refresh_token=STORED_REFRESH)
+
+    report = await doctor(config)
+
+    auth = relay_checks(report, "oauthrelay")["auth"]
+    assert (auth.status, auth.detail) == (Status.PASS, (
+        f"logged in as {MAILBOX} with XOAUTH2, credentials: {STORED} (no mail sent)"))
+    assert report.exit_code == 0
+    assert oauth_relay.authority.accepted, "the relay saw the token of the stored credentials"
+    shown = json.dumps(report.as_dict())
+    assert not any(secret in shown for secret in oauth_relay.authority.secrets())
+    assert STORED_REFRESH not in shown
+
+
+async def test_doctor_keeps_a_refresh_token_the_provider_rotates(
+        oauth_relay: OAuthRelay, make_config: ConfigFactory) -> None:
+    """A provider that rotates refresh tokens forgets the old one: doctor saves the new
+    one as delivery does, or delivery (and the next doctor) could not log in."""
+    oauth_relay.authority.rotate = True
+    config = make_config(oauth_relay.relay)
+    await set_credentials(config, "oauthrelay", refresh_token=STORED_REFRESH)
+
+    for _ in range(2):
+        report = await doctor(config)
+        assert relay_checks(report, "oauthrelay")["auth"].status is Status.PASS, report
+    assert STORED_REFRESH not in oauth_relay.authority.refresh_tokens
+    assert len(oauth_relay.authority.token_requests) == 2
+
+
+async def test_doctor_tries_a_stored_password_the_config_file_does_not_have(
+        smtp_server: ServerFactory, relay_for: RelayFor, make_config: ConfigFactory) -> None:
+    """Delivery logs in with the stored password (and holds the relay's mail when the
+    relay offers no AUTH); doctor says the same, not "no username and password"."""
+    server = smtp_server()  # offers no AUTH
+    config = make_config(relay_for(server, name="picky"))
+    await set_credentials(config, "picky", username=USER, password=PASSWORD)
+
+    report = await doctor(config)
+
+    failure = the_failure(report)
+    assert failure.name == "relay picky: auth"
+    assert failure.detail.startswith(describe(Condition.AUTH_NOT_OFFERED.value).title)
+    assert failure.detail.endswith(f"(credentials: {STORED})")
+    assert failure.fix == describe(Condition.AUTH_NOT_OFFERED.value).next_step
+    assert PASSWORD not in json.dumps(report.as_dict())
 
 
 async def test_a_relay_without_starttls_fails_when_starttls_is_required(

@@ -21,7 +21,15 @@ from outbox.core.guidance import describe
 from outbox.core.report import Condition
 from outbox.errors import InvalidAddress
 from outbox.ops.smtp_test import build_test_message, default_sender, send_test
-from tests.ops.conftest import ConfigFactory, ServerFactory, config_file
+from tests.oauth_smtpd import MAILBOX
+from tests.ops.conftest import (
+    STORED_REFRESH,
+    ConfigFactory,
+    OAuthRelay,
+    ServerFactory,
+    config_file,
+    set_credentials,
+)
 from tests.smtpd import closed_port, reply
 
 RelayFor = Callable[..., dict[str, Any]]
@@ -49,6 +57,7 @@ def test_smtp_test_sends_one_message_and_prints_the_transcript_and_success(
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Sending a test message through relay test (127.0.0.1:")
+    assert lines[0].endswith("; credentials: config file")
     transcript = "\n".join(lines[1:-1])
     for expected in ("S: 220 ", "C: EHLO client.test", "C: STARTTLS", "*: TLS established",
                      "C: AUTH PLAIN ***", "S: 235 ", "C: MAIL FROM:<mailer@example.test>",
@@ -66,6 +75,53 @@ def test_smtp_test_sends_one_message_and_prints_the_transcript_and_success(
     assert parsed["Subject"] == "Outbox SMTP test through relay test"
     assert received.message_id is not None and received.message_id in lines[-1]
     assert server.connections[0].tls and server.connections[0].authenticated_as == USER
+
+
+STORED = "stored credentials (outbox relay set-credentials)"
+
+
+async def test_smtp_test_logs_in_with_stored_credentials_and_says_so(
+        tmp_path: Path, oauth_relay: OAuthRelay, make_config: ConfigFactory) -> None:
+    """As delivery and `relay test` do: the refresh token stored with `relay
+    set-credentials` overrides the config file's stale one."""
+    config = make_config(oauth_relay.relay)
+    await set_credentials(config, "oauthrelay", refresh_token=STORED_REFRESH)
+    result = run_cli("smtp-test", "--relay", "oauthrelay", "--to", "ann@example.test",
+                     "--config", str(config_file(tmp_path, config)))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"Sending a test message through relay oauthrelay (127.0.0.1:"
+                               f"{oauth_relay.server.port}, security none) from {MAILBOX} ")
+    assert lines[0].endswith(f"; credentials: {STORED}")
+    assert "C: AUTH XOAUTH2 ***" in result.stdout
+    assert lines[-1].startswith("OK: relay oauthrelay accepted the message")
+    (received,) = oauth_relay.server.messages
+    assert received.rcpt_tos == ("ann@example.test",)
+    shown = result.stdout + result.stderr
+    assert not any(secret in shown for secret in oauth_relay.authority.secrets())
+    assert STORED_REFRESH not in shown
+
+
+async def test_smtp_test_uses_a_stored_password_the_config_file_does_not_have(
+        tmp_path: Path, smtp_server: ServerFactory, relay_for: RelayFor,
+        make_config: ConfigFactory) -> None:
+    """Delivery logs in with it, and holds the mail of a relay that offers no AUTH:
+    smtp-test does the same instead of sending without AUTH."""
+    server = smtp_server()  # offers no AUTH
+    config = make_config(relay_for(server, name="picky"))
+    await set_credentials(config, "picky", username=USER, password=PASSWORD)
+    result = run_cli("smtp-test", "--relay", "picky", "--to", "ann@example.test",
+                     "--config", str(config_file(tmp_path, config)))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith(f"; credentials: {STORED}")
+    not_offered = describe(Condition.AUTH_NOT_OFFERED.value)
+    assert lines[-1].startswith(f"FAILED at auth: {not_offered.title}: ")
+    assert f"(credentials: {STORED}). Next step: {not_offered.next_step}" in lines[-1]
+    assert server.messages == []
+    assert PASSWORD not in result.stdout + result.stderr
 
 
 async def test_smtp_test_attaches_files(tmp_path: Path, smtp_server: ServerFactory,

@@ -19,6 +19,7 @@ from outbox.core.alerting import (
     duration,
     evaluate,
     failures,
+    relay_outcome,
     relay_state,
     stale,
 )
@@ -71,6 +72,27 @@ def test_held_mail_means_the_relay_needs_attention() -> None:
     assert keys(wanted) == ["relay.default.needs_attention"]
     assert wanted[0].severity is Severity.CRITICAL
     assert wanted[0].guidance == "relay_needs_attention"
+
+
+def test_a_message_held_for_itself_wants_only_the_held_alert() -> None:
+    """A corrupt or missing attachment (the store counts it as held_message) says
+    nothing about the relay: no relay alert, no relay state."""
+    wanted = evaluate(snapshot({"picky": {"held_message": 10}}, held=10), LIMITS)
+    assert keys(wanted) == ["queue.held"]
+    assert relay_state({"held_message": 1}, LIMITS) is RelayState.OK
+    assert relay_state({"held_message": 1, "held": 1}, LIMITS) is RelayState.NEEDS_ATTENTION
+
+
+@pytest.mark.parametrize(("outcome", "relay", "held_for", "counted"), [
+    ("held", "picky", "picky", "held"),  # the relay holds it: credentials, no AUTH
+    ("held", "picky", None, "held_message"),  # held for itself: a corrupt attachment
+    ("held", "backup", "picky", "held_message"),  # another relay of the attempt holds it
+    ("sent", "picky", None, "sent"),
+    ("deferred", "picky", None, "deferred"),
+])
+def test_a_held_attempt_is_the_relays_only_when_it_holds_the_message(
+        outcome: str, relay: str, held_for: str | None, counted: str) -> None:
+    assert relay_outcome(outcome, relay, held_for) == counted
 
 
 def test_a_relay_marked_in_the_store_needs_attention_with_its_own_guidance() -> None:

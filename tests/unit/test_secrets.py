@@ -119,6 +119,30 @@ def test_a_config_loads_secrets_through_references(tmp_path: Path,
     assert oauth2.refresh_token.get_secret_value() == "refresh-token"
 
 
+def test_a_relative_file_reference_is_read_from_the_config_files_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_dir, elsewhere = tmp_path / "conf", tmp_path / "run"
+    config_dir.mkdir()
+    elsewhere.mkdir()
+    (config_dir / "relaypw.txt").write_text("beside-the-config\n")
+    (elsewhere / "relaypw.txt").write_text("in-the-working-directory\n")
+    config = config_dir / "outbox.toml"
+    config.write_text('[[relays]]\nname = "default"\nhost = "h"\nusername = "u"\n'
+                      'password = "file:relaypw.txt"\n')
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("OUTBOX_CONFIG", raising=False)
+
+    relay = load_settings(str(config)).relays[0]
+
+    assert relay.password.get_secret_value() == "beside-the-config"
+    # without a config file, the current directory
+    monkeypatch.setenv("OUTBOX_RELAYS", '[{"name": "default", "host": "h", "username": "u", '
+                       '"password": "file:relaypw.txt"}]')
+    relay = load_settings().relays[0]
+    assert relay.password.get_secret_value() == "in-the-working-directory"
+    assert resolve_reference("file:relaypw.txt") == "in-the-working-directory"
+
+
 # --- credentials as values ----------------------------------------------------------------
 
 PASSWORD_RELAY = RelaySettings(name="r", host="h", username="u", password=SecretStr("old"))

@@ -329,6 +329,49 @@ def test_a_bad_environment_value_names_the_key(monkeypatch, name, value, key):
     assert config_error(None).startswith(f"{key}: ")
 
 
+@pytest.mark.parametrize(("name", "value", "line"), [
+    ("OUTBOX_WEBHOOKS__ALLOWED_NETWORKS", "127.0.0.1/32",
+     "OUTBOX_WEBHOOKS__ALLOWED_NETWORKS: not valid JSON; this key takes a list, "
+     """e.g. OUTBOX_WEBHOOKS__ALLOWED_NETWORKS='["127.0.0.1/32"]'"""),
+    ("OUTBOX_INTERNAL_DOMAINS", "corp.test, *.lab.test",
+     "OUTBOX_INTERNAL_DOMAINS: not valid JSON; this key takes a list, "
+     """e.g. OUTBOX_INTERNAL_DOMAINS='["corp.test", "*.lab.test"]'"""),
+    ("OUTBOX_AUTH__API_KEYS", "not json",
+     "OUTBOX_AUTH__API_KEYS: not valid JSON; this key takes a list of tables, "
+     """e.g. OUTBOX_AUTH__API_KEYS='[{"name": "...", "key": "..."}]'"""),
+    ("OUTBOX_RELAYS", "smtp.example.test",
+     "OUTBOX_RELAYS: not valid JSON; this key takes a list of tables, "
+     """e.g. OUTBOX_RELAYS='[{"name": "...", "host": "..."}]'"""),
+])
+def test_a_list_from_the_environment_that_is_not_json_names_the_variable(
+        monkeypatch, name, value, line):
+    monkeypatch.setenv(name, value)
+    assert config_error(None) == line
+
+
+@pytest.mark.parametrize(("name", "line"), [
+    ("OUTBOX_RETRYY__MAX_ATTEMPTS",
+     "OUTBOX_RETRYY__MAX_ATTEMPTS: no section 'retryy'; did you mean "
+     "OUTBOX_RETRY__MAX_ATTEMPTS?"),
+    ("OUTBOX_NOTHING__LIKE_IT", "OUTBOX_NOTHING__LIKE_IT: no section 'nothing'"),
+])
+def test_an_unknown_section_in_the_environment_is_refused_naming_the_variable(
+        monkeypatch, name, line):
+    monkeypatch.setenv(name, "7")
+    assert config_error(None) == line
+
+
+def test_outbox_variables_that_are_not_settings_stay_allowed(tmp_path, monkeypatch):
+    for name in ("OUTBOX_DEBUG", "OUTBOX_SECRET_KEY", "OUTBOX_PARENT_PID",
+                 "OUTBOX_TEST_SOMETHING", "OUTBOX_CI_KEY"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("OUTBOX_CONFIG", write(tmp_path, "[retry]\nmax_attempts = 5\n"))
+    monkeypatch.setenv("OUTBOX_RETRY__FIRST_DELAY", "30s")
+    settings = load_settings(None)
+    assert settings.retry.max_attempts == 5
+    assert settings.retry.first_delay == timedelta(seconds=30)
+
+
 # --- one-line errors naming the key ----------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "start", "words"), [

@@ -13,13 +13,14 @@ import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 import typer.main
 from rich.console import Console
 
-from outbox.errors import OutboxError, StorageError
+from outbox.errors import InputError, OutboxError
 
 if TYPE_CHECKING:
     from outbox.config import Settings
@@ -53,19 +54,21 @@ def configure_logging(settings: Settings) -> None:
 
 def with_outbox(config: str | None, action: Callable[[Outbox], Awaitable[T]], *,
                 migrate: bool, create: bool = False) -> T:
-    """Open the service (migrating the database first if `migrate`), run `action`, close.
-    A SQLite database that does not exist is refused unless `create` (only `outbox
-    migrate` creates one besides `serve` and `worker`)."""
+    """Open the service, run `action`, close. Unless `create` (only `outbox migrate`
+    creates a database besides `serve` and `worker`), a database that does not exist or
+    holds no Outbox tables is refused in one line, before anything is written to it.
+    `migrate` upgrades an older Outbox schema to this version's (it is an Outbox
+    database already: serve would upgrade it too); it never creates one."""
     import asyncio
 
-    from outbox.service import Outbox
+    from outbox.cli.existing import open_outbox, refuse_missing_database
 
     settings = load(config)
     if not create:
         refuse_missing_database(settings)
 
     async def run() -> T:
-        outbox = await Outbox.open(settings, migrate=migrate)
+        outbox = await open_outbox(settings, migrate=migrate, create=create)
         try:
             return await action(outbox)
         finally:
@@ -74,16 +77,13 @@ def with_outbox(config: str | None, action: Callable[[Outbox], Awaitable[T]], *,
     return asyncio.run(run())
 
 
-def refuse_missing_database(settings: Settings) -> None:
-    """A one-line error naming the SQLite file looked for, when it does not exist."""
-    from outbox.store.urls import missing_sqlite_file  # not ops.doctor: its SMTP and TLS
-
-    missing = missing_sqlite_file(settings.database.url)
-    if missing:
-        raise StorageError(f"no database at {missing}",
-                           hint="start `outbox serve` or `outbox worker` once, or run `outbox "
-                                "migrate`, to create it; or point --config / [database] url at "
-                                "the existing one")
+def refuse_unwritable_file(output: Path, example: str) -> None:
+    """Before any work: `-o FILE` must name a file in an existing directory."""
+    if output.is_dir():
+        raise InputError(f"{output} is a directory", field="output",
+                         hint=f"name the file to write, e.g. {output / example}")
+    if not output.parent.is_dir():
+        raise InputError(f"the directory {output.parent} does not exist", field="output")
 
 
 @functools.cache

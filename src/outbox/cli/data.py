@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from outbox.cli.common import ConfigOption, err, load, out, with_outbox
+from outbox.cli.common import ConfigOption, err, load, out, refuse_unwritable_file, with_outbox
+from outbox.cli.existing import refuse_missing_database
 from outbox.errors import InputError
 
 if TYPE_CHECKING:
@@ -69,9 +70,9 @@ def backup(
     and sha256 sums."""
     from outbox.service.archive import backup as run_backup
 
-    if not output.parent.is_dir():
-        raise InputError(f"the directory {output.parent} does not exist", field="output")
+    refuse_unwritable_file(output, "outbox-backup.tar")
     settings = load(config)
+    refuse_missing_database(settings)
     with _progress() as progress:
         import asyncio  # here: `outbox --help` stays light
 
@@ -88,13 +89,14 @@ def backup(
 def restore(
     file: Annotated[Path, typer.Argument(help="the backup file (from `outbox backup`)")],
     force: Annotated[bool, typer.Option("--force", help="replace a database that already "
-                                        "holds mail")] = False,
+                                        "holds mail, contacts, API keys, UI users, "
+                                        "suppressions or stored credentials")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Restore a backup into the configured database (stop `outbox serve` and
-    `outbox worker` first). The whole file is checked before anything is touched;
-    an older schema is migrated forward; mail that was being sent comes back queued,
-    marked uncertain."""
+    """Restore a backup into the configured database (refused while `outbox serve`
+    or `outbox worker` use it, even with --force: stop them first). The whole file is
+    checked before anything is touched; an older schema is migrated forward; mail
+    that was being sent comes back queued, marked uncertain."""
     from outbox.service.archive import restore as run_restore
 
     settings = load(config)
@@ -130,6 +132,7 @@ def export(
     from outbox.views.render import detail_view
 
     chosen, after = _status(status), _since(since)
+    _refuse_unusable_directory(output)
     count = with_outbox(config, lambda outbox: export_messages(
         outbox, chosen, after, output, lambda d: detail_view(d).model_dump(mode="json")),
         migrate=False)
@@ -176,6 +179,15 @@ def check(
         out.print(f"{len(report.faults)} problem(s) found{more}", markup=False)
         raise typer.Exit(1)
     out.print("no problems found", markup=False)
+
+
+def _refuse_unusable_directory(output: Path) -> None:
+    """`export -o` names a directory: an existing one, or one it may create."""
+    existing = next((path for path in (output, *output.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"{existing} is a file, not a directory", field="output",
+                         hint="name a directory for the .eml and .json files; a missing one "
+                              "is created")
 
 
 def _status(value: str) -> MessageStatus:

@@ -4,13 +4,17 @@ them (`[[dkim.keys]]` in the config names the key file)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
 from outbox.cli.common import ConfigOption, fail, load
+from outbox.errors import InputError
 
+LDH_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # RFC 5321 sub-domain
+SELECTOR_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 dkim_app = typer.Typer(no_args_is_help=True, help="DKIM signing keys and their DNS records")
 
 
@@ -31,15 +35,42 @@ def keygen(
     """Make a key; print the TXT record to publish and the [[dkim.keys]] entry."""
     from outbox.service.dkim import new_key
 
+    _check_names(domain, selector)
     if output.exists():
         fail(f"{output} exists already; choose another path (a key is never overwritten)")
+    if not output.parent.is_dir():
+        raise InputError(f"the directory {output.parent} does not exist", field="output")
     pem, record = new_key(domain, selector, algorithm)
-    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(pem)
+    _write_private(output, pem)
     print(f"{record.name}. IN TXT \"{record.value}\"")
     print(f'[[dkim.keys]]\ndomain = "{domain}"\nselector = "{selector}"\n'
           f'algorithm = "{algorithm}"\nprivate_key = "file:{output.resolve()}"')
+
+
+def _check_names(domain: str, selector: str) -> None:
+    """The record's name is <selector>._domainkey.<domain>: both must be DNS names."""
+    if not _is_dns_name(domain, LDH_LABEL):
+        raise InputError(f"{domain!r} is not a domain name", field="domain",
+                         hint="give the From domain, e.g. example.com; an international "
+                              "one in its xn-- form")
+    if not _is_dns_name(selector, SELECTOR_LABEL):
+        raise InputError(f"--selector: {selector!r} is not a DNS name", field="selector",
+                         hint="use letters, digits, '-' and '_', labels joined by '.', "
+                              "e.g. s2026")
+
+
+def _is_dns_name(name: str, label: re.Pattern[str]) -> bool:
+    return len(name) <= 253 and all(label.fullmatch(part) for part in name.split("."))
+
+
+def _write_private(output: Path, pem: str) -> None:
+    """The key, readable by its owner only; never over an existing file."""
+    try:
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror}", field="output") from exc
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(pem)
 
 
 @dkim_app.command("records")

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from outbox.cli.common import ConfigOption, load, out
+from outbox.cli.common import ConfigOption, load, out, refuse_unwritable_file
 from outbox.clock import utcnow
-from outbox.errors import InputError
+
+if TYPE_CHECKING:
+    from outbox.config import RelaySettings, Settings
+    from outbox.ops.smtp_test import SendResult
 
 
 def register(app: typer.Typer) -> None:
@@ -48,22 +51,36 @@ def smtp_test(
     config: ConfigOption = None,
 ) -> None:
     """Send one test message straight through a relay (not queued), printing the SMTP
-    conversation live, then the result with guidance; exit 1 unless the relay accepted it."""
+    conversation live, then the result with guidance; exit 1 unless the relay accepted it.
+    It logs in as delivery does: with the credentials stored by `outbox relay
+    set-credentials` if there are any, else the config file's, and says which."""
     import asyncio
 
-    from outbox.ops.smtp_test import build_test_message, default_sender, find_relay, send_test
+    from outbox.ops.smtp_test import find_relay
 
     settings = load(config)
     chosen = find_relay(settings, relay)
-    message = build_test_message(sender or default_sender(chosen, settings.delivery), to,
-                                 chosen, utcnow(), attach or [])
-    out.print(f"Sending a test message through relay {chosen.name} ({chosen.host}:"
-              f"{chosen.port}, security {chosen.security}) from {message.sender} to "
-              f"{message.recipient}, {len(message.data):,} bytes", markup=False)
-    result = asyncio.run(send_test(chosen, settings.delivery, message,
-                                   lambda line: out.print(line, markup=False)))
+    result = asyncio.run(_smtp_test(settings, chosen, to, sender, attach or []))
     out.print(result.summary, markup=False)
     raise typer.Exit(0 if result.ok else 1)
+
+
+async def _smtp_test(settings: Settings, chosen: RelaySettings, to: str, sender: str | None,
+                     attach: list[Path]) -> SendResult:
+    from outbox.ops.credentials import login_for
+    from outbox.ops.smtp_test import build_test_message, default_sender, send_test
+    from outbox.service.diagnostics import existing_database
+
+    async with existing_database(settings) as database:
+        login = await login_for(settings, database, chosen)
+        message = build_test_message(sender or default_sender(login.relay, settings.delivery),
+                                     to, chosen, utcnow(), attach)
+        out.print(f"Sending a test message through relay {chosen.name} ({chosen.host}:"
+                  f"{chosen.port}, security {chosen.security}) from {message.sender} to "
+                  f"{message.recipient}, {len(message.data):,} bytes; credentials: "
+                  f"{login.source}", markup=False)
+        return await send_test(chosen, settings.delivery, message,
+                               lambda line: out.print(line, markup=False), login)
 
 
 def support_bundle(
@@ -78,8 +95,7 @@ def support_bundle(
 
     from outbox.service.diagnostics import support_bundle as write_bundle
 
-    if not output.parent.is_dir():
-        raise InputError(f"the directory {output.parent} does not exist", field="output")
+    refuse_unwritable_file(output, "outbox-support.zip")
     settings = load(config)
     members = asyncio.run(write_bundle(settings, output, log_lines=log_lines))
     out.print(f"wrote {output} ({output.stat().st_size:,} bytes) with:", markup=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any, get_args, get_origin
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from outbox.config.settings import Settings
 from outbox.config.units import format_duration
+from outbox.secrets import MASK, mask_url_password
 
 # What `make run` needs to work on one machine: a relay on loopback (nothing may
 # listen there yet: mail then waits, deferred, with guidance) and a dev API key.
@@ -74,10 +75,6 @@ def sample_config(values: dict[str, Any] | None = None) -> str:
     return "\n".join(lines + sections)
 
 
-MASK = "***"
-_SECRET_QUERY_WORDS = ("password", "secret", "token", "key")
-
-
 def masked_config(settings: Settings) -> str:
     """The effective configuration as TOML with every secret replaced by `***`:
     secret values, a password in any URL (database, LDAP, ...), and the webhook
@@ -103,27 +100,6 @@ def _masked(value: Any) -> Any:
     if isinstance(value, str) and "://" in value:  # database, LDAP, token URLs
         return mask_url_password(value)
     return value
-
-
-def mask_url_password(url: str) -> str:
-    """`scheme://user:***@host/db`, and secret-looking query values masked;
-    any other URL unchanged (character for character)."""
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not parts.password and not any(_is_secret_name(k) for k, _ in pairs):
-        return url
-    netloc = parts.netloc
-    if parts.password:
-        credentials, _, host = netloc.rpartition("@")
-        netloc = f"{credentials.split(':', 1)[0]}:{MASK}@{host}"
-    # A socket directory stays readable: host=/var/run/postgresql, not %2Fvar%2F...
-    query = urlencode([(k, MASK if _is_secret_name(k) else v) for k, v in pairs],
-                      safe="*/")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _is_secret_name(name: str) -> bool:
-    return any(word in name.lower() for word in _SECRET_QUERY_WORDS)
 
 
 def table_model(annotation: Any) -> type[BaseModel] | None:

@@ -3,18 +3,28 @@ rules) and how it is found and loaded.
 
 `load_settings(path)` reads the TOML file (--config, then $OUTBOX_CONFIG,
 then ./outbox.toml), lets `OUTBOX_<SECTION>__<KEY>` environment variables
-override it, and raises `ConfigError` with one line naming the key.
+override it, and raises `ConfigError` with one line naming the key, or the
+variable: one whose section does not exist, or whose list or table is not JSON.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import NoneType, UnionType
+from typing import Any, Union, get_args, get_origin
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from outbox.config.integrations import (
     BounceSettings,
@@ -41,10 +51,13 @@ from outbox.config.sections import (
 )
 from outbox.config.submission import SubmissionSettings
 from outbox.errors import ConfigError
+from outbox.secrets import references_from
+
+ENV_PREFIX = "OUTBOX_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OUTBOX_", env_nested_delimiter="__",
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
                                       extra="forbid", case_sensitive=False)
 
     server: ServerSettings = Field(default_factory=ServerSettings,
@@ -138,15 +151,97 @@ def find_config_path(explicit: str | None) -> Path | None:
 
 def load_settings(explicit: str | None = None) -> Settings:
     """The settings; relative file paths (the SQLite database, blob_dir, the log file, the
-    key file) are made absolute from the config file's directory, not the current one
-    (without a config file they stay relative to the current directory)."""
+    key file, `file:` secret references) are taken from the config file's directory, not
+    the current one (without a config file they stay relative to the current directory)."""
     path = find_config_path(explicit)
     values = _read_toml(path) if path else {}
+    base = path.resolve().parent if path else None
+    check_environment_names(os.environ)
     try:
-        settings = Settings(**values)
+        with references_from(base):
+            settings = Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_first_error(exc, path)) from None
-    return anchor_paths(settings, path.resolve().parent) if path else settings
+    except SettingsError as exc:  # a list or table from the environment that is not JSON
+        raise environment_error(os.environ, exc) from exc
+    return anchor_paths(settings, base) if base else settings
+
+
+def check_environment_names(environ: Mapping[str, str]) -> None:
+    """pydantic-settings ignores `OUTBOX_<SECTION>__<KEY>` when there is no such section
+    (and refuses a misspelt key): refuse both. Other OUTBOX_ variables are not settings."""
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        section, nested, key = name[len(ENV_PREFIX):].partition("__")
+        if not nested:
+            continue
+        if section.lower() not in Settings.model_fields:
+            guess = difflib.get_close_matches(section.lower(), Settings.model_fields, n=1)
+            fix = f"; did you mean {ENV_PREFIX}{guess[0].upper()}__{key}?" if guess else ""
+            raise ConfigError(f"{name}: no section '{section.lower()}'{fix}",
+                              hint=f"{ENV_PREFIX}<SECTION>__<KEY> sets a key; "
+                              "a variable that is not a setting needs a name without '__'")
+
+
+def environment_error(environ: Mapping[str, str], exc: SettingsError) -> ConfigError:
+    """The one line for the OUTBOX_ variable whose list or table is not valid JSON."""
+    for name, value in sorted(environ.items()):
+        kind, example = _json_shape(_env_annotation(name), value)
+        if kind and not _is_json(value):
+            return ConfigError(f"{name}: not valid JSON; this key takes {kind}, "
+                               f"e.g. {name}='{example}'", hint="")
+    return ConfigError(f"the environment: {exc}")
+
+
+def _env_annotation(name: str) -> Any:
+    """The type of the key `OUTBOX_<SECTION>__<KEY>` names; None when it names none."""
+    if not name.upper().startswith(ENV_PREFIX):
+        return None
+    model: type[BaseModel] | None = Settings
+    annotation: Any = None
+    for part in name[len(ENV_PREFIX):].lower().split("__"):
+        if model is None or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        model = _model(_optional(annotation))
+    return annotation
+
+
+def _json_shape(annotation: Any, value: str) -> tuple[str, str]:
+    """("a list", an example) for a key given as JSON; ("", "") for any other."""
+    annotation = _optional(annotation)
+    item = _model(get_args(annotation)[0]) if get_args(annotation) else None
+    if get_origin(annotation) in (list, set, frozenset, tuple) and item:
+        fields = [n for n, f in item.model_fields.items() if f.is_required()]
+        return "a list of tables", json.dumps([{name: "..." for name in fields}])
+    if get_origin(annotation) in (list, set, frozenset, tuple):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+        return "a list", json.dumps(items or ["..."])
+    if get_origin(annotation) is dict or _model(annotation):
+        return "a table", '{"key": "value"}'
+    return "", ""
+
+
+def _optional(annotation: Any) -> Any:
+    """`X | None` → X; anything else unchanged."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not NoneType]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _model(annotation: Any) -> type[BaseModel] | None:
+    is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return annotation if is_model else None
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
 
 
 def anchor_paths(settings: Settings, base: Path) -> Settings:

@@ -13,6 +13,10 @@ passes `now`, then persists, logs and posts the changes. The alerts:
     queue.held                     held_count or more messages are held
     webhook.<id>.disabled          an event webhook endpoint was disabled after failing
 
+A message held for itself (a corrupt or missing attachment) is the operator's
+business, not the relay's: it counts towards `queue.held` only, never towards
+its relay's alerts or state (`relay_outcome`).
+
 Each alert names a guidance key (`core.guidance`) that says what to do. A relay
 that delivers again clears its alerts at the next evaluation, without waiting for
 its failures to leave the window; while an alert stays active, its detail follows
@@ -28,6 +32,9 @@ from enum import IntEnum, StrEnum
 
 DELIVERED = frozenset({"sent", "partially_sent"})
 HELD = "held"
+# A held attempt whose message is not held for this relay (`relay_outcome`): neither a
+# failure of the relay nor a sign that it needs attention.
+HELD_MESSAGE = "held_message"
 BACKLOG = "queue.backlog"
 HELD_MESSAGES = "queue.held"
 
@@ -85,6 +92,21 @@ class Changes:
     to_clear: tuple[str, ...]  # active but no longer wanted
 
 
+def relay_outcome(outcome: str, relay: str, held_for_relay: str | None) -> str:
+    """An attempt's outcome as it counts for `relay`. A held attempt is the relay's
+    only when the relay holds its message (credentials, no AUTH, TLS trust: the
+    message's `held_for_relay`); one held for itself (a corrupt or missing attachment)
+    or by another relay of the same attempt is HELD_MESSAGE."""
+    if outcome == HELD and held_for_relay != relay:
+        return HELD_MESSAGE
+    return outcome
+
+
+def relays_own(outcomes: Mapping[str, int]) -> dict[str, int]:
+    """The outcomes that say something about the relay (without HELD_MESSAGE)."""
+    return {outcome: count for outcome, count in outcomes.items() if outcome != HELD_MESSAGE}
+
+
 def failures(outcomes: Mapping[str, int]) -> int:
     """Attempts that did not deliver: deferred, failed, held, uncertain."""
     return sum(count for outcome, count in outcomes.items() if outcome not in DELIVERED)
@@ -95,6 +117,7 @@ def relay_state(outcomes: Mapping[str, int], thresholds: Thresholds,
     """From a relay's attempts in the window (and whether the store marks it as
     needing attention, and its newest attempt's outcome: one that delivered means
     the relay works now). With failure_ratio 0, any failure is deferring."""
+    outcomes = relays_own(outcomes)
     if marked:
         return RelayState.NEEDS_ATTENTION
     if latest in DELIVERED:
@@ -111,7 +134,7 @@ def evaluate(snapshot: Snapshot, thresholds: Thresholds) -> list[AlertSpec]:
     """Every alert that should be active at `snapshot.now`."""
     wanted: list[AlertSpec] = []
     for relay in sorted({*snapshot.relay_outcomes, *snapshot.needs_attention}):
-        outcomes = snapshot.relay_outcomes.get(relay, {})
+        outcomes = relays_own(snapshot.relay_outcomes.get(relay, {}))
         if snapshot.latest.get(relay) in DELIVERED:  # it works again: only a mark stays
             outcomes = {}
         wanted += attention_alert(relay, outcomes, snapshot.needs_attention.get(relay),

@@ -90,10 +90,11 @@ def skipped(name: str, detail: str) -> Check:
 
 @dataclass(frozen=True, slots=True)
 class RelayObservation:
-    relay: RelaySettings
+    relay: RelaySettings  # with the credentials it was probed with applied
     addresses: tuple[str, ...] = ()
     dns_error: str = ""
     probe: ProbeResult | None = None  # None: not probed (DNS failed)
+    credentials: str = "config file"  # where they come from (ops.credentials.Login.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ class _Step:
     info: SessionInfo
     now: datetime
     limits: RelayLimits
+    credentials: str = "config file"
 
 
 _TLS_CONDITIONS = frozenset({
@@ -130,10 +132,11 @@ def relay_checks(observed: RelayObservation, now: datetime, limits: RelayLimits)
     checks = [passed(f"{prefix}: dns", f"{relay.host} is {', '.join(observed.addresses)}")]
     failure = observed.probe.failure
     failing = failed_step(failure)
-    step = _Step(prefix, relay, observed.probe.info, now, limits)
+    step = _Step(prefix, relay, observed.probe.info, now, limits, observed.credentials)
     for name in steps_for(relay):
         if failure is not None and name == failing:
-            checks.append(failure_check(f"{prefix}: {name}", failure))
+            used = f"credentials: {observed.credentials}" if name == "auth" else ""
+            checks.append(failure_check(f"{prefix}: {name}", failure, used))
             break
         checks.append(_STEP_CHECKS[name](step))
     return checks
@@ -153,10 +156,10 @@ def failed_step(failure: SessionFailure | None) -> str | None:
     return _STAGE_STEPS.get(failure.stage, "connect")
 
 
-def failure_check(name: str, failure: SessionFailure) -> Check:
+def failure_check(name: str, failure: SessionFailure, note: str = "") -> Check:
     g = guidance_for(failure)
     what = str(failure.reply) if failure.reply else (failure.detail or str(failure.condition))
-    return failed(name, f"{g.title}: {what}", g.next_step)
+    return failed(name, f"{g.title}: {what}" + (f" ({note})" if note else ""), g.next_step)
 
 
 def guidance_for(failure: SessionFailure) -> Guidance:
@@ -209,11 +212,13 @@ def _certificate(name: str, session: str, expires: datetime | None, step: _Step)
 
 
 def _auth(step: _Step) -> Check:
+    """With the credentials delivery uses: stored ones override the config file's."""
     name, relay = f"{step.prefix}: auth", step.relay
     if not relay.has_credentials:
-        return skipped(name, "no username and password configured: no AUTH")
+        return skipped(name, "no username and password configured or stored: no AUTH")
     mechanism = step.info.auth_mechanism or "AUTH"
-    return passed(name, f"logged in as {relay.username} with {mechanism} (no mail sent)")
+    return passed(name, f"logged in as {relay.username} with {mechanism}, credentials: "
+                        f"{step.credentials} (no mail sent)")
 
 
 def _size(step: _Step) -> Check:

@@ -3,8 +3,11 @@ and the queue, and report each as a check (`checks.py` decides the verdicts).
 
 Relays are probed with `delivery.smtp.probe`, the same session setup
 real deliveries use (connect, greeting, EHLO, STARTTLS, AUTH), then QUIT:
-no mail is sent. Nothing is written: a database that is missing or not
-migrated is reported, not created.
+no mail is sent. They log in with the credentials delivery uses: those stored
+with `outbox relay set-credentials` override the config file's
+(`ops.credentials`), and the auth check says which. Nothing is written, except
+a refresh token the provider rotated while doctor logged in (saved as delivery
+saves it): a database that is missing or not migrated is reported, not created.
 
 Clock skew has three possible sources, all used when present: a relay
 greeting that carries a date, the PostgreSQL server's clock, and what delivery
@@ -50,6 +53,7 @@ from outbox.ops.checks import (
     relay_checks,
     relay_mark_check,
 )
+from outbox.ops.credentials import Login, login_for
 from outbox.ops.listener import listener_checks, observe_listener
 from outbox.store.base import ClockReading, RelayAuth, Store
 from outbox.store.urls import database_url, safe_url
@@ -70,7 +74,8 @@ async def run_doctor(settings: Settings, database: Store | str, *,
     (the service opens it: `service.diagnostics`)."""
     state, relays, listener = await asyncio.gather(
         inspect_database(settings, database, clock),
-        asyncio.gather(*(observe_relay(r, settings.delivery, clock) for r in settings.relays)),
+        asyncio.gather(*(observe_relay_as_delivered(settings, database, r, clock)
+                         for r in settings.relays)),
         observe_listener(settings.submission, settings.limits.max_message_size,
                          quick(settings.delivery)))
     checks = [*state.checks,
@@ -101,18 +106,27 @@ def all_relay_checks(settings: Settings, relays: list[RelayObservation],
 
 # --- relays -----------------------------------------------------------------------------
 
-async def observe_relay(relay: RelaySettings, delivery: DeliverySettings,
+async def observe_relay_as_delivered(settings: Settings, database: Store | str,
+                                     relay: RelaySettings, clock: Clock
+                                     ) -> tuple[RelayObservation, TimeSource | None]:
+    """The relay probed with the credentials delivery uses (`ops.credentials`)."""
+    return await observe_relay(await login_for(settings, database, relay), settings.delivery,
+                               clock)
+
+
+async def observe_relay(login: Login, delivery: DeliverySettings,
                         clock: Clock) -> tuple[RelayObservation, TimeSource | None]:
+    relay = login.relay
     addresses, error = await resolve(relay.host, relay.port)
     if error:
-        return RelayObservation(relay, dns_error=error), None
+        return RelayObservation(relay, dns_error=error, credentials=login.source), None
     started = clock()
-    result = await probe(relay, quick(delivery))
+    result = await probe(relay, quick(delivery), authenticators=login.authenticators)
     greeting = result.info.greeting
     their_time = greeting_time(greeting.text) if greeting else None
     source = (TimeSource(f"relay {relay.name}'s greeting", their_time, started)
               if their_time is not None else None)
-    return RelayObservation(relay, addresses, probe=result), source
+    return RelayObservation(relay, addresses, probe=result, credentials=login.source), source
 
 
 def quick(delivery: DeliverySettings) -> DeliverySettings:

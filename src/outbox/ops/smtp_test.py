@@ -1,7 +1,8 @@
 """`outbox smtp-test`: a swaks-style test send through one relay, outside the queue.
 
 It opens a session exactly as a delivery does (connect, EHLO, STARTTLS, AUTH),
-sends one small message, and shows the conversation line by line as it
+with the credentials delivery uses (stored ones override the config file's:
+`ops.credentials`), sends one small message, and shows the conversation line by line as it
 happens (AUTH redacted, message data only counted), then one line with the
 result: what the relay said and, unless it accepted, the guidance for it.
 """
@@ -25,14 +26,14 @@ from outbox.core.content import EmbeddedFile, MessageContent
 from outbox.core.guidance import describe
 from outbox.core.mime import build_message
 from outbox.core.model import OutcomeKind
-from outbox.core.report import DeliveryReport, SessionFailure
-from outbox.delivery.auth import authenticators_for
+from outbox.core.report import DeliveryReport, SessionFailure, Stage
 from outbox.delivery.smtp.errors import SessionError
 from outbox.delivery.smtp.session import SmtpSession
 from outbox.delivery.transcript import Transcript
 from outbox.errors import InputError, InvalidAddress
 from outbox.ids import new_message_id
 from outbox.ops.checks import guidance_for
+from outbox.ops.credentials import Login, config_login
 
 Echo = Callable[[str], None]
 
@@ -148,15 +149,18 @@ def _attachment(path: Path) -> EmbeddedFile:
 
 
 async def send_test(relay: RelaySettings, delivery: DeliverySettings, message: SampleMessage,
-                    echo: Echo) -> SendResult:
-    """Set up a session, send `message`, QUIT; every line goes to `echo` live."""
-    authenticators = authenticators_for(relay)
-    session = SmtpSession(relay, delivery, authenticators)
+                    echo: Echo, login: Login | None = None) -> SendResult:
+    """Set up a session, send `message`, QUIT; every line goes to `echo` live.
+    `login`: the relay with the credentials to use (`ops.credentials.login_for`);
+    None: the config file's."""
+    login = login or config_login(relay)
+    authenticators = list(login.authenticators)
+    session = SmtpSession(login.relay, delivery, authenticators)
     session.transcript = LiveTranscript({s for a in authenticators for s in a.secrets}, echo)
     try:
         await session.setup()
     except SessionError as exc:
-        return setup_failed(exc.failure)
+        return setup_failed(exc.failure, login.source)
     try:
         report = await session.send(message.sender, [message.recipient], message.data)
     finally:
@@ -164,9 +168,11 @@ async def send_test(relay: RelaySettings, delivery: DeliverySettings, message: S
     return verdict(report, message)
 
 
-def setup_failed(failure: SessionFailure) -> SendResult:
+def setup_failed(failure: SessionFailure, credentials: str = "") -> SendResult:
     g = guidance_for(failure)
     what = str(failure.reply) if failure.reply else (failure.detail or str(failure.condition))
+    if credentials and failure.stage is Stage.AUTH:
+        what += f" (credentials: {credentials})"
     return SendResult(False, f"FAILED at {failure.stage.value}: {g.title}: {what}. "
                              f"Next step: {g.next_step}")
 

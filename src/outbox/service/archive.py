@@ -5,7 +5,8 @@ Backup: one consistent snapshot of every table (rows, portable), then the conten
 of every blob the snapshot knows (content is addressed by its sha256 and never
 changes, so reading it after the snapshot is still consistent), packed into one
 tar with its manifest. Restore: the whole archive is read and checked first;
-only then is the database touched, in one transaction; then attachment files.
+only then, and only if no `serve` or `worker` uses it, is the database touched, in
+one transaction; then attachment files.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from outbox.blobs.filesystem import FilesystemBlobs
 from outbox.config import Settings
 from outbox.core.archive import BLOBS_DIR, Manifest
 from outbox.core.recovery import AbandonedClaim, RecoveryVerdict
-from outbox.errors import BackupInvalid, BlobCorrupt, NotFound
+from outbox.errors import BackupInvalid, BlobCorrupt, Conflict, NotFound
 from outbox.ops import backup as files
 from outbox.service.outbox import Outbox
 from outbox.store.sql.store import head_revision, is_known_revision
@@ -124,6 +125,7 @@ async def _load(settings: Settings, manifest: Manifest, work: Path, progress: Pr
         def decide(claim: AbandonedClaim) -> RecoveryVerdict:
             return policy.decide(claim, now, rng)
 
+        await _refuse_while_in_use(settings, outbox_)
         source = {table: _rows_of(work, table) for table in manifest.tables}
         in_database = settings.storage.blobs == "database"
         if in_database:
@@ -136,6 +138,20 @@ async def _load(settings: Settings, manifest: Manifest, work: Path, progress: Pr
     finally:
         await outbox_.close()
     return RestoreResult(manifest, loaded.counts, loaded.requeued, len(manifest.blob_parts))
+
+
+async def _refuse_while_in_use(settings: Settings, outbox_: Outbox) -> None:
+    """A running `serve` or `worker` goes on from what it holds in memory (its claims,
+    the relays' credentials and state, the held mail it has read) and writes over the
+    restored rows: it released and delivered mail the backup holds as held. `--force`
+    is about the data in the database, not this: there is no safe way to restore under
+    a running process, and a crashed one does not count (its lock went with it)."""
+    alive = await outbox_.store.liveness.count_alive()
+    if alive:
+        processes = "1 Outbox process is" if alive == 1 else f"{alive} Outbox processes are"
+        raise Conflict(f"{processes} using the database {safe_url(settings.database.url)}: "
+                       "nothing was changed", hint="stop every `outbox serve` and `outbox "
+                       "worker` on it first, then restore")
 
 
 def _rows_of(work: Path, table: str) -> Callable[[], Iterator[dict[str, Any]]]:

@@ -48,6 +48,7 @@ from outbox.store.base_integrations import (
     WebhookStore,
 )
 from outbox.store.base_integrity import IntegrityStore
+from outbox.store.base_liveness import Liveness
 from outbox.store.base_retention import RetentionStore
 from outbox.store.base_suppressions import BounceRecord, SuppressionStore
 from outbox.store.values import (
@@ -336,26 +337,6 @@ class AlertStore(Protocol):
 
     async def clock_readings(self, since: datetime) -> tuple[ClockReading, ...]:
         """The readings measured at or after `since`."""
-
-
-class Liveness(Protocol):
-    """Which claim owners are alive (`store.liveness`): each process holds a lock
-    for its lifetime that is let go when it dies."""
-
-    async def register(self, owner: str) -> None:
-        """Take `owner`'s lock; `StorageError` if it cannot be taken."""
-
-    async def keep(self, owner: str) -> None:
-        """Make sure the lock is still held (take it again after a lost connection)."""
-
-    async def dead(self, owners: Collection[str]) -> set[str]:
-        """Those of `owners` that are provably dead (their lock is free)."""
-
-    async def forget(self, owners: Collection[str]) -> None:
-        """Clean up after dead owners whose claims were recovered."""
-
-    async def unregister(self, owner: str) -> None:
-        """Let go of `owner`'s lock (a clean stop)."""
 
 
 class Store(Protocol):

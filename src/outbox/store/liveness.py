@@ -66,22 +66,14 @@ class LockFiles:
         """Nothing to renew: the lock lasts as long as the descriptor."""
 
     async def dead(self, owners: Collection[str]) -> set[str]:
-        return {owner for owner in owners if owner not in self._held and self._is_free(owner)}
+        # No file: not provable (a process that never took one), so its lease decides.
+        return {owner for owner in owners
+                if owner not in self._held and _is_held(self._path(owner)) is False}
 
-    def _is_free(self, owner: str) -> bool:
-        """The owner's lock file exists and nobody holds it. No file: not provable
-        (a process that never took one), so its lease decides."""
-        try:
-            fd = os.open(self._path(owner), os.O_RDWR)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False  # held: alive
-        finally:
-            os.close(fd)  # closing also lets go of the lock just taken
-        return True
+    async def count_alive(self) -> int:
+        mine = {self._path(owner) for owner in self._held}
+        return sum(1 for path in self.directory.glob("*.lock")
+                   if path not in mine and _is_held(path))
 
     async def forget(self, owners: Collection[str]) -> None:
         """Remove the lock files of dead owners once their claims are recovered."""
@@ -95,6 +87,21 @@ class LockFiles:
             with contextlib.suppress(OSError):
                 self._path(owner).unlink()
             os.close(fd)
+
+
+def _is_held(path: Path) -> bool | None:
+    """Whether a process holds the lock file at `path`; None: there is no such file."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing also lets go of the lock just taken
+    return False
 
 
 class AdvisoryLocks:
@@ -137,6 +144,20 @@ class AdvisoryLocks:
     async def dead(self, owners: Collection[str]) -> set[str]:
         if not owners:
             return set()
+        up, alive = await self._live_keys()
+        if up < RESTART_GRACE:
+            return set()  # the server just started: live nodes are still reconnecting
+        return {owner for owner in owners if lock_key(owner) not in alive}
+
+    async def count_alive(self) -> int:
+        up, alive = await self._live_keys()
+        if up < RESTART_GRACE:  # the server just started: live nodes are still reconnecting
+            await asyncio.sleep(RESTART_GRACE - up)
+            _, alive = await self._live_keys()
+        return len(alive - {lock_key(owner) for owner in self._owners})
+
+    async def _live_keys(self) -> tuple[float, set[int]]:
+        """(seconds since the server started, the keys of the locks held now)."""
         async with self._in_use:
             conn = await self._connection()
             try:
@@ -152,10 +173,7 @@ class AdvisoryLocks:
             except Exception as exc:
                 await self._drop_if_gone()
                 raise StorageError(f"cannot read which workers are alive: {exc}") from exc
-        if float(up) < RESTART_GRACE:
-            return set()  # the server just started: live nodes are still reconnecting
-        alive = {int(row["objid"]) for row in live}
-        return {owner for owner in owners if lock_key(owner) not in alive}
+        return float(up), {int(row["objid"]) for row in live}
 
     async def forget(self, owners: Collection[str]) -> None:
         """Nothing to clean: a dead session's lock is gone with it."""

@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from outbox.errors import ConfigError
+from outbox.secrets import mask_url_password
 
 POSTGRES_NAMES = {"postgresql", "postgres"}
 
@@ -22,8 +22,9 @@ def database_url(url: str) -> URL:
     """The URL with the driver Outbox uses; `ConfigError` naming the key if unusable."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(f"database.url: not a database URL: {url!r}") from exc
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise ConfigError(f"database.url: not a database URL: {mask_url_password(url)!r}"
+                          ) from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_url(parsed)
@@ -58,11 +59,12 @@ def missing_sqlite_file(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    """The URL as it can be shown: without a password, and with its query as typed
-    (host=/var/run/postgresql, not host=%2Fvar%2Frun%2Fpostgresql)."""
+    """The URL as it can be shown, with the driver Outbox uses: the rest as typed
+    (host=/var/run/postgresql), its password and secret query values (password=,
+    sslpassword=, ...) masked by `mask_url_password`."""
+    shown = mask_url_password(url)
     try:
-        shown = database_url(url).render_as_string(hide_password=True)
+        driver = database_url(url).drivername
     except ConfigError:
-        return url.split("@")[-1]
-    base, mark, query = shown.partition("?")
-    return base + mark + unquote(query)
+        return shown
+    return driver + shown[shown.find("://"):]

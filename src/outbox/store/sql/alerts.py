@@ -1,17 +1,21 @@
 """`SqlAlerts`: `store.base.AlertStore` over a `Runner`, and its SQL: relay and
 queue alerts (at most one active per key, its text kept current), and recent
-outcomes per relay."""
+outcomes per relay (a held attempt counts as `held` only for the relay that holds
+its message: `core.alerting.relay_outcome`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from outbox.core.alerting import HELD_MESSAGE, relay_outcome
 from outbox.errors import Conflict
 from outbox.store.sql.runner import Runner
 from outbox.store.sql.upsert import upsert
-from outbox.store.tables import alerts, attempts
+from outbox.store.tables import alerts, attempts, messages
 from outbox.store.tables_relays import clock_readings
 from outbox.store.values import Alert, ClockReading
 
@@ -55,27 +59,34 @@ def list_alerts(conn: Connection, active_only: bool, limit: int) -> tuple[Alert,
                        r.cleared_at) for r in conn.execute(query))
 
 
-def relay_outcomes(conn: Connection, since: datetime) -> dict[str, dict[str, int]]:
-    query = (select(attempts.c.relay, attempts.c.outcome, func.count())
+def _recent(conn: Connection, since: datetime, measure: Any) -> Iterator[tuple[str, str, Any]]:
+    """(relay, its outcome, measure) per group of attempts finished since `since`; an
+    attempt through "a,b" counts for each relay."""
+    query = (select(attempts.c.relay, attempts.c.outcome, messages.c.held_for_relay, measure)
+             .join_from(attempts, messages, messages.c.id == attempts.c.message_id)
              .where(attempts.c.finished_at >= since)
-             .group_by(attempts.c.relay, attempts.c.outcome))
+             .group_by(attempts.c.relay, attempts.c.outcome, messages.c.held_for_relay))
+    for relays, outcome, held_for_relay, value in conn.execute(query):
+        for relay in filter(None, str(relays).split(",")):
+            yield relay, relay_outcome(outcome, relay, held_for_relay), value
+
+
+def relay_outcomes(conn: Connection, since: datetime) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
-    for relays, outcome, count in conn.execute(query):
-        for relay in filter(None, str(relays).split(",")):  # "a,b": one attempt, two relays
-            by_outcome = counts.setdefault(relay, {})
-            by_outcome[outcome] = by_outcome.get(outcome, 0) + int(count)
+    for relay, outcome, count in _recent(conn, since, func.count()):
+        by_outcome = counts.setdefault(relay, {})
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + int(count)
     return counts
 
 
 def latest_outcomes(conn: Connection, since: datetime) -> dict[str, str]:
-    query = (select(attempts.c.relay, attempts.c.outcome, func.max(attempts.c.finished_at))
-             .where(attempts.c.finished_at >= since)
-             .group_by(attempts.c.relay, attempts.c.outcome))
+    """Each relay's newest attempt that says something about it (not HELD_MESSAGE)."""
     newest: dict[str, tuple[datetime, str]] = {}
-    for relays, outcome, finished_at in conn.execute(query):
-        for relay in filter(None, str(relays).split(",")):
-            if relay not in newest or (finished_at, outcome) > newest[relay]:
-                newest[relay] = (finished_at, outcome)
+    for relay, outcome, finished_at in _recent(conn, since, func.max(attempts.c.finished_at)):
+        if outcome == HELD_MESSAGE:
+            continue
+        if relay not in newest or (finished_at, outcome) > newest[relay]:
+            newest[relay] = (finished_at, outcome)
     return {relay: outcome for relay, (_, outcome) in newest.items()}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, func, insert, select
@@ -116,14 +116,55 @@ def load_tables(conn: Connection, source: TableSource, revision: str, now: datet
     return Loaded(counts, requeue_in_flight(conn, now, decide))
 
 
+class Replaced(NamedTuple):
+    one: str
+    many: str
+    only: sa.ColumnElement[bool] | None = None  # the rows that count; None: all
+
+
+# What a restore would throw away that someone made, by table. Rows that belong to one
+# of these go with it (recipients, events, attempts, blob_refs, contact_emails,
+# contact_terms, group_members, webhook_deliveries). Not counted: what Outbox keeps for
+# itself (alerts, the relay governor, a relay's login state, rate-limit buckets, clock
+# readings, the LDAP sync cursor, autocomplete ranks, uploads that expire unsent within
+# hours), and the signing keys a database makes on first use (a web UI sign-in, mail
+# sent): counting them would refuse every new install that was tried once.
+REPLACED = {
+    "messages": Replaced("message", "messages"),
+    "contacts": Replaced("contact", "contacts"),
+    "address_groups": Replaced("group", "groups"),
+    "aliases": Replaced("alias", "aliases"),
+    "api_keys": Replaced("API key", "API keys"),
+    "ui_users": Replaced("UI user", "UI users"),
+    "suppressions": Replaced("suppression", "suppressions"),
+    "webhook_endpoints": Replaced("webhook", "webhooks"),
+    "relay_auth": Replaced("relay with stored credentials", "relays with stored credentials",
+                           sa.column("credentials").is_not(None)),
+}
+
+
 def refuse_unless_empty(conn: Connection, force: bool) -> None:
-    if force or "messages" not in existing_columns(conn):
-        return
-    count = int(conn.execute(select(func.count()).select_from(messages)).scalar() or 0)
-    if count:
-        raise Conflict(f"the database already holds {count:,} messages; restore will not "
-                       "overwrite them", hint="add --force to replace everything in it with "
-                       "the backup, after taking a backup of it")
+    held = [] if force else held_data(conn)
+    if held:
+        raise Conflict(f"the database already holds {', '.join(held)}: restoring replaces "
+                       "them", hint="add --force to overwrite them with the backup, after "
+                       "taking a backup of this database")
+
+
+def held_data(conn: Connection) -> list[str]:
+    """What the database holds that a restore replaces, as "3 messages", "1 contact"."""
+    present = existing_columns(conn)
+    held: list[str] = []
+    for name, kind in REPLACED.items():
+        if name not in present:  # an older schema
+            continue
+        query = select(func.count()).select_from(metadata.tables[name])
+        if kind.only is not None:
+            query = query.where(kind.only)
+        count = int(conn.execute(query).scalar() or 0)
+        if count:
+            held.append(f"{count:,} {kind.one if count == 1 else kind.many}")
+    return held
 
 
 def drop_schema(conn: Connection) -> None:
