@@ -61,7 +61,7 @@ def pick_due(conn: Connection, params: dict[str, Any]) -> PickedRows:
     as_text = stored_form(conn, messages.c.updated_at)
     given = {**params, "c_now": as_text(params["c_now"]), "c_lease": as_text(params["c_lease"])}
     due_ids, claim, of_messages = _statements(conn.dialect)
-    ids = [id for (id,) in driver.execute(*due_ids({**given}))]
+    ids = [id for (id,) in driver.execute(*due_ids(given))]
     if not ids:
         return PickedRows(conn.dialect, [], [])
     listed = json.dumps(ids)
