@@ -433,6 +433,13 @@ def test_missing_config_file_is_one_line(tmp_path):
     assert line == f"config file '{tmp_path / 'nope.toml'}' does not exist"
 
 
+def test_a_directory_given_as_the_config_file_is_named_as_one(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_settings(str(tmp_path))
+    assert info.value.message == f"config file '{tmp_path}' is a directory"
+    assert info.value.hint == f"name the file in it, e.g. {tmp_path / 'outbox.toml'}"
+
+
 def test_missing_file_named_by_outbox_config(tmp_path, monkeypatch):
     monkeypatch.setenv("OUTBOX_CONFIG", str(tmp_path / "gone.toml"))
     assert "gone.toml' does not exist" in config_error(None)
@@ -443,10 +450,6 @@ def test_config_error_has_a_hint():
         load_settings("/nonexistent/outbox.toml")
     assert info.value.hint
     assert info.value.one_line().endswith(f"({info.value.hint})")
-
-
-def test_a_directory_is_not_a_config_file(tmp_path):
-    assert "does not exist" in config_error(str(tmp_path))
 
 
 def test_unreadable_bytes_are_one_line(tmp_path):

@@ -141,6 +141,9 @@ def find_config_path(explicit: str | None) -> Path | None:
     chosen = explicit or os.environ.get("OUTBOX_CONFIG")
     if chosen:
         path = Path(chosen)
+        if path.is_dir():  # it was told it "does not exist" (a stranger pass)
+            raise ConfigError(f"config file '{chosen}' is a directory",
+                              hint=f"name the file in it, e.g. {path / 'outbox.toml'}")
         if not path.is_file():
             raise ConfigError(f"config file '{chosen}' does not exist",
                               hint="give an existing file with --config or OUTBOX_CONFIG")
