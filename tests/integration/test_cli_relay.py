@@ -218,3 +218,13 @@ def test_keys_take_the_contacts_scope(run: Run) -> None:
     created = run("keys", "create", "--name", "book", "--scopes", "read,contacts")
     assert created.code == 0, created.err
     assert run("keys", "list").out.startswith("book  read,contacts  created ")
+
+
+def test_set_credentials_names_the_option_that_is_missing(run: Run) -> None:
+    """A stranger pass was told to use the HTTP API ('PUT /v1/relays/{name}/credentials')
+    for what the command's own --token-url gives."""
+    refused = run("relay", "set-credentials", "default", "--refresh-token-stdin",
+                  stdin="a-refresh-token\n")
+    assert refused.code != 0
+    assert "OAuth2 needs token_url (give it with --token-url)" in refused.err
+    assert "/v1/" not in refused.err and "a-refresh-token" not in refused.err

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from outbox.cli.common import ConfigOption, with_outbox
-from outbox.errors import DeliveryError, InputError, LoginNotVerified, NotFound
+from outbox.errors import (
+    CredentialsIncomplete,
+    DeliveryError,
+    InputError,
+    LoginNotVerified,
+    NotFound,
+)
 
 if TYPE_CHECKING:
     from outbox.config import RelaySettings
@@ -73,10 +79,25 @@ def set_credentials(
         except LoginNotVerified as exc:
             raise LoginNotVerified(exc.message, hint=f"{exc.hint}; or store them anyway "
                                    "with --no-verify") from None
+        except CredentialsIncomplete as exc:  # its hint names the HTTP API's route
+            raise CredentialsIncomplete(exc.message, field=exc.field,
+                                        hint=_missing_option(exc.field)) from None
 
     status, released = with_outbox(config, action, migrate=True)
     print(f"relay {name}: credentials stored (encrypted, {status.auth} as {status.username}); "
           f"state {status.state}; {released} held message(s) released")
+
+
+# The option that gives what a CredentialsIncomplete names (its field, as the API's).
+_OPTIONS = {"username": "--username", "password": "--password-stdin",
+            "oauth2.token_url": "--token-url", "oauth2.client_id": "--client-id",
+            "oauth2.refresh_token": "--refresh-token-stdin"}
+
+
+def _missing_option(field: str | None) -> str:
+    option = _OPTIONS.get(field or "")
+    return (f"give it with {option}" if option
+            else "give what the relay does not have yet (see --help)")
 
 
 @relay_app.command("clear-credentials")
