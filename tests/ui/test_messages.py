@@ -104,9 +104,13 @@ def test_bulk_retry_of_50_deferred_after_the_relay_is_back(start_ui: StartUi, pa
     ui.sign_in(page, "sally")
     page.goto(f"{ui.url}/messages?status=deferred")
     expect(page.locator('#message-list input[name="id"]')).to_have_count(50)
+    page.get_by_role("button", name="Retry selected").click()  # nothing ticked yet
+    expect(page.locator("#notice")).to_have_text("Nothing selected: tick the messages first.")
+    assert "status=deferred" in page.url  # the filter kept (a stranger pass saw it reset)
     page.get_by_role("button", name="Select all on this page").click()
     page.get_by_role("button", name="Retry selected").click()
     expect(page.locator("#notice")).to_contain_text("50 of 50 selected message(s) queued")
+    assert "status=deferred" in page.url
     wait_all_sent(ui.database_url, 50, timeout=60, what="after the bulk retry")
     screenshot(page, "messages")
 

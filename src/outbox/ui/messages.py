@@ -42,8 +42,7 @@ async def list_messages(request: Request, session: Viewer, outbox: Service,
                         q: Annotated[str, Query(max_length=998)] = "",
                         cursor: Annotated[str | None, Query()] = None,
                         notice: Annotated[str, Query()] = "") -> HTMLResponse:
-    filters = {"status": status, "recipient": recipient, "relay": relay, "since": since,
-               "until": until, "q": q}
+    filters = dict(zip(FILTERS, (status, recipient, relay, since, until, q), strict=True))
     chosen, where = filter_of(filters)
     found = await outbox.messages.list(chosen, PAGE_SIZE, cursor or None, where)
     filters["status"] = chosen.value if chosen else ""
@@ -54,6 +53,9 @@ async def list_messages(request: Request, session: Viewer, outbox: Service,
                 messages=[message_view(m) for m in found.messages],
                 next_cursor=found.next_cursor,
                 matching=await count_matching(outbox.messages, chosen, where, exact=False))
+
+
+FILTERS = ("status", "recipient", "relay", "since", "until", "q")  # the list's, in order
 
 
 def filter_of(filters: dict[str, str]) -> tuple[MessageStatus | None, MessageFilter]:
@@ -158,9 +160,17 @@ async def _resend(outbox: Service, id: str, confirm: bool, owner: str, key: str)
 
 
 @router.post("/messages/bulk", response_class=HTMLResponse)
-async def bulk(session: Sender, outbox: Service, action: Annotated[str, Form()],
+async def bulk(request: Request, session: Sender, outbox: Service,
+               action: Annotated[str, Form()],
                id: Annotated[list[str] | None, Form()] = None) -> Response:
+    """Back to the list as it was filtered (the form carries the filters as f_<name>),
+    which a stranger pass found reset; with nothing ticked, saying so ("0 of 0")."""
+    form = await request.form()
+    kept = {name: str(form.get(f"f_{name}", ""))[:998] for name in FILTERS}
     ids = id or []
+    if not ids:
+        return notices.redirect("/ui/messages", "Nothing selected: tick the messages first.",
+                                session, **kept)
     verb = outbox.messages.retry if action == "retry" else outbox.messages.cancel
     done, refused = 0, []
     for one in ids:
@@ -173,4 +183,4 @@ async def bulk(session: Sender, outbox: Service, action: Annotated[str, Form()],
     notice = f"{done} of {len(ids)} selected message(s) {what}."
     if refused:
         notice += " Not done: " + "; ".join(refused[:5])
-    return notices.redirect("/ui/messages", notice, session)
+    return notices.redirect("/ui/messages", notice, session, **kept)
