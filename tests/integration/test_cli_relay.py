@@ -185,6 +185,8 @@ def test_clear_credentials_lets_the_config_files_apply_again(
     (("keys", "create", "--name", "app", "--scopes", "send"), "",
      "'app' is the name of a key in the config file"),
     (("keys", "revoke", "nobody"), "", "no active API key named 'nobody'"),
+    # A config-file key was "no active API key named 'app'" though it works.
+    (("keys", "revoke", "app"), "", "API key 'app' is set in the config file, not stored"),
     (("relay", "clear-credentials", "nosuch"), "", "no relay named 'nosuch' (known: default)"),
 ])
 def test_mistakes_are_one_line_errors(run: Run, args: tuple[str, ...], stdin: str,

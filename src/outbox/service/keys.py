@@ -172,6 +172,12 @@ class ApiKeys:
 
     async def revoke(self, name: str) -> None:
         if not await self.store.keys.revoke_api_key(name, self._clock()):
+            if any(p.name == name for p in self._configured.values()):
+                # It was "no active API key named ..." for a key that works (a stranger pass).
+                raise Conflict(f"API key '{name}' is set in the config file, not stored: it "
+                               "cannot be revoked here",
+                               hint="remove it from [auth] api_keys (or its OUTBOX_ variable) "
+                                    "and restart Outbox")
             raise NotFound(f"no active API key named '{name}'",
                            hint="`outbox keys list` shows the keys")
         log.info("API key revoked", name=name)
