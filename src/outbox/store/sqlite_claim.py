@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, select, update
 from sqlalchemy.engine import Dialect
 
@@ -28,6 +29,7 @@ from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
 from outbox.store.tables import messages, recipients
 from outbox.store.values import Message
 
+log = structlog.get_logger("outbox.store")
 _COLUMNS = tuple(messages.c.keys())
 _ID, _ATTEMPTS = _COLUMNS.index("id"), _COLUMNS.index("attempts")
 
@@ -45,12 +47,22 @@ class PickedRows:
         return [(row[_ID], row[_ATTEMPTS]) for row in self._found]
 
     def messages(self) -> list[Message]:
+        """Each row that reads as a message. Built after the commit, a row that does not
+        (a corrupt content column) cannot roll the claim back, and raising here would
+        report the results written with it as failed: it is logged and left out, and
+        stays claimed until its lease runs out and recovery gives it back."""
         process = _processors(self._dialect)
         grouped = rows.group_recipients(self._recipient_rows)
-        found = [{name: value if convert is None or value is None else convert(value)
-                  for name, convert, value in zip(_COLUMNS, process, row, strict=True)}
-                 for row in self._found]
-        return [rows.to_message(values, grouped.get(values["id"], ())) for values in found]
+        built = []
+        for row in self._found:
+            try:
+                values = {name: value if convert is None or value is None else convert(value)
+                          for name, convert, value in zip(_COLUMNS, process, row, strict=True)}
+                built.append(rows.to_message(values, grouped.get(values["id"], ())))
+            except Exception as exc:
+                log.error("a claimed message cannot be read; left for recovery",
+                          message=row[_ID], error=f"{type(exc).__name__}: {exc}")
+        return built
 
 
 def pick_due(conn: Connection, params: dict[str, Any]) -> PickedRows:
