@@ -102,3 +102,38 @@ async def test_count_alive_counts_other_live_processes_and_forgets_dead_ones(
     while await store.liveness.count_alive():
         assert time.monotonic() - started < 5.0, "a killed process still counts as alive"
         await asyncio.sleep(0.05)
+
+
+NAMED_HOLDER = """
+import asyncio, sys
+from outbox.store.factory import open_store
+
+async def main(url):
+    store = await open_store(url)
+    store.liveness.describe_process("outbox test")
+    await store.liveness.register("host:7:delivers")
+    await store.liveness.register("host:7:present")
+    print("ready", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_holders_name_each_process_once_with_what_it_said_it_is(
+        store: Store, db_url: str) -> None:
+    """What `outbox restore` names when it refuses: a process holding two locks (serve's
+    own and its in-process worker's) is one process."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", NAMED_HOLDER, db_url, stdout=asyncio.subprocess.PIPE,
+        start_new_session=True)
+    assert process.stdout is not None
+    try:
+        assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"ready"
+        holders = await store.liveness.holders()
+        assert len(holders) == 1 and holders[0].startswith(f"outbox test, pid {process.pid} "
+                                                            "on "), holders
+        assert await store.liveness.count_alive() == 1
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()

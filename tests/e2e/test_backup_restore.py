@@ -270,7 +270,9 @@ def test_restore_is_refused_while_outbox_serves_the_database_even_with_force(
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
         assert "1 Outbox process is using the database" in lines[0], lines[0]
-        assert "stop every `outbox serve` and `outbox worker`" in lines[0], lines[0]
+        assert "(outbox serve, pid " in lines[0], lines[0]  # one process: its worker too
+        assert "stop every `outbox serve`, `outbox worker` and `outbox submission`" \
+            in lines[0], lines[0]
         assert scalar(database_url, "SELECT count(*) FROM messages") == "3"
     finally:
         target.stop()

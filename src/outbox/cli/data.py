@@ -93,10 +93,10 @@ def restore(
                                         "suppressions or stored credentials")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Restore a backup into the configured database (refused while `outbox serve`
-    or `outbox worker` use it, even with --force: stop them first). The whole file is
-    checked before anything is touched; an older schema is migrated forward; mail
-    that was being sent comes back queued, marked uncertain."""
+    """Restore a backup into the configured database (refused while `outbox serve`,
+    `outbox worker` or `outbox submission` use it, even with --force: stop them
+    first). The whole file is checked before anything is touched; an older schema is
+    migrated forward; mail that was being sent comes back queued, marked uncertain."""
     from outbox.service.archive import restore as run_restore
 
     settings = load(config)

@@ -35,6 +35,7 @@ from outbox.runtime.children import (
     usable_cores,
     watch_parent,
 )
+from outbox.runtime.presence import Presence
 from outbox.service import Outbox
 from outbox.store.urls import missing_sqlite_file, safe_url
 from outbox.submission import SubmissionListener, bind_socket, tls_context
@@ -62,6 +63,8 @@ async def run_worker_process(settings: Settings) -> None:
     if health:
         mark_running(Path(health))
     outbox = await Outbox.open(settings)  # on SQLite, its writer thread starts here
+    outbox.store.liveness.describe_process(
+        "outbox serve's delivery process" if health else "outbox worker")
     if health:
         # Serve's requests first (outbox.niceness), from this thread and those it starts
         # from now on: SQLite's writer thread keeps serve's priority.
@@ -114,6 +117,7 @@ async def run_serve_process(settings: Settings, config: str | None = None) -> No
         for sock in sockets:
             sock.close()
         raise
+    presence = await _take_presence(outbox, "outbox serve", sockets)
     if settings.limits.max_recipients > LARGE:  # else no message is large enough for it
         outbox.messages.planning.start()
     delivery = await _start_delivery(outbox, config)
@@ -156,8 +160,21 @@ async def run_serve_process(settings: Settings, config: str | None = None) -> No
         await asyncio.gather(alerts_task, contacts_task, webhooks_task, imap_task,
                              return_exceptions=True)
         await delivery.finished()
+        await presence.release()
         await outbox.close()
         log.info("outbox stopped")
+
+
+async def _take_presence(outbox: Outbox, what: str, sockets: list[socket.socket]) -> Presence:
+    """This process's liveness lock, before it acts on the database (`runtime.presence`);
+    none to be had: nothing starts."""
+    try:
+        return await Presence.take(outbox, what)
+    except BaseException:
+        await outbox.close()
+        for sock in sockets:
+            sock.close()
+        raise
 
 
 async def _start_delivery(outbox: Outbox,
@@ -226,6 +243,7 @@ async def run_submission_process(settings: Settings) -> None:
     except BaseException:
         smtp_socket.close()
         raise
+    presence = await _take_presence(outbox, "outbox submission", [smtp_socket])
     listener = SubmissionListener(outbox, smtp_socket)
     stopped = asyncio.Event()
     _on_stop_signals(stopped.set)
@@ -235,6 +253,7 @@ async def run_submission_process(settings: Settings) -> None:
         await stopped.wait()
     finally:
         await listener.close(SUBMISSION_GRACE)
+        await presence.release()
         await outbox.close()
         log.info("smtp submission stopped")
 

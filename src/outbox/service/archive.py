@@ -5,8 +5,8 @@ Backup: one consistent snapshot of every table (rows, portable), then the conten
 of every blob the snapshot knows (content is addressed by its sha256 and never
 changes, so reading it after the snapshot is still consistent), packed into one
 tar with its manifest. Restore: the whole archive is read and checked first;
-only then, and only if no `serve` or `worker` uses it, is the database touched, in
-one transaction; then attachment files.
+only then, and only if no `serve`, `worker` or `submission` uses it, is the database
+touched, in one transaction; then attachment files.
 """
 
 from __future__ import annotations
@@ -143,15 +143,18 @@ async def _load(settings: Settings, manifest: Manifest, work: Path, progress: Pr
 async def _refuse_while_in_use(settings: Settings, outbox_: Outbox) -> None:
     """A running `serve` or `worker` goes on from what it holds in memory (its claims,
     the relays' credentials and state, the held mail it has read) and writes over the
-    restored rows: it released and delivered mail the backup holds as held. `--force`
+    restored rows: it released and delivered mail the backup holds as held; a
+    `submission` goes on accepting mail into the database being replaced. `--force`
     is about the data in the database, not this: there is no safe way to restore under
     a running process, and a crashed one does not count (its lock went with it)."""
-    alive = await outbox_.store.liveness.count_alive()
-    if alive:
-        processes = "1 Outbox process is" if alive == 1 else f"{alive} Outbox processes are"
-        raise Conflict(f"{processes} using the database {safe_url(settings.database.url)}: "
-                       "nothing was changed", hint="stop every `outbox serve` and `outbox "
-                       "worker` on it first, then restore")
+    holders = await outbox_.store.liveness.holders()
+    if holders:
+        processes = ("1 Outbox process is" if len(holders) == 1
+                     else f"{len(holders)} Outbox processes are")
+        raise Conflict(f"{processes} using the database {safe_url(settings.database.url)} "
+                       f"({'; '.join(holders)}): nothing was changed",
+                       hint="stop every `outbox serve`, `outbox worker` and `outbox "
+                            "submission` on it first, then restore")
 
 
 def _rows_of(work: Path, table: str) -> Callable[[], Iterator[dict[str, Any]]]:

@@ -1,6 +1,8 @@
 """Which claim owners are alive (`store.liveness`): the protocol; the two backends'
 locks are in `store.liveness`. Besides recovery (is this claim's owner dead?),
-`outbox restore` asks whether any `serve` or `worker` still uses the database."""
+`outbox restore` asks which processes (`serve`, `worker`, `submission`) still use the
+database: those that deliver nothing hold a lock too, under an owner that never
+claims, so recovery never asks about it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ class Liveness(Protocol):
     """Which claim owners are alive (`store.liveness`): each process holds a lock
     for its lifetime that is let go when it dies."""
 
+    def describe_process(self, what: str) -> None:
+        """What this process is (`outbox serve`), as `holders()` elsewhere names it;
+        before `register`."""
+
     async def register(self, owner: str) -> None:
         """Take `owner`'s lock; `StorageError` if it cannot be taken."""
 
@@ -21,8 +27,12 @@ class Liveness(Protocol):
     async def dead(self, owners: Collection[str]) -> set[str]:
         """Those of `owners` that are provably dead (their lock is free)."""
 
+    async def holders(self) -> list[str]:
+        """The other processes that hold a lock now, one line each (`outbox serve, pid
+        12 on host-a`)."""
+
     async def count_alive(self) -> int:
-        """How many other processes (`serve`, `worker`) hold their lock now."""
+        """How many other processes (`serve`, `worker`, `submission`) hold a lock now."""
 
     async def forget(self, owners: Collection[str]) -> None:
         """Clean up after dead owners whose claims were recovered."""

@@ -8,6 +8,9 @@ lease.
     PostgreSQL (nodes)     a session-level advisory lock on a dedicated
                            connection; the server drops it with the session
 
+Each lock also says what holds it (`describe_process`): the lock file's second line,
+the session's application_name. `outbox restore` names them when it refuses.
+
 A PostgreSQL restart drops every session, so for a moment every owner looks
 dead while it reconnects: for `RESTART_GRACE` after the server started, no
 owner is taken for dead (a live one takes its lock again within a second).
@@ -21,6 +24,7 @@ import fcntl
 import hashlib
 import os
 import re
+import socket
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,12 @@ LOCK_NAMESPACE = 0x0B0C  # classid of Outbox's advisory locks (the migration loc
 RESTART_GRACE = 5.0  # seconds after a PostgreSQL start during which nobody is provably dead
 CONNECT_TIMEOUT = 10.0
 QUERY_TIMEOUT = 5.0
+UNDESCRIBED = "an Outbox process"
+
+
+def label(what: str) -> str:
+    """`what` with this process's pid and host: what other processes see."""
+    return f"{what}, pid {os.getpid()} on {socket.gethostname()}"
 
 
 class LockFiles:
@@ -44,6 +54,10 @@ class LockFiles:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._held: dict[str, int] = {}  # owner -> open descriptor holding the lock
+        self._label = label(UNDESCRIBED)
+
+    def describe_process(self, what: str) -> None:
+        self._label = label(what)
 
     def _path(self, owner: str) -> Path:
         return self.directory / f"{_UNSAFE.sub('_', owner)}.lock"
@@ -59,7 +73,7 @@ class LockFiles:
                                hint="the directory next to the database must be writable") \
                 from exc
         os.ftruncate(fd, 0)
-        os.write(fd, f"{owner}\n".encode())
+        os.write(fd, f"{owner}\n{self._label}\n".encode())
         self._held[owner] = fd
 
     async def keep(self, owner: str) -> None:
@@ -70,10 +84,13 @@ class LockFiles:
         return {owner for owner in owners
                 if owner not in self._held and _is_held(self._path(owner)) is False}
 
-    async def count_alive(self) -> int:
+    async def holders(self) -> list[str]:
         mine = {self._path(owner) for owner in self._held}
-        return sum(1 for path in self.directory.glob("*.lock")
-                   if path not in mine and _is_held(path))
+        return sorted({_label_in(path) for path in self.directory.glob("*.lock")
+                       if path not in mine and _is_held(path)})
+
+    async def count_alive(self) -> int:
+        return len(await self.holders())
 
     async def forget(self, owners: Collection[str]) -> None:
         """Remove the lock files of dead owners once their claims are recovered."""
@@ -87,6 +104,18 @@ class LockFiles:
             with contextlib.suppress(OSError):
                 self._path(owner).unlink()
             os.close(fd)
+
+
+def _label_in(path: Path) -> str:
+    """What holds the lock file at `path`, as it wrote there."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    if len(lines) > 1 and lines[1]:
+        return lines[1]
+    # Written by an older Outbox, or not yet (between its flock and its write).
+    return f"{UNDESCRIBED} ({lines[0]})" if lines and lines[0] else f"{UNDESCRIBED}, starting"
 
 
 def _is_held(path: Path) -> bool | None:
@@ -118,6 +147,11 @@ class AdvisoryLocks:
         self._conn: Any = None
         self._owners: set[str] = set()
         self._in_use = asyncio.Lock()
+        self._label = label(UNDESCRIBED)
+
+    def describe_process(self, what: str) -> None:
+        """Used as the liveness session's application_name: set it before `register`."""
+        self._label = label(what)
 
     async def register(self, owner: str) -> None:
         self._owners.add(owner)
@@ -149,12 +183,37 @@ class AdvisoryLocks:
             return set()  # the server just started: live nodes are still reconnecting
         return {owner for owner in owners if lock_key(owner) not in alive}
 
-    async def count_alive(self) -> int:
-        up, alive = await self._live_keys()
+    async def holders(self) -> list[str]:
+        up, found = await self._holding_sessions()
         if up < RESTART_GRACE:  # the server just started: live nodes are still reconnecting
             await asyncio.sleep(RESTART_GRACE - up)
-            _, alive = await self._live_keys()
-        return len(alive - {lock_key(owner) for owner in self._owners})
+            _, found = await self._holding_sessions()
+        return sorted(found)
+
+    async def count_alive(self) -> int:
+        return len(await self.holders())
+
+    async def _holding_sessions(self) -> tuple[float, set[str]]:
+        """(seconds since the server started, what each other session holding a lock
+        says it is). One session per process holds all that process's locks."""
+        async with self._in_use:
+            conn = await self._connection()
+            try:
+                up = await conn.fetchval("SELECT extract(epoch FROM now() - "
+                                         "pg_postmaster_start_time())", timeout=QUERY_TIMEOUT)
+                rows = await conn.fetch(
+                    "SELECT DISTINCT l.pid, a.application_name FROM pg_locks l "
+                    "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objsubid = 2 "
+                    "AND l.granted AND l.pid <> pg_backend_pid() AND l.database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                    LOCK_NAMESPACE, timeout=QUERY_TIMEOUT)
+            except Exception as exc:
+                await self._drop_if_gone()
+                raise StorageError(f"cannot read which processes use the database: {exc}") \
+                    from exc
+        return float(up), {row["application_name"] or f"{UNDESCRIBED} (database session "
+                           f"{row['pid']})" for row in rows}
 
     async def _live_keys(self) -> tuple[float, set[int]]:
         """(seconds since the server started, the keys of the locks held now)."""
@@ -197,7 +256,9 @@ class AdvisoryLocks:
             import asyncpg  # only when PostgreSQL is used
 
             try:
-                self._conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+                self._conn = await asyncpg.connect(
+                    self._dsn, timeout=CONNECT_TIMEOUT,
+                    server_settings={"application_name": self._label})
             except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 raise StorageError(f"cannot connect for the liveness lock: {exc}") from exc
         return self._conn
