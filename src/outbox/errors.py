@@ -27,7 +27,7 @@
     ├── LinkExpired                 a download link past its expiry (HTTP 410)
     ├── Conflict                    the thing exists but is in the wrong state
     │   ├── ConfirmationRequired
-    │   ├── IdempotencyInProgress
+    │   ├── IdempotencyInProgress   the first request with the key is still in flight
     │   └── NotConfigured           a feature whose config section is not set (has .key)
     ├── AuthError                   API key missing, unknown or without scope
     │   └── ScopeMissing
@@ -242,10 +242,10 @@ class ConfirmationRequired(Conflict):
 
 
 class IdempotencyInProgress(Conflict):
-    """A request with this Idempotency-Key is still being processed."""
+    """The first request with this key is still being processed; retry after it answers."""
 
-    code = "idempotency_in_progress"
-    hint = "retry the request in a moment"
+    code = "idempotency_key_in_flight"
+    hint = "retry in a moment: the retry answers with the first request's message"
 
 
 class NotConfigured(Conflict):

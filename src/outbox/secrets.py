@@ -111,6 +111,13 @@ def mask_url_password(url: str) -> str:
     return "".join([*shown, url[end:]])
 
 
+def url_secrets(url: str) -> list[str]:
+    """The secret pieces of a URL as written: what `mask_url_password` masks (its
+    password, and each value of a query parameter named like a secret)."""
+    return list(dict.fromkeys(url[start:stop] for start, stop in _secret_spans(url)
+                              if stop > start))
+
+
 def _secret_spans(url: str) -> Iterator[tuple[int, int]]:
     found = _SQLALCHEMY_PASSWORD.match(url)
     if found:

@@ -28,6 +28,7 @@ from outbox.api.auth import Principal, require, sender
 from outbox.api.body_limit import BodyLimit
 from outbox.api.direct import FastSubmit, queue_message
 from outbox.api.errors import UnexpectedErrors
+from outbox.api.inflight import InFlightKeys, KeysInFlight
 from outbox.api.listing import MessageQuery, message_query
 from outbox.api.media import declared_methods_only, json_only, published_methods
 from outbox.api.ratelimit import RateLimitHeaders, admit_messages
@@ -55,6 +56,20 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
+IN_FLIGHT = (
+    "idempotency_key_in_flight: the first request with this Idempotency-Key is still being "
+    "processed by this server process; retry after Retry-After (1 s) for its answer. "
+    "Processes do not see each other's requests in flight: with several on one database, "
+    "the same request sent to two of them still makes one message, the later one to reach "
+    "the database answered as the replay (a unique constraint).")
+
+
+def replays(conflict: str = "") -> dict[int | str, dict[str, object]]:
+    """The answers of a route that takes an Idempotency-Key; `conflict`: its other 409."""
+    return {200: {"model": Accepted, "description": "idempotent replay"},
+            409: {**ERROR_SHAPE, "description": f"{conflict}{IN_FLIGHT}", "headers": {
+                "Retry-After": {"description": "with idempotency_key_in_flight: seconds "
+                                "to wait before the retry", "schema": {"type": "integer"}}}}}
 
 
 async def service(request: Request) -> Outbox:
@@ -79,8 +94,7 @@ async def submit_message(body: MessageIn, request: Request, response: Response,
 
 
 router.add_api_route("/messages", submit_message, methods=["POST"], status_code=202,
-                     response_model=Accepted,
-                     responses={200: {"model": Accepted, "description": "idempotent replay"}})
+                     response_model=Accepted, responses=replays())
 
 
 @router.get("/messages", response_model=MessageList)
@@ -110,7 +124,8 @@ async def retry_message(id: MessageKey, outbox: Service, _: Sender) -> MessageOu
 
 
 @router.post("/messages/{id}/resend", status_code=202, response_model=Accepted,
-             responses={200: {"model": Accepted, "description": "idempotent replay"}})
+             responses=replays("confirmation_required: the message already reached someone; "
+                               "send {\"confirm\": true} for a second copy. Or "))
 async def resend_message(id: MessageKey, body: ResendIn, request: Request, response: Response,
                          outbox: Service, principal: Sender,
                          idempotency_key: IdempotencyKey = None) -> Accepted:
@@ -139,6 +154,7 @@ def create_app(outbox: Outbox) -> FastAPI:
                   dependencies=[Depends(declared_methods_only), Depends(json_only)],
                   docs_url=None, redoc_url=None, telemetry=NO_TELEMETRY)
     app.state.outbox = outbox
+    app.state.keys_in_flight = KeysInFlight()  # api/inflight.py; the batch route's too
     errors.install(app)
     docs.install(app)
 
@@ -178,6 +194,7 @@ def create_app(outbox: Outbox) -> FastAPI:
     app.add_middleware(FastSubmit, fastapi=app, route=submit)  # api/direct.py
     app.add_middleware(SpooledJson, files=outbox.files, clock=outbox.clock,
                        threshold=limits.json_spool_threshold)
+    app.add_middleware(InFlightKeys, outbox=outbox, keys=app.state.keys_in_flight)
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(
         BodyLimit, max_bytes=limits.max_request_size, max_depth=limits.max_json_depth,

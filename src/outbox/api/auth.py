@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
+from outbox.api.inflight import PRINCIPAL
 from outbox.api.ratelimit import admit_request
 from outbox.errors import ScopeMissing
 from outbox.service import Outbox
@@ -26,7 +27,9 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
 
     async def check(request: Request) -> Principal:
         outbox: Outbox = request.app.state.outbox
-        principal = await outbox.keys.authenticate(request.headers.get("authorization"))
+        principal: Principal | None = request.scope.get(PRINCIPAL)  # api/inflight.py
+        if principal is None:
+            principal = await outbox.keys.authenticate(request.headers.get("authorization"))
         if scope not in principal.scopes and "admin" not in principal.scopes:
             raise ScopeMissing(f"this API key lacks the '{scope}' scope")
         await admit_request(request, principal)

@@ -6,7 +6,9 @@ order, each the accepted message (`replayed` for an idempotent replay) or the er
 object, its `field` prefixed with the item's place (`messages[3].to[0]`). The new
 messages are committed together (one transaction; one group commit on SQLite), and
 the 200 leaves after that commit. An `Idempotency-Key` header is refused (422), not
-ignored: a client retrying with it would otherwise queue every message again.
+ignored: a client retrying with it would otherwise queue every message again. An item
+whose key another request of this process is still answering gets the error
+`idempotency_key_in_flight` (api/inflight.py); its retry, after that answer, is a replay.
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from pydantic import BaseModel, Field, JsonValue, ValidationError
 
 from outbox.api.auth import Principal, require
 from outbox.api.errors import explain
+from outbox.api.inflight import KeysInFlight
 from outbox.api.ratelimit import admit_messages
 from outbox.api.schemas import ErrorBody, ErrorOut, MessageIn, Shape
 from outbox.api.spool import stable
-from outbox.errors import IdempotencyKeyNotSupported, IdempotencyKeyReused, InputError
+from outbox.errors import (
+    IdempotencyInProgress,
+    IdempotencyKeyNotSupported,
+    IdempotencyKeyReused,
+    InputError,
+)
 from outbox.service import BatchItem, Outbox, Submitted, request_hash
 from outbox.views.models import Accepted
 
@@ -76,14 +84,41 @@ async def submit_batch(body: BatchIn, request: Request, principal: Sender,
             "messages[i].idempotency_key, not in the Idempotency-Key header",
             field="Idempotency-Key")
     outbox: Outbox = request.app.state.outbox
-    items = [_item(index, raw, outbox) for index, raw in enumerate(body.messages)]
-    valid = [item for item in items if isinstance(item, BatchItem)]
-    # Over the key's messages_per_minute: 429 for the batch, and none of it is queued.
-    await admit_messages(request, principal, len(valid))
-    submitted = iter(await outbox.messages.submit_many(valid, owner=principal.name))
-    results = [_result(index, next(submitted) if isinstance(item, BatchItem) else item)
-               for index, item in enumerate(items)]
+    in_flight: KeysInFlight = request.app.state.keys_in_flight
+    items, claimed = _claimed([_item(index, raw, outbox) for index, raw in
+                               enumerate(body.messages)], principal.name, in_flight)
+    try:
+        valid = [item for item in items if isinstance(item, BatchItem)]
+        # Over the key's messages_per_minute: 429 for the batch, and none of it is queued.
+        await admit_messages(request, principal, len(valid))
+        submitted = iter(await outbox.messages.submit_many(valid, owner=principal.name))
+        results = [_result(index, next(submitted) if isinstance(item, BatchItem) else item)
+                   for index, item in enumerate(items)]
+    finally:  # committed by now: a retry after the answer is a replay
+        for key in claimed:
+            in_flight.release(principal.name, key)
     return BatchOut(results=results)
+
+
+def _claimed(items: list[BatchItem | ErrorOut], owner: str,
+             in_flight: KeysInFlight) -> tuple[list[BatchItem | ErrorOut], set[str]]:
+    """The items, each whose key another request of this process is still answering
+    replaced by its 409-like error (api/inflight.py); and the keys claimed here, for the
+    caller to release. A key given twice in this batch is claimed once: the service
+    answers the second item as it always has."""
+    mine: set[str] = set()
+    kept: list[BatchItem | ErrorOut] = []
+    for index, item in enumerate(items):
+        key = item.idempotency_key if isinstance(item, BatchItem) else None
+        if key is not None and key not in mine and not in_flight.claim(owner, key):
+            error = IdempotencyInProgress()
+            kept.append(ErrorOut(error=ErrorBody(code=error.code, message=error.message,
+                                                 field=f"messages[{index}].idempotency_key")))
+            continue
+        if key is not None:
+            mine.add(key)
+        kept.append(item)
+    return kept, mine
 
 
 def _item(index: int, raw: BatchMessageIn | JsonValue,

@@ -21,6 +21,7 @@ from outbox.errors import (
     AuthError,
     Conflict,
     DirectoryError,
+    IdempotencyInProgress,
     InputError,
     LinkExpired,
     NotFound,
@@ -72,6 +73,8 @@ async def outbox_error(request: Request, exc: Exception) -> JSONResponse:
         headers = refusal_headers(exc)
     elif isinstance(exc, TooBusy):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, IdempotencyInProgress):  # api/inflight.py
+        headers = {"Retry-After": "1"}
     if status >= 500:
         log_server_error(request.method, request.url.path, exc.code, exc.one_line())
     return error_response(status, exc.code, exc.message, getattr(exc, "field", None), headers)

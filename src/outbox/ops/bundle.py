@@ -13,7 +13,8 @@
 Secrets are kept out twice: the configuration is masked as `outbox config
 show` masks it, and then every configured secret (relay passwords and their
 base64 forms, OAuth2 secrets, API keys, the webhook secret and URL, the
-database password) is scrubbed from every file before it is zipped.
+password and secret query values, such as password= or access_token=, of every
+URL in it) is scrubbed from every file before it is zipped.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from pydantic import SecretStr
 
@@ -41,6 +42,7 @@ from outbox.config.sample import masked_config
 from outbox.delivery.transcript import REDACTED, secret_forms
 from outbox.errors import OutboxError
 from outbox.ops.doctor import run_doctor
+from outbox.secrets import url_secrets
 from outbox.store.base import Message, Store
 
 LIBRARIES = ("fastapi", "uvicorn", "starlette", "pydantic", "pydantic-settings", "sqlalchemy",
@@ -104,18 +106,25 @@ def configured_secrets(settings: Settings) -> set[str]:
 
 
 def _secret_values(value: Any) -> Iterator[str]:
-    """Secret-typed values, and passwords inside URLs, anywhere in the config."""
+    """Secret-typed values, and the secrets inside URLs (passwords, and query values such
+    as password=, sslpassword=, client_secret=, access_token=), anywhere in the config."""
     if isinstance(value, SecretStr):
         yield value.get_secret_value()
     elif isinstance(value, str) and "://" in value:
-        password = urlsplit(value).password or ""
-        yield from (password, unquote(password))  # as written, and percent-decoded
+        for secret in url_secrets(value):
+            yield from _written_forms(secret)
     elif isinstance(value, dict):
         for item in value.values():
             yield from _secret_values(item)
     elif isinstance(value, list):
         for item in value:
             yield from _secret_values(item)
+
+
+def _written_forms(secret: str) -> set[str]:
+    """As written, percent-decoded, and encoded again as a library may print the URL."""
+    forms = {secret, unquote(secret), unquote_plus(secret)}
+    return forms | {encode(form, safe="") for form in set(forms) for encode in (quote, quote_plus)}
 
 
 class Scrubber:

@@ -45,9 +45,48 @@ def _sqlite_url(parsed: URL) -> URL:
 
 def _postgres_url(parsed: URL) -> URL:
     query = dict(parsed.query)
+    for name in query:
+        _check_parameter(name)
     if "sslmode" in query:  # libpq's spelling; asyncpg calls it ssl
         query.setdefault("ssl", query.pop("sslmode"))
     return parsed.set(drivername="postgresql+asyncpg", query=query)
+
+
+# SQLAlchemy hands each query parameter to asyncpg.connect() as a keyword, as a string:
+# these are the ones it takes that way (tried on asyncpg 0.32). The rest, libpq's own
+# (sslpassword, sslcert, dbname, application_name, ...) or asyncpg's numbers (timeout,
+# statement_cache_size), fail at the first connection with a TypeError.
+POSTGRES_PARAMETERS = frozenset({
+    "host", "port", "user", "password", "passfile", "database", "service", "servicefile",
+    "sslmode", "ssl", "direct_tls", "target_session_attrs", "krbsrvname", "gsslib",
+    "command_timeout", "prepared_statement_cache_size"})
+# libpq parameters that asyncpg reads from the environment instead (asyncpg/connect_utils.py)
+FROM_ENVIRONMENT = {"sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+                    "sslrootcert": "PGSSLROOTCERT", "sslcrl": "PGSSLCRL",
+                    "sslnegotiation": "PGSSLNEGOTIATION",
+                    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+                    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION"}
+INSTEAD = {
+    "sslpassword": "asyncpg cannot open a client key with a password: give an unencrypted "
+                   "key file in PGSSLKEY (and its certificate in PGSSLCERT)",
+    "dbname": "name the database in the path: postgresql://user@host/DBNAME",
+}
+
+
+def _check_parameter(name: str) -> None:
+    """`ConfigError` for a URL parameter asyncpg cannot take; it names the parameter,
+    never its value (a password, perhaps)."""
+    if name in POSTGRES_PARAMETERS:
+        return
+    if name in FROM_ENVIRONMENT:
+        instead = (f"set the environment variable {FROM_ENVIRONMENT[name]} of the Outbox "
+                   "processes instead (asyncpg reads it)")
+    else:
+        instead = INSTEAD.get(name, "the URL takes " + ", ".join(sorted(POSTGRES_PARAMETERS)))
+    shown = name if name.isprintable() else repr(name)  # the message stays one line
+    raise ConfigError(f"database.url: parameter {shown} is not supported by asyncpg, the "
+                      f"PostgreSQL driver Outbox uses: remove it from the URL; {instead}",
+                      hint="")
 
 
 def missing_sqlite_file(url: str) -> str:
