@@ -223,7 +223,7 @@ def test_autocomplete_ranks_what_was_used_and_imports_report(env: Env) -> None:
                       content=b"Name,Email\nZoe Quinn,zoe.q@x.test\nZoe Quest,zoe.z@x.test\n"
                               b"Zoe Quinn,ZOE.Q@x.test\n")
     assert (report["added"], report["merged"]) == (2, 1)
-    assert report["notes"] == ["record 4: same person as record 2 (a shared address); merged"]
+    assert report["notes"] == ["line 4: same person as line 2 (a shared address); merged"]
 
     before = env.get("/v1/contacts/suggest?q=zoe%20q")["suggestions"]
     assert [s["address"] for s in before] == ["zoe.z@x.test", "zoe.q@x.test"]

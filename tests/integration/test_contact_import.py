@@ -75,11 +75,11 @@ async def test_a_csv_import_merges_duplicates_and_reports_each_decision(
     assert (report.read, report.added, report.updated, report.merged, report.skipped) == (
         5, 2, 1, 1, 1)
     assert report.notes == (
-        "record 4: same person as record 2 (a shared address); merged",
-        "record 5: skipped address 'not-an-address': 'not-an-address' is not an email "
+        "line 4: same person as line 2 (a shared address); merged",
+        "line 5: skipped address 'not-an-address': 'not-an-address' is not an email "
         "address (it has no @)",
-        "record 5: skipped 'Bad Guy': no valid address",
-        "record 6: merged into contact 1 (Carol K.)",
+        "line 5: skipped 'Bad Guy': no valid address",
+        "line 6: merged into contact 1 (Carol K.)",
     )
     assert await people(book.store) == {
         "Carol K.": (("carol@x.test",), ("friend", "club")),

@@ -8,10 +8,12 @@ type or label columns; tags from `tags`, `categories`, `groups`, `labels` or
 Google's ` ::: `. Outlook, Thunderbird and Google exports all read this way.
 
 vCard (2.1, 3.0, 4.0, via vobject): FN (else N), every EMAIL, CATEGORIES as
-tags. Each card is parsed on its own, so a broken card is reported by number
-and the others still import.
+tags; 2.1 quoted-printable values may span lines (`addressbook.vcard_lines`). Each
+card is parsed on its own, so a broken card is reported by number and the others
+still import; so is a last card the file ends inside (no END:VCARD).
 
-Records are numbered for the report: the CSV line, or the card's position.
+Records are numbered for the report: a CSV record by the line of the file it starts on
+(the header is line 1; a quoted field may span lines), a card by its position.
 Validation and merging happen in `core.contact_merge.plan_import`.
 """
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 
 import vobject
 
+from outbox.addressbook.vcard_lines import normalise_quoted_printable, split_cards
 from outbox.core import addresses
 from outbox.core.contacts import NewContact, Source
 from outbox.errors import InputError
@@ -35,7 +38,6 @@ LAST_HEADERS = ("last name", "family name", "surname", "lastname", "familyname")
 TAG_HEADERS = ("tags", "tag", "categories", "category", "groups", "group", "labels",
                "group membership")
 _SEPARATORS = re.compile(r"\s*(?:,|;|:::)\s*")
-_CARD = re.compile(r"^BEGIN:VCARD\s*$.*?^END:VCARD\s*$", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class ImportRead:
 
     records: list[tuple[int, NewContact]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unit: str = "record"  # what a number counts in the report: "line" of a CSV file
 
 
 def decode(data: bytes) -> str:
@@ -88,11 +91,13 @@ def _read_csv(text: str) -> ImportRead:
     if header is None:
         raise InputError("the CSV file is empty", field="file")
     columns = _Columns([h.strip().lower() for h in header])
-    read = ImportRead()
+    read = ImportRead(unit="line")
+    # line_num counts the lines read so far: a row with a quoted line break ends past its start
+    start = reader.line_num + 1
     for row in reader:
-        if not any(cell.strip() for cell in row):
-            continue
-        read.records.append((reader.line_num, columns.contact(row)))
+        if any(cell.strip() for cell in row):
+            read.records.append((start, columns.contact(row)))
+        start = reader.line_num + 1
     return read
 
 
@@ -155,17 +160,20 @@ def _split(cell: str) -> list[str]:
 
 def read_vcards(text: str) -> ImportRead:
     read = ImportRead()
-    cards = _CARD.findall(text)
-    if not cards:
+    cards, truncated = split_cards(text)
+    if not cards and not truncated:
         raise InputError("no vCard found (expected BEGIN:VCARD ... END:VCARD)", field="file")
     for number, card in enumerate(cards, start=1):
         try:
-            parsed = vobject.readOne(card)
+            parsed = vobject.readOne(normalise_quoted_printable(card))
         except Exception as exc:  # vobject raises ParseError and assorted others
             read.problems.append(f"record {number}: skipped, not a readable vCard "
                                  f"({type(exc).__name__}: {str(exc)[:80]})")
             continue
         read.records.append((number, _from_card(parsed)))
+    if truncated:
+        read.problems.append(f"record {len(cards) + 1}: skipped, the file ends before its "
+                             "END:VCARD (cut short? export the file again)")
     return read
 
 

@@ -41,13 +41,26 @@ def import_file(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="report only")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Import contacts; prints the merge report (added, merged, unchanged, skipped)."""
+    """Import contacts from one .csv or .vcf file; prints the merge report (added,
+    merged, unchanged, skipped). A directory is refused, naming its .csv and .vcf files."""
+    if file.is_dir():
+        raise InputError(f"'{file}' is a directory; contacts import reads one .csv or .vcf "
+                         "file", field="file", hint=_importable_in(file))
     if not file.is_file():
         raise InputError(f"'{file}' is not a readable file", field="file")
     data = file.read_bytes()
     report = with_outbox(config, lambda o: o.contacts.import_file(data, file.name, format,
                                                                   not dry_run), migrate=True)
     _print_report(report, applied=not dry_run)
+
+
+def _importable_in(directory: Path) -> str:
+    names = sorted(path.name for path in directory.iterdir() if path.is_file()
+                   and path.suffix.lower() in (".csv", ".vcf", ".vcard"))
+    if not names:
+        return "it holds no .csv or .vcf file: nothing to import"
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"import each of its files: {shown}"
 
 
 @contacts_app.command("dedupe")

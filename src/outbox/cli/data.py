@@ -143,18 +143,58 @@ def import_(
     directory: Annotated[Path, typer.Argument(help="a directory `outbox export` wrote")],
     config: ConfigOption = None,
 ) -> None:
-    """Queue the exported messages again (each submitted as new mail); a Message-ID
-    already queued is skipped, so importing twice queues nothing new."""
+    """Queue the exported messages again: each <id>.eml with its <id>.json, submitted as
+    new mail. A Message-ID already queued is skipped, so importing twice queues nothing
+    new. Any other file is named as skipped, with why; a directory without an .eml file
+    is an error (exit 1)."""
     from outbox.service.transfer import import_messages
 
+    skipped = _not_imported(directory)
+    if directory.is_dir() and not any(directory.glob("*.eml")):
+        _print_skipped(skipped)
+        raise InputError(f"no .eml file in {directory}: nothing imported", field="dir",
+                         hint="name the directory `outbox export -o` wrote: it holds "
+                              "<id>.eml and <id>.json pairs")
     result = with_outbox(config, lambda outbox: import_messages(outbox, directory),
                          migrate=False)
+    others = f", {len(skipped):,} other file(s) skipped" if skipped else ""
     out.print(f"queued {len(result.queued):,} new, {len(result.known):,} already queued "
-              f"(same Message-ID), {len(result.refused):,} refused", markup=False)
+              f"(same Message-ID), {len(result.refused):,} refused{others}", markup=False)
+    _print_skipped(skipped)
     for name, why in result.refused:
         err.print(f"refused {name}: {why}", markup=False)
     if result.refused:
         raise typer.Exit(1)
+
+
+SKIPPED_SHOWN = 20  # a directory of unrelated files must not flood the terminal
+
+
+def _not_imported(directory: Path) -> list[tuple[str, str]]:
+    """(name, why) of each entry of `directory` that `outbox import` does not read."""
+    if not directory.is_dir():
+        return []  # import_messages says so
+    skipped: list[tuple[str, str]] = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix == ".eml" or (path.suffix == ".json"
+                                     and path.with_suffix(".eml").is_file()):
+            continue
+        if path.is_dir():
+            why = "a directory (outbox import does not look inside)"
+        elif path.suffix == ".json":
+            why = f"no {path.stem}.eml beside it (a .json only describes its .eml)"
+        else:
+            why = "not an .eml file"
+        skipped.append((path.name, why))
+    return skipped
+
+
+def _print_skipped(skipped: list[tuple[str, str]]) -> None:
+    for name, why in skipped[:SKIPPED_SHOWN]:
+        err.print(f"skipped {name}: {why}", markup=False)
+    if len(skipped) > SKIPPED_SHOWN:
+        err.print(f"skipped {len(skipped) - SKIPPED_SHOWN:,} more file(s) that are not "
+                  ".eml files or their .json", markup=False)
 
 
 def check(
@@ -174,9 +214,12 @@ def check(
     for fault in report.faults:
         out.print(fault.line(), markup=False)
     if report.faults:
+        # After --repair the faults are judged again: one still repairable is new.
         fixable = sum(fault.repairable for fault in report.faults)
-        more = f"; {fixable} can be repaired with --repair" if fixable and not repair else ""
-        out.print(f"{len(report.faults)} problem(s) found{more}", markup=False)
+        more = (f"; {fixable} can be repaired with --repair" if fixable
+                else "; fix each by hand as its line says")
+        found = "remain" if repair else "found"
+        out.print(f"{len(report.faults)} problem(s) {found}{more}", markup=False)
         raise typer.Exit(1)
     out.print("no problems found", markup=False)
 

@@ -31,11 +31,16 @@ def keygen(
                                          "(PEM) is written, mode 0600")],
     algorithm: Annotated[Literal["rsa-sha256", "ed25519-sha256"], typer.Option(
         "--algorithm", help="rsa-sha256 (RSA 2048) or ed25519-sha256")] = "rsa-sha256",
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", help="the config file the key is for (default: $OUTBOX_CONFIG, "
+        "then ./outbox.toml, if any): a selector its [[dkim.keys]] already use for DOMAIN "
+        "is refused; the file is only read")] = None,
 ) -> None:
     """Make a key; print the TXT record to publish and the [[dkim.keys]] entry."""
     from outbox.service.dkim import new_key
 
     _check_names(domain, selector)
+    _refuse_configured_selector(config, domain, selector)
     if output.exists():
         fail(f"{output} exists already; choose another path (a key is never overwritten)")
     if not output.parent.is_dir():
@@ -57,6 +62,40 @@ def _check_names(domain: str, selector: str) -> None:
         raise InputError(f"--selector: {selector!r} is not a DNS name", field="selector",
                          hint="use letters, digits, '-' and '_', labels joined by '.', "
                               "e.g. s2026")
+
+
+def _refuse_configured_selector(config: str | None, domain: str, selector: str) -> None:
+    """A new record under a selector in use would replace the public key that the mail
+    already signed with the configured key is checked against."""
+    path, entries = _configured_keys(config)
+    for entry in entries:
+        if (str(entry.get("domain", "")).lower(), str(entry.get("selector", "")).lower()) \
+                == (domain.lower(), selector.lower()):
+            raise InputError(f"--selector: {path} already has a key under selector "
+                             f"'{selector}' for {domain}", field="selector",
+                             hint="choose a new selector and switch the config to it once "
+                                  "its record is published, or remove that [[dkim.keys]] "
+                                  "entry first")
+
+
+def _configured_keys(config: str | None) -> tuple[Path | None, list[dict[str, object]]]:
+    """The config file's [[dkim.keys]] entries as written: its secrets are not resolved,
+    so a key file that is gone (the reason for a new key) is no error here."""
+    import tomllib
+
+    from outbox.config import find_config_path
+    from outbox.errors import ConfigError
+
+    path = find_config_path(config)
+    if path is None:
+        return None, []
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as TOML ({exc})") from None
+    dkim = values.get("dkim")
+    keys = dkim.get("keys") if isinstance(dkim, dict) else None
+    return path, [key for key in keys if isinstance(key, dict)] if isinstance(keys, list) else []
 
 
 def _is_dns_name(name: str, label: re.Pattern[str]) -> bool:

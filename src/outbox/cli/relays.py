@@ -163,7 +163,9 @@ def test_relay(
                                              "conversation (AUTH redacted)")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Log in without sending anything; a relay that works again gets its mail released."""
+    """Log in without sending anything. A relay that works again gets its held mail
+    released; one that was backing off is open again at once, and the deferred mail
+    waiting for it is due now."""
 
     async def action(outbox: Outbox) -> RelayTest:
         return await _credentials(outbox).test(name)
@@ -188,6 +190,10 @@ def _report_test(tested: RelayTest) -> None:
     print(f"relay {relay.name}: {where} ok ({login}{tls}); no mail sent")
     if tested.released:
         print(f"relay {relay.name} works again: {tested.released} held message(s) released")
+    if tested.ended is not None:
+        print(f"relay {relay.name} answered: its back-off (after {tested.ended.failures} "
+              f"failure(s)) is ended; {tested.ended.due_now} deferred message(s) waiting for "
+              "it are due now and go at the next claim")
 
 
 @relay_app.command("ls")

@@ -4,7 +4,7 @@
   address are one person (merged within the file first); a record sharing an
   address with an existing contact is merged into it (addresses and tags
   added, the existing name kept); the rest are added. Bad addresses are
-  skipped and reported by record number.
+  skipped and reported by record number (a CSV file's by line).
 - `plan_dedupe`: contacts sharing an address are merged into one (the
   directory's contact if there is one, else the oldest); contacts that only
   share a name are reported as possible duplicates and left alone.
@@ -92,12 +92,12 @@ def _cleaned(record: NewContact, where: str, tally: _Tally) -> NewContact | None
 # --- import ---------------------------------------------------------------------------------
 
 
-def plan_import(records: Sequence[tuple[int, NewContact]],
-                existing: Sequence[Contact]) -> tuple[ContactChanges, Report]:
-    """`records`: (record number, contact) as read from the file; `existing`: the
-    contacts owning any of the records' addresses."""
+def plan_import(records: Sequence[tuple[int, NewContact]], existing: Sequence[Contact],
+                unit: str = "record") -> tuple[ContactChanges, Report]:
+    """`records`: (number, contact) as read from the file, the number a `unit` ("line"
+    for CSV); `existing`: the contacts owning any of the records' addresses."""
     tally = _Tally()
-    combined = _merge_within_file(records, tally)
+    combined = _merge_within_file(records, tally, unit)
     by_address = _index(existing)
     add: list[NewContact] = []
     update: dict[int, NewContact] = {}
@@ -125,14 +125,14 @@ def plan_import(records: Sequence[tuple[int, NewContact]],
                            notes=tuple(tally.notes))
 
 
-def _merge_within_file(records: Sequence[tuple[int, NewContact]],
-                       tally: _Tally) -> list[tuple[str, NewContact]]:
+def _merge_within_file(records: Sequence[tuple[int, NewContact]], tally: _Tally,
+                       unit: str) -> list[tuple[str, NewContact]]:
     """Records sharing an address become one, kept at the first one's place."""
     people: dict[int, tuple[str, NewContact]] = {}  # slot -> (where, record), in file order
     owner: dict[str, int] = {}  # address key -> slot
     slots = itertools.count()
     for number, raw in records:
-        where = f"record {number}"
+        where = f"{unit} {number}"
         record = _cleaned(raw, where, tally)
         if record is None:
             continue

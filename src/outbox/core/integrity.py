@@ -12,7 +12,8 @@ them, each with its fix and whether `--repair` may apply that fix on its own:
     blob_missing         a message waiting to be sent whose attachment is missing or
                          fails its sha256                       repair: hold the message
                                                                 (the operator restores
-                                                                the file, or cancels)
+                                                                the file, or cancels);
+                                                                held already: by hand
     events_out_of_order  an event stamped earlier than the one before it
                                                                 repair: restamp it with
                                                                 the earlier time
@@ -41,6 +42,7 @@ class BrokenBlob:
     message: str
     sha256: str
     problem: str  # "missing" or "corrupt"
+    held: bool = False  # the message is held already: --repair has nothing left to do
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,8 @@ def _broken(facts: Facts) -> list[Fault]:
                      else ""),
                   f"put the file back (from a backup) and `outbox queue retry "
                   f"{broken.message}`, or `outbox queue cancel {broken.message}`; "
-                  "--repair holds it meanwhile", True)
+                  + ("it is held until then" if broken.held else "--repair holds it meanwhile"),
+                  not broken.held)
             for broken in facts.broken_blobs]
 
 

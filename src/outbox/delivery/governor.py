@@ -72,9 +72,15 @@ class RelayGovernor:
     # -- admit ------------------------------------------------------------------------
 
     async def admit(self) -> Admission:
+        looked = self._synced_at
         await self._sync()
         now = self._wall()
         admission = self.policy.admit(self.health, now)
+        if self.health.state(now) is State.BACKING_OFF and self._synced_at == looked:
+            # A refusal holds the message back for the rest of the back-off, which an
+            # operator may have ended on any node since the last look (`outbox relay test`).
+            await self._sync(force=True)
+            admission = self.policy.admit(self.health, now)
         if not admission.probe:
             return admission
         won = False
@@ -204,8 +210,8 @@ class RelayGovernor:
 
     # -- shared state --------------------------------------------------------------------
 
-    async def _sync(self) -> None:
-        if self._clock() - self._synced_at < SYNC_INTERVAL:
+    async def _sync(self, *, force: bool = False) -> None:
+        if not force and self._clock() - self._synced_at < SYNC_INTERVAL:
             return
         try:
             self.health = await self._store.governor.load_governor_state(self.relay)

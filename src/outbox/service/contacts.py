@@ -131,7 +131,7 @@ class ContactBook:
         read = read_contacts(text, format or detect_format(filename, text))
         keys = {address_key(e) for _, record in read.records for e in record.emails}
         existing = await self.store.find_contacts(keys)
-        changes, report = plan_import(read.records, existing)
+        changes, report = plan_import(read.records, existing, read.unit)
         if apply and not changes.is_empty:
             await self.store.apply_contact_changes(changes, self.clock())
         return replace(report, read=report.read + len(read.problems),

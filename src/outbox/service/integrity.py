@@ -88,8 +88,14 @@ async def _broken_blobs(outbox: Outbox) -> tuple[BrokenBlob, ...]:
             verdicts[sha256] = await _blob_problem(outbox, sha256, size)
         problem = verdicts[sha256]
         if problem is not None:
-            broken.append(BrokenBlob(message, sha256, problem))
+            broken.append(BrokenBlob(message, sha256, problem, await _is_held(outbox, message)))
     return tuple(broken)
+
+
+async def _is_held(outbox: Outbox, message: str) -> bool:
+    """Held already (by an earlier --repair, or for its relay): holding it is no repair."""
+    detail = await outbox.store.messages.get(message)
+    return detail.message.status is MessageStatus.HELD
 
 
 async def _blob_problem(outbox: Outbox, sha256: str, size: int) -> str | None:
@@ -124,8 +130,8 @@ async def apply_repairs(outbox: Outbox, facts: Facts, faults: tuple[Fault, ...])
         outbox.blobs.delete_content(facts.orphan_blobs)
         done.append(f"deleted {len(facts.orphan_blobs)} attachment file(s) no record knows: "
                     f"{', '.join(facts.orphan_blobs)}")
-    if facts.broken_blobs:
-        ids = sorted({broken.message for broken in facts.broken_blobs})
+    if holdable := [broken for broken in facts.broken_blobs if not broken.held]:
+        ids = sorted({broken.message for broken in holdable})
         event = Event(now, EventType.HELD, guidance="attachment_corrupt", detail=HOLD_REASON)
         count = await store.integrity.hold_messages(ids, now, HOLD_REASON, event)
         done.append(f"held {count} message(s) whose attachment is missing or corrupt: "

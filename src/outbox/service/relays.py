@@ -42,6 +42,7 @@ from outbox.errors import (
     NotFound,
     OutboxError,
 )
+from outbox.service.relay_backoff import BackoffEnded, end_backoff
 from outbox.store.base import Message, RelayAuth, Store
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class RelayTest:
     relay: RelaySettings
     result: ProbeResult
     released: int
+    ended: BackoffEnded | None = None  # the back-off this test ended, if it was backing off
 
     @property
     def guidance(self) -> catalogue.Guidance | None:
@@ -280,7 +282,8 @@ class Relays:
 
     async def test(self, name: str) -> RelayTest:
         """Log in without sending (connect, EHLO, TLS, AUTH, QUIT). A relay that
-        needed attention and now logs in is set ok and its held mail released."""
+        needed attention and now logs in is set ok and its held mail released; a relay
+        that was backing off is open again, the mail its back-off held back due now."""
         relay, auth = await self.current(name)
 
         async def keep_rotated(token: str) -> None:
@@ -291,10 +294,12 @@ class Relays:
         tokens = TokenSource(relay.oauth2, on_rotate=keep_rotated) if relay.oauth2 else None
         result = await probe(relay, self.settings.delivery,
                              authenticators=authenticators_for(relay, tokens))
-        released = 0
+        released, ended = 0, None
         if result.ok and auth.needs_attention:
             released = await self.vault.mark_ok(name, auth.version)
-        return RelayTest(relay, result, released)
+        if result.ok:
+            ended = await end_backoff(self.store, self.settings, relay, self._clock())
+        return RelayTest(relay, result, released, ended)
 
 
 def _delivery(relay: RelaySettings, paced: GovernorState, now: datetime) -> dict[str, Any]:

@@ -109,4 +109,4 @@ async def import_contacts(request: Request, session: Sender, outbox: Service,
                          field="file", hint="split the file and import the parts")
     report = await outbox.contacts.import_file(data, file.filename or "")
     return page(request, "book_report.html", session, report=report,
-                what=f"Import of {file.filename}", applied=True, confirm=False)
+                what=f"Import of {file.filename}", applied=True, confirm=False, numbered=True)

@@ -91,6 +91,18 @@ def release_relay(conn: Connection, relay: str, now: datetime) -> int:
     return len(held)
 
 
+def bring_forward(conn: Connection, relay: str, now: datetime, until: datetime) -> int:
+    """Up to CHUNK deferred messages with a recipient still to deliver through `relay`,
+    due after `now` and by `until`, due now; how many."""
+    deferred = MessageStatus.DEFERRED.value
+    chunk = (select(m.c.id).where(m.c.status == deferred, m.c.due_at > now,
+                                  m.c.due_at <= until, _has_unfinished_on(relay))
+             .limit(CHUNK))
+    stmt = (update(m).where(m.c.id.in_(chunk), m.c.status == deferred)
+            .values(due_at=now, updated_at=now).returning(m.c.id))
+    return len(conn.execute(stmt).scalars().all())
+
+
 async def in_chunks(first: int, next_chunk: Callable[[], Awaitable[int]]) -> int:
     """`first` (how many the first transaction held or released) plus each next chunk's,
     until one finds none: the callers' loop over the transactions above."""
