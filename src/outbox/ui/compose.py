@@ -7,6 +7,8 @@ with the queued message: the UI never waits on SMTP."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import secrets
 from typing import Annotated, Any
 
@@ -17,7 +19,7 @@ from outbox.core.addresses import parse_mailbox, split_entries
 from outbox.core.attachments import AttachmentIn
 from outbox.core.compose import Submission
 from outbox.core.expand import is_name
-from outbox.errors import IdempotencyInProgress, InputError, OutboxError
+from outbox.errors import AttachmentBlocked, IdempotencyInProgress, InputError, OutboxError
 from outbox.service import Outbox, request_hash
 from outbox.service.rules import external_addresses
 from outbox.ui import notices
@@ -27,6 +29,8 @@ from outbox.ui.session import Sender, Service, Session
 router = APIRouter()
 FIELDS = ("to", "cc", "bcc")
 REPLAY_WAIT = 10.0  # seconds a second submit of the same form waits for the first
+MAX_REFUSALS = 50  # refused files a form carries back
+_ATTACHMENT_FIELD = re.compile(r"attachments\[(\d+)\]")
 
 
 @router.get("/compose", response_class=HTMLResponse)
@@ -154,6 +158,34 @@ def carried(form: dict[str, Any]) -> list[dict[str, str]]:
     return uploads
 
 
+def refusals(items: list[str]) -> list[dict[str, str]]:
+    """The files the page refused to attach, as compose.js lists them (JSON of name, size
+    and why): listed again when the form comes back, so the user still sees which files
+    were left out and why (found by a stranger pass: the notices were lost)."""
+    kept = []
+    for item in items[:MAX_REFUSALS]:
+        try:
+            value = json.loads(item)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            kept.append({k: str(value.get(k, ""))[:1000] for k in ("name", "size", "why")})
+    return kept
+
+
+def refused_upload(form: dict[str, Any], exc: OutboxError) -> dict[str, str] | None:
+    """An upload the submission blocked (its type, by name or content): out of the form's
+    attachments, and a refusal like the page's own, so a second Send goes without it."""
+    found = _ATTACHMENT_FIELD.match(getattr(exc, "field", None) or "")
+    if not isinstance(exc, AttachmentBlocked) or not found:
+        return None
+    index, items = int(found.group(1)), form["attachment"]
+    if index >= len(items):
+        return None
+    upload = carried({"attachment": [items.pop(index)]})[0]
+    return {"name": upload["filename"], "size": upload["size"], "why": exc.message}
+
+
 def _submission(form: dict[str, Any]) -> Submission:
     attachments = tuple(AttachmentIn(filename=a["filename"], upload_id=a["upload_id"],
                                      content_type=a["content_type"]) for a in carried(form))
@@ -186,23 +218,27 @@ async def send(request: Request, session: Sender, outbox: Service,
                bcc: Annotated[list[str] | None, Form()] = None,
                attachment: Annotated[list[str] | None, Form()] = None,
                idempotency_key: Annotated[str, Form()] = "",
-               confirm_external: Annotated[str, Form()] = "") -> Response:
+               confirm_external: Annotated[str, Form()] = "",
+               refused: Annotated[list[str] | None, Form()] = None) -> Response:
     """Every field may be empty (the form is `novalidate`): the submission refuses what is
     missing, and the form comes back as typed with its reason, an empty From included."""
     form = {"sender": sender, "to": to or [], "cc": cc or [], "bcc": bcc or [],
             "subject": subject, "text": text, "html": html, "attachment": attachment or []}
+    kept = refusals(refused or [])
     external = [] if confirm_external == "yes" else await external_of(outbox, form)
     if external:  # internal mail about to leave: the user confirms first
         return page(request, "compose.html", session, code=409, form=form, error="",
                     external=external, domains=outbox.policy.domains, uploads=carried(form),
-                    idempotency_key=idempotency_key, limits=limits_of(outbox))
+                    refused=kept, idempotency_key=idempotency_key, limits=limits_of(outbox))
     try:
         id = await _submit(outbox, session, form, idempotency_key)
     except OutboxError as exc:
         field = getattr(exc, "field", None)
+        blocked = refused_upload(form, exc)
         return page(request, "compose.html", session, code=422, form=form,
                     error=f"{exc.message}" + (f" (field {field})" if field else "")
                     + (f": {exc.hint}" if exc.hint else ""), uploads=carried(form),
+                    refused=[*kept, *([blocked] if blocked else [])],
                     idempotency_key=idempotency_key, limits=limits_of(outbox))
     return notices.redirect(f"/ui/messages/{id}", "Queued: Outbox sends it in the background.",
                             session)

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from outbox.core.addresses import parse_mailbox
 from outbox.core.model import MessageStatus
 from outbox.errors import ConfirmationRequired, IdempotencyInProgress, InputError, OutboxError
 from outbox.service import MessageFilter
@@ -25,6 +26,7 @@ from outbox.service.transfer import raw_message
 from outbox.ui import notices
 from outbox.ui.render import page
 from outbox.ui.session import Sender, Service, Session, Viewer
+from outbox.ui.transcripts import split_transcript
 from outbox.views.render import attempt_view, detail_view, message_view
 
 router = APIRouter()
@@ -90,11 +92,25 @@ async def show_message(request: Request, id: str, session: Viewer, outbox: Servi
 
 async def _detail(request: Request, id: str, session: Session, outbox: Service, *,
                   notice: str = "", confirm: str = "", status: int = 200) -> HTMLResponse:
-    message = detail_view(await outbox.messages.get(id))
-    attempts = [attempt_view(a) for a in await outbox.messages.attempts(id)]
-    return page(request, "message.html", session, code=status, m=message,
-                attempts=attempts, notice=notice, confirm=confirm,
-                resend_key=secrets.token_urlsafe(16))
+    detail = await outbox.messages.get(id)
+    attempts = [(attempt_view(a), split_transcript(a.transcript))
+                for a in await outbox.messages.attempts(id)]
+    return page(request, "message.html", session, code=status, m=detail_view(detail),
+                senders=senders_of(detail.message.content.from_,
+                                   await outbox.bounces.return_path(detail.message)),
+                attempts=attempts, notice=notice,
+                confirm=confirm, resend_key=secrets.token_urlsafe(16))
+
+
+def senders_of(header: str, envelope: str) -> tuple[str, str | None]:
+    """The From header as the message has it (display name included), and the envelope
+    sender it leaves with (a VERP return path with [bounces] domain) when that is another
+    address: the page showed the envelope's as "From" (found by a stranger pass)."""
+    try:
+        address = parse_mailbox(header, "from").addr_spec
+    except InputError:  # stored before today's checks: compared as it is
+        address = header
+    return header, None if address.lower() == envelope.lower() else envelope
 
 
 @router.get("/messages/{id}/eml")

@@ -169,13 +169,24 @@
     return "";
   }
 
+  // A refused file's entry carries its notice in the form, so that the page the server
+  // sends back after an error still names the file and why it was left out.
+  function refuse(item, file, why) {
+    item.classList.add("error");
+    item.append(el("button", {type: "button", class: "remove",
+                              "aria-label": "Dismiss the notice about " + file.name}, "×"),
+                el("input", {type: "hidden", name: "refused", value: JSON.stringify(
+                  {name: file.name, size: file.size.toLocaleString("en"), why: why})}));
+    removable(item);
+  }
+
   function upload(file) {
     const item = el("li", {class: "upload"});
     const label = el("span", {}, `${file.name} (${file.size.toLocaleString("en")} bytes) `);
     const refused = refusal(file);
     if (refused) {
-      item.classList.add("error");
       item.append(label, el("span", {class: "pct", role: "alert"}, "not attached: " + refused));
+      refuse(item, file, refused);
       document.getElementById("uploads").appendChild(item);
       return;
     }
@@ -209,13 +220,14 @@
       } else {
         let why = String(xhr.status);
         try { why = JSON.parse(xhr.responseText).error || why; } catch (e) { /* not JSON */ }
-        item.classList.add("error");
+        bar.remove();
         pct.textContent = "not attached: " + why;
+        refuse(item, file, why);
       }
       refresh();
     };
-    xhr.onerror = () => { uploading -= 1; item.classList.add("error");
-                          pct.textContent = "upload failed"; refresh(); };
+    xhr.onerror = () => { uploading -= 1; bar.remove(); pct.textContent = "not attached: upload failed";
+                          refuse(item, file, "upload failed"); refresh(); };
     xhr.send(file);
   }
 
