@@ -333,3 +333,14 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1,
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def accepts(address: tuple[str, int], process: OutboxProcess) -> bool:
+    """Whether `process` (still running: else its stderr is the failure) accepts a
+    connection on `address` yet."""
+    assert process.proc is not None and process.proc.poll() is None, process.stderr_text()
+    try:
+        with socket.create_connection(address, timeout=5):
+            return True
+    except OSError:
+        return False

@@ -8,13 +8,19 @@ advisory locks on PostgreSQL."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 from tests.dbsql import scalar
 from tests.e2e.support import fill_queue, status_counts
 from tests.e2e.test_backup_restore import relay_for_nowhere
-from tests.processes import OutboxProcess, base_config, free_port, wait_until, write_config
+from tests.processes import (
+    OutboxProcess,
+    accepts,
+    base_config,
+    free_port,
+    wait_until,
+    write_config,
+)
 
 # A delivery process of serve that never gets past its start (as if its imports took
 # forever): only serve's own process can hold the database until it is stopped.
@@ -81,15 +87,6 @@ def test_restore_is_refused_from_serves_start_before_its_delivery_processes_run(
     _restored(serve, backup, database_url)
 
 
-def _accepts(address: tuple[str, int], process: OutboxProcess) -> bool:
-    assert process.proc is not None and process.proc.poll() is None, process.stderr_text()
-    try:
-        with socket.create_connection(address, timeout=5):
-            return True
-    except OSError:
-        return False
-
-
 def test_restore_is_refused_while_outbox_submission_runs_and_allowed_once_it_is_killed(
         tmp_path: Path, database_url: str) -> None:
     backup = _backup_of_two_messages(tmp_path)
@@ -100,7 +97,7 @@ def test_restore_is_refused_while_outbox_submission_runs_and_allowed_once_it_is_
     submission = OutboxProcess(write_config(tmp_path / "submission.toml", config), config,
                                command="submission").start()
     try:
-        wait_until(lambda: _accepts(("127.0.0.1", port), submission), message="the listener")
+        wait_until(lambda: accepts(("127.0.0.1", port), submission), message="the listener")
         _refused_naming(submission, backup, "outbox submission")
         assert scalar(database_url, "SELECT count(*) FROM messages") == "3"
     finally:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import OUTBOX, OutboxProcess, free_port, wait_until, write_config
+from tests.processes import OUTBOX, OutboxProcess, accepts, free_port, wait_until, write_config
 from tests.smtpd import ScriptedServer, TlsCerts
 from tests.submission import (
     PASSWORD,
@@ -62,17 +62,8 @@ def start(tmp: Path, config: dict[str, Any], command: str = "serve") -> OutboxPr
                             command=command).start()
     if command != "serve":  # no /healthz: wait for the listener
         address = smtp_address(config)
-        wait_until(lambda: _accepts(address, process), message="the listener")
+        wait_until(lambda: accepts(address, process), message="the listener")
     return process
-
-
-def _accepts(address: tuple[str, int], process: OutboxProcess) -> bool:
-    assert process.proc is not None and process.proc.poll() is None, process.stderr_text()
-    try:
-        with socket.create_connection(address, timeout=5):
-            return True
-    except OSError:
-        return False
 
 
 def test_auth_before_tls_on_a_non_loopback_bind_is_refused(

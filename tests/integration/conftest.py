@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ import pytest
 import structlog
 
 from outbox.cli import common
-from outbox.config import DeliverySettings, RelaySettings, Settings
+from outbox.config import DeliverySettings, LdapSettings, RelaySettings, Settings
+from outbox.service.contacts import ContactBook
+from outbox.store.factory import open_store
 
 if str(Path(__file__).resolve().parents[2]) not in sys.path:  # `tests` as a package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -93,3 +95,12 @@ def uncached_cli_logging(monkeypatch: pytest.MonkeyPatch) -> None:
         structlog.configure(cache_logger_on_first_use=False)
 
     monkeypatch.setattr(common, "configure_logging", without_cache)
+
+
+@pytest.fixture
+async def book(tmp_path: Path) -> AsyncIterator[ContactBook]:
+    """A contact book on a fresh SQLite database (the contact import tests)."""
+    store = await open_store(f"sqlite:///{tmp_path}/outbox.db")
+    await store.migrate()
+    yield ContactBook(store.contacts, LdapSettings())
+    await store.close()

@@ -3,17 +3,12 @@ gives a merge and dedup report; `dedupe` finds and merges duplicates."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from outbox.config import LdapSettings
 from outbox.core.contacts import Group, Member, Source
 from outbox.errors import InputError
 from outbox.service.contacts import ContactBook
 from outbox.store.base import ContactStore
-from outbox.store.factory import open_store
 
 OUTLOOK_CSV = """\
 First Name,Last Name,E-mail Address,E-mail 2 Address,Categories
@@ -53,14 +48,6 @@ VERSION:3.0
 FN:No Address
 END:VCARD
 """
-
-
-@pytest.fixture
-async def book(tmp_path: Path) -> AsyncIterator[ContactBook]:
-    store = await open_store(f"sqlite:///{tmp_path}/outbox.db")
-    await store.migrate()
-    yield ContactBook(store.contacts, LdapSettings())
-    await store.close()
 
 
 async def people(store: ContactStore) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:

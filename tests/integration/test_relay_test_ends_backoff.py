@@ -7,13 +7,12 @@ the mail is due now; a real worker delivers it at once."""
 from __future__ import annotations
 
 import asyncio
-import io
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import structlog
+from tests.integration.test_cli_relay_health import outbox_cli
 from tests.processes import write_config
 from tests.smtpd import ScriptedServer, closed_port
 
@@ -21,18 +20,7 @@ from outbox.config import load_settings
 from outbox.core.compose import Submission
 from outbox.core.governor import State
 from outbox.core.model import MessageStatus
-from outbox.main import main
 from outbox.service import Outbox
-
-
-def outbox_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-               config: Path, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["outbox", *args, "--config", str(config)])
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
 
 
 async def deliver_until(config: Path, done: str, submit: bool = False) -> str:

@@ -4,15 +4,8 @@ last card the file ends inside is named in the report, not dropped without a wor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from outbox.addressbook.vcard_lines import normalise_quoted_printable, split_cards
-from outbox.config import LdapSettings
 from outbox.service.contacts import ContactBook
-from outbox.store.factory import open_store
 
 # As a Nokia / Outlook 2.1 export: CRLF, soft line breaks ("=" at a line's end), one value
 # in UTF-8, one in ISO-8859-1, one quoted-printable without a CHARSET.
@@ -46,14 +39,6 @@ CUT_SHORT = (
     "BEGIN:VCARD\nVERSION:3.0\nFN:Ann Lee\nEMAIL:ann@example.test\nEND:VCARD\n"
     "BEGIN:VCARD\nVERSION:3.0\nFN:Bob Stone\nEMAIL:bob@exam"
 )
-
-
-@pytest.fixture
-async def book(tmp_path: Path) -> AsyncIterator[ContactBook]:
-    store = await open_store(f"sqlite:///{tmp_path}/outbox.db")
-    await store.migrate()
-    yield ContactBook(store.contacts, LdapSettings())
-    await store.close()
 
 
 async def test_quoted_printable_soft_line_breaks_are_decoded(book: ContactBook) -> None:

@@ -196,43 +196,40 @@ class AdvisoryLocks:
     async def _holding_sessions(self) -> tuple[float, set[str]]:
         """(seconds since the server started, what each other session holding a lock
         says it is). One session per process holds all that process's locks."""
-        async with self._in_use:
-            conn = await self._connection()
-            try:
-                up = await conn.fetchval("SELECT extract(epoch FROM now() - "
-                                         "pg_postmaster_start_time())", timeout=QUERY_TIMEOUT)
-                rows = await conn.fetch(
-                    "SELECT DISTINCT l.pid, a.application_name FROM pg_locks l "
-                    "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objsubid = 2 "
-                    "AND l.granted AND l.pid <> pg_backend_pid() AND l.database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                    LOCK_NAMESPACE, timeout=QUERY_TIMEOUT)
-            except Exception as exc:
-                await self._drop_if_gone()
-                raise StorageError(f"cannot read which processes use the database: {exc}") \
-                    from exc
-        return float(up), {row["application_name"] or f"{UNDESCRIBED} (database session "
-                           f"{row['pid']})" for row in rows}
+        up, rows = await self._locks(
+            "SELECT DISTINCT l.pid, a.application_name FROM pg_locks l "
+            "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objsubid = 2 "
+            "AND l.granted AND l.pid <> pg_backend_pid() AND l.database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            "which processes use the database")
+        return up, {row["application_name"] or f"{UNDESCRIBED} (database session "
+                    f"{row['pid']})" for row in rows}
 
     async def _live_keys(self) -> tuple[float, set[int]]:
         """(seconds since the server started, the keys of the locks held now)."""
+        up, live = await self._locks(
+            # Advisory locks belong to a database: another database on the server
+            # (another Outbox, a test) may hold the same key for its own owner.
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 "
+            "AND objsubid = 2 AND granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            "which workers are alive")
+        return up, {int(row["objid"]) for row in live}
+
+    async def _locks(self, query: str, what: str) -> tuple[float, list[Any]]:
+        """(seconds since the server started, `query`'s rows for Outbox's lock namespace);
+        `what` the query finds, for the error."""
         async with self._in_use:
             conn = await self._connection()
             try:
                 up = await conn.fetchval("SELECT extract(epoch FROM now() - "
                                          "pg_postmaster_start_time())", timeout=QUERY_TIMEOUT)
-                live = await conn.fetch(
-                    # Advisory locks belong to a database: another database on the server
-                    # (another Outbox, a test) may hold the same key for its own owner.
-                    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 "
-                    "AND objsubid = 2 AND granted AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                    LOCK_NAMESPACE, timeout=QUERY_TIMEOUT)
+                rows = await conn.fetch(query, LOCK_NAMESPACE, timeout=QUERY_TIMEOUT)
             except Exception as exc:
                 await self._drop_if_gone()
-                raise StorageError(f"cannot read which workers are alive: {exc}") from exc
-        return float(up), {int(row["objid"]) for row in live}
+                raise StorageError(f"cannot read {what}: {exc}") from exc
+        return float(up), list(rows)
 
     async def forget(self, owners: Collection[str]) -> None:
         """Nothing to clean: a dead session's lock is gone with it."""
