@@ -38,7 +38,7 @@ async def test_the_relays_mail_within_the_window_is_due_now(
     other = await _deferred(store, "other", at(600))
     sent = await _deferred(store, "default", at(600), status=MessageStatus.SENT)
 
-    assert await store.messages.bring_relay_forward("default", at(10), at(1000)) == 5
+    assert await store.governor.bring_relay_forward("default", at(10), at(1000)) == 5
 
     assert [await _due(store, id) for id in waiting] == [at(10)] * 5
     assert await _due(store, later) == at(5000)
@@ -46,4 +46,4 @@ async def test_the_relays_mail_within_the_window_is_due_now(
     assert (await store.messages.get(sent)).message.status is MessageStatus.SENT
     claimed = await store.messages.claim_due("w", at(10), at(10) + LEASE, 10)
     assert {c.message.id for c in claimed} == set(waiting)
-    assert await store.messages.bring_relay_forward("default", at(11), at(1000)) == 0
+    assert await store.governor.bring_relay_forward("default", at(11), at(1000)) == 0

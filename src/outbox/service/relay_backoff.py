@@ -61,5 +61,5 @@ async def end_backoff(store: Store, settings: Settings, relay: RelaySettings,
     if state.backoff_until is None:
         return None
     until = held_back_until(state, policy, retry_policy(settings).jitter)
-    due_now = await store.messages.bring_relay_forward(relay.name, now, until)
+    due_now = await store.governor.bring_relay_forward(relay.name, now, until)
     return BackoffEnded(state.backoff_until, state.failures, due_now)

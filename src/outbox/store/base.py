@@ -214,11 +214,6 @@ class MessageStore(Protocol):
     async def release_relay(self, relay: str, now: datetime) -> int:
         """Release the held messages of this relay: queued, due now, `released` event."""
 
-    async def bring_relay_forward(self, relay: str, now: datetime, until: datetime) -> int:
-        """Deferred messages with a recipient still to deliver through `relay`, due after
-        `now` and by `until` (what the relay's back-off held back), due now, a chunk per
-        transaction; how many."""
-
     async def append_event(self, id: str, event: Event) -> None:
         """Add an event to the message's timeline; `errors.NotFound` for an unknown id."""
 

@@ -94,6 +94,11 @@ class GovernorStore(Protocol):
         """Read the relay's state, apply `step` and store the result, in one transaction
         that excludes every other change of the same relay; returns the new state."""
 
+    async def bring_relay_forward(self, relay: str, now: datetime, until: datetime) -> int:
+        """Deferred messages with a recipient still to deliver through `relay`, due after
+        `now` and by `until` (what the relay's back-off held back), due now, a chunk per
+        transaction; how many."""
+
 
 @dataclass(frozen=True, slots=True)
 class UiUser:

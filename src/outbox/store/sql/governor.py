@@ -13,8 +13,10 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from outbox.core.governor import GovernorState
+from outbox.store.sql import relay_holds as holds
 from outbox.store.sql.runner import Runner
 from outbox.store.sql.upsert import upsert
+from outbox.store.sql.wakeup import Wakeup
 from outbox.store.tables_relays import relay_governor
 
 h = relay_governor
@@ -54,8 +56,9 @@ def change(conn: Connection, relay: str, step: Step, now: datetime) -> GovernorS
 class SqlGovernor:
     """The relay-governor verbs over one runner."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, wakeup: Wakeup) -> None:
         self._run = runner
+        self._wakeup = wakeup
 
     async def load_governor_state(self, relay: str) -> GovernorState:
         return await self._run.read(load, relay)
@@ -65,3 +68,11 @@ class SqlGovernor:
 
     async def change_governor_state(self, relay: str, step: Step, now: datetime) -> GovernorState:
         return await self._run.write(change, relay, step, now)
+
+    async def bring_relay_forward(self, relay: str, now: datetime, until: datetime) -> int:
+        async def chunk() -> int:
+            moved = await self._run.write(holds.bring_forward, relay, now, until)
+            if moved:
+                self._wakeup.announce()  # the workers claim this chunk meanwhile
+            return moved
+        return await holds.in_chunks(await chunk(), chunk)

@@ -262,14 +262,6 @@ class SqlMessages:
             return released
         return await holds.in_chunks(await chunk(), chunk)
 
-    async def bring_relay_forward(self, relay: str, now: datetime, until: datetime) -> int:
-        async def chunk() -> int:
-            moved = await self._run.write(holds.bring_forward, relay, now, until)
-            if moved:
-                self._wakeup.announce()
-            return moved
-        return await holds.in_chunks(await chunk(), chunk)
-
     async def append_event(self, id: str, event: Event) -> None:
         try:
             await self._run.write(q.insert_events, [(id, event)])

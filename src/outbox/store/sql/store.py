@@ -81,7 +81,7 @@ class SqlStore:
         self.blob_index: BlobIndex = SqlBlobIndex(runner)
         self.webhooks: WebhookStore = SqlWebhooks(runner)
         self.rate_limits: RateLimitStore = SqlRateLimits(runner)
-        self.governor: GovernorStore = SqlGovernor(runner)
+        self.governor: GovernorStore = SqlGovernor(runner, self._wakeup)
         self.suppressions: SuppressionStore = SqlSuppressions(runner)
         self.archive: ArchiveStore = SqlArchive(runner, snapshot or runner.read)
         self.integrity: IntegrityStore = SqlIntegrity(runner)
