@@ -1,7 +1,8 @@
 """Where the CLI looks for its database (issue 14, first day): a relative SQLite path,
 blob_dir and log file follow the config file's directory, not the current one; and
-only `serve`, `worker` and `migrate` create a database: any other command on a missing
-one says in one line which file it looked for, and creates nothing. Real processes."""
+only `serve` and `worker` create a database: any other command on a missing one (even
+`migrate`) says in one line which file it looked for, and creates nothing. Real
+processes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import alembic.command
 import pytest
 import sqlalchemy
+from tests.created import create_database
 from tests.pg import fresh_database
 from tests.zygote import run as fork_run
 
@@ -63,12 +65,16 @@ def test_a_relative_file_secret_follows_the_config_file(tmp_path: Path) -> None:
     assert 'password = "***"' in shown.stdout
 
 
-def test_migrate_creates_the_database_beside_the_config(layout: tuple[Path, Path]) -> None:
+def test_migrate_finds_the_database_beside_the_config(layout: tuple[Path, Path]) -> None:
     config_dir, elsewhere = layout
     config = str(config_dir / "outbox.toml")
-    created = outbox("migrate", "--config", config, cwd=elsewhere)
-    assert created.returncode == 0, created.stderr
-    assert (config_dir / "data" / "outbox.db").is_file()
+    database = config_dir / "data" / "outbox.db"
+    missing = outbox("migrate", "--config", config, cwd=elsewhere)
+    assert missing.returncode == 1 and f"no database at {database}:" in missing.stderr
+    assert create_database(config) == database  # as serve would
+    migrated = outbox("migrate", "--config", config, cwd=elsewhere)
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.strip() == f"database ready: sqlite:///{database}"
     listed = outbox("queue", "ls", "--config", config, cwd=elsewhere)
     assert listed.returncode == 0, listed.stderr
     assert not any(elsewhere.iterdir()), "nothing may appear in the current directory"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.created import create_database
 from tests.processes import write_config
 from tests.zygote import run as fork_run
 
@@ -33,7 +34,7 @@ def cli(tmp_path: Path) -> Run:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return fork_run([*args, "--config", str(config)], dict(os.environ), tmp_path)
 
-    assert run("migrate").returncode == 0
+    create_database(config)  # as serve would: no other command creates it
     return run
 
 

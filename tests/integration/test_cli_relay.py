@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import structlog
+from tests.created import create_database
 from tests.integration.conftest import ServerFactory
 from tests.processes import write_config
 from tests.smtpd import ScriptedServer, closed_port
@@ -64,7 +65,7 @@ def run(tmp_path: Path, server: ScriptedServer, capsys: pytest.CaptureFixture[st
         captured = capsys.readouterr()
         return Result(int(exited.value.code or 0), captured.out, captured.err)
 
-    assert invoke("migrate").code == 0  # only serve, worker and migrate create a database
+    create_database(config)  # as serve would: no other command creates it
     yield invoke
     structlog.reset_defaults()  # the CLI pointed logging at this test's file
 

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 import structlog
+from tests.created import create_database
 from tests.processes import write_config
 from tests.smtpd import ScriptedServer, closed_port
 
+from outbox.cli.common import configure_logging
 from outbox.config import load_settings
 from outbox.core.alerting import RelayState
 from outbox.core.compose import Submission
@@ -74,7 +76,8 @@ def test_relay_ls_shows_a_refusing_relay_as_down_and_an_untried_one_as_idle(
                        {"name": "spare", "host": "127.0.0.1", "port": untried.port,
                         "security": "none"}]})
         try:
-            assert outbox_cli(monkeypatch, capsys, config, "migrate")[0] == 0
+            create_database(config)  # as serve would: no other command creates it
+            configure_logging(load_settings(str(config)))  # to the file, as the CLI does
             asyncio.run(send_until_backing_off(config, "down"))
             code, out, err = outbox_cli(monkeypatch, capsys, config, "relay", "ls")
         finally:

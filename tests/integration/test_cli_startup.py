@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.created import create_database
 
 HEAVY = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "aiosqlite", "asyncpg",
          "aiosmtpd", "aiosmtplib", "dkim", "httpx", "pydantic", "pydantic_settings",
@@ -70,7 +71,7 @@ def reading_database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, st
     (directory / "outbox.toml").write_text(
         '[database]\nurl = "sqlite:///./outbox.db"\n[logging]\nfile = "outbox.log"\n'
         '[[relays]]\nname = "default"\nhost = "127.0.0.1"\nport = 2525\nsecurity = "none"\n')
-    outbox("migrate", "--config", "outbox.toml")
+    create_database(directory / "outbox.toml")  # as serve would
     message = outbox("send", "--from", "a@example.com", "--to", "b@example.net", "--subject",
                      "hi", "--text", "x", "--config", "outbox.toml").strip().splitlines()[-1]
     return directory, message

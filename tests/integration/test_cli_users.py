@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.created import create_database
 from tests.zygote import run as fork_run
 
 from outbox.config import load_settings
@@ -37,8 +38,7 @@ async def signs_in(config: Path, password: str) -> bool:
 async def test_create_list_disable_enable_and_set_password(tmp_path: Path) -> None:
     config = tmp_path / "outbox.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/outbox.db"\n')
-    made = fork_run(["migrate", "--config", str(config)], dict(os.environ), os.getcwd())
-    assert made.returncode == 0, made.stderr
+    create_database(config)  # as serve would: no other command creates it
     created = users(config, "create", "--name", "vera", "--role", "viewer",
                     "--password-stdin", password="first password 1")
     assert created.stdout.strip() == "UI user 'vera' created with role viewer"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from tests.created import create_database
 from tests.processes import write_config
 from tests.slapd import ADMIN_DN, ADMIN_PASSWORD, PEOPLE, Slapd, person
 from typer.testing import CliRunner
@@ -112,7 +113,7 @@ def test_cli_sync_ldap_reports_what_it_did(slapd: Slapd, tmp_path: Path,
         "ldap": {"url": slapd.url, "bind_dn": ADMIN_DN, "bind_password": ADMIN_PASSWORD,
                  "base_dn": PEOPLE},
     })
-    assert CliRunner().invoke(app, ["migrate", "--config", str(config)]).exit_code == 0
+    create_database(config)  # as serve would: no other command creates it
     run = CliRunner().invoke(app, ["contacts", "sync-ldap", "--config", str(config)])
     assert run.exit_code == 0, run.output
     assert "full sync; cursor " in run.stdout

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import structlog
+from tests.created import create_database
 from tests.integration.test_cli_relay_health import outbox_cli
 from tests.processes import write_config
 from tests.smtpd import ScriptedServer, closed_port
 
+from outbox.cli.common import configure_logging
 from outbox.config import load_settings
 from outbox.core.compose import Submission
 from outbox.core.governor import State
@@ -74,7 +76,8 @@ def test_a_relay_that_answers_its_test_is_open_and_its_mail_goes_at_once(
         "relays": [{"name": "default", "host": "127.0.0.1", "port": port,
                     "security": "none"}]})
     try:
-        assert outbox_cli(monkeypatch, capsys, config, "migrate")[0] == 0
+        create_database(config)  # as serve would: no other command creates it
+        configure_logging(load_settings(str(config)))  # to the file, as the CLI does
         id = asyncio.run(deliver_until(config, "deferred", submit=True))
         state, status, due = asyncio.run(stored(config, id))
         assert (state, status) == (State.BACKING_OFF, MessageStatus.DEFERRED)

@@ -53,22 +53,21 @@ def configure_logging(settings: Settings) -> None:
 
 
 def with_outbox(config: str | None, action: Callable[[Outbox], Awaitable[T]], *,
-                migrate: bool, create: bool = False) -> T:
-    """Open the service, run `action`, close. Unless `create` (only `outbox migrate`
-    creates a database besides `serve` and `worker`), a database that does not exist or
-    holds no Outbox tables is refused in one line, before anything is written to it.
-    `migrate` upgrades an older Outbox schema to this version's (it is an Outbox
-    database already: serve would upgrade it too); it never creates one."""
+                migrate: bool, create_tables: bool = False) -> T:
+    """Open the service, run `action`, close. A database that does not exist is refused
+    in one line, before anything is written (only `serve` and `worker` create one); so
+    is one without Outbox's tables, unless `create_tables` (`outbox migrate`). `migrate`
+    upgrades an older Outbox schema to this version's (it is an Outbox database
+    already: serve would upgrade it too)."""
     import asyncio
 
     from outbox.cli.existing import open_outbox, refuse_missing_database
 
     settings = load(config)
-    if not create:
-        refuse_missing_database(settings)
+    refuse_missing_database(settings, create_tables=create_tables)
 
     async def run() -> T:
-        outbox = await open_outbox(settings, migrate=migrate, create=create)
+        outbox = await open_outbox(settings, migrate=migrate, create_tables=create_tables)
         try:
             return await action(outbox)
         finally:

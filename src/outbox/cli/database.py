@@ -1,6 +1,6 @@
-"""`outbox migrate`: create or upgrade the database without starting a process (a
-container's or a unit's start-up step). Besides `serve` and `worker`, it is the only
-command that creates a database."""
+"""`outbox migrate`: bring an existing database's schema up to date without starting a
+process (a container's or a unit's start-up step). Only `serve` and `worker` create a
+database: a SQLite file that does not exist is refused, and nothing is created."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ def register(app: typer.Typer) -> None:
 
 
 def migrate(config: ConfigOption = None) -> None:
-    """Create the database, or bring its schema up to date, and print where it is."""
+    """Bring an existing database's schema up to date (an empty one gets Outbox's tables)
+    and print where it is. It creates no database: `outbox serve` or `outbox worker` does."""
     from outbox.config.sample import mask_url_password
 
     async def where(outbox: Outbox) -> str:
         return mask_url_password(outbox.settings.database.url)
 
-    out.print(f"database ready: {with_outbox(config, where, migrate=True, create=True)}",
+    out.print(f"database ready: {with_outbox(config, where, migrate=True, create_tables=True)}",
               markup=False)

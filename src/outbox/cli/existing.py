@@ -1,9 +1,11 @@
-"""The database a command other than `serve`, `worker` and `migrate` may open: one
-that exists and holds Outbox's tables. Those three create or upgrade a database; any
-other command refuses a missing one, or one without Outbox's tables (an empty file,
-another program's database, an empty PostgreSQL database), in one line, and writes
-nothing to it. A command that writes may upgrade an older Outbox schema (`migrate=True`
-in `with_outbox`): the database is Outbox's already, and serve would upgrade it too.
+"""The database a command may open. Only `serve` and `worker` create a database; every
+other command refuses a missing SQLite file in one line and creates nothing.
+`migrate` may give an existing database Outbox's tables (an empty SQLite file, an empty
+PostgreSQL database: the database itself exists); any other command refuses one without
+them (an empty file, another program's database, an empty PostgreSQL database), in one
+line, and writes nothing to it. A command that writes may upgrade an older Outbox schema
+(`migrate=True` in `with_outbox`): the database is Outbox's already, and serve would
+upgrade it too.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ if TYPE_CHECKING:
     from outbox.service import Outbox
 
 
-async def open_outbox(settings: Settings, *, migrate: bool, create: bool) -> Outbox:
-    """The service. With `create` (`outbox migrate`), as `Outbox.open`; otherwise on a
-    database `refuse_missing_database` passed: a SQLite file is known to hold Outbox's
-    tables by then, PostgreSQL's are looked for once connected, before any write."""
+async def open_outbox(settings: Settings, *, migrate: bool, create_tables: bool) -> Outbox:
+    """The service, on a database `refuse_missing_database` passed. With `create_tables`
+    (`outbox migrate`), as `Outbox.open`; otherwise a SQLite file is known to hold
+    Outbox's tables by then, PostgreSQL's are looked for once connected, before any
+    write."""
     from outbox.service import Outbox
     from outbox.store.urls import database_url, safe_url
 
-    if create or database_url(settings.database.url).get_backend_name() == "sqlite":
+    if create_tables or database_url(settings.database.url).get_backend_name() == "sqlite":
         return await Outbox.open(settings, migrate=migrate)
     outbox = await Outbox.open(settings, migrate=False)
     try:
@@ -40,19 +43,19 @@ async def open_outbox(settings: Settings, *, migrate: bool, create: bool) -> Out
     return await Outbox.open(settings, migrate=True)  # as before: writable? upgraded
 
 
-def refuse_missing_database(settings: Settings) -> None:
+def refuse_missing_database(settings: Settings, *, create_tables: bool = False) -> None:
     """A one-line error naming the SQLite file looked for, when it does not exist or
-    holds no Outbox tables (read without writing: the file may be another program's)."""
+    (unless `create_tables`) holds no Outbox tables (read without writing: the file may
+    be another program's)."""
     from outbox.store.urls import missing_sqlite_file  # not ops.doctor: its SMTP and TLS
 
     missing = missing_sqlite_file(settings.database.url)
     if missing:
-        raise StorageError(f"no database at {missing}",
-                           hint="start `outbox serve` or `outbox worker` once, or run `outbox "
-                                "migrate`, to create it; or point --config / [database] url at "
-                                "the existing one")
+        raise StorageError(f"no database at {missing}: `outbox serve` or `outbox worker` "
+                           "creates it", hint="or point --config / [database] url at the "
+                           "existing one")
     path = sqlite_path(settings.database.url)
-    if path is not None and sqlite_revision(path) is None:
+    if not create_tables and path is not None and sqlite_revision(path) is None:
         raise no_outbox_tables(path)
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from outbox.core.compose import AttachmentIn
     from outbox.service import Outbox
     from outbox.service.relays import RelayStatus
-    from outbox.store.values import Message
+    from outbox.store.values import Message, Page
 
 queue_app = typer.Typer(no_args_is_help=True, help="Inspect and act on the queue.")
 
@@ -99,7 +99,8 @@ def queue_ls(
     recipient: Annotated[str | None, typer.Option("--recipient", help="only mail to this "
                                                   "address (any case)")] = None,
     relay: Annotated[str | None, typer.Option("--relay", help="only mail with a recipient "
-                                              "on this relay")] = None,
+                                              "on this relay (a configured one, or one "
+                                              "that messages name)")] = None,
     since: Annotated[str | None, typer.Option("--since", help="accepted at or after this "
                                               "time (ISO 8601; UTC without an offset)")] = None,
     until: Annotated[str | None, typer.Option("--until", help="accepted before this time")]
@@ -117,13 +118,33 @@ def queue_ls(
 
     where = MessageFilter(recipient=recipient, relay=relay, since=_time(since, "since"),
                           until=_time(until, "until"), subject=search or None)
-    page = with_outbox(config, lambda outbox: outbox.messages.list(status, limit, None, where),
-                       migrate=False)
+
+    async def listing(outbox: Outbox) -> Page:
+        page = await outbox.messages.list(status, limit, None, where)
+        if relay is not None and not page.messages:
+            await _refuse_unknown_relay(outbox, relay)
+        return page
+
+    page = with_outbox(config, listing, migrate=False)
     views = [message_view(m) for m in page.messages]
     if as_json:
         print(json.dumps([v.model_dump() for v in views], indent=2))
         return
     print_messages(out, views)
+
+
+async def _refuse_unknown_relay(outbox: Outbox, relay: str) -> None:
+    """A typo in --relay says so rather than "no messages". A relay removed from the
+    config since its mail went is still a name to filter by while messages carry it."""
+    from outbox.service import MessageFilter
+
+    names = [r.name for r in outbox.settings.relays]
+    if relay in names:
+        return
+    if (await outbox.messages.list(None, 1, None, MessageFilter(relay=relay))).messages:
+        return
+    raise InputError(f"no relay is named '{relay}' (known: {', '.join(names) or 'none'})",
+                     field="relay")
 
 
 def _time(value: str | None, option: str) -> datetime | None:

@@ -190,25 +190,32 @@ def redeliver(conn: Connection, event_id: int, endpoint_id: str | None, now: dat
     if endpoint_id is None:
         count = conn.execute(update(d).where(d.c.event_id == event_id).values(**again))
         if not count.rowcount:
+            recorded_type(conn, event_id)  # a missing event says so, not "no endpoint had it"
             raise NotFound(f"event evt_{event_id} was not delivered to any endpoint",
                            hint="name the endpoint to deliver it to")
         return int(count.rowcount)
     endpoint = get_endpoint(conn, endpoint_id)
-    event_type = conn.execute(select(events.c.type).where(events.c.id == event_id)).scalar()
-    if event_type is None:
-        raise NotFound(f"no event evt_{event_id}")
+    type_ = recorded_type(conn, event_id)
     # Only what it could have had: the internal events (claimed, attempt, ...) are in
     # no endpoint's events, and say more than an endpoint is given (who claimed what).
-    if event_type not in endpoint.events:
-        raise InputError(f"endpoint {endpoint_id} does not subscribe to '{event_type}' "
+    if type_ not in endpoint.events:
+        raise InputError(f"endpoint {endpoint_id} does not subscribe to '{type_}' "
                          f"events (it subscribes to: {', '.join(endpoint.events)}), so "
                          f"evt_{event_id} cannot be redelivered to it", field="event_id")
     changed = conn.execute(update(d).where(d.c.event_id == event_id,
                                            d.c.endpoint_id == endpoint_id).values(**again))
     if not changed.rowcount:
         conn.execute(insert(d).values(endpoint_id=endpoint_id, event_id=event_id,
-                                      event_type=event_type, **again))
+                                      event_type=type_, **again))
     return 1
+
+
+def recorded_type(conn: Connection, event_id: int) -> str:
+    """The recorded event's type; NotFound when there is no such event."""
+    found = conn.execute(select(events.c.type).where(events.c.id == event_id)).scalar()
+    if found is None:
+        raise NotFound(f"no event evt_{event_id}")
+    return str(found)
 
 
 class SqlWebhooks:
