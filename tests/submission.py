@@ -3,20 +3,80 @@ messages, and reading the queue id back from the 250."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
+import smtplib
 import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 from typing import Any
 
-from tests.processes import API_KEY, base_config, free_port
+from tests.pg import database
+from tests.processes import (
+    API_KEY,
+    OutboxProcess,
+    base_config,
+    free_port,
+    wait_until,
+    write_config,
+)
 from tests.smtpd import ScriptedServer, TlsCerts
 
 USER = "app"  # the API key's name is the SMTP user name
 PASSWORD = API_KEY
+ADMIN_KEY = "ob_test_admin_key_5Jq2Lx8"  # makes and revokes keys (POST/DELETE /v1/keys)
 _QUEUED = re.compile(r"queued as (\S+) (<[^>]+>)")
+
+
+@dataclass
+class Served:
+    """An `outbox serve` with its submission listener (STARTTLS), and its relay sink."""
+
+    outbox: OutboxProcess
+    sink: ScriptedServer
+    certs: TlsCerts
+    host: str
+    port: int
+
+    def smtp(self, *, tls: bool = True, login: bool = True) -> smtplib.SMTP:
+        client = smtplib.SMTP(self.host, self.port, timeout=30)
+        if tls:
+            client.starttls(context=client_context(self.certs))
+        client.ehlo()
+        if login:
+            client.login(USER, PASSWORD)
+        return client
+
+    def final(self, id: str) -> dict[str, Any]:
+        with self.outbox.client() as api:
+            def settled() -> dict[str, Any] | None:
+                body = api.get(f"/v1/messages/{id}").json()
+                return body if body["status"] in {"sent", "failed", "held"} else None
+            return dict(wait_until(settled, message=f"{id} to settle"))
+
+    def message_ids(self) -> set[str]:
+        with self.outbox.client() as api:
+            page = api.get("/v1/messages", params={"limit": 500}).json()
+        return {m["message_id"] for m in page["messages"]}
+
+
+@contextlib.contextmanager
+def serve_submission(backend: str, directory: Path) -> Iterator[Served]:
+    """A real `outbox serve` on `backend` with the listener, an admin key and a sink."""
+    certs = TlsCerts(directory)
+    with ScriptedServer() as sink, database(backend, directory) as url:
+        config = submission_config(directory, url, sink, server_certificate(certs, directory))
+        config["auth"]["api_keys"].append({"name": "root", "key": ADMIN_KEY,
+                                           "scopes": ["admin"]})
+        process = OutboxProcess(write_config(directory / "outbox.toml", config), config).start()
+        try:
+            yield Served(process, sink, certs, *smtp_address(config))
+        finally:
+            process.stop(timeout=10)
 
 
 def server_certificate(certs: TlsCerts, directory: Path,

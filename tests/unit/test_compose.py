@@ -307,8 +307,9 @@ def test_line_wrapped_base64_is_accepted(content):
 
 @pytest.mark.parametrize("content_type", [
     "text/plain\r\nBcc: evil@example.com", "text/plain\n", "te xt/plain", "text/pl ain",
-    "text/plain; charset=utf-8", "text", "/plain", "text/", "tëxt/plain", "multipart/mixed",
-    "Multipart/Alternative",
+    "text/plain; charset", "text/plain; a=b c", "text/plain; name=x.txt", "text/plain;;",
+    "text/plain; charset=\"caf\u00e9\"", "text", "/plain", "text/", "tëxt/plain",
+    "multipart/mixed", "Multipart/Alternative",
 ])
 def test_a_bad_content_type_is_refused(content_type):
     error = refused(InputError, attachments=[attachment(content_type=content_type)])
@@ -318,7 +319,8 @@ def test_a_bad_content_type_is_refused(content_type):
 @pytest.mark.parametrize("content_type", [
     "application/pdf", "image/png", "application/vnd.openxmlformats-officedocument"
     ".wordprocessingml.document", "application/octet-stream", "TEXT/PLAIN", "image/svg+xml",
-    "application/x-www-form-urlencoded",
+    "application/x-www-form-urlencoded", "text/calendar; method=REQUEST; charset=utf-8",
+    'text/plain; format="flowed"',
 ])
 def test_good_content_types_are_accepted(content_type):
     planned = plan(attachments=[attachment(content_type=content_type)])

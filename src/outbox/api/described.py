@@ -41,8 +41,11 @@ def any_case(word: str) -> str:
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
 
 
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_PARAM = rf'[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|"(?:[ !#-\[\]-~]|\\[ -~])*")'
+# type/subtype and parameters (core.mime_types.parse_content_type reads them)
 CONTENT_TYPE: Schema = {
-    "pattern": f"^(?:{MIME_NAME}/{MIME_NAME})?$",
+    "pattern": f"^(?:{MIME_NAME}/{MIME_NAME}(?:{_PARAM})*[ \t]*)?$",
     "not": {"pattern": f"^{any_case('multipart')}/"},
 }
 

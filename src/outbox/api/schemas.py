@@ -101,7 +101,9 @@ class AttachmentModel(Strict):
         "line break; the extensions in [limits] blocked_extensions are refused")
     content_type: str = Field("application/octet-stream", max_length=255,
                               json_schema_extra=CONTENT_TYPE,
-                              description="type/subtype, not multipart/*; empty: guessed")
+                              description="type/subtype, not multipart/*, with parameters "
+                              "if any (text/calendar; method=REQUEST); name is set from "
+                              "filename; empty: guessed")
     content_base64: str | None = Field(None, json_schema_extra={"format": "byte"},
                                        description="the file, for small files")
     upload_id: str | None = Field(None, max_length=100, pattern=UPLOAD_ID_PATTERN,

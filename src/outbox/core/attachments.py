@@ -24,13 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from outbox.core.filenames import as_c_string
+from outbox.core.mime_types import ATTACHED_MESSAGE, OWN_PARAMS, bare_type, parse_content_type
 from outbox.errors import AttachmentBlocked, InputError, MessageTooLarge
 
 WINDOWS_EXECUTABLE = ".exe"
 _LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"  # RFC 6838 restricted-name
 CONTENT_ID_CHARS = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-"  # a regex class's inside
-_CONTENT_TYPE = re.compile(f"{MIME_NAME}/{MIME_NAME}")
 _CONTENT_ID = re.compile(f"[{CONTENT_ID_CHARS}]{{1,200}}")
 _DOS_STUB = b"This program cannot be run in DOS mode"
 
@@ -53,6 +53,9 @@ class FileInfo:
     sha256: str
     size: int
     sniffed: tuple[str, ...] = ()  # extensions the content looks like, e.g. (".exe",)
+    # 7bit lines (`core.mime_types.SevenBitLines`), worked out for attached messages only:
+    # one that is not goes as application/octet-stream
+    seven_bit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,11 @@ def _normalised(extensions: frozenset[str]) -> frozenset[str]:
 
 
 # --- the bytes -----------------------------------------------------------------------------
+
+def is_attached_message(attachment: AttachmentIn) -> bool:
+    """A forwarded message (message/rfc822): its bytes decide how it is sent."""
+    return bare_type(attachment.content_type) == ATTACHED_MESSAGE
+
 
 def decode_base64(attachment: AttachmentIn, where: str) -> bytes:
     """Line-wrapped base64 (as `base64` prints it) is fine; other junk is not."""
@@ -154,11 +162,13 @@ def _kind(extension: str) -> str:
 
 
 def check_content_type(content_type: str, where: str) -> None:
-    """A bare `type/subtype` (no parameters, no line breaks); a file is never multipart."""
+    """`type/subtype`, optionally with parameters (`core.mime_types`); a file is never
+    multipart, and its `name` is Outbox's to write, from the filename."""
     if not content_type:
         return
-    if not _CONTENT_TYPE.fullmatch(content_type):
-        raise InputError(f"content_type {content_type[:100]!r} must be type/subtype, like "
-                         "application/pdf", field=where)
-    if content_type.lower().startswith("multipart/"):
+    bare, params = parse_content_type(content_type, where)
+    if bare.lower().startswith("multipart/"):
         raise InputError("content_type multipart/* is not a file type", field=where)
+    if any(key in OWN_PARAMS for key, _ in params):
+        raise InputError("leave the name parameter out of content_type: Outbox sets it from "
+                         "filename", field=where)

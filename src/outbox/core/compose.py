@@ -21,6 +21,7 @@ from outbox.core.attachments import (
     check_attachment,
     decode_base64,
     file_info,
+    is_attached_message,
     is_windows_executable,
 )
 from outbox.core.content import AttachmentRef, MessageContent, PlannedBlob, date_header
@@ -28,6 +29,7 @@ from outbox.core.filenames import decode_filename
 from outbox.core.limits import RecipientField, check_headers, check_recipient_count
 from outbox.core.links import LinkPolicy
 from outbox.core.mime import RESERVED_HEADERS, plan_mime
+from outbox.core.mime_types import as_sent, is_seven_bit
 from outbox.core.routing import RoutingTable
 from outbox.errors import (
     HeaderInjection,
@@ -234,7 +236,8 @@ def _inline_info(attachment: AttachmentIn, where: str) -> FileInfo:
                          field=f"{where}.upload_id")
     data = decode_base64(attachment, where)
     head = data[:_SNIFF_BYTES]
-    return file_info(data, (".exe",) if is_windows_executable(head) else ())
+    info = file_info(data, (".exe",) if is_windows_executable(head) else ())
+    return replace(info, seven_bit=is_attached_message(attachment) and is_seven_bit(data))
 
 
 def _check_inline(attachment: AttachmentIn, has_html: bool, seen: set[str], where: str) -> None:
@@ -254,6 +257,8 @@ def _attachment_ref(attachment: AttachmentIn, info: FileInfo, links: LinkPolicy 
                     now: datetime) -> AttachmentRef:
     """What is stored for a file: its name, type and blob; inline images keep their
     Content-ID; a file over the link threshold becomes a signed download link."""
+    attachment = replace(attachment, content_type=as_sent(attachment.content_type,
+                                                          info.seven_bit))
     if attachment.content_id is not None:
         return AttachmentRef(attachment.filename, attachment.content_type, info.sha256,
                              info.size, content_id=attachment.content_id)

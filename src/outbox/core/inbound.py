@@ -11,9 +11,12 @@ builds, so it meets the same rules. Pure: the stdlib email parser, no I/O.
   are dropped; every other header is kept, the first of each name.
 - The body is the text/plain and text/html part the client meant as the body
   (`EmailMessage.get_body`); every other leaf part is an attachment with its
-  filename, type and bytes: an attached message (message/rfc822) is one .eml file,
-  and a part with a Content-ID that is not an attachment stays an inline image of
-  the HTML body.
+  filename, type (with its parameters but `name`: a calendar invite keeps its
+  `method`) and bytes: an attached message (message/rfc822) is one .eml file, and
+  a part with a Content-ID stays an inline image of the HTML body when it is not an
+  attachment, or when it is in a multipart/related and the HTML shows it (cid:).
+- Signed or encrypted mail (multipart/signed, multipart/encrypted) is refused:
+  rebuilt, its signature would no longer match.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from typing import Any, cast
+from urllib.parse import unquote
 
 from outbox.core.addresses import DOTS_AND_ATEXT
 from outbox.core.attachments import AttachmentIn
 from outbox.core.compose import Submission
+from outbox.core.inbound_headers import Utf8Headers, check_utf8
 from outbox.core.mime import RESERVED_HEADERS
-from outbox.errors import InvalidAddress
+from outbox.core.mime_types import OWN_PARAMS, format_content_type
+from outbox.errors import InputError, InvalidAddress
 
 DROPPED_HEADERS = RESERVED_HEADERS | frozenset({
     "bcc", "received", "return-path", "delivered-to", "x-original-to", "dkim-signature",
@@ -41,6 +47,10 @@ DROPPED_HEADERS = RESERVED_HEADERS | frozenset({
     "authentication-results", "content-disposition", "content-id", "content-description",
     "content-language", "content-location",
 })
+_SEALED = frozenset({"multipart/signed", "multipart/encrypted"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 2045 token
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_CID_URL = re.compile(r"cid:([^\s\"'<>()]+)", re.IGNORECASE)
 _EXTENSIONS = {"text/plain": ".txt", "text/html": ".html", "text/calendar": ".ics",
                "text/csv": ".csv", "image/png": ".png", "image/jpeg": ".jpg",
                "image/gif": ".gif", "application/pdf": ".pdf", "message/rfc822": ".eml"}
@@ -65,7 +75,7 @@ class _ParsedOnce(HeaderRegistry):
 
 
 CACHED_VALUE_CHARS = 200
-_PARSER = BytesParser(policy=policy.SMTP.clone(header_factory=_ParsedOnce()))
+_PARSER = BytesParser(policy=Utf8Headers(linesep="\r\n", header_factory=_ParsedOnce()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +91,15 @@ def read_message(raw: bytes, envelope: Envelope,
     `spooled`: stand-in bodies (decoded) and the tokens of the files stored in their
     place (`submission.spool`); such an attachment's content_base64 is its token."""
     message = cast(EmailMessage, _PARSER.parsebytes(raw))
+    check_utf8(_read_headers(message))
+    _refuse_signed(message)
     text_part = message.get_body(preferencelist=("plain",))
     html_part = message.get_body(preferencelist=("html",))
     bodies = [p for p in (text_part, html_part) if p is not None]
     html = _text_of(html_part) if html_part is not None else None
     text = _text_of(text_part) if text_part is not None else (None if html else "")
-    attachments = [_attachment(part, index, html is not None, spooled or {})
-                   for index, part in enumerate(_attached_parts(message, bodies), 1)]
+    attachments = [_attachment(part, index, html, related, spooled or {})
+                   for index, (part, related) in enumerate(_attached_parts(message, bodies), 1)]
     return Submission(
         sender=_sender(message, envelope.mail_from),
         to=_addresses(message, "to"), cc=_addresses(message, "cc"),
@@ -101,6 +113,17 @@ def read_message(raw: bytes, envelope: Envelope,
 def message_id_of(submission: Submission) -> str | None:
     """The Message-ID the client gave, if any."""
     return submission.headers.get("Message-ID")
+
+
+def _read_headers(message: EmailMessage) -> Iterator[tuple[str, str]]:
+    """The headers Outbox reads or keeps, as the parser left them (a Received header
+    it drops may hold any bytes)."""
+    for name, raw in message.raw_items():
+        if name.lower() in _READ or name.lower() not in DROPPED_HEADERS:
+            yield name, raw
+
+
+_READ = frozenset({"from", "to", "cc", "reply-to", "subject", "message-id"})
 
 
 def _sender(message: EmailMessage, mail_from: str) -> str:
@@ -153,30 +176,60 @@ def _text_of(part: MIMEPart) -> str:
     return text.replace("\r\n", "\n")
 
 
-def _attached_parts(message: EmailMessage, bodies: Sequence[MIMEPart]) -> Iterator[MIMEPart]:
-    for part in _leaves(message):
+def _attached_parts(message: EmailMessage,
+                    bodies: Sequence[MIMEPart]) -> Iterator[tuple[MIMEPart, bool]]:
+    for part, related in _leaves(message, False):
         if not any(part is body for body in bodies):
-            yield part
+            yield part, related
 
 
-def _leaves(part: MIMEPart) -> Iterator[MIMEPart]:
-    """Every part that is not a multipart container; an attached message is one leaf."""
+def _leaves(part: MIMEPart, related: bool) -> Iterator[tuple[MIMEPart, bool]]:
+    """Every part that is not a multipart container, and whether it is inside a
+    multipart/related; an attached message is one leaf."""
     if part.get_content_maintype() == "multipart":
+        inner = related or part.get_content_subtype() == "related"
         for sub in part.iter_parts():
-            yield from _leaves(cast(MIMEPart, sub))
+            yield from _leaves(cast(MIMEPart, sub), inner)
     else:
-        yield part
+        yield part, related
 
 
-def _attachment(part: MIMEPart, index: int, has_html: bool,
+def _attachment(part: MIMEPart, index: int, html: str | None, related: bool,
                 spooled: Mapping[bytes, str]) -> AttachmentIn:
     content_type = part.get_content_type()
-    content_id = _content_id(part) if has_html else None
-    stem = "image" if content_id else "attachment"
-    filename = _filename(part) or f"{stem}-{index}{_EXTENSIONS.get(content_type, '.bin')}"
+    content_id = _content_id(part, html, related) if html is not None else None
+    filename = _filename(part) or _made_up_name(content_type, content_id, index)
     raw = _bytes_of(part)
     data = spooled.get(raw) or base64.b64encode(raw).decode("ascii")
-    return AttachmentIn(filename, data, content_type, None, content_id)
+    return AttachmentIn(filename, data, _content_type_of(part), None, content_id)
+
+
+def _made_up_name(content_type: str, content_id: str | None, index: int) -> str:
+    stem = "image" if content_id else "invite" if content_type == "text/calendar" else (
+        "attachment")
+    return f"{stem}-{index}{_EXTENSIONS.get(content_type, '.bin')}"
+
+
+def _content_type_of(part: MIMEPart) -> str:
+    """The part's type with the parameters that tell what it is (a calendar's `method`,
+    a text's `charset`); `name` is written from the filename, and a parameter that
+    is not plain ASCII is left out."""
+    params = getattr(part.get("content-type"), "params", {})
+    kept = tuple((str(key).lower(), str(value)) for key, value in params.items()
+                 if _TOKEN.fullmatch(str(key)) and _PRINTABLE.fullmatch(str(value))
+                 and str(key).lower() not in OWN_PARAMS)
+    return format_content_type(part.get_content_type(), kept)
+
+
+def _refuse_signed(message: EmailMessage) -> None:
+    """Signed or encrypted mail is refused: Outbox rebuilds the MIME it sends, which
+    would break the signature (it covers the signed part's exact bytes)."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind in _SEALED:
+            raise InputError(f"signed or encrypted mail ({kind}) cannot be relayed intact by "
+                             "Outbox: its MIME would be rebuilt and the signature broken; send "
+                             "it through your relay directly", field="body")
 
 
 def _filename(part: MIMEPart) -> str | None:
@@ -193,12 +246,22 @@ def _filename(part: MIMEPart) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def _content_id(part: MIMEPart) -> str | None:
-    """An inline image's id: a Content-ID on a part that is not an attachment."""
-    value = str(part.get("content-id", "")).strip()
-    if not value or part.get_content_disposition() == "attachment":
+def _content_id(part: MIMEPart, html: str, related: bool) -> str | None:
+    """An inline image's id: a Content-ID on a part that is not an attachment, or on
+    one in a multipart/related that the HTML shows (`cid:`), whatever its
+    Content-Disposition says (`EmailMessage.add_related(filename=...)` writes
+    "attachment" there)."""
+    value = str(part.get("content-id", "")).strip().removeprefix("<").removesuffix(">")
+    if not value:
         return None
-    return value.removeprefix("<").removesuffix(">") or None
+    if part.get_content_disposition() != "attachment":
+        return value
+    return value if related and _shows(html, value) else None
+
+
+def _shows(html: str, content_id: str) -> bool:
+    """Whether the HTML refers to `content_id` as a cid: URL (RFC 2392: %-encoded)."""
+    return content_id.lower() in {unquote(url).lower() for url in _CID_URL.findall(html)}
 
 
 def _bytes_of(part: MIMEPart) -> bytes:

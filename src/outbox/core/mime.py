@@ -32,6 +32,13 @@ from outbox.core import mime_headers as h
 from outbox.core.content import Attachment, AttachmentRef, MessageContent
 from outbox.core.links import link_note_html, link_note_text
 from outbox.core.mime_encode import base64_lines, base64_size, encode_text
+from outbox.core.mime_types import (
+    ATTACHED_MESSAGE,
+    OWN_PARAMS,
+    bare_type,
+    is_seven_bit,
+    parse_content_type,
+)
 
 # Headers Outbox writes itself; a client may not set them through `headers`.
 RESERVED_HEADERS = frozenset({
@@ -43,14 +50,16 @@ _BOUNDARY_PREFIX = "=_ob_"  # "=_" never occurs in quoted-printable or base64
 
 @dataclass(frozen=True, slots=True)
 class BlobPart:
-    """A file in the blob store, written as base64 in 76-column lines."""
+    """A file in the blob store, written as base64 in 76-column lines, or as it is
+    (`as_is`: an attached message whose bytes are 7bit lines)."""
 
     sha256: str
     size: int
+    as_is: bool = False
 
     @property
     def encoded_size(self) -> int:
-        return base64_size(self.size)
+        return self.size if self.as_is else base64_size(self.size)
 
 
 Segment = bytes | BlobPart
@@ -109,7 +118,8 @@ def _inline(segment: Segment, blobs: Mapping[str, bytes]) -> bytes:
         return segment
     if segment.sha256 not in blobs:
         raise ValueError(f"the content of blob {segment.sha256} was not given")
-    return base64_lines(blobs[segment.sha256])
+    data = blobs[segment.sha256]
+    return data if segment.as_is else base64_lines(data)
 
 
 def _body_tree(content: MessageContent) -> _Node:
@@ -154,23 +164,38 @@ def _text_leaf(text: str, subtype: str) -> _Leaf:
 
 
 def _file_leaf(attachment: Attachment) -> _Leaf:
+    """A file's part. Its type's own parameters (a calendar's `method`) go before the
+    `name` Outbox writes. An attached message goes as it is (RFC 2046 5.2.1 allows no
+    base64 there); a stored one was judged at submit (`core.mime_types.as_sent`),
+    bytes held in the content are judged here."""
     filename = attachment.filename
-    content_type = attachment.content_type or "application/octet-stream"
+    bare, params = parse_content_type(attachment.content_type or "application/octet-stream",
+                                      "content_type")
+    params = tuple((key, value) for key, value in params if key not in OWN_PARAMS)
+    body = _file_body(attachment)
+    as_is = bare.lower() == ATTACHED_MESSAGE and (
+        isinstance(body, BlobPart) or is_seven_bit(body))
+    if bare.lower() == ATTACHED_MESSAGE and not as_is:
+        bare, params = "application/octet-stream", ()
     content_id = attachment.content_id if isinstance(attachment, AttachmentRef) else None
-    headers = (h.with_params("Content-Type", content_type, [("name", filename)],
+    headers = (h.with_params("Content-Type", bare, [*params, ("name", filename)],
                              legacy_names=("name",))
-               + "Content-Transfer-Encoding: base64\r\n"
+               + f"Content-Transfer-Encoding: {'7bit' if as_is else 'base64'}\r\n"
                + (f"Content-ID: <{content_id}>\r\n" if content_id else "")
                + h.with_params("Content-Disposition", "inline" if content_id else "attachment",
                                [("filename", filename)]))
-    return _Leaf(headers, _file_body(attachment))
+    if isinstance(body, bytes) and not as_is:
+        body = base64_lines(body)
+    return _Leaf(headers, body)
 
 
 def _file_body(attachment: Attachment) -> bytes | BlobPart:
+    """A stored file's blob (an attached message's sent as it is), or the bytes the
+    content holds, decoded."""
     if isinstance(attachment, AttachmentRef):
-        return BlobPart(attachment.sha256, attachment.size)
-    data = base64.b64decode("".join(attachment.content_base64.split()))
-    return base64_lines(data)
+        as_is = bare_type(attachment.content_type) == ATTACHED_MESSAGE
+        return BlobPart(attachment.sha256, attachment.size, as_is)
+    return base64.b64decode("".join(attachment.content_base64.split()))
 
 
 # --- boundaries ---------------------------------------------------------------------------

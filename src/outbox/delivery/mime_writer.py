@@ -2,8 +2,9 @@
 
 `MimeWriter(blobs).body_for(content, message_id)` plans the message (pure)
 and returns a `PlannedBody` whose `chunks()` yield the literal segments as
-they are and each file as base64 lines, about 1.4 MB at a time, encoded in a
-worker thread while its sha256 and size are checked against the plan. A
+they are and each file as base64 lines (an attached message as it is), about
+1.4 MB at a time, encoded in a worker thread while its sha256 and size are checked
+against the plan. A
 file that is missing, the wrong size or the wrong hash raises
 `BodyUnavailable("attachment_corrupt")` before the body ends, so the
 transport never sends the final "." after a damaged file; a blob store that
@@ -100,7 +101,8 @@ class PlannedBody:
 
 
 class _Verifier:
-    """Base64-encodes one file while checking its size and sha256 against the plan."""
+    """Base64-encodes one file (or passes an attached message on as it is) while
+    checking its size and sha256 against the plan."""
 
     def __init__(self, part: BlobPart) -> None:
         self.part = part
@@ -113,7 +115,7 @@ class _Verifier:
         if self.size > self.part.size:
             raise _corrupt(self.part, f"is longer than the {self.part.size:,} bytes stored")
         self._sha256.update(raw)
-        return self._lines.feed(raw)
+        return raw if self.part.as_is else self._lines.feed(raw)
 
     def finish(self) -> bytes:
         if self.size != self.part.size:
@@ -121,7 +123,7 @@ class _Verifier:
                            "stored")
         if self._sha256.hexdigest() != self.part.sha256:
             raise _corrupt(self.part, "no longer matches its sha256")
-        return self._lines.finish()
+        return b"" if self.part.as_is else self._lines.finish()
 
 
 def _corrupt(part: BlobPart, what: str) -> BodyUnavailable:

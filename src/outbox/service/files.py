@@ -19,17 +19,18 @@ import hashlib
 import secrets
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from outbox.blobs import BlobStore, StoredBlob
 from outbox.blobs.sniff import SNIFF_BYTES, sniff
 from outbox.clock import utcnow
 from outbox.config import Settings
-from outbox.core.attachments import AttachmentIn, FileInfo, decode_base64
+from outbox.core.attachments import AttachmentIn, FileInfo, decode_base64, is_attached_message
 from outbox.core.compose import PlannedMessage, Submission
 from outbox.core.content import MessageContent, PlannedBlob
 from outbox.core.links import LinkPolicy, LinkTicket, read_link
+from outbox.core.mime_types import SevenBitLines, is_seven_bit
 from outbox.errors import (
     BlobCorrupt,
     Conflict,
@@ -101,17 +102,29 @@ class AttachmentFiles:
         for index, attachment in enumerate(submission.attachments):
             where = f"attachments[{index}]"
             if attachment.upload_id is not None:
-                infos.append(await self._uploaded(attachment, owner, now, where))
+                info = await self._uploaded(attachment, owner, now, where)
+                infos.append(await self._seven_bit(attachment, info))
                 inline.append(None)
             elif self.spooled(attachment.content_base64) is not None:
-                infos.append(await self._spooled_info(attachment.content_base64))
+                info = await self._spooled_info(attachment.content_base64)
+                infos.append(await self._seven_bit(attachment, info))
                 inline.append(None)
             else:
                 data = decode_base64(attachment, where)
                 infos.append(FileInfo(hashlib.sha256(data).hexdigest(), len(data),
-                                      sniff(data[:SNIFF_BYTES])))
+                                      sniff(data[:SNIFF_BYTES]),
+                                      is_attached_message(attachment) and is_seven_bit(data)))
                 inline.append(data)
         return FoundFiles(tuple(infos), tuple(inline))
+
+    async def _seven_bit(self, attachment: AttachmentIn, info: FileInfo) -> FileInfo:
+        """An attached message's bytes read through: they decide how it is sent."""
+        if not is_attached_message(attachment):
+            return info
+        check = SevenBitLines()
+        async for chunk in self.blobs.read(info.sha256, info.size):
+            check.feed(chunk)
+        return replace(info, seven_bit=check.finish())
 
     async def _uploaded(self, attachment: AttachmentIn, owner: str, now: datetime,
                         where: str) -> FileInfo:

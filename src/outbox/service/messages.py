@@ -120,19 +120,17 @@ class Messages:
 
     async def submit(self, submission: Submission, *, owner: str = "cli",
                      idempotency_key: str | None = None, body_hash: str | None = None,
-                     dedupe: bool = True, replays_are_rare: bool = False) -> Submitted:
+                     dedupe: bool = True, key_is_message_id: bool = False) -> Submitted:
         """Validate, plan and store a message durably; return it at once.
 
         `dedupe`: a Message-ID this owner submitted before gives that message back
-        ([delivery] dedupe_message_id). SMTP submission passes False: its idempotency
-        key holds the Message-ID and the envelope, so a message sent in several
-        transactions (to different recipients) is queued once per transaction.
-        `replays_are_rare`: a read per message saved, the insert left to find a taken key
-        (SMTP: its key is its body hash; a replay, a resend after a lost reply)."""
+        ([delivery] dedupe_message_id). SMTP passes `key_is_message_id` instead: its key
+        is the Message-ID and envelope (one message per transaction), found taken by the
+        insert (replays are rare), then decided as dedupe decides: replay or refusal."""
         item = BatchItem(submission, idempotency_key, body_hash)
         # The suppression list is read in the transaction that stores the message: one
         # trip to the database fewer, and no entry added in between slips by.
-        prepared = await self._prepare(item, owner, dedupe, {} if replays_are_rare else None,
+        prepared = await self._prepare(item, owner, dedupe, {} if key_is_message_id else None,
                                        suppressions_when_stored=True)
         if isinstance(prepared, Submitted):
             return prepared
@@ -142,6 +140,8 @@ class Messages:
             addresses_ = [r.address for r in prepared.planned.recipients]
             fields = fields_naming_recipients(submission)
             raise (refusal_of(refused.found, addresses_, fields) or refused) from None
+        if not created and key_is_message_id:
+            return Submitted(message_ids.replayed(message, prepared.planned), replayed=True)
         return await self._stored(prepared, message, created)
 
     async def submit_many(self, items: Sequence[BatchItem], *,

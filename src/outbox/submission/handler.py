@@ -11,9 +11,11 @@ A key over its `messages_per_minute` (the same bucket as the API's) gets a
 451 4.7.1 saying when to try again, and the client keeps the message.
 
 A message whose Message-ID this key sent before, to the same recipients, is
-answered 250 with the earlier queue id and not queued again: the idempotency
-key is made of the Message-ID and the envelope (a client that split its
-recipients over several transactions still gets each transaction queued).
+answered 250 with the earlier queue id and not queued again when it is the same
+message (as the API's `[delivery] dedupe_message_id` decides it), and refused with
+a 5xx when it is another message: the idempotency key is made of the Message-ID
+and the envelope (a client that split its recipients over several transactions
+still gets each transaction queued).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class SubmissionHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
+        if not _local_part(address).isascii():
+            return replies.non_ascii_local_part(address, sender=True)
         try:
             addresses.parse_mailbox(address, "sender")
         except InputError as exc:
@@ -74,6 +78,8 @@ class SubmissionHandler:
                           address: str, options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return replies.too_many_recipients(self.max_recipients)
+        if not _local_part(address).isascii():
+            return replies.non_ascii_local_part(address, sender=False)
         try:
             await self.outbox.messages.check_recipient(address)
         except InputError as exc:
@@ -104,7 +110,7 @@ class SubmissionHandler:
             await self.outbox.rate_limits.admit_messages(principal)
             submitted = await self.outbox.messages.submit(
                 submission, owner=owner, idempotency_key=key, body_hash=key, dedupe=False,
-                replays_are_rare=True)
+                key_is_message_id=True)
         except OutboxError as exc:
             log.info("smtp message refused", owner=owner, reason=exc.message)
             return replies.data_refused(exc)
@@ -145,3 +151,7 @@ class SubmissionHandler:
         if not self.outbox.settings.delivery.dedupe_message_id:
             return None
         return idempotency_key(message_id_of(submission), envelope.rcpt_tos)
+
+
+def _local_part(address: str) -> str:
+    return address.rpartition("@")[0]

@@ -13,6 +13,7 @@ from outbox.errors import (
     AttachmentBlocked,
     InputError,
     InvalidAddress,
+    MessageIdReused,
     MessageTooLarge,
     OutboxError,
     RateLimited,
@@ -82,12 +83,32 @@ def recipient_refused(exc: InputError) -> str:
     return _refused(exc)
 
 
+def non_ascii_local_part(address: str, *, sender: bool) -> str:
+    """An address with UTF-8 before the @: no relay path of Outbox carries it, even in
+    an SMTPUTF8 session (a UTF-8 domain is fine: it goes out as its A-label)."""
+    code, role = ("553 5.1.7", "sender") if sender else ("553 5.1.3", "recipient")
+    return _line(f"{code} The {role} address '{address}' cannot be relayed: Outbox does not "
+                 "send addresses with non-ASCII characters before the @ (SMTPUTF8 "
+                 "addresses are not supported); use an ASCII address for this mailbox "
+                 "(a non-ASCII domain alone is fine)")
+
+
+def message_id_reused(exc: MessageIdReused) -> str:
+    # 5.6.0 (RFC 3463 X.6: the message's content): the Message-ID header is content,
+    # and no detail code says "duplicate". 554, the transaction failed: a resend of
+    # this content never succeeds, so the client must not retry it.
+    return _line(f"554 5.6.0 {exc.message}; give the new message its own Message-ID "
+                 "(or none: Outbox makes one)")
+
+
 def data_refused(exc: OutboxError) -> str:
     """The reply to the final dot for a message that was not queued."""
     if isinstance(exc, AttachmentBlocked):
         return _line(f"550 5.7.1 {exc.message}")
     if isinstance(exc, MessageTooLarge):
         return _line(f"552 5.3.4 {exc.message}")
+    if isinstance(exc, MessageIdReused):
+        return message_id_reused(exc)
     if isinstance(exc, InputError):
         return _refused(exc)
     if isinstance(exc, RateLimited):  # temporary: the client retries later

@@ -11,10 +11,10 @@ Per connection: AUTH required before MAIL, except from `trusted_networks` (whose
 clients are logged in as `trusted_key` at MAIL), and the key checked again at every
 MAIL, so a revoked key sends no more; AUTH before TLS only where
 `SubmissionSettings.auth_needs_tls` allows it; SIZE advertised and enforced
-from `[limits] max_message_size` (refused at MAIL when declared); a client
-silent for `command_timeout` is disconnected; after `max_errors` 4xx/5xx
-replies the connection is closed with 421; more than `max_connections` at
-once get 421 at the greeting.
+from `[limits] max_message_size` (refused at MAIL when declared, else after the
+final dot, with the same 552 5.3.4); a client silent for `command_timeout` is
+disconnected; after `max_errors` 4xx/5xx replies the connection is closed with 421;
+more than `max_connections` at once get 421 at the greeting.
 """
 
 from __future__ import annotations
@@ -154,8 +154,8 @@ class SubmissionSMTP(SMTP):
         try:
             if state is DataState.LINE_TOO_LONG:
                 await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
-            elif state is DataState.TOO_MUCH:
-                await self.push("552 Error: Too much mail data")
+            elif state is DataState.TOO_MUCH:  # as a SIZE declared at MAIL is refused
+                await self.push(replies.size_exceeded(self.data_size_limit or 0))
             else:
                 self.envelope.data = data  # type: ignore[attr-defined]
                 if not data.spooled:
