@@ -4,6 +4,7 @@ messages, and reading the queue id back from the 250."""
 from __future__ import annotations
 
 import contextlib
+import email
 import re
 import secrets
 import smtplib
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tests.pg import database
 from tests.processes import (
@@ -57,6 +58,21 @@ class Served:
                 body = api.get(f"/v1/messages/{id}").json()
                 return body if body["status"] in {"sent", "failed", "held"} else None
             return dict(wait_until(settled, message=f"{id} to settle"))
+
+    def send(self, message: EmailMessage | bytes) -> tuple[int, str]:
+        """One message from shop@ to ann@ over STARTTLS and AUTH: DATA's reply."""
+        raw = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP)
+        with self.smtp() as client:
+            client.mail("shop@example.test")
+            client.rcpt("ann@example.test")
+            code, reply = client.data(raw)
+        return code, reply.decode()
+
+    def delivered(self, message_id: str) -> EmailMessage:
+        """The message the sink received under `message_id`, once it has."""
+        wait_until(lambda: message_id in self.sink.message_ids, message=f"{message_id} sent")
+        (found,) = [m for m in self.sink.messages if m.message_id == message_id]
+        return cast(EmailMessage, email.message_from_bytes(found.data, policy=SMTP))
 
     def message_ids(self) -> set[str]:
         with self.outbox.client() as api:

@@ -10,26 +10,16 @@ from __future__ import annotations
 import base64
 import email
 import secrets
-import smtplib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.policy import SMTP
-from pathlib import Path
 from typing import cast
 
 import pytest
 
-from tests.pg import database
-from tests.processes import OutboxProcess, wait_until, write_config
-from tests.smtpd import ScriptedServer, TlsCerts
 from tests.submission import (
-    PASSWORD,
-    USER,
-    client_context,
-    server_certificate,
-    smtp_address,
-    submission_config,
+    Served,
+    serve_submission,
 )
 
 INNER = (b"From: Bob <bob@example.test>\r\nTo: ann@example.test\r\nSubject: original\r\n"
@@ -37,42 +27,10 @@ INNER = (b"From: Bob <bob@example.test>\r\nTo: ann@example.test\r\nSubject: orig
 INVITE = b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n"
 
 
-@dataclass
-class Served:
-    outbox: OutboxProcess
-    sink: ScriptedServer
-    certs: TlsCerts
-    host: str
-    port: int
-
-    def send(self, message: EmailMessage | bytes) -> tuple[int, str]:
-        raw = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP)
-        with smtplib.SMTP(self.host, self.port, timeout=30) as client:
-            client.starttls(context=client_context(self.certs))
-            client.login(USER, PASSWORD)
-            client.mail("shop@example.test")
-            client.rcpt("ann@example.test")
-            code, reply = client.data(raw)
-        return code, reply.decode()
-
-    def delivered(self, message_id: str) -> EmailMessage:
-        wait_until(lambda: message_id in self.sink.message_ids, message=f"{message_id} sent")
-        (found,) = [m for m in self.sink.messages if m.message_id == message_id]
-        return cast(EmailMessage, email.message_from_bytes(found.data, policy=SMTP))
-
-
-@pytest.fixture(scope="module", params=["sqlite"])
-def served(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    directory: Path = tmp_path_factory.mktemp("rebuilt")
-    certs = TlsCerts(directory)
-    with ScriptedServer() as sink, database(request.param, directory) as url:
-        config = submission_config(directory, url, sink, server_certificate(certs, directory))
-        process = OutboxProcess(write_config(directory / "outbox.toml", config), config).start()
-        try:
-            yield Served(process, sink, certs, *smtp_address(config))
-        finally:
-            process.stop(timeout=10)
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve_submission("sqlite", tmp_path_factory.mktemp("rebuilt")) as served:
+        yield served
 
 
 def mail(subject: str) -> EmailMessage:
