@@ -88,3 +88,14 @@ async def test_filters_combine_with_the_status(store: Store) -> None:
     assert await store.messages.count(MessageStatus.HELD, MessageFilter(subject="report")) == 1
     assert await store.messages.count(MessageStatus.QUEUED, MessageFilter(
         recipient="bob@example.com", since=at(20))) == 2
+
+
+@pytest.mark.parametrize("searched", ["ünïcode", "ÜNÏCODE", "grüße", "GRÜßE", "ΣΟΦΊΑ"])
+async def test_a_subject_search_ignores_the_case_of_every_letter(store: Store,
+                                                                  searched: str) -> None:
+    """SQLite's lower() folds A-Z only: 'ünïcode' did not find 'Batch 1 Ünïcode' there."""
+    for n, subject in enumerate(["Batch 1 Ünïcode", "Grüße aus Köln", "σοφία", "Plain"]):
+        await store.messages.enqueue(titled(new_message(id=f"u{n}", accepted_at=at(n)),
+                                            subject))
+    wanted = {"ünïcode": ["u0"], "grüße": ["u1"], "σοφία": ["u2"]}[searched.lower()]
+    assert await all_pages(store, MessageFilter(subject=searched)) == wanted

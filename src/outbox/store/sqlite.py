@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from outbox.store.liveness import LockFiles
+from outbox.store.sql import folding
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sqlite_claim import pick_due
@@ -87,6 +88,8 @@ def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own
     for pragma in PRAGMAS:
         dbapi_connection.execute(pragma)
+    dbapi_connection.create_function(folding.SQLITE_FUNCTION, 1, folding.lower,
+                                     deterministic=True)
 
 
 def _on_begin(conn: Connection) -> None:

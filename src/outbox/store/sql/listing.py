@@ -3,7 +3,8 @@ opaque keyset cursor (the last row's acceptance time and id).
 
 A filter on recipients or relays is a subquery on `recipients` (indexed by
 lower(address) and by relay), so a page costs the same however the queue grows;
-the subject is a case-insensitive substring of the content's subject.
+the subject is a case-insensitive substring of the content's subject (every letter
+folded, `sql.folding`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import ARRAY, Connection, Select, Text, any_, bindparam, func, s
 from outbox.core.model import MessageStatus
 from outbox.errors import InputError
 from outbox.store.sql.bound_lists import is_postgres
+from outbox.store.sql.folding import folded
 from outbox.store.sql.queries import hydrate
 from outbox.store.tables import UtcDateTime, messages, recipients
 from outbox.store.values import Message, MessageFilter, Page
@@ -80,7 +82,7 @@ def narrow(query: Select[Any], where: MessageFilter) -> Select[Any]:
                                                        type_=UtcDateTime()))
     if where.subject:
         subject = m.c.content["subject"].as_string()
-        query = query.where(subject.icontains(where.subject, autoescape=True))
+        query = query.where(folded(subject).contains(where.subject.lower(), autoescape=True))
     return query
 
 
