@@ -20,7 +20,7 @@ from sqlalchemy.sql.functions import FunctionElement
 SQLITE_FUNCTION = "outbox_lower"
 
 
-class folded(FunctionElement[str]):  # noqa: N801  (used like func.lower)
+class folded(FunctionElement[str]):  # lower case: used like func.lower
     type = Text()
     inherit_cache = True
     name = "folded"
