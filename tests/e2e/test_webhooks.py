@@ -128,7 +128,7 @@ def check_refusals(outbox: OutboxProcess) -> None:
     assert "10.0.0.7 is a private address" in private.json()["error"]["message"]
     assert loopback.status_code == 422
     assert "127.0.0.2 is a loopback address" in loopback.json()["error"]["message"]
-    assert (unknown.status_code, unknown.json()["error"]["field"]) == (422, "events")
+    assert (unknown.status_code, unknown.json()["error"]["field"]) == (422, "events[1]")
     assert not_admin.status_code == 403
     assert listed == []
 

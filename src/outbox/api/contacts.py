@@ -7,6 +7,7 @@ Every route is a thin call into `addressbook.ContactBook`.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -15,11 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from outbox.api.auth import Principal, require
 from outbox.api.described import ADDRESS, CSV_FILE, NAME, VCARD_FILE
 from outbox.api.media import media_type
+from outbox.api.multipart import FILE_FIELD, FORM_TYPE, FormFile, is_form
 from outbox.api.schemas import JSON_INTEGER, Address, Strict
 from outbox.core import addresses
 from outbox.core.contact_merge import Report
 from outbox.core.contacts import Alias, Contact, Group, Member, MemberKind, Suggestion
 from outbox.core.routing import explain_route
+from outbox.errors import UnsupportedMediaType
 from outbox.service import Outbox
 from outbox.service.contacts import ContactBook
 from outbox.views.render import iso
@@ -205,22 +208,61 @@ async def add_contact(body: ContactIn, book: Book, _: Editor) -> ContactOut:
 @router.post("/contacts/import", response_model=ReportOut, openapi_extra={"requestBody": {
     "required": True, "content": {
         "text/csv": {"schema": {"type": "string", "pattern": CSV_FILE}},
-        "text/vcard": {"schema": {"type": "string", "pattern": VCARD_FILE}}}}})
+        "text/vcard": {"schema": {"type": "string", "pattern": VCARD_FILE}},
+        FORM_TYPE: {"schema": {"type": "object", "required": [FILE_FIELD], "properties": {
+            FILE_FIELD: {"type": "string", "pattern": CSV_FILE, "description": "the file: "
+                         "CSV, or vCard when its filename ends in .vcf or .vcard"}}},
+                    "encoding": {FILE_FIELD: {"contentType": "text/csv"}}}}}})
 async def import_contacts(request: Request, book: Book, _: Editor,
                           format: Annotated[str | None, Query(pattern="^(csv|vcard)$")] = None,
                           dry_run: bool = False) -> ReportOut:
     """The body is a CSV file (its header names an email column, like 'email' or
-    'E-mail Address') or vCards; the report says what was added, merged into existing
-    contacts (same address), unchanged or skipped, and why. The format is the body's
-    Content-Type (text/csv, text/vcard), else ?format=, else what the content looks like."""
-    kind = _format_of(request.headers.get("content-type", "")) or format
-    report = await book.import_file(await request.body(), format=kind, apply=not dry_run)
+    'E-mail Address') or vCards, sent raw (Content-Type text/csv or text/vcard; without
+    a Content-Type, ?format= or what the content looks like decides) or as the form
+    field `file` of a multipart/form-data body (`curl -F file=@contacts.vcf`: its
+    filename decides, .vcf or .vcard being vCard, else the part's Content-Type, ?format=,
+    the content). Any other Content-Type is 415. The report says what was added, merged
+    into existing contacts (same address), unchanged or skipped, and why."""
+    content_type = request.headers.get("content-type")
+    if content_type and is_form(content_type):
+        form = FormFile.of(content_type)
+        data = b"".join([chunk async for chunk in form.chunks(request.stream())])
+        filename = form.filename or ""
+        kind = (_format_of_name(filename) or _format_of(form.content_type or "")
+                or format)
+    else:
+        filename, kind = "", _raw_format(content_type) or format
+        data = await request.body()
+    report = await book.import_file(data, filename, format=kind, apply=not dry_run)
     return report_out(report, applied=not dry_run)
 
 
+_FORMATS = {"text/csv": "csv", "text/vcard": "vcard", "text/x-vcard": "vcard"}
+_SUFFIXES = {".csv": "csv", ".vcf": "vcard", ".vcard": "vcard"}
+
+
 def _format_of(content_type: str) -> str | None:
-    return {"text/csv": "csv", "text/vcard": "vcard",
-            "text/x-vcard": "vcard"}.get(media_type(content_type))
+    return _FORMATS.get(media_type(content_type))
+
+
+def _format_of_name(filename: str) -> str | None:
+    return _SUFFIXES.get(PurePosixPath(filename.replace("\\", "/")).suffix.lower())
+
+
+def _raw_format(content_type: str | None) -> str | None:
+    """The format a raw body's Content-Type names; None without one. Any other type
+    is refused: a form sent as the file would be read as a CSV without an email column."""
+    if not content_type:
+        return None
+    kind = _format_of(content_type)
+    if kind is None:
+        raise UnsupportedMediaType(
+            "this route takes a CSV or vCard file as text/csv, text/vcard or the field "
+            f"'{FILE_FIELD}' of {FORM_TYPE} (curl -F {FILE_FIELD}=@contacts.csv), not "
+            f"'{content_type[:100]}'", field="Content-Type",
+            hint=f"curl -F {FILE_FIELD}=@contacts.csv, or curl -H 'Content-Type: text/csv' "
+                 "--data-binary @contacts.csv")
+    return kind
 
 
 @router.post("/contacts/dedupe", response_model=ReportOut)

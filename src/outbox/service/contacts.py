@@ -95,8 +95,9 @@ class ContactBook:
         saved = {name_key(g.name): g for g in await self.store.list_groups()}
         cycle = group_cycle(saved, replace(group, name=name))
         if cycle:
-            raise GroupCycle(f"members: the group would contain itself: {' > '.join(cycle)}",
-                             field="members")
+            field = _member_field(group, cycle[1])
+            raise GroupCycle(f"{field}: the group would contain itself: {' > '.join(cycle)}",
+                             field=field)
         return await self.store.save_group(replace(group, name=name), self.clock())
 
     async def list_groups(self) -> Sequence[Group]:
@@ -213,10 +214,23 @@ def _checked(name: str, emails: Sequence[str], tags: Sequence[str]) -> NewContac
     if not emails:
         raise InputError("emails: a contact needs at least one address", field="emails")
     checked = [addresses.parse_mailbox(e, f"emails[{i}]").addr_spec for i, e in enumerate(emails)]
-    if len({address_key(e) for e in checked}) < len(checked):
-        raise InputError("emails: the same address is listed twice", field="emails")
+    first: dict[str, int] = {}
+    for index, address in enumerate(checked):
+        seen = first.setdefault(address_key(address), index)
+        if seen != index:
+            raise InputError(f"emails[{index}]: '{address}' is the same address as "
+                             f"emails[{seen}]; list each address once", field=f"emails[{index}]")
     clean_tags = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
     return NewContact(" ".join(name.split()), tuple(checked), clean_tags)
+
+
+def _member_field(group: Group, nested: str) -> str:
+    """`members[i]`: the member naming the group through which `group` would contain
+    itself (the second link of the cycle's chain)."""
+    for index, member in enumerate(group.members):
+        if member.kind is MemberKind.GROUP and name_key(member.value) == name_key(nested):
+            return f"members[{index}]"
+    return "members"
 
 
 USAGE_CHUNK = 200  # addresses per usage transaction

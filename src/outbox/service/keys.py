@@ -43,14 +43,16 @@ def new_key() -> str:
 
 
 def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    """Scopes from a list or a comma-separated string; InputError if unknown."""
+    """Scopes from a list or a comma-separated string; InputError if unknown, its
+    field the list item that holds it (`scopes[1]`)."""
     found: list[str] = []
-    for part in scopes:
-        found += [s.strip().lower() for s in part.split(",") if s.strip()]
-    unknown = sorted(set(found) - set(SCOPES))
-    if unknown:
-        raise InputError(f"unknown scope '{unknown[0]}' (known: {', '.join(SCOPES)})",
-                         field="scopes")
+    for index, part in enumerate(scopes):
+        named = [s.strip().lower() for s in part.split(",") if s.strip()]
+        unknown = [s for s in named if s not in SCOPES]
+        if unknown:
+            raise InputError(f"unknown scope '{unknown[0]}' (known: {', '.join(SCOPES)})",
+                             field=f"scopes[{index}]")
+        found += named
     if not found:
         raise InputError(f"give at least one scope ({', '.join(SCOPES)})", field="scopes")
     return tuple(s for s in SCOPES if s in found)

@@ -146,9 +146,18 @@ class Webhooks:
 
 
 def _events(events: Iterable[str]) -> tuple[str, ...]:
+    """The event names; an unknown one is an InputError whose field is the list item
+    that names it (`events[1]`), not the whole list."""
+    items = tuple(events)
+    for index, item in enumerate(items):
+        if item.replace(",", "").strip():  # a blank item names nothing: no error of its own
+            try:
+                rules.parse_events([item])
+            except rules.UnknownEvent as exc:
+                raise InputError(str(exc), field=f"events[{index}]") from None
     try:
-        return rules.parse_events(events)
-    except rules.UnknownEvent as exc:
+        return rules.parse_events(items)
+    except rules.UnknownEvent as exc:  # no event named at all
         raise InputError(str(exc), field="events") from None
 
 
