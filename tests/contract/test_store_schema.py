@@ -20,7 +20,7 @@ RELAY_AUTH_TABLES = {"relay_auth", "api_keys"}
 INTEGRATION_TABLES = {"webhook_endpoints", "webhook_deliveries", "rate_limit_buckets"}
 GOVERNOR_TABLES = {"relay_governor", "clock_readings"}
 SUPPRESSION_TABLES = {"suppressions"}
-UI_TABLES = {"ui_users"}
+UI_TABLES = {"ui_users", "ui_sessions"}
 
 
 def snapshot(conn: Connection) -> dict[str, Any]:

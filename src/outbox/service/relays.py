@@ -25,7 +25,7 @@ from outbox.core import guidance as catalogue
 from outbox.core.governor import GovernorState
 from outbox.core.model import RecipientStatus
 from outbox.core.relay_state import session_outcome
-from outbox.core.report import Stage
+from outbox.core.report import Condition, Stage
 from outbox.delivery.auth import authenticators_for
 from outbox.delivery.credentials import (
     CredentialVault,
@@ -105,6 +105,15 @@ class RelayTest:
             return None
         outcome = session_outcome(failure)
         return catalogue.describe(outcome.guidance, outcome.reply)
+
+
+# Why a login was not even tried: the fix is the relay's settings, not the credentials.
+_NO_LOGIN = {
+    Condition.AUTH_NOT_OFFERED: "if the relay needs no login, store none; if it offers AUTH "
+                                "only over TLS, set its security to starttls or tls first",
+    Condition.AUTH_NEEDS_TLS: "set the relay's security to starttls or tls (or "
+                              "allow_insecure_auth on a trusted network), then set them again",
+}
 
 
 # --- an operator's update, checked ---------------------------------------------------------
@@ -206,6 +215,9 @@ class Relays:
             said = str(failure.reply or failure.detail or failure.condition or "failed")
             guidance = RelayTest(relay, result, 0).guidance
             where = f"relay {relay.name}: {relay.host}:{relay.port}"
+            if failure.condition in _NO_LOGIN:  # nothing to check outside Outbox
+                raise LoginNotVerified(f"{where} could not log in ({said}); nothing stored",
+                                       hint=_NO_LOGIN[failure.condition])
             if failure.stage is Stage.AUTH:
                 raise LoginNotVerified(f"{where} refused the login ({said}); nothing stored")
             raise LoginNotVerified(

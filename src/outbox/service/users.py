@@ -1,15 +1,20 @@
-"""The web UI's users: argon2id password hashes, roles, sign-in with throttling, and the
-key that signs session cookies (shared by every node through the database).
+"""The web UI's users: argon2id password hashes, roles, sign-in with throttling, the
+key that signs session cookies and the sessions themselves (both shared by every node
+through the database).
 
     users = outbox.users
     await users.create("ann", "sender", password)
     user = await users.sign_in("ann", password, client="127.0.0.1")  # AuthError if wrong
+    id = await users.start_session(user)       # the cookie carries it
+    await users.session_user(id)               # the user while the session lasts
+    await users.end_session(id)                # signed out, on every node at once
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import secrets
 import time
 from collections import deque
@@ -90,6 +95,7 @@ class UiUsers:
         self._clock = clock
         ui = settings.ui
         self.throttle = LoginThrottle(ui.login_attempts, ui.login_window.total_seconds())
+        self.session_max_age = ui.session_max_age
         self._session_key: bytes | None = None
 
     async def create(self, name: str, role: str, password: str) -> UiUser:
@@ -107,16 +113,33 @@ class UiUsers:
         if not await self.store.ui_users.update_ui_user(name, self._clock(),
                                                        password_hash=await _hash(password)):
             raise NotFound(f"no UI user named '{name}'")
-        log.info("ui user password changed", user=name)
+        log.info("ui user password changed; its sessions ended", user=name)
 
     async def set_disabled(self, name: str, disabled: bool) -> None:
         if not await self.store.ui_users.update_ui_user(name, self._clock(), disabled=disabled):
             raise NotFound(f"no UI user named '{name}'")
-        log.info("ui user disabled" if disabled else "ui user enabled", user=name)
+        log.info("ui user disabled; its sessions ended" if disabled else "ui user enabled",
+                 user=name)
 
-    async def active(self, name: str) -> UiUser | None:
-        user = await self.store.ui_users.find_ui_user(name)
+    async def start_session(self, user: UiUser) -> str:
+        """A new session of `user`: its id, for the cookie; the store keeps only a hash."""
+        id = secrets.token_urlsafe(32)
+        now = self._clock()
+        await self.store.ui_users.start_ui_session(_hashed(id), user.name, now,
+                                                   now + self.session_max_age)
+        return id
+
+    async def session_user(self, id: str) -> UiUser | None:
+        """The active user of session `id`; None once it ended, expired or its user was
+        disabled or removed."""
+        if not id:
+            return None
+        user = await self.store.ui_users.find_ui_session(_hashed(id), self._clock())
         return user if user is not None and user.is_active else None
+
+    async def end_session(self, id: str) -> None:
+        if id:
+            await self.store.ui_users.end_ui_sessions(id_hash=_hashed(id))
 
     async def sign_in(self, name: str, password: str, client: str) -> UiUser:
         """The user, or `WrongPassword`; `RateLimited` after too many failures."""
@@ -145,6 +168,12 @@ class UiUsers:
     # `list` last: below it, the name shadows the builtin in annotations.
     async def list(self) -> tuple[UiUser, ...]:
         return await self.store.ui_users.list_ui_users()
+
+
+def _hashed(session_id: str) -> str:
+    """What the database keeps of a session id: a copy of the database (a backup) signs
+    nobody in."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 def _checked_name(name: str) -> str:

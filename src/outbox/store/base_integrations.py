@@ -130,7 +130,20 @@ class UiUserStore(Protocol):
 
     async def update_ui_user(self, name: str, now: datetime, *, password_hash: str | None = None,
                              disabled: bool | None = None) -> bool:
-        """Change a user's hash or disabled state; False for an unknown name."""
+        """Change a user's hash or disabled state; False for an unknown name. A new hash
+        or disabling ends the user's sessions in the same transaction."""
+
+    async def start_ui_session(self, id_hash: str, user: str, now: datetime,
+                               expires_at: datetime) -> None:
+        """Record a signed-in session (by the hash of its id), forgetting expired ones."""
+
+    async def find_ui_session(self, id_hash: str, now: datetime) -> UiUser | None:
+        """The user of this session while it lasts (disabled users too); None when it
+        ended, expired or its user is gone. One read: every UI request makes it."""
+
+    async def end_ui_sessions(self, *, id_hash: str | None = None,
+                              user: str | None = None) -> int:
+        """End one session, or every session of `user`; how many ended."""
 
     async def activity(self, since: datetime,
                        types: Sequence[str]) -> dict[tuple[datetime, str], int]:

@@ -66,7 +66,7 @@ async def login(request: Request, outbox: Service, name: Annotated[str, Form()],
 
 
 @router.post("/logout")
-async def logout(_: Viewer) -> Response:
+async def logout(request: Request, session: Viewer) -> Response:
     response = RedirectResponse("/ui/login", status_code=303)
-    sessions.end(response)
+    await sessions.end(request, response, session)
     return response

@@ -1,9 +1,10 @@
 """Who is signed in: an HMAC-signed session cookie (HttpOnly, SameSite=Lax, Secure over
-TLS) naming the user and carrying the session's CSRF token; roles; CSRF checks.
+TLS) carrying a session id and the session's CSRF token; roles; CSRF checks.
 
-The cookie holds no secret and no password: only the user name, the CSRF token and
-when it was issued. The user is looked up on every request, so disabling a user ends
-its sessions at once. The key is `outbox.users.session_key()`, shared by every node.
+The cookie holds no secret and no password: the session id, the CSRF token and when it
+was issued. The session is looked up in the database on every UI request (one read, never
+on an API request), so signing out, a new password or disabling the user ends it at once
+on every node. The key is `outbox.users.session_key()`, shared by every node.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class SignInNeeded(Exception):
 class Session:
     user: UiUser
     csrf: str
+    id: str = ""  # the session's id in the store (users.start_session)
 
     def can(self, role: str) -> bool:
         return RANK.get(self.user.role, -1) >= RANK[role]
@@ -56,6 +58,14 @@ class Session:
     def owner(self) -> str:
         """The owner of what this user submits and uploads (idempotency keys, uploads)."""
         return f"ui:{self.user.name}"
+
+    def sign(self, value: str) -> str:
+        """`value`'s signature for this session: a value a page carries to the next
+        request (a notice, what a confirmation counted) is believed only with it."""
+        return hmac.new(self.csrf.encode(), value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def is_signed(self, value: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(value), signature)
 
 
 def service(request: Request) -> Outbox:
@@ -74,8 +84,8 @@ def _sign(key: bytes, payload: bytes) -> str:
 
 async def issue(request: Request, response: Response, user: UiUser) -> None:
     outbox = service(request)
-    body = json.dumps({"u": user.name, "c": secrets.token_urlsafe(24),
-                       "t": int(time.time())}).encode()
+    body = json.dumps({"s": await outbox.users.start_session(user),
+                       "c": secrets.token_urlsafe(24), "t": int(time.time())}).encode()
     payload = base64.urlsafe_b64encode(body).decode()
     value = f"{payload}.{_sign(await outbox.users.session_key(), payload.encode())}"
     response.set_cookie(COOKIE, value, max_age=int(outbox.settings.ui.session_max_age
@@ -83,7 +93,10 @@ async def issue(request: Request, response: Response, user: UiUser) -> None:
                         path="/ui", httponly=True, samesite="lax", secure=is_secure(request))
 
 
-def end(response: Response) -> None:
+async def end(request: Request, response: Response, session: Session) -> None:
+    """Sign out: the session ends in the store (a copy of the cookie no longer works
+    anywhere) and the browser forgets the cookie."""
+    await service(request).users.end_session(session.id)
     response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="lax")
 
 
@@ -110,8 +123,9 @@ async def current(request: Request) -> Session | None:
     data = await _decoded(request)
     if data is None:
         return None
-    user = await service(request).users.active(str(data.get("u", "")))
-    return Session(user, str(data.get("c", ""))) if user is not None else None
+    id = str(data.get("s", ""))
+    user = await service(request).users.session_user(id)
+    return Session(user, str(data.get("c", "")), id) if user is not None else None
 
 
 async def _given_token(request: Request) -> str:

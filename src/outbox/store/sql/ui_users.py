@@ -1,5 +1,6 @@
 """`SqlUiUsers`: `store.base_integrations.UiUserStore` over a `Runner`: the web UI's
-users (`ui_users`) and the per-minute event counts of the dashboard's chart."""
+users (`ui_users`), their sessions (`ui_sessions`) and the per-minute event counts of
+the dashboard's chart."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from outbox.errors import Conflict
 from outbox.store.base_integrations import UiUser
 from outbox.store.sql.runner import Runner
 from outbox.store.tables import events
-from outbox.store.tables_ui import ui_users
+from outbox.store.tables_ui import ui_sessions, ui_users
 
 u = ui_users
+s = ui_sessions
 
 
 def _to_user(row: Any) -> UiUser:
@@ -46,7 +48,34 @@ def update_ui_user(conn: Connection, name: str, now: datetime, password_hash: st
         values["password_hash"] = password_hash
     if disabled is not None:
         values["disabled_at"] = now if disabled else None
-    return bool(conn.execute(update(u).where(u.c.name == name).values(**values)).rowcount)
+    found = bool(conn.execute(update(u).where(u.c.name == name).values(**values)).rowcount)
+    if password_hash is not None or disabled:
+        end_ui_sessions(conn, None, name)
+    return found
+
+
+def start_ui_session(conn: Connection, id_hash: str, user: str, now: datetime,
+                     expires_at: datetime) -> None:
+    conn.execute(delete(s).where(s.c.expires_at <= now))
+    conn.execute(insert(s).values(id_hash=id_hash, user_name=user, created_at=now,
+                                  expires_at=expires_at))
+
+
+def find_ui_session(conn: Connection, id_hash: str, now: datetime) -> UiUser | None:
+    row = conn.execute(select(u).join(s, s.c.user_name == u.c.name)
+                       .where(s.c.id_hash == id_hash, s.c.expires_at > now)).first()
+    return _to_user(row) if row is not None else None
+
+
+def end_ui_sessions(conn: Connection, id_hash: str | None, user: str | None) -> int:
+    if id_hash is None and user is None:
+        return 0
+    query = delete(s)
+    if id_hash is not None:
+        query = query.where(s.c.id_hash == id_hash)
+    if user is not None:
+        query = query.where(s.c.user_name == user)
+    return int(conn.execute(query).rowcount)
 
 
 def activity(conn: Connection, since: datetime,
@@ -90,6 +119,17 @@ class SqlUiUsers:
     async def update_ui_user(self, name: str, now: datetime, *, password_hash: str | None = None,
                              disabled: bool | None = None) -> bool:
         return await self._run.write(update_ui_user, name, now, password_hash, disabled)
+
+    async def start_ui_session(self, id_hash: str, user: str, now: datetime,
+                               expires_at: datetime) -> None:
+        await self._run.write(start_ui_session, id_hash, user, now, expires_at)
+
+    async def find_ui_session(self, id_hash: str, now: datetime) -> UiUser | None:
+        return await self._run.read(find_ui_session, id_hash, now)
+
+    async def end_ui_sessions(self, *, id_hash: str | None = None,
+                              user: str | None = None) -> int:
+        return await self._run.write(end_ui_sessions, id_hash, user)
 
     async def activity(self, since: datetime,
                        types: Sequence[str]) -> dict[tuple[datetime, str], int]:
