@@ -188,6 +188,12 @@ def _report_test(tested: RelayTest) -> None:
              if result.info.auth_mechanism else "no login configured")
     tls = f", {result.info.tls_version}" if result.info.tls_version else ""
     print(f"relay {relay.name}: {where} ok ({login}{tls}); no mail sent")
+    if tested.refused_mail:
+        print(f"relay {relay.name} did not ask for a login at connect (this test connects, "
+              "says EHLO, STARTTLS if configured, and QUIT; it sends no MAIL), but it refused "
+              f"mail without one ({tested.refused_mail}): its mail stays held. Next step: "
+              f"`outbox relay set-credentials {relay.name}`, or `outbox queue retry ID` once "
+              "the relay takes mail without a login.")
     if tested.released:
         print(f"relay {relay.name} works again: {tested.released} held message(s) released")
     if tested.ended is not None:

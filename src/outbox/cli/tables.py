@@ -78,10 +78,24 @@ def print_detail(console: Console, m: MessageOut) -> None:
         recipients.add_row(*(escape(cell) for cell in (r.address, r.kind, r.relay, r.status,
                                                          reply)))
     console.print(recipients)
+    shown = set()
     for r in m.recipients:
         if r.guidance and r.status != "sent":
             console.print(f"  {r.address}: {r.guidance}", markup=False)
+            shown.add(r.guidance)
+    why = _hold_guidance(m)
+    if why and why not in shown:
+        console.print(f"  held: {why}", markup=False)
     _print_timeline(console, m)
+
+
+def _hold_guidance(m: MessageOut) -> str | None:
+    """A message held at submit (internal domains, a policy) has no recipient guidance:
+    the `held` event carries it, and the hold reason alone says nothing of what to do."""
+    if m.status != "held":
+        return None
+    held = [e for e in m.events if e.type in ("held", "alert") and e.guidance]
+    return held[-1].guidance if held else None
 
 
 def _print_timeline(console: Console, m: MessageOut) -> None:

@@ -209,8 +209,9 @@ class RetrySettings(Section):
     max_delay: Duration = Field(timedelta(hours=1), description="cap on one wait")
     max_attempts: int = Field(20, ge=1, description="tries, the first included; not counted: "
                               "a try that held the message for an operator, or that a failure "
-                              "of the whole relay stopped (refused, timed out, TLS, AUTH 4xx, "
-                              "421; that mail waits for the relay up to max_age)")
+                              "of the whole relay stopped (refused, timed out, TLS, AUTH 4xx), "
+                              "or that the relay answered \"slow down\" (421 or 4.7.x); that "
+                              "mail waits for the relay up to max_age")
     max_age: Duration = Field(timedelta(days=3), description="give up this long after acceptance")
 
 

@@ -12,7 +12,8 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from outbox.core.governor import relay_wide
+from outbox.core.governor import relay_wide, throttled
+from outbox.core.guidance_outbox import GAVE_UP_UNCERTAIN
 from outbox.core.model import (
     Event,
     EventType,
@@ -90,7 +91,7 @@ def decide_in_steps(
     caller on an event loop lets other requests run in between: 1,000 recipients
     take several milliseconds (issue 17). Its return value is the verdict."""
     held = [o for o in outcomes.values() if o.kind is OutcomeKind.HELD]
-    waited = bool(outcomes) and all(relay_wide(o) for o in outcomes.values())
+    not_counted = _not_counted(outcomes)
     retry = _retry_decision(ctx, outcomes, policy, now, rng)
     # One text for every recipient: a relay-wide deferral gives 1,000 the same.
     next_attempt = f"next attempt at {retry.retry_at.isoformat()}" if retry.retry_at else ""
@@ -113,8 +114,8 @@ def decide_in_steps(
         due_at=due_at,
         recipient_updates=tuple(updates.values()),
         events=(Event(now, EventType.ATTEMPT, ctx.attempt,
-                      detail=_join(_summary(outcomes), NOT_COUNTED if waited else "")), *events),
-        count_attempt=not held and not waited,
+                      detail=_join(_summary(outcomes), not_counted)), *events),
+        count_attempt=not (held or not_counted),
         hold_reason=hold_reason,
         outcome=status.value,
         held_for_relay=(status is MessageStatus.HELD and bool(held)
@@ -133,8 +134,31 @@ def _retry_decision(ctx: AttemptContext, outcomes: Mapping[str, Outcome],
         slowest_relay = max(o.retry_after or timedelta(0) for o in retryable)
         return policy.wait_for_relay(slowest_relay or None, ctx.accepted_at, now, rng,
                                      ctx.held_for)
+    if all(relay_wide(o) or throttled(o) for o in retryable):
+        return policy.wait_for_relay(_throttled_wait(ctx, retryable, policy, now),
+                                     ctx.accepted_at, now, rng, ctx.held_for)
     slowest = max(retryable, key=lambda o: o.retry_after or timedelta(0))
     return policy.decide(slowest, ctx.attempt, ctx.accepted_at, now, rng, ctx.held_for)
+
+
+def _throttled_wait(ctx: AttemptContext, retryable: list[Outcome], policy: RetryPolicy,
+                    now: datetime) -> timedelta:
+    """No attempt is spent, so the attempt count cannot space the tries out: the wait
+    grows with the time the message has waited already (doubling, like `delay`), from
+    `first_delay` up to `max_delay`, and is never shorter than the relay asked."""
+    waited = now - ctx.accepted_at - ctx.held_for
+    wait = min(max(waited, policy.first_delay), policy.max_delay)
+    return max([wait, *(o.retry_after for o in retryable if o.retry_after)])
+
+
+def _not_counted(outcomes: Mapping[str, Outcome]) -> str:
+    """Why this attempt is not counted against max_attempts, or "" when it is: every
+    recipient left to retry waits for its relay (down, or saying "slow down")."""
+    retryable = [o for o in outcomes.values()
+                 if o.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN)]
+    if not retryable or not all(relay_wide(o) or throttled(o) for o in retryable):
+        return ""
+    return NOT_COUNTED if all(relay_wide(o) for o in retryable) else THROTTLED_NOT_COUNTED
 
 
 def _recipient_update(address: str, outcome: Outcome, retry: RetryDecision) -> RecipientUpdate:
@@ -145,14 +169,26 @@ def _recipient_update(address: str, outcome: Outcome, retry: RetryDecision) -> R
         status = RecipientStatus.FAILED if is_retry and retry.give_up else (
             RecipientStatus.DEFERRED if is_retry else RecipientStatus.PENDING)
     gave_up = status is RecipientStatus.FAILED and outcome.kind not in _FINAL_KIND_STATUS
+    reason, key = _gave_up(retry, outcome) if gave_up else ("", outcome.guidance)
     return RecipientUpdate(
         address=address,
         status=status,
         reply_code=reply.code if reply else None,
         enhanced_code=reply.enhanced if reply else None,
-        reply=reply.text if reply else (outcome.detail or None),
-        guidance=retry.guidance if gave_up else outcome.guidance,
+        # No reply to show: the last try's detail ("... waits without spending attempts")
+        # would contradict the final status, so the reason it ended stands in for it.
+        reply=reply.text if reply else (reason or outcome.detail or None),
+        guidance=key,
     )
+
+
+def _gave_up(retry: RetryDecision, outcome: Outcome) -> tuple[str, str]:
+    """Why the policy gave up on `outcome`, and the guidance key. When the try that ended
+    it was uncertain, the relay probably has the message: say so, since "retry the
+    message" would send another copy."""
+    if outcome.kind is not OutcomeKind.UNCERTAIN:
+        return retry.reason, retry.guidance
+    return _join(retry.reason, GAVE_UP_UNCERTAIN_DETAIL), GAVE_UP_UNCERTAIN
 
 
 def _recipient_events(ctx: AttemptContext, now: datetime, address: str, outcome: Outcome,
@@ -176,7 +212,8 @@ def _recipient_event(ctx: AttemptContext, now: datetime, address: str, outcome: 
     key = outcome.guidance
     if outcome.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN):
         if retry.give_up:
-            event_type, detail, key = EventType.FAILED, retry.reason, retry.guidance
+            event_type = EventType.FAILED
+            detail, key = _gave_up(retry, outcome)
         elif next_attempt:
             detail = _join(detail, next_attempt)
     return Event(
@@ -238,6 +275,13 @@ def _partly_sent_event(ctx: AttemptContext, now: datetime,
 # the same attempt number, and the timeline says why.
 NOT_COUNTED = ("the relay failed, not the message: not counted against [retry] "
                "max_attempts (it waits for the relay, up to [retry] max_age)")
+GAVE_UP_UNCERTAIN_DETAIL = ("the last try lost the connection after the whole message was "
+                            "sent: the relay probably has it, once for each `uncertain` event")
+
+# ... and of a try the relay answered with "slow down" (421, 4.7.x): the governor paces
+# the relay, and its mail waits without spending attempts (SPEC F3).
+THROTTLED_NOT_COUNTED = ("the relay asked Outbox to slow down: not counted against [retry] "
+                         "max_attempts (its mail waits, up to [retry] max_age)")
 
 
 def _summary(outcomes: Mapping[str, Outcome]) -> str:

@@ -190,6 +190,14 @@ def relay_wide(outcome: Outcome) -> bool:
     return outcome.relay_wide and outcome.kind is OutcomeKind.DEFERRED
 
 
+def throttled(outcome: Outcome) -> bool:
+    """The relay said "slow down" (421, 4.7.x) and the governor paces it (`THROTTLED`):
+    as with a relay that is down, the mail waits without spending attempts (SPEC F3),
+    else sustained throttling would fail mail the relay would have taken later."""
+    return (outcome.kind is OutcomeKind.DEFERRED and outcome.reply is not None
+            and classify_reply(outcome.reply) is ReplyClass.THROTTLED)
+
+
 def _reason(outcome: Outcome) -> str:
     if outcome.reply is not None:
         return str(outcome.reply)

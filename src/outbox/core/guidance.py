@@ -5,14 +5,17 @@ renders it, for the API, the CLI and the UI. Keys come from two places:
 
 - `key_for_reply(reply)` names the most specific catalogue entry for an SMTP
   reply: the exact enhanced code (`smtp.5.1.1`), else the basic code
-  (`smtp.550`), else the enhanced subject (`smtp.5.1.x`) or class
-  (`smtp.5.x.x`), else the basic class (`smtp.5xx`). A permanent reply to
-  AUTH names an auth entry (`smtp.5.7.8`, `smtp.535`) or `auth.rejected`.
+  (`smtp.530`), else the enhanced subject (`smtp.5.7.x`) or class
+  (`smtp.5.x.x`), else the basic class (`smtp.5xx`); for a basic code servers
+  use loosely (`LOOSE_BASIC_CODES`: 550, 552, ...) a defined enhanced subject
+  (not `x.0.x`) comes before it. A permanent reply to AUTH names an auth entry (`smtp.5.7.8`,
+  `smtp.535`) or `auth.rejected`.
 - Conditions that are not replies: every `report.Condition` value,
   `uncertain_delivery`, and Outbox's own decisions (`relay_needs_attention`,
   `held_by_policy`, `max_attempts_reached`, ...).
 
-The reply entries live in `guidance_catalogue`; the condition entries here.
+The reply entries live in `guidance_catalogue`, the session conditions here,
+Outbox's own in `guidance_outbox`.
 `describe` never raises: an unknown key gets a generic entry, and when a reply
 is given its text is quoted, so the operator always sees what the server said.
 """
@@ -33,6 +36,10 @@ from outbox.core.guidance_catalogue import (
     RETRY_ASK_ADMIN,
     Entry,
 )
+from outbox.core.guidance_outbox import GAVE_UP_UNCERTAIN as GAVE_UP_UNCERTAIN
+from outbox.core.guidance_outbox import LOGIN_REQUIRED as LOGIN_REQUIRED
+from outbox.core.guidance_outbox import OUTBOX_CONDITIONS
+from outbox.core.guidance_outbox import UNCERTAIN_DELIVERY as UNCERTAIN_DELIVERY
 from outbox.core.model import Reply
 from outbox.core.report import Condition
 
@@ -51,10 +58,9 @@ class Guidance:
 
 
 AUTH_REJECTED = "auth.rejected"
-UNCERTAIN_DELIVERY = "uncertain_delivery"
 UNKNOWN_REPLY = "smtp.unknown"
 
-_RETRY_FIX = "Look at the last attempt's guidance for the cause, fix it, then retry the message."
+GREETING_TIMEOUT = "greeting_timeout"  # connected, then no 220 in time: not a firewall
 _TLS_SETTINGS = "Use security \"tls\" with port 465, \"starttls\" with port 587 or 25"
 
 CONDITIONS: dict[str, Entry] = {
@@ -70,6 +76,13 @@ CONDITIONS: dict[str, Entry] = {
         "silently dropping the traffic.",
         "Check that the relay is reachable from this machine (`outbox doctor`) and that no "
         "firewall or antivirus blocks the port; Outbox retries meanwhile.", True),
+    GREETING_TIMEOUT: Entry(
+        "network", "Relay connected but never greeted",
+        "The relay accepted the connection but sent no greeting (220) within [delivery] "
+        "connect_timeout: the service behind the port hangs or is overloaded, or it is not "
+        "plain SMTP (a TLS port such as 465 needs security \"tls\").",
+        "Check the relay's port and security (`outbox relay test NAME`), and ask its "
+        "administrator why it does not answer; Outbox retries meanwhile.", True),
     Condition.CONNECTION_DROPPED.value: Entry(
         "network", "Connection dropped",
         "The connection to the relay closed in the middle of the conversation, before the "
@@ -128,11 +141,14 @@ CONDITIONS: dict[str, Entry] = {
         _TLS_SETTINGS + ", or ask the administrator to enable STARTTLS; security \"none\" only "
         "on a trusted network.", True),
     Condition.AUTH_NOT_OFFERED.value: Entry(
-        "auth", "Relay does not offer login",
-        "Credentials are set for this relay but it offered no login method Outbox supports, "
-        "often because TLS is not on. The relay's mail is held.",
-        "Run `outbox doctor` to see what the relay offers; turn TLS on, or remove the "
-        "credentials if the relay needs none, " + RELEASE, False),
+        "auth", "Relay does not offer Outbox's login method",
+        "Credentials are set for this relay but it offered none of the login methods Outbox "
+        "would use with them (the detail names what it offers): an oauth2 login needs "
+        "XOAUTH2, a password PLAIN or LOGIN, and without TLS many relays offer none. The "
+        "relay's mail is held.",
+        "Run `outbox doctor` to see what the relay offers; if TLS is off, turn it on; for "
+        "oauth2, use the provider's host that offers XOAUTH2 or a password (an app password) "
+        "instead; remove the credentials if the relay needs none, " + RELEASE, False),
     Condition.AUTH_NOT_CONFIRMED.value: Entry(
         "auth", "Login not confirmed by the relay",
         "The relay answered the login with something other than 235 (logged in), so Outbox "
@@ -197,110 +213,6 @@ CONDITIONS: dict[str, Entry] = {
         "Add the relay back to [[relays]] or fix the [[routes]] that name it, " + RELEASE, False),
 }
 
-OUTBOX_CONDITIONS: dict[str, Entry] = {
-    UNCERTAIN_DELIVERY: Entry(
-        "network", "Delivery uncertain",
-        "The connection ended after the whole message was sent but before the relay confirmed "
-        "it, so the relay may or may not have accepted it.",
-        "Nothing to do with on_uncertain \"retry\": Outbox resends with the same Message-ID; with "
-        "\"hold\", search the relay's log for the Message-ID, then retry or cancel.", True),
-    "worker_stopped": Entry(
-        "outbox", "Delivery interrupted",
-        "The Outbox process delivering this message stopped (it crashed, was killed or hung) "
-        "before it recorded the relay's answer. A running worker put the message back in the "
-        "queue and counted the attempt.",
-        "Nothing to do: it is tried again at once. If processes keep dying, read their log and "
-        "the system log (out of memory?).", True),
-    "internal_error": Entry(
-        "outbox", "Delivery failed inside Outbox",
-        "Outbox itself failed while handling this message (not the relay), so the attempt was "
-        "given up and counted; it is tried again with back-off until [retry] max_attempts.",
-        "Send the event's detail and `outbox support-bundle` to the Outbox maintainers; retry "
-        "or cancel the message meanwhile.", True),
-    "relay_needs_attention": Entry(
-        "relay", "Relay needs attention",
-        "Outbox stopped sending through this relay after a problem retrying cannot fix, usually "
-        "its credentials. Its mail is held, not failed.",
-        "Fix the relay as its alert says (`outbox doctor` shows the problem), " + RELEASE, False),
-    "oauth_token_rejected": Entry(
-        "auth", "Relay refused the OAuth2 token",
-        "The relay rejected a freshly issued OAuth2 access token: the grant lacks the mail "
-        "scope, the username is not the token's mailbox, or SMTP login is disabled for it. "
-        "The relay's mail is held, not failed.",
-        "Re-authorize: run the provider's OAuth2 consent again (with the SMTP scope, as the "
-        "relay's username), then store the new refresh token with `outbox relay "
-        "set-credentials NAME`; that releases the held mail.", False),
-    "held_by_policy": Entry(
-        "outbox", "Held by policy",
-        "Outbox is holding this message by its own policy (for example on_uncertain \"hold\") "
-        "and will not send it on its own.",
-        "Review the message, then release it with `outbox queue retry ID` or cancel it with "
-        "`outbox queue cancel ID`.", False),
-    "internal_route_violation": Entry(
-        "outbox", "Internal recipient routed to an external relay",
-        "This recipient is in an internal domain but its route leads to a relay not marked "
-        "internal, so Outbox refused to send it there.",
-        "Route this domain through a relay with internal = true, then retry the message.", False),
-    "attachment_blocked": Entry(
-        "message", "Attachment type blocked",
-        "An attachment's extension or content is a blocked type ([limits] blocked_extensions), "
-        "so Outbox will not send it.",
-        "Remove the attachment or send it as a link; unblock the type only if it is safe.", False),
-    "attachment_corrupt": Entry(
-        "message", "Attachment damaged",
-        "An attachment's stored content no longer matches the checksum taken at upload, so "
-        "Outbox will not send a damaged file.",
-        "Upload the file again and submit a new message; check the disk if this recurs.", False),
-    "attachment_unreadable": Entry(
-        "outbox", "Attachment could not be read",
-        "Outbox could not read an attachment from its blob store (the disk or the database "
-        "failed), so it stopped before sending anything.",
-        "Check the blob store ([storage] blob_dir or the database) is reachable and not full; "
-        "Outbox retries meanwhile.", True),
-    "clock_skew": Entry(
-        "outbox", "System clock is wrong",
-        "This machine's clock is far from real time, which breaks OAuth2 tokens and TLS "
-        "certificate checks.",
-        "Turn on time synchronisation (NTP) on this machine, then retry the messages.", False),
-    "relay_failure_rate": Entry(
-        "relay", "Relay keeps failing",
-        "Most recent attempts through this relay did not deliver (deferred, failed or held), more "
-        "than [alerts] failure_ratio allows.",
-        "Open a recent failed message (`outbox queue ls --status deferred`) and follow its "
-        "guidance; `outbox doctor` checks the relay itself.", False),
-    "queue_backlog": Entry(
-        "outbox", "Mail is waiting too long",
-        "The oldest queued or deferred message has waited longer than [alerts] "
-        "oldest_queued_age, so mail is not leaving as fast as it arrives.",
-        "Check that a worker is running and its relays answer (`outbox doctor`), then look at "
-        "the oldest deferred message's guidance.", False),
-    "webhook_disabled": Entry(
-        "outbox", "Webhook endpoint disabled",
-        "Every request to this endpoint failed for [webhooks] disable_after, so Outbox stopped "
-        "sending it events; they are not delivered while it is disabled.",
-        "Fix the receiver (`outbox webhooks log ID` shows its last answers), then `outbox "
-        "webhooks enable ID`; its pending events resume, and `outbox webhooks redeliver "
-        "EVENT_ID` sends any event again.", False),
-    "messages_held": Entry(
-        "outbox", "Messages are held",
-        "Held mail is never sent or failed on its own; it waits for an operator.",
-        "List it with `outbox queue ls --status held`, fix the cause its guidance names, then "
-        "release it with `outbox queue retry ID` or cancel it.", False),
-    "max_attempts_reached": Entry(
-        "outbox", "Gave up after too many attempts",
-        "Every attempt failed temporarily until the retry limit ([retry] max_attempts) was "
-        "reached.", _RETRY_FIX, False),
-    "max_age_reached": Entry(
-        "outbox", "Gave up: message too old",
-        "The message kept failing temporarily for longer than [retry] max_age allows.",
-        _RETRY_FIX, False),
-    "cancelled": Entry(
-        "outbox", "Cancelled",
-        "An operator or application cancelled this message before it was delivered.",
-        "Nothing to do; submit it again if it should still be sent.", False),
-}
-
-
 def _build() -> Mapping[str, Guidance]:
     tables = (ENHANCED_CODES, BASIC_CODES, FALLBACKS, CONDITIONS, OUTBOX_CONDITIONS,
               BOUNCE_CONDITIONS)
@@ -338,6 +250,12 @@ def describe(key: str, reply: Reply | None = None) -> Guidance:
     return replace(guidance, explanation=f"{guidance.explanation} {_quote(reply)}")
 
 
+# Basic codes servers give for many reasons: with one of these, the enhanced code's
+# subject says more (RFC 3463), as Gmail's `552 5.7.0 ... content presents a potential
+# security issue` is a content block, not a full mailbox. Other basic codes keep their
+# own meaning first: 421 closes the session, 530 asks for a login (RFC 4954) whatever
+# 5.7.x it carries.
+LOOSE_BASIC_CODES = frozenset({450, 451, 452, 550, 551, 552, 553, 554})
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})", re.ASCII)
 _QUOTE_LIMIT = 300
 _KEY_LIMIT = 80
@@ -350,9 +268,13 @@ def _matching_keys(reply: Reply) -> list[str]:
     names = []
     if enhanced:
         names.append("smtp.{}.{}.{}".format(*enhanced))
-    names.append(f"smtp.{reply.code}")
+    subject = ["smtp.{}.{}.x".format(*enhanced)] if enhanced else []
+    basic = f"smtp.{reply.code}"
+    # Subject 0 is "other or undefined" (RFC 3463): it says no more than the basic code.
+    precise = enhanced is not None and enhanced[1] != "0" and reply.code in LOOSE_BASIC_CODES
+    names += [*subject, basic] if precise else [basic, *subject]
     if enhanced:
-        names += ["smtp.{}.{}.x".format(*enhanced), f"smtp.{enhanced[0]}.x.x"]
+        names.append(f"smtp.{enhanced[0]}.x.x")
     if code_class:
         names.append(f"smtp.{code_class}xx")
     return [name for name in names if name in CATALOGUE]

@@ -35,6 +35,10 @@ RELEASE = "then release the held mail with `outbox queue retry ID`."
 NEW_ADDRESS = "Ask the recipient for a correct address; this one cannot receive mail."
 POSTMASTER = ("Read the server's reason; if the message is legitimate, send the transcript to the "
               "recipient's postmaster or the relay's provider.")
+# A 421 or 4.7.x: the governor paces the relay, and its mail spends no attempts (SPEC F3).
+SLOW_DOWN = ("Outbox will retry automatically and slows down for this relay; its mail waits "
+             "without spending attempts, up to [retry] max_age. Nothing to do unless it keeps "
+             "happening.")
 DOCTOR = "Run `outbox doctor` to see what the relay offers, then fix the relay's settings."
 
 BASIC_CODES: dict[str, Entry] = {
@@ -42,8 +46,7 @@ BASIC_CODES: dict[str, Entry] = {
         "throttle", "Relay busy or closing the connection",
         "The server ended the session early, usually because it is overloaded, restarting or "
         "limiting how fast Outbox may send.",
-        "Outbox will retry automatically and slows down for this relay; nothing to do unless it "
-        "keeps happening.", True),
+        SLOW_DOWN, True),
     "smtp.432": Entry(
         "auth", "Password change required",
         "The mail provider wants the account's password changed before it accepts this login.",
@@ -186,12 +189,11 @@ ENHANCED_CODES: dict[str, Entry] = {
         "throttle", "Greylisted or rate-limited",
         "The server refused for now for a security or policy reason, most often greylisting of "
         "a new sender or a limit on how fast Outbox may send.",
-        "Outbox will retry automatically and slows down for this relay; nothing to do unless it "
-        "keeps happening.", True),
+        SLOW_DOWN, True),
     "smtp.4.7.1": Entry(
         "throttle", "Refused for now by policy",
         "The server temporarily refused the sender or recipient, often as greylisting that "
-        "clears on a later try.", RETRY, True),
+        "clears on a later try.", SLOW_DOWN, True),
     "smtp.4.7.12": Entry(
         "auth", "Password change required",
         "The mail provider wants the account's password changed before it accepts this login.",
@@ -320,7 +322,7 @@ ENHANCED_CODES: dict[str, Entry] = {
 
 
 def _subject(kind: str, title: str, explanation: str, transient: bool) -> Entry:
-    next_step = RETRY if transient else POSTMASTER
+    next_step = (SLOW_DOWN if kind == "throttle" else RETRY) if transient else POSTMASTER
     return Entry(kind, title, explanation, next_step, transient)
 
 

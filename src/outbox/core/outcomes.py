@@ -24,7 +24,9 @@ def failure_outcome(failure: SessionFailure, scope: Scope) -> Outcome:
         else Condition.PROTOCOL_ERROR)
     kind = _CONDITION_KIND.get(condition, OutcomeKind.DEFERRED)
     scope = Scope.RELAY if kind is OutcomeKind.HELD and reply is not None else scope
-    return Outcome(kind, scope, condition.value, reply, detail=failure.detail)
+    key = (guidance.GREETING_TIMEOUT if condition is Condition.CONNECTION_TIMEOUT
+           and failure.stage is Stage.GREETING else condition.value)
+    return Outcome(kind, scope, key, reply, detail=failure.detail)
 
 
 # Conditions that retrying cannot fix without an operator. Credentials and

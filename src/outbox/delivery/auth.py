@@ -138,6 +138,10 @@ def choose_authenticator(authenticators: Sequence[Authenticator], offered: Seque
         if authenticator.mechanism in offered:
             return authenticator
     ours = ", ".join(a.mechanism for a in authenticators)
+    if offered and ours:  # it offers some, just not ours (XOAUTH2 for an oauth2 relay)
+        return (Condition.AUTH_NOT_OFFERED,
+                f"the relay does not offer {' or '.join(a.mechanism for a in authenticators)} "
+                f"(it offers {', '.join(offered)})")
     return (Condition.AUTH_NOT_OFFERED,
             f"the relay offers {', '.join(offered) or 'no AUTH'}; Outbox "
             + (f"can use {ours}" if ours else "has no mechanism for these credentials"))

@@ -28,7 +28,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import structlog
@@ -37,6 +37,7 @@ from outbox.clock import utcnow
 from outbox.config import DeliverySettings, RelaySettings, Settings
 from outbox.core.classify import classify
 from outbox.core.decide import AttemptVerdict
+from outbox.core.guidance import LOGIN_REQUIRED
 from outbox.core.model import Event, EventType, Outcome
 from outbox.core.relay_state import is_login_failure, logged_in
 from outbox.core.replies import greeting_time
@@ -168,12 +169,18 @@ class RelayGate:
         if attempt.failure is not None:
             await self._mark_needs_attention(attempt, attempt.failure)
         elif logged_in(attempt.report):
-            await self._release_if_login_works_again(attempt.version)
+            await self._release_if_login_works_again(attempt)
 
     async def _mark_needs_attention(self, attempt: _Attempt, failure: Outcome) -> None:
         if attempt.version is None:
             return
-        self._failed_version = attempt.version
+        if attempt.relay.has_credentials:
+            # Another login with the same credentials could lock the account: none
+            # until they change. Without a login there is nothing to lock, so a message
+            # an operator releases (`queue retry`) tries the relay again.
+            self._failed_version = attempt.version
+        else:
+            failure = replace(failure, guidance=LOGIN_REQUIRED)
         try:
             await self._credentials.mark_needs_attention(attempt.relay, attempt.version,
                                                          failure)
@@ -182,13 +189,17 @@ class RelayGate:
                       relay=self.relay.name, error=exc.one_line())
         self._synced_at = float("-inf")  # read the new state before the next message
 
-    async def _release_if_login_works_again(self, version: int | None) -> None:
-        """Only a session that logged in after the failure proves the login works."""
+    async def _release_if_login_works_again(self, attempt: _Attempt) -> None:
+        """Only a session that logged in after the failure proves the login works; for
+        a relay that refused mail without a login (none configured), MAIL accepted."""
         self._failed_version = None
         auth = self._auth
-        if auth is None or not auth.needs_attention or auth.version != version:
+        if auth is None or not auth.needs_attention or auth.version != attempt.version:
             return
-        if self._last_login is None or (auth.updated_at and self._last_login <= auth.updated_at):
+        mail = attempt.report.mail_reply
+        took_mail = (not attempt.relay.has_credentials and mail is not None and mail.is_success)
+        if not took_mail and (self._last_login is None or (
+                auth.updated_at and self._last_login <= auth.updated_at)):
             return
         try:
             await self._credentials.mark_ok(self.relay.name, auth.version)
@@ -279,11 +290,15 @@ class _Attempt:
 
 
 def _login_failure(report: DeliveryReport) -> Outcome | None:
-    """The held outcome of a failed login (credentials, not the network)."""
-    if report.failure is None or not report.recipients:
+    """The held outcome of a failed login (credentials, not the network), or of a relay
+    that refuses mail for want of a login (`530 5.7.0 Authentication required` to MAIL):
+    unmarked, the relay stayed `ok`, so its held mail was released and refused again
+    every minute."""
+    if not report.recipients:
         return None
-    outcome = classify(report)[report.recipients[0]]
-    return outcome if is_login_failure(outcome) else None
+    if report.failure is None and report.mail_reply is None:
+        return None
+    return next((o for o in classify(report).values() if is_login_failure(o)), None)
 
 
 class RelayGates(Mapping[str, RelayGate]):

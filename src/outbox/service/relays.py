@@ -97,6 +97,9 @@ class RelayTest:
     result: ProbeResult
     released: int
     ended: BackoffEnded | None = None  # the back-off this test ended, if it was backing off
+    # What the relay said when it refused mail for want of a login (none configured): a
+    # probe sends no MAIL, so it cannot show that this is fixed, and releases nothing.
+    refused_mail: str = ""
 
     @property
     def guidance(self) -> catalogue.Guidance | None:
@@ -307,11 +310,12 @@ class Relays:
         result = await probe(relay, self.settings.delivery,
                              authenticators=authenticators_for(relay, tokens))
         released, ended = 0, None
-        if result.ok and auth.needs_attention:
+        refused_mail = auth.reason if auth.guidance == catalogue.LOGIN_REQUIRED else ""
+        if result.ok and auth.needs_attention and not refused_mail:
             released = await self.vault.mark_ok(name, auth.version)
         if result.ok:
             ended = await end_backoff(self.store, self.settings, relay, self._clock())
-        return RelayTest(relay, result, released, ended)
+        return RelayTest(relay, result, released, ended, refused_mail)
 
 
 def _delivery(relay: RelaySettings, paced: GovernorState, now: datetime) -> dict[str, Any]:

@@ -58,11 +58,17 @@ def map_smtp_errors(stage: Callable[[], Stage]) -> Iterator[None]:
 
 
 def failure_for(exc: BaseException, stage: Stage) -> SessionFailure:
-    if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError) or _no_greeting(exc):
         stage = Stage.GREETING
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code > 0:
         return SessionFailure(stage, reply=parse_reply(exc.code, exc.message))
     return SessionFailure(stage, condition=condition_for(exc, stage), detail=_describe(exc))
+
+
+def _no_greeting(exc: BaseException) -> bool:
+    """Connected, but the greeting never came: not the firewall a connect timeout hints at."""
+    return (isinstance(exc, aiosmtplib.SMTPConnectTimeoutError)
+            and "server ready" in str(exc))
 
 
 def condition_for(exc: BaseException, stage: Stage) -> Condition:
