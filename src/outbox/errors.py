@@ -34,6 +34,8 @@
     ├── RateLimited                 the API key is over its rate limit (HTTP 429)
     ├── TooBusy                     a per-key or per-server cap on work at once (HTTP 429)
     ├── StorageError                the database failed us
+    │   ├── DatabaseUnavailable     down, restarting or locked: nothing stored (HTTP 503)
+    │   │   └── CommitUncertain     the connection was lost while committing
     │   ├── LeaseLost               our claim was taken over; the result is stale
     │   └── BlobCorrupt             a stored file is missing or fails its checksum
     ├── DeliveryError               the relay or the network failed us
@@ -303,6 +305,22 @@ class StorageError(OutboxError):
 
     code = "storage_error"
     hint = "check that the database is reachable and the disk is not full"
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached (down, restarting or locked); nothing was stored."""
+
+    code = "database_unavailable"
+    hint = "nothing was stored; try again in a few seconds"
+    # Seconds: a PostgreSQL restart took 2-3 s (pg_ctlcluster restart, measured); longer
+    # keeps clients waiting after it, shorter brings them back while it is still down.
+    retry_after = 5
+
+
+class CommitUncertain(DatabaseUnavailable):
+    """The connection to the database was lost while committing: this may be stored."""
+
+    hint = "look before doing it again; a retry with the same Idempotency-Key is safe either way"
 
 
 class LeaseLost(StorageError):

@@ -163,7 +163,11 @@ def test_connection_dropped_after_the_final_dot(start_outbox: Any, policy: str) 
                 assert message["status"] == "held"
                 assert "uncertain" in message["hold_reason"]
                 assert server.message_ids[accepted["message_id"]] == 1
-                released = client.post(f"/v1/messages/{accepted['id']}/retry")
+                # The relay probably has it: releasing it sends another copy, so asks first.
+                unconfirmed = client.post(f"/v1/messages/{accepted['id']}/retry")
+                assert unconfirmed.json()["error"]["code"] == "confirmation_required"
+                released = client.post(f"/v1/messages/{accepted['id']}/retry",
+                                       json={"confirm": True})
                 assert released.status_code == 200
                 wait_until(lambda: client.get(f"/v1/messages/{accepted['id']}").json()["status"]
                            == "sent", message="the released message to be sent")

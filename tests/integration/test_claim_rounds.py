@@ -223,20 +223,25 @@ async def test_the_first_claim_takes_what_fits_were_each_message_as_large_as_all
         claim_due = outbox.store.messages.claim_due
         record_and_claim = outbox.store.messages.record_and_claim
 
-        async def claiming(owner: str, now: Any, lease_until: Any, limit: int) -> Any:
+        async def claiming(owner: str, now: Any, lease_until: Any, limit: int,
+                           **kwargs: Any) -> Any:
             asked.append(limit)
-            return await claim_due(owner, now, lease_until, limit)
+            return await claim_due(owner, now, lease_until, limit, **kwargs)
 
         async def riding(records: Any, owner: str, now: Any, lease_until: Any, limit: int,
-                         *args: Any) -> Any:
+                         *args: Any, **kwargs: Any) -> Any:
             asked.append(limit)  # a claim that took finished attempts' results along
-            return await record_and_claim(records, owner, now, lease_until, limit, *args)
+            return await record_and_claim(records, owner, now, lease_until, limit, *args,
+                                          **kwargs)
 
         outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
         outbox.store.messages.record_and_claim = riding  # type: ignore[method-assign]
         await deliver_until_sent(outbox, ids)
     assert len(server.message_ids) == 30
-    assert asked[:2] == [10, settings.delivery.batch_size]
+    # A whole batch, but for the relay's share (worker/relay_room.py: 128 at the
+    # defaults) that the first claim's attempts may still hold.
+    batch = settings.delivery.batch_size
+    assert asked[0] == 10 and batch - 10 <= asked[1] <= batch, asked
 
 
 async def test_a_backlog_is_claimed_with_the_results_that_make_room(db_url: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
@@ -27,7 +27,7 @@ from outbox.api import (
 from outbox.api.auth import Principal, require, sender
 from outbox.api.body_limit import BodyLimit
 from outbox.api.direct import FastSubmit, queue_message
-from outbox.api.errors import UnexpectedErrors
+from outbox.api.errors import UNAVAILABLE, UnexpectedErrors
 from outbox.api.inflight import InFlightKeys, KeysInFlight
 from outbox.api.listing import MessageQuery, message_query
 from outbox.api.media import declared_methods_only, json_only, published_methods
@@ -38,6 +38,7 @@ from outbox.api.schemas import (
     MessageKey,
     MessageList,
     ResendIn,
+    RetryIn,
 )
 from outbox.api.spool import SpooledJson
 from outbox.observability import NO_TELEMETRY
@@ -54,6 +55,7 @@ ERROR_SHAPE: dict[str, object] = {"content": {"application/json": {
 ERRORS: dict[int | str, dict[str, object]] = {
     code: ERROR_SHAPE for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
 }
+ERRORS[503] = {**ERROR_SHAPE, **UNAVAILABLE}
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 IN_FLIGHT = (
@@ -116,10 +118,15 @@ async def get_attempts(id: MessageKey, outbox: Service, _: Reader) -> list[Attem
     return [attempt_view(a) for a in await outbox.messages.attempts(id)]
 
 
-@router.post("/messages/{id}/retry", response_model=MessageOut)
-async def retry_message(id: MessageKey, outbox: Service, _: Sender) -> MessageOut:
-    """Try again now; also releases a held message."""
-    await outbox.messages.retry(id)
+@router.post("/messages/{id}/retry", response_model=MessageOut, responses={409: {
+    **ERROR_SHAPE, "description": "confirmation_required: a try ended uncertain, the relay "
+    "probably has the message already; send {\"confirm\": true} for another copy. Or "
+    "conflict: the message's status cannot be retried"}})
+async def retry_message(id: MessageKey, outbox: Service, _: Sender,
+                        body: Annotated[RetryIn | None, Body()] = None) -> MessageOut:
+    """Try again now; also releases a held message. A message with an uncertain try
+    (the relay probably has it already) needs {"confirm": true}; the body is optional."""
+    await outbox.messages.retry(id, confirm=body is not None and body.confirm)
     return detail_view(await outbox.messages.get(id))
 
 

@@ -19,7 +19,9 @@ from outbox.api.schemas import UNKEEPABLE
 from outbox.config import format_location
 from outbox.errors import (
     AuthError,
+    CommitUncertain,
     Conflict,
+    DatabaseUnavailable,
     DirectoryError,
     IdempotencyInProgress,
     InputError,
@@ -35,6 +37,16 @@ from outbox.observability import Throttle
 log = structlog.get_logger("outbox.api")
 # One line per failing request, but not a flood: 20 a second, then a count.
 SERVER_ERRORS = Throttle(burst=20, period=1.0)
+
+
+# The 503 of every /v1 route, for the OpenAPI document (api/app.py adds the error shape).
+UNAVAILABLE: dict[str, object] = {
+    "description": "database_unavailable: the database cannot be reached, is restarting or "
+    "is locked. Retry after Retry-After seconds. The message says whether the request was "
+    "not carried out (nothing stored) or whether the connection was lost while committing "
+    "(it may be stored; a retry with the same Idempotency-Key is safe either way).",
+    "headers": {"Retry-After": {"description": "seconds to wait before the retry",
+                                "schema": {"type": "integer"}}}}
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
@@ -62,6 +74,8 @@ def _status_for(exc: OutboxError) -> int:
         return 410
     if isinstance(exc, RateLimited | TooBusy):
         return 429
+    if isinstance(exc, DatabaseUnavailable):
+        return 503
     return 500
 
 
@@ -75,9 +89,28 @@ async def outbox_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)}
     elif isinstance(exc, IdempotencyInProgress):  # api/inflight.py
         headers = {"Retry-After": "1"}
+    elif isinstance(exc, DatabaseUnavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
     if status >= 500:
         log_server_error(request.method, request.url.path, exc.code, exc.one_line())
-    return error_response(status, exc.code, exc.message, getattr(exc, "field", None), headers)
+    return error_response(status, exc.code, client_message(exc, request),
+                          getattr(exc, "field", None), headers)
+
+
+def client_message(exc: OutboxError, request: Request) -> str:
+    """The message for the client: the error's own, but for a database outage, which
+    says what became of the request (the error's own names the driver's error)."""
+    if isinstance(exc, CommitUncertain):
+        retry = ("retrying with the same Idempotency-Key is safe either way"
+                 if request.headers.get("idempotency-key") else
+                 "check before repeating it (with an Idempotency-Key a retry is safe)")
+        return ("the connection to the database was lost while the request was being "
+                f"committed: it may or may not have been stored; {retry}")
+    if isinstance(exc, DatabaseUnavailable):
+        return ("the database is unavailable (unreachable, restarting or locked): the "
+                "request was not accepted and nothing was stored; retry after "
+                "Retry-After seconds")
+    return exc.message
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:

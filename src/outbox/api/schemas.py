@@ -162,6 +162,11 @@ class ResendIn(Strict):
                           "a recipient")
 
 
+class RetryIn(Strict):
+    confirm: StrictBool = Field(False, description="required when a try ended uncertain (the "
+                          "relay probably has a copy already): a retry sends another")
+
+
 class MessageList(BaseModel):
     messages: list[MessageOut]
     next_cursor: str | None

@@ -160,11 +160,16 @@ def _time(value: str | None, option: str) -> datetime | None:
 
 
 @queue_app.command("retry")
-def queue_retry(id: str, config: ConfigOption = None) -> None:
+def queue_retry(
+    id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm retrying mail the relay "
+                                      "probably has already (a try ended uncertain)")] = False,
+    config: ConfigOption = None,
+) -> None:
     """Try a message again now (also releases a held message); says when a relay it
     waits for is backing off, since then it goes only when that ends."""
     async def retry(outbox: Outbox) -> tuple[Message, list[RelayStatus]]:
-        message = await outbox.messages.retry(id)
+        message = await outbox.messages.retry(id, confirm=yes)
         return message, await outbox.relays.held_back(message)
 
     message, held_back = with_outbox(config, retry, migrate=False)

@@ -19,7 +19,6 @@ entry, so an error still names the entry by its position (``to[2]``).
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -45,7 +44,7 @@ class Expansion:
     def provenance_of(self, addr_spec: str) -> str:
         """How an envelope address (``local@ascii-domain``) was resolved; "" if typed."""
         local, _, domain = addr_spec.rpartition("@")
-        return self.provenance.get((unicodedata.normalize("NFC", local), domain.lower()), TYPED)
+        return self.provenance.get(addresses.mailbox_key(local, domain), TYPED)
 
 
 def is_name(entry: str) -> bool:

@@ -165,6 +165,14 @@ class Health:
         return Liveness(tuple(problems), tuple(warnings))
 
     async def _database_problem(self) -> str:
+        # First, as the more precise reason: reads mostly go on beside a write lock
+        # (SQLite's WAL), so the ping alone said ok while every write (submits, claims,
+        # results) waited out the 30 s busy timeout.
+        waited = self.store.writes_locked_out()
+        if waited is not None:
+            return (f"the database has been locked by another process for {waited:.0f} s: "
+                    "writes wait (find the process holding a transaction open on the "
+                    "database file, e.g. with `fuser`, and end it)")
         try:
             await asyncio.wait_for(self.store.ping(), PING_TIMEOUT)
         except TimeoutError:

@@ -1,10 +1,8 @@
 """The messages facet: the use cases every entry point calls for mail.
 
-The HTTP API, the web UI, the CLI and the SMTP submission handler all go
-through `Messages.submit / get / list / attempts / retry / cancel / resend`,
-so the rules (validation, idempotency, routing, the internal-domain policy)
-live in one place.
-"""
+The HTTP API, web UI, CLI and SMTP submission handler all call `Messages.submit / get /
+list / attempts / retry / cancel / resend`, so the rules (validation, idempotency,
+routing, the internal-domain policy) live in one place."""
 
 from __future__ import annotations
 
@@ -39,6 +37,7 @@ from outbox.core.routing import (
     RoutingTable,
     internal_violations,
 )
+from outbox.core.uncertain import confirm_retry
 from outbox.errors import (
     ConfirmationRequired,
     Conflict,
@@ -314,12 +313,15 @@ class Messages:
         await self.store.messages.get(id)  # NotFound for an unknown id
         return await self.store.messages.attempts(id)
 
-    async def retry(self, id: str) -> Message:
+    async def retry(self, id: str, *, confirm: bool = False) -> Message:
+        """Queue again now (also releases held mail); `confirm`: see `confirm_retry`."""
         await self._recover_if_abandoned(id)
-        moved = self._rerouted((await self.store.messages.get(id)).message.recipients)
+        detail = await self.store.messages.get(id)
+        confirm_retry(id, detail.events, detail.message.recipients, confirm)
+        moved = self._rerouted(detail.message.recipients)
         await self.store.messages.reroute_recipients(id, moved)
         message = await self.store.messages.retry(id, self.clock())
-        log.info("message released for retry", message=id)
+        log.info("message released for retry", message=id, confirmed=confirm)
         return message
 
     async def cancel(self, id: str) -> Message:
@@ -329,8 +331,7 @@ class Messages:
         return message
 
     async def _recover_if_abandoned(self, id: str) -> None:
-        """An operator can always act on a message: one in `sending` whose owner is
-        dead (or whose lease ran out) is recovered first, as a sweep would."""
+        """Operators can always act: a dead owner's (or lapsed) claim is swept first."""
         claim = (await self.store.messages.get(id)).message.claim
         if claim is None:
             return

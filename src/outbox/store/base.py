@@ -158,8 +158,9 @@ class MessageStore(Protocol):
         """A message submitted by this owner with that Message-ID header."""
 
     async def claim_due(self, owner: str, now: datetime, lease_until: datetime,
-                        limit: int) -> list[Claim]:
-        """Claim up to `limit` due messages, oldest due first; add a `claimed` event to each."""
+                        limit: int, busy: Collection[str] = ()) -> list[Claim]:
+        """Claim up to `limit` due messages, oldest due first, skipping those whose every
+        pending recipient is on one of the `busy` relays; add a `claimed` event to each."""
 
     async def count_due(self, now: datetime, at_most: int) -> int:
         """How many messages are due at `now`, counted up to `at_most`."""
@@ -174,7 +175,8 @@ class MessageStore(Protocol):
 
     async def record_and_claim(self, records: Sequence[AttemptRecord], owner: str,
                                now: datetime, lease_until: datetime, limit: int,
-                               at_least: int = 0) -> tuple[list[bool], list[Claim]]:
+                               at_least: int = 0, busy: Collection[str] = ()
+                               ) -> tuple[list[bool], list[Claim]]:
         """`record_attempts`, then `claim_due` if `at_least` are due: one transaction."""
 
     async def recover_stale(self, now: datetime, decide: Decide,
@@ -360,6 +362,10 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise `errors.StorageError` unless the database answers."""
+
+    def writes_locked_out(self) -> float | None:
+        """Seconds this process's oldest pending write has waited, while its writer is
+        kept out by another process's write lock (SQLite); None otherwise."""
 
     async def migrate(self) -> None:
         """Create or upgrade the schema (Alembic); safe to call on every start."""

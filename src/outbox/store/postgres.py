@@ -17,14 +17,15 @@ from typing import Any
 
 import asyncpg
 import structlog
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import ColumnElement, Connection, Update, func, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from outbox.store.liveness import AdvisoryLocks
 from outbox.store.sql.messages import Hydrated
-from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE, hydrate
+from outbox.store.sql.outage import causes
+from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE, beyond_busy, hydrate
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sql.wakeup import Notice, Wakeup
@@ -78,14 +79,23 @@ class PostgresRunner:
             return await conn.run_sync(body, *args, **kwargs)
 
     async def write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with translate_errors(), self.engine.begin() as conn:
-            return await conn.run_sync(body, *args, **kwargs)
+        # The commit apart: a connection lost before it leaves nothing stored (the server
+        # rolls back), one lost during it leaves the outcome unknown.
+        async with translate_errors(), self.engine.connect() as conn:
+            transaction = await conn.begin()
+            result = await conn.run_sync(body, *args, **kwargs)
+            async with translate_errors(may_have_committed=reached_server):
+                await transaction.commit()
+            return result
 
     # Writes do not queue here (each takes a pooled connection), so none goes first.
     write_first = write
 
     async def write_alone(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with translate_errors(), self._autocommit.connect() as conn:
+        # Its statement commits itself: once connected, a lost connection may have
+        # committed it (unless asyncpg never sent it).
+        async with (translate_errors(), self._autocommit.connect() as conn,
+                    translate_errors(may_have_committed=reached_server)):
             return await conn.run_sync(body, *args, **kwargs)
 
     async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -101,16 +111,33 @@ class PostgresRunner:
         await self.engine.dispose()
 
 
+def reached_server(exc: BaseException) -> bool:
+    """Whether the statement `exc` interrupted may have reached PostgreSQL: not when
+    asyncpg refused to send it, on a connection it knew was closed ("connection is
+    closed", InterfaceError) or that had just received its FATAL ("cannot switch to
+    state ..."; InternalClientError, and asyncpg aborts the connection unsent)."""
+    return not any(isinstance(link, (asyncpg.InterfaceError, asyncpg.InternalClientError))
+                   for link in causes(exc))
+
+
 def pick_due(conn: Connection, params: dict[str, Any]) -> Hydrated:
-    """The claim: due rows nobody else has locked, oldest due first."""
-    return Hydrated(hydrate(conn, sorted(conn.execute(_CLAIM, params).all(),
+    """The claim: due rows nobody else has locked, oldest due first (with `c_busy`,
+    only those with mail for a relay not in it: worker/relay_room.py)."""
+    statement = _CLAIM_BEYOND_BUSY if "c_busy" in params else _CLAIM
+    return Hydrated(hydrate(conn, sorted(conn.execute(statement, params).all(),
                                          key=lambda row: row[_WAS_DUE])))
 
 
-_PICKED = (select(messages.c.id, messages.c.due_at).where(DUE).order_by(messages.c.due_at)
-           .limit(CLAIM_LIMIT).with_for_update(skip_locked=True).cte("picked"))
-_CLAIM = (update(messages).where(messages.c.id == _PICKED.c.id).values(CLAIMED)
-          .returning(*messages.c, _PICKED.c.due_at.label("was_due")))
+def _claim(*conditions: ColumnElement[bool]) -> Update:
+    picked = (select(messages.c.id, messages.c.due_at).where(DUE, *conditions)
+              .order_by(messages.c.due_at).limit(CLAIM_LIMIT)
+              .with_for_update(skip_locked=True).cte("picked"))
+    return (update(messages).where(messages.c.id == picked.c.id).values(CLAIMED)
+            .returning(*messages.c, picked.c.due_at.label("was_due")))
+
+
+_CLAIM = _claim()
+_CLAIM_BEYOND_BUSY = _claim(beyond_busy(postgres=True))
 _WAS_DUE = len(messages.c)  # by position: a Row's attribute costs an AttributeError first
 
 

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import sqlite3
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ PRAGMAS = (
     "PRAGMA cache_size=-8192",
 )
 BEGIN_OPTION = "outbox_sqlite_begin"
+# Seconds the writer waits for the write lock before /healthz says writes wait: another
+# Outbox process holds it for milliseconds at a time, so a second is a process keeping
+# a transaction open (an outside `BEGIN EXCLUSIVE`, a long-running tool).
+LOCKED_OUT_AFTER = 1.0
 
 
 def create_engine(url: URL) -> Engine:
@@ -121,6 +126,9 @@ class WriterConnection:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._conn: Connection | None = None
+        # Set while a write waits for the turn and SQLite's write lock (BEGIN IMMEDIATE),
+        # which only another process (or connection) can hold for long.
+        self.locked_out_since: float | None = None
 
     def transaction(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         conn = self._conn
@@ -128,6 +136,7 @@ class WriterConnection:
             conn = self._conn = self._engine.connect()
         try:
             with conn.begin():
+                self.locked_out_since = None  # BEGIN IMMEDIATE returned: the lock is ours
                 return body(conn, *args, **kwargs)
         except BaseException:
             self._conn = None
@@ -144,8 +153,12 @@ class WriterConnection:
 
 def _in_turn(turn: WriterTurn | None, writer: WriterConnection, body: Body[P, T],
              *args: P.args, **kwargs: P.kwargs) -> T:
-    with turn.held() if turn is not None else contextlib.nullcontext():
-        return writer.transaction(body, *args, **kwargs)
+    writer.locked_out_since = time.monotonic()
+    try:
+        with turn.held() if turn is not None else contextlib.nullcontext():
+            return writer.transaction(body, *args, **kwargs)
+    finally:
+        writer.locked_out_since = None
 
 
 def _on_copy(engine: Engine, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -174,7 +187,7 @@ def create_store(url: URL) -> SqlStore:
     workers = Path(f"{url.database}-workers")  # lock files of the processes using the file
     runner = SqliteRunner(create_engine(url), WriterTurn(workers, BUSY_TIMEOUT_MS / 1000))
     return SqlStore(runner, pick_due, LockFiles(workers), wakeup=PeerWakeup(workers),
-                    snapshot=runner.snapshot)
+                    snapshot=runner.snapshot, locked_out=runner.locked_out)
 
 
 class SqliteRunner:
@@ -212,6 +225,14 @@ class SqliteRunner:
         async with translate_errors():
             result: T = await asyncio.wrap_future(self._writer.submit(call, urgent=urgent))
             return result
+
+    def locked_out(self) -> float | None:
+        """Once the writer has waited `LOCKED_OUT_AFTER` s for the write lock: how long
+        this process's oldest pending write has waited; else None."""
+        since = self._connection.locked_out_since
+        if since is None or time.monotonic() - since < LOCKED_OUT_AFTER:
+            return None
+        return self._writer.oldest_wait()
 
     async def snapshot(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`body` on a copy of the database taken with SQLite's online backup API (the

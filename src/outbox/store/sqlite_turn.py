@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from outbox.errors import StorageError
+from outbox.errors import DatabaseUnavailable
 from outbox.flocks import try_flock
 
 TURN_FILE = ".writer-turn"
@@ -105,7 +105,7 @@ class WriterTurn:
                     return
                 pause = min(pause * 2, POLL)
                 if time.monotonic() >= deadline:
-                    raise StorageError(
+                    raise DatabaseUnavailable(  # as SQLite's own busy timeout
                         f"another process has held the database's write turn for "
                         f"{self.timeout:g}s ({self.path})",
                         hint="a process using the database is stuck or stopped: find it "

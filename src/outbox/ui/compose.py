@@ -19,8 +19,14 @@ from outbox.core.addresses import parse_mailbox, split_entries
 from outbox.core.attachments import AttachmentIn
 from outbox.core.compose import Submission
 from outbox.core.expand import is_name
-from outbox.errors import AttachmentBlocked, IdempotencyInProgress, InputError, OutboxError
-from outbox.service import Outbox, request_hash
+from outbox.errors import (
+    AttachmentBlocked,
+    IdempotencyInProgress,
+    InputError,
+    OutboxError,
+    TooBusy,
+)
+from outbox.service import Outbox, Submitted, request_hash
 from outbox.service.rules import external_addresses
 from outbox.ui import notices
 from outbox.ui.render import page
@@ -28,6 +34,7 @@ from outbox.ui.session import Sender, Service, Session
 
 router = APIRouter()
 FIELDS = ("to", "cc", "bcc")
+TITLES = {"to": "To", "cc": "Cc", "bcc": "Bcc"}
 REPLAY_WAIT = 10.0  # seconds a second submit of the same form waits for the first
 MAX_REFUSALS = 50  # refused files a form carries back
 _ATTACHMENT_FIELD = re.compile(r"attachments\[(\d+)\]")
@@ -42,7 +49,15 @@ async def compose_form(request: Request, session: Sender, outbox: Service) -> HT
 def limits_of(outbox: Outbox) -> dict[str, Any]:
     limits = outbox.settings.limits
     return {"max_attachment_size": limits.max_attachment_size,
-            "blocked_extensions": ",".join(limits.blocked_extensions)}
+            "blocked_extensions": ",".join(limits.blocked_extensions),
+            "max_uploads_in_flight": limits.max_uploads_in_flight}
+
+
+@router.get("/compose/session")
+async def session_check(session: Sender) -> Response:
+    """204 while the session lasts: compose.js asks before Send, so that an expired one
+    keeps the draft on the page instead of losing it to the sign-in page."""
+    return Response(status_code=204)
 
 
 @router.get("/compose/suggest")
@@ -72,17 +87,20 @@ def _via(provenance: str) -> str:
     return f"via {kind} {name}" if name else ""
 
 
-async def resolve(outbox: Outbox, entry: str) -> dict[str, Any]:
-    """One chip: its members (itself, for an address), how it was resolved, its error."""
+async def resolve(outbox: Outbox, entry: str, field: str = "to") -> dict[str, Any]:
+    """One chip of the `field` box: its members (itself, for an address), how it was
+    resolved, its error (naming the box: a Bcc chip's is not "to[0]")."""
     entry = entry.strip()
     try:
         if not is_name(entry):
             return {"entry": entry, "ok": True, "members": [entry], "via": "",
                     "address": await outbox.messages.check_recipient(entry),
                     "external": external_addresses(outbox.policy, _specs([entry]))}
-        expanded, expansion = await outbox.contacts.expand(
-            Submission(sender="compose@outbox.invalid", to=[entry]))
-        texts = [expanded.to] if isinstance(expanded.to, str) else list(expanded.to)
+        boxes = {name: [entry] if name == field else [] for name in FIELDS}
+        expanded, expansion = await outbox.contacts.expand(Submission(
+            sender="compose@outbox.invalid", to=boxes["to"], cc=boxes["cc"], bcc=boxes["bcc"]))
+        value = getattr(expanded, field)
+        texts = [value] if isinstance(value, str) else list(value or ())
         members = [m.strip() for t in texts for m in (split_entries(t) or [t])]
         if not members or members == [entry]:
             raise InputError(f"no contact, group or alias is named '{entry}'")
@@ -93,7 +111,16 @@ async def resolve(outbox: Outbox, entry: str) -> dict[str, Any]:
                 "via": _via(keys[0]) if keys else "",
                 "external": external_addresses(outbox.policy, _specs(members))}
     except InputError as exc:
-        return {"entry": entry, "ok": False, "error": exc.message, "members": [], "via": ""}
+        return {"entry": entry, "ok": False, "error": _in_box(field, exc.message),
+                "members": [], "via": ""}
+
+
+def _in_box(field: str, message: str) -> str:
+    """"bcc[0]: ..." or "recipient: ..." (the one-entry submission's names) as "Bcc: ..."."""
+    for name in (f"{field}[0]", "recipient"):
+        if message.startswith(name) and message[len(name):len(name) + 1] in (":", " "):
+            return TITLES[field] + message[len(name):]
+    return f"{TITLES[field]}: {message}"
 
 
 def _specs(entries: list[str]) -> list[str]:
@@ -125,8 +152,10 @@ async def external_of(outbox: Outbox, form: dict[str, Any]) -> list[str]:
 
 @router.get("/compose/resolve")
 async def resolve_chip(session: Sender, outbox: Service,
-                       entry: Annotated[str, Query(max_length=1000)]) -> JSONResponse:
-    return JSONResponse(await resolve(outbox, entry))
+                       entry: Annotated[str, Query(max_length=1000)],
+                       field: Annotated[str, Query(pattern="^(to|cc|bcc)$")] = "to"
+                       ) -> JSONResponse:
+    return JSONResponse(await resolve(outbox, entry, field))
 
 
 @router.post("/uploads")
@@ -142,6 +171,12 @@ async def upload(request: Request, session: Sender, outbox: Service) -> JSONResp
         stored = await outbox.files.upload(session.owner, request.stream(), outbox.clock())
     except InputError as exc:
         return JSONResponse({"error": exc.message}, status_code=413)
+    except TooBusy as exc:  # compose.js waits Retry-After and sends the file again
+        cap = outbox.settings.limits.max_uploads_in_flight
+        return JSONResponse({"error": f"you already have {cap} uploads under way, the most "
+                                      "at once (limits.max_uploads_in_flight): add this "
+                                      "file again when one has finished"},
+                            status_code=429, headers={"Retry-After": str(exc.retry_after)})
     return JSONResponse({"upload_id": stored.id, "size": stored.size, "sha256": stored.sha256},
                         status_code=201)
 
@@ -194,15 +229,22 @@ def _submission(form: dict[str, Any]) -> Submission:
                       html=form["html"] or None, attachments=attachments)
 
 
-async def _submit(outbox: Outbox, session: Session, form: dict[str, Any], key: str) -> str:
+def form_key(key: str, body_hash: str) -> str | None:
+    """The idempotency key of this content of the form: the same form sent twice queues
+    one message, but a form changed after it was sent (Back, edit, Send) is a new
+    message, as its user means it, not a refusal to "use a new Idempotency-Key"."""
+    return f"{key}.{body_hash[:16]}" if key else None
+
+
+async def _submit(outbox: Outbox, session: Session, form: dict[str, Any],
+                  key: str) -> Submitted:
     body_hash = request_hash(form)
     deadline = asyncio.get_running_loop().time() + REPLAY_WAIT
     while True:
         try:
-            submitted = await outbox.messages.submit(_submission(form), owner=session.owner,
-                                                     idempotency_key=key or None,
-                                                     body_hash=body_hash)
-            return submitted.message.id
+            return await outbox.messages.submit(_submission(form), owner=session.owner,
+                                                idempotency_key=form_key(key, body_hash),
+                                                body_hash=body_hash)
         except IdempotencyInProgress:  # the same form's first submit is still under way
             if asyncio.get_running_loop().time() > deadline:
                 raise
@@ -231,7 +273,7 @@ async def send(request: Request, session: Sender, outbox: Service,
                     external=external, domains=outbox.policy.domains, uploads=carried(form),
                     refused=kept, idempotency_key=idempotency_key, limits=limits_of(outbox))
     try:
-        id = await _submit(outbox, session, form, idempotency_key)
+        submitted = await _submit(outbox, session, form, idempotency_key)
     except OutboxError as exc:
         field = getattr(exc, "field", None)
         blocked = refused_upload(form, exc)
@@ -240,5 +282,6 @@ async def send(request: Request, session: Sender, outbox: Service,
                     + (f": {exc.hint}" if exc.hint else ""), uploads=carried(form),
                     refused=[*kept, *([blocked] if blocked else [])],
                     idempotency_key=idempotency_key, limits=limits_of(outbox))
-    return notices.redirect(f"/ui/messages/{id}", "Queued: Outbox sends it in the background.",
-                            session)
+    notice = ("This form was already sent as this message: nothing new was queued."
+              if submitted.replayed else "Queued: Outbox sends it in the background.")
+    return notices.redirect(f"/ui/messages/{submitted.message.id}", notice, session)

@@ -57,12 +57,16 @@ async def groups_page(request: Request, session: Viewer, outbox: Service,
 
 
 async def _groups(request: Request, session: Session, outbox: Outbox, *, notice: str = "",
-                  error: str = "", code: int = 200) -> HTMLResponse:
+                  error: str = "", code: int = 200,
+                  typed: dict[str, str] | None = None) -> HTMLResponse:
+    """`typed`: a refused form's fields, shown again in the form they came from (its
+    `origin`: "new" for the add forms, else the edited group's name)."""
     groups = [(g, [await _shown(outbox, m) for m in g.members],
                "\n".join(member_text(m) for m in g.members))
               for g in await outbox.contacts.list_groups()]
     return page(request, "groups.html", session, code=code, groups=groups,
-                aliases=await outbox.contacts.list_aliases(), notice=notice, error=error)
+                aliases=await outbox.contacts.list_aliases(), notice=notice, error=error,
+                typed=typed or {})
 
 
 def _done(notice: str, session: Session) -> Response:
@@ -73,14 +77,17 @@ def _done(notice: str, session: Session) -> Response:
 async def save_group(request: Request, session: Sender, outbox: Service,
                      name: Annotated[str, Form(max_length=200)],
                      members: Annotated[str, Form(max_length=200_000)] = "",
-                     description: Annotated[str, Form(max_length=1000)] = "") -> Response:
+                     description: Annotated[str, Form(max_length=1000)] = "",
+                     origin: Annotated[str, Form(max_length=200)] = "") -> Response:
     try:
         group = Group(name, tuple(parse_member(m) for m in members.splitlines() if m.strip()),
                       description)
         saved = await outbox.contacts.save_group(group)
     except InputError as exc:
+        typed = {"form": "group", "origin": origin or name, "name": name,
+                 "members": members, "description": description}
         return await _groups(request, session, outbox, error=f"Group {name}: "
-                                 f"{exc.message}", code=422)
+                             f"{exc.message}", code=422, typed=typed)
     return _done(f"Group {saved.name} saved with {len(saved.members)} member(s).", session)
 
 
@@ -91,8 +98,9 @@ async def save_alias(request: Request, session: Sender, outbox: Service,
     try:
         saved = await outbox.contacts.save_alias(Alias(name, tuple(split_list(targets))))
     except InputError as exc:
+        typed = {"form": "alias", "origin": "new", "name": name, "targets": targets}
         return await _groups(request, session, outbox, error=f"Alias {name}: "
-                                 f"{exc.message}", code=422)
+                             f"{exc.message}", code=422, typed=typed)
     return _done(f"Alias {saved.name} saved with {len(saved.targets)} address(es).", session)
 
 

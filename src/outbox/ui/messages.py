@@ -3,7 +3,8 @@ pages; bulk retry / cancel of the selected; of everything matching: ui/bulk.py),
 message's detail (recipients with the guidance, the timeline, each attempt's redacted
 transcript, the raw MIME as an .eml download without Bcc) and its actions: retry,
 cancel, resend. Resending a message that already reached someone asks for a confirmation
-first; the confirmation form carries an idempotency key, so a double click resends once."""
+first; the confirmation form carries an idempotency key, so a double click resends once.
+Retrying a message a try of which ended uncertain (the relay probably has it) asks too."""
 
 from __future__ import annotations
 
@@ -91,7 +92,8 @@ async def show_message(request: Request, id: str, session: Viewer, outbox: Servi
 
 
 async def _detail(request: Request, id: str, session: Session, outbox: Service, *,
-                  notice: str = "", confirm: str = "", status: int = 200) -> HTMLResponse:
+                  notice: str = "", confirm: str = "", confirm_retry: str = "",
+                  status: int = 200) -> HTMLResponse:
     detail = await outbox.messages.get(id)
     attempts = [(attempt_view(a), split_transcript(a.transcript))
                 for a in await outbox.messages.attempts(id)]
@@ -99,7 +101,8 @@ async def _detail(request: Request, id: str, session: Session, outbox: Service, 
                 senders=senders_of(detail.message.content.from_,
                                    await outbox.bounces.return_path(detail.message)),
                 attempts=attempts, notice=notice,
-                confirm=confirm, resend_key=secrets.token_urlsafe(16))
+                confirm=confirm, confirm_retry=confirm_retry,
+                resend_key=secrets.token_urlsafe(16))
 
 
 def senders_of(header: str, envelope: str) -> tuple[str, str | None]:
@@ -126,9 +129,14 @@ def _back(id: str, notice: str, session: Session) -> Response:
     return notices.redirect(f"/ui/messages/{id}", notice, session)
 
 
-@router.post("/messages/{id}/retry")
-async def retry(id: str, session: Sender, outbox: Service) -> Response:
-    message = await outbox.messages.retry(id)
+@router.post("/messages/{id}/retry", response_class=HTMLResponse)
+async def retry(request: Request, id: str, session: Sender, outbox: Service,
+                confirm: Annotated[str, Form()] = "") -> Response:
+    try:
+        message = await outbox.messages.retry(id, confirm=confirm == "yes")
+    except ConfirmationRequired as exc:  # a try ended uncertain: the relay has a copy
+        return await _detail(request, id, session, outbox, confirm_retry=exc.message,
+                             status=409)
     return _back(id, retried(await outbox.relays.held_back(message)), session)
 
 

@@ -4,9 +4,9 @@ One `Worker` per process (inside `outbox serve`, or standalone as `outbox
 worker`). It takes a liveness lock for its lifetime (`store.liveness`),
 recovers what dead processes left behind before it claims anything, claims
 in batches under a lease, keeps at most `delivery.concurrency` attempts in
-flight (worker/attempt.py) and about `HELD_CONTENT` of their content, renews
-the leases of the attempts that are still running, and sweeps every
-`sweep_interval` (worker/sweeper.py).
+flight (worker/attempt.py), at most a relay's share of them for one relay
+(worker/relay_room.py), and about `HELD_CONTENT` of their content, renews the
+leases of the attempts that are still running, and sweeps every `sweep_interval`.
 
 A worker `for_backlogs` (serve's delivery processes after the first) claims
 only while a full `batch_size` of messages is due: the first process keeps up
@@ -31,7 +31,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 
 import structlog
@@ -45,6 +45,7 @@ from outbox.store.base import Store
 from outbox.store.urls import database_url
 from outbox.store.values import Claim
 from outbox.supervision import LoopMonitor, Loops, every, sleep_unless_stopped, supervise
+from outbox.worker import upkeep
 from outbox.worker.attempt import (
     Attempt,
     AttemptTools,
@@ -55,6 +56,7 @@ from outbox.worker.attempt import (
 )
 from outbox.worker.policy import recovery_policy, retry_policy
 from outbox.worker.recorder import ClaimAsk, Recorder
+from outbox.worker.relay_room import Busy, Fruitless, RelayRoom
 from outbox.worker.retention import Purger, retention_policy
 from outbox.worker.sweeper import Sweeper
 
@@ -114,6 +116,11 @@ class Worker:
         # the largest a message may be.
         self._largest = settings.limits.max_message_size
         self._slot_free = asyncio.Event()
+        # Each relay's share of the attempts (worker/relay_room.py), and a wake-up for
+        # a claim loop that waits while a busy relay has room again.
+        self._relay_room = RelayRoom(settings.relays, self._delivery.concurrency)
+        self._fruitless = Fruitless(self._delivery.poll_interval.total_seconds())
+        self._relay_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         # The last claim came back full: more mail is likely due, so the recorder claims
         # with each batch of results (recorder.Ride). Slots promised to claims under way.
@@ -181,23 +188,24 @@ class Worker:
     async def _run_loops(self, claiming: LoopMonitor) -> None:
         stop = self._stopping
         lease = self._delivery.lease.total_seconds()
+        collect = self.settings.storage.collect_every.total_seconds()
         helpers = [
             self._supervised("renew", every(max(lease / 3, 0.2), self._renew_leases)),
             self._supervised("sweep", self._sweep_after_the_start_up_one()),
             self._supervised("liveness", every(LIVENESS_EVERY, self._keep_liveness),
                              max_backoff=LIVENESS_EVERY),
-            self._supervised("collect", every(self.settings.storage.collect_every
-                                              .total_seconds(), self._collect_blobs),
-                             critical=False),
+            self._supervised("collect", every(collect, lambda: upkeep.collect_blobs(
+                self.blobs, self._clock)), critical=False),
             self._supervised("retention", self.purger.round, critical=False),
-            self._supervised("release", every(RELEASE_EVERY, self._release_left_held),
-                             critical=False),
+            self._supervised("release", every(RELEASE_EVERY, lambda: upkeep.release_left_held(
+                self.store, self.relays, self._clock)), critical=False),
             asyncio.create_task(self._recorder.run()),
         ]
         if database_url(self.settings.database.url).get_backend_name() == "postgresql":
             # SQLite keeps no generic plans: the loop would only hop to a reader thread.
             helpers.append(self._supervised("statistics", every(
-                STATISTICS_EVERY, self._refresh_statistics), critical=False))
+                STATISTICS_EVERY, lambda: upkeep.refresh_statistics(self.store)),
+                critical=False))
         try:
             await supervise(claiming, self._claim_round, stop=stop)
             await self._drain_inflight()
@@ -230,25 +238,32 @@ class Worker:
 
     # -- claiming ------------------------------------------------------------------------
 
-    def _room(self, done: int) -> int:
-        """How many messages the next claim may take (0: none), with `done` attempts
-        that are still running counted as finished for their slots. Their content still
-        counts as held until they end; so does that of the claims under way, were each
-        of their messages as large as the last claim's largest: a claim of the loop and
-        one riding with results can be under way at once, and each must leave room for
-        the other (issue 15)."""
-        free = self._delivery.concurrency - len(self._inflight) + done - self._promised
+    def _room(self, done: Collection[str] = ()) -> tuple[int, Busy]:
+        """How many messages the next claim may take (0: none), and the relays whose
+        mail it skips (worker/relay_room.py), with the attempts of the claims `done`
+        counted as finished for their slots. Their content still counts as held until
+        they end; so does that of the claims under way, were each of their messages as
+        large as the last claim's largest: a claim of the loop and one riding with
+        results can be under way at once, and each must leave room for the other
+        (issue 15)."""
+        free = self._delivery.concurrency - len(self._inflight) + len(done) - self._promised
         held = self._held + self._promised * self._largest
         if free <= 0 or held >= HELD_CONTENT:
-            return 0
-        return min(free, self._delivery.batch_size,
-                   affordable(held, self._largest, HELD_CONTENT))
+            return 0, frozenset()
+        relay_limit, busy = self._relay_room.room(done, self._promised)
+        limit = min(free, self._delivery.batch_size,
+                    affordable(held, self._largest, HELD_CONTENT))
+        return (limit if relay_limit is None else min(limit, relay_limit)), busy
 
     async def _claim_round(self) -> None:
-        asked = self._room(0)
+        self._relay_freed.clear()
+        asked, busy = self._room()
         if not asked:
             self._slot_free.clear()
             await self._slot_free.wait()
+            return
+        if not self._fruitless.may_claim(busy):
+            await self._idle()
             return
         now = self._clock()
         batch = self._delivery.batch_size
@@ -256,17 +271,17 @@ class Worker:
             if await self.store.messages.count_due(now, batch) < batch:
                 await self._idle()
                 return
-            asked = self._room(0)  # a claim with results may have taken room meanwhile
+            asked, busy = self._room()  # a claim with results may have taken room meanwhile
             if not asked:
                 return
         self._promised += asked
         claims: list[Claim] = []
         try:
             claims = await self._recorder.claim(
-                ClaimAsk(self.owner, now, now + self._delivery.lease, asked))
+                ClaimAsk(self.owner, now, now + self._delivery.lease, asked, busy=busy))
         finally:
             self._promised -= asked
-            self._begin(claims, asked)
+            self._begin(claims, asked, busy)
         # Fewer than asked: nothing else was due (or another worker holds it). Claiming
         # again at once would cost a write transaction that finds nothing, once per
         # message when mail trickles in; new mail wakes the wait, due retries end it by
@@ -279,8 +294,9 @@ class Worker:
         waiter = asyncio.create_task(asyncio.sleep(poll) if self.for_backlogs
                                      else self.store.messages.wait_for_new(poll))
         stopping = asyncio.create_task(self._stopping.wait())
-        await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (waiter, stopping):
+        freed = asyncio.create_task(self._relay_freed.wait())
+        await asyncio.wait({waiter, stopping, freed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiter, stopping, freed):
             task.cancel()
 
     def handed(self, token: str) -> None:
@@ -291,24 +307,29 @@ class Worker:
         """recorder.Ride: while there is a backlog, as many messages as there are free
         slots. An attempt that has handed its result over counts as done: for a moment
         the new ones run beside its last steps."""
-        limit = self._room(len(self._handed)) if self._backlog else 0
-        if not limit or self._stopping.is_set():
+        if not self._backlog or self._stopping.is_set():
+            return None
+        limit, busy = self._room(self._handed)
+        if not limit or not self._fruitless.may_claim(busy):
             return None
         self._promised += limit
         now = self._clock()
         # A worker for backlogs claims only while a full batch is due, here too.
         return ClaimAsk(self.owner, now, now + self._delivery.lease, limit,
-                        at_least=self._delivery.batch_size if self.for_backlogs else 0)
+                        at_least=self._delivery.batch_size if self.for_backlogs else 0,
+                        busy=busy)
 
     def took(self, ask: ClaimAsk, claims: list[Claim]) -> None:
         """recorder.Ride: the claims that came with a batch of results."""
         self._promised -= ask.limit
-        self._begin(claims, ask.limit)
+        self._begin(claims, ask.limit, ask.busy)
 
-    def _begin(self, claims: list[Claim], asked: int) -> None:
-        """Start the attempts of a claim of `asked` messages; a claim that came back
-        full says more mail is likely due."""
+    def _begin(self, claims: list[Claim], asked: int, busy: Busy) -> None:
+        """Start the attempts of a claim of `asked` messages that skipped the mail of
+        `busy` relays; a claim that came back full says more mail is likely due."""
         self._backlog = len(claims) >= asked
+        if not self._backlog:
+            self._fruitless.found_short(busy)
         if claims:
             self._largest = max(claim.message.content.held_size for claim in claims)
         for claim in claims:
@@ -318,6 +339,7 @@ class Worker:
         task = asyncio.create_task(self._attempt(claim))
         self._inflight[task] = claim
         self._held += claim.message.content.held_size
+        self._relay_room.start(claim)
         task.add_done_callback(self._finished)
 
     async def _attempt(self, claim: Claim) -> None:
@@ -332,6 +354,8 @@ class Worker:
         if claim is not None:
             self._held -= claim.message.content.held_size
             self._handed.discard(claim.token)
+            if self._relay_room.finish(claim.token):
+                self._relay_freed.set()
         self._slot_free.set()
 
     # -- background rounds -----------------------------------------------------------------
@@ -346,26 +370,6 @@ class Worker:
 
     async def _keep_liveness(self) -> None:
         await self.store.liveness.keep(self.owner)
-
-    async def _release_left_held(self) -> None:
-        """Mail a release cut short left held under a relay that is ok (relay_holds.py)."""
-        for relay in self.relays:
-            released = await self.store.relay_auth.release_left_held(relay, self._clock())
-            if released:
-                log.warning("released mail a cut-short release had left held",
-                            relay=relay, count=released)
-
-    async def _refresh_statistics(self) -> None:
-        """ANALYZE what outgrew its planner statistics (PostgreSQL; sql/statistics.py)."""
-        analysed = await self.store.retention.refresh_statistics()
-        if analysed:
-            log.info("refreshed the query planner's statistics", tables=list(analysed))
-
-    async def _collect_blobs(self) -> None:
-        """Delete attachment content nothing uses any more (every node may run this)."""
-        deleted = await self.blobs.collect(self._clock())
-        if deleted:
-            log.info("deleted attachment content no message uses", count=len(deleted))
 
     # -- stopping --------------------------------------------------------------------------
 

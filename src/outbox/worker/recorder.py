@@ -31,14 +31,16 @@ Pending = Sequence[tuple[AttemptRecord, "asyncio.Future[bool]"]]  # results and 
 
 @dataclass(frozen=True, slots=True)
 class ClaimAsk:
-    """A claim of `limit` messages. One that rides with results (`Ride.ask`) is made only
-    if `at_least` are due; the claim loop counts for itself before it asks (`claim`)."""
+    """A claim of `limit` messages, none of them only for the `busy` relays (worker/
+    relay_room.py). One that rides with results (`Ride.ask`) is made only if `at_least`
+    are due; the claim loop counts for itself before it asks (`claim`)."""
 
     owner: str
     now: datetime
     lease_until: datetime
     limit: int
     at_least: int = 0
+    busy: frozenset[str] = frozenset()
 
 
 class Ride(Protocol):
@@ -86,11 +88,12 @@ class Recorder:
         raised (the results' waiters hear of it too)."""
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         if not batch:
-            return await self._store.claim_due(ask.owner, ask.now, ask.lease_until, ask.limit)
+            return await self._store.claim_due(ask.owner, ask.now, ask.lease_until, ask.limit,
+                                               busy=ask.busy)
         try:
             results, claims = await self._store.record_and_claim(
                 [record for record, _ in batch], ask.owner, ask.now, ask.lease_until,
-                ask.limit)
+                ask.limit, busy=ask.busy)
         except Exception as exc:
             _fail(batch, exc)
             raise
@@ -115,7 +118,8 @@ class Recorder:
                 results = await self._store.record_attempts(records)
             else:
                 results, claims = await self._store.record_and_claim(
-                    records, ask.owner, ask.now, ask.lease_until, ask.limit, ask.at_least)
+                    records, ask.owner, ask.now, ask.lease_until, ask.limit, ask.at_least,
+                    busy=ask.busy)
         except Exception as exc:  # every waiter must hear of the failure
             _fail(batch, exc)
             return

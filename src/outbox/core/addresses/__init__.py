@@ -28,7 +28,7 @@ display name and addr-spec), `parse` (the public parsing functions), `recipients
 and Bcc de-duplicated). Callers import from the package, not from its modules.
 """
 
-from outbox.core.addresses.address import Address, format_addresses, quote_phrase
+from outbox.core.addresses.address import Address, format_addresses, mailbox_key, quote_phrase
 from outbox.core.addresses.parse import (
     address_errors,
     parse_addresses,
@@ -60,6 +60,7 @@ __all__ = [
     "RecipientPlan",
     "address_errors",
     "format_addresses",
+    "mailbox_key",
     "parse_addresses",
     "parse_mailbox",
     "plan_envelope",

@@ -22,7 +22,7 @@ from outbox.core.addresses.validate import (
 )
 from outbox.errors import InvalidAddress
 
-__all__ = ["Address", "format_addresses", "quote_phrase"]
+__all__ = ["Address", "format_addresses", "mailbox_key", "quote_phrase"]
 
 _ATEXT: Final = frozenset(ATEXT)
 
@@ -62,8 +62,8 @@ class Address:
 
     @property
     def dedupe_key(self) -> tuple[str, str]:
-        """Same mailbox: the local part keeps its case (NFC), the domain is case-insensitive."""
-        return unicodedata.normalize("NFC", self.local), self.ascii_domain
+        """Same mailbox: `mailbox_key` of this address."""
+        return mailbox_key(self.local, self.ascii_domain)
 
     def formatted(self) -> str:
         """The header form: ``"Doe, John" <j@xn--bcher-kva.test>``, or the bare addr-spec.
@@ -74,6 +74,16 @@ class Address:
         if not self.display_name:
             return self.addr_spec
         return f"{quote_phrase(self.display_name)} <{self.addr_spec}>"
+
+
+def mailbox_key(local: str, domain: str) -> tuple[str, str]:
+    """Whether two addresses are one mailbox: NFC, and case-insensitive in both parts.
+
+    RFC 5321 lets a server treat the local part's case as significant, but no real
+    mailbox system delivers Ann@ and ann@ to two people, and the address book already
+    merges them as one contact: keeping both made one person get two copies. The
+    domain is the IDNA form, lower-cased (a Unicode domain's key is its punycode)."""
+    return unicodedata.normalize("NFC", local).lower(), domain.lower()
 
 
 def format_addresses(addresses: Sequence[Address]) -> str:

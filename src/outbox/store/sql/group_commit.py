@@ -24,7 +24,14 @@ recipients, events and blob uses are one statement (sql/group_insert.py), after 
 suppression list and idempotency keys are read. A suppression added between that read
 and the insert is not seen, as if the message had come a moment earlier; a key taken
 meanwhile by another process fails the insert on the unique key (`Conflict`), and the
-group is then written message by message, as any conflict is."""
+group is then written message by message, as any conflict is.
+
+A submit whose arrival no transaction has taken after `SUBMIT_WAIT` seconds (another
+process holds SQLite's write lock, which would keep it waiting the whole 30 s busy
+timeout, or longer behind other writes) is withdrawn and refused with
+`DatabaseUnavailable` (503 with Retry-After): taken and withdrawn under one lock, so it
+is in no transaction and never will be. Once taken it waits for its transaction, which
+has the lock by then."""
 
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
 
-from outbox.errors import Conflict
+from outbox.errors import Conflict, DatabaseUnavailable
 from outbox.store.sql.messages import insert_one
 from outbox.store.sql.queries import insert_messages
 from outbox.store.sql.runner import Runner
@@ -43,6 +50,9 @@ from outbox.store.values import NewMessage, RecipientsSuppressed
 
 GROUP_MAX = 200  # messages per group commit
 HEAVY = 200  # recipients that make a message commit alone, where writes run side by side
+# Seconds a submit waits for a transaction to take it: a group commit takes well under a
+# second even behind a claim and a delivery's record; longer is a lock held elsewhere.
+SUBMIT_WAIT = 10.0
 
 Arrival = tuple[NewMessage, "asyncio.Future[bool]"]
 
@@ -71,13 +81,35 @@ class GroupCommit:
         self._alone: set[asyncio.Task[None]] = set()
 
     async def insert(self, message: NewMessage) -> bool:
-        (arrived,) = self._arrive([message])
-        return await arrived
+        (created,) = await self._settled(self._arrive([message]))
+        return created
 
     async def insert_many(self, batch: Sequence[NewMessage]) -> list[bool]:
-        return list(await asyncio.gather(*self._arrive(batch)))
+        return await self._settled(self._arrive(batch))
 
-    def _arrive(self, batch: Sequence[NewMessage]) -> list[asyncio.Future[bool]]:
+    async def _settled(self, group: list[Arrival]) -> list[bool]:
+        """The group's results; `DatabaseUnavailable` if no transaction took it within
+        `SUBMIT_WAIT` (then it is withdrawn: never committed)."""
+        results = asyncio.gather(*(arrived for _, arrived in group))
+        try:
+            return list(await asyncio.wait_for(asyncio.shield(results), SUBMIT_WAIT))
+        except TimeoutError:
+            if not self._withdraw(group):
+                return list(await results)  # taken: its transaction holds the lock
+        results.cancel()
+        raise DatabaseUnavailable(f"the database took no write for {SUBMIT_WAIT:.0f} s (its "
+                                  "write lock is held elsewhere); nothing was stored")
+
+    def _withdraw(self, group: list[Arrival]) -> bool:
+        """Whether `group` was still waiting to be taken (it is not any more)."""
+        with self._lock:
+            for n, waiting in enumerate(self._arriving):
+                if waiting is group:
+                    del self._arriving[n]
+                    return True
+        return False
+
+    def _arrive(self, batch: Sequence[NewMessage]) -> list[Arrival]:
         loop = asyncio.get_running_loop()
         group: list[Arrival] = [(message, loop.create_future()) for message in batch]
         if (self._runner.parallel_writes and len(batch) == 1
@@ -90,11 +122,14 @@ class GroupCommit:
                 self._arriving.append(group)
             if self._committer is None or self._committer.done():
                 self._committer = asyncio.create_task(self._commit_arrivals())
-        return [arrived for _, arrived in group]
+        return group
 
     def _next_group(self) -> list[Arrival]:
-        """Whole arrivals, up to GROUP_MAX messages (a bigger batch goes alone)."""
+        """Whole arrivals, up to GROUP_MAX messages (a bigger batch goes alone); none
+        when every one waiting was withdrawn meanwhile."""
         with self._lock:
+            if not self._arriving:
+                return []
             group = self._arriving.pop(0)
             while self._arriving and len(group) + len(self._arriving[0]) <= GROUP_MAX:
                 group = group + self._arriving.pop(0)
@@ -111,6 +146,8 @@ class GroupCommit:
 
         def insert_taken(conn: Connection) -> list[bool | RecipientsSuppressed]:
             batch.extend(take())
+            if not batch:  # withdrawn while this transaction waited to begin
+                return []
             return insert_messages(conn, [message for message, _ in batch], self._notice)
 
         try:  # one statement on PostgreSQL (sql/group_insert.py): no transaction

@@ -161,12 +161,12 @@ class SqlMessages:
     # -- claims ----------------------------------------------------------------------------
 
     async def claim_due(self, owner: str, now: datetime, lease_until: datetime,
-                        limit: int) -> list[Claim]:
+                        limit: int, busy: Collection[str] = ()) -> list[Claim]:
         if limit <= 0:
             return []
         batch = uuid.uuid4().hex
         picked = await self._run.write(self._claim, q.claim_params(owner, batch, now,
-                                                                   lease_until, limit))
+                                                                   lease_until, limit, busy))
         return _claims(picked.messages(), owner, batch, lease_until)
 
     def _claim(self, conn: Connection, params: dict[str, Any]) -> Picked:
@@ -191,13 +191,14 @@ class SqlMessages:
 
     async def record_and_claim(self, records: Sequence[AttemptRecord], owner: str,
                                now: datetime, lease_until: datetime, limit: int,
-                               at_least: int = 0) -> tuple[list[bool], list[Claim]]:
+                               at_least: int = 0, busy: Collection[str] = ()
+                               ) -> tuple[list[bool], list[Claim]]:
         if limit <= 0:
             return await self.record_attempts(records), []
         batch = uuid.uuid4().hex
         recorded, picked = await self._run.write(
             self._record_then_claim, records,
-            q.claim_params(owner, batch, now, lease_until, limit), at_least)
+            q.claim_params(owner, batch, now, lease_until, limit, busy), at_least)
         return recorded, _claims(picked.messages(), owner, batch, lease_until)
 
     def _record_then_claim(self, conn: Connection, records: Sequence[AttemptRecord],

@@ -13,12 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Integer,
     Select,
     String,
     bindparam,
+    exists,
     func,
+    or_,
     select,
     update,
 )
@@ -67,12 +70,22 @@ CLAIMED = {"status": SENDING, "claimed_by": bindparam("c_owner"),
 CLAIM_LIMIT = bindparam("c_limit", type_=Integer())
 
 
+def beyond_busy(postgres: bool) -> ColumnElement[bool]:
+    """A claim's extra condition while relays are busy (worker/relay_room.py): the
+    message has a pending recipient on a relay not in the bound list `c_busy`."""
+    return exists().where(recipients.c.message_id == m.c.id,
+                          or_(*(recipients.c.status == status for status in UNFINISHED)),
+                          ~in_bound_list(recipients.c.relay, "c_busy", postgres=postgres))
+
+
 def claim_params(owner: str, batch: str, now: datetime, lease_until: datetime,
-                 limit: int) -> dict[str, Any]:
+                 limit: int, busy: Collection[str] = ()) -> dict[str, Any]:
     """Each claimed row gets its own token, `<batch>:<id>` (see `claim_token`), so a
-    worker can renew, record or give back one claim of a batch on its own."""
+    worker can renew, record or give back one claim of a batch on its own. `c_busy`,
+    only with `busy` relays: their names, sorted (the backend binds them as a list)."""
+    busy_names = {"c_busy": sorted(busy)} if busy else {}
     return {"c_owner": owner, "c_batch": f"{batch}:", "c_now": now, "c_lease": lease_until,
-            "c_limit": limit}
+            "c_limit": limit, **busy_names}
 
 
 def claim_token(batch: str, id: str) -> str:

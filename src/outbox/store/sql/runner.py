@@ -9,8 +9,9 @@ statement, which PostgreSQL commits on its own). A body is a plain function of o
 The backend supplies the runner: SQLite hands the whole transaction to a
 thread in one hop (sqlite.py), PostgreSQL drives it on asyncpg with `run_sync`
 (postgres.py). Either way every foreign exception is translated once, in
-`translate_errors`: constraint violations become `Conflict`, other database
-and OS errors `StorageError`; Outbox's own errors pass through. The driver's own errors
+`translate_errors`: constraint violations become `Conflict`, a database that cannot
+be reached right now `DatabaseUnavailable` (sql/outage.py), other database and OS
+errors `StorageError`; Outbox's own errors pass through. The driver's own errors
 are translated too, from a body that reads through it past SQLAlchemy (on SQLite,
 sql/webhook_events.py's subscriptions).
 """
@@ -25,7 +26,8 @@ from typing import Concatenate, ParamSpec, Protocol, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from outbox.errors import Conflict, StorageError
+from outbox.errors import CommitUncertain, Conflict, DatabaseUnavailable, StorageError
+from outbox.store.sql.outage import unreachable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -63,17 +65,31 @@ class Runner(Protocol):
         ...
 
 
+def _never(exc: BaseException) -> bool:
+    return False
+
+
 @asynccontextmanager
-async def translate_errors() -> AsyncIterator[None]:
+async def translate_errors(*, may_have_committed: Callable[[BaseException], bool] = _never
+                           ) -> AsyncIterator[None]:
     """SQLAlchemy and driver errors become `StorageError` (constraint
-    violations `Conflict`), whether SQLAlchemy wrapped them or not; Outbox's own
-    errors pass through."""
+    violations `Conflict`, an unreachable database `DatabaseUnavailable`), whether
+    SQLAlchemy wrapped them or not; Outbox's own errors pass through.
+    `may_have_committed`: around a commit, or a statement that commits itself, whether
+    the database may have run what this error interrupted; then a lost connection is
+    `CommitUncertain`, since nothing tells whether the commit happened."""
     try:
         yield
     except (IntegrityError, sqlite3.IntegrityError) as exc:
         raise Conflict(f"the database refused the change: {_reason(exc)}") from exc
     except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
         reason = _reason(exc)
+        if unreachable(exc) and may_have_committed(exc):
+            raise CommitUncertain(f"the connection to the database was lost while "
+                                  f"committing ({reason}): this may be stored") from exc
+        if unreachable(exc):
+            raise DatabaseUnavailable(f"the database is unavailable ({reason})",
+                                      hint=_hint(reason)) from exc
         raise StorageError(f"database error: {reason}", hint=_hint(reason)) from exc
 
 

@@ -67,9 +67,10 @@ class SqlStore:
 
     def __init__(self, runner: Runner, pick_due: PickDue, liveness: Liveness, *,
                  wakeup: Wakeup | None = None,
-                 lock_schema: LockSchema | None = None, snapshot: Snapshot | None = None
-                 ) -> None:
+                 lock_schema: LockSchema | None = None, snapshot: Snapshot | None = None,
+                 locked_out: Callable[[], float | None] | None = None) -> None:
         self._run = runner
+        self._locked_out = locked_out or _never_locked_out
         self._wakeup = wakeup or Wakeup()
         self._inserter = GroupCommit(runner, self._wakeup.notice())
         self._lock_schema = lock_schema
@@ -92,6 +93,9 @@ class SqlStore:
     async def ping(self) -> None:
         await self._run.read(ping)
 
+    def writes_locked_out(self) -> float | None:
+        return self._locked_out()
+
     async def migrate(self) -> None:
         await self._run.write(self._migrate)
 
@@ -113,6 +117,10 @@ class SqlStore:
         await self._inserter.close()
         await self._wakeup.close()
         await self._run.close()
+
+
+def _never_locked_out() -> float | None:
+    return None  # PostgreSQL locks rows, never the whole database
 
 
 def ping(conn: Connection) -> None:

@@ -1,5 +1,7 @@
 // Compose: recipient chips (checked and resolved by the server), autocomplete, streamed
-// uploads with progress, and one submit per form. No build step, no framework.
+// uploads with progress (queued under the server's limit of uploads at once), one submit
+// per form, and a draft kept in this tab when the session expires. No build step, no
+// framework.
 (function () {
   "use strict";
   const form = document.getElementById("compose");
@@ -7,8 +9,14 @@
   const send = document.getElementById("send");
   const errors = document.getElementById("compose-errors");
   const csrf = form.querySelector('input[name="csrf_token"]').value;
-  let uploading = 0;
+  const draft = window.OutboxDraft;  // compose-draft.js
+  const MAX_WAITS = 60;  // 429 answers a file waits through before it is given up
+  const maxUploads = Math.max(1, Number(form.dataset.maxUploads) || 1);
+  const queue = [];  // uploads waiting for one of the maxUploads slots
+  let streaming = 0;
+  let uploading = 0;  // queued or streaming: Send waits for them
   let submitted = false;
+  let confirmed = false;  // the session was found alive for this submit
   let waiting = false;  // a submit waits for the chips still being checked
   const checks = new WeakMap();  // chip -> the promise of its check
   const flushes = [];  // per chip box: turn the text still typed in it into chips
@@ -38,11 +46,26 @@
     send.disabled = submitted || waiting || bad.length > 0 || uploading > 0;
   }
 
+  function expired() {
+    flushes.forEach(flush => flush());
+    draft.save(form);
+    draft.showExpired(document.getElementById("compose-session"));
+  }
+
   async function check(chip) {
-    const url = "/ui/compose/resolve?entry=" + encodeURIComponent(chip.dataset.entry);
+    const field = chip.closest(".chips").dataset.field;
+    const url = "/ui/compose/resolve?field=" + field + "&entry=" + encodeURIComponent(chip.dataset.entry);
     let answer;
     try {
-      answer = await (await fetch(url, {credentials: "same-origin"})).json();
+      const response = await fetch(url, {credentials: "same-origin"});
+      if (draft.isSignIn(response)) {
+        chip.classList.replace("pending", "unchecked");
+        chip.querySelector(".why").textContent = " — not checked: your session expired";
+        expired();
+        refresh();
+        return;
+      }
+      answer = await response.json();
     } catch (e) {
       answer = {ok: false, error: "could not be checked", members: [], via: ""};
     }
@@ -106,13 +129,22 @@
     flushes.push(flush);
     let active = -1;
     function close() { list.hidden = true; list.replaceChildren(); active = -1;
-                       input.setAttribute("aria-expanded", "false"); }
+                       input.setAttribute("aria-expanded", "false");
+                       input.removeAttribute("aria-activedescendant"); }
+    // The highlighted option is the input's active descendant: a screen reader reads it.
+    function highlight(items, index) {
+      active = index;
+      items.forEach((li, i) => li.setAttribute("aria-selected", String(i === active)));
+      input.setAttribute("aria-activedescendant", items[active].id);
+      items[active].scrollIntoView({block: "nearest"});
+    }
     function take(value) { addChip(box, value); input.value = ""; close(); input.focus(); }
     input.addEventListener("keydown", e => {
       const items = [...list.querySelectorAll("li")];
       if (e.key === "ArrowDown" && items.length) {
-        e.preventDefault(); active = (active + 1) % items.length;
-        items.forEach((li, i) => li.setAttribute("aria-selected", String(i === active)));
+        e.preventDefault(); highlight(items, (active + 1) % items.length);
+      } else if (e.key === "ArrowUp" && items.length) {
+        e.preventDefault(); highlight(items, active <= 0 ? items.length - 1 : active - 1);
       } else if (e.key === "Enter" || e.key === "," || e.key === ";") {
         e.preventDefault();
         if (active >= 0 && items[active]) take(items[active].dataset.value);
@@ -131,9 +163,12 @@
       const q = input.value.trim();
       if (!q) { close(); return; }
       timer = setTimeout(async () => {
-        const found = await (await fetch("/ui/compose/suggest?q=" + encodeURIComponent(q))).json();
+        const response = await fetch("/ui/compose/suggest?q=" + encodeURIComponent(q));
+        if (draft.isSignIn(response)) { expired(); return; }
+        const found = await response.json();
         list.replaceChildren();
         active = -1;
+        input.removeAttribute("aria-activedescendant");
         found.forEach((s, i) => {
           const li = el("li", {role: "option", id: `${box.dataset.field}-opt-${i}`,
                                "aria-selected": "false"}, s.label);
@@ -191,11 +226,46 @@
       return;
     }
     const bar = el("progress", {max: "100", value: "0", "aria-label": "Upload of " + file.name});
-    const pct = el("span", {class: "pct", "aria-live": "polite"}, "0 %");
+    const pct = el("span", {class: "pct", "aria-live": "polite"}, "waiting");
     item.append(label, bar, pct);
     document.getElementById("uploads").appendChild(item);
     uploading += 1;
     refresh();
+    queue.push({file, item, bar, pct, waits: 0});
+    pump();
+  }
+
+  // At most maxUploads stream at once (the server's limits.max_uploads_in_flight): more
+  // would be refused, so the rest wait their turn.
+  function pump() {
+    while (streaming < maxUploads && queue.length) stream(queue.shift());
+  }
+
+  function attached(job, answer) {
+    const {file, item, bar, pct} = job;
+    bar.value = 100; pct.textContent = "100 % uploaded";
+    item.dataset.uploadId = answer.upload_id;
+    // id|size|type|name: compose.py sends it, and lists it again if the form comes back.
+    item.append(el("button", {type: "button", class: "remove", "aria-label": "Remove " + file.name}, "×"),
+                el("input", {type: "hidden", name: "attachment", value: `${answer.upload_id}|` +
+                             `${answer.size}|${file.type || "application/octet-stream"}|${file.name}`}));
+    removable(item);
+  }
+
+  function notAttached(job, why) {
+    job.bar.remove();
+    job.pct.textContent = "not attached: " + why;
+    refuse(job.item, job.file, why);
+  }
+
+  function done() {
+    uploading -= 1;
+    refresh();
+    pump();
+  }
+
+  function stream(job) {
+    streaming += 1;
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/ui/uploads");
     xhr.setRequestHeader("X-CSRF-Token", csrf);
@@ -203,32 +273,39 @@
     xhr.upload.onprogress = ev => {
       if (ev.lengthComputable) {
         const p = Math.floor(ev.loaded * 100 / ev.total);
-        bar.value = p; pct.textContent = p + " %";
+        job.bar.value = p; job.pct.textContent = p + " %";
       }
     };
     xhr.onload = () => {
-      uploading -= 1;
-      if (xhr.status === 201) {
-        const answer = JSON.parse(xhr.responseText);
-        bar.value = 100; pct.textContent = "100 % uploaded";
-        item.dataset.uploadId = answer.upload_id;
-        // id|size|type|name: compose.py sends it, and lists it again if the form comes back.
-        item.append(el("button", {type: "button", class: "remove", "aria-label": "Remove " + file.name}, "×"),
-                    el("input", {type: "hidden", name: "attachment", value: `${answer.upload_id}|` +
-                                 `${answer.size}|${file.type || "application/octet-stream"}|${file.name}`}));
-        removable(item);
+      streaming -= 1;
+      if (draft.isSignIn({status: xhr.status, url: xhr.responseURL})) {
+        notAttached(job, "your session expired");
+        expired();
+      } else if (xhr.status === 201) {
+        attached(job, JSON.parse(xhr.responseText));
+      } else if (xhr.status === 429 && job.waits < MAX_WAITS) {
+        // Another page of this user is uploading too: the file waits and goes again.
+        job.waits += 1;
+        job.bar.value = 0; job.pct.textContent = "waiting";
+        const seconds = Number(xhr.getResponseHeader("Retry-After")) || 1;
+        setTimeout(() => { queue.unshift(job); pump(); }, seconds * 1000);
+        pump();
+        return;
       } else {
         let why = String(xhr.status);
         try { why = JSON.parse(xhr.responseText).error || why; } catch (e) { /* not JSON */ }
-        bar.remove();
-        pct.textContent = "not attached: " + why;
-        refuse(item, file, why);
+        notAttached(job, why);
       }
-      refresh();
+      done();
     };
-    xhr.onerror = () => { uploading -= 1; bar.remove(); pct.textContent = "not attached: upload failed";
-                          refuse(item, file, "upload failed"); refresh(); };
-    xhr.send(file);
+    xhr.onerror = async () => {
+      streaming -= 1;
+      // The server may close the connection on a refused body: ask what happened.
+      if (await draft.signedIn()) notAttached(job, "upload failed");
+      else { notAttached(job, "your session expired"); expired(); }
+      done();
+    };
+    xhr.send(job.file);
   }
 
   form.addEventListener("submit", e => {
@@ -247,9 +324,32 @@
       });
       return;
     }
+    if (!confirmed) {  // an expired session would lose the form to the sign-in page
+      e.preventDefault();
+      waiting = true;
+      refresh();
+      draft.signedIn().then(alive => {
+        waiting = false;
+        if (!alive) { expired(); refresh(); return; }
+        confirmed = true;
+        draft.forget();  // what it held is in the form now being sent
+        refresh();
+        form.requestSubmit(e.submitter);
+      });
+      return;
+    }
     submitted = true;  // a second click (or Enter) does not submit again
     setTimeout(refresh, 0);
   });
+
+  // Back to this page from the browser's cache: it may be sent again (a changed form
+  // is a new message; the same form gives the one already queued).
+  window.addEventListener("pageshow", e => {
+    if (e.persisted) { submitted = false; confirmed = false; waiting = false; refresh(); }
+  });
+
+  // A draft kept when the session expired, back in a new Compose of the same user.
+  draft.restore(form, addChip, document.getElementById("compose-draft"));
   refresh();
   form.dataset.ready = "true";  // chips, autocomplete and uploads are wired up
 })();

@@ -1,0 +1,66 @@
+"""claim_due and record_and_claim with busy relays (worker/relay_room.py): a worker with
+no room left for a relay claims past that relay's due mail, to the mail of the others."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from outbox.core.model import MessageStatus, RecipientStatus, RecipientUpdate
+from outbox.store.base import Store
+from outbox.store.values import NewRecipient
+from tests.contract.support import LEASE, at, finished, new_message
+
+
+async def test_a_claim_skips_the_mail_of_busy_relays_and_leaves_it_queued(
+        store: Store) -> None:
+    for n in range(5):
+        await store.messages.enqueue(new_message(id=f"slow{n}", accepted_at=at(n),
+                                                 relay="slow"))
+    await store.messages.enqueue(new_message(id="fast", accepted_at=at(10), relay="fast"))
+    await store.messages.enqueue(new_message(id="other", accepted_at=at(11), relay="other"))
+
+    claims = await store.messages.claim_due("w", at(20), at(20) + LEASE, 10,
+                                            busy={"slow", "other"})
+
+    assert [c.message.id for c in claims] == ["fast"]
+    skipped = (await store.messages.get("slow0")).message
+    assert skipped.status is MessageStatus.QUEUED and skipped.due_at == at(0)
+    rest = await store.messages.claim_due("w", at(20), at(20) + LEASE, 10)
+    assert [c.message.id for c in rest] == [f"slow{n}" for n in range(5)] + ["other"]
+
+
+async def test_a_message_with_a_pending_recipient_on_a_free_relay_is_claimed(
+        store: Store) -> None:
+    """Only mail whose every pending recipient is on a busy relay waits; a recipient
+    already sent does not count."""
+    both = new_message(id="both", accepted_at=at(1), to=["ann@slow.test"], relay="slow")
+    both = replace(both, recipients=[*both.recipients,
+                                     NewRecipient("bob@fast.test", "to", "fast")])
+    await store.messages.enqueue(both)
+    await store.messages.enqueue(new_message(id="slow", accepted_at=at(2), relay="slow"))
+
+    (claim,) = await store.messages.claim_due("w", at(3), at(3) + LEASE, 10, busy={"slow"})
+    assert claim.message.id == "both"
+    await store.messages.record_attempts([finished(
+        claim, MessageStatus.DEFERRED, due_at=at(4), count_attempt=False,
+        updates=[RecipientUpdate("ann@slow.test", RecipientStatus.DEFERRED, 451, "4.3.0",
+                                 "later", "x"),
+                 RecipientUpdate("bob@fast.test", RecipientStatus.SENT, 250, "2.0.0",
+                                 "ok", "sent")])])
+
+    assert await store.messages.claim_due("w", at(5), at(5) + LEASE, 10, busy={"slow"}) == []
+    assert [c.message.id for c in await store.messages.claim_due(
+        "w", at(5), at(5) + LEASE, 10, busy={"fast"})] == ["slow", "both"]
+
+
+async def test_a_claim_with_results_skips_busy_relays_too(store: Store) -> None:
+    await store.messages.enqueue(new_message(id="first", accepted_at=at(1), relay="fast"))
+    await store.messages.enqueue(new_message(id="slow", accepted_at=at(2), relay="slow"))
+    await store.messages.enqueue(new_message(id="fast", accepted_at=at(3), relay="fast"))
+    (claim,) = await store.messages.claim_due("w", at(4), at(4) + LEASE, 1)
+
+    recorded, claims = await store.messages.record_and_claim(
+        [finished(claim, MessageStatus.SENT)], "w", at(5), at(5) + LEASE, 10, busy={"slow"})
+
+    assert recorded == [True]
+    assert [c.message.id for c in claims] == ["fast"]
