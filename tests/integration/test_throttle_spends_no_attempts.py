@@ -19,13 +19,14 @@ from typing import Any
 import pytest
 from tests.integration.test_relay_governor import Clock, Node
 from tests.pg import database
-from tests.smtpd import ScriptedServer, reply
+from tests.smtpd import ScriptedServer, drop, reply
 
 from outbox.config import RelaySettings, Settings
 from outbox.core import guidance
 from outbox.core.decide import THROTTLED_NOT_COUNTED
 from outbox.core.model import EventType, MessageStatus
 from outbox.service import Outbox
+from outbox.store.values import Message, MessageDetail
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 
@@ -67,12 +68,11 @@ async def run_until_final(n: Node, message_id: str) -> Any:
 
 
 @pytest.mark.long(20)
-@pytest.mark.parametrize("slow_down", ["421 4.7.0 Slow down",
-                                       "451 4.7.1 Rate limit exceeded, slow down"])
-async def test_slow_down_more_times_than_max_attempts_then_the_message_is_sent(
-        node: Any, slow_down: str) -> None:
-    refusals = DEFAULT_MAX_ATTEMPTS + 5
-    server = ScriptedServer(script=[reply("MAIL", slow_down, times=refusals)]).start()
+async def one_message_through(node: Any, script: list[Any]
+                              ) -> tuple[ScriptedServer, Message, MessageDetail]:
+    """One message through a relay playing `script`, run to its final status: the relay,
+    the message and its detail."""
+    server = ScriptedServer(script=script).start()
     try:
         n = await node(RelaySettings(name="r", host="127.0.0.1", port=server.port,
                                      security="none"))
@@ -81,6 +81,16 @@ async def test_slow_down_more_times_than_max_attempts_then_the_message_is_sent(
         detail = await n.outbox.messages.get(message_id)
     finally:
         server.stop()
+    return server, message, detail
+
+
+@pytest.mark.parametrize("slow_down", ["421 4.7.0 Slow down",
+                                       "451 4.7.1 Rate limit exceeded, slow down"])
+async def test_slow_down_more_times_than_max_attempts_then_the_message_is_sent(
+        node: Any, slow_down: str) -> None:
+    refusals = DEFAULT_MAX_ATTEMPTS + 5
+    server, message, detail = await one_message_through(
+        node, [reply("MAIL", slow_down, times=refusals)])
     assert message.status is MessageStatus.SENT
     assert server.commands.count("MAIL") == refusals + 1
     assert len(server.message_ids) == 1 and server.duplicates == 0
@@ -98,20 +108,11 @@ async def test_a_relay_that_hangs_up_after_every_final_dot_ends_saying_it_probab
     """`drop("DATA")`: the relay saw the Message-ID on every try, so the words that end
     the message must not just say "fix it, then retry" (that sends another copy)."""
     from rich.console import Console
-    from tests.smtpd import drop
 
     from outbox.cli.tables import print_detail
     from outbox.views.render import detail_view
 
-    server = ScriptedServer(script=[drop("DATA")]).start()
-    try:
-        n = await node(RelaySettings(name="r", host="127.0.0.1", port=server.port,
-                                     security="none"))
-        (message_id,) = await n.submit(1)
-        message = await run_until_final(n, message_id)
-        detail = await n.outbox.messages.get(message_id)
-    finally:
-        server.stop()
+    server, message, detail = await one_message_through(node, [drop("DATA")])
     assert message.status is MessageStatus.FAILED
     assert message.attempts == DEFAULT_MAX_ATTEMPTS
     assert list(server.message_ids.values()) == [DEFAULT_MAX_ATTEMPTS]
