@@ -18,7 +18,7 @@ from outbox.store.sql.store import SqlStore
 
 FACETS: dict[str, type] = typing.get_type_hints(base.Store)  # name -> protocol
 ROOT_VERBS = ("ping", "migrate", "describe_database", "database_time", "check_writable",
-              "close")
+              "writes_locked_out", "close")
 LIVENESS = (LockFiles, AdvisoryLocks)  # not SQL: a lock file, an advisory lock
 
 
