@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from outbox.config import Settings, SubmissionSettings, load_settings
 from outbox.errors import (
     AttachmentBlocked,
+    CommitUncertain,
     ConfigError,
+    DatabaseUnavailable,
     HeaderInjection,
     InputError,
     InvalidAddress,
@@ -123,6 +125,20 @@ def test_defaults_no_listener_and_rfc_limits() -> None:
 ])
 def test_refusals_at_data(error: Exception, reply: str) -> None:
     assert replies.data_refused(error) == reply  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("resend_is_safe", "words"), [
+    (True, "sending it again is safe (its Message-ID is recognised)"),
+    (False, "sending it again may make a second copy")])
+def test_a_commit_whose_outcome_is_unknown_is_not_called_not_queued(
+        resend_is_safe: bool, words: str) -> None:
+    """The database went during the commit: the message may be stored. 4xx still (a 250
+    for mail that was not stored loses it), but not "not queued", and whether a resend
+    can make a second copy depends on the Message-ID being recognised."""
+    reply = replies.data_refused(CommitUncertain(), resend_is_safe=resend_is_safe)
+    assert reply == f"451 4.3.0 Message may be queued: Outbox lost its database while " \
+                    f"storing it; {words}"
+    assert replies.data_refused(DatabaseUnavailable()) == replies.NOT_QUEUED
 
 
 def test_a_refusal_is_one_ascii_line_of_bounded_length() -> None:

@@ -103,6 +103,7 @@ class SubmissionHandler:
         principal = auth.principal_of(server)
         owner = principal.name
         tokens: list[str] = []
+        key: str | None = None
         try:
             submission, tokens = await self._read(envelope)
             key = self._key(submission, envelope)
@@ -113,7 +114,7 @@ class SubmissionHandler:
                 key_is_message_id=True)
         except OutboxError as exc:
             log.info("smtp message refused", owner=owner, reason=exc.message)
-            return replies.data_refused(exc)
+            return replies.data_refused(exc, resend_is_safe=key is not None)
         except Exception:  # the client keeps the message when it hears 4xx
             log.exception("smtp message not queued", owner=owner)
             return replies.NOT_QUEUED

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from outbox.errors import (
     AttachmentBlocked,
+    CommitUncertain,
     InputError,
     InvalidAddress,
     MessageIdReused,
@@ -101,8 +102,15 @@ def message_id_reused(exc: MessageIdReused) -> str:
                  "(or none: Outbox makes one)")
 
 
-def data_refused(exc: OutboxError) -> str:
-    """The reply to the final dot for a message that was not queued."""
+def data_refused(exc: OutboxError, *, resend_is_safe: bool = False) -> str:
+    """The reply to the final dot for a message that was not queued, or that may have
+    been (`CommitUncertain`: the database went while committing it); `resend_is_safe`:
+    the message's Message-ID is deduplicated, so a resend cannot make a second copy."""
+    if isinstance(exc, CommitUncertain):  # 4xx still: a 250 for mail not stored loses it
+        again = ("sending it again is safe (its Message-ID is recognised)" if resend_is_safe
+                 else "sending it again may make a second copy")
+        return _line(f"451 4.3.0 Message may be queued: Outbox lost its database while "
+                     f"storing it; {again}")
     if isinstance(exc, AttachmentBlocked):
         return _line(f"550 5.7.1 {exc.message}")
     if isinstance(exc, MessageTooLarge):
