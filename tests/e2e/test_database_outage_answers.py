@@ -5,6 +5,7 @@ cluster of the test's own (tests/pgcluster.py), really stopped and started."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,22 @@ def _assert_unavailable(answer: httpx.Response) -> None:
     assert "\n" not in error["message"] and "Error" not in error["message"]  # no driver text
 
 
+def _assert_the_ui_says_so(api: httpx.Client) -> None:
+    """A sign-in while the database is down: a 503 page in plain words. Its error page
+    looked the session up in the database again, failed there too and answered a bare
+    500 with a traceback."""
+    form = api.get("/ui/login")
+    assert form.status_code == 200, form.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None, form.text
+    answer = api.post("/ui/login", data={"name": "ann", "password": "pw",
+                                         "csrf_token": token.group(1)})
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == str(DatabaseUnavailable.retry_after)
+    assert "Outbox cannot reach its database right now: nothing was done." in answer.text
+    assert "asyncpg" not in answer.text and "Traceback" not in answer.text
+
+
 def test_a_stopped_postgresql_is_a_503_and_the_retry_queues_once(
         tmp_path: Path, own_cluster: PgCluster, launch: Any) -> None:
     url = own_cluster.create_database("outbox")
@@ -52,6 +69,7 @@ def test_a_stopped_postgresql_is_a_503_and_the_retry_queues_once(
             own_cluster.stop()
             _assert_unavailable(_submit(api, "during-the-outage"))
             _assert_unavailable(api.get(f"/v1/messages/{first.json()['id']}"))
+            _assert_the_ui_says_so(api)
             own_cluster.start()
             answers: list[httpx.Response] = []
 

@@ -12,7 +12,9 @@ from starlette.exceptions import HTTPException
 
 from outbox.errors import (
     AuthError,
+    CommitUncertain,
     Conflict,
+    DatabaseUnavailable,
     InputError,
     NotFound,
     OutboxError,
@@ -125,9 +127,28 @@ async def _refused(request: Request, exc: UiRefusal) -> HTMLResponse:
 
 
 async def _outbox_error(request: Request, exc: OutboxError) -> HTMLResponse:
+    if isinstance(exc, DatabaseUnavailable):
+        return _database_unavailable(request, exc)
     status = next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
     response = error_page(request, status, "Not done", exc.message, exc.hint,
                           await current(request))
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _database_unavailable(request: Request, exc: DatabaseUnavailable) -> HTMLResponse:
+    """503 in plain words (never the driver's), rendered without looking the session up:
+    that needs the database too, and failing again there turned the page into a bare
+    500 and a traceback."""
+    if isinstance(exc, CommitUncertain):
+        message = ("Outbox lost its database while saving this: it may or may not have "
+                   "been done.")
+        hint = "open the message list to see whether it was, before doing it again"
+    else:
+        message = "Outbox cannot reach its database right now: nothing was done."
+        hint = ("try again in a few seconds; if it lasts, whoever runs Outbox sees why in "
+                "`outbox doctor`")
+    response = error_page(request, 503, "Database unavailable", message, hint, None)
+    response.headers["Retry-After"] = str(exc.retry_after)
     return response
