@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, Response, expect
@@ -76,9 +77,15 @@ def test_an_upload_over_the_limit_is_429_json_with_retry_after(start_ui: StartUi
         holder = threading.Thread(target=lambda: held.append(
             first.post("/ui/uploads", content=slow_body())))
         holder.start()
-        # Not before: an upload of the test's own under way when the first one arrives
-        # would have it refused, and it would hang on in its body, counted by nobody.
+        # Not before the server counts it: an upload of the test's own under way when the
+        # first one reaches the route would have it refused, and it would hang on in its
+        # body, counted by nobody. Its first bytes sent are not enough: the route saw the
+        # second before the first in one run of three here (each reads the session first).
+        # The blob store opens the first's part file after counting it.
         assert sent.wait(30), "the first upload did not start"
+        staging = Path(ui.process.config["storage"]["blob_dir"]) / "tmp"
+        wait_until(lambda: any(staging.glob("*.part")), timeout=30,
+                   message="the first upload streaming into the blob store")
         answers: list[httpx.Response] = []
 
         def refused() -> bool:
