@@ -137,3 +137,47 @@ async def test_a_relays_backlog_drains_through_its_share(
             await outbox.close()
     assert len(slow.message_ids) == 120 and len(fast.message_ids) == 40
     assert 0 < peak["slow"] <= slow_share(settings), peak
+
+
+async def test_two_slow_relays_backlogs_leave_room_for_a_healthy_relays_mail(
+        db_url: str) -> None:
+    """Each relay may take up to half the worker (four sessions: 128 of 256 attempts), so
+    two slow relays could fill it between them: the last quarter is kept for relays with
+    few attempts running (relay_room.reserve), and a healthy relay's mail submitted after
+    both backlogs is delivered while they wait. At the production defaults (concurrency
+    256, a claim of 128)."""
+    with (ScriptedServer() as fast, ScriptedServer(script=[delay("DATA", 5.0)]) as one,
+          ScriptedServer(script=[delay("DATA", 5.0)]) as two):
+        relays = [RelaySettings(name="fast", host=fast.host, port=fast.port,
+                                security="none")]
+        relays += [RelaySettings(name=name, host=server.host, port=server.port,
+                                 security="none", max_connections=4)
+                   for name, server in (("one", one), ("two", two))]
+        settings = Settings(database={"url": db_url}, relays=relays,
+                            routes=[{"match": "one.test", "relay": "one"},
+                                    {"match": "two.test", "relay": "two"}],
+                            delivery={"helo_name": "client.test", "shutdown_grace": "1s"})
+        assert sum(share(relay, settings.delivery.concurrency)
+                   for relay in relays[1:]) >= settings.delivery.concurrency
+        outbox = await Outbox.open(settings)
+        worker = outbox.start_delivery()
+        task = asyncio.create_task(worker.run())
+        try:
+            slow_ids = await submit_to(outbox, [f"a{n}@one.test" for n in range(200)])
+            slow_ids += await submit_to(outbox, [f"b{n}@two.test" for n in range(200)])
+            fast_ids = await submit_to(outbox, [f"fast{n}@example.test" for n in range(30)])
+
+            async def fast_all_sent() -> bool:
+                return (await statuses(outbox, fast_ids))[MessageStatus.SENT] == 30
+
+            # Before: 256 slow attempts, 8 sessions, 5 s each: the first slot in 5 s,
+            # the healthy relay's 30 messages after a minute or more.
+            await wait_until_async(fast_all_sent, "the healthy relay's 30 messages",
+                                   timeout=20)
+            slow_now = await statuses(outbox, slow_ids)
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert len(fast.message_ids) == 30
+    assert slow_now[MessageStatus.SENDING] <= 3 * settings.delivery.concurrency // 4, slow_now

@@ -250,7 +250,7 @@ class Worker:
         held = self._held + self._promised * self._largest
         if free <= 0 or held >= HELD_CONTENT:
             return 0, frozenset()
-        relay_limit, busy = self._relay_room.room(done, self._promised)
+        relay_limit, busy = self._relay_room.room(done, self._promised, free)
         limit = min(free, self._delivery.batch_size,
                     affordable(held, self._largest, HELD_CONTENT))
         return (limit if relay_limit is None else min(limit, relay_limit)), busy
@@ -354,7 +354,8 @@ class Worker:
         if claim is not None:
             self._held -= claim.message.content.held_size
             self._handed.discard(claim.token)
-            if self._relay_room.finish(claim.token):
+            free = self._delivery.concurrency - len(self._inflight) - self._promised
+            if self._relay_room.finish(claim.token, free):
                 self._relay_freed.set()
         self._slot_free.set()
 

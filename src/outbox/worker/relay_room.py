@@ -10,6 +10,14 @@ its `share`: a claim takes no more than the relay with the least room left could
 and while a relay has none left (it is *busy*), a claim skips the mail whose every
 pending recipient is on a busy relay; that mail stays queued.
 
+A relay's share is up to half the worker, so two slow relays of four sessions or more
+could take all of it between them (a third's mail then waited behind both, as above).
+So the worker keeps its last quarter (`reserve`) for relays with few attempts running:
+a claim stops short of it, and once no more than that is free, a relay with `crowd`
+attempts or more running (a slow relay's backlog, by then) is busy too: the last slots
+go to the mail of the others.
+A healthy relay's attempts end as fast as they start, so it stays under `crowd`.
+
 A claim that skips busy relays walks past their due mail (the recipients table
 knows a recipient's relay; the claim's index does not): when one finds less than it
 asked for, another skipping the same relays waits for `poll_interval` or for new room
@@ -39,11 +47,22 @@ def share(relay: RelaySettings, concurrency: int) -> int:
 Busy = frozenset[str]
 
 
+def reserve(concurrency: int) -> int:
+    """The worker's last slots, kept for relays with fewer than `crowd` attempts."""
+    return concurrency // 4
+
+
+def crowd(concurrency: int) -> int:
+    """Attempts of one relay that make it busy while only the reserve is free."""
+    return max(1, reserve(concurrency) // 4)
+
+
 class RelayRoom:
     """A worker's attempts per relay, against each relay's bound."""
 
     def __init__(self, relays: Iterable[RelaySettings], concurrency: int) -> None:
         self._bound = {relay.name: share(relay, concurrency) for relay in relays}
+        self._reserve, self._crowd = reserve(concurrency), crowd(concurrency)
         self._using: Counter[str] = Counter()
         self._of: dict[str, tuple[str, ...]] = {}  # claim token -> its bounded relays
 
@@ -56,26 +75,35 @@ class RelayRoom:
         self._of[claim.token] = relays
         self._using.update(relays)
 
-    def finish(self, token: str) -> bool:
-        """Whether a relay that was busy has room again."""
+    def finish(self, token: str, free: int) -> bool:
+        """Whether a relay that was busy has room again, `free` the worker's free slots
+        with this attempt's counted."""
         freed = False
         for relay in self._of.pop(token, ()):
             self._using[relay] -= 1
             freed |= self._using[relay] == self._bound[relay] - 1
+            freed |= free <= self._reserve and self._using[relay] == self._crowd - 1
         return freed
 
-    def room(self, done: Collection[str], promised: int) -> tuple[int | None, Busy]:
+    def room(self, done: Collection[str], promised: int, free: int
+             ) -> tuple[int | None, Busy]:
         """The most a claim may take (None: no bound) and the busy relays, with the
         claims `done` counted as finished and `promised` messages of claims under way
-        counted against every relay (any of them may be for it)."""
+        counted against every relay (any of them may be for it); `free`: the worker's
+        free slots, so counted."""
         freeing = Counter(relay for token in done for relay in self._of.get(token, ()))
-        rooms = {relay: bound - self._using[relay] + freeing[relay] - promised
+        running = {relay: self._using[relay] - freeing[relay] for relay in self._bound}
+        rooms = {relay: bound - running[relay] - promised
                  for relay, bound in self._bound.items()}
-        busy = frozenset(relay for relay, room in rooms.items() if room <= 0)
-        open_rooms = [room for room in rooms.values() if room > 0]
+        crowding = free <= self._reserve
+        busy = frozenset(relay for relay, room in rooms.items()
+                         if room <= 0 or (crowding and running[relay] >= self._crowd))
+        open_rooms = [room for relay, room in rooms.items() if relay not in busy]
         if not open_rooms:
             return (0 if rooms else None), busy
-        return min(open_rooms), busy
+        # Until the reserve is reached, a claim may take any relay's mail, so it stops
+        # short of the reserve: a claim of the whole worker could be one slow relay's.
+        return min(*open_rooms, free if crowding else free - self._reserve), busy
 
 
 class Fruitless:
