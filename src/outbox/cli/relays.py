@@ -25,7 +25,7 @@ from outbox.errors import (
 if TYPE_CHECKING:
     from outbox.config import RelaySettings
     from outbox.service import Outbox
-    from outbox.service.relays import Relays, RelayStatus, RelayTest
+    from outbox.service.relays import DueNow, Relays, RelayStatus, RelayTest
 
 relay_app = typer.Typer(no_args_is_help=True, help="Relay credentials and login state.")
 
@@ -207,19 +207,33 @@ def list_relays(config: ConfigOption = None) -> None:
     """Every relay with its login kind and account, which credentials apply (the config
     file's, or stored ones that override them), its health from the snapshot the alerts
     and /metrics read (ok; idle: no attempt in the [alerts] window; failing; down: its
-    connections fail; throttled; needs attention) and its delivery state (open, backing
-    off until T, throttled to N sessions)."""
+    connections fail; throttled; needs attention), its delivery state (open, backing
+    off until T, throttled to N sessions) and, when it has any, its mail due now that is
+    not being delivered yet (waiting for one of its sessions, or for a worker)."""
 
-    async def action(outbox: Outbox) -> list[tuple[RelayStatus, str]]:
+    async def action(outbox: Outbox) -> list[tuple[RelayStatus, str, DueNow | None]]:
         from outbox.service.health import verdict
 
-        snapshot = await outbox.health.snapshot()
-        return [(s, verdict(health, snapshot.at) if health is not None else s.state)
-                for s in await _credentials(outbox).statuses()
-                for health in [snapshot.relay(s.name)]]
+        relays = _credentials(outbox)
+        snapshot, due = await outbox.health.snapshot(), await relays.due_now()
+        return [(s, verdict(health, snapshot.at) if health is not None else s.state,
+                 due.get(s.name))
+                for s in await relays.statuses() for health in [snapshot.relay(s.name)]]
 
-    for s, state in with_outbox(config, action, migrate=True):
+    for s, state, due in with_outbox(config, action, migrate=True):
         reason = f"  {s.reason}" if s.reason else ""
         source = "stored (overrides the config file)" if s.source == "stored" else "config file"
         print(f"{s.name}  {s.host}:{s.port}  {s.auth}  {s.username or '-'}  "
-              f"credentials: {source}  {state}{reason}  delivery: {s.delivery_detail}")
+              f"credentials: {source}  {state}{reason}  delivery: {s.delivery_detail}"
+              f"{_waiting(due)}")
+
+
+def _waiting(due: DueNow | None) -> str:
+    """Mail due now that no worker has claimed: a slow relay's share of the workers is
+    full (or no worker runs), which nothing else in the line shows."""
+    if due is None:
+        return ""
+    from outbox.core.alerting import duration
+
+    return (f"  waiting: {due.count} message(s) due now, not being delivered yet (the "
+            f"oldest for {duration(due.oldest)})")

@@ -6,7 +6,7 @@ passes `now`, then persists, logs and posts the changes. The alerts:
 
     relay.<name>.failure_rate      most of a relay's attempts in the window did not deliver,
                                    and its latest attempt did not either
-    relay.<name>.needs_attention   the relay is marked so (its login failed), or its mail
+    relay.<name>.needs_attention   the relay is marked so (core.attention), or its mail
                                    was held in the window (credentials, TLS trust) and it
                                    has not delivered since
     queue.backlog                  the oldest waiting message is older than oldest_queued_age
@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
+
+from outbox.core.attention import attention_cause, login_tried
 
 DELIVERED = frozenset({"sent", "partially_sent"})
 HELD = "held"
@@ -153,8 +155,9 @@ def attention_alert(relay: str, outcomes: Mapping[str, int], marked: tuple[str, 
     held = outcomes.get(HELD, 0)
     if marked is not None:
         reason, guidance = marked
-        detail = f"its login failed ({reason}); its mail is held" if reason else \
-            "its mail is held until its credentials are fixed"
+        detail = (f"{attention_cause(reason, guidance)}; its mail is held"
+                  if reason or not login_tried(guidance)
+                  else "its mail is held until its credentials are fixed")
     elif held:
         detail = (f"{held} attempt(s) in the last {duration(thresholds.window)} ended with "
                   "the relay's mail held")

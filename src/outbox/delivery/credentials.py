@@ -8,8 +8,10 @@ the provider rotates is saved the same way, keeping the version.
 
 A relay whose login fails is `needs_attention`: all its waiting mail is held
 (no attempt counted, nothing failed) with an alert event naming the fix
-(`CredentialVault.mark_needs_attention`). New credentials, or a login that
-works again, set it back to `ok` and release that mail.
+(`CredentialVault.mark_needs_attention`). So is a relay that could not log in
+at all (no login configured where one is required, none sent in clear, no usable
+method, no OAuth2 token), and its words say that instead (`core.attention`). New
+credentials, or a login that works again, set it back to `ok` and release that mail.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import SecretStr
 from outbox.clock import utcnow
 from outbox.config import OAuth2Settings, RelaySettings, Settings
 from outbox.core import guidance as catalogue
+from outbox.core.attention import attention_cause, login_tried
 from outbox.core.model import Event, EventType, Outcome
 from outbox.errors import OutboxError
 from outbox.secrets import SecretBox, open_box
@@ -130,8 +133,9 @@ class CredentialVault:
 
     async def mark_needs_attention(self, relay: RelaySettings, version: int,
                                    outcome: Outcome) -> int:
-        """The relay's login failed with the credentials of `version`: hold all its
-        waiting mail with an alert event. Returns how many messages were held."""
+        """The relay's login failed with the credentials of `version`, or could not be
+        tried (core.attention): hold all its waiting mail with an alert event. Returns
+        how many messages were held."""
         key = attention_guidance(relay, outcome)
         reply = outcome.reply
         reason = str(reply) if reply is not None else outcome.detail
@@ -139,7 +143,7 @@ class CredentialVault:
         event = Event(now, EventType.ALERT, reply_code=reply.code if reply else None,
                       enhanced_code=reply.enhanced if reply else None,
                       reply=reply.text if reply else None, guidance=key,
-                      detail=_attention_detail(relay.name, outcome.detail))
+                      detail=_attention_detail(relay.name, outcome.detail, reason, key))
         reason_held = f"relay {relay.name} needs attention: {catalogue.describe(key).title}"
         # One transaction: new credentials stored meanwhile (`set_credentials`) are
         # either seen here (nothing held) or stored after, releasing what was held.
@@ -164,7 +168,14 @@ class CredentialVault:
         return released
 
 
-def _attention_detail(relay: str, detail: str) -> str:
+def _attention_detail(relay: str, detail: str, reason: str, key: str) -> str:
+    """The alert event on the relay's held mail. A mark made without a login (none
+    configured, none sent in clear, no usable method, no OAuth2 token: core.attention)
+    says so, with its guidance's next step: new credentials may not be the fix."""
+    if not login_tried(key):
+        step = catalogue.describe(key).next_step.replace("NAME", relay)
+        return (f"relay {relay} needs attention: {attention_cause(reason, key)}, so all its "
+                f"mail is held (no attempt counted). Next step: {step}")
     text = (f"relay {relay} needs attention: its login failed, so all its mail is held (no "
             f"attempt counted) until `outbox relay set-credentials {relay}` or "
             f"PUT /v1/relays/{relay}/credentials")

@@ -13,7 +13,10 @@ message:
 A login failure marks the relay `needs_attention` and holds all its waiting
 mail (`CredentialVault.mark_needs_attention`); after that this node does not
 log in with the same credentials again, since repeated failures can lock the
-account. A login that works again releases the held mail.
+account. A login that works again releases the held mail. A relay with
+credentials that could not log in at all (not over a clear connection, no
+usable method, no OAuth2 token) is marked and held the same way, and its held
+mail says why, not "the last login failed" (`core.attention`).
 
 Clock skew seen by the relay's OAuth2 token source (the token endpoint's
 `Date`) or in a relay greeting that carries a date becomes an `alert` event on
@@ -35,6 +38,7 @@ import structlog
 
 from outbox.clock import utcnow
 from outbox.config import DeliverySettings, RelaySettings, Settings
+from outbox.core.attention import attention_cause, login_tried
 from outbox.core.classify import classify
 from outbox.core.decide import AttemptVerdict
 from outbox.core.guidance import LOGIN_REQUIRED
@@ -219,13 +223,9 @@ class RelayGate:
                               failure=failure, transcript=f"(not sent: {detail})")
 
     def _held_report(self, recipients: Sequence[str]) -> DeliveryReport:
-        reason = self._auth.reason if self._auth is not None else ""
-        detail = (f"the last login to relay {self.relay.name} failed ({reason}); Outbox does not "
-                  "log in again with the same credentials")
-        failure = SessionFailure(Stage.AUTH, condition=Condition.AWAITING_CREDENTIALS,
-                                 detail=detail)
+        failure = _held_failure(self.relay.name, self._auth or RelayAuth(self.relay.name))
         return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
-                              failure=failure, transcript=f"(not sent: {detail})")
+                              failure=failure, transcript=f"(not sent: {failure.detail})")
 
     # -- the pool --------------------------------------------------------------------------
 
@@ -287,6 +287,23 @@ class _Attempt:
     failure: Outcome | None  # a failed login
     version: int | None  # of the credentials used
     relay: RelaySettings  # with those credentials
+
+
+def _held_failure(relay: str, auth: RelayAuth) -> SessionFailure:
+    """Why mail for a relay marked needs_attention is not sent. A mark made without a
+    login (none sent in clear, no usable method, no OAuth2 token: core.attention) keeps
+    its own condition, whose guidance names the fix; only a refused login is "awaiting
+    credentials"."""
+    if not login_tried(auth.guidance) and auth.guidance in _CONDITIONS:
+        detail = (f"relay {relay} needs attention: {attention_cause(auth.reason, auth.guidance)}"
+                  "; its mail waits until that is fixed")
+        return SessionFailure(Stage.AUTH, condition=Condition(auth.guidance), detail=detail)
+    detail = (f"the last login to relay {relay} failed ({auth.reason}); Outbox does not log in "
+              "again with the same credentials")
+    return SessionFailure(Stage.AUTH, condition=Condition.AWAITING_CREDENTIALS, detail=detail)
+
+
+_CONDITIONS = frozenset(condition.value for condition in Condition)
 
 
 def _login_failure(report: DeliveryReport) -> Outcome | None:

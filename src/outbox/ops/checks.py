@@ -17,6 +17,7 @@ from typing import Any
 
 from outbox.config import AlertSettings, DoctorSettings, RelaySettings
 from outbox.core.alerting import duration
+from outbox.core.attention import attention_cause, login_tried
 from outbox.core.governor import GovernorState, State
 from outbox.core.guidance import Guidance, describe, key_for_reply
 from outbox.core.report import Condition, SessionFailure, Stage
@@ -238,13 +239,16 @@ _STEP_CHECKS = {"connect": _connect, "greeting": _greeting, "ehlo": _ehlo, "tls"
 
 
 def relay_mark_check(relay: str, mark: RelayAuth | None) -> Check | None:
-    """A relay marked needs_attention (its login failed) holds its mail until fixed."""
+    """A relay marked needs_attention holds its mail until fixed. What the relay said
+    to a login speaks for itself; a mark made without a login says why (core.attention):
+    no login configured, none sent in clear, no usable method, no OAuth2 token."""
     if mark is None or not mark.needs_attention:
         return None
     since = f" since {mark.updated_at:%Y-%m-%d %H:%M} UTC" if mark.updated_at else ""
-    return failed(f"relay {relay}: state", f"marked needs attention{since}: "
-                  f"{mark.reason or 'its login failed'}; its mail is held",
-                  describe(mark.guidance or "relay_needs_attention").next_step)
+    cause = (mark.reason if mark.reason and login_tried(mark.guidance)
+             else attention_cause(mark.reason, mark.guidance))
+    return failed(f"relay {relay}: state", f"marked needs attention{since}: {cause}; its "
+                  "mail is held", describe(mark.guidance or "relay_needs_attention").next_step)
 
 
 def governor_check(relay: str, health: GovernorState | None, now: datetime) -> Check | None:

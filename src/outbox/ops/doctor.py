@@ -55,6 +55,7 @@ from outbox.ops.checks import (
 )
 from outbox.ops.credentials import Login, login_for
 from outbox.ops.listener import listener_checks, observe_listener
+from outbox.ops.waiting import waiting_check
 from outbox.store.base import ClockReading, RelayAuth, Store
 from outbox.store.urls import database_url, safe_url
 
@@ -101,6 +102,8 @@ def all_relay_checks(settings: Settings, relays: list[RelayObservation],
         checks += [marked] if marked else []
         paced = governor_check(name, database.governor.get(name), now)
         checks += [paced] if paced else []
+        waiting = waiting_check(observed.relay, database.queue, settings.delivery)
+        checks += [waiting] if waiting else []
     return checks
 
 
@@ -179,7 +182,7 @@ async def read_database(store: Store, settings: Settings, clock: Clock) -> Datab
     if info.server_time is not None:
         state.time_sources.append(TimeSource("the database server", info.server_time, our_time))
     if info.is_migrated:
-        state.queue = QueueObservation(await store.messages.stats(),
+        state.queue = QueueObservation(await store.messages.stats(clock()),
                                        await store.alerts.list_alerts(True), clock(),
                                        settings.alerts, settings.doctor)
         state.relay_marks = {mark.relay: mark for mark in await store.relay_auth.relay_states()}

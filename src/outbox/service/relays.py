@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -89,6 +89,16 @@ class RelayStatus:
     delivery_detail: str = "open"  # e.g. "backing off until ... after 3 failure(s): ..."
     session_limit: int = 0  # sessions at once allowed now
     backoff_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueNow:
+    """A relay's mail that is due but no worker has claimed: it waits for the relay's
+    room in the workers (worker/relay_room.py: a slow relay's share is full), or for a
+    worker. Nothing else says so: the relay itself looks healthy."""
+
+    count: int
+    oldest: timedelta  # how long the longest-waiting of it has been due
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +283,13 @@ class Relays:
         return [self._status(r, stored.get(r.name, RelayAuth(r.name)),
                              paced.get(r.name, GovernorState(r.name)))
                 for r in self.settings.relays]
+
+    async def due_now(self) -> dict[str, DueNow]:
+        """By relay, its mail due now and not being delivered (none: left out). A walk
+        of the due mail (`stats(now)`): for an operator's look, not for a loop."""
+        now = self._clock()
+        due = (await self.store.messages.stats(now)).due_by_relay
+        return {name: DueNow(d.count, now - d.oldest_due_at) for name, d in due.items()}
 
     async def held_back(self, message: Message) -> list[RelayStatus]:
         """The relays backing off that `message`'s unsent recipients wait for: a retry

@@ -76,6 +76,7 @@ from outbox.store.values import (
     RecipientsSuppressed,
     RecipientUpdate,
     RelayAuth,
+    RelayDue,
     StoredApiKey,
     Upload,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "RecipientsSuppressed",
     "RelayAuth",
     "RelayAuthStore",
+    "RelayDue",
     "RetentionStore",
     "Store",
     "StoredApiKey",
@@ -222,8 +224,10 @@ class MessageStore(Protocol):
     async def reroute_recipients(self, id: str, relays: Mapping[str, str]) -> None:
         """Point these recipients (address -> relay) of a message at other relays."""
 
-    async def stats(self) -> QueueStats:
-        """Messages by status, and when the oldest waiting one was accepted."""
+    async def stats(self, now: datetime | None = None) -> QueueStats:
+        """Messages by status, and when the oldest waiting one was accepted. With
+        `now`, also each relay's mail due by then that no worker has claimed
+        (`due_by_relay`): a walk of the due mail, for an operator's look, not a loop."""
 
     async def wait_for_new(self, timeout: float) -> None:
         """Return when a message may have become due (new enqueue, retry,

@@ -235,9 +235,20 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayDue:
+    """A relay's mail that is due and that no worker has claimed: it waits for room
+    (worker/relay_room.py: a slow relay's share of a worker is full) or for a worker."""
+
+    count: int  # messages with a recipient still to deliver through the relay
+    oldest_due_at: datetime  # since when the longest-waiting of them has been due
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     by_status: dict[str, int]
     oldest_pending_at: datetime | None  # oldest queued/deferred message's acceptance time
+    # By relay, the mail due at the `now` given to `stats` (none given: empty).
+    due_by_relay: Mapping[str, RelayDue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from outbox.core.recovery import RecoveryVerdict
 from outbox.errors import Conflict, InputError, NotFound
 from outbox.store import rows
 from outbox.store.base import Decide
-from outbox.store.sql import listing, recovery
+from outbox.store.sql import due_mail, listing, recovery
 from outbox.store.sql import queries as q
 from outbox.store.sql import relay_holds as holds
 from outbox.store.sql.key_lookups import KeyLookups
@@ -234,8 +234,8 @@ class SqlMessages:
     async def attempts(self, id: str) -> list[Attempt]:
         return await self._run.read(q.list_attempts, id)
 
-    async def stats(self) -> QueueStats:
-        return await self._run.read(q.stats)
+    async def stats(self, now: datetime | None = None) -> QueueStats:
+        return await self._run.read(due_mail.stats_at, now)
 
     async def wait_for_new(self, timeout: float) -> None:
         await self._wakeup.wait(timeout)

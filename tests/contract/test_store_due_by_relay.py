@@ -1,0 +1,53 @@
+"""`stats(now)`'s `due_by_relay`: per relay, the mail due by `now` that no worker has
+claimed, what `outbox relay ls` and `outbox doctor` show of mail waiting for a relay's
+room (worker/relay_room.py). Claimed, held, not yet due and delivered mail is not
+waiting; a message counts once for each relay it still has a recipient for."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from outbox.core.model import Hold, MessageStatus, RecipientStatus, RecipientUpdate
+from outbox.store.base import RelayDue, Store
+from outbox.store.values import NewRecipient
+from tests.contract.support import LEASE, at, finished, new_message
+
+
+async def test_stats_at_a_time_counts_each_relays_unclaimed_due_mail(store: Store) -> None:
+    for n in range(3):
+        await store.messages.enqueue(new_message(id=f"slow{n}", accepted_at=at(n),
+                                                 to=[f"s{n}@slow.test", f"t{n}@slow.test"],
+                                                 relay="slow"))
+    both = new_message(id="both", accepted_at=at(4), to=["ann@slow.test"], relay="slow")
+    await store.messages.enqueue(replace(both, recipients=[
+        *both.recipients, NewRecipient("bob@fast.test", "to", "fast")]))
+    await store.messages.enqueue(new_message(id="later", accepted_at=at(60), relay="slow"))
+    await store.messages.enqueue(new_message(id="held", accepted_at=at(0), relay="slow",
+                                             hold=Hold("policy")))
+    await store.messages.enqueue(new_message(id="claimed", accepted_at=at(-9), relay="slow"))
+    (claimed,) = await store.messages.claim_due("w", at(-9), at(-9) + LEASE, 1)
+    assert claimed.message.id == "claimed"
+
+    stats = await store.messages.stats(at(10))
+
+    assert stats.due_by_relay == {"slow": RelayDue(4, at(0)), "fast": RelayDue(1, at(4))}
+    assert stats.by_status["queued"] == 5  # the figures without `now` are unchanged
+    assert (await store.messages.stats()).due_by_relay == {}
+
+
+async def test_a_deferred_message_waits_only_for_the_relays_it_has_left(store: Store) -> None:
+    """Due again after a deferral, it waits for the relay of its deferred recipient, not
+    for the one that took the other."""
+    both = new_message(id="both", accepted_at=at(0), to=["ann@slow.test"], relay="slow")
+    await store.messages.enqueue(replace(both, recipients=[
+        *both.recipients, NewRecipient("bob@fast.test", "to", "fast")]))
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 10)
+    await store.messages.record_attempts([finished(
+        claim, MessageStatus.DEFERRED, due_at=at(30),
+        updates=[RecipientUpdate("ann@slow.test", RecipientStatus.DEFERRED, 451, "4.3.0",
+                                 "later", "x"),
+                 RecipientUpdate("bob@fast.test", RecipientStatus.SENT, 250, "2.0.0",
+                                 "ok", "sent")])])
+
+    assert (await store.messages.stats(at(29))).due_by_relay == {}
+    assert (await store.messages.stats(at(45))).due_by_relay == {"slow": RelayDue(1, at(30))}
