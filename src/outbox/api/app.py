@@ -125,9 +125,11 @@ async def get_attempts(id: MessageKey, outbox: Service, _: Reader) -> list[Attem
 async def retry_message(id: MessageKey, outbox: Service, _: Sender,
                         body: Annotated[RetryIn | None, Body()] = None) -> MessageOut:
     """Try again now; also releases a held message. A message with an uncertain try
-    (the relay probably has it already) needs {"confirm": true}; the body is optional."""
-    await outbox.messages.retry(id, confirm=body is not None and body.confirm)
-    return detail_view(await outbox.messages.get(id))
+    (the relay probably has it already) needs {"confirm": true}; the body is optional.
+    If the database goes just after the retry is stored, the answer is the message with
+    its new status but no events (GET it for them once the database is back)."""
+    message = await outbox.messages.retry(id, confirm=body is not None and body.confirm)
+    return detail_view(await outbox.messages.get_after_change(message))
 
 
 @router.post("/messages/{id}/resend", status_code=202, response_model=Accepted,
@@ -150,8 +152,11 @@ async def resend_message(id: MessageKey, body: ResendIn, request: Request, respo
 
 @router.post("/messages/{id}/cancel", response_model=MessageOut)
 async def cancel_message(id: MessageKey, outbox: Service, _: Sender) -> MessageOut:
-    await outbox.messages.cancel(id)
-    return detail_view(await outbox.messages.get(id))
+    """Cancel mail not delivered yet (queued, deferred or held). If the database goes
+    just after the cancel is stored, the answer is the message with its new status but
+    no events (GET it for them once the database is back)."""
+    message = await outbox.messages.cancel(id)
+    return detail_view(await outbox.messages.get_after_change(message))
 
 
 def create_app(outbox: Outbox) -> FastAPI:

@@ -29,18 +29,13 @@ from outbox.core.compose import (
 from outbox.core.expand import Expansion
 from outbox.core.limits import check_recipient_count
 from outbox.core.links import LinkPolicy
-from outbox.core.model import EventType, Hold, MessageStatus, RecipientStatus
+from outbox.core.model import EventType, MessageStatus, RecipientStatus
 from outbox.core.recovery import Recovery
-from outbox.core.routing import (
-    INTERNAL_ROUTE_VIOLATION,
-    InternalPolicy,
-    RoutingTable,
-    internal_violations,
-)
+from outbox.core.routing import InternalPolicy, RoutingTable
 from outbox.core.uncertain import confirm_retry
 from outbox.errors import (
     ConfirmationRequired,
-    Conflict,
+    DatabaseUnavailable,
     IdempotencyKeyReused,
     InputError,
     OutboxError,
@@ -49,6 +44,7 @@ from outbox.ids import new_message_id, new_message_key
 from outbox.service import message_ids
 from outbox.service.contacts import ContactBook
 from outbox.service.files import AttachmentFiles, planned_uses
+from outbox.service.internal_routes import hold_if_internal_leaks, rerouted
 from outbox.service.pacing import listed, portable, validate_in_chunks
 from outbox.service.request_hash import request_hash, submission_body
 from outbox.service.suppressions import Suppressions, fields_naming_recipients, refusal_of
@@ -65,7 +61,6 @@ from outbox.store.base import (
     NewRecipient,
     Page,
     QueueStats,
-    Recipient,
     RecipientsSuppressed,
     Store,
 )
@@ -263,37 +258,8 @@ class Messages:
                           sender=planned.sender, recipients=recipients, content=planned.content,
                           accepted_at=now, owner=owner, metadata=dict(submission.metadata),
                           idempotency=claim, blobs=planned_uses(planned),
-                          hold=self._hold_if_internal_leaks(recipients, submission.relay))
-
-    def _hold_if_internal_leaks(self, recipients: Sequence[NewRecipient],
-                                requested: str | None = None) -> Hold | None:
-        """Held, naming the rule, when an internal recipient would leave through a
-        relay not flagged internal (also when the client asked for that relay)."""
-        found = internal_violations([(r.address, r.relay) for r in recipients], self.policy,
-                                    requested)
-        if not found:
-            return None
-        more = f" (and {len(found) - 1} more recipient(s))" if len(found) > 1 else ""
-        log.warning("message held: internal recipient on a non-internal relay",
-                    recipient=found[0].address, relay=found[0].relay, rule=found[0].pattern)
-        return Hold(found[0].describe() + more, INTERNAL_ROUTE_VIOLATION)
-
-    def _rerouted(self, recipients: Sequence[Recipient]) -> dict[str, str]:
-        """For unsent recipients that break the internal policy: the relay the current
-        routes give them, where that differs. `Conflict` if the policy still fails."""
-        unsent = [r for r in recipients if r.status is not RecipientStatus.SENT]
-        if not internal_violations([(r.address, r.relay) for r in unsent], self.policy):
-            return {}
-        moved = {r.address: relay for r in unsent
-                 if (relay := self.routing.relay_for(r.address.rpartition("@")[2]))
-                 and relay != r.relay}
-        still = internal_violations([(r.address, moved.get(r.address, r.relay))
-                                     for r in unsent], self.policy)
-        if still:
-            raise Conflict(f"not released: {still[0].describe()}",
-                           hint="route the domain through a relay with internal = true in the "
-                                "config and restart Outbox, or cancel the message")
-        return moved
+                          hold=hold_if_internal_leaks(recipients, self.policy,
+                                                         submission.relay))
 
     async def get(self, id: str) -> MessageDetail:
         """The message, its events, and whether its claim's owner (if any) is alive."""
@@ -309,6 +275,19 @@ class Messages:
         return replace(detail, owner_alive=not gone, recovered_within=(
             self.settings.delivery.sweep_interval if gone else None))
 
+    async def get_after_change(self, changed: Message) -> MessageDetail:
+        """`get`, for the answer to a retry or cancel (`changed`: the message as its
+        committed write left it). A database lost before the read-back answers `changed`
+        without its events: the change is done, and a 503 saying nothing was stored would
+        send the operator to do it again (found by a stranger pass)."""
+        try:
+            return await self.get(changed.id)
+        except DatabaseUnavailable as exc:
+            log.warning("message not read back after a change; answered as the change "
+                        "left it", message=changed.id, status=changed.status.value,
+                        error=exc.one_line())
+            return MessageDetail(changed, ())
+
     async def attempts(self, id: str) -> list[Attempt]:
         await self.store.messages.get(id)  # NotFound for an unknown id
         return await self.store.messages.attempts(id)
@@ -318,7 +297,7 @@ class Messages:
         await self._recover_if_abandoned(id)
         detail = await self.store.messages.get(id)
         confirm_retry(id, detail.events, detail.message.recipients, confirm)
-        moved = self._rerouted(detail.message.recipients)
+        moved = rerouted(detail.message.recipients, self.policy, self.routing)
         await self.store.messages.reroute_recipients(id, moved)
         message = await self.store.messages.retry(id, self.clock())
         log.info("message released for retry", message=id, confirmed=confirm)
@@ -379,7 +358,7 @@ class Messages:
             recipients=recipients, content=original.content.with_date(now), accepted_at=now,
             owner=owner, metadata=dict(original.metadata), resent_from=original.id,
             blobs=await self.files.uses_of(original.id, original.content),
-            hold=self._hold_if_internal_leaks(recipients), idempotency=claim)
+            hold=hold_if_internal_leaks(recipients, self.policy), idempotency=claim)
 
     async def stats(self) -> QueueStats:
         return await self.store.messages.stats()
