@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -26,6 +26,7 @@ from outbox.core.contacts import (
     Alias,
     Contact,
     Group,
+    Member,
     MemberKind,
     NewContact,
     Source,
@@ -37,7 +38,7 @@ from outbox.core.contacts import (
     name_key,
 )
 from outbox.core.expand import Expansion, expand_recipients, referenced_names
-from outbox.errors import GroupCycle, InputError, NotConfigured, OutboxError
+from outbox.errors import GroupCycle, InputError, NotConfigured, OutboxError, UnknownMember
 from outbox.store.base import ContactStore
 
 log = structlog.get_logger("outbox.contacts")
@@ -88,17 +89,22 @@ class ContactBook:
     # -- groups and aliases --------------------------------------------------------------
 
     async def save_group(self, group: Group) -> Group:
+        """Create or replace a group; a member named twice is kept once (see `_firsts`)."""
         name = check_name(group.name, "name")
-        for index, member in enumerate(group.members):
-            if member.kind is MemberKind.ADDRESS:
-                addresses.parse_mailbox(member.value, f"members[{index}]")
+        kept = _firsts([_member_key(member, f"members[{index}]")
+                        for index, member in enumerate(group.members)])
         saved = {name_key(g.name): g for g in await self.store.list_groups()}
         cycle = group_cycle(saved, replace(group, name=name))
         if cycle:
             field = _member_field(group, cycle[1])
             raise GroupCycle(f"{field}: the group would contain itself: {' > '.join(cycle)}",
                              field=field)
-        return await self.store.save_group(replace(group, name=name), self.clock())
+        members = tuple(group.members[index] for index in kept)
+        try:
+            return await self.store.save_group(replace(group, name=name, members=members),
+                                               self.clock())
+        except UnknownMember as exc:  # it counts the members kept: name the one as given
+            raise _as_given(exc, kept) from None
 
     async def list_groups(self) -> Sequence[Group]:
         return await self.store.list_groups()
@@ -116,9 +122,10 @@ class ContactBook:
         name = check_name(alias.name, "name")
         if not alias.targets:
             raise InputError("targets: an alias needs at least one address", field="targets")
-        for index, target in enumerate(alias.targets):
-            addresses.parse_mailbox(target, f"targets[{index}]")
-        return await self.store.save_alias(Alias(name, tuple(alias.targets)), self.clock())
+        kept = _firsts([addresses.parse_mailbox(target, f"targets[{index}]").dedupe_key
+                        for index, target in enumerate(alias.targets)])
+        targets = tuple(alias.targets[index] for index in kept)
+        return await self.store.save_alias(Alias(name, targets), self.clock())
 
     # -- import, dedupe, sync ------------------------------------------------------------
 
@@ -222,6 +229,36 @@ def _checked(name: str, emails: Sequence[str], tags: Sequence[str]) -> NewContac
                              f"emails[{seen}]; list each address once", field=f"emails[{index}]")
     clean_tags = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
     return NewContact(" ".join(name.split()), tuple(checked), clean_tags)
+
+
+def _firsts(keys: Sequence[Hashable]) -> list[int]:
+    """The positions of each key's first mention, in order. An alias's addresses and a
+    group's members are sets to an operator: one named twice is kept once, as first
+    spelt (refusing would break imports that repeat; found by a stranger pass)."""
+    first: dict[Hashable, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    return sorted(first.values())
+
+
+def _member_key(member: Member, field: str) -> tuple[MemberKind, Hashable]:
+    """What makes two members one: an address's mailbox (`mailbox_key`, as recipients
+    are compared), a contact's id, a group's name (`name_key`). Checks the address."""
+    if member.kind is MemberKind.ADDRESS:
+        return member.kind, addresses.parse_mailbox(member.value, field).dedupe_key
+    if member.kind is MemberKind.GROUP:
+        return member.kind, name_key(member.value)
+    return member.kind, member.value
+
+
+def _as_given(exc: UnknownMember, kept: Sequence[int]) -> UnknownMember:
+    """The store's `members[i]` counts the members it was given, the repeats gone: the
+    same refusal, naming the member's position in the request."""
+    given = {f"members[{stored}]": f"members[{index}]" for stored, index in enumerate(kept)}
+    field = given.get(exc.field or "")
+    if field is None:
+        return exc
+    return UnknownMember(field + exc.message.removeprefix(exc.field or ""), field=field)
 
 
 def _member_field(group: Group, nested: str) -> str:
