@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from outbox.cli.common import ConfigOption, out, with_outbox
+from outbox.cli.common import ConfigOption, err, out, with_outbox
 from outbox.core.model import MessageStatus
 from outbox.errors import InputError
 
@@ -168,12 +168,17 @@ def queue_retry(
 ) -> None:
     """Try a message again now (also releases a held message); says when a relay it
     waits for is backing off, since then it goes only when that ends."""
-    async def retry(outbox: Outbox) -> tuple[Message, list[RelayStatus]]:
+    async def retry(outbox: Outbox) -> tuple[Message, list[RelayStatus] | None]:
         message = await outbox.messages.retry(id, confirm=yes)
-        return message, await outbox.relays.held_back(message)
+        return message, await outbox.relays.held_back_or_unknown(message)
 
     message, held_back = with_outbox(config, retry, migrate=False)
     print(f"{message.id} {message.status.value}")
+    if held_back is None:  # the database went after the retry was stored: it is done
+        err.print("warning: the retry is stored, but whether a relay backing off holds it "
+                  "back could not be checked (the database is unavailable right now); run "
+                  "`outbox relay ls` once it is back")
+        return
     for relay in held_back:
         print(f"relay {relay.name}: {relay.delivery_detail}; it goes when that ends")
 

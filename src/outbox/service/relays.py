@@ -37,6 +37,7 @@ from outbox.delivery.oauth import TokenSource
 from outbox.delivery.oauth_code import Authorization, authorization, exchange_code
 from outbox.errors import (
     CredentialsIncomplete,
+    DatabaseUnavailable,
     InputError,
     LoginNotVerified,
     NotFound,
@@ -298,6 +299,18 @@ class Relays:
         now = self._clock()
         return [status for status in await self.statuses() if status.name in waiting
                 and status.backoff_until is not None and status.backoff_until > now]
+
+    async def held_back_or_unknown(self, message: Message) -> list[RelayStatus] | None:
+        """`held_back`, for the answer to a retry that is stored: None if the database
+        was lost before the back-offs were read. The CLI and the UI answered that with
+        "nothing was stored", which sends the operator to retry again (the API's answer
+        had the same fault: `Messages.get_after_change`)."""
+        try:
+            return await self.held_back(message)
+        except DatabaseUnavailable as exc:
+            log.warning("relay back-offs not read after a retry; answered without them",
+                        message=message.id, error=exc.one_line())
+            return None
 
     def _status(self, relay: RelaySettings, auth: RelayAuth,
                 paced: GovernorState) -> RelayStatus:

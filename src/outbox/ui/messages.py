@@ -137,7 +137,17 @@ async def retry(request: Request, id: str, session: Sender, outbox: Service,
     except ConfirmationRequired as exc:  # a try ended uncertain: the relay has a copy
         return await _detail(request, id, session, outbox, confirm_retry=exc.message,
                              status=409)
-    return _back(id, retried(await outbox.relays.held_back(message)), session)
+    held_back = await outbox.relays.held_back_or_unknown(message)
+    if held_back is None:  # the database went after the retry was stored: it is done
+        # Answered here: the message's page, where a redirect would go, needs the database.
+        return page(request, "done.html", session, title="Queued for another try",
+                    notice=RETRIED_UNCHECKED, back=f"/ui/messages/{id}")
+    return _back(id, retried(held_back), session)
+
+
+RETRIED_UNCHECKED = ("Queued for another try. Whether a relay's back-off holds it back "
+                     "could not be checked: Outbox cannot reach its database just now; "
+                     "open Relays in a minute to see.")
 
 
 def retried(held_back: list[RelayStatus]) -> str:
