@@ -83,11 +83,17 @@ def test_a_ui_retry_stored_before_postgresql_stopped_says_it_is_queued(
                        message="the 550 to fail the message")
 
             token = _form_token(browser, held)
-            cancelled = while_the_database_goes(own_cluster, relay, b"cancelled", lambda: (
-                browser.post(f"/ui/messages/{held}/cancel", data={"csrf_token": token})))
+            cancelled, shown = while_the_database_goes(
+                own_cluster, relay, b"cancelled", lambda: _and_follow(browser, browser.post(
+                    f"/ui/messages/{held}/cancel", data={"csrf_token": token})))
             assert cancelled.status_code == 303, cancelled.text
             assert parse_qs(urlsplit(cancelled.headers["location"]).query)["notice"] == [
                 "Cancelled: it will not be sent."]
+            # The page the cancel leads to cannot be shown yet; it must not read as the
+            # cancel undone ("nothing was done" was the answer to any request).
+            assert shown.status_code == 503, shown.text
+            assert "this page cannot be shown" in shown.text
+            assert "nothing was done" not in shown.text
             wait_until(lambda: _status(api, held) is not None, timeout=60, interval=0.5,
                        message="PostgreSQL back")
             assert _status(api, held) == "cancelled"
@@ -108,3 +114,9 @@ def test_a_ui_retry_stored_before_postgresql_stopped_says_it_is_queued(
             wait_until(lambda: _status(api, failed) == "sent", timeout=60, interval=0.5,
                        message="the retried message sent")
     assert [m.rcpt_tos for m in sink.messages] == [("gone@example.test",)]
+
+
+def _and_follow(browser: httpx.Client, answer: httpx.Response
+                ) -> tuple[httpx.Response, httpx.Response]:
+    """`answer`, and the page its redirect leads to, fetched while PostgreSQL is down."""
+    return answer, browser.get(answer.headers["location"])

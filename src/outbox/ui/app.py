@@ -145,6 +145,11 @@ def _database_unavailable(request: Request, exc: DatabaseUnavailable) -> HTMLRes
         message = ("Outbox lost its database while saving this: it may or may not have "
                    "been done.")
         hint = "open the message list to see whether it was, before doing it again"
+    elif request.method in ("GET", "HEAD"):  # a page to show, not an action: after a
+        # cancel stored, its redirect here must not read as the cancel undone
+        message = "Outbox cannot reach its database right now: this page cannot be shown."
+        hint = ("reload in a few seconds; if it lasts, whoever runs Outbox sees why in "
+                "`outbox doctor`")
     else:
         message = "Outbox cannot reach its database right now: nothing was done."
         hint = ("try again in a few seconds; if it lasts, whoever runs Outbox sees why in "
