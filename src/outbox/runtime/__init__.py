@@ -65,6 +65,9 @@ async def run_worker_process(settings: Settings) -> None:
     outbox = await Outbox.open(settings)  # on SQLite, its writer thread starts here
     outbox.store.liveness.describe_process(
         "outbox serve's delivery process" if health else "outbox worker")
+    # A delivery process is covered by serve's presence; `outbox worker` needs its own
+    # before its webhook sender starts (and refuses while a restore runs).
+    presence = None if health else await _take_presence(outbox, "outbox worker", [])
     if health:
         # Serve's requests first (outbox.niceness), from this thread and those it starts
         # from now on: SQLite's writer thread keeps serve's priority.
@@ -98,6 +101,8 @@ async def run_worker_process(settings: Settings) -> None:
         for watcher in watchers:
             watcher.cancel()
         await asyncio.gather(webhooks_task, *watchers, return_exceptions=True)
+        if presence is not None:
+            await presence.release()
         await outbox.close()
         log.info("worker stopped", owner=worker.owner)
 

@@ -6,15 +6,18 @@ of every blob the snapshot knows (content is addressed by its sha256 and never
 changes, so reading it after the snapshot is still consistent), packed into one
 tar with its manifest. Restore: the whole archive is read and checked first;
 only then, and only if no `serve`, `worker` or `submission` uses it, is the database
-touched, in one transaction; then attachment files.
+touched, in one transaction; then attachment files. From before that look until the
+last file, the restore holds its lock (`store.liveness`): none of those starts
+meanwhile, nor a second restore.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,19 +128,39 @@ async def _load(settings: Settings, manifest: Manifest, work: Path, progress: Pr
         def decide(claim: AbandonedClaim) -> RecoveryVerdict:
             return policy.decide(claim, now, rng)
 
-        await _refuse_while_in_use(settings, outbox_)
         source = {table: _rows_of(work, table) for table in manifest.tables}
         in_database = settings.storage.blobs == "database"
         if in_database:
             source[CONTENT_TABLE] = lambda: files.chunk_rows(
                 work, list(manifest.blob_parts), settings.storage.chunk_size, now.isoformat())
-        loaded = await outbox_.store.archive.load_tables(source, manifest.revision, now, decide,
-                                                         force=force)
-        if not in_database:
-            _install_files(settings, outbox_, manifest, work, progress)
+        async with _alone(settings, outbox_):
+            loaded = await outbox_.store.archive.load_tables(source, manifest.revision, now,
+                                                             decide, force=force)
+            if not in_database:
+                _install_files(settings, outbox_, manifest, work, progress)
     finally:
         await outbox_.close()
     return RestoreResult(manifest, loaded.counts, loaded.requeued, len(manifest.blob_parts))
+
+
+@contextlib.asynccontextmanager
+async def _alone(settings: Settings, outbox_: Outbox) -> AsyncIterator[None]:
+    """The restore's lock, then the look for running processes, then the restore: a
+    process starting meanwhile looks for this lock after taking its own, so either
+    this look finds it or it finds this lock (`store.liveness`)."""
+    liveness = outbox_.store.liveness
+    liveness.describe_process("outbox restore")
+    other = await liveness.begin_restore()
+    if other is not None:
+        raise Conflict(f"another restore is replacing the database "
+                       f"{safe_url(settings.database.url)} ({other}): nothing was changed",
+                       hint="wait until it has finished; restore again then if you still "
+                            "need to")
+    try:
+        await _refuse_while_in_use(settings, outbox_)
+        yield
+    finally:
+        await liveness.end_restore()
 
 
 async def _refuse_while_in_use(settings: Settings, outbox_: Outbox) -> None:

@@ -4,12 +4,23 @@ process dies, so others can tell "dead" from "slow" without waiting for a
 lease.
 
     SQLite (one host)      a lock file per process (`flock`) in
-                           `<database file>-workers/`
+                           `<database file>-workers/` (`store.liveness_files`)
     PostgreSQL (nodes)     a session-level advisory lock on a dedicated
                            connection; the server drops it with the session
 
 Each lock also says what holds it (`describe_process`): the lock file's second line,
 the session's application_name. `outbox restore` names them when it refuses.
+
+`outbox restore` holds a lock of its own from before it looks for those processes
+until its last change (`service.archive`): the file `.restore` there, the advisory
+lock (`RESTORE_NAMESPACE`, 0) here. A starting `serve`, `worker` or `submission`
+looks for it only after taking its own liveness lock (`runtime.presence`). Each takes
+its own lock before it looks for the other's and keeps it while it acts, and a lock
+is seen by every look that starts once it is granted (flock; pg_locks). So a restore
+that goes ahead, having found no liveness lock, holds its lock from before each
+process took its own; each process looks after that, finds the restore's lock held,
+and refuses. The window is closed, not narrowed: at worst both refuse (a start tries
+again for a few seconds, long enough for a restore that is itself refusing).
 
 A PostgreSQL restart drops every session, so for a moment every owner looks
 dead while it reconnects: for `RESTART_GRACE` after the server started, no
@@ -20,117 +31,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
-import os
-import re
-import socket
 from collections.abc import Collection
-from pathlib import Path
 from typing import Any
 
 import structlog
 
 from outbox.errors import StorageError
+from outbox.store.base_liveness import UNDESCRIBED, label
+from outbox.store.liveness_files import LockFiles
+
+__all__ = ["AdvisoryLocks", "LockFiles", "lock_key"]  # LockFiles: SQLite's, from its module
 
 log = structlog.get_logger("outbox.liveness")
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 LOCK_NAMESPACE = 0x0B0C  # classid of Outbox's advisory locks (the migration lock is xact-level)
+RESTORE_NAMESPACE = 0x0B0D  # classid of `outbox restore`'s advisory lock (key 0)
 RESTART_GRACE = 5.0  # seconds after a PostgreSQL start during which nobody is provably dead
 CONNECT_TIMEOUT = 10.0
 QUERY_TIMEOUT = 5.0
-UNDESCRIBED = "an Outbox process"
-
-
-def label(what: str) -> str:
-    """`what` with this process's pid and host: what other processes see."""
-    return f"{what}, pid {os.getpid()} on {socket.gethostname()}"
-
-
-class LockFiles:
-    """SQLite: `flock` on one file per owner; the kernel releases it at death."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._held: dict[str, int] = {}  # owner -> open descriptor holding the lock
-        self._label = label(UNDESCRIBED)
-
-    def describe_process(self, what: str) -> None:
-        self._label = label(what)
-
-    def _path(self, owner: str) -> Path:
-        return self.directory / f"{_UNSAFE.sub('_', owner)}.lock"
-
-    async def register(self, owner: str) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._path(owner), os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise StorageError(f"cannot take this process's lock file in {self.directory}: "
-                               f"{exc.strerror or exc}",
-                               hint="the directory next to the database must be writable") \
-                from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{owner}\n{self._label}\n".encode())
-        self._held[owner] = fd
-
-    async def keep(self, owner: str) -> None:
-        """Nothing to renew: the lock lasts as long as the descriptor."""
-
-    async def dead(self, owners: Collection[str]) -> set[str]:
-        # No file: not provable (a process that never took one), so its lease decides.
-        return {owner for owner in owners
-                if owner not in self._held and _is_held(self._path(owner)) is False}
-
-    async def holders(self) -> list[str]:
-        mine = {self._path(owner) for owner in self._held}
-        return sorted({_label_in(path) for path in self.directory.glob("*.lock")
-                       if path not in mine and _is_held(path)})
-
-    async def count_alive(self) -> int:
-        return len(await self.holders())
-
-    async def forget(self, owners: Collection[str]) -> None:
-        """Remove the lock files of dead owners once their claims are recovered."""
-        for owner in owners:
-            with contextlib.suppress(OSError):
-                self._path(owner).unlink()
-
-    async def unregister(self, owner: str) -> None:
-        fd = self._held.pop(owner, None)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                self._path(owner).unlink()
-            os.close(fd)
-
-
-def _label_in(path: Path) -> str:
-    """What holds the lock file at `path`, as it wrote there."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        lines = []
-    if len(lines) > 1 and lines[1]:
-        return lines[1]
-    # Written by an older Outbox, or not yet (between its flock and its write).
-    return f"{UNDESCRIBED} ({lines[0]})" if lines and lines[0] else f"{UNDESCRIBED}, starting"
-
-
-def _is_held(path: Path) -> bool | None:
-    """Whether a process holds the lock file at `path`; None: there is no such file."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing also lets go of the lock just taken
-    return False
 
 
 class AdvisoryLocks:
@@ -193,6 +112,42 @@ class AdvisoryLocks:
     async def count_alive(self) -> int:
         return len(await self.holders())
 
+    async def left_behind(self) -> set[str]:
+        return set()  # a dead session's lock is gone with it
+
+    async def begin_restore(self) -> str | None:
+        async with self._in_use:
+            conn = await self._connection()
+            try:
+                taken = await conn.fetchval("SELECT pg_try_advisory_lock($1, 0)",
+                                            RESTORE_NAMESPACE, timeout=QUERY_TIMEOUT)
+            except Exception as exc:
+                await self._drop_if_gone()
+                raise StorageError(f"cannot take the restore's lock: {exc}") from exc
+        if taken:
+            return None
+        return await self.restore_holder() or f"{UNDESCRIBED}, restoring"  # it just ended
+
+    async def end_restore(self) -> None:
+        async with self._in_use:
+            if not self._owners:  # a restore holds no other lock: its session goes
+                await self._drop()
+            elif self._conn is not None and not self._conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await self._conn.fetchval("SELECT pg_advisory_unlock($1, 0)",
+                                              RESTORE_NAMESPACE, timeout=QUERY_TIMEOUT)
+
+    async def restore_holder(self) -> str | None:
+        _, rows = await self._locks(
+            "SELECT l.pid, a.application_name FROM pg_locks l "
+            "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = 0 "
+            "AND l.objsubid = 2 AND l.granted AND l.pid <> pg_backend_pid() AND l.database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            "whether a restore runs", RESTORE_NAMESPACE)
+        return next((row["application_name"] or f"outbox restore (database session "
+                     f"{row['pid']})" for row in rows), None)
+
     async def _holding_sessions(self) -> tuple[float, set[str]]:
         """(seconds since the server started, what each other session holding a lock
         says it is). One session per process holds all that process's locks."""
@@ -217,15 +172,16 @@ class AdvisoryLocks:
             "which workers are alive")
         return up, {int(row["objid"]) for row in live}
 
-    async def _locks(self, query: str, what: str) -> tuple[float, list[Any]]:
-        """(seconds since the server started, `query`'s rows for Outbox's lock namespace);
+    async def _locks(self, query: str, what: str, namespace: int = LOCK_NAMESPACE
+                     ) -> tuple[float, list[Any]]:
+        """(seconds since the server started, `query`'s rows for the lock namespace);
         `what` the query finds, for the error."""
         async with self._in_use:
             conn = await self._connection()
             try:
                 up = await conn.fetchval("SELECT extract(epoch FROM now() - "
                                          "pg_postmaster_start_time())", timeout=QUERY_TIMEOUT)
-                rows = await conn.fetch(query, LOCK_NAMESPACE, timeout=QUERY_TIMEOUT)
+                rows = await conn.fetch(query, namespace, timeout=QUERY_TIMEOUT)
             except Exception as exc:
                 await self._drop_if_gone()
                 raise StorageError(f"cannot read {what}: {exc}") from exc
