@@ -17,9 +17,13 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import httpx
 
 from tests.pgcluster import PgCluster
+from tests.processes import wait_until
+from tests.smtpd import reply
 
 T = TypeVar("T")
 
@@ -141,3 +145,33 @@ def while_the_database_goes(cluster: PgCluster, relay: FreezeAfterCommit, marker
     relay.thaw()
     cluster.start()
     return result
+
+
+# Two messages to act on during an outage: one held by the internal-domains policy (to
+# cancel), one failed by the sink's 550 (to retry; the 550 comes once, so it then goes).
+INTERNAL_DOMAINS = ["corp.test"]
+
+
+def fails_once() -> Any:
+    """The sink's script: a 550 to gone@example.test, once (a new one each test: it
+    counts its replies)."""
+    return reply("RCPT", "550 5.1.1 No such user", recipient="gone@example.test", times=1)
+
+
+def status(api: httpx.Client, id: str) -> str | None:
+    """The message's status; None while the database cannot be read."""
+    answer = api.get(f"/v1/messages/{id}")
+    return answer.json()["status"] if answer.status_code == 200 else None
+
+
+def one_held_one_failed(api: httpx.Client) -> tuple[str, str]:
+    """The ids of a held message and of a failed one (a serve with INTERNAL_DOMAINS,
+    relaying to a sink with fails_once())."""
+    held = api.post("/v1/messages", json={
+        "from": "shop@example.test", "to": ["ann@corp.test"], "subject": "Held",
+        "text": "Hi"}).json()["id"]
+    failed = api.post("/v1/messages", json={
+        "from": "shop@example.test", "to": ["gone@example.test"], "subject": "Failed",
+        "text": "Hi"}).json()["id"]
+    wait_until(lambda: status(api, failed) == "failed", message="the 550 to fail the message")
+    return held, failed

@@ -17,14 +17,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.support import relay_for
 from tests.pgcluster import PgCluster
-from tests.pgfreeze import FreezeAfterCommit, freezable_cluster, relayed, while_the_database_goes
+from tests.pgfreeze import (
+    INTERNAL_DOMAINS,
+    FreezeAfterCommit,
+    fails_once,
+    freezable_cluster,
+    one_held_one_failed,
+    relayed,
+    status,
+    while_the_database_goes,
+)
 from tests.processes import OutboxProcess, base_config, wait_until, write_config
-from tests.smtpd import ScriptedServer, reply
+from tests.smtpd import ScriptedServer
 from tests.zygote import run as fork_run
 
 UNCHECKED = ("warning: the retry is stored, but whether a relay backing off holds it back "
@@ -43,38 +51,26 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return fork_run([*args, "--config", str(config)], env, config.parent, timeout=90)
 
 
-def _status(api: httpx.Client, id: str) -> str | None:
-    answer = api.get(f"/v1/messages/{id}")
-    return answer.json()["status"] if answer.status_code == 200 else None
-
-
 def test_a_cli_retry_and_cancel_stored_before_postgresql_stopped_say_they_are_done(
         tmp_path: Path, own_cluster: PgCluster, launch: Any) -> None:
     url = own_cluster.create_database("outbox")
-    script = reply("RCPT", "550 5.1.1 No such user", recipient="gone@example.test", times=1)
-    with (ScriptedServer(script=[script]) as sink,
+    with (ScriptedServer(script=[fails_once()]) as sink,
           FreezeAfterCommit(own_cluster.port) as relay):
-        config = base_config(tmp_path, url, [relay_for(sink)], internal_domains=["corp.test"])
+        config = base_config(tmp_path, url, [relay_for(sink)],
+                             internal_domains=INTERNAL_DOMAINS)
         outbox: OutboxProcess = launch(config)  # straight to the cluster: never frozen
         cli_config = write_config(tmp_path / "cli.toml", {
             **config, "database": {"url": relayed(url, own_cluster, relay)}})
         with outbox.client() as api:
-            held = api.post("/v1/messages", json={  # the internal-domains policy holds it
-                "from": "shop@example.test", "to": ["ann@corp.test"], "subject": "Held",
-                "text": "Hi"}).json()["id"]
-            failed = api.post("/v1/messages", json={
-                "from": "shop@example.test", "to": ["gone@example.test"],
-                "subject": "Failed", "text": "Hi"}).json()["id"]
-            wait_until(lambda: _status(api, failed) == "failed",
-                       message="the 550 to fail the message")
+            held, failed = one_held_one_failed(api)
 
             cancelled = while_the_database_goes(own_cluster, relay, b"cancelled",
                                                 lambda: _cli(cli_config, "queue", "cancel", held))
             assert (cancelled.returncode, cancelled.stdout, cancelled.stderr) == (
                 0, f"{held} cancelled\n", "")
-            wait_until(lambda: _status(api, held) is not None, timeout=60, interval=0.5,
+            wait_until(lambda: status(api, held) is not None, timeout=60, interval=0.5,
                        message="PostgreSQL back")
-            assert _status(api, held) == "cancelled"
+            assert status(api, held) == "cancelled"
 
             retried = while_the_database_goes(own_cluster, relay, b"retry requested",
                                               lambda: _cli(cli_config, "queue", "retry", failed))
@@ -82,6 +78,6 @@ def test_a_cli_retry_and_cancel_stored_before_postgresql_stopped_say_they_are_do
             assert retried.stdout == f"{failed} queued\n"
             assert retried.stderr.strip() == UNCHECKED
             # It was stored: the retry goes out once PostgreSQL is back (the 550 was once).
-            wait_until(lambda: _status(api, failed) == "sent", timeout=60, interval=0.5,
+            wait_until(lambda: status(api, failed) == "sent", timeout=60, interval=0.5,
                        message="the retried message sent")
     assert [m.rcpt_tos for m in sink.messages] == [("gone@example.test",)]

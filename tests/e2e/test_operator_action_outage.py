@@ -19,9 +19,17 @@ import pytest
 
 from tests.e2e.support import relay_for
 from tests.pgcluster import PgCluster
-from tests.pgfreeze import FreezeAfterCommit, freezable_cluster, relayed, while_the_database_goes
+from tests.pgfreeze import (
+    INTERNAL_DOMAINS,
+    FreezeAfterCommit,
+    fails_once,
+    freezable_cluster,
+    one_held_one_failed,
+    relayed,
+    while_the_database_goes,
+)
 from tests.processes import OutboxProcess, base_config, wait_until
-from tests.smtpd import ScriptedServer, reply
+from tests.smtpd import ScriptedServer
 
 
 @pytest.fixture
@@ -48,21 +56,13 @@ def _assert_done(answer: httpx.Response, status: str) -> None:
 def test_a_retry_and_a_cancel_stored_before_postgresql_stopped_are_answered_done(
         tmp_path: Path, own_cluster: PgCluster, launch: Any) -> None:
     url = own_cluster.create_database("outbox")
-    script = reply("RCPT", "550 5.1.1 No such user", recipient="gone@example.test", times=1)
-    with (ScriptedServer(script=[script]) as sink,
+    with (ScriptedServer(script=[fails_once()]) as sink,
           FreezeAfterCommit(own_cluster.port) as relay):
         config = base_config(tmp_path, relayed(url, own_cluster, relay), [relay_for(sink)],
-                             internal_domains=["corp.test"])
+                             internal_domains=INTERNAL_DOMAINS)
         outbox: OutboxProcess = launch(config)
         with outbox.client() as api:
-            held = api.post("/v1/messages", json={  # the internal-domains policy holds it
-                "from": "shop@example.test", "to": ["ann@corp.test"], "subject": "Held",
-                "text": "Hi"}).json()["id"]
-            failed = api.post("/v1/messages", json={
-                "from": "shop@example.test", "to": ["gone@example.test"],
-                "subject": "Failed", "text": "Hi"}).json()["id"]
-            wait_until(lambda: api.get(f"/v1/messages/{failed}").json()["status"] == "failed",
-                       message="the 550 to fail the message")
+            held, failed = one_held_one_failed(api)
 
             cancelled = _act_while_the_database_goes(
                 api, own_cluster, relay, f"/v1/messages/{held}/cancel", b"cancelled")

@@ -24,9 +24,18 @@ import pytest
 
 from tests.e2e.support import relay_for
 from tests.pgcluster import PgCluster
-from tests.pgfreeze import FreezeAfterCommit, freezable_cluster, relayed, while_the_database_goes
+from tests.pgfreeze import (
+    INTERNAL_DOMAINS,
+    FreezeAfterCommit,
+    fails_once,
+    freezable_cluster,
+    one_held_one_failed,
+    relayed,
+    status,
+    while_the_database_goes,
+)
 from tests.processes import OutboxProcess, base_config, wait_until
-from tests.smtpd import ScriptedServer, reply
+from tests.smtpd import ScriptedServer
 from tests.ui.support import PASSWORD, add_users, api_keys
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -54,33 +63,20 @@ def _form_token(browser: httpx.Client, id: str) -> str:
     return token.group(1)
 
 
-def _status(api: httpx.Client, id: str) -> str | None:
-    answer = api.get(f"/v1/messages/{id}")
-    return answer.json()["status"] if answer.status_code == 200 else None
-
-
 def test_a_ui_retry_stored_before_postgresql_stopped_says_it_is_queued(
         tmp_path: Path, own_cluster: PgCluster, launch: Any) -> None:
     url = own_cluster.create_database("outbox")
-    script = reply("RCPT", "550 5.1.1 No such user", recipient="gone@example.test", times=1)
-    with (ScriptedServer(script=[script]) as sink,
+    with (ScriptedServer(script=[fails_once()]) as sink,
           FreezeAfterCommit(own_cluster.port) as relay):
         config = base_config(tmp_path, relayed(url, own_cluster, relay), [relay_for(sink)],
-                             internal_domains=["corp.test"], auth=api_keys(),
+                             internal_domains=INTERNAL_DOMAINS, auth=api_keys(),
                              secrets={"key_file": str(tmp_path / "secret.key")})
         outbox: OutboxProcess = launch(config)
         add_users(config)
         with (outbox.client() as api,
               httpx.Client(base_url=outbox.base_url, timeout=90) as browser):
             _sign_in(browser)
-            held = api.post("/v1/messages", json={  # the internal-domains policy holds it
-                "from": "shop@example.test", "to": ["ann@corp.test"], "subject": "Held",
-                "text": "Hi"}).json()["id"]
-            failed = api.post("/v1/messages", json={
-                "from": "shop@example.test", "to": ["gone@example.test"],
-                "subject": "Failed", "text": "Hi"}).json()["id"]
-            wait_until(lambda: _status(api, failed) == "failed",
-                       message="the 550 to fail the message")
+            held, failed = one_held_one_failed(api)
 
             token = _form_token(browser, held)
             cancelled, shown = while_the_database_goes(
@@ -94,9 +90,9 @@ def test_a_ui_retry_stored_before_postgresql_stopped_says_it_is_queued(
             assert shown.status_code == 503, shown.text
             assert "this page cannot be shown" in shown.text
             assert "nothing was done" not in shown.text
-            wait_until(lambda: _status(api, held) is not None, timeout=60, interval=0.5,
+            wait_until(lambda: status(api, held) is not None, timeout=60, interval=0.5,
                        message="PostgreSQL back")
-            assert _status(api, held) == "cancelled"
+            assert status(api, held) == "cancelled"
 
             token = _form_token(browser, failed)
             retried = while_the_database_goes(own_cluster, relay, b"retry requested", lambda: (
@@ -111,7 +107,7 @@ def test_a_ui_retry_stored_before_postgresql_stopped_says_it_is_queued(
                 "minute to see.")
             assert f'href="/ui/messages/{failed}"' in retried.text  # the way back to it
             # It was stored: the retry goes out once PostgreSQL is back (the 550 was once).
-            wait_until(lambda: _status(api, failed) == "sent", timeout=60, interval=0.5,
+            wait_until(lambda: status(api, failed) == "sent", timeout=60, interval=0.5,
                        message="the retried message sent")
     assert [m.rcpt_tos for m in sink.messages] == [("gone@example.test",)]
 
