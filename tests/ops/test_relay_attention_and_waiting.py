@@ -85,8 +85,24 @@ def test_a_relays_due_mail_warns_once_it_waits_for_room(
                             f"for {int(waited.total_seconds())}s; max_connections 2)")
     if status is Status.WARN:
         assert check.fix.startswith("Raise max_connections of relay slow if the relay allows "
-                                    "more sessions, or find out why it is slow: `outbox relay "
-                                    "test slow`.")
+                                    "more sessions; else it is slow to answer. Each attempt's "
+                                    "time is in the log (`relay answered`, `seconds`).")
+
+
+def test_the_fix_names_the_limit_in_force() -> None:
+    """Half of concurrency below max_connections binds first (a stranger pass: doctor said
+    to raise max_connections with concurrency 2, where one session was all a worker used),
+    and a rate before both."""
+    due = observed({"slow": RelayDue(3, NOW - timedelta(minutes=1))})
+    few = DeliverySettings(poll_interval=timedelta(seconds=1), concurrency=2)
+    check = waiting_check(SLOW, due, few)
+    assert check is not None and check.fix.startswith(
+        "A worker gives relay slow at most half of [delivery] concurrency (2), fewer than its "
+        "max_connections: raise concurrency.")
+    paced = SLOW.model_copy(update={"rate": "6/m"})
+    check = waiting_check(paced, due, few)
+    assert check is not None and check.fix.startswith(
+        "Relay slow is limited to 6/m (its rate): raise it if the relay allows more.")
 
 
 def test_no_due_mail_or_no_database_is_no_check() -> None:

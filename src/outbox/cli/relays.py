@@ -208,8 +208,9 @@ def list_relays(config: ConfigOption = None) -> None:
     file's, or stored ones that override them), its health from the snapshot the alerts
     and /metrics read (ok; idle: no attempt in the [alerts] window; failing; down: its
     connections fail; throttled; needs attention), its delivery state (open, backing
-    off until T, throttled to N sessions) and, when it has any, its mail due now that is
-    not being delivered yet (waiting for one of its sessions, or for a worker)."""
+    off until T, throttled to N sessions) and, when it has any, its mail due now that no
+    worker has taken yet (a slow relay's share of the workers is full, or no worker runs).
+    Mail a worker has taken shows as sending, also while it waits for a session."""
 
     async def action(outbox: Outbox) -> list[tuple[RelayStatus, str, DueNow | None]]:
         from outbox.service.health import verdict

@@ -30,8 +30,22 @@ def waiting_check(relay: RelaySettings, queue: QueueObservation | None,
               f"{duration(waited)}; max_connections {relay.max_connections})")
     if waited < WAITING_POLLS * delivery.poll_interval and due.count < WAITING_MANY:
         return passed(name, detail)
-    return warned(name, detail,
-                  f"Raise max_connections of relay {relay.name} if the relay allows more "
-                  f"sessions, or find out why it is slow: `outbox relay test {relay.name}`. "
-                  "If every relay's mail waits, check that `outbox serve` or `outbox worker` "
-                  "is running.")
+    return warned(name, detail, f"{_limit(relay, delivery)} Each attempt's time is in the "
+                  "log (`relay answered`, `seconds`). If every relay's mail waits, check that "
+                  "`outbox serve` or `outbox worker` is running.")
+
+
+def _limit(relay: RelaySettings, delivery: DeliverySettings) -> str:
+    """The step for the limit in force. A worker gives a relay at most half its
+    concurrency (worker/relay_room.py): below max_connections, that half is what binds,
+    and more sessions would change nothing (found by a stranger pass); a rate binds
+    first."""
+    if relay.rate:
+        return (f"Relay {relay.name} is limited to {relay.rate} (its rate): raise it if the "
+                "relay allows more.")
+    if delivery.concurrency // 2 < relay.max_connections:
+        return (f"A worker gives relay {relay.name} at most half of [delivery] concurrency "
+                f"({delivery.concurrency}), fewer than its max_connections: raise "
+                "concurrency.")
+    return (f"Raise max_connections of relay {relay.name} if the relay allows more sessions; "
+            "else it is slow to answer.")
