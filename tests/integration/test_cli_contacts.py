@@ -57,6 +57,8 @@ def test_groups_refuse_a_cycle(outbox: object) -> None:
     run = outbox  # type: ignore[assignment]
     assert run("contacts", "group", "Ops", "pager@x.test").exit_code == 0
     assert run("contacts", "group", "All", "group:Ops").output == "All: 1 member(s)\n"
+    # The kind in any case, as the UI takes it (a stranger pass: GROUP:Ops was an address).
+    assert run("contacts", "group", "Caps", "GROUP:Ops").output == "Caps: 1 member(s)\n"
     looped = run("contacts", "group", "Ops", "group:All")
     assert isinstance(looped.exception, InputError)
     assert "would contain itself: Ops > All > Ops" in looped.exception.message

@@ -146,10 +146,12 @@ def suggest(prefix: str, limit: Annotated[int, typer.Option("--limit", min=1, ma
 def _member(text: str) -> Member:
     from outbox.core.contacts import Member
 
+    # Any case, as the UI reads it: "GROUP:Sub" went on as an address, which RFC 5322
+    # reads as a group named GROUP holding 'Sub' ("'Sub' is not an email address").
     kind, sep, value = text.partition(":")
-    if sep and kind == "group":
+    if sep and kind.lower() == "group":
         return Member.group(value)
-    if sep and kind == "contact":
+    if sep and kind.lower() == "contact":
         if not value.isdigit():
             raise InputError(f"{text!r}: a contact member is contact:ID", field="members")
         return Member.contact(int(value))
