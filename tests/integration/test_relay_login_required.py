@@ -61,6 +61,8 @@ async def test_mail_refused_for_want_of_a_login_stays_held_until_an_operator_act
         _report_test(tested)
         said = capsys.readouterr().out
         assert "did not ask for a login at connect" in said
+        assert (f"relay r: 127.0.0.1:{server.port} connected (no login configured); no "
+                "mail sent\n") in said  # not "ok" beside "its mail stays held"
         assert "refused mail without one (530 5.7.0 Authentication required)" in said
         assert "sends no MAIL" in said and "outbox relay set-credentials r" in said
         await n.settle(ids)

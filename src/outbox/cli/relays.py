@@ -187,7 +187,9 @@ def _report_test(tested: RelayTest) -> None:
     login = (f"logged in as {relay.username} with {result.info.auth_mechanism}"
              if result.info.auth_mechanism else "no login configured")
     tls = f", {result.info.tls_version}" if result.info.tls_version else ""
-    print(f"relay {relay.name}: {where} ok ({login}{tls}); no mail sent")
+    # "ok" is the connection's; not beside a refusal of mail (a stranger pass).
+    verdict = "connected" if tested.refused_mail else "ok"
+    print(f"relay {relay.name}: {where} {verdict} ({login}{tls}); no mail sent")
     if tested.refused_mail:
         print(f"relay {relay.name} did not ask for a login at connect (this test connects, "
               "says EHLO, STARTTLS if configured, and QUIT; it sends no MAIL), but it refused "
