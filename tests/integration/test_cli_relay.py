@@ -83,6 +83,8 @@ def test_relay_ls_and_test_show_state_and_the_fix_without_secrets(run: Run,
     assert line.startswith("error: relay default: 127.0.0.1:") and "failed at auth: 535" in line
     assert "app password" in line
     assert "AUTH PLAIN ***" in failed.out
+    # What the relay offers, as the guidance that points here says (its EHLO answer).
+    assert "EHLO" in failed.out and "250-AUTH" in failed.out, failed.out
     assert WRONG not in failed.out + failed.err and server.messages == []
 
 

@@ -146,7 +146,8 @@ CONDITIONS: dict[str, Entry] = {
         "would use with them (the detail names what it offers): an oauth2 login needs "
         "XOAUTH2, a password PLAIN or LOGIN, and without TLS many relays offer none. The "
         "relay's mail is held.",
-        "Run `outbox doctor` to see what the relay offers; if TLS is off, turn it on; for "
+        "`outbox relay test NAME --transcript` shows what the relay offers (its EHLO answer); "
+        "if TLS is off, turn it on; for "
         "oauth2, use the provider's host that offers XOAUTH2 or a password (an app password) "
         "instead; remove the credentials if the relay needs none, " + RELEASE, False),
     Condition.AUTH_NOT_CONFIRMED.value: Entry(

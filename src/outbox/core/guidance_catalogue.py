@@ -39,7 +39,9 @@ POSTMASTER = ("Read the server's reason; if the message is legitimate, send the 
 SLOW_DOWN = ("Outbox will retry automatically and slows down for this relay; its mail waits "
              "without spending attempts, up to [retry] max_age. Nothing to do unless it keeps "
              "happening.")
-DOCTOR = "Run `outbox doctor` to see what the relay offers, then fix the relay's settings."
+# Not `outbox doctor`: this text is shown inside doctor too (a stranger pass).
+DOCTOR = ("`outbox relay test NAME --transcript` shows what the relay offers (its EHLO "
+          "answer); then fix the relay's settings.")
 
 BASIC_CODES: dict[str, Entry] = {
     "smtp.421": Entry(
