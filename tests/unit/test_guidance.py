@@ -158,6 +158,16 @@ def test_every_entry_quotes_the_reply_it_is_given(key: str) -> None:
         CATALOGUE[key].kind, CATALOGUE[key].title, CATALOGUE[key].retryable)
 
 
+def test_what_the_relay_offers_is_read_in_its_transcript_not_in_doctor() -> None:
+    """doctor shows these next steps too, where "run `outbox doctor`" went round in a
+    circle (a stranger pass); `relay test --transcript` prints the EHLO answer."""
+    offers = [key for key in all_keys() if "what the relay offers" in describe(key).next_step]
+    assert len(offers) >= 4, offers
+    for key in offers:
+        assert "`outbox relay test NAME --transcript`" in describe(key).next_step, key
+        assert "outbox doctor" not in describe(key).next_step, key
+
+
 def test_catalogue_is_large_and_read_only() -> None:
     assert len(all_keys()) == len(set(all_keys())) >= 100
     with pytest.raises(TypeError):
