@@ -13,6 +13,7 @@ timings, and checks each round ends in one of the orders the locks allow."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import threading
 import time
@@ -125,6 +126,35 @@ def test_a_process_starting_while_a_restore_replaces_the_database_refuses_naming
     assert status_counts(database_url) == {"queued": 2}
     after = OutboxProcess(config_path, config).start()  # the restore is over: it starts
     after.stop()
+
+
+def test_a_serve_started_while_a_restore_holds_sqlites_write_lock_refuses_naming_it(
+        tmp_path: Path) -> None:
+    """A restore's transaction holds SQLite's write lock while it loads. serve's start-up
+    checked that the database takes writes before it looked for a restore: it waited on
+    that lock, silently, and after the 30 s busy timeout failed as "locked" (a stranger
+    pass: a serve started 1.5 s into a 15 s restore said nothing until it ended). Now it
+    looks first, waits a few seconds for the restore to end, and refuses naming it. The restore is held after its
+    look, and the test holds the write lock as the restore's load would."""
+    url = f"sqlite:///{tmp_path}/outbox.db"
+    backup = _backup_of_two_messages(tmp_path)
+    config = base_config(tmp_path, url, [relay_for_nowhere()])
+    fill_queue(config, 3)
+    config_path = write_config(tmp_path / "target.toml", config)
+    restore = _paused_restore(tmp_path, config_path, backup)
+    writer = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+    serve: OutboxProcess | None = None
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        serve = OutboxProcess(config_path, config).start(wait=False)
+        _refused_for_the_restore(serve, "outbox serve", restore.pid)
+    finally:
+        writer.rollback()
+        writer.close()
+        stop_all([serve] if serve is not None else [])
+        (tmp_path / "go").touch()
+        _, err = restore.communicate(timeout=60)
+    assert restore.returncode == 0, err
 
 
 # Seconds between the restore's start and serve's, one round each: from serve well

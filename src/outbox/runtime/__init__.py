@@ -62,7 +62,8 @@ async def run_worker_process(settings: Settings) -> None:
     health = os.environ.get(HEALTH_ENV, "")  # a delivery process of `outbox serve`
     if health:
         mark_running(Path(health))
-    outbox = await Outbox.open(settings)  # on SQLite, its writer thread starts here
+    outbox = await Outbox.open(  # on SQLite, its writer thread starts here
+        settings, starting=None if health else "outbox worker")
     outbox.store.liveness.describe_process(
         "outbox serve's delivery process" if health else "outbox worker")
     # A delivery process is covered by serve's presence; `outbox worker` needs its own
@@ -117,7 +118,7 @@ async def run_serve_process(settings: Settings, config: str | None = None) -> No
         sockets += [smtp_socket] if smtp_socket is not None else []
         bounce_socket = bind_bounce_socket(settings.bounces) if settings.bounces.bind else None
         sockets += [bounce_socket] if bounce_socket is not None else []
-        outbox = await Outbox.open(settings)
+        outbox = await Outbox.open(settings, starting="outbox serve")
     except BaseException:
         for sock in sockets:
             sock.close()

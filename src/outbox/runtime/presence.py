@@ -30,7 +30,7 @@ import structlog
 
 from outbox.errors import Conflict, StorageError
 from outbox.service import Outbox
-from outbox.store.urls import safe_url
+from outbox.service.outbox import restoring
 from outbox.supervision import every, supervise
 from outbox.worker.loop import LIVENESS_EVERY, new_owner_id
 
@@ -94,9 +94,7 @@ async def _take_unless_restoring(outbox: Outbox, owner: str, what: str) -> None:
         raise
     if restore is not None:
         await liveness.unregister(owner)
-        raise Conflict(f"a restore is replacing the database "
-                       f"{safe_url(outbox.settings.database.url)} ({restore}): {what} did "
-                       "not start", hint=f"start `{what}` again once the restore has finished")
+        raise restoring(outbox.settings, restore, what)
 
 
 async def _remove_stale(outbox: Outbox) -> None:

@@ -36,7 +36,7 @@ from outbox.clock import DatabaseClock, utcnow
 from outbox.config import Settings
 from outbox.delivery.credentials import CredentialVault
 from outbox.delivery.dkim import DkimSigner
-from outbox.errors import StorageError
+from outbox.errors import Conflict, StorageError
 from outbox.observability import DeliveryMetrics
 from outbox.service.alerts import AlertEngine
 from outbox.service.bounces import Bounces
@@ -66,6 +66,11 @@ if TYPE_CHECKING:
     from outbox.delivery.slots import SharedSessions
     from outbox.service.webhook_dispatch import Dispatcher
     from outbox.worker.loop import Worker
+
+
+# Seconds a starting process waits for a restore to end before it refuses (as long as
+# runtime.presence's TAKE_FOR, which makes the check that counts, under its lock).
+RESTORE_WAIT = 5.0
 
 
 class Outbox:
@@ -103,10 +108,17 @@ class Outbox:
         self._dispatcher: Dispatcher | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, *, migrate: bool = True) -> Outbox:
+    async def open(cls, settings: Settings, *, migrate: bool = True,
+                   starting: str | None = None) -> Outbox:
         """The service over the configured database, on the database's clock.
         `migrate` creates or upgrades the schema and checks that the database takes
-        writes (only `outbox serve` and `outbox worker` do)."""
+        writes (only `outbox serve` and `outbox worker` do). `starting`: the process
+        that opens it to run (`outbox serve`), refused, naming the restore,
+        while one replaces the database: the write check and the migration would wait
+        on the restore's transaction, silently, and on SQLite fail after its busy
+        timeout (a stranger pass). It waits `RESTORE_WAIT` for the restore to end first.
+        `runtime.presence` makes the check that counts, under its lock; this one only
+        answers sooner."""
         try:
             store = await open_store(settings.database.url,
                                      pool_size=settings.database.pool_size)
@@ -115,6 +127,8 @@ class Outbox:
                 raise _not_writable(settings, exc) from exc
             raise
         try:
+            if starting:
+                await _wait_out_a_restore(store, settings, starting)
             if migrate:
                 await _check_writable(store, settings)
                 await store.migrate()
@@ -165,6 +179,26 @@ class Outbox:
         await self.contacts.aclose()
         await asyncio.to_thread(self.messages.planning.close)
         await self.store.close()
+
+
+async def _wait_out_a_restore(store: Store, settings: Settings, what: str) -> None:
+    """Until no restore replaces the database, for `RESTORE_WAIT` at most (one that is
+    over by then is waited out, as `runtime.presence` does); then `restoring`."""
+    # Named first: on PostgreSQL the look opens the session its lock will use.
+    store.liveness.describe_process(what)
+    deadline = asyncio.get_running_loop().time() + RESTORE_WAIT
+    while (restore := await store.liveness.restore_holder()) is not None:
+        if asyncio.get_running_loop().time() >= deadline:
+            raise restoring(settings, restore, what)
+        await asyncio.sleep(0.1)
+
+
+def restoring(settings: Settings, restore: str, what: str) -> Conflict:
+    """`what` (`outbox serve`) refused while `restore` (`outbox restore, pid 12 on h`)
+    replaces the database."""
+    return Conflict(f"a restore is replacing the database {safe_url(settings.database.url)} "
+                    f"({restore}): {what} did not start",
+                    hint=f"start `{what}` again once the restore has finished")
 
 
 async def _check_writable(store: Store, settings: Settings) -> None:

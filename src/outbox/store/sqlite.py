@@ -45,11 +45,6 @@ from outbox.store.sqlite_writer import WriterThread
 BUSY_TIMEOUT_MS = 30_000
 READERS = 4
 PRAGMAS = (
-    # Takes effect only when the file is created (before its first table): new databases
-    # give pages freed by retention back with `incremental_vacuum`. An older file keeps
-    # auto_vacuum=NONE (free pages are reused, the file does not shrink) until an
-    # offline `VACUUM` (see docs/backup-and-retention.md).
-    "PRAGMA auto_vacuum=INCREMENTAL",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",  # a commit is on disk before enqueue returns
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
@@ -91,10 +86,24 @@ def _null(value: None) -> None:
 
 def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
     dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own
+    _incremental_if_new(dbapi_connection)
     for pragma in PRAGMAS:
         dbapi_connection.execute(pragma)
     dbapi_connection.create_function(folding.SQLITE_FUNCTION, 1, folding.lower,
                                      deterministic=True)
+
+
+def _incremental_if_new(dbapi_connection: Any) -> None:
+    """`auto_vacuum=INCREMENTAL` on a file that has no table yet: new databases give
+    pages freed by retention back with `incremental_vacuum`. It takes effect only then:
+    an older file keeps auto_vacuum=NONE (free pages are reused, the file does not
+    shrink) until an offline `VACUUM` (see docs/backup-and-retention.md). Set on every
+    connection, it waited for the write lock: each new connection, a reader's too, waited
+    for whatever transaction held it, up to the busy timeout (a restore's: a starting
+    serve hung silently, found by a stranger pass). Reading it does not wait."""
+    if dbapi_connection.execute("PRAGMA auto_vacuum").fetchone()[0] != 2 \
+            and dbapi_connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+        dbapi_connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
 
 
 def _on_begin(conn: Connection) -> None:
