@@ -134,8 +134,9 @@ def test_a_serve_started_while_a_restore_holds_sqlites_write_lock_refuses_naming
     checked that the database takes writes before it looked for a restore: it waited on
     that lock, silently, and after the 30 s busy timeout failed as "locked" (a stranger
     pass: a serve started 1.5 s into a 15 s restore said nothing until it ended). Now it
-    looks first, waits a few seconds for the restore to end, and refuses naming it. The restore is held after its
-    look, and the test holds the write lock as the restore's load would."""
+    looks first, waits a few seconds for the restore to end, and refuses naming it. The
+    restore is held after its look, and the test holds the write lock as the restore's
+    load would."""
     url = f"sqlite:///{tmp_path}/outbox.db"
     backup = _backup_of_two_messages(tmp_path)
     config = base_config(tmp_path, url, [relay_for_nowhere()])
