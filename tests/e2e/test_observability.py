@@ -178,6 +178,8 @@ def test_log_lines_carry_message_relay_and_request_ids_and_no_secret(batch: Batc
         assert answered, f"no delivery line for {message_id}"
         assert all(line["relay"] == "default" and line["message"] == id
                    and isinstance(line["attempt"], int) for line in answered)
+        # Each attempt's time, which doctor's waiting warning sends the operator to.
+        assert all(isinstance(line["seconds"], int | float) for line in answered)
         assert answered[-1]["results"] == {"sent": 1}
         # Turned away by the relay's 421, or held back while the relay backed off after it.
         assert any(key in ("smtp.421", "relay_backing_off") for line in answered[:-1]

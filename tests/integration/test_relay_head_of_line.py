@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,20 @@ def two_relays(fast: ScriptedServer, slow: ScriptedServer, db_url: str) -> Setti
                     delivery={"helo_name": "client.test", "shutdown_grace": "1s"})
 
 
+@asynccontextmanager
+async def delivering(settings: Settings) -> AsyncIterator[Outbox]:
+    """An Outbox on `settings` with its worker delivering, stopped and closed after."""
+    outbox = await Outbox.open(settings)
+    worker = outbox.start_delivery()
+    task = asyncio.create_task(worker.run())
+    try:
+        yield outbox
+    finally:
+        worker.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        await outbox.close()
+
+
 def slow_share(settings: Settings) -> int:
     """The most attempts the worker gives the slow relay at once (64 at the defaults)."""
     return share(settings.relays[1], settings.delivery.concurrency)
@@ -72,10 +87,7 @@ async def test_a_slow_relays_backlog_leaves_room_for_a_healthy_relays_mail(
         db_url: str) -> None:
     with ScriptedServer() as fast, ScriptedServer(script=[delay("DATA", 5.0)]) as slow:
         settings = two_relays(fast, slow, db_url)
-        outbox = await Outbox.open(settings)
-        worker = outbox.start_delivery()
-        task = asyncio.create_task(worker.run())
-        try:
+        async with delivering(settings) as outbox:
             slow_ids = await submit_to(outbox, [f"s{n}@slow.test" for n in range(300)])
             fast_ids = await submit_to(outbox, [f"fast{n}@example.test" for n in range(30)])
 
@@ -87,10 +99,6 @@ async def test_a_slow_relays_backlog_leaves_room_for_a_healthy_relays_mail(
             slow_received = len(slow.message_ids)
             # The slow relay's mail waits queued, and can be cancelled there.
             await outbox.messages.cancel(slow_ids[-1])
-        finally:
-            worker.stop()
-            await asyncio.gather(task, return_exceptions=True)
-            await outbox.close()
     assert len(fast.message_ids) == 30
     # The fast relay's mail finished first: most of the slow backlog was still waiting,
     # and of it only the slow relay's share of the worker was claimed.
@@ -120,10 +128,7 @@ async def test_a_relays_backlog_drains_through_its_share(
     monkeypatch.setattr(Attempt, "_transmit", counted)
     with ScriptedServer() as fast, ScriptedServer(script=[delay("DATA", 0.05)]) as slow:
         settings = two_relays(fast, slow, db_url)
-        outbox = await Outbox.open(settings)
-        worker = outbox.start_delivery()
-        task = asyncio.create_task(worker.run())
-        try:
+        async with delivering(settings) as outbox:
             ids = await submit_to(outbox, [f"s{n}@slow.test" for n in range(120)])
             ids += await submit_to(outbox, [f"fast{n}@example.test" for n in range(40)])
 
@@ -131,10 +136,6 @@ async def test_a_relays_backlog_drains_through_its_share(
                 return (await statuses(outbox, ids))[MessageStatus.SENT] == len(ids)
 
             await wait_until_async(all_sent, "every message", timeout=60)
-        finally:
-            worker.stop()
-            await asyncio.gather(task, return_exceptions=True)
-            await outbox.close()
     assert len(slow.message_ids) == 120 and len(fast.message_ids) == 40
     assert 0 < peak["slow"] <= slow_share(settings), peak
 
@@ -159,10 +160,7 @@ async def test_two_slow_relays_backlogs_leave_room_for_a_healthy_relays_mail(
                             delivery={"helo_name": "client.test", "shutdown_grace": "1s"})
         assert sum(share(relay, settings.delivery.concurrency)
                    for relay in relays[1:]) >= settings.delivery.concurrency
-        outbox = await Outbox.open(settings)
-        worker = outbox.start_delivery()
-        task = asyncio.create_task(worker.run())
-        try:
+        async with delivering(settings) as outbox:
             slow_ids = await submit_to(outbox, [f"a{n}@one.test" for n in range(200)])
             slow_ids += await submit_to(outbox, [f"b{n}@two.test" for n in range(200)])
             fast_ids = await submit_to(outbox, [f"fast{n}@example.test" for n in range(30)])
@@ -175,9 +173,5 @@ async def test_two_slow_relays_backlogs_leave_room_for_a_healthy_relays_mail(
             await wait_until_async(fast_all_sent, "the healthy relay's 30 messages",
                                    timeout=20)
             slow_now = await statuses(outbox, slow_ids)
-        finally:
-            worker.stop()
-            await asyncio.gather(task, return_exceptions=True)
-            await outbox.close()
     assert len(fast.message_ids) == 30
     assert slow_now[MessageStatus.SENDING] <= 3 * settings.delivery.concurrency // 4, slow_now

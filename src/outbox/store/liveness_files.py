@@ -154,12 +154,17 @@ class LockFiles:
             os.close(fd)
 
 
+def _lines(path: Path) -> list[str]:
+    """The lock file's lines (none if it cannot be read, or is not written yet)."""
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
 def _label_in(path: Path) -> str:
     """What holds the lock file at `path`, as it wrote there."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        lines = []
+    lines = _lines(path)
     if len(lines) > 1 and lines[1]:
         return lines[1]
     # Written by an older Outbox, or not yet (between its flock and its write).
@@ -168,18 +173,12 @@ def _label_in(path: Path) -> str:
 
 def _owner_in(path: Path) -> str:
     """The owner the lock file at `path` names (its first line); "" if none yet."""
-    try:
-        return path.read_text(errors="replace").partition("\n")[0].strip()
-    except OSError:
-        return ""
+    return next(iter(_lines(path)), "").strip()
 
 
 def _restore_label_in(path: Path) -> str:
-    try:
-        first = path.read_text(errors="replace").partition("\n")[0]
-    except OSError:
-        first = ""
-    return first or "outbox restore, starting"  # between its flock and its write
+    # Empty between the restore's flock and its write.
+    return next(iter(_lines(path)), "") or "outbox restore, starting"
 
 
 def _take(path: Path) -> int:
