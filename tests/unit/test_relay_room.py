@@ -65,3 +65,17 @@ def test_a_crowded_relay_going_under_crowd_wakes_the_claims() -> None:
     assert room.using("two") == 17
     assert not room.finish(tokens[47], free=64 + 1)  # 16 left
     assert room.finish(tokens[48], free=64)  # 15 left, only the reserve free: wake up
+
+
+def test_a_narrowed_relay_is_busy_at_its_narrowed_bound() -> None:
+    """After its lane gave mail back (delivery/lane.py), a relay's share is narrowed: its
+    mail beyond that is skipped, and the claim stops at its room."""
+    narrowed = {"one": 16}
+    room = RelayRoom(relays(), CONCURRENCY, narrowed=narrowed.get)
+    assert room.bound("one") == 16 and room.bound("two") == 128
+    assert room.room((), 0, free=256) == (16, frozenset())
+    tokens = run(room, "one", 16)
+    assert room.room((), 0, free=240) == (128, frozenset({"one"}))
+    assert room.finish(tokens[0], free=241)  # back under its narrowed bound: claims wake
+    narrowed.clear()  # widened past its share: the share binds again
+    assert room.room((), 0, free=241)[1] == frozenset() and room.bound("one") == 128

@@ -184,6 +184,14 @@ CONDITIONS: dict[str, Entry] = {
         "tries it with one session first. The waiting mail spends no attempts.",
         "Run `outbox relay ls` to see until when; fix the relay if it stays down. Nothing to do "
         "if it comes back.", True),
+    Condition.RELAY_SESSIONS_BUSY.value: Entry(
+        "network", "Relay busy with earlier mail",
+        "Every session Outbox may open to the relay was busy with earlier mail, and this "
+        "message waited several seconds for one, so it went back to the queue until about "
+        "when its turn comes. It spends no attempt, and it can be cancelled meanwhile.",
+        "Nothing to do if the relay is slow only for a while. `outbox queue ls --relay NAME "
+        "--status deferred` lists its waiting mail; raise the relay's max_connections if it "
+        "allows more sessions.", True),
     Condition.AWAITING_CREDENTIALS.value: Entry(
         "auth", "Relay waiting for new credentials",
         "The relay refused Outbox's last login, so Outbox holds its mail without logging in "

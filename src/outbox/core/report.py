@@ -57,6 +57,7 @@ class Condition(StrEnum):
     PROTOCOL_ERROR = "protocol_error"
     RELAY_NOT_CONFIGURED = "relay_not_configured"
     RELAY_BACKING_OFF = "relay_backing_off"  # the governor holds the relay's mail back
+    RELAY_SESSIONS_BUSY = "relay_sessions_busy"  # waited too long for a turn (delivery/lane.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -50,6 +50,7 @@ from outbox.delivery.auth import authenticators_for
 from outbox.delivery.body import MessageBody
 from outbox.delivery.credentials import CredentialVault
 from outbox.delivery.governor import RelayGovernor
+from outbox.delivery.lane import WAIT, Lane, Overdue, lane_width
 from outbox.delivery.oauth import ClockSkew, TokenSource, clock_skew
 from outbox.delivery.pool import SessionPool
 from outbox.delivery.slots import SessionSlots, SharedSessions
@@ -88,6 +89,7 @@ class RelayGate:
         self._skews: list[ClockSkew] = []
         self._closing: set[asyncio.Task[None]] = set()
         self.governor = RelayGovernor(relay, delivery, credentials.store, wall=wall)
+        self._lane = Lane(lane_width(relay), clock)  # delivery/lane.py
         # One count for every pool of the relay: a pool of old credentials may still
         # hold sessions while the new one opens its own.
         self._sessions = SessionSlots(relay.name, self.governor.limit, shared)
@@ -97,16 +99,21 @@ class RelayGate:
         admission = await self.governor.admit()
         if not admission.go:
             return self._backing_off_report(recipients, admission.wait_until)
-        async with self.governor.slot():
-            attempt = await self._transmit(sender, recipients, message)
-            if attempt is not None and attempt.failure is not None and (
-                    await self._credentials_changed(attempt.version)):
-                # New credentials arrived while the old ones failed: they get their chance.
-                attempt = await self._transmit(sender, recipients, message)
+        try:
+            # A probe waits for its turn however long: the governor waits for its result.
+            async with self._lane.turn(None if admission.probe else WAIT):
+                attempt = await self._transmit_in_slot(sender, recipients, message)
+        except Overdue as overdue:
+            return self._overdue_report(recipients, overdue.turn_in)
         if attempt is None:
             return self._held_report(recipients)
         await self._settle(attempt)
         return await self.governor.observe(attempt.report, probe=admission.probe)
+
+    def narrowed(self) -> int | None:
+        """The most attempts a worker should give this relay for now (delivery/lane.py),
+        or None."""
+        return self._lane.narrowed()
 
     def take_skews(self) -> list[ClockSkew]:
         """Clock skews seen since the last call (each reported once)."""
@@ -122,6 +129,16 @@ class RelayGate:
         self._sessions.close()
 
     # -- steps -------------------------------------------------------------------------
+
+    async def _transmit_in_slot(self, sender: str, recipients: Sequence[str],
+                                message: bytes | MessageBody) -> _Attempt | None:
+        async with self.governor.slot():
+            attempt = await self._transmit(sender, recipients, message)
+            if attempt is not None and attempt.failure is not None and (
+                    await self._credentials_changed(attempt.version)):
+                # New credentials arrived while the old ones failed: they get their chance.
+                attempt = await self._transmit(sender, recipients, message)
+        return attempt
 
     async def sync_credentials(self, force: bool = False) -> SessionPool:
         """The pool for the relay's current credentials, rebuilt when they changed."""
@@ -219,6 +236,15 @@ class RelayGate:
                   "waits without spending attempts")
         failure = SessionFailure(Stage.CONNECT, condition=Condition.RELAY_BACKING_OFF,
                                  detail=detail, retry_after=(until - now) if until else None)
+        return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
+                              failure=failure, transcript=f"(not sent: {detail})")
+
+    def _overdue_report(self, recipients: Sequence[str], turn_in: float) -> DeliveryReport:
+        detail = (f"relay {self.relay.name}'s sessions were busy with earlier mail for "
+                  f"{WAIT:g}s; this message waits in the queue for its turn, in about "
+                  f"{turn_in:.0f}s, without spending an attempt")
+        failure = SessionFailure(Stage.CONNECT, condition=Condition.RELAY_SESSIONS_BUSY,
+                                 detail=detail, retry_after=timedelta(seconds=turn_in))
         return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
                               failure=failure, transcript=f"(not sent: {detail})")
 

@@ -56,7 +56,7 @@ from outbox.worker.attempt import (
 )
 from outbox.worker.policy import recovery_policy, retry_policy
 from outbox.worker.recorder import ClaimAsk, Recorder
-from outbox.worker.relay_room import Busy, Fruitless, RelayRoom
+from outbox.worker.relay_room import Busy, Fruitless, RelayRoom, narrowing
 from outbox.worker.retention import Purger, retention_policy
 from outbox.worker.sweeper import Sweeper
 
@@ -118,14 +118,14 @@ class Worker:
         self._slot_free = asyncio.Event()
         # Each relay's share of the attempts (worker/relay_room.py), and a wake-up for
         # a claim loop that waits while a busy relay has room again.
-        self._relay_room = RelayRoom(settings.relays, self._delivery.concurrency)
+        self._relay_room = RelayRoom(settings.relays, self._delivery.concurrency,
+                                     narrowed=narrowing(relays))
         self._fruitless = Fruitless(self._delivery.poll_interval.total_seconds())
         self._relay_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         # The last claim came back full: more mail is likely due, so the recorder claims
         # with each batch of results (recorder.Ride). Slots promised to claims under way.
-        self._backlog = False
-        self._promised = 0
+        self._backlog, self._promised = False, 0
         self._handed: set[str] = set()  # claims in flight whose attempt has its result
         # Set once start-up recovery has run (or the worker ended without it): `serve`
         # waits for it before building the HTTP app, so mail a dead process left in

@@ -18,6 +18,10 @@ attempts or more running (a slow relay's backlog, by then) is busy too: the last
 go to the mail of the others.
 A healthy relay's attempts end as fast as they start, so it stays under `crowd`.
 
+A relay whose attempts waited too long for a session in the gate's lane (delivery/
+lane.py) has its share `narrowed` for a while, so that its due mail waits queued rather
+than claimed and given back.
+
 A claim that skips busy relays walks past their due mail (the recipients table
 knows a recipient's relay; the claim's index does not): when one finds less than it
 asked for, another skipping the same relays waits for `poll_interval` or for new room
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from outbox.config import RelaySettings
 from outbox.store.values import Claim
@@ -57,11 +61,22 @@ def crowd(concurrency: int) -> int:
     return max(1, reserve(concurrency) // 4)
 
 
+def narrowing(deliverers: Mapping[str, object]) -> Callable[[str], int | None]:
+    """What each relay's gate narrows its share to (delivery/lane.py); a deliverer
+    without a lane (a test's) narrows nothing."""
+    def narrowed(relay: str) -> int | None:
+        look = getattr(deliverers.get(relay), "narrowed", None)
+        return look() if look is not None else None
+    return narrowed
+
+
 class RelayRoom:
     """A worker's attempts per relay, against each relay's bound."""
 
-    def __init__(self, relays: Iterable[RelaySettings], concurrency: int) -> None:
-        self._bound = {relay.name: share(relay, concurrency) for relay in relays}
+    def __init__(self, relays: Iterable[RelaySettings], concurrency: int,
+                 narrowed: Callable[[str], int | None] = lambda relay: None) -> None:
+        self._share = {relay.name: share(relay, concurrency) for relay in relays}
+        self._narrowed = narrowed
         self._reserve, self._crowd = reserve(concurrency), crowd(concurrency)
         self._using: Counter[str] = Counter()
         self._of: dict[str, tuple[str, ...]] = {}  # claim token -> its bounded relays
@@ -69,9 +84,15 @@ class RelayRoom:
     def using(self, relay: str) -> int:
         return self._using[relay]
 
+    def bound(self, relay: str) -> int:
+        """The relay's share, or less while its lane narrows it."""
+        narrowed = self._narrowed(relay)
+        share = self._share[relay]
+        return share if narrowed is None else min(share, narrowed)
+
     def start(self, claim: Claim) -> None:
         relays = tuple({r.relay for r in claim.message.recipients
-                        if not r.status.is_final and r.relay in self._bound})
+                        if not r.status.is_final and r.relay in self._share})
         self._of[claim.token] = relays
         self._using.update(relays)
 
@@ -81,7 +102,7 @@ class RelayRoom:
         freed = False
         for relay in self._of.pop(token, ()):
             self._using[relay] -= 1
-            freed |= self._using[relay] == self._bound[relay] - 1
+            freed |= self._using[relay] == self.bound(relay) - 1
             freed |= free <= self._reserve and self._using[relay] == self._crowd - 1
         return freed
 
@@ -92,9 +113,9 @@ class RelayRoom:
         counted against every relay (any of them may be for it); `free`: the worker's
         free slots, so counted."""
         freeing = Counter(relay for token in done for relay in self._of.get(token, ()))
-        running = {relay: self._using[relay] - freeing[relay] for relay in self._bound}
-        rooms = {relay: bound - running[relay] - promised
-                 for relay, bound in self._bound.items()}
+        running = {relay: self._using[relay] - freeing[relay] for relay in self._share}
+        rooms = {relay: self.bound(relay) - running[relay] - promised
+                 for relay in self._share}
         crowding = free <= self._reserve
         busy = frozenset(relay for relay, room in rooms.items()
                          if room <= 0 or (crowding and running[relay] >= self._crowd))

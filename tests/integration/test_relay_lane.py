@@ -1,0 +1,98 @@
+"""A slow relay's claimed mail waits `sending` for a few seconds at most
+(delivery/lane.py), at the production defaults.
+
+Found by a stranger pass: behind a relay of four sessions that takes 5 s per message,
+a worker claimed its share of the relay's backlog (128 at the defaults), and nearly all
+of it waited `sending` for minutes, where it is neither counted as waiting nor
+cancellable. Now an attempt that waits `WAIT` seconds for its turn gives its message
+back, deferred until about its turn, with no attempt spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from tests.pg import database
+from tests.processes import wait_until_async
+from tests.smtpd import ScriptedServer, delay
+
+from outbox.config import RelaySettings, Settings
+from outbox.core.compose import Submission
+from outbox.core.model import MessageStatus
+from outbox.delivery.lane import WAIT, lane_width
+from outbox.service import Outbox
+from outbox.service.messages import BatchItem, Submitted
+from outbox.worker.relay_room import share
+
+BACKLOG = 250
+DATA_SECONDS = 5.0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database(request.param, tmp_path) as url:
+        yield url
+
+
+@asynccontextmanager
+async def delivering(settings: Settings) -> AsyncIterator[Outbox]:
+    outbox = await Outbox.open(settings)
+    worker = outbox.start_delivery()
+    task = asyncio.create_task(worker.run())
+    try:
+        yield outbox
+    finally:
+        worker.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        await outbox.close()
+
+
+async def statuses(outbox: Outbox) -> Counter[MessageStatus]:
+    listed = await outbox.messages.list(limit=1000)
+    return Counter(m.status for m in listed.messages)
+
+
+async def test_a_slow_relays_claimed_mail_goes_back_to_wait_for_its_turn(db_url: str) -> None:
+    with ScriptedServer(script=[delay("DATA", DATA_SECONDS)]) as slow:
+        # The defaults but the relay's address and a short shutdown grace: the test ends
+        # with most of the backlog undelivered.
+        relay = RelaySettings(name="slow", host=slow.host, port=slow.port, security="none")
+        settings = Settings(database={"url": db_url}, relays=[relay],
+                            delivery={"helo_name": "client.test", "shutdown_grace": "1s"})
+        assert share(relay, settings.delivery.concurrency) == 128
+        async with delivering(settings) as outbox:
+            submitted = await outbox.messages.submit_many([BatchItem(Submission(
+                sender="app@example.test", to=f"r{n}@example.test", subject=str(n),
+                text="hello")) for n in range(BACKLOG)])
+            ids = [s.message.id for s in submitted if isinstance(s, Submitted)]
+
+            async def given_back() -> bool:
+                # What waited in the lane: the claim of 128 but those past the lane.
+                found = await statuses(outbox)
+                return found[MessageStatus.DEFERRED] >= 128 - lane_width(relay)
+
+            # Before: none deferred; 128 `sending` for the minutes the relay takes.
+            await wait_until_async(given_back, "mail given back to wait for its turn",
+                                   timeout=WAIT + DATA_SECONDS + 10)
+            now = await statuses(outbox)
+            waiting = [m for m in (await outbox.messages.list(
+                status=MessageStatus.DEFERRED, limit=1000)).messages]
+            detail = await outbox.messages.get(waiting[-1].id)
+            cancelled = await outbox.messages.cancel(waiting[-1].id)
+    assert len(ids) == BACKLOG
+    # And the rest of the backlog was not claimed in its place: while the lane narrows the
+    # relay's share (to twice its width, doubled every WAIT seconds with none overdue;
+    # mail claimed in rounds goes back in rounds), it waits queued. Without the narrowing,
+    # 126 were `sending` again and 2 queued.
+    assert now[MessageStatus.SENDING] <= 4 * lane_width(relay), now
+    assert now[MessageStatus.QUEUED] >= 50, now
+    # It spent no attempt, and its history says why it waits.
+    assert detail.message.attempts == 0
+    assert any("relay_sessions_busy" in (r.guidance or "") for r in detail.message.recipients)
+    assert any("not counted" in (e.detail or "") for e in detail.events), detail.events
+    assert cancelled.status is MessageStatus.CANCELLED

@@ -1,0 +1,141 @@
+"""A relay's lane (delivery/lane.py): first come, first through, `width` at once; an
+attempt that waits past its limit is `Overdue` with an estimate of its turn, and the
+relay's share narrows for a while after. The waits here are a fraction of a second, the
+lane's logic being the same at any length; tests/integration/test_relay_lane.py covers
+the production `WAIT` end to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from outbox.config import RelaySettings
+from outbox.delivery.lane import WAIT, Lane, Overdue, lane_width
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def relay(**given: object) -> RelaySettings:
+    return RelaySettings(name="r", host="127.0.0.1", port=25, **given)  # type: ignore[arg-type]
+
+
+def test_two_attempts_per_session_and_no_more_than_the_rate_lets_go_in_a_wait() -> None:
+    assert lane_width(relay()) == 8  # four sessions, the default
+    assert lane_width(relay(max_connections=1)) == 2
+    assert lane_width(relay(rate="6/m")) == 1
+    assert lane_width(relay(rate="60/m")) == 5
+    assert lane_width(relay(rate="100/s")) == 8
+
+
+async def test_width_at_once_first_come_first_through() -> None:
+    lane, order, inside, peak = Lane(2), [], [0], [0]
+
+    async def attempt(n: int) -> None:
+        async with lane.turn():
+            order.append(n)
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+            await asyncio.sleep(0.01)
+            inside[0] -= 1
+
+    await asyncio.gather(*(attempt(n) for n in range(7)))
+    assert order == list(range(7)) and peak[0] == 2
+
+
+async def test_an_attempt_past_its_wait_is_overdue_with_its_turn_estimated() -> None:
+    clock = Clock()
+    lane = Lane(1, clock)
+    async with lane.turn():  # one attempt of 6 s: the pace
+        clock.now += 6
+    held = asyncio.Event()
+
+    async def holder() -> None:
+        async with lane.turn():
+            await held.wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    waiters = [asyncio.create_task(_enter(lane, 0.05)) for _ in range(3)]
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(r, Overdue) for r in results), results
+    # The first had the holder ahead (one at 6 s a turn), the last the holder and two
+    # waiters, were they to wait on.
+    assert [r.turn_in for r in results] == [6.0, 12.0, 18.0]  # type: ignore[union-attr]
+    assert lane.waiting == 0
+    held.set()
+    await task
+    async with lane.turn(0.05):  # the lane is free again: no one is left waiting
+        pass
+
+
+async def _enter(lane: Lane, wait: float | None) -> None:
+    async with lane.turn(wait):
+        pass
+
+
+async def test_after_an_overdue_the_share_narrows_then_widens_every_wait() -> None:
+    clock = Clock()
+    lane = Lane(4, clock)
+    assert lane.narrowed() is None
+    async with lane.turn():
+        await _overdue(lane)
+    assert lane.narrowed() == 8
+    clock.now += WAIT
+    assert lane.narrowed() == 16
+    clock.now += 3 * WAIT
+    assert lane.narrowed() == 128
+
+
+async def _overdue(lane: Lane) -> None:
+    blocked = [asyncio.create_task(_hold(lane)) for _ in range(lane.width - 1)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overdue):
+        await _enter(lane, 0.01)
+    for task in blocked:
+        task.cancel()
+    await asyncio.gather(*blocked, return_exceptions=True)
+
+
+async def _hold(lane: Lane) -> None:
+    async with lane.turn():
+        await asyncio.sleep(60)
+
+
+async def test_a_wait_of_none_is_never_overdue() -> None:
+    lane = Lane(1)
+    holder = asyncio.create_task(_hold(lane))
+    await asyncio.sleep(0)
+    probe = asyncio.create_task(_enter(lane, None))
+    await asyncio.sleep(0.1)
+    assert not probe.done()
+    holder.cancel()
+    await probe
+
+
+async def test_a_waiter_cancelled_with_its_turn_in_hand_passes_it_on() -> None:
+    lane = Lane(1)
+    release = asyncio.Event()
+    waiters: list[asyncio.Task[None]] = []
+
+    async def first() -> None:
+        async with lane.turn():
+            await release.wait()
+        waiters[0].cancel()  # handed the turn just now, it has not run: cancelled with it
+
+    one = asyncio.create_task(first())
+    await asyncio.sleep(0)
+    waiters += [asyncio.create_task(_enter(lane, None)) for _ in range(2)]
+    await asyncio.sleep(0)
+    release.set()
+    await one
+    await asyncio.wait_for(waiters[1], 1)  # the turn went on to the next
+    assert waiters[0].cancelled()
+    async with lane.turn(0.05):
+        pass
