@@ -150,6 +150,7 @@ class RecordingHandler:
         self.pipelining = False
         self.messages: list[ReceivedMessage] = []
         self.message_ids: Counter[str] = Counter()
+        self.bodies = 0  # message bodies received whole, counted before any scripted delay
         self.connections: list[ConnectionLog] = []
         self.open_now = 0  # connections that sent a command and are still open
         self.most_open = 0  # the most there were at once
@@ -199,6 +200,7 @@ class RecordingHandler:
         return status or "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.bodies += 1
         rule = self.take_rule("DATA")
         if rule is not None and rule.delay:
             await asyncio.sleep(rule.delay)

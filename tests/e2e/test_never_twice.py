@@ -406,8 +406,11 @@ def test_a_worker_paused_past_its_lease_has_its_late_result_discarded(
         serve = start_outbox([], config=config)
         with serve.client() as client:
             accepted = client.post("/v1/messages", json=BODY).json()
-        wait_until(lambda: "DATA" in server.commands, message="the first DATA")
-        # `serve` is mid-DATA: pause it past its lease, let a new worker take over.
+        # The whole body, not only the DATA command: paused between the two, `serve`
+        # never sent the body, and the relay got the message once (a failed CI run).
+        wait_until(lambda: server.handler.bodies >= 1, message="the first message's body")
+        # `serve` waits for the reply to DATA: pause it past its lease, let a new worker
+        # take over.
         _pause_outside_a_write(serve, database_url)
         takeover: list[OutboxProcess] = []
         try:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from outbox.core.classify import classify
 from outbox.core.decide import (
+    BUSY_NOT_COUNTED,
     NOT_COUNTED,
     THROTTLED_NOT_COUNTED,
     AttemptContext,
@@ -22,7 +23,7 @@ from outbox.core.decide import (
 from outbox.core.governor import throttled
 from outbox.core.model import MessageStatus, Outcome, OutcomeKind, RecipientStatus, Reply, Scope
 from outbox.core.replies import parse_reply
-from outbox.core.report import DeliveryReport
+from outbox.core.report import Condition, DeliveryReport, SessionFailure, Stage
 from outbox.core.retry import RetryPolicy
 
 A, B = "a@example.com", "b@example.org"
@@ -118,3 +119,18 @@ def test_throttled_is_exactly_the_governors_throttle(code: int, subject: int,
     reply = parse_reply(code, f"4.{subject}.{detail} something")
     outcome = Outcome(OutcomeKind.DEFERRED, Scope.MESSAGE, "k", reply)
     assert throttled(outcome) == (code == 421 or subject == 7)
+
+
+def test_a_try_that_waited_too_long_for_a_session_says_so_and_is_not_counted() -> None:
+    """delivery/lane.py: the relay did not fail, so the timeline must not say it did
+    (found by a stranger pass: it said "the relay failed, not the message")."""
+    failure = SessionFailure(Stage.CONNECT, condition=Condition.RELAY_SESSIONS_BUSY,
+                             detail="busy", retry_after=timedelta(seconds=18))
+    outcomes = classify(DeliveryReport(relay="r", recipients=(A,), failure=failure))
+    verdict = decide(outcomes, attempt=1, now=ACCEPTED + timedelta(minutes=1))
+    assert verdict.status is MessageStatus.DEFERRED and verdict.count_attempt is False
+    assert verdict.events[0].detail == f"1 deferred; {BUSY_NOT_COUNTED}"
+    assert "failed" not in BUSY_NOT_COUNTED
+    # Due again after the turn it was told, spread by the jitter, never before.
+    assert verdict.due_at is not None
+    assert verdict.due_at >= ACCEPTED + timedelta(minutes=1, seconds=18)

@@ -25,6 +25,7 @@ from outbox.core.model import (
     RetryDecision,
     Scope,
 )
+from outbox.core.report import Condition
 from outbox.core.retry import RetryPolicy
 
 _FINAL_KIND_STATUS = {OutcomeKind.SENT: RecipientStatus.SENT,
@@ -158,6 +159,8 @@ def _not_counted(outcomes: Mapping[str, Outcome]) -> str:
                  if o.kind in (OutcomeKind.DEFERRED, OutcomeKind.UNCERTAIN)]
     if not retryable or not all(relay_wide(o) or throttled(o) for o in retryable):
         return ""
+    if all(o.guidance == Condition.RELAY_SESSIONS_BUSY.value for o in retryable):
+        return BUSY_NOT_COUNTED
     return NOT_COUNTED if all(relay_wide(o) for o in retryable) else THROTTLED_NOT_COUNTED
 
 
@@ -282,6 +285,12 @@ GAVE_UP_UNCERTAIN_DETAIL = ("the last try lost the connection after the whole me
 # the relay, and its mail waits without spending attempts (SPEC F3).
 THROTTLED_NOT_COUNTED = ("the relay asked Outbox to slow down: not counted against [retry] "
                          "max_attempts (its mail waits, up to [retry] max_age)")
+
+
+# ... and of a try that waited too long for one of the relay's sessions (delivery/lane.py):
+# the relay did not fail, and its mail goes back to wait for its turn.
+BUSY_NOT_COUNTED = ("the relay's sessions were busy with earlier mail: not counted against "
+                    "[retry] max_attempts (it waits for its turn, up to [retry] max_age)")
 
 
 def _summary(outcomes: Mapping[str, Outcome]) -> str:

@@ -8,17 +8,19 @@ be cancelled. Behind a slow relay (four sessions, 5 s per message) most of those
 minutes for a session that way (found by a stranger pass). Now at most `width` of a
 relay's attempts are past its lane; one that has waited `WAIT` seconds for its turn is
 `Overdue`: nothing of it was sent, and the gate gives its message back as deferred until
-about when its turn would have come (`turn_in`), with no attempt spent. Meanwhile it
-counts as waiting (`outbox relay ls`, `outbox doctor`) and can be cancelled.
+about when its turn would have come (`turn_in`), with no attempt spent. Meanwhile it can
+be cancelled, and `outbox queue ls --relay NAME` lists it.
 
 A relay fast enough for its backlog never keeps an attempt `WAIT` seconds in the lane:
 at 100 messages a second, 128 attempts are through in about a second.
 
-After an attempt was overdue, the worker would claim the relay's other due mail at once
-(its share has room again), only for it to wait and go back in turn. So for a while the
-lane narrows the relay's share (`narrowed`): to twice its width, doubled every `WAIT`
-seconds with nothing overdue, until it no longer binds. The mail beyond it stays
-`queued`, where it counts as waiting and can be cancelled.
+Once an attempt was overdue, the worker would claim the relay's other due mail at once
+(its share has room again), only for it to wait and go back in turn. So the lane also
+narrows the relay's share in the worker (`narrowed`): to what the lane lets through in
+half of `WAIT` at the pace seen (`width` at a time, each `pace` seconds past the lane),
+so that what a worker claims of the relay waits for its turn about `WAIT / 2` at most. The
+mail beyond it stays `queued`, where it counts as waiting and can be cancelled. A relay
+fast enough for its backlog is narrowed to more than its share, which then binds.
 """
 
 from __future__ import annotations
@@ -67,18 +69,17 @@ class Lane:
         self._tickets = 0  # waiters so far, each numbered as it comes
         self._handed = 0  # the number of the last waiter given its turn
         self._pace: float | None = None  # average seconds an attempt spends past the lane
-        self._overdue_at: float | None = None  # when an attempt was last overdue
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
 
     def narrowed(self) -> int | None:
-        """The most attempts a worker should give the relay now, or None (no bound)."""
-        if self._overdue_at is None:
+        """The most attempts a worker should give the relay, or None before any went
+        through: those past the lane and those it lets through in `WAIT / 2`."""
+        if self._pace is None:
             return None
-        doublings = int((self._clock() - self._overdue_at) / WAIT)
-        return 2 * self.width << min(doublings, 16)
+        return self.width + int(WAIT / 2 * self.width / max(self._pace, 1e-3))
 
     @asynccontextmanager
     async def turn(self, wait: float | None = WAIT) -> AsyncIterator[None]:
@@ -112,7 +113,10 @@ class Lane:
                     return  # its turn came as the time ran out: take it
                 self._leave()  # cancelled with its turn in hand: pass the turn on
             if isinstance(exc, TimeoutError):
-                self._overdue_at = self._clock()
+                # None went through in WAIT, or too few: the pace is at least that slow
+                # (the first overdue batch comes before anything went through), until
+                # the next to go through says otherwise.
+                self._pace = max(self._pace or 0.0, WAIT)
                 # Those that came before it and leave with it count as ahead: their
                 # turns come first, so a batch that waited together goes back spread out.
                 raise Overdue(self.turn_in(ticket - self._handed - 1)) from None
