@@ -9,13 +9,12 @@ sessions, and the healthy relay's mail stayed queued for minutes behind them.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.delivering import delivering
 from tests.pg import database
 from tests.processes import wait_until_async
 from tests.smtpd import ScriptedServer, delay
@@ -48,20 +47,6 @@ def two_relays(fast: ScriptedServer, slow: ScriptedServer, db_url: str) -> Setti
     return Settings(database={"url": db_url}, relays=relays,
                     routes=[{"match": "slow.test", "relay": "slow"}],
                     delivery={"helo_name": "client.test", "shutdown_grace": "1s"})
-
-
-@asynccontextmanager
-async def delivering(settings: Settings) -> AsyncIterator[Outbox]:
-    """An Outbox on `settings` with its worker delivering, stopped and closed after."""
-    outbox = await Outbox.open(settings)
-    worker = outbox.start_delivery()
-    task = asyncio.create_task(worker.run())
-    try:
-        yield outbox
-    finally:
-        worker.stop()
-        await asyncio.gather(task, return_exceptions=True)
-        await outbox.close()
 
 
 def slow_share(settings: Settings) -> int:

@@ -10,13 +10,12 @@ back, deferred until about its turn, with no attempt spent.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.delivering import delivering
 from tests.pg import database
 from tests.processes import wait_until_async
 from tests.smtpd import ScriptedServer, delay
@@ -37,19 +36,6 @@ DATA_SECONDS = 5.0
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database(request.param, tmp_path) as url:
         yield url
-
-
-@asynccontextmanager
-async def delivering(settings: Settings) -> AsyncIterator[Outbox]:
-    outbox = await Outbox.open(settings)
-    worker = outbox.start_delivery()
-    task = asyncio.create_task(worker.run())
-    try:
-        yield outbox
-    finally:
-        worker.stop()
-        await asyncio.gather(task, return_exceptions=True)
-        await outbox.close()
 
 
 async def statuses(outbox: Outbox) -> Counter[MessageStatus]:
