@@ -370,3 +370,13 @@ def test_catalogue_entries_quote_any_reply(key: str, reply: Reply) -> None:
     explanation = describe(key, reply).explanation
     assert explanation.startswith(CATALOGUE[key].explanation + ' The server said: "')
     assert flat[:200] in explanation
+
+
+def test_a_530_and_the_alert_it_raises_name_the_same_fix() -> None:
+    """A relay that refuses mail with 530 and no login set: the message's guidance
+    (smtp.530) and the relay's alert (login_required) both say `relay set-credentials`,
+    where the message's once said only to edit the config (found by a stranger pass)."""
+    step = "`outbox relay set-credentials NAME` (that releases the held mail)"
+    assert step in describe("smtp.530").next_step
+    assert "`outbox relay set-credentials NAME` (that releases" in describe(
+        guidance.LOGIN_REQUIRED).next_step

@@ -105,8 +105,9 @@ BASIC_CODES: dict[str, Entry] = {
         "auth", "Login required",
         "The relay requires Outbox to log in, and sometimes to start TLS first, before it accepts "
         "mail. The relay's mail is held, not failed.",
-        "Set username and password (or oauth2) on the relay with security \"starttls\" or "
-        "\"tls\", " + RELEASE, False),
+        "Store the relay's account with `outbox relay set-credentials NAME` (that releases "
+        "the held mail), or set username and password (or oauth2) on the relay in the config "
+        "file, with security \"starttls\" or \"tls\", " + RELEASE, False),
     "smtp.534": Entry(
         "auth", "Login method too weak",
         "The provider refused this login method, typically because the account uses multi-factor "
