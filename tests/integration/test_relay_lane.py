@@ -20,6 +20,7 @@ from tests.pg import database
 from tests.processes import wait_until_async
 from tests.smtpd import ScriptedServer, delay
 
+from outbox.clock import utcnow
 from outbox.config import RelaySettings, Settings
 from outbox.core.compose import Submission
 from outbox.core.model import MessageStatus
@@ -52,6 +53,7 @@ async def test_a_slow_relays_claimed_mail_goes_back_to_wait_for_its_turn(db_url:
                             delivery={"helo_name": "client.test", "shutdown_grace": "1s"})
         assert share(relay, settings.delivery.concurrency) == 128
         async with delivering(settings) as outbox:
+            started = utcnow()
             submitted = await outbox.messages.submit_many([BatchItem(Submission(
                 sender="app@example.test", to=f"r{n}@example.test", subject=str(n),
                 text="hello")) for n in range(BACKLOG)])
@@ -73,6 +75,10 @@ async def test_a_slow_relays_claimed_mail_goes_back_to_wait_for_its_turn(db_url:
                                                    limit=1000)).messages,
                        key=lambda m: m.due_at or m.created_at)
             detail = await outbox.messages.get(last.id)
+            tried = await outbox.store.messages.attempts(last.id)
+            # A give-back is no attempt on the relay: its health counts only what the
+            # relay answered (before: "failing", most "attempts" deferred).
+            outcomes = await outbox.store.alerts.relay_outcomes(started)
             cancelled = await outbox.messages.cancel(last.id)
     assert len(ids) == BACKLOG
     # The rest of the backlog was not claimed in its place: the lane narrows the relay's
@@ -84,3 +90,5 @@ async def test_a_slow_relays_claimed_mail_goes_back_to_wait_for_its_turn(db_url:
     assert any("relay_sessions_busy" in (r.guidance or "") for r in detail.message.recipients)
     assert any("not counted" in (e.detail or "") for e in detail.events), detail.events
     assert cancelled.status is MessageStatus.CANCELLED
+    assert [a.relay for a in tried] == [""] * len(tried) and tried, tried
+    assert set(outcomes.get("slow", {})) <= {"sent"}, outcomes

@@ -111,7 +111,8 @@ class Attempt:
             with log_context(relay=relay):
                 report = await self._transmit_observed(relay, recipients, data, outcomes)
             transcripts.append(report.transcript)
-            relays.append(relay)
+            if not _waited_its_turn(report):  # no relay was tried: not the relay's attempt
+                relays.append(relay)
             if not holding and any(outcomes[r].kind is OutcomeKind.HELD
                                    and outcomes[r].scope is Scope.RELAY for r in recipients):
                 holding = relay
@@ -142,6 +143,11 @@ class Attempt:
         classified = classify(report)
         outcomes.update(classified)
         seconds = time.monotonic() - started
+        if _waited_its_turn(report):
+            # Not an attempt on the relay: neither its metrics nor its health count it.
+            log.info("waited for the relay's sessions; back in the queue for its turn",
+                     seconds=round(seconds, 3))
+            return report
         results = Counter(outcome.kind.value for outcome in classified.values())
         if self.tools.metrics is not None:
             self.tools.metrics.observe(relay, results, seconds)
@@ -248,6 +254,12 @@ def pending_by_relay(recipients: Sequence[Recipient]) -> dict[str, list[str]]:
         if not recipient.status.is_final:
             groups.setdefault(recipient.relay, []).append(recipient.address)
     return groups
+
+
+def _waited_its_turn(report: DeliveryReport) -> bool:
+    """The gate gave the message back after it waited for a session (delivery/lane.py)."""
+    return (report.failure is not None
+            and report.failure.condition is Condition.RELAY_SESSIONS_BUSY)
 
 
 def _describe(exc: BaseException) -> str:
