@@ -18,9 +18,10 @@ attempts or more running (a slow relay's backlog, by then) is busy too: the last
 go to the mail of the others.
 A healthy relay's attempts end as fast as they start, so it stays under `crowd`.
 
-A relay whose attempts waited too long for a session in the gate's lane (delivery/
-lane.py) has its share `narrowed` for a while, so that its due mail waits queued rather
-than claimed and given back.
+Once one of a relay's attempts waited too long for a session in the gate's lane
+(delivery/lane.py), its share is `narrowed` to what the lane gets through in a few
+seconds at the pace seen, so that its due mail waits queued rather than claimed and
+given back; a relay that is quick again is narrowed past its share, which then binds.
 
 A claim that skips busy relays walks past their due mail (the recipients table
 knows a recipient's relay; the claim's index does not): when one finds less than it
