@@ -128,7 +128,11 @@
     }
     flushes.push(flush);
     let active = -1;
-    function close() { list.hidden = true; list.replaceChildren(); active = -1;
+    let timer = null;
+    // Closing also drops a suggestion still on its way: shown after Enter had made a chip
+    // of the text, the list pushed Send down under a click (a flaky UI test in CI).
+    function close() { clearTimeout(timer); timer = null;
+                       list.hidden = true; list.replaceChildren(); active = -1;
                        input.setAttribute("aria-expanded", "false");
                        input.removeAttribute("aria-activedescendant"); }
     // The highlighted option is the input's active descendant: a screen reader reads it.
@@ -157,15 +161,15 @@
     // At once, not after a delay, so the chip exists before a click on Send submits. A
     // suggestion is taken on mousedown, which keeps the focus here.
     input.addEventListener("blur", () => { flush(); close(); });
-    let timer = null;
     input.addEventListener("input", () => {
       clearTimeout(timer);
       const q = input.value.trim();
       if (!q) { close(); return; }
-      timer = setTimeout(async () => {
+      const asked = timer = setTimeout(async () => {
         const response = await fetch("/ui/compose/suggest?q=" + encodeURIComponent(q));
         if (draft.isSignIn(response)) { expired(); return; }
         const found = await response.json();
+        if (timer !== asked) return;  // closed or typed on meanwhile: this answer is stale
         list.replaceChildren();
         active = -1;
         input.removeAttribute("aria-activedescendant");
