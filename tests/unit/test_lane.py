@@ -140,3 +140,15 @@ async def test_a_waiter_cancelled_with_its_turn_in_hand_passes_it_on() -> None:
     assert waiters[0].cancelled()
     async with lane.turn(0.05):
         pass
+
+
+def test_the_help_and_the_docs_name_the_wait_in_force() -> None:
+    """`outbox relay ls --help` and docs/troubleshooting.md say how long claimed mail
+    waits in line; they must say the `WAIT` the lane uses."""
+    from pathlib import Path
+
+    from outbox.cli.relays import list_relays
+
+    assert f"{WAIT:g} s at most" in (list_relays.__doc__ or "")
+    docs = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md"
+    assert f"has waited {WAIT:g} seconds for its turn" in docs.read_text()

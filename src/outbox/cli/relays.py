@@ -212,8 +212,8 @@ def list_relays(config: ConfigOption = None) -> None:
     connections fail; throttled; needs attention), its delivery state (open, backing
     off until T, throttled to N sessions) and, when it has any, its mail due now that no
     worker has taken yet (a slow relay's share of the workers is full, or no worker runs).
-    Mail a worker has taken shows as sending, also while it waits for a session: for a
-    few seconds at most, after which it waits deferred until about its turn."""
+    Mail a worker has taken shows as sending, also while it waits in line for a session:
+    10 s at most, after which it waits deferred until about its turn."""
 
     async def action(outbox: Outbox) -> list[tuple[RelayStatus, str, DueNow | None]]:
         from outbox.service.health import verdict

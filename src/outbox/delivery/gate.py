@@ -236,8 +236,7 @@ class RelayGate:
                   "waits without spending attempts")
         failure = SessionFailure(Stage.CONNECT, condition=Condition.RELAY_BACKING_OFF,
                                  detail=detail, retry_after=(until - now) if until else None)
-        return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
-                              failure=failure, transcript=f"(not sent: {detail})")
+        return self._not_sent(recipients, failure)
 
     def _overdue_report(self, recipients: Sequence[str], turn_in: float) -> DeliveryReport:
         detail = (f"relay {self.relay.name}'s sessions were busy with earlier mail for "
@@ -245,13 +244,16 @@ class RelayGate:
                   f"{turn_in:.0f}s, without spending an attempt")
         failure = SessionFailure(Stage.CONNECT, condition=Condition.RELAY_SESSIONS_BUSY,
                                  detail=detail, retry_after=timedelta(seconds=turn_in))
+        return self._not_sent(recipients, failure)
+
+    def _not_sent(self, recipients: Sequence[str], failure: SessionFailure) -> DeliveryReport:
+        """The report of mail this gate kept from the relay, and why."""
         return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
-                              failure=failure, transcript=f"(not sent: {detail})")
+                              failure=failure, transcript=f"(not sent: {failure.detail})")
 
     def _held_report(self, recipients: Sequence[str]) -> DeliveryReport:
         failure = _held_failure(self.relay.name, self._auth or RelayAuth(self.relay.name))
-        return DeliveryReport(relay=self.relay.name, recipients=tuple(recipients),
-                              failure=failure, transcript=f"(not sent: {failure.detail})")
+        return self._not_sent(recipients, failure)
 
     # -- the pool --------------------------------------------------------------------------
 
