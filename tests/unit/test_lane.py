@@ -104,6 +104,34 @@ async def test_after_an_overdue_the_share_narrows_to_what_passes_in_half_a_wait(
     assert narrowed is not None and narrowed > 128  # past any share: the share binds
 
 
+async def test_an_overdue_waiter_reads_the_pace_from_what_went_through_while_it_waited(
+        ) -> None:
+    """A quick relay with a long backlog: attempts go through while one waits past its
+    limit. Its pace is what went through in its wait, not `WAIT` a place (stop 61: mail
+    of a relay taking 20 a second went back for about 40 s, its turn a few seconds off).
+    """
+    lane = Lane(1, Clock())
+    releases = [asyncio.Event() for _ in range(4)]
+
+    async def attempt(n: int) -> None:
+        async with lane.turn(None):
+            await releases[n].wait()
+
+    ahead = [asyncio.create_task(attempt(n)) for n in range(4)]
+    await asyncio.sleep(0)
+    late = asyncio.create_task(_enter(lane, 0.2))
+    await asyncio.sleep(0)
+    for n in range(2):  # two go through while it waits 0.2 s: 0.1 s a place
+        releases[n].set()
+        await ahead[n]
+    with pytest.raises(Overdue):
+        await late
+    assert lane.narrowed() == 1 + int(WAIT / 2 / 0.1)  # before: 1, at WAIT a place
+    for n in range(2, 4):
+        releases[n].set()
+    await asyncio.gather(*ahead)
+
+
 async def _hold(lane: Lane) -> None:
     async with lane.turn():
         await asyncio.sleep(60)

@@ -75,6 +75,7 @@ class Lane:
         self._tickets = 0  # waiters so far, each numbered as it comes
         self._handed = 0  # the number of the last waiter given its turn
         self._pace: float | None = None  # average seconds an attempt spends past the lane
+        self._finished = 0  # attempts through the lane and done, so far
         self._overdue = False  # an attempt waited `WAIT`: from then on the share narrows
 
     @property
@@ -99,6 +100,7 @@ class Lane:
             spent = self._clock() - started
             self._pace = spent if self._pace is None else (
                 self._pace + SMOOTHING * (spent - self._pace))
+            self._finished += 1
             self._leave()
 
     async def _enter(self, wait: float | None) -> None:
@@ -109,6 +111,7 @@ class Lane:
         self._tickets += 1
         ticket = self._tickets
         self._waiting.append((ticket, place))
+        finished_before = self._finished
         try:
             async with asyncio.timeout(wait):
                 await place
@@ -120,15 +123,25 @@ class Lane:
                     return  # its turn came as the time ran out: take it
                 self._leave()  # cancelled with its turn in hand: pass the turn on
             if isinstance(exc, TimeoutError):
-                # None went through in WAIT, or too few: the pace is at least that slow
-                # (the first overdue batch comes before anything went through), until
-                # the next to go through says otherwise.
-                self._pace = max(self._pace or 0.0, WAIT)
+                assert wait is not None  # only a limited wait times out
+                self._pace = self._pace_over(wait, self._finished - finished_before)
                 self._overdue = True
                 # Those that came before it and leave with it count as ahead: their
                 # turns come first, so a batch that waited together goes back spread out.
                 raise Overdue(self.turn_in(ticket - self._handed - 1)) from None
             raise
+
+    def _pace_over(self, waited: float, finished: int) -> float:
+        """The pace an overdue waiter saw: `finished` attempts done while it waited
+        `waited` seconds, `width` at a time. None done: at least `WAIT`, until the next
+        to go through says otherwise (the first overdue batch of a slow relay comes
+        before anything went through). Measured over the wait, not the smoothed pace:
+        a floor of `WAIT` whatever went through read a quick relay (20 a second) with a
+        long backlog as one message every 10 s per place, and sent its mail back for
+        about 40 s where its turn was a few seconds off (stop 61)."""
+        if finished == 0:
+            return max(self._pace or 0.0, WAIT)
+        return self.width * waited / finished
 
     def _leave(self) -> None:
         """The turn goes to the first waiter still waiting, else back to the lane."""
