@@ -1,7 +1,9 @@
 """`stats(now)`'s `due_by_relay`: per relay, the mail due by `now` that no worker has
 claimed, what `outbox relay ls` and `outbox doctor` show of mail waiting for a relay's
 room (worker/relay_room.py). Claimed, held, not yet due and delivered mail is not
-waiting; a message counts once for each relay it still has a recipient for."""
+waiting; a message counts once for each relay it still has a recipient for. And its
+`sending_by_relay`: per relay, the mail a worker has taken, which `relay ls` shows for a
+relay none of whose attempts has finished yet (not "idle")."""
 
 from __future__ import annotations
 
@@ -51,3 +53,26 @@ async def test_a_deferred_message_waits_only_for_the_relays_it_has_left(store: S
 
     assert (await store.messages.stats(at(29))).due_by_relay == {}
     assert (await store.messages.stats(at(45))).due_by_relay == {"slow": RelayDue(1, at(30))}
+
+
+async def test_stats_at_a_time_counts_each_relays_mail_being_sent(store: Store) -> None:
+    both = new_message(id="both", accepted_at=at(0), to=["ann@slow.test"], relay="slow")
+    await store.messages.enqueue(replace(both, recipients=[
+        *both.recipients, NewRecipient("bob@fast.test", "to", "fast")]))
+    await store.messages.enqueue(new_message(id="slow1", accepted_at=at(1), relay="slow"))
+    await store.messages.enqueue(new_message(id="queued", accepted_at=at(60), relay="slow"))
+    claims = await store.messages.claim_due("w", at(2), at(2) + LEASE, 10)
+    assert {c.message.id for c in claims} == {"both", "slow1"}
+
+    stats = await store.messages.stats(at(3))
+    assert stats.sending_by_relay == {"slow": 2, "fast": 1}
+    assert (await store.messages.stats()).sending_by_relay == {}
+
+    (done,) = [c for c in claims if c.message.id == "both"]
+    await store.messages.record_attempts([finished(
+        done, MessageStatus.DEFERRED, due_at=at(30),
+        updates=[RecipientUpdate("ann@slow.test", RecipientStatus.DEFERRED, 451, "4.3.0",
+                                 "later", "x"),
+                 RecipientUpdate("bob@fast.test", RecipientStatus.SENT, 250, "2.0.0",
+                                 "ok", "sent")])])
+    assert (await store.messages.stats(at(4))).sending_by_relay == {"slow": 1}

@@ -54,3 +54,24 @@ def test_relay_ls_and_doctor_show_mail_waiting_for_a_slow_relays_session(
     assert "max_connections 1" in check["detail"]
     assert check["fix"].startswith("Raise max_connections of relay slow if the relay allows "
                                    "more sessions; else it is slow to answer.")
+
+
+def test_relay_ls_shows_a_relay_whose_first_message_is_in_data_as_sending(
+        start_outbox: Starter) -> None:
+    """Before its first attempt finishes, a relay has no outcome in the alerts window:
+    `relay ls` said "idle" while its first sessions sat in a slow DATA (stop 59's
+    stranger pass)."""
+    with ScriptedServer(script=[delay("DATA", 60)]) as slow:
+        relay = {"name": "slow", "host": "127.0.0.1", "port": slow.port, "security": "none"}
+        process = start_outbox([relay], delivery={"data_timeout": "2m"})
+        with process.client() as client:
+            answer = client.post("/v1/messages", json={
+                "from": "app@example.test", "to": "r@example.test", "subject": "s",
+                "text": "hello"})
+            assert answer.status_code == 202, answer.text
+        wait_until(lambda: "DATA" in slow.commands, timeout=15, message="DATA sent")
+        listed = process.cli("relay", "ls")
+
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.strip().splitlines()
+    assert "  sending (1 taken, none finished yet)  delivery: open" in line, line

@@ -110,3 +110,10 @@ def test_the_relay_ls_verdict_puts_the_worst_first(
         state: RelayState, auth: RelayAuth, outcomes: dict[str, int],
         governor: GovernorState, word: str) -> None:
     assert verdict(RelayHealth("r", state, auth, outcomes, governor), NOW) == word
+
+
+def test_a_relay_with_mail_taken_and_no_attempt_finished_is_sending_not_idle() -> None:
+    untried = RelayHealth("r", RelayState.OK, RelayAuth("r"), {}, GovernorState("r"))
+    assert verdict(untried, NOW, sending=3) == "sending (3 taken, none finished yet)"
+    tried = RelayHealth("r", RelayState.OK, RelayAuth("r"), {"sent": 1}, GovernorState("r"))
+    assert verdict(tried, NOW, sending=3) == "ok"

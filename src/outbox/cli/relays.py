@@ -208,8 +208,9 @@ def _report_test(tested: RelayTest) -> None:
 def list_relays(config: ConfigOption = None) -> None:
     """Every relay with its login kind and account, which credentials apply (the config
     file's, or stored ones that override them), its health from the snapshot the alerts
-    and /metrics read (ok; idle: no attempt in the [alerts] window; failing; down: its
-    connections fail; throttled; needs attention), its delivery state (open, backing
+    and /metrics read (ok; idle: no attempt in the [alerts] window; sending: none
+    finished in it, but a worker has taken its mail; failing; down: its connections
+    fail; throttled; needs attention), its delivery state (open, backing
     off until T, throttled to N sessions) and, when it has any, its mail due now that no
     worker has taken yet (a slow relay's share of the workers is full, or no worker runs).
     Mail a worker has taken shows as sending, also while it waits in line for a session:
@@ -219,9 +220,9 @@ def list_relays(config: ConfigOption = None) -> None:
         from outbox.service.health import verdict
 
         relays = _credentials(outbox)
-        snapshot, due = await outbox.health.snapshot(), await relays.due_now()
-        return [(s, verdict(health, snapshot.at) if health is not None else s.state,
-                 due.get(s.name))
+        snapshot, (due, sending) = await outbox.health.snapshot(), await relays.queue_now()
+        return [(s, verdict(health, snapshot.at, sending.get(s.name, 0))
+                 if health is not None else s.state, due.get(s.name))
                 for s in await relays.statuses() for health in [snapshot.relay(s.name)]]
 
     for s, state, due in with_outbox(config, action, migrate=True):

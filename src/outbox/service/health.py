@@ -41,11 +41,12 @@ class RelayHealth:
     latest: str = ""  # the outcome of its newest attempt in the window
 
 
-def verdict(relay: RelayHealth, now: datetime) -> str:
+def verdict(relay: RelayHealth, now: datetime, sending: int = 0) -> str:
     """One word or two for `relay ls`: needs attention (its login failed or its mail
     was held), down (its connections fail: backing off or probing), throttled,
-    failing (most recent attempts did not deliver), idle (no attempt in the window)
-    or ok."""
+    failing (most recent attempts did not deliver), ok, or, with no attempt finished
+    in the window, sending (`sending` of its messages taken by a worker: its first
+    attempts are under way, as behind a slow relay) or idle."""
     paced = relay.governor.state(now)
     if relay.state is alerting.RelayState.NEEDS_ATTENTION:
         return "needs attention"
@@ -55,7 +56,9 @@ def verdict(relay: RelayHealth, now: datetime) -> str:
         return "throttled"
     if relay.state is alerting.RelayState.DEFERRING:
         return "failing"
-    return "ok" if relay.outcomes else "idle"
+    if relay.outcomes:
+        return "ok"
+    return f"sending ({sending} taken, none finished yet)" if sending else "idle"
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,12 +285,14 @@ class Relays:
                              paced.get(r.name, GovernorState(r.name)))
                 for r in self.settings.relays]
 
-    async def due_now(self) -> dict[str, DueNow]:
-        """By relay, its mail due now and not being delivered (none: left out). A walk
-        of the due mail (`stats(now)`): for an operator's look, not for a loop."""
+    async def queue_now(self) -> tuple[dict[str, DueNow], dict[str, int]]:
+        """By relay, its mail due now and not being delivered, and how many of its
+        messages are `sending` (a relay with none: left out of each). A walk of the due
+        and the sending mail (`stats(now)`): for an operator's look, not for a loop."""
         now = self._clock()
-        due = (await self.store.messages.stats(now)).due_by_relay
-        return {name: DueNow(d.count, now - d.oldest_due_at) for name, d in due.items()}
+        stats = await self.store.messages.stats(now)
+        return ({name: DueNow(d.count, now - d.oldest_due_at)
+                 for name, d in stats.due_by_relay.items()}, dict(stats.sending_by_relay))
 
     async def held_back(self, message: Message) -> list[RelayStatus]:
         """The relays backing off that `message`'s unsent recipients wait for: a retry

@@ -227,7 +227,8 @@ class MessageStore(Protocol):
     async def stats(self, now: datetime | None = None) -> QueueStats:
         """Messages by status, and when the oldest waiting one was accepted. With
         `now`, also each relay's mail due by then that no worker has claimed
-        (`due_by_relay`): a walk of the due mail, for an operator's look, not a loop."""
+        (`due_by_relay`) and its mail a worker has taken (`sending_by_relay`): a walk
+        of the due and the sending mail, for an operator's look, not a loop."""
 
     async def wait_for_new(self, timeout: float) -> None:
         """Return when a message may have become due (new enqueue, retry,

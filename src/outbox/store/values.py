@@ -249,6 +249,8 @@ class QueueStats:
     oldest_pending_at: datetime | None  # oldest queued/deferred message's acceptance time
     # By relay, the mail due at the `now` given to `stats` (none given: empty).
     due_by_relay: Mapping[str, RelayDue] = field(default_factory=dict)
+    # By relay, the messages `sending` through it now (a `now` given; else empty).
+    sending_by_relay: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Each relay's due mail that no worker has claimed: `MessageStore.stats(now)`'s
 `due_by_relay`, what `outbox relay ls` and `outbox doctor` show of mail waiting for
-a relay's room.
+a relay's room; and its `sending_by_relay`, mail a worker has taken.
 
 A worker gives one relay at most a share of its concurrency (worker/relay_room.py), and
 its claims skip the mail of a relay whose share is full. Mail for a slow relay then
@@ -17,6 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, distinct, func, select
 
+from outbox.core.model import MessageStatus
 from outbox.store.sql import queries as q
 from outbox.store.tables import messages as m
 from outbox.store.tables import recipients as r
@@ -24,9 +25,12 @@ from outbox.store.values import QueueStats, RelayDue
 
 
 def stats_at(conn: Connection, now: datetime | None) -> QueueStats:
-    """The queue's figures; with `now`, each relay's due mail as well."""
+    """The queue's figures; with `now`, each relay's due mail and mail in flight as well."""
     stats = q.stats(conn)
-    return stats if now is None else replace(stats, due_by_relay=due_by_relay(conn, now))
+    if now is None:
+        return stats
+    return replace(stats, due_by_relay=due_by_relay(conn, now),
+                   sending_by_relay=sending_by_relay(conn))
 
 
 def due_by_relay(conn: Connection, now: datetime) -> dict[str, RelayDue]:
@@ -38,3 +42,15 @@ def due_by_relay(conn: Connection, now: datetime) -> dict[str, RelayDue]:
                   r.c.status.in_(q.UNFINISHED))
            .group_by(r.c.relay))
     return {relay: RelayDue(count, oldest) for relay, count, oldest in conn.execute(due)}
+
+
+def sending_by_relay(conn: Connection) -> dict[str, int]:
+    """By relay, the messages a worker has taken (`sending`) with a recipient still to
+    deliver through it: a relay whose first attempts are under way has none finished
+    in the alerts window, and is not idle."""
+    sending = (select(r.c.relay, func.count(distinct(m.c.id)))
+               .select_from(m.join(r, r.c.message_id == m.c.id))
+               .where(m.c.status == MessageStatus.SENDING.value,
+                      r.c.status.in_(q.UNFINISHED))
+               .group_by(r.c.relay))
+    return {relay: count for relay, count in conn.execute(sending)}
