@@ -201,6 +201,19 @@ def test_active_alerts_warn() -> None:
     (check,) = [c for c in queue_checks(observation) if c.name == "alerts"]
     assert check.status is Status.WARN
     assert check.detail == "1 active: Messages are held (2 message(s) held)"
+    assert check.fix == describe("messages_held").next_step
+
+
+def test_several_active_alerts_each_give_their_next_step() -> None:
+    held = Alert("queue.held", "warning", "Messages are held", "2 message(s) held",
+                 "messages_held", NOW)
+    login = Alert("relay.r.login_required", "critical", "Relay r needs a login", "530",
+                  "smtp.530", NOW)
+    again = Alert("queue.held2", "warning", "More held", "3", "messages_held", NOW)
+    observation = QueueObservation(QueueStats({}, None), (held, login, again), NOW)
+    (check,) = [c for c in queue_checks(observation) if c.name == "alerts"]
+    assert check.fix == (f"Messages are held / More held: {describe('messages_held').next_step}"
+                         f" Relay r needs a login: {describe('smtp.530').next_step}")
 
 
 def test_warnings_alone_exit_0_and_a_failure_exits_1() -> None:

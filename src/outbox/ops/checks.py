@@ -383,5 +383,16 @@ def _alerts(active: Iterable[Alert]) -> Check:
     if not alerts:
         return passed("alerts", "no active alerts")
     titles = "; ".join(f"{a.title} ({a.detail})" for a in alerts)
-    return warned("alerts", f"{len(alerts)} active: {titles}",
-                  describe(alerts[0].guidance).next_step)
+    return warned("alerts", f"{len(alerts)} active: {titles}", _alert_fixes(alerts))
+
+
+def _alert_fixes(alerts: list[Alert]) -> str:
+    """Each alert's next step, named by its title when there are several (the first
+    alone was shown for all: stop 59's stranger pass); alerts with the same next step
+    share it."""
+    steps: dict[str, list[str]] = {}
+    for alert in alerts:
+        steps.setdefault(describe(alert.guidance).next_step, []).append(alert.title)
+    if len(steps) == 1:
+        return next(iter(steps))
+    return " ".join(f"{' / '.join(titles)}: {step}" for step, titles in steps.items())
