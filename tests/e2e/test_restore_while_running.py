@@ -1,9 +1,9 @@
 """`outbox restore` is refused while any Outbox process writes to the database, from
-that process's start to its end: `outbox serve` before its delivery processes have
-started (they take their liveness locks only after a second or two of imports), and
-`outbox submission`, which delivers nothing. Once the process is gone, stopped or
-killed, the restore goes ahead. Both backends: the locks are lock files on SQLite and
-advisory locks on PostgreSQL."""
+before it acts on the database (its liveness lock) to its end: `outbox serve` before
+its delivery processes have started (they take their liveness locks only after a second
+or two of imports), and `outbox submission`, which delivers nothing. Once the process
+is gone, stopped or killed, the restore goes ahead. Both backends: the locks are lock
+files on SQLite and advisory locks on PostgreSQL."""
 
 from __future__ import annotations
 
