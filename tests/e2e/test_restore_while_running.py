@@ -16,7 +16,6 @@ from tests.e2e.support import fill_queue, status_counts
 from tests.e2e.test_backup_restore import relay_for_nowhere
 from tests.processes import (
     OutboxProcess,
-    accepts,
     base_config,
     free_port,
     wait_until,
@@ -33,9 +32,9 @@ if os.environ.get("OUTBOX_PARENT_PID"):
 
 
 def greets(address: tuple[str, int], process: OutboxProcess) -> bool:
-    """Whether `process` answers a connection on `address` with its SMTP greeting."""
-    if not accepts(address, process):
-        return False
+    """Whether `process` (still running: else its stderr is the failure) answers a
+    connection on `address` with its SMTP greeting."""
+    assert process.proc is not None and process.proc.poll() is None, process.stderr_text()
     try:
         with socket.create_connection(address, timeout=5) as connection:
             return connection.recv(512).startswith(b"220")

@@ -119,14 +119,16 @@ async def test_an_overdue_waiter_reads_the_pace_from_what_went_through_while_it_
 
     ahead = [asyncio.create_task(attempt(n)) for n in range(4)]
     await asyncio.sleep(0)
-    late = asyncio.create_task(_enter(lane, 0.2))
+    # A wait of a second, so that a stalled loop on a loaded machine cannot end it before
+    # the two below have gone through.
+    late = asyncio.create_task(_enter(lane, 1.0))
     await asyncio.sleep(0)
-    for n in range(2):  # two go through while it waits 0.2 s: 0.1 s a place
+    for n in range(2):  # two go through while it waits 1 s: 0.5 s a place
         releases[n].set()
         await ahead[n]
     with pytest.raises(Overdue):
         await late
-    assert lane.narrowed() == 1 + int(WAIT / 2 / 0.1)  # before: 1, at WAIT a place
+    assert lane.narrowed() == 1 + int(WAIT / 2 / 0.5)  # before: 1, at WAIT a place
     for n in range(2, 4):
         releases[n].set()
     await asyncio.gather(*ahead)
