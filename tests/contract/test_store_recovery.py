@@ -126,6 +126,31 @@ async def test_recovery_fails_a_message_past_max_attempts(store: Store) -> None:
     assert await store.messages.claim_due("w", at(100), at(200), 1) == []
 
 
+async def test_one_sweep_gives_each_claim_its_own_verdict(store: Store) -> None:
+    """A sweep writes its verdicts together (one statement per table): beside a message
+    past its attempts, failed with its recipients, one is deferred with its own."""
+    limited = Recovery(RetryPolicy(max_attempts=2), "retry")
+    await store.messages.enqueue(new_message(id="old", to=("a@x.test", "b@x.test")))
+    await store.messages.claim_due("crashing", at(10), at(15), 1)
+    await recover(store, at(16), recovery=limited)
+    await store.messages.enqueue(new_message(id="new", to=("c@x.test",)))
+    claimed = await store.messages.claim_due("crashing", at(20), at(25), 10)
+    assert sorted(c.message.id for c in claimed) == ["new", "old"]
+
+    assert sorted(await recover(store, at(26), recovery=limited)) == ["new", "old"]
+
+    old, new = (await store.messages.get("old")), (await store.messages.get("new"))
+    assert (old.message.status, old.message.attempts) == (MessageStatus.FAILED, 2)
+    assert [(r.status, r.guidance) for r in old.message.recipients] == [
+        (RecipientStatus.FAILED, "max_attempts_reached")] * 2
+    assert [e.type for e in old.events][-2:] == [EventType.UNCERTAIN, EventType.FAILED]
+    assert (new.message.status, new.message.attempts) == (MessageStatus.DEFERRED, 1)
+    assert new.message.due_at == at(26) and new.message.claim is None
+    assert [r.status for r in new.message.recipients] == [RecipientStatus.PENDING]
+    assert _count(new.events, EventType.UNCERTAIN) == 1
+    assert _count(new.events, EventType.FAILED) == 0
+
+
 async def test_recovery_fails_a_message_past_max_age(store: Store) -> None:
     await store.messages.enqueue(new_message(id="m1", accepted_at=at(0)))
     await store.messages.claim_due("w", at(1), at(2), 1)

@@ -21,7 +21,7 @@ from outbox.core.model import MessageStatus
 from outbox.core.recovery import Cause
 from outbox.errors import Conflict
 from outbox.store.base_archive import Decide, Dumped, Loaded, PortableRow, TableSink, TableSource
-from outbox.store.sql.recovery import abandoned_claim, apply_verdict
+from outbox.store.sql.recovery import abandoned_claim, apply_verdicts
 from outbox.store.sql.runner import Runner
 from outbox.store.tables import UtcDateTime, messages, metadata
 
@@ -223,6 +223,6 @@ def requeue_in_flight(conn: Connection, now: datetime, decide: Decide) -> tuple[
     query = (select(m.c.id, m.c.claimed_by, m.c.attempts, m.c.created_at, m.c.held_seconds)
              .where(m.c.status == MessageStatus.SENDING.value).order_by(m.c.id))
     found = conn.execute(query).all()
-    for row in found:
-        apply_verdict(conn, row.id, now, decide(abandoned_claim(row, Cause.RESTORED)))
+    apply_verdicts(conn, now, [(row.id, decide(abandoned_claim(row, Cause.RESTORED)))
+                               for row in found])
     return tuple(row.id for row in found)

@@ -8,18 +8,20 @@ the transaction that found them.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, Text, TextClause, or_, select, text, update
 
 from outbox.core.model import MessageStatus, RecipientStatus
 from outbox.core.recovery import AbandonedClaim, Cause, RecoveryVerdict
 from outbox.store.base import Decide
 from outbox.store.rows import AnyRow
+from outbox.store.sql.driver_rows import TIME, array_params, from_arrays, write_rows
 from outbox.store.sql.queries import SENDING, UNFINISHED, insert_events
-from outbox.store.tables import messages, recipients
+from outbox.store.tables import messages
 
 m = messages
 
@@ -42,9 +44,9 @@ def recover_stale(conn: Connection, now: datetime, dead_owners: Collection[str],
              .where(m.c.status == SENDING, stale).order_by(m.c.id)
              .with_for_update(skip_locked=True))
     found = conn.execute(query).all()
-    for row in found:
-        cause = Cause.OWNER_GONE if row.claimed_by in dead_owners else Cause.LEASE_EXPIRED
-        apply_verdict(conn, row.id, now, decide(abandoned_claim(row, cause)))
+    apply_verdicts(conn, now, [(row.id, decide(abandoned_claim(
+        row, Cause.OWNER_GONE if row.claimed_by in dead_owners else Cause.LEASE_EXPIRED)))
+        for row in found])
     return [row.id for row in found]
 
 
@@ -55,23 +57,49 @@ def abandon_claim(conn: Connection, id: str, token: str, now: datetime,
              .with_for_update())
     if conn.execute(query).first() is None:
         return False
-    apply_verdict(conn, id, now, verdict)
+    apply_verdicts(conn, now, [(id, verdict)])
     return True
 
 
-def apply_verdict(conn: Connection, id: str, now: datetime, verdict: RecoveryVerdict) -> None:
-    held = verdict.status is MessageStatus.HELD
-    conn.execute(update(m).where(m.c.id == id).values(
-        status=verdict.status.value, due_at=verdict.due_at, attempts=m.c.attempts + 1,
-        updated_at=now, claimed_by=None, claim_token=None, lease_until=None,
-        held_since=now if held else None, hold_reason=verdict.hold_reason if held else "",
-        held_for_relay=None))
-    if verdict.fails:
-        conn.execute(update(recipients)
-                     .where(recipients.c.message_id == id, recipients.c.status.in_(UNFINISHED))
-                     .values(status=RecipientStatus.FAILED.value,
-                             guidance=verdict.fail_guidance))
-    insert_events(conn, [(id, event) for event in verdict.events])
+def apply_verdicts(conn: Connection, now: datetime,
+                   verdicts: Sequence[tuple[str, RecoveryVerdict]]) -> None:
+    """Each message's verdict, in one statement per table (sql/driver_rows.py): a
+    `kill -9` of a process delivering hundreds of messages leaves hundreds of claims, and
+    a restart's sweep of 256, a statement or two per message, took 0.4 s of SPEC §3's
+    10 s on an idle machine, several seconds on a loaded one."""
+    write_rows(conn, [(v.status.value, v.due_at, now, now if v.status is HELD else None,
+                       v.hold_reason if v.status is HELD else "", id)
+                      for id, v in verdicts], _VERDICT_SQLITE, _verdict_postgres, _VERDICT)
+    write_rows(conn, [(v.fail_guidance, id) for id, v in verdicts if v.fails],
+               _FAIL_SQLITE, _fail_postgres, _FAIL)
+    insert_events(conn, [(id, event) for id, v in verdicts for event in v.events])
+
+
+HELD = MessageStatus.HELD
+_VERDICT = (("status", Text()), ("due_at", TIME), ("at", TIME), ("held_since", TIME),
+            ("hold_reason", Text()), ("id", Text()))
+_VERDICT_SET = ("status = {0}, due_at = {1}, attempts = {m}attempts + 1, updated_at = {2}, "
+                "held_since = {3}, hold_reason = {4}, claimed_by = NULL, claim_token = NULL, "
+                "lease_until = NULL, held_for_relay = NULL")
+_VERDICT_SQLITE = f"UPDATE messages SET {_VERDICT_SET.format(*['?'] * 5, m='')} WHERE id = ?"
+_FAIL = (("guidance", Text()), ("message_id", Text()))
+_FAILED, _UNFINISHED = RecipientStatus.FAILED.value, ", ".join(f"'{s}'" for s in UNFINISHED)
+_FAIL_SQLITE = (f"UPDATE recipients SET status = '{_FAILED}', guidance = ? "
+                f"WHERE message_id = ? AND status IN ({_UNFINISHED})")
+
+
+@cache
+def _verdict_postgres() -> TextClause:
+    set_ = _VERDICT_SET.format(*(f"u.{name}" for name, _ in _VERDICT[:5]), m="messages.")
+    return text(f"UPDATE messages SET {set_} FROM {from_arrays(_VERDICT)} "
+                "WHERE messages.id = u.id").bindparams(*array_params(_VERDICT))
+
+
+@cache
+def _fail_postgres() -> TextClause:
+    return text(f"UPDATE recipients SET status = '{_FAILED}', guidance = u.guidance "
+                f"FROM {from_arrays(_FAIL)} WHERE recipients.message_id = u.message_id "
+                f"AND recipients.status IN ({_UNFINISHED})").bindparams(*array_params(_FAIL))
 
 
 def renew_leases(conn: Connection, owner: str, tokens: Collection[str],
