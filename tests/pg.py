@@ -16,11 +16,25 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.dbsql import SESSIONS
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v",
             "ON_ERROR_STOP=1", "-Atqc"]
 
 
 def psql(sql: str) -> str:
+    if sql.startswith(("CREATE DATABASE", "DROP DATABASE")):  # the most of them: no psql run
+        try:
+            SESSIONS.execute(ADMIN_URL, sql)
+        except RuntimeError as exc:
+            raise RuntimeError(f"PostgreSQL is required for this test and failed: {exc}"
+                               ) from exc
+        return ""
+    return _psql(sql)
+
+
+def _psql(sql: str) -> str:
     result = subprocess.run([*PG_ADMIN, sql], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"PostgreSQL is required for this test and failed: {result.stderr}")
@@ -99,6 +113,6 @@ def _postgres_template() -> str:
     drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
     psql(drop)
     psql(f'CREATE DATABASE "{name}"')
-    atexit.register(psql, drop)
+    atexit.register(_psql, drop)  # by psql: at exit, no thread to count on
     _migrate(f"postgresql://postgres@127.0.0.1:5432/{name}")
     return name
