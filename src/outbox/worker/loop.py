@@ -1,27 +1,27 @@
 """The delivery loop: claim due messages, deliver, persist the verdict.
 
-One `Worker` per process (inside `outbox serve`, or standalone as `outbox
-worker`). It takes a liveness lock for its lifetime (`store.liveness`),
-recovers what dead processes left behind before it claims anything, claims
-in batches under a lease, keeps at most `delivery.concurrency` attempts in
-flight (worker/attempt.py), at most a relay's share of them for one relay
-(worker/relay_room.py), and about `HELD_CONTENT` of their content, renews the
-leases of the attempts that are still running, and sweeps every `sweep_interval`.
+One `Worker` per process (inside `outbox serve`, or standalone as `outbox worker`). It
+takes a liveness lock for its lifetime (`store.liveness`), recovers what dead processes
+left behind before it claims anything, claims in batches under a lease, keeps at most
+`delivery.concurrency` attempts in flight (worker/attempt.py), at most a relay's share
+of them for one relay (worker/relay_room.py), and about `HELD_CONTENT` of their content,
+renews the leases of the attempts that are still running, and sweeps every
+`sweep_interval`.
 
-A worker `for_backlogs` (serve's delivery processes after the first) claims
-only while a full `batch_size` of messages is due: the first process keeps up
-with mail as it arrives on its own, and a second one claiming beside it split
-the claims into smaller ones and cost serve's requests their CPU (issue 15).
-It looks every `poll_interval`, not woken by new mail.
+A worker `for_backlogs` (serve's delivery processes after the first) claims only while a
+full `batch_size` of messages is due: the first process keeps up with mail as it arrives
+on its own, and a second one claiming beside it split the claims into smaller ones and
+cost serve's requests their CPU (issue 15). It looks every `poll_interval`, not woken by
+new mail.
 
 While a backlog lasts (the last claim came back full), claims ride with results: the
 transaction that writes a batch of results also claims as many messages as the finished
 attempts make room for (worker/recorder.py), instead of a claim of its own after them;
 and a claim of its own takes the results waiting to be written along.
 
-Every loop is supervised (outbox.supervision): an error from the database or
-anything else is logged once per streak, counted, backed off and retried; it
-never ends delivery, and `/healthz` reports it meanwhile.
+Every loop is supervised (outbox.supervision): an error from the database or anything
+else is logged once per streak, counted, backed off and retried; it never ends delivery,
+and `/healthz` reports it meanwhile.
 """
 
 from __future__ import annotations
@@ -109,11 +109,8 @@ class Worker:
         self.sweeper = Sweeper(store, self.owner, self._tools.recovery, clock, self._rng)
         self.purger = Purger(store.retention, retention_policy(settings), clock)
         self._inflight: dict[asyncio.Task[None], Claim] = {}  # attempt → its claim
-        # Their contents' held_size in all, kept as they start and finish: summed at each
-        # claim it was 30 calls a message in a drain (issue 15).
-        self._held = 0
-        # The largest content of the last claim; until one shows what the mail is like,
-        # the largest a message may be.
+        self._held = 0  # their contents' held_size, kept as they start and end (issue 15)
+        # The last claim's largest content; before any claim, the largest there may be.
         self._largest = settings.limits.max_message_size
         self._slot_free = asyncio.Event()
         # Each relay's share of the attempts (worker/relay_room.py), and a wake-up for
@@ -343,8 +340,7 @@ class Worker:
         task.add_done_callback(self._finished)
 
     async def _attempt(self, claim: Claim) -> None:
-        """One attempt, with the message bound to every log line it causes (each runs
-        in its own task, so the binding stays with it)."""
+        """One attempt, its message bound to each log line it causes (in its own task)."""
         with log_context(message=claim.message.id, message_id=claim.message.message_id,
                          attempt=claim.attempt):
             await Attempt(claim, self._tools).run()
@@ -375,16 +371,20 @@ class Worker:
     # -- stopping --------------------------------------------------------------------------
 
     async def _drain_inflight(self) -> None:
-        if not self._inflight:
+        """Every attempt ends within the grace, those a claim riding with results (asked
+        before the stop) starts meanwhile too: left running, they delivered after their
+        claims went back to the queue."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._delivery.shutdown_grace.total_seconds()
+        while self._inflight and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._inflight), timeout=left)
+        if not (pending := set(self._inflight)):
             return
-        grace = self._delivery.shutdown_grace.total_seconds()
-        _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
         for task in pending:
             task.cancel()
-        if pending:
-            log.warning("stopped with deliveries still running; they go back to the queue",
-                        count=len(pending))
-            await asyncio.wait(pending)
+        log.warning("stopped with deliveries still running; they go back to the queue",
+                    count=len(pending))
+        await asyncio.wait(pending)
 
     async def _give_back_leftovers(self) -> None:
         """Claims this process still holds (attempts cut short at a stop) go back now,
