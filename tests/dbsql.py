@@ -90,7 +90,8 @@ class _Sessions:
 
     def select(self, url: str, statement: str, timeout: float) -> list[tuple[str, ...]]:
         # Each row as the server's text of it: the same text `psql` prints per column.
-        query = f"SELECT _row::text FROM ({statement.strip().rstrip(';')}) AS _row"
+        # (On a line of its own: the statement may end with a -- comment.)
+        query = f"SELECT _row::text FROM ({statement.strip().rstrip(';')}\n) AS _row"
         future = asyncio.run_coroutine_threadsafe(self._fetch(url, query, timeout),
                                                   self._running_loop())
         try:

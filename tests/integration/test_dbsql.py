@@ -20,6 +20,7 @@ def test_rows_are_the_text_psql_prints(tmp_path: Path) -> None:
         statement = "SELECT name, version_num FROM alembic_version, (VALUES ('x')) AS v(name)"
         assert sql(url, statement) == _psql(url, statement, 30)
         assert sql(url, "SELECT 1 WHERE false") == []
+        assert sql(url, "SELECT 1 -- a comment ends it") == [("1",)]
 
 
 def test_a_kept_connection_that_was_ended_is_replaced(tmp_path: Path) -> None:
