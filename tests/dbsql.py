@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import threading
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -110,8 +111,8 @@ class _Sessions:
             raise RuntimeError(f"PostgreSQL failed on {statement!r}: {exc}") from exc
 
     async def _execute(self, url: str, statement: str, timeout: float) -> None:
-        connection = await self._connection(url, timeout)
-        await connection.execute(statement, timeout=timeout)
+        await self._on_a_live_connection(url, timeout, lambda connection: connection.execute(
+            statement, timeout=timeout))
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._start:
@@ -123,14 +124,20 @@ class _Sessions:
             return self._loop
 
     async def _fetch(self, url: str, query: str, timeout: float) -> list[str]:
+        rows = await self._on_a_live_connection(url, timeout, lambda connection: (
+            connection.fetch(query, timeout=timeout)))
+        return [row[0] for row in rows]
+
+    async def _on_a_live_connection(self, url: str, timeout: float,
+                                    run: Callable[[Any], Awaitable[Any]]) -> Any:
         for last_try in (False, True):
             connection = await self._connection(url, timeout)
             try:
-                return [row[0] for row in await connection.fetch(query, timeout=timeout)]
+                return await run(connection)
             except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError,
                     asyncpg.InternalClientError, asyncpg.AdminShutdownError, OSError):
                 # A kept connection a test ended (a restart, pg_terminate_backend), which
-                # asyncpg may notice only now: a SELECT is safe to run again on a new one.
+                # asyncpg may notice only now: the statement goes again on a new one.
                 self._connections.pop(url, None)
                 connection.terminate()
                 if last_try:

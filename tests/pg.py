@@ -24,7 +24,7 @@ PG_ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v",
 
 
 def psql(sql: str) -> str:
-    if sql.startswith(("CREATE DATABASE", "DROP DATABASE")):  # the most of them: no psql run
+    if sql.startswith(("CREATE DATABASE", "DROP DATABASE")):  # most calls: no psql run
         try:
             SESSIONS.execute(ADMIN_URL, sql)
         except RuntimeError as exc:
