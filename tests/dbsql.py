@@ -93,26 +93,24 @@ class _Sessions:
         # Each row as the server's text of it: the same text `psql` prints per column.
         # (On a line of its own: the statement may end with a -- comment.)
         query = f"SELECT _row::text FROM ({statement.strip().rstrip(';')}\n) AS _row"
-        future = asyncio.run_coroutine_threadsafe(self._fetch(url, query, timeout),
-                                                  self._running_loop())
-        try:
-            records = future.result(timeout + 10)
-        except (asyncpg.PostgresError, OSError) as exc:
-            raise RuntimeError(f"PostgreSQL failed on {statement!r}: {exc}") from exc
-        return [_fields(record) for record in records]
+        rows = self._run(url, statement, timeout, lambda connection: connection.fetch(
+            query, timeout=timeout))
+        return [_fields(row[0]) for row in rows]
 
     def execute(self, url: str, statement: str, timeout: float = 60.0) -> None:
         """A statement that returns no rows (CREATE DATABASE, DROP DATABASE)."""
-        future = asyncio.run_coroutine_threadsafe(self._execute(url, statement, timeout),
-                                                  self._running_loop())
+        self._run(url, statement, timeout, lambda connection: connection.execute(
+            statement, timeout=timeout))
+
+    def _run(self, url: str, statement: str, timeout: float,
+             run: Callable[[Any], Awaitable[Any]]) -> Any:
+        """`run(connection)` on the loop's thread, waited for here."""
+        future = asyncio.run_coroutine_threadsafe(
+            self._on_a_live_connection(url, timeout, run), self._running_loop())
         try:
-            future.result(timeout + 10)
+            return future.result(timeout + 10)
         except (asyncpg.PostgresError, OSError) as exc:
             raise RuntimeError(f"PostgreSQL failed on {statement!r}: {exc}") from exc
-
-    async def _execute(self, url: str, statement: str, timeout: float) -> None:
-        await self._on_a_live_connection(url, timeout, lambda connection: connection.execute(
-            statement, timeout=timeout))
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._start:
@@ -122,11 +120,6 @@ class _Sessions:
                                  daemon=True).start()
                 self._loop = loop
             return self._loop
-
-    async def _fetch(self, url: str, query: str, timeout: float) -> list[str]:
-        rows = await self._on_a_live_connection(url, timeout, lambda connection: (
-            connection.fetch(query, timeout=timeout)))
-        return [row[0] for row in rows]
 
     async def _on_a_live_connection(self, url: str, timeout: float,
                                     run: Callable[[Any], Awaitable[Any]]) -> Any:

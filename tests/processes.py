@@ -335,12 +335,12 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1,
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
-def accepts(address: tuple[str, int], process: OutboxProcess) -> bool:
+def accepts(address: tuple[str, int], process: OutboxProcess, greeting: bytes = b"") -> bool:
     """Whether `process` (still running: else its stderr is the failure) accepts a
-    connection on `address` yet."""
+    connection on `address` yet, and with `greeting` its first reply begins with it."""
     assert process.proc is not None and process.proc.poll() is None, process.stderr_text()
     try:
-        with socket.create_connection(address, timeout=5):
-            return True
+        with socket.create_connection(address, timeout=5) as connection:
+            return connection.recv(512).startswith(greeting) if greeting else True
     except OSError:
         return False

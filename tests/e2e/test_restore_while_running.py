@@ -8,7 +8,6 @@ files on SQLite and advisory locks on PostgreSQL."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 from tests.dbsql import scalar
@@ -16,6 +15,7 @@ from tests.e2e.support import fill_queue, status_counts
 from tests.e2e.test_backup_restore import relay_for_nowhere
 from tests.processes import (
     OutboxProcess,
+    accepts,
     base_config,
     free_port,
     wait_until,
@@ -29,17 +29,6 @@ import os, time
 if os.environ.get("OUTBOX_PARENT_PID"):
     time.sleep(600)
 """
-
-
-def greets(address: tuple[str, int], process: OutboxProcess) -> bool:
-    """Whether `process` (still running: else its stderr is the failure) answers a
-    connection on `address` with its SMTP greeting."""
-    assert process.proc is not None and process.proc.poll() is None, process.stderr_text()
-    try:
-        with socket.create_connection(address, timeout=5) as connection:
-            return connection.recv(512).startswith(b"220")
-    except OSError:
-        return False
 
 
 def _backup_of_two_messages(tmp_path: Path) -> Path:
@@ -113,7 +102,8 @@ def test_restore_is_refused_while_outbox_submission_runs_and_allowed_once_it_is_
         # and the listener answers only then. A restore between the two (CI of stop
         # 61, on a loaded machine) goes ahead before this process has written
         # anything, and in place, so its open connections see the restored data.
-        wait_until(lambda: greets(("127.0.0.1", port), submission), message="the greeting")
+        wait_until(lambda: accepts(("127.0.0.1", port), submission, b"220"),
+                   message="the greeting")
         _refused_naming(submission, backup, "outbox submission")
         assert scalar(database_url, "SELECT count(*) FROM messages") == "3"
     finally:

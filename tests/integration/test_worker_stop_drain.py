@@ -36,7 +36,7 @@ async def test_an_attempt_that_begins_while_the_worker_drains_ends_before_it_sto
             database("sqlite", tmp_path) as url:
         relay = RelaySettings(name="r", host=sink.host, port=sink.port, security="none")
         settings = Settings(database={"url": url}, relays=[relay],
-                            delivery={"helo_name": "client.test", "shutdown_grace": "20s"})
+                            delivery={"helo_name": "client.test"})
         outbox = await Outbox.open(settings)
         try:
             worker = outbox.start_delivery()
