@@ -88,8 +88,8 @@ async def test_mail_that_trickles_in_is_claimed_once_a_message(db_url: str) -> N
 async def test_a_worker_for_backlogs_claims_only_while_a_full_batch_is_due(
         db_url: str) -> None:
     """serve's second delivery process: it leaves mail that the first keeps up with alone,
-    and joins once `batch_size` messages are due. At the production defaults (a batch of
-    128, a look every second)."""
+    and joins once `batch_size` messages have been due for `loop.BACKLOG_AGE`. At the
+    production defaults (a batch of 128, a look every second)."""
     with ScriptedServer() as server:
         settings = at_the_defaults(server, db_url)
         batch = settings.delivery.batch_size
@@ -114,7 +114,9 @@ async def test_a_worker_for_backlogs_claims_only_while_a_full_batch_is_due(
         try:
             # New mail does not wake it, so these looks are its poll's.
             await wait_until_async(lambda: _true(len(looks) >= 3), "three looks")
-            assert set(looks) == {batch - 1} and claimed_after == []
+            # Its first look may come before the mail has waited BACKLOG_AGE: none then.
+            assert set(looks) <= {0, batch - 1} and looks[-1] == batch - 1
+            assert claimed_after == []
             assert await statuses(outbox, ids) == {MessageStatus.QUEUED}
             assert not server.message_ids
 
@@ -128,6 +130,36 @@ async def test_a_worker_for_backlogs_claims_only_while_a_full_batch_is_due(
             await outbox.close()
     assert claimed_after and all(due >= batch for due in claimed_after), claimed_after
     assert looks[-1] < batch  # what it took brought the queue under a batch: it stopped
+
+
+async def test_a_full_batch_just_due_is_left_to_the_first_process_for_a_moment(
+        db_url: str) -> None:
+    """A full batch that has only just become due is no backlog yet: the first delivery
+    process takes new mail within milliseconds, so the second waits until the mail has
+    waited `loop.BACKLOG_AGE` unclaimed. Looking at the instant it was due, it joined at
+    1,400 msg/s over HTTP and the two took a fifth more CPU a message (issue 15)."""
+    with ScriptedServer() as server:
+        settings = at_the_defaults(server, db_url)
+        outbox = await Outbox.open(settings)
+        claimed_at: list[float] = []
+        claim_due = outbox.store.messages.claim_due
+
+        async def claiming(*args: Any, **kwargs: Any) -> Any:
+            claimed_at.append(time.monotonic())
+            return await claim_due(*args, **kwargs)
+
+        outbox.store.messages.claim_due = claiming  # type: ignore[method-assign]
+        await submit_all(outbox, settings.delivery.batch_size)
+        submitted = time.monotonic()
+        worker = outbox.start_delivery(for_backlogs=True)
+        task = asyncio.create_task(worker.run())
+        try:
+            await wait_until_async(lambda: _true(bool(server.message_ids)), "a delivery")
+        finally:
+            worker.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+    assert claimed_at[0] - submitted >= loop.BACKLOG_AGE.total_seconds(), claimed_at
 
 
 async def submit(outbox: Outbox, n: int) -> str:

@@ -128,10 +128,10 @@ class DeliverySettings(Section):
     processes: ProcessCount = Field(
         "auto", description="`outbox worker` processes that serve starts, restarts and stops, "
         "to deliver on cores of their own while serve keeps one for HTTP; the second and "
-        "later ones claim only while batch_size messages or more are due (a backlog); a "
-        "relay's max_connections is theirs together, shared fairly while more than one "
-        "has mail for it; 0: serve delivers itself; auto: 2 where serve may use two cores "
-        "or more, else 0")
+        "later ones claim only while batch_size messages or more have been due for half a "
+        "second (a backlog); a relay's max_connections is theirs together, shared fairly "
+        "while more than one has mail for it; 0: serve delivers itself; auto: 2 where "
+        "serve may use two cores or more, else 0")
     # Claims and results are written a batch per transaction, and a batch is as large as
     # the slots that came free: at 64 (bench/compare.py; the default was 16) they averaged
     # 21 messages, and the database's one writer, not SMTP, set the drain rate (issue 15).

@@ -9,10 +9,14 @@ renews the leases of the attempts that are still running, and sweeps every
 `sweep_interval`.
 
 A worker `for_backlogs` (serve's delivery processes after the first) claims only while a
-full `batch_size` of messages is due: the first process keeps up with mail as it arrives
-on its own, and a second one claiming beside it split the claims into smaller ones and
-cost serve's requests their CPU (issue 15). It looks every `poll_interval`, not woken by
-new mail.
+full `batch_size` of messages has been due for `BACKLOG_AGE`: the first process keeps up
+with mail as it arrives on its own, and a second one claiming beside it split the claims
+into smaller ones and cost serve's requests their CPU (issue 15). A full batch due at the
+instant it looked was not enough: over HTTP on PostgreSQL at 1,400 msg/s the first
+process's next claim was often milliseconds away, the second joined, and the two took a
+fifth more CPU a message (bench/cpu_split.py --path http-lean --backend postgres, two
+interleaved pairs: 1,505 and 1,482 msg/s against 1,399 and 1,375). It looks every
+`poll_interval`, not woken by new mail.
 
 While a backlog lasts (the last claim came back full), claims ride with results: the
 transaction that writes a batch of results also claims as many messages as the finished
@@ -32,7 +36,7 @@ import random
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -46,14 +50,7 @@ from outbox.store.urls import database_url
 from outbox.store.values import Claim
 from outbox.supervision import LoopMonitor, Loops, every, sleep_unless_stopped, supervise
 from outbox.worker import upkeep
-from outbox.worker.attempt import (
-    Attempt,
-    AttemptTools,
-    Deliverer,
-    OnVerdict,
-    ReturnPath,
-    Sign,
-)
+from outbox.worker.attempt import Attempt, AttemptTools, Deliverer, OnVerdict, ReturnPath, Sign
 from outbox.worker.policy import recovery_policy, retry_policy
 from outbox.worker.recorder import ClaimAsk, Recorder
 from outbox.worker.relay_room import Busy, Fruitless, RelayRoom, narrowing
@@ -62,6 +59,7 @@ from outbox.worker.sweeper import Sweeper
 
 log = structlog.get_logger("outbox.worker")
 
+BACKLOG_AGE = timedelta(seconds=0.5)  # unclaimed this long, due mail is a backlog
 LIVENESS_EVERY = 1.0  # seconds between checks that this process's liveness lock is held
 # Characters of content (text, HTML, embedded files) the attempts of one worker hold at
 # most, give or take one claim: `concurrency` messages of max_message_size each would be
@@ -265,7 +263,7 @@ class Worker:
         now = self._clock()
         batch = self._delivery.batch_size
         if self.for_backlogs:
-            if await self.store.messages.count_due(now, batch) < batch:
+            if await self.store.messages.count_due(now - BACKLOG_AGE, batch) < batch:
                 await self._idle()
                 return
             asked, busy = self._room()  # a claim with results may have taken room meanwhile
