@@ -9,8 +9,6 @@ import pytest
 
 from tests.processes import OutboxProcess
 
-pytestmark = pytest.mark.usefixtures("shared_server")
-
 
 @pytest.mark.parametrize("path", ["/", "/ui"])
 def test_the_root_and_ui_lead_to_the_ui(shared_server: OutboxProcess, path: str) -> None:
