@@ -1,9 +1,10 @@
 """Mail Outbox rebuilds still works in its recipients' clients (a stranger pass found
 four ways it did not): an attached message goes 7bit as it is, a calendar invite
-keeps its `method`, an inline image in multipart/related keeps its Content-ID, and
-signed mail is refused at submission instead of going out with a broken signature.
-A real `outbox serve` (API and SMTP submission through STARTTLS and AUTH) delivers
-to a real aiosmtpd sink. One backend: none of this touches the store's dialect."""
+keeps its `method` and goes as the body's last alternative, an inline image in
+multipart/related keeps its Content-ID, and signed mail is refused at submission
+instead of going out with a broken signature. A real `outbox serve` (API and SMTP
+submission through STARTTLS and AUTH) delivers to a real aiosmtpd sink. One backend:
+none of this touches the store's dialect."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ def only(message: EmailMessage, content_type: str) -> Message:
     return found
 
 
+def alternatives(message: EmailMessage) -> list[str]:
+    (found,) = [p for p in message.walk() if p.get_content_type() == "multipart/alternative"]
+    return [part.get_content_type() for part in cast(list[Message], found.get_payload())]
+
+
 def test_a_forwarded_message_over_smtp_goes_7bit_as_it_is(served: Served) -> None:
     message = mail("Fwd: original")
     message.set_content("see the original below")
@@ -77,8 +83,9 @@ def test_api_attachments_keep_their_type_parameters_and_messages_go_7bit(
     assert only(delivered, "message/rfc822")["Content-Transfer-Encoding"] == "7bit"
     invite = only(delivered, "text/calendar")
     assert (invite.get_param("method"), invite.get_param("charset"),
-            invite.get_param("name")) == ("REQUEST", "utf-8", "invite.ics")
+            invite["Content-Disposition"]) == ("REQUEST", "utf-8", None)
     assert invite.get_payload(decode=True) == INVITE
+    assert alternatives(delivered) == ["text/plain", "text/calendar"]
 
 
 @pytest.mark.parametrize("content_type", ["text/calendar; method=REQUEST\r\nBcc: x@example.test",
@@ -129,15 +136,18 @@ def test_signed_mail_is_refused_at_submission_rather_than_broken(served: Served)
 
 
 
-def test_a_calendar_alternative_over_smtp_keeps_its_method(served: Served) -> None:
+def test_a_calendar_alternative_over_smtp_stays_an_alternative(served: Served) -> None:
     message = mail("Meeting")
     message.set_content("You are invited")
     message.add_alternative("<p>You are invited</p>", subtype="html")
     message.add_alternative(INVITE.decode(), subtype="calendar", params={"method": "REQUEST"})
     code, _ = served.send(message)
     assert code == 250
-    invite = only(served.delivered(str(message["Message-ID"])), "text/calendar")
-    assert invite.get_param("method") == "REQUEST" and invite.get_filename() == "invite-1.ics"
+    delivered = served.delivered(str(message["Message-ID"]))
+    invite = only(delivered, "text/calendar")
+    assert invite.get_param("method") == "REQUEST" and invite["Content-Disposition"] is None
+    assert invite.get_payload(decode=True) == INVITE
+    assert alternatives(delivered) == ["text/plain", "text/html", "text/calendar"]
 
 
 @pytest.mark.parametrize(("inner", "sent_as"), [

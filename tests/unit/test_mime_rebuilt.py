@@ -115,13 +115,83 @@ def test_submit_stores_an_attached_message_as_the_type_it_can_go_as(data: bytes,
 
 # --- 2. content type parameters ------------------------------------------------------------
 
-def test_a_calendar_invite_keeps_method_and_charset_and_outbox_writes_the_name() -> None:
-    data = b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n"
-    item = ref(data, "text/calendar; method=REQUEST; charset=utf-8", "invite.ics")
-    part = part_of(built(data, item), "text/calendar")
+INVITE = b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n"
+PDF = b"%PDF-1.4 not really"
+
+
+def built_with(items: list[tuple[bytes, AttachmentRef | EmbeddedFile]], **kw: str
+               ) -> EmailMessage:
+    mail = content(*(item for _, item in items), **kw)
+    raw = build_message(mail, MESSAGE_ID,
+                        {hashlib.sha256(data).hexdigest(): data for data, _ in items})
+    assert len(raw) == plan_mime(mail, MESSAGE_ID).size  # planned size is exact
+    return cast(EmailMessage, email.message_from_bytes(raw, policy=SMTP))
+
+
+def shape(part: Message) -> object:
+    """The MIME tree as nested (type, [children]) pairs, leaves by type alone."""
+    if not part.is_multipart():
+        return part.get_content_type()
+    return (part.get_content_type(), [shape(child) for child in cast(list[Message],
+                                                                     part.get_payload())])
+
+
+def test_a_calendar_invitation_goes_as_the_last_alternative_of_the_body() -> None:
+    """As Outlook and Google send invites (RFC 6047 2.4): clients then show the
+    invitation with its answers, where an .ics among the files is only a file."""
+    message = built_with([
+        (INVITE, ref(INVITE, "text/calendar; method=REQUEST; charset=utf-8", "invite.ics")),
+        (PDF, ref(PDF, "application/pdf", "agenda.pdf"))], html="<p>see attached</p>")
+    assert shape(message) == ("multipart/mixed", [
+        ("multipart/alternative", ["text/plain", "text/html", "text/calendar"]),
+        "application/pdf"])
+    part = part_of(message, "text/calendar")
     assert part.get_param("method") == "REQUEST" and part.get_param("charset") == "utf-8"
-    assert part.get_param("name") == "invite.ics"
-    assert part.get_payload(decode=True) == data
+    assert part.get_param("name") is None and part["Content-Disposition"] is None
+    assert part.get_payload(decode=True) == INVITE
+
+
+def test_an_invitation_held_in_the_content_and_a_text_body_alone() -> None:
+    embedded = EmbeddedFile("invite.ics", "text/calendar; method=CANCEL",
+                            base64.b64encode(INVITE).decode())
+    message = built_with([(INVITE, embedded)])
+    assert shape(message) == ("multipart/alternative", ["text/plain", "text/calendar"])
+    part = part_of(message, "text/calendar")
+    assert part.get_param("method") == "CANCEL" and part.get_payload(decode=True) == INVITE
+
+
+def test_an_invitation_follows_the_html_with_its_inline_images() -> None:
+    logo = b"\x89PNG logo"
+    image = AttachmentRef("logo.png", "image/png", hashlib.sha256(logo).hexdigest(), len(logo),
+                          content_id="logo@example.test")
+    message = built_with([(logo, image), (INVITE, ref(INVITE, "text/calendar; method=REQUEST",
+                                                      "invite.ics"))],
+                         html='<img src="cid:logo@example.test">')
+    assert shape(message) == ("multipart/alternative", [
+        "text/plain", ("multipart/related", ["text/html", "image/png"]), "text/calendar"])
+
+
+@pytest.mark.parametrize("second_type", [
+    "text/calendar; method=REQUEST",  # one invitation an alternative; another is a file
+    "text/calendar",  # a calendar without a method is a file to import, not an invitation
+])
+def test_other_calendars_stay_files_with_their_names(second_type: str) -> None:
+    other = INVITE.replace(b"REQUEST", b"PUBLISH")
+    message = built_with([
+        (INVITE, ref(INVITE, "text/calendar; method=REQUEST", "invite.ics")),
+        (other, ref(other, second_type, "holidays.ics"))])
+    assert shape(message) == ("multipart/mixed", [
+        ("multipart/alternative", ["text/plain", "text/calendar"]), "text/calendar"])
+    attached = cast(list[Message], message.get_payload())[1]
+    assert attached.get_filename() == "holidays.ics"
+    assert attached.get_param("name") == "holidays.ics"
+    assert attached.get_payload(decode=True) == other
+
+
+def test_a_calendar_without_a_method_is_attached_as_before() -> None:
+    message = built_with([(INVITE, ref(INVITE, "text/calendar; charset=utf-8", "cal.ics"))])
+    assert shape(message) == ("multipart/mixed", ["text/plain", "text/calendar"])
+    assert part_of(message, "text/calendar").get_filename() == "cal.ics"
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -164,6 +234,7 @@ def test_a_calendar_alternative_is_kept_as_an_invite_with_its_method() -> None:
         hashlib.sha256(base64.b64decode(invite.content_base64)).hexdigest():
             base64.b64decode(invite.content_base64)}), policy=SMTP)
     assert part_of(cast(EmailMessage, sent), "text/calendar").get_param("method") == "REQUEST"
+    assert shape(sent) == ("multipart/alternative", ["text/plain", "text/html", "text/calendar"])
 
 
 # --- 3. inline images in multipart/related ------------------------------------------------

@@ -103,7 +103,8 @@ class AttachmentModel(Strict):
                               json_schema_extra=CONTENT_TYPE,
                               description="type/subtype, not multipart/*, with parameters "
                               "if any (text/calendar; method=REQUEST); name is set from "
-                              "filename; empty: guessed")
+                              "filename; empty: guessed. The first text/calendar with a "
+                              "method goes as the body's last alternative, an invitation")
     content_base64: str | None = Field(None, json_schema_extra={"format": "byte"},
                                        description="the file, for small files")
     upload_id: str | None = Field(None, max_length=100, pattern=UPLOAD_ID_PATTERN,

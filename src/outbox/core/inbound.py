@@ -12,9 +12,10 @@ builds, so it meets the same rules. Pure: the stdlib email parser, no I/O.
 - The body is the text/plain and text/html part the client meant as the body
   (`EmailMessage.get_body`); every other leaf part is an attachment with its
   filename, type (with its parameters but `name`: a calendar invite keeps its
-  `method`) and bytes: an attached message (message/rfc822) is one .eml file, and
-  a part with a Content-ID stays an inline image of the HTML body when it is not an
-  attachment, or when it is in a multipart/related and the HTML shows it (cid:).
+  `method`, and goes out again as the body's last alternative, `core.mime`) and
+  bytes: an attached message (message/rfc822) is one .eml file, and a part with a
+  Content-ID stays an inline image of the HTML body when it is not an attachment, or
+  when it is in a multipart/related and the HTML shows it (cid:).
 - Signed or encrypted mail (multipart/signed, multipart/encrypted) is refused:
   rebuilt, its signature would no longer match.
 """

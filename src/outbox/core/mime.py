@@ -12,8 +12,14 @@ blob store; `build_message` assembles one in memory (small messages, tests).
 Structure, outermost first (each level only when needed):
 
     multipart/mixed            body + attachments
-      multipart/alternative    text/plain, then the HTML
+      multipart/alternative    text/plain, then the HTML, then a calendar invitation
         multipart/related      text/html + inline images (Content-ID, cid:)
+
+A calendar invitation is the first attached file of type text/calendar with a
+`method` (an iTIP message: REQUEST, CANCEL, REPLY...). It goes out as the last
+alternative of the body, as Outlook and Google send invites (RFC 6047 2.4), so that
+clients show it as an invitation with its answers; as a file among the attachments,
+several show only an .ics to open. It keeps its parameters but `name`.
 
 The content is fixed at acceptance (Date, Message-ID, headers, boundaries
 derived from the Message-ID), so every attempt sends the same bytes. Bcc
@@ -45,6 +51,7 @@ RESERVED_HEADERS = frozenset({
     "from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to",
     "mime-version", "content-type", "content-transfer-encoding",
 })
+CALENDAR = "text/calendar"
 _BOUNDARY_PREFIX = "=_ob_"  # "=_" never occurs in quoted-printable or base64
 
 
@@ -124,6 +131,9 @@ def _inline(segment: Segment, blobs: Mapping[str, bytes]) -> bytes:
 
 def _body_tree(content: MessageContent) -> _Node:
     linked, inline, files = content.linked, content.inline, content.attached
+    invitation = _invitation(files)
+    if invitation is not None:
+        files = tuple(f for f in files if f is not invitation)
     text, html = content.text, content.html
     if linked:
         text = None if text is None else _with_text_note(text, link_note_text(linked))
@@ -133,18 +143,35 @@ def _body_tree(content: MessageContent) -> _Node:
         html_node = _Multipart("related", [html_node, *map(_file_leaf, inline)],
                                [("type", "text/html")])
     text_node = _text_leaf(text or "", "plain") if text is not None or html_node is None else None
-    body = _alternative(text_node, html_node)
+    calendar = None if invitation is None else _invitation_leaf(invitation)
+    body = _alternative([n for n in (text_node, html_node, calendar) if n is not None])
     if not files:
         return body
     return _Multipart("mixed", [body, *map(_file_leaf, files)])
 
 
-def _alternative(text: _Node | None, html: _Node | None) -> _Node:
-    if text is not None and html is not None:
-        return _Multipart("alternative", [text, html])
-    node = text or html
-    assert node is not None
-    return node
+def _alternative(nodes: list[_Node]) -> _Node:
+    return nodes[0] if len(nodes) == 1 else _Multipart("alternative", nodes)
+
+
+def _invitation(files: tuple[Attachment, ...]) -> Attachment | None:
+    """The first file that is a calendar invitation: text/calendar with a `method`."""
+    for file in files:
+        if bare_type(file.content_type) == CALENDAR and any(
+                key == "method" for key, _ in parse_content_type(file.content_type,
+                                                                 "content_type")[1]):
+            return file
+    return None
+
+
+def _invitation_leaf(attachment: Attachment) -> _Leaf:
+    """An invitation as an alternative of the body: no name, no disposition."""
+    params = parse_content_type(attachment.content_type, "content_type")[1]
+    body = _file_body(attachment)
+    headers = (h.with_params("Content-Type", CALENDAR,
+                             [(key, value) for key, value in params if key not in OWN_PARAMS])
+               + "Content-Transfer-Encoding: base64\r\n")
+    return _Leaf(headers, base64_lines(body) if isinstance(body, bytes) else body)
 
 
 def _with_text_note(text: str, note: str) -> str:
