@@ -25,8 +25,8 @@ from outbox.core.contacts import (
     address_key,
     use_weight,
 )
-from outbox.core.model import Hold
-from outbox.errors import InputError, NotFound
+from outbox.core.model import Hold, MessageStatus
+from outbox.errors import Conflict, InputError, NotFound
 from outbox.service.contacts import USAGE_CHUNK, UsageRecorder
 from outbox.store.base import Store
 from outbox.store.tables import address_usage, contact_terms
@@ -211,13 +211,26 @@ async def test_suggest_ranks_by_how_often_and_how_recently_used(store: Store) ->
     assert (await store.contacts.suggest("sam"))[0].address == "often@corp.test"
 
 
-async def test_recipients_are_rerouted(store: Store) -> None:
-    message = new_message(to=("a@corp.test", "b@other.test"), relay="external")
+async def test_a_retry_reroutes_recipients_in_its_own_transaction(store: Store) -> None:
+    message = new_message(to=("a@corp.test", "b@other.test"), relay="external",
+                          hold=Hold("internal_domains[0] ('corp.test')"))
     await store.messages.enqueue(message)
-    await store.messages.reroute_recipients(message.id, {"a@corp.test": "internal"})
-    rerouted = (await store.messages.get(message.id)).message
-    relays = [(r.address, r.relay) for r in rerouted.recipients]
+    retried = await store.messages.retry(message.id, T0, reroute={"a@corp.test": "internal"})
+    assert retried.status is MessageStatus.QUEUED
+    stored = (await store.messages.get(message.id)).message
+    relays = [(r.address, r.relay) for r in stored.recipients]
     assert relays == [("a@corp.test", "internal"), ("b@other.test", "external")]
+
+
+async def test_a_retry_refused_reroutes_nothing(store: Store) -> None:
+    """Queued mail cannot be retried: the refusal leaves its recipients' relays as they
+    were (the reroute and the retry were two commits, and the first stayed)."""
+    message = new_message(to=("a@corp.test",), relay="external")
+    await store.messages.enqueue(message)
+    with pytest.raises(Conflict):
+        await store.messages.retry(message.id, T0, reroute={"a@corp.test": "internal"})
+    (recipient,) = (await store.messages.get(message.id)).message.recipients
+    assert recipient.relay == "external"
 
 
 async def test_suggest_looks_past_an_address_that_matches_by_many_terms(store: Store) -> None:

@@ -298,8 +298,7 @@ class Messages:
         detail = await self.store.messages.get(id)
         confirm_retry(id, detail.events, detail.message.recipients, confirm)
         moved = rerouted(detail.message.recipients, self.policy, self.routing)
-        await self.store.messages.reroute_recipients(id, moved)
-        message = await self.store.messages.retry(id, self.clock())
+        message = await self.store.messages.retry(id, self.clock(), reroute=moved)
         log.info("message released for retry", message=id, confirmed=confirm)
         return message
 

@@ -206,10 +206,13 @@ class MessageStore(Protocol):
         """Queued, deferred or held → cancelled (with event); otherwise
         `errors.Conflict`."""
 
-    async def retry(self, id: str, now: datetime) -> Message:
+    async def retry(self, id: str, now: datetime,
+                    reroute: Mapping[str, str] | None = None) -> Message:
         """Deferred, held, failed or partially sent → queued and due now; failed
         and deferred recipients back to pending; a `released` event for held
-        mail. Otherwise `errors.Conflict`."""
+        mail. Otherwise `errors.Conflict`, and nothing changes. `reroute`: these
+        recipients (address -> relay) pointed at other relays, in the same
+        transaction."""
 
     async def hold_relay(self, relay: str, now: datetime, reason: str, event: Event) -> int:
         """Hold every queued/deferred message with a pending recipient on this
@@ -220,9 +223,6 @@ class MessageStore(Protocol):
 
     async def append_event(self, id: str, event: Event) -> None:
         """Add an event to the message's timeline; `errors.NotFound` for an unknown id."""
-
-    async def reroute_recipients(self, id: str, relays: Mapping[str, str]) -> None:
-        """Point these recipients (address -> relay) of a message at other relays."""
 
     async def stats(self, now: datetime | None = None) -> QueueStats:
         """Messages by status, and when the oldest waiting one was accepted. With

@@ -245,8 +245,9 @@ class SqlMessages:
     async def cancel(self, id: str, now: datetime) -> Message:
         return await self._run.write(q.cancel, id, now)
 
-    async def retry(self, id: str, now: datetime) -> Message:
-        message = await self._run.write(q.retry, id, now)
+    async def retry(self, id: str, now: datetime,
+                    reroute: Mapping[str, str] | None = None) -> Message:
+        message = await self._run.write(q.retry, id, now, reroute or {})
         self._wakeup.announce()
         return message
 
@@ -268,10 +269,6 @@ class SqlMessages:
             await self._run.write(q.insert_events, [(id, event)])
         except Conflict as exc:  # the foreign key: no such message
             raise NotFound(f"no message with id {id}") from exc
-
-    async def reroute_recipients(self, id: str, relays: Mapping[str, str]) -> None:
-        if relays:
-            await self._run.write(q.reroute_recipients, id, relays)
 
     # `list` last: below it, the name shadows the builtin in annotations.
     async def list(self, status: MessageStatus | None, limit: int, cursor: str | None,

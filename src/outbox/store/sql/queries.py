@@ -374,11 +374,12 @@ def cancel(conn: Connection, id: str, now: datetime) -> Message:
     return message
 
 
-def retry(conn: Connection, id: str, now: datetime) -> Message:
+def retry(conn: Connection, id: str, now: datetime, reroute: Mapping[str, str]) -> Message:
     row = _message_by_id(conn, id, lock=True)
     if not MessageStatus(row.status).can_retry:
         raise Conflict(f"message {id} is {row.status}; only deferred, held, failed or "
                        "partially sent mail can be retried")
+    _reroute_recipients(conn, id, reroute)
     conn.execute(update(m).where(m.c.id == id).values(
         status=MessageStatus.QUEUED.value, due_at=now, updated_at=now,
         **rows.leave_hold(row, now)))
@@ -392,7 +393,7 @@ def retry(conn: Connection, id: str, now: datetime) -> Message:
     return message
 
 
-def reroute_recipients(conn: Connection, message_id: str, relays: Mapping[str, str]) -> None:
+def _reroute_recipients(conn: Connection, message_id: str, relays: Mapping[str, str]) -> None:
     """Point each named recipient of a message at another relay."""
     for address, relay in relays.items():
         conn.execute(update(recipients).where(recipients.c.message_id == message_id,
