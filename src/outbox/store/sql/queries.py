@@ -379,7 +379,10 @@ def retry(conn: Connection, id: str, now: datetime, reroute: Mapping[str, str]) 
     if not MessageStatus(row.status).can_retry:
         raise Conflict(f"message {id} is {row.status}; only deferred, held, failed or "
                        "partially sent mail can be retried")
-    _reroute_recipients(conn, id, reroute)
+    for address, relay in reroute.items():  # where the current routes send them
+        conn.execute(update(recipients).where(recipients.c.message_id == id,
+                                              recipients.c.address == address)
+                     .values(relay=relay))
     conn.execute(update(m).where(m.c.id == id).values(
         status=MessageStatus.QUEUED.value, due_at=now, updated_at=now,
         **rows.leave_hold(row, now)))
@@ -391,11 +394,3 @@ def retry(conn: Connection, id: str, now: datetime, reroute: Mapping[str, str]) 
     insert_events(conn, [(id, rows.retry_event(row.status, now))])
     (message,) = hydrate(conn, [_message_by_id(conn, id)])
     return message
-
-
-def _reroute_recipients(conn: Connection, message_id: str, relays: Mapping[str, str]) -> None:
-    """Point each named recipient of a message at another relay."""
-    for address, relay in relays.items():
-        conn.execute(update(recipients).where(recipients.c.message_id == message_id,
-                                              recipients.c.address == address)
-                     .values(relay=relay))
