@@ -40,6 +40,12 @@ if ! command -v faketime >/dev/null 2>&1; then
   apt_install faketime
 fi
 
+# openssl checks the S/MIME signature of signed mail after delivery (tests/e2e/test_mime_rebuilt.py).
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "ensure-services: installing openssl from Debian" >&2
+  apt_install openssl
+fi
+
 # swaks for the SMTP submission tests (a third real client beside smtplib and aiosmtplib);
 # Net::SSLeay gives it STARTTLS.
 if ! command -v swaks >/dev/null 2>&1 || ! perl -MNet::SSLeay -e1 >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 """Mail read from a client and rebuilt keeps what its recipients' clients need: an
 attached message goes 7bit as it is (RFC 2046 5.2.1), a calendar invite keeps its
-`method`, an inline image in multipart/related keeps its Content-ID, and signed or
-encrypted mail is refused rather than broken. Pure core: no I/O."""
+`method`, an inline image in multipart/related keeps its Content-ID, and a signed or
+encrypted part inside a message Outbox rebuilds is refused rather than broken. Pure
+core: no I/O."""
 
 from __future__ import annotations
 
@@ -266,17 +267,21 @@ def test_a_related_attachment_the_html_does_not_show_stays_an_attachment() -> No
     assert image.content_id is None
 
 
-# --- 4. signed and encrypted mail ---------------------------------------------------------
+# --- 4. signed and encrypted parts inside a message Outbox rebuilds ------------------------
+# (signed or encrypted mail itself goes out as it came: tests/unit/test_sealed_mail.py)
 
 @pytest.mark.parametrize("kind", [
     'multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256',
     'multipart/encrypted; protocol="application/pgp-encrypted"',
 ])
-def test_signed_or_encrypted_mail_is_refused_in_one_line(kind: str) -> None:
+def test_a_signed_or_encrypted_part_inside_is_refused_in_one_line(kind: str) -> None:
     raw = (f"From: app@example.test\r\nTo: ann@example.test\r\nSubject: s\r\n"
-           f"MIME-Version: 1.0\r\nContent-Type: {kind}; boundary=b1\r\n\r\n"
+           f"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=out\r\n\r\n"
+           f"--out\r\nContent-Type: text/plain\r\n\r\na footer a list added\r\n"
+           f"--out\r\nContent-Type: {kind}; boundary=b1\r\n\r\n"
            "--b1\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n"
-           "--b1\r\nContent-Type: application/octet-stream\r\n\r\nsig\r\n--b1--\r\n").encode()
+           "--b1\r\nContent-Type: application/octet-stream\r\n\r\nsig\r\n--b1--\r\n"
+           "--out--\r\n").encode()
     with pytest.raises(InputError) as info:
         read_message(raw, ENVELOPE)
     assert "cannot be relayed intact" in info.value.message

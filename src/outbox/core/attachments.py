@@ -46,6 +46,9 @@ class AttachmentIn:
     content_type: str = "application/octet-stream"
     upload_id: str | None = None
     content_id: str | None = None
+    # The whole body of signed or encrypted mail (`core.sealed`), sent as it came: its
+    # `content_type` is the message's own, boundary and all.
+    sealed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

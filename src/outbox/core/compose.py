@@ -19,6 +19,7 @@ from outbox.core.attachments import (
     FileInfo,
     TypePolicy,
     check_attachment,
+    check_type,
     decode_base64,
     file_info,
     is_attached_message,
@@ -29,7 +30,7 @@ from outbox.core.filenames import decode_filename
 from outbox.core.limits import RecipientField, check_headers, check_recipient_count
 from outbox.core.links import LinkPolicy
 from outbox.core.mime import RESERVED_HEADERS, plan_mime
-from outbox.core.mime_types import as_sent, is_seven_bit
+from outbox.core.mime_types import as_sent, bare_type, is_seven_bit
 from outbox.core.routing import RoutingTable
 from outbox.errors import (
     HeaderInjection,
@@ -72,6 +73,9 @@ class Submission:
     envelope: Sequence[str] | None = None
     # RFC 8058 one-click unsubscribe headers (service.unsubscribe); one recipient only.
     list_unsubscribe: bool = False
+    # The files inside signed mail (its body is a sealed attachment, core.inbound): checked
+    # as attachments are, never stored apart.
+    inspected: Sequence[AttachmentIn] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +176,7 @@ def attachment_fields(attachment: AttachmentIn) -> dict[str, str]:
 def _check_text_fields(sub: Submission) -> None:
     if _LINE_BREAK.search(sub.subject):
         raise HeaderInjection("the subject contains a line break (CR or LF)", field="subject")
-    if sub.text is None and sub.html is None:
+    if sub.text is None and sub.html is None and not any(a.sealed for a in sub.attachments):
         raise InputError("give a body: text, html or both", field="text")
 
 
@@ -219,9 +223,24 @@ def _checked_attachments(sub: Submission, limits: Limits,
     content_ids: set[str] = set()
     for index, (attachment, info) in enumerate(zip(sub.attachments, files, strict=True)):
         where = f"attachments[{index}]"
+        if attachment.sealed:
+            _check_sealed(attachment, info, limits, where)
+            continue
         check_attachment(attachment, info, limits.types, limits.max_attachment_size, where)
         _check_inline(attachment, sub.html is not None, content_ids, where)
+    for index, found in enumerate(sub.inspected):
+        where, attachment = f"attachments[{index}]", _decoded_name(found)
+        check_attachment(attachment, _inline_info(attachment, where), limits.types,
+                         limits.max_attachment_size, where)
     return list(files)
+
+
+def _check_sealed(attachment: AttachmentIn, info: FileInfo, limits: Limits, where: str) -> None:
+    """Encrypted mail is judged as the one file it is (its name and what it looks like);
+    signed mail's files are `inspected` one by one, and the message's size is checked
+    as any message's."""
+    if bare_type(attachment.content_type) != "multipart/signed":
+        check_type(attachment.filename, info.sniffed, limits.types, f"{where}.filename")
 
 
 def _decoded_name(attachment: AttachmentIn) -> AttachmentIn:
@@ -257,6 +276,9 @@ def _attachment_ref(attachment: AttachmentIn, info: FileInfo, links: LinkPolicy 
                     now: datetime) -> AttachmentRef:
     """What is stored for a file: its name, type and blob; inline images keep their
     Content-ID; a file over the link threshold becomes a signed download link."""
+    if attachment.sealed:  # as it came: never a link, its type the message's own
+        return AttachmentRef(attachment.filename, attachment.content_type, info.sha256,
+                             info.size, sealed=True)
     attachment = replace(attachment, content_type=as_sent(attachment.content_type,
                                                           info.seven_bit))
     if attachment.content_id is not None:

@@ -54,6 +54,7 @@ class AttachmentRef:
     size: int
     content_id: str | None = None  # an inline image of the HTML body (<img src="cid:...">)
     link: LinkRef | None = None  # too large to attach: sent as a download link
+    sealed: bool = False  # the whole body of signed or encrypted mail, sent as it came
 
     @property
     def is_inline(self) -> bool:
@@ -118,9 +119,16 @@ class MessageContent:
 
     @property
     def attached(self) -> tuple[Attachment, ...]:
-        """Files attached as they are (neither inline nor linked)."""
-        return tuple(a for a in self.attachments
-                     if isinstance(a, EmbeddedFile) or (not a.content_id and a.link is None))
+        """Files attached as they are (neither inline nor linked nor a sealed body)."""
+        return tuple(a for a in self.attachments if isinstance(a, EmbeddedFile) or (
+            not a.content_id and a.link is None and not a.sealed))
+
+    @property
+    def sealed_body(self) -> AttachmentRef | None:
+        """The body of signed or encrypted mail, which goes out as it came
+        (`core.sealed`); None for mail Outbox builds."""
+        return next((a for a in self.attachments if isinstance(a, AttachmentRef) and a.sealed),
+                    None)
 
     def blob_uses(self) -> tuple[PlannedBlob, ...]:
         """One use per distinct file in the blob store; a linked file is kept until its

@@ -16,8 +16,15 @@ builds, so it meets the same rules. Pure: the stdlib email parser, no I/O.
   bytes: an attached message (message/rfc822) is one .eml file, and a part with a
   Content-ID stays an inline image of the HTML body when it is not an attachment, or
   when it is in a multipart/related and the HTML shows it (cid:).
-- Signed or encrypted mail (multipart/signed, multipart/encrypted) is refused:
-  rebuilt, its signature would no longer match.
+- Signed or encrypted mail (a message whose own type is multipart/signed,
+  multipart/encrypted or application/pkcs7-mime) is not rebuilt: its body goes out
+  byte for byte under its own Content-Type (a sealed body, `AttachmentIn.sealed`), with
+  the headers read as for any message, which no signature covers. The files inside
+  signed mail are checked as attachments are, and not stored apart (`Submission.
+  inspected`); encrypted mail is judged as the one file it is (smime.p7m,
+  encrypted.asc). Its body must be 7bit lines, as signers write it. Signed or encrypted
+  parts further down a message Outbox rebuilds are refused: rebuilt, the signature
+  would no longer match.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from outbox.core.attachments import AttachmentIn
 from outbox.core.compose import Submission
 from outbox.core.inbound_headers import Utf8Headers, check_utf8
 from outbox.core.mime import RESERVED_HEADERS
-from outbox.core.mime_types import OWN_PARAMS, format_content_type
+from outbox.core.mime_types import OWN_PARAMS, format_content_type, is_seven_bit
 from outbox.errors import InputError, InvalidAddress
 
 DROPPED_HEADERS = RESERVED_HEADERS | frozenset({
@@ -48,7 +55,13 @@ DROPPED_HEADERS = RESERVED_HEADERS | frozenset({
     "authentication-results", "content-disposition", "content-id", "content-description",
     "content-language", "content-location",
 })
-_SEALED = frozenset({"multipart/signed", "multipart/encrypted"})
+_SEALED = frozenset({"multipart/signed", "multipart/encrypted", "application/pkcs7-mime",
+                     "application/x-pkcs7-mime"})
+_SEALED_NAMES = {"multipart/signed": "signed-body", "multipart/encrypted": "encrypted.asc"}
+_HEADERS_ONLY = BytesParser(policy=policy.SMTP)
+_SEALED_TYPE_MAX = 900  # its line goes out as it came, under the 998-octet limit
+_HEADER_END = re.compile(rb"\r\n\r\n")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 2045 token
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _CID_URL = re.compile(r"cid:([^\s\"'<>()]+)", re.IGNORECASE)
@@ -93,6 +106,8 @@ def read_message(raw: bytes, envelope: Envelope,
     place (`submission.spool`); such an attachment's content_base64 is its token."""
     message = cast(EmailMessage, _PARSER.parsebytes(raw))
     check_utf8(_read_headers(message))
+    if message.get_content_type() in _SEALED:
+        return _sealed(raw, message, envelope)
     _refuse_signed(message)
     text_part = message.get_body(preferencelist=("plain",))
     html_part = message.get_body(preferencelist=("html",))
@@ -108,6 +123,50 @@ def read_message(raw: bytes, envelope: Envelope,
         subject=str(message.get("subject", "")),
         text=text, html=html, headers=_kept_headers(message),
         attachments=tuple(attachments), envelope=tuple(envelope.rcpt_to),
+        metadata={"smtp_mail_from": envelope.mail_from})
+
+
+def is_sealed(head: bytes) -> bool:
+    """Whether a message, from the start of its bytes (its headers), is signed or
+    encrypted mail, which goes out as it came."""
+    return _HEADERS_ONLY.parsebytes(head, headersonly=True).get_content_type() in _SEALED
+
+
+def _sealed(raw: bytes, message: EmailMessage, envelope: Envelope) -> Submission:
+    """Signed or encrypted mail: its body as it came, under its own Content-Type."""
+    kind = message.get_content_type()
+    found = _HEADER_END.search(raw)
+    body = raw[found.end():] if found else b""
+    head = raw[:found.start()] if found else raw  # its end found where the parser found it
+    if not body or not is_seven_bit(body) or b"\n" in head.replace(b"\r\n", b""):
+        raise InputError(f"signed or encrypted mail ({kind}) is sent as it came, so its body "
+                         "must be 7bit lines (ASCII, CRLF line ends, at most 998 octets a "
+                         "line), as signing clients write it", field="body")
+    encoding = str(message.get("content-transfer-encoding", "")).strip().lower()
+    if encoding not in (("base64",) if kind.startswith("application/") else ("", "7bit")):
+        raise InputError(f"signed or encrypted mail ({kind}) with Content-Transfer-Encoding "
+                         f"{encoding!r} cannot be sent as it came", field="body")
+    content_type = next(_FOLD.sub("", value).strip() for name, value in message.raw_items()
+                        if name.lower() == "content-type")
+    if not _PRINTABLE.fullmatch(content_type) or len(content_type) > _SEALED_TYPE_MAX:
+        raise InputError(f"the Content-Type of signed or encrypted mail must be one line of "
+                         f"printable ASCII, at most {_SEALED_TYPE_MAX} characters",
+                         field="headers.Content-Type")
+    if kind == "multipart/signed" and not message.is_multipart():
+        raise InputError("multipart/signed mail without its parts", field="body")
+    name = _SEALED_NAMES.get(kind) or _filename(message) or "smime.p7m"
+    inspected = () if kind != "multipart/signed" else tuple(
+        _attachment(part, index, None, False, {}) for index, (part, _) in
+        enumerate(_leaves(cast(MIMEPart, message.get_payload(0)), False), 1)
+        if _filename(part) or part.get_content_maintype() not in ("text", "multipart"))
+    return Submission(
+        sender=_sender(message, envelope.mail_from),
+        to=_addresses(message, "to"), cc=_addresses(message, "cc"),
+        reply_to=_addresses(message, "reply-to"), subject=str(message.get("subject", "")),
+        text=None, html=None, headers=_kept_headers(message),
+        attachments=(AttachmentIn(name, base64.b64encode(body).decode("ascii"), content_type,
+                                  sealed=True),),
+        inspected=inspected, envelope=tuple(envelope.rcpt_to),
         metadata={"smtp_mail_from": envelope.mail_from})
 
 

@@ -21,6 +21,9 @@ alternative of the body, as Outlook and Google send invites (RFC 6047 2.4), so t
 clients show it as an invitation with its answers; as a file among the attachments,
 several show only an .ics to open. It keeps its parameters but `name`.
 
+Signed or encrypted mail (`MessageContent.sealed_body`, `core.inbound`) is not built:
+its body goes out as it came, under its own Content-Type, after the headers.
+
 The content is fixed at acceptance (Date, Message-ID, headers, boundaries
 derived from the Message-ID), so every attempt sends the same bytes. Bcc
 never appears in the headers.
@@ -130,6 +133,9 @@ def _inline(segment: Segment, blobs: Mapping[str, bytes]) -> bytes:
 
 
 def _body_tree(content: MessageContent) -> _Node:
+    sealed = content.sealed_body
+    if sealed is not None:
+        return _sealed_leaf(sealed)
     linked, inline, files = content.linked, content.inline, content.attached
     invitation = _invitation(files)
     if invitation is not None:
@@ -152,6 +158,18 @@ def _body_tree(content: MessageContent) -> _Node:
 
 def _alternative(nodes: list[_Node]) -> _Node:
     return nodes[0] if len(nodes) == 1 else _Multipart("alternative", nodes)
+
+
+def _sealed_leaf(sealed: AttachmentRef) -> _Leaf:
+    """Signed or encrypted mail's body as it came: its Content-Type written as it was
+    (a boundary re-quoted or split by RFC 2231 would not be found), its bytes as they
+    are; application/pkcs7-mime is a base64 file."""
+    headers = f"Content-Type: {sealed.content_type}\r\n"
+    if bare_type(sealed.content_type).startswith("application/"):
+        headers += ("Content-Transfer-Encoding: base64\r\n"
+                    + h.with_params("Content-Disposition", "attachment",
+                                    [("filename", sealed.filename)]))
+    return _Leaf(headers, BlobPart(sealed.sha256, sealed.size, as_is=True))
 
 
 def _invitation(files: tuple[Attachment, ...]) -> Attachment | None:

@@ -11,6 +11,8 @@ written (no version key):
         {"filename", "content_type", "sha256", "size"},             a file in the blob store
         {..., "content_id": "logo@x"},                               an inline image
         {..., "link": {"url": "...", "expires_at": "<ISO 8601>"}},   sent as a download link
+        {..., "sealed": true},                                       the body of signed or
+                                                                     encrypted mail, as it came
         {"filename", "content_type", "content_base64"}]}             the bytes themselves (mail
                                                                      accepted before blobs)
 
@@ -216,6 +218,8 @@ def _attachment_json(attachment: Attachment) -> dict[str, Any]:
     if attachment.link is not None:
         entry["link"] = {"url": attachment.link.url,
                          "expires_at": attachment.link.expires_at.isoformat()}
+    if attachment.sealed:
+        entry["sealed"] = True
     return entry
 
 
@@ -238,4 +242,5 @@ def _to_attachment(stored: Mapping[str, Any]) -> Attachment:
     return AttachmentRef(
         filename, content_type, str(stored["sha256"]), int(stored["size"]),
         content_id=stored.get("content_id"),
-        link=LinkRef(link["url"], datetime.fromisoformat(link["expires_at"])) if link else None)
+        link=LinkRef(link["url"], datetime.fromisoformat(link["expires_at"])) if link else None,
+        sealed=bool(stored.get("sealed")))

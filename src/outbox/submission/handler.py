@@ -29,13 +29,14 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from outbox.core import addresses
 from outbox.core.compose import Submission
 from outbox.core.inbound import Envelope as InboundEnvelope
-from outbox.core.inbound import message_id_of, read_message
+from outbox.core.inbound import is_sealed, message_id_of, read_message
 from outbox.errors import InputError, OutboxError
 from outbox.service import Outbox
 from outbox.submission import auth, replies
 from outbox.submission.spool import Data, split
 
 log = structlog.get_logger("outbox.submission")
+_HEAD = 64 * 1024  # bytes of a spooled message read for its headers
 
 
 def idempotency_key(message_id: str | None, recipients: list[str]) -> str | None:
@@ -130,7 +131,10 @@ class SubmissionHandler:
         data: Data | None = getattr(envelope, "data", None)
         if data is None or not data.spooled:
             return read_message(envelope.original_content or b"", mail), []
-        parts = await split(data, self.outbox.files, self.outbox.clock())
+        # Signed or encrypted mail goes out as it came: read whole, never split.
+        head = b"".join(data.read(0, min(data.size, _HEAD)))
+        parts = None if is_sealed(head) else await split(data, self.outbox.files,
+                                                         self.outbox.clock())
         if parts is not None:
             skeleton, spooled = parts
             tokens = list(spooled.values())
