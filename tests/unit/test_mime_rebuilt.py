@@ -138,7 +138,7 @@ def shape(part: Message) -> object:
 
 
 def test_a_calendar_invitation_goes_as_the_last_alternative_of_the_body() -> None:
-    """As Outlook and Google send invites (RFC 6047 2.4): clients then show the
+    """As Outlook and Google send invites (iMIP, RFC 6047): clients then show the
     invitation with its answers, where an .ics among the files is only a file."""
     message = built_with([
         (INVITE, ref(INVITE, "text/calendar; method=REQUEST; charset=utf-8", "invite.ics")),

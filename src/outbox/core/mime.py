@@ -17,9 +17,10 @@ Structure, outermost first (each level only when needed):
 
 A calendar invitation is the first attached file of type text/calendar with a
 `method` (an iTIP message: REQUEST, CANCEL, REPLY...). It goes out as the last
-alternative of the body, as Outlook and Google send invites (RFC 6047 2.4), so that
-clients show it as an invitation with its answers; as a file among the attachments,
-several show only an .ics to open. It keeps its parameters but `name`.
+alternative of the body, as Outlook and Google send invites (iMIP, RFC 6047; Outlook's
+form: [MS-OXCMAIL] 2.1.3.3.8), so that clients show it as an invitation with its
+answers; as a file among the attachments, several show only an .ics to open. It keeps
+its parameters but `name`.
 
 Signed or encrypted mail (`MessageContent.sealed_body`, `core.inbound`) is not built:
 its body goes out as it came, under its own Content-Type, after the headers.
