@@ -114,6 +114,9 @@ def test_wrong_scope_is_403(server: OutboxProcess) -> None:
         response = client.post("/v1/messages", json=GOOD)
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "forbidden"
+        raw = client.post("/v1/messages/raw", json={"rcpt_to": ["a@example.test"],
+                                                     "data": "RnJvbTogYUBleGFtcGxlLnRlc3QK"})
+        assert raw.status_code == 403, raw.text
         assert client.get("/v1/messages").status_code == 200
     assert queue_size(server) == before
 
@@ -129,6 +132,11 @@ def test_oversized_body_is_413_before_parsing(server: OutboxProcess) -> None:
         response = client.post("/v1/messages", content=b"{" * 250_000,
                                headers={"Content-Type": "application/json"})
         assert response.status_code == 413
+        # A built message counts against the same limit, in base64.
+        response = client.post("/v1/messages/raw", json={"rcpt_to": ["a@example.test"],
+                                                          "data": "QUFB" * 62_500})
+        assert response.status_code == 413
+        assert "limits.max_message_size" in response.json()["error"]["message"]
     assert queue_size(server) == before
 
 

@@ -6,6 +6,7 @@ live in the process, whatever the database."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import select
@@ -142,3 +143,17 @@ def test_another_key_is_not_held(server: OutboxProcess) -> None:
                             headers={"Idempotency-Key": "order-10"})
         assert other.status_code == 202, other.text
     assert first.finish()[0] == 202
+
+
+def test_a_raw_message_in_flight_holds_its_key_too(server: OutboxProcess) -> None:
+    raw = (b"From: shop@example.test\r\nTo: ann@example.test\r\nSubject: Built\r\n\r\n"
+           b"Thanks\r\n")
+    body = {"rcpt_to": ["ann@example.test"], "data": base64.b64encode(raw).decode()}
+    path = "/v1/messages/raw"
+    first = held(server, path, "raw-1", body)
+    with server.client() as client:
+        assert_in_flight(client.post(path, json=body, headers={"Idempotency-Key": "raw-1"}))
+        status, answer = first.finish()
+        assert status == 202, answer
+        retry = client.post(path, json=body, headers={"Idempotency-Key": "raw-1"})
+        assert retry.status_code == 200 and retry.json()["id"] == answer["id"]

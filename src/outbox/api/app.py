@@ -32,6 +32,7 @@ from outbox.api.inflight import InFlightKeys, KeysInFlight
 from outbox.api.listing import MessageQuery, message_query
 from outbox.api.media import declared_methods_only, json_only, published_methods
 from outbox.api.ratelimit import RateLimitHeaders, admit_messages
+from outbox.api.raw import RawMessageIn, queue_raw
 from outbox.api.schemas import (
     IdempotencyKey,
     MessageIn,
@@ -88,7 +89,11 @@ async def submit_message(body: MessageIn, request: Request, response: Response,
                          outbox: Service, principal: Sender,
                          idempotency_key: IdempotencyKey = None) -> Accepted:
     """Queue a message; it is on disk before this answers."""
-    answer, replayed = await queue_message(request, principal, body, idempotency_key)
+    return replied(response, *await queue_message(request, principal, body, idempotency_key))
+
+
+def replied(response: Response, answer: Accepted, replayed: bool) -> Accepted:
+    """A replay answers 200 and says so; a new message 202."""
     if replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -96,6 +101,19 @@ async def submit_message(body: MessageIn, request: Request, response: Response,
 
 
 router.add_api_route("/messages", submit_message, methods=["POST"], status_code=202,
+                     response_model=Accepted, responses=replays())
+
+
+async def submit_raw(body: RawMessageIn, request: Request, response: Response,
+                     outbox: Service, principal: Sender,
+                     idempotency_key: IdempotencyKey = None) -> Accepted:
+    """Queue a message the client built (RFC 5322 bytes in base64) for the envelope
+    recipients `rcpt_to`, read as SMTP submission reads one; signed or encrypted mail
+    goes out as it came. It is on disk before this answers."""
+    return replied(response, *await queue_raw(request, principal, body, idempotency_key))
+
+
+router.add_api_route("/messages/raw", submit_raw, methods=["POST"], status_code=202,
                      response_model=Accepted, responses=replays())
 
 
@@ -144,10 +162,7 @@ async def resend_message(id: MessageKey, body: ResendIn, request: Request, respo
     await admit_messages(request, principal)
     resent = await outbox.messages.resend(id, confirm=body.confirm, owner=principal.name,
                                           idempotency_key=idempotency_key)
-    if resent.replayed:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    return accepted_view(resent.message)
+    return replied(response, accepted_view(resent.message), resent.replayed)
 
 
 @router.post("/messages/{id}/cancel", response_model=MessageOut)
@@ -212,6 +227,7 @@ def create_app(outbox: Outbox) -> FastAPI:
         BodyLimit, max_bytes=limits.max_request_size, max_depth=limits.max_json_depth,
         default=(limits.max_request_size, "limits.max_request_size"), per_path={
             "/v1/messages": message_size, "/v1/messages/batch": message_size,
+            "/v1/messages/raw": message_size,
             imports: message_size,
             files.UPLOADS_PATH: (limits.max_attachment_size, "limits.max_attachment_size")},
         raw_paths=(files.UPLOADS_PATH, imports))

@@ -5,8 +5,8 @@ A client that timed out and retried while its first request (a large body still
 arriving, or its commit) is under way learns to wait for the first answer instead of
 racing it. The pair claimed is (API key name, Idempotency-Key), the scope of the replay.
 `InFlightKeys` claims it from the request's headers, before the body is read (so the
-window covers a body that is still arriving), for `POST /v1/messages` and
-`POST /v1/messages/{id}/resend`; the batch route claims its items' keys itself
+window covers a body that is still arriving), for `POST /v1/messages`,
+`/v1/messages/raw` and `/v1/messages/{id}/resend`; the batch route claims its items' keys itself
 (api/batch.py). The claim ends when the answer starts: the message is committed by
 then, so a retry that follows the answer is a replay.
 
@@ -32,7 +32,7 @@ from outbox.service.keys import Principal
 # Where api/auth.py finds the principal this middleware already authenticated, so a
 # key stored in the database is looked up once per request.
 PRINCIPAL = "outbox.principal"
-KEYED = re.compile(r"/v1/messages(/[^/]+/resend)?")
+KEYED = re.compile(r"/v1/messages(/raw|/[^/]+/resend)?")
 SUBMITTING_SCOPES = frozenset({"send", "admin"})
 
 Claim = tuple[str, str]  # (API key name, Idempotency-Key)

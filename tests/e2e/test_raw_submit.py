@@ -1,0 +1,123 @@
+"""`POST /v1/messages/raw`: a message the client built, for the envelope recipients it
+names, through a real `outbox serve` to a real aiosmtpd sink. It is read as SMTP
+submission reads a message (Bcc dropped, the From header the sender, files checked),
+and signed mail goes out as it came (openssl checks the signature after delivery)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.smime import smime_signed, verified
+from tests.submission import Served, serve_submission
+
+PDF = b"%PDF-1.4 a report"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve_submission("sqlite", tmp_path_factory.mktemp("raw")) as served:
+        yield served
+
+
+def post(served: Served, data: bytes, rcpt_to: list[str], **more: Any) -> httpx.Response:
+    headers = more.pop("headers", {})
+    with served.outbox.client() as api:
+        return api.post("/v1/messages/raw", headers=headers, json={
+            "rcpt_to": rcpt_to, "data": base64.b64encode(data).decode(), **more})
+
+
+def built(message_id: str, *, bcc: bool = False, filename: str = "report.pdf") -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = (
+        "Shop <shop@example.test>", "ann@example.test", "Your report")
+    message["Message-ID"] = message_id
+    if bcc:
+        message["Bcc"] = "audit@example.test"
+    message.set_content("attached")
+    message.add_attachment(PDF, maintype="application", subtype="pdf", filename=filename)
+    return message.as_bytes(policy=SMTP)
+
+
+def new_id() -> str:
+    return f"<{secrets.token_hex(8)}@app.example.test>"
+
+
+def test_a_built_message_goes_to_its_envelope_recipients_without_its_bcc(
+        served: Served) -> None:
+    message_id = new_id()
+    response = post(served, built(message_id, bcc=True),
+                    ["ann@example.test", "audit@example.test"], metadata={"order": 7})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["message_id"] == message_id
+    delivered = served.delivered(message_id)
+    assert delivered["Bcc"] is None and delivered["Subject"] == "Your report"
+    assert [p.get_payload(decode=True) for p in delivered.walk()
+            if p.get_filename() == "report.pdf"] == [PDF]
+    (sent,) = [m for m in served.sink.messages if m.message_id == message_id]
+    assert sorted(sent.rcpt_tos) == ["ann@example.test", "audit@example.test"]
+    with served.outbox.client() as api:
+        stored = api.get(f"/v1/messages/{accepted['id']}").json()
+    assert stored["metadata"]["order"] == 7
+
+
+def test_signed_mail_goes_out_as_it_came(served: Served, tmp_path: Path) -> None:
+    message_id = new_id()
+    raw, certificate = smime_signed(
+        message_id, b"Content-Type: text/plain\r\n\r\nSigned through the API.\r\n", tmp_path)
+    response = post(served, raw, ["ann@example.test"])
+    assert response.status_code == 202, response.text
+    served.delivered(message_id)
+    (found,) = [m for m in served.sink.messages if m.message_id == message_id]
+    assert verified(found.data, certificate, tmp_path)
+
+
+def test_a_file_saved_with_lf_line_ends_is_sent_with_crlf(served: Served) -> None:
+    message_id = new_id()
+    response = post(served, built(message_id).replace(b"\r\n", b"\n"), ["ann@example.test"])
+    assert response.status_code == 202, response.text
+    assert [p.get_payload(decode=True) for p in served.delivered(message_id).walk()
+            if p.get_filename() == "report.pdf"] == [PDF]
+
+
+def test_the_same_request_with_its_key_is_a_replay(served: Served) -> None:
+    message_id, key = new_id(), secrets.token_hex(8)
+    data = built(message_id)
+    first = post(served, data, ["ann@example.test"], headers={"Idempotency-Key": key})
+    again = post(served, data, ["ann@example.test"], headers={"Idempotency-Key": key})
+    other = post(served, built(new_id()), ["ann@example.test"],
+                 headers={"Idempotency-Key": key})
+    assert first.status_code == 202 and again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+@pytest.mark.parametrize(("data", "rcpt_to", "code", "field"), [
+    (b"!not base64!", ["ann@example.test"], "invalid_input", "data"),
+    (built("<b@app.example.test>", filename="tool.exe"), ["ann@example.test"],
+     "attachment_blocked", None),
+    (b"To: ann@example.test\r\nSubject: no sender\r\n\r\nhello\r\n", ["ann@example.test"],
+     None, "from"),
+    (built("<c@app.example.test>"), ["not an address"], None, None),
+])
+def test_what_cannot_be_sent_is_refused_naming_why(
+        served: Served, data: bytes, rcpt_to: list[str], code: str | None,
+        field: str | None) -> None:
+    with served.outbox.client() as api:
+        response = api.post("/v1/messages/raw", json={"rcpt_to": rcpt_to, "data": (
+            data.decode() if data.startswith(b"!") else base64.b64encode(data).decode())})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert code is None or error["code"] == code, error
+    assert field is None or error["field"] == field, error
+    assert "\n" not in error["message"]
