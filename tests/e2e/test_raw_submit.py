@@ -121,3 +121,4 @@ def test_what_cannot_be_sent_is_refused_naming_why(
     assert code is None or error["code"] == code, error
     assert field is None or error["field"] == field, error
     assert "\n" not in error["message"]
+    assert field != "from" or "no From header" in error["message"]

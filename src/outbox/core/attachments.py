@@ -46,7 +46,7 @@ class AttachmentIn:
     content_type: str = "application/octet-stream"
     upload_id: str | None = None
     content_id: str | None = None
-    # The whole body of signed or encrypted mail (`core.sealed`), sent as it came: its
+    # The whole body of signed or encrypted mail (`core.inbound`), sent as it came: its
     # `content_type` is the message's own, boundary and all.
     sealed: bool = False
 

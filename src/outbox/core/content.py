@@ -126,7 +126,7 @@ class MessageContent:
     @property
     def sealed_body(self) -> AttachmentRef | None:
         """The body of signed or encrypted mail, which goes out as it came
-        (`core.sealed`); None for mail Outbox builds."""
+        (`core.inbound`); None for mail Outbox builds."""
         return next((a for a in self.attachments if isinstance(a, AttachmentRef) and a.sealed),
                     None)
 

@@ -189,6 +189,9 @@ _READ = frozenset({"from", "to", "cc", "reply-to", "subject", "message-id"})
 def _sender(message: EmailMessage, mail_from: str) -> str:
     found = _addresses(message, "from")
     if not found and "from" not in message:
+        if not mail_from:  # POST /v1/messages/raw, or MAIL FROM:<>: nothing to fall back on
+            raise InvalidAddress("the message has no From header: give it the sender's "
+                                 "address", field="from")
         return mail_from
     if len(found) != 1:
         raise InvalidAddress(f"from: the From header must be exactly one address, found "
