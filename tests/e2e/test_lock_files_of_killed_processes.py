@@ -42,7 +42,11 @@ def _restart(start_outbox: Any, relay: dict[str, Any], killed: OutboxProcess) ->
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: no files
 def test_the_lock_files_of_killed_serves_are_removed_at_the_next_start(
         start_outbox: Any, database_url: str) -> None:
-    with ScriptedServer(script=[delay("DATA", 600, times=2)]) as sink:
+    # Both replies after the final dot held: the restart's two tries then go through. The
+    # wait is for the rule's uses, not for two DATA commands: CI killed serve once between
+    # a DATA command and its final dot, and the restart's try met the held reply instead.
+    held = delay("DATA", 600, times=2)
+    with ScriptedServer(script=[held]) as sink:
         relay = relay_for(sink)
         first: OutboxProcess = start_outbox([relay], delivery={"data_timeout": "10m"})
         with first.client() as client:
@@ -50,7 +54,7 @@ def test_the_lock_files_of_killed_serves_are_removed_at_the_next_start(
                 assert client.post("/v1/messages", json={
                     "from": "a@example.test", "to": f"stuck{n}@example.test",
                     "text": "x"}).status_code == 202
-        wait_until(lambda: sink.commands.count("DATA") == 2, timeout=30, message="two DATAs")
+        wait_until(lambda: held.used == 2, timeout=30, message="two final dots held")
         in_flight = claims(database_url)
         assert len(in_flight) == 2 and _only_of(first, database_url)
         left = set(_lock_files(database_url))  # serve's own and its worker's, which claims
