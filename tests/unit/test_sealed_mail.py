@@ -160,3 +160,18 @@ def test_a_body_that_cannot_go_as_it_came_is_refused_in_one_line(
     with pytest.raises(InputError) as info:
         read_message(raw(SIGNED_TYPE, body, *extra), ENVELOPE)
     assert says in info.value.message and "\n" not in info.value.message
+
+
+@pytest.mark.parametrize(("disposition", "name"), [
+    ('Content-Disposition: attachment; filename="statement.p7m"', "statement.p7m"),
+    (None, "smime.p7m"),  # none given
+])
+def test_smime_encrypted_mail_goes_under_the_file_name_it_came_with(
+        disposition: str | None, name: str) -> None:
+    body = b"MIAGCSqGSIb3DQEHA6CAMIACAQAxggFA\r\n"
+    headers = ["Content-Transfer-Encoding: base64", *([disposition] if disposition else [])]
+    submission = read_message(raw("application/pkcs7-mime; smime-type=enveloped-data", body,
+                                  *headers), ENVELOPE)
+    assert submission.attachments[0].filename == name
+    parsed = email.message_from_bytes(sent(plan(submission), body), policy=SMTP)
+    assert parsed.get_filename() == name

@@ -12,8 +12,6 @@ Idempotency-Key compares the whole request.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import replace
 from typing import Any
 
@@ -22,8 +20,8 @@ from pydantic import Field
 
 from outbox.api.ratelimit import admit_messages
 from outbox.api.schemas import Recipient, Strict
+from outbox.core.attachments import base64_field
 from outbox.core.inbound import Envelope, read_message
-from outbox.errors import InputError
 from outbox.service import Outbox, request_hash
 from outbox.service.keys import Principal
 from outbox.views.models import Accepted
@@ -58,10 +56,7 @@ async def queue_raw(request: Request, principal: Principal, body: RawMessageIn,
 
 
 def _decoded(data: str) -> bytes:
-    try:
-        raw = base64.b64decode("".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError("data must be the message in base64", field="data") from None
+    raw = base64_field(data, "data", "data must be the message in base64")
     if b"\r\n" not in raw:  # a file saved with LF line ends: the CRLF SMTP carries
         raw = raw.replace(b"\n", b"\r\n")
     return raw

@@ -90,12 +90,17 @@ def is_attached_message(attachment: AttachmentIn) -> bool:
 
 
 def decode_base64(attachment: AttachmentIn, where: str) -> bytes:
-    """Line-wrapped base64 (as `base64` prints it) is fine; other junk is not."""
+    return base64_field(attachment.content_base64, f"{where}.content_base64",
+                        "content_base64 is not valid base64")
+
+
+def base64_field(text: str, field: str, refusal: str) -> bytes:
+    """Line-wrapped base64 (as `base64` prints it) is fine; other junk is `refusal`,
+    naming `field`."""
     try:
-        return base64.b64decode("".join(attachment.content_base64.split()), validate=True)
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise InputError("content_base64 is not valid base64",
-                         field=f"{where}.content_base64") from None
+        raise InputError(refusal, field=field) from None
 
 
 def file_info(data: bytes, sniffed: tuple[str, ...] = ()) -> FileInfo:

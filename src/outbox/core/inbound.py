@@ -116,14 +116,18 @@ def read_message(raw: bytes, envelope: Envelope,
     text = _text_of(text_part) if text_part is not None else (None if html else "")
     attachments = [_attachment(part, index, html, related, spooled or {})
                    for index, (part, related) in enumerate(_attached_parts(message, bodies), 1)]
-    return Submission(
-        sender=_sender(message, envelope.mail_from),
-        to=_addresses(message, "to"), cc=_addresses(message, "cc"),
-        reply_to=_addresses(message, "reply-to"),
-        subject=str(message.get("subject", "")),
-        text=text, html=html, headers=_kept_headers(message),
-        attachments=tuple(attachments), envelope=tuple(envelope.rcpt_to),
-        metadata={"smtp_mail_from": envelope.mail_from})
+    return Submission(**_headed(message, envelope), text=text, html=html,
+                      attachments=tuple(attachments))
+
+
+def _headed(message: EmailMessage, envelope: Envelope) -> dict[str, Any]:
+    """What a submission takes from the headers and the envelope, whatever its body."""
+    return {"sender": _sender(message, envelope.mail_from),
+            "to": _addresses(message, "to"), "cc": _addresses(message, "cc"),
+            "reply_to": _addresses(message, "reply-to"),
+            "subject": str(message.get("subject", "")), "headers": _kept_headers(message),
+            "envelope": tuple(envelope.rcpt_to),
+            "metadata": {"smtp_mail_from": envelope.mail_from}}
 
 
 def is_sealed(head: bytes) -> bool:
@@ -159,15 +163,9 @@ def _sealed(raw: bytes, message: EmailMessage, envelope: Envelope) -> Submission
         _attachment(part, index, None, False, {}) for index, (part, _) in
         enumerate(_leaves(cast(MIMEPart, message.get_payload(0)), False), 1)
         if _filename(part) or part.get_content_maintype() not in ("text", "multipart"))
-    return Submission(
-        sender=_sender(message, envelope.mail_from),
-        to=_addresses(message, "to"), cc=_addresses(message, "cc"),
-        reply_to=_addresses(message, "reply-to"), subject=str(message.get("subject", "")),
-        text=None, html=None, headers=_kept_headers(message),
-        attachments=(AttachmentIn(name, base64.b64encode(body).decode("ascii"), content_type,
-                                  sealed=True),),
-        inspected=inspected, envelope=tuple(envelope.rcpt_to),
-        metadata={"smtp_mail_from": envelope.mail_from})
+    return Submission(**_headed(message, envelope), text=None, html=None, attachments=(
+        AttachmentIn(name, base64.b64encode(body).decode("ascii"), content_type, sealed=True),),
+        inspected=inspected)
 
 
 def message_id_of(submission: Submission) -> str | None:

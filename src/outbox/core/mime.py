@@ -45,6 +45,7 @@ from outbox.core.mime_encode import base64_lines, base64_size, encode_text
 from outbox.core.mime_types import (
     ATTACHED_MESSAGE,
     OWN_PARAMS,
+    Params,
     bare_type,
     is_seven_bit,
     parse_content_type,
@@ -140,7 +141,7 @@ def _body_tree(content: MessageContent) -> _Node:
     linked, inline, files = content.linked, content.inline, content.attached
     invitation = _invitation(files)
     if invitation is not None:
-        files = tuple(f for f in files if f is not invitation)
+        files = tuple(f for f in files if f is not invitation[0])
     text, html = content.text, content.html
     if linked:
         text = None if text is None else _with_text_note(text, link_note_text(linked))
@@ -150,7 +151,7 @@ def _body_tree(content: MessageContent) -> _Node:
         html_node = _Multipart("related", [html_node, *map(_file_leaf, inline)],
                                [("type", "text/html")])
     text_node = _text_leaf(text or "", "plain") if text is not None or html_node is None else None
-    calendar = None if invitation is None else _invitation_leaf(invitation)
+    calendar = None if invitation is None else _invitation_leaf(*invitation)
     body = _alternative([n for n in (text_node, html_node, calendar) if n is not None])
     if not files:
         return body
@@ -173,19 +174,19 @@ def _sealed_leaf(sealed: AttachmentRef) -> _Leaf:
     return _Leaf(headers, BlobPart(sealed.sha256, sealed.size, as_is=True))
 
 
-def _invitation(files: tuple[Attachment, ...]) -> Attachment | None:
-    """The first file that is a calendar invitation: text/calendar with a `method`."""
+def _invitation(files: tuple[Attachment, ...]) -> tuple[Attachment, Params] | None:
+    """The first file that is a calendar invitation (text/calendar with a `method`),
+    and its type's parameters."""
     for file in files:
-        if bare_type(file.content_type) == CALENDAR and any(
-                key == "method" for key, _ in parse_content_type(file.content_type,
-                                                                 "content_type")[1]):
-            return file
+        if bare_type(file.content_type) == CALENDAR:
+            params = parse_content_type(file.content_type, "content_type")[1]
+            if any(key == "method" for key, _ in params):
+                return file, params
     return None
 
 
-def _invitation_leaf(attachment: Attachment) -> _Leaf:
+def _invitation_leaf(attachment: Attachment, params: Params) -> _Leaf:
     """An invitation as an alternative of the body: no name, no disposition."""
-    params = parse_content_type(attachment.content_type, "content_type")[1]
     body = _file_body(attachment)
     headers = (h.with_params("Content-Type", CALENDAR,
                              [(key, value) for key, value in params if key not in OWN_PARAMS])
