@@ -10,10 +10,14 @@ from outbox import ids
 
 
 def test_message_keys_sort_by_creation_time_and_message_ids_are_headers() -> None:
-    first = ids.new_message_key()
-    time.sleep(0.002)
-    second = ids.new_message_key()
-    assert re.fullmatch(r"[0-9a-f]{32}", first) and first < second
+    made = []
+    for _ in range(8):
+        made.append((ids.new_message_key(), ids.new_message_id("example.test")))
+        time.sleep(0.002)
+    keys, headers = [key for key, _ in made], [header for _, header in made]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", key) for key in keys) and keys == sorted(keys)
+    # Message-IDs too: their index grows at its end rather than at random pages.
+    assert headers == sorted(headers)
     assert re.fullmatch(r"<[0-9a-f]{32}@mail\.example\.test>",
                         ids.new_message_id("mail.example.test"))
     assert ids.new_message_id("").endswith("@outbox.invalid>")
