@@ -64,3 +64,42 @@ async def test_a_claim_with_results_skips_busy_relays_too(store: Store) -> None:
 
     assert recorded == [True]
     assert [c.message.id for c in claims] == ["fast"]
+
+
+async def test_a_claim_past_busy_relays_takes_the_oldest_due_mail_of_every_other_relay(
+        store: Store) -> None:
+    """Each relay's mail is read on its own (store/sql/busy_claim.py): what it returns
+    is still the oldest due first across relays, mail with recipients on several relays
+    included, `limit` at most, and nothing not yet due."""
+    await store.messages.enqueue(new_message(id="slow", accepted_at=at(0), relay="slow"))
+    await store.messages.enqueue(new_message(id="a1", accepted_at=at(1), relay="a"))
+    mixed = new_message(id="mixed", accepted_at=at(2), to=["ann@slow.test"], relay="slow")
+    await store.messages.enqueue(replace(mixed, recipients=[
+        *mixed.recipients, NewRecipient("bob@b.test", "to", "b")]))
+    await store.messages.enqueue(new_message(id="b1", accepted_at=at(3), relay="b"))
+    await store.messages.enqueue(new_message(id="a2", accepted_at=at(4), relay="a"))
+    await store.messages.enqueue(new_message(id="later", accepted_at=at(30), relay="a"))
+
+    first = await store.messages.claim_due("w", at(10), at(10) + LEASE, 3, busy={"slow"})
+    rest = await store.messages.claim_due("w", at(10), at(10) + LEASE, 10, busy={"slow"})
+
+    assert [c.message.id for c in first] == ["a1", "mixed", "b1"]
+    assert [c.message.id for c in rest] == ["a2"]
+    assert all(c.message.status is MessageStatus.SENDING for c in [*first, *rest])
+
+
+async def test_mail_a_retry_moved_off_a_busy_relay_is_claimed(store: Store) -> None:
+    """A retry that reroutes every recipient moves the message's one relay with them:
+    a claim skipping the old relay finds it under the new one."""
+    message = new_message(id="moved", to=("a@corp.test",), relay="slow")
+    await store.messages.enqueue(message)
+    (claim,) = await store.messages.claim_due("w", at(1), at(1) + LEASE, 10)
+    await store.messages.record_attempts([finished(
+        claim, MessageStatus.FAILED, updates=[RecipientUpdate(
+            "a@corp.test", RecipientStatus.FAILED, 550, "5.7.1", "no", "x")])])
+
+    await store.messages.retry("moved", at(2), reroute={"a@corp.test": "fast"})
+
+    claims = await store.messages.claim_due("w", at(3), at(3) + LEASE, 10, busy={"slow"})
+    assert [c.message.id for c in claims] == ["moved"]
+    assert [r.relay for r in claims[0].message.recipients] == ["fast"]

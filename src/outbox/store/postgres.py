@@ -23,9 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from outbox.store.liveness import AdvisoryLocks
+from outbox.store.sql.bound_lists import in_bound_list
+from outbox.store.sql.busy_claim import due_beyond_busy
 from outbox.store.sql.messages import Hydrated
 from outbox.store.sql.outage import causes
-from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE, beyond_busy, hydrate
+from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE, hydrate
 from outbox.store.sql.runner import Body, P, T, translate_errors
 from outbox.store.sql.store import SqlStore
 from outbox.store.sql.wakeup import Notice, Wakeup
@@ -55,7 +57,12 @@ def create_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
     PostgreSQL: the first three sequential submits took 10-16 ms against 3-4 after, and
     at 900 a second 50-100 of the first 180 took over 10 ms; last in, first out, only
     the first is slow, and the connections that go unused are the ones that stay cold."""
-    settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)}
+    settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+                # Outbox's statements are short; PostgreSQL compiles one with LLVM once its
+                # estimated cost passes jit_above_cost, which a big queue's estimates (or
+                # a table not yet analyzed) reach: 7 ms of compiling for a claim that ran
+                # in 0.06 ms (EXPLAIN ANALYZE over bench/busy_claim.py's queue).
+                "jit": "off"}
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
                                pool_recycle=3600, pool_use_lifo=True,
                                connect_args={"server_settings": settings})
@@ -132,8 +139,13 @@ def reached_server(exc: BaseException) -> bool:
 def pick_due(conn: Connection, params: dict[str, Any]) -> Hydrated:
     """The claim: due rows nobody else has locked, oldest due first (with `c_busy`,
     only those with mail for a relay not in it: worker/relay_room.py)."""
-    statement = _CLAIM_BEYOND_BUSY if "c_busy" in params else _CLAIM
-    return Hydrated(hydrate(conn, sorted(conn.execute(statement, params).all(),
+    if "c_busy" in params:
+        picks = due_beyond_busy(conn, params["c_now"], params["c_limit"], params["c_busy"],
+                                postgres=True)
+        order = {id: place for place, (id, _) in enumerate(picks)}
+        taken = conn.execute(_CLAIM_PICKED, {**params, "b_ids": list(order)}).all()
+        return Hydrated(hydrate(conn, sorted(taken, key=lambda row: order[row[_ID]])))
+    return Hydrated(hydrate(conn, sorted(conn.execute(_CLAIM, params).all(),
                                          key=lambda row: row[_WAS_DUE])))
 
 
@@ -146,7 +158,10 @@ def _claim(*conditions: ColumnElement[bool]) -> Update:
 
 
 _CLAIM = _claim()
-_CLAIM_BEYOND_BUSY = _claim(beyond_busy(postgres=True))
+# The rows busy_claim.py picked, and locked, for the claim that skips busy relays.
+_CLAIM_PICKED = (update(messages).where(in_bound_list(messages.c.id, "b_ids", postgres=True))
+                 .values(CLAIMED).returning(*messages.c))
+_ID = tuple(messages.c.keys()).index("id")
 _WAS_DUE = len(messages.c)  # by position: a Row's attribute costs an AttributeError first
 
 

@@ -24,8 +24,9 @@ from sqlalchemy.engine import Dialect
 
 from outbox.store import rows
 from outbox.store.sql.bound_lists import in_bound_list
+from outbox.store.sql.busy_claim import due_beyond_busy
 from outbox.store.sql.driver_rows import stored_form
-from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE, beyond_busy
+from outbox.store.sql.queries import CLAIM_LIMIT, CLAIMED, DUE
 from outbox.store.tables import messages, recipients
 from outbox.store.values import Message
 
@@ -73,10 +74,11 @@ def pick_due(conn: Connection, params: dict[str, Any]) -> PickedRows:
     as_text = stored_form(conn, messages.c.updated_at)
     given = {**params, "c_now": as_text(params["c_now"]), "c_lease": as_text(params["c_lease"])}
     due_ids, claim, of_messages = _statements(conn.dialect)
-    if "c_busy" in given:  # relays this worker has no room for (worker/relay_room.py)
-        due_ids = _due_beyond_busy(conn.dialect)
-        given["c_busy"] = json.dumps(given["c_busy"])
-    ids = [id for (id,) in driver.execute(*due_ids(given))]
+    if "c_busy" in params:  # relays this worker has no room for (worker/relay_room.py)
+        ids = [id for id, _ in due_beyond_busy(conn, params["c_now"], params["c_limit"],
+                                               params["c_busy"], postgres=False)]
+    else:
+        ids = [id for (id,) in driver.execute(*due_ids(given))]
     if not ids:
         return PickedRows(conn.dialect, [], [])
     listed = json.dumps(ids)
@@ -100,13 +102,6 @@ def _statements(dialect: Dialect) -> tuple[Statement, Statement, Statement]:
         _for_driver(select(*(recipients.c[name] for name in rows.RECIPIENT_COLUMNS))
                     .where(in_bound_list(recipients.c.message_id, "h_ids", postgres=False))
                     .order_by(recipients.c.message_id, recipients.c.position), dialect))
-
-
-@cache
-def _due_beyond_busy(dialect: Dialect) -> Statement:
-    """The due ids with mail for a relay that is not busy."""
-    return _for_driver(select(messages.c.id).where(DUE, beyond_busy(postgres=False))
-                       .order_by(messages.c.due_at).limit(CLAIM_LIMIT), dialect)
 
 
 def _for_driver(statement: Any, dialect: Dialect) -> Statement:

@@ -23,10 +23,11 @@ Once one of a relay's attempts waited too long for a session in the gate's lane
 seconds at the pace seen, so that its due mail waits queued rather than claimed and
 given back; a relay that is quick again is narrowed past its share, which then binds.
 
-A claim that skips busy relays walks past their due mail (the recipients table
-knows a recipient's relay; the claim's index does not): when one finds less than it
-asked for, another skipping the same relays waits for `poll_interval` or for new room
-(`Fruitless`), so a long drain through one relay costs one such walk a second.
+A claim that skips busy relays reads each other relay's due mail on its own index
+range (store/sql/busy_claim.py), and walks only past busy relays' mail that also has
+recipients on another relay. When one finds less than it asked for, another skipping
+the same relays waits for `poll_interval` or for new room (`Fruitless`): what it would
+find has not changed.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ SQLAlchemy's JSON type would store them, and PostgreSQL casts them back.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
 
@@ -34,7 +34,7 @@ COLUMNS = (("id", Text()), ("message_id", Text()), ("status", Text()), ("sender"
             ("created_at", _TIME), ("updated_at", _TIME), ("due_at", _TIME),
             ("held_since", _TIME), ("held_seconds", Float()), ("hold_reason", Text()),
             ("resent_from", Text()), ("owner", Text()), ("idempotency_key", Text()),
-            ("request_hash", Text()))
+            ("request_hash", Text()), ("only_relay", Text()))
 _JSON = ("content", "metadata")
 _NAMES = ", ".join(name for name, _ in COLUMNS)
 _SQLITE = f"INSERT INTO messages ({_NAMES}) VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -53,7 +53,13 @@ def row(message: NewMessage) -> tuple[Any, ...]:
             at, at, at if queued else None, None if queued else at, 0.0,
             message.hold.reason if message.hold else "", message.resent_from,
             rows.owner_of(message), claim.key if claim else None,
-            claim.request_hash if claim else None)
+            claim.request_hash if claim else None, only_relay(r.relay for r in message.recipients))
+
+
+def only_relay(relays: Iterable[str]) -> str | None:
+    """The relay of every recipient; None when they go through more than one."""
+    found = set(relays)
+    return found.pop() if len(found) == 1 else None
 
 
 def insert_from_arrays(prefix: str = "", where: str = "") -> str:

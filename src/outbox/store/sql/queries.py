@@ -13,15 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Integer,
     Select,
     String,
     bindparam,
-    exists,
     func,
-    or_,
     select,
     update,
 )
@@ -68,14 +65,6 @@ CLAIMED = {"status": SENDING, "claimed_by": bindparam("c_owner"),
            "lease_until": bindparam("c_lease", type_=UtcDateTime()), "due_at": None,
            "updated_at": _CLAIM_NOW}
 CLAIM_LIMIT = bindparam("c_limit", type_=Integer())
-
-
-def beyond_busy(postgres: bool) -> ColumnElement[bool]:
-    """A claim's extra condition while relays are busy (worker/relay_room.py): the
-    message has a pending recipient on a relay not in the bound list `c_busy`."""
-    return exists().where(recipients.c.message_id == m.c.id,
-                          or_(*(recipients.c.status == status for status in UNFINISHED)),
-                          ~in_bound_list(recipients.c.relay, "c_busy", postgres=postgres))
 
 
 def claim_params(owner: str, batch: str, now: datetime, lease_until: datetime,
@@ -383,9 +372,10 @@ def retry(conn: Connection, id: str, now: datetime, reroute: Mapping[str, str]) 
         conn.execute(update(recipients).where(recipients.c.message_id == id,
                                               recipients.c.address == address)
                      .values(relay=relay))
+    relays = conn.execute(select(recipients.c.relay).where(recipients.c.message_id == id))
     conn.execute(update(m).where(m.c.id == id).values(
         status=MessageStatus.QUEUED.value, due_at=now, updated_at=now,
-        **rows.leave_hold(row, now)))
+        only_relay=message_rows.only_relay(relays.scalars()), **rows.leave_hold(row, now)))
     conn.execute(update(recipients)
                  .where(recipients.c.message_id == id,
                         recipients.c.status.in_([RecipientStatus.FAILED.value,
