@@ -84,28 +84,18 @@ messages = sa.Table(
     sa.Column("owner", sa.Text, nullable=True),
     sa.Column("idempotency_key", sa.Text, nullable=True),
     sa.Column("request_hash", sa.Text, nullable=True),
-    # The relay of every recipient, NULL when they go through more than one (or for a
-    # row from before revision 0016 that was not waiting then). A claim that skips busy
-    # relays reads the due mail of each other relay on ix_messages_only_relay_due_at
-    # rather than walking past the busy ones' (store/sql/busy_claim.py).
+    # The relay of every recipient; NULL: several (or a row not waiting at revision
+    # 0016). What a claim skipping busy relays reads (store/sql/busy_claim.py).
     sa.Column("only_relay", sa.Text, nullable=True),
     # Rows without a key never collide (NULLs are distinct); one row per used key.
     sa.UniqueConstraint("owner", "idempotency_key"),
 )
 
-sa.Index(
-    "ix_messages_due_at",
-    messages.c.due_at,
-    sqlite_where=messages.c.due_at.isnot(None),
-    postgresql_where=messages.c.due_at.isnot(None),
-)
-sa.Index(
-    "ix_messages_only_relay_due_at",
-    messages.c.only_relay,
-    messages.c.due_at,
-    sqlite_where=messages.c.due_at.isnot(None),
-    postgresql_where=messages.c.due_at.isnot(None),
-)
+_WAITING = messages.c.due_at.isnot(None)
+sa.Index("ix_messages_due_at", messages.c.due_at, sqlite_where=_WAITING,
+         postgresql_where=_WAITING)
+sa.Index("ix_messages_only_relay_due_at", messages.c.only_relay, messages.c.due_at,
+         sqlite_where=_WAITING, postgresql_where=_WAITING)
 sa.Index("ix_messages_created_at_id", messages.c.created_at, messages.c.id)
 sa.Index("ix_messages_status_created_at_id", messages.c.status, messages.c.created_at,
          messages.c.id)
