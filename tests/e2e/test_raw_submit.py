@@ -122,3 +122,65 @@ def test_what_cannot_be_sent_is_refused_naming_why(
     assert field is None or error["field"] == field, error
     assert "\n" not in error["message"]
     assert field != "from" or "no From header" in error["message"]
+
+
+def post_file(served: Served, data: bytes, query: str = "", **headers: str) -> httpx.Response:
+    """The message itself as the body, as `curl --data-binary @mail.eml` sends it."""
+    with served.outbox.client() as api:
+        return api.post(f"/v1/messages/raw{query}", content=data,
+                        headers={"Content-Type": "message/rfc822", **headers})
+
+
+def test_the_message_itself_as_the_body_goes_to_the_rcpt_to_of_the_query(
+        served: Served) -> None:
+    message_id = new_id()
+    response = post_file(served, built(message_id, bcc=True),
+                         "?rcpt_to=ann@example.test&rcpt_to=audit@example.test")
+    assert response.status_code == 202, response.text
+    assert response.json()["message_id"] == message_id
+    delivered = served.delivered(message_id)
+    assert delivered["Bcc"] is None
+    assert [p.get_payload(decode=True) for p in delivered.walk()
+            if p.get_filename() == "report.pdf"] == [PDF]
+    (sent,) = [m for m in served.sink.messages if m.message_id == message_id]
+    assert sorted(sent.rcpt_tos) == ["ann@example.test", "audit@example.test"]
+
+
+def test_without_rcpt_to_the_headers_name_the_recipients_and_bcc_is_not_sent(
+        served: Served) -> None:
+    """As `sendmail -t`: To, Cc and Bcc receive it, in either form of the request."""
+    for send in (lambda data: post_file(served, data),
+                 lambda data: post(served, data, [])):
+        message_id = new_id()
+        data = built(message_id, bcc=True).replace(
+            b"To: ann@example.test\r\n", b"To: ann@example.test\r\nCc: cy@example.test\r\n")
+        response = send(data)
+        assert response.status_code == 202, response.text
+        assert served.delivered(message_id)["Bcc"] is None
+        (sent,) = [m for m in served.sink.messages if m.message_id == message_id]
+        assert sorted(sent.rcpt_tos) == ["ann@example.test", "audit@example.test",
+                                         "cy@example.test"]
+
+
+def test_the_message_itself_with_its_key_is_a_replay_and_a_relay_is_checked(
+        served: Served) -> None:
+    message_id, key = new_id(), secrets.token_hex(8)
+    data = built(message_id)
+    first = post_file(served, data, "?rcpt_to=ann@example.test", **{"Idempotency-Key": key})
+    again = post_file(served, data, "?rcpt_to=ann@example.test", **{"Idempotency-Key": key})
+    assert first.status_code == 202 and again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    nosuch = post_file(served, built(new_id()), "?relay=nosuch")
+    assert nosuch.status_code == 422, nosuch.text
+    assert nosuch.json()["error"]["field"] == "relay"
+
+
+def test_a_form_or_a_text_body_is_told_how_to_send_the_message(served: Served) -> None:
+    with served.outbox.client() as api:
+        form = api.post("/v1/messages/raw", files={"file": ("mail.eml", built(new_id()))})
+        text = api.post("/v1/messages/raw", content=b"From: a@example.test\r\n\r\nhi\r\n",
+                        headers={"Content-Type": "text/plain"})
+    for response in (form, text):
+        assert response.status_code == 415, response.text
+        assert "message/rfc822" in response.json()["error"]["message"]
+    assert "--data-binary @mail.eml" in form.json()["error"]["message"]

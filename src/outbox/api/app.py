@@ -20,6 +20,7 @@ from outbox.api import (
     keys,
     metrics,
     relays,
+    rfc822,
     suppressions,
     unsubscribe,
     webhooks,
@@ -33,6 +34,7 @@ from outbox.api.listing import MessageQuery, message_query
 from outbox.api.media import declared_methods_only, json_only, published_methods
 from outbox.api.ratelimit import RateLimitHeaders, admit_messages
 from outbox.api.raw import RawMessageIn, queue_raw
+from outbox.api.rfc822 import Rfc822Body
 from outbox.api.schemas import (
     IdempotencyKey,
     MessageIn,
@@ -114,7 +116,7 @@ async def submit_raw(body: RawMessageIn, request: Request, response: Response,
 
 
 router.add_api_route("/messages/raw", submit_raw, methods=["POST"], status_code=202,
-                     response_model=Accepted, responses=replays())
+                     response_model=Accepted, responses=replays(), openapi_extra=rfc822.OPENAPI)
 
 
 @router.get("/messages", response_model=MessageList)
@@ -218,6 +220,7 @@ def create_app(outbox: Outbox) -> FastAPI:
     imports = "/v1/contacts/import"  # a CSV or vCard file, as uploads are files
     (submit,) = [route for route in router.routes
                  if isinstance(route, APIRoute) and route.endpoint is submit_message]
+    app.add_middleware(Rfc822Body)  # POST /v1/messages/raw's message/rfc822 body
     app.add_middleware(FastSubmit, fastapi=app, route=submit)  # api/direct.py
     app.add_middleware(SpooledJson, files=outbox.files, clock=outbox.clock,
                        threshold=limits.json_spool_threshold)

@@ -37,16 +37,19 @@ async def json_only(request: Request) -> None:
             or route.body_field is None):
         return
     content_type = request.headers.get("content-type")
+    path = request.url.path
+    takes = "a JSON body" + OR_RAW.get(path, "")
     if content_type is None and _has_body(request):
-        raise UnsupportedMediaType("this route takes a JSON body; the request has no "
+        raise UnsupportedMediaType(f"this route takes {takes}; the request has no "
                                    "Content-Type", field="Content-Type")
     if content_type is not None and not is_json(content_type):
-        raise UnsupportedMediaType(f"this route takes a JSON body, not '{content_type[:100]}'"
-                                   + _form_advice(content_type, request.url.path),
-                                   field="Content-Type")
+        raise UnsupportedMediaType(f"this route takes {takes}, not '{content_type[:100]}'"
+                                   + _form_advice(content_type, path), field="Content-Type")
 
 
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+RAW_MESSAGE = "/v1/messages/raw"  # also takes the message itself (api/rfc822.py)
+OR_RAW = {RAW_MESSAGE: " or the message itself as message/rfc822"}
 
 
 def _form_advice(content_type: str, path: str) -> str:
@@ -54,6 +57,9 @@ def _form_advice(content_type: str, path: str) -> str:
     instead, and, for a message, where its files go."""
     if media_type(content_type) not in FORMS:
         return ""
+    if path == RAW_MESSAGE:
+        return (": send the file as the body, with 'Content-Type: message/rfc822' "
+                "(curl --data-binary @mail.eml)")
     files = ("; a file goes in by POST /v1/uploads first, and the message names its "
              "upload_id" if path.startswith("/v1/messages") else "")
     return ": send the fields as JSON, with 'Content-Type: application/json'" + files

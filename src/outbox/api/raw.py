@@ -29,9 +29,12 @@ from outbox.views.render import accepted_view
 
 
 class RawMessageIn(Strict):
-    rcpt_to: list[Recipient] = Field(min_length=1, description="the envelope recipients: "
-                                     "exactly these receive the message, as with SMTP's "
-                                     "RCPT TO, whatever its To and Cc headers say")
+    rcpt_to: list[Recipient] = Field(default_factory=list, description="the envelope "
+                                     "recipients: exactly these receive the message, as "
+                                     "with SMTP's RCPT TO, whatever its To and Cc headers "
+                                     "say; empty or left out: the addresses of its To, Cc "
+                                     "and Bcc headers (as sendmail -t; the Bcc header is "
+                                     "not sent)")
     data: str = Field(min_length=1, json_schema_extra={"format": "byte"},
                       description="the message, headers and body (RFC 5322, CRLF or LF line "
                       "ends), in base64; its From header is the sender")

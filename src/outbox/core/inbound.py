@@ -121,13 +121,17 @@ def read_message(raw: bytes, envelope: Envelope,
 
 
 def _headed(message: EmailMessage, envelope: Envelope) -> dict[str, Any]:
-    """What a submission takes from the headers and the envelope, whatever its body."""
+    """What a submission takes from the headers and the envelope, whatever its body.
+    With no envelope recipients (`POST /v1/messages/raw` without `rcpt_to`; SMTP always
+    has some), the message goes to its To, Cc and Bcc headers' addresses, as `sendmail
+    -t` sends it; the Bcc header is still not sent."""
+    recipients = ({"envelope": tuple(envelope.rcpt_to)} if envelope.rcpt_to
+                  else {"bcc": _addresses(message, "bcc")})
     return {"sender": _sender(message, envelope.mail_from),
             "to": _addresses(message, "to"), "cc": _addresses(message, "cc"),
             "reply_to": _addresses(message, "reply-to"),
             "subject": str(message.get("subject", "")), "headers": _kept_headers(message),
-            "envelope": tuple(envelope.rcpt_to),
-            "metadata": {"smtp_mail_from": envelope.mail_from}}
+            **recipients, "metadata": {"smtp_mail_from": envelope.mail_from}}
 
 
 def is_sealed(head: bytes) -> bool:
