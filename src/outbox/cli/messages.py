@@ -17,7 +17,7 @@ from outbox.core.model import MessageStatus
 from outbox.errors import InputError
 
 if TYPE_CHECKING:
-    from outbox.core.compose import AttachmentIn
+    from outbox.core.compose import AttachmentIn, Submission
     from outbox.service import Outbox
     from outbox.service.relays import RelayStatus
     from outbox.store.values import Message, Page
@@ -32,9 +32,16 @@ def register(app: typer.Typer) -> None:
 
 
 def send(
-    sender: Annotated[str, typer.Option("--from", help="From address")],
-    to: Annotated[list[str], typer.Option("--to", help="recipient(s); repeat or separate "
-                                          "with commas")],
+    sender: Annotated[str | None, typer.Option("--from", help="From address (not with "
+                                               "--eml: its From header)")] = None,
+    to: Annotated[list[str] | None, typer.Option("--to", help="recipient(s); repeat or "
+                                                 "separate with commas; with --eml, the "
+                                                 "envelope recipients (default: its To, Cc "
+                                                 "and Bcc headers)")] = None,
+    eml: Annotated[Path | None, typer.Option("--eml", help="a whole message (an .eml file, "
+                                             "RFC 5322), or - for standard input, as "
+                                             "sendmail reads one: read as SMTP submission "
+                                             "reads it, its From header the sender")] = None,
     subject: Annotated[str, typer.Option("--subject")] = "",
     text: Annotated[str | None, typer.Option("--text", help="plain-text body")] = None,
     html: Annotated[str | None, typer.Option("--html", help="HTML body")] = None,
@@ -49,13 +56,16 @@ def send(
     """Queue a message and print its id."""
     from outbox.views.render import accepted_view
 
-    if text is None and html is None:
-        raise InputError("give a body with --text or --html", field="text")
-    from outbox.core.compose import Submission
-
-    submission = Submission(sender=sender, to=to, cc=cc or [], bcc=bcc or [], subject=subject,
-                            text=text, html=html, relay=relay,
-                            attachments=tuple(_read_attachment(p) for p in attach or []))
+    if eml is not None:
+        given = [name for name, value in (("--from", sender), ("--subject", subject),
+                                          ("--text", text), ("--html", html), ("--cc", cc),
+                                          ("--bcc", bcc), ("--attach", attach)) if value]
+        if given:
+            raise InputError(f"{', '.join(given)} cannot go with --eml: the message's own "
+                             "headers and body are sent", field="eml")
+        submission = _read_eml(eml, to or [], relay)
+    else:
+        submission = _composed(sender, to, subject, text, html, cc, bcc, attach, relay)
 
     async def action(outbox: Outbox) -> None:
         accepted = await outbox.messages.submit(submission, owner="cli",
@@ -66,6 +76,43 @@ def send(
             print(accepted.message.id)
 
     with_outbox(config, action, migrate=True)
+
+
+def _composed(sender: str | None, to: list[str] | None, subject: str, text: str | None,
+              html: str | None, cc: list[str] | None, bcc: list[str] | None,
+              attach: list[Path] | None, relay: str | None) -> Submission:
+    from outbox.core.compose import Submission
+
+    if sender is None or not to:
+        missing = "--from" if sender is None else "--to"
+        raise InputError(f"give {missing} (or the whole message with --eml FILE)",
+                         field=missing.removeprefix("--"))
+    if text is None and html is None:
+        raise InputError("give a body with --text or --html", field="text")
+    return Submission(sender=sender, to=to, cc=cc or [], bcc=bcc or [], subject=subject,
+                      text=text, html=html, relay=relay,
+                      attachments=tuple(_read_attachment(p) for p in attach or []))
+
+
+def _read_eml(path: Path, to: list[str], relay: str | None) -> Submission:
+    """The message as `POST /v1/messages/raw` reads one (core.inbound): `to` the envelope,
+    else its headers' recipients; a file saved with LF line ends is sent with CRLF."""
+    import sys
+    from dataclasses import replace
+
+    from outbox.core.inbound import Envelope, read_message
+
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read()
+    elif path.is_file():
+        raw = path.read_bytes()
+    else:
+        raise InputError(f"'{path}' is not a readable file", field="eml")
+    if not raw.strip():
+        raise InputError(f"'{path}' holds no message", field="eml")
+    if b"\r\n" not in raw:
+        raw = raw.replace(b"\n", b"\r\n")
+    return replace(read_message(raw, Envelope("", tuple(to))), relay=relay, metadata={})
 
 
 def _read_attachment(path: Path) -> AttachmentIn:
