@@ -108,7 +108,7 @@ def test_the_same_request_with_its_key_is_a_replay(served: Served) -> None:
      "attachment_blocked", None),
     (b"To: ann@example.test\r\nSubject: no sender\r\n\r\nhello\r\n", ["ann@example.test"],
      None, "from"),
-    (built("<c@app.example.test>"), ["not an address"], None, None),
+    (built("<c@app.example.test>"), ["not an address"], "invalid_address", "rcpt_to[0]"),
 ])
 def test_what_cannot_be_sent_is_refused_naming_why(
         served: Served, data: bytes, rcpt_to: list[str], code: str | None,
@@ -122,6 +122,7 @@ def test_what_cannot_be_sent_is_refused_naming_why(
     assert field is None or error["field"] == field, error
     assert "\n" not in error["message"]
     assert field != "from" or "no From header" in error["message"]
+    assert field != "rcpt_to[0]" or error["message"].startswith("rcpt_to[0]: ")
 
 
 def post_file(served: Served, data: bytes, query: str = "", **headers: str) -> httpx.Response:

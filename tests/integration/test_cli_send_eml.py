@@ -65,6 +65,9 @@ def test_what_cannot_be_sent_is_one_line_naming_why(tmp_path: Path) -> None:
          "error: --from, --subject cannot go with --eml: the message's own headers and "
          "body are sent"),
         (("--eml", "missing.eml"), "error: 'missing.eml' is not a readable file"),
+        (("--eml", "order.eml", "--to", "zed"),
+         "error: to[0]: 'zed' is not an email address (it has no @) (write addresses as "
+         "a@example.com or \"Name, Display\" <a@example.com>)"),
         (("--eml", "nofrom.eml"), "error: the message has no From header: give it the "
          "sender's address"),
         (("--to", "a@example.test", "--text", "hi"),

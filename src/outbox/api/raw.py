@@ -49,7 +49,8 @@ async def queue_raw(request: Request, principal: Principal, body: RawMessageIn,
     outbox: Outbox = request.app.state.outbox
     await admit_messages(request, principal)  # over the key's limit: 429, nothing queued
     submission = read_message(_decoded(body.data), Envelope("", tuple(body.rcpt_to)))
-    submission = replace(submission, relay=body.relay, metadata=dict(body.metadata))
+    submission = replace(submission, relay=body.relay, metadata=dict(body.metadata),
+                         envelope_field="rcpt_to")
     body_hash = None if idempotency_key is None else request_hash(
         body.model_dump(mode="json", exclude_unset=True))
     accepted = await outbox.messages.submit(submission, owner=principal.name,

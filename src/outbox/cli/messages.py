@@ -112,7 +112,8 @@ def _read_eml(path: Path, to: list[str], relay: str | None) -> Submission:
         raise InputError(f"'{path}' holds no message", field="eml")
     if b"\r\n" not in raw:
         raw = raw.replace(b"\n", b"\r\n")
-    return replace(read_message(raw, Envelope("", tuple(to))), relay=relay, metadata={})
+    return replace(read_message(raw, Envelope("", tuple(to))), relay=relay, metadata={},
+                   envelope_field="to")
 
 
 def _read_attachment(path: Path) -> AttachmentIn:

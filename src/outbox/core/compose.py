@@ -71,6 +71,9 @@ class Submission:
     # submission's RCPT TO): the message goes to exactly these, `bcc` is unused, and a
     # To or Cc address outside it stays in its header without receiving the message.
     envelope: Sequence[str] | None = None
+    # What the submitter called those, in messages about them: `rcpt_to` over
+    # POST /v1/messages/raw, `--to` with `outbox send --eml`.
+    envelope_field: str = "envelope"
     # RFC 8058 one-click unsubscribe headers (service.unsubscribe); one recipient only.
     list_unsubscribe: bool = False
     # The files inside signed mail (its body is a sealed attachment, core.inbound): checked
@@ -125,7 +128,8 @@ def plan_message(sub: Submission, *, limits: Limits, routing: RoutingTable,
     sender = addresses.parse_mailbox(sub.sender, "from")
     check_recipient_count(recipient_fields(sub), limits.max_recipients)
     plan = (addresses.plan_recipients(sub.to, sub.cc, sub.bcc) if sub.envelope is None
-            else addresses.plan_envelope(sub.to, sub.cc, sub.envelope))
+            else addresses.plan_envelope(sub.to, sub.cc, sub.envelope,
+                                         field=sub.envelope_field))
     reply_to = addresses.parse_addresses(sub.reply_to, "reply_to") if sub.reply_to else []
     _check_text_fields(sub)
     check_headers(sub.headers, limits.max_headers, limits.max_header_size)
@@ -158,7 +162,7 @@ def plan_message(sub: Submission, *, limits: Limits, routing: RoutingTable,
 def recipient_fields(sub: Submission) -> list[tuple[str, RecipientField]]:
     """The fields whose addresses receive the message, for `check_recipient_count`."""
     if sub.envelope is not None:
-        return [("envelope", sub.envelope)]
+        return [(sub.envelope_field, sub.envelope)]
     return [("to", sub.to), ("cc", sub.cc), ("bcc", sub.bcc)]
 
 

@@ -66,15 +66,12 @@ def suppression_key(address: str) -> str:
     return address.strip().lower()
 
 
-_FIELDS = ("to", "cc", "bcc", "envelope")
-
-
 def recipient_field(values: Mapping[str, str | Sequence[str] | None], address: str) -> str:
     """The JSON path (`to[1]`) of the entry that named `address` in a submission's
     recipient fields; the field alone when the address came from a group or alias."""
     wanted = re.compile(rf"(?<![\w.+-]){re.escape(address)}(?![\w.-])", re.IGNORECASE)
     first = ""
-    for name in _FIELDS:
+    for name in values:
         value = values.get(name)
         if not value:
             continue

@@ -21,6 +21,8 @@ def submission_body(submission: Submission) -> dict[str, Any]:
     body["attachments"] = [attachment_fields(a) for a in submission.attachments]
     if submission.envelope is None:  # hashes of submissions without it stay as they were
         del body["envelope"]
+    if submission.envelope_field == "envelope":  # likewise
+        del body["envelope_field"]
     if not submission.list_unsubscribe:  # likewise
         del body["list_unsubscribe"]
     return body

@@ -32,7 +32,7 @@ log = structlog.get_logger("outbox.suppressions")
 def fields_naming_recipients(submission: Submission) -> dict[str, str | Sequence[str] | None]:
     """The fields of a submission that name recipients, for `refusal_of`."""
     return {"to": submission.to, "cc": submission.cc, "bcc": submission.bcc,
-            "envelope": submission.envelope}
+            submission.envelope_field: submission.envelope}
 
 
 def refusal_of(found: Mapping[str, Suppression], recipients: Sequence[str],

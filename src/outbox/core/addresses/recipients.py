@@ -97,21 +97,22 @@ def plan_envelope(
     envelope: Sequence[str],
     *,
     allow_smtputf8: bool = False,
+    field: str = "envelope",
 ) -> RecipientPlan:
-    """The plan of a message whose envelope is given (`envelope`, field ``envelope``)
-    besides its To and Cc headers. Raises `InvalidAddress` like `plan_recipients`."""
+    """The plan of a message whose envelope is given (`envelope`, named `field` in
+    errors) besides its To and Cc headers. Raises `InvalidAddress` like `plan_recipients`."""
     seen: set[tuple[str, str]] = set()
     header: dict[RecipientKind, list[Address]] = {}
     for kind, value in ((RecipientKind.TO, to), (RecipientKind.CC, cc)):
         parsed = parse_addresses(value, kind.value, allow_smtputf8=allow_smtputf8)
         header[kind] = _first_occurrences(parsed, seen)
     kinds = {a.dedupe_key: kind for kind, found in header.items() for a in found}
-    given = parse_addresses(list(envelope), "envelope", allow_smtputf8=allow_smtputf8)
+    given = parse_addresses(list(envelope), field, allow_smtputf8=allow_smtputf8)
     recipients = tuple(EnvelopeRecipient(a, kinds.get(a.dedupe_key, RecipientKind.BCC))
                        for a in _first_occurrences(given, set()))
     if not recipients:
-        raise InvalidAddress("envelope: a message needs at least one recipient",
-                             field="envelope")
+        raise InvalidAddress(f"{field}: a message needs at least one recipient",
+                             field=field)
     return RecipientPlan(to=tuple(header[RecipientKind.TO]), cc=tuple(header[RecipientKind.CC]),
                          envelope=recipients)
 
