@@ -146,6 +146,13 @@ def usage_line(exc: Any) -> str:
     return f"{message} (see `{' '.join(['outbox', *names])} --help`)"
 
 
+def missing_option(ctx: typer.Context, name: str) -> NoReturn:
+    """`name` left out where the command needs it (an option required unless another
+    is given): the usage mistake click reports for a required option, exit 2."""
+    exceptions = sys.modules[typer.BadParameter.__module__]  # click, or Typer's copy
+    raise exceptions.MissingParameter(ctx=ctx, param_hint=f"'{name}'", param_type="option")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"error: {message}", markup=False)
     sys.exit(code)

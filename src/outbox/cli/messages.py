@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from outbox.cli.common import ConfigOption, err, out, with_outbox
+from outbox.cli.common import ConfigOption, err, missing_option, out, with_outbox
 from outbox.core.model import MessageStatus
 from outbox.errors import InputError
 
@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
 
 
 def send(
+    ctx: typer.Context,
     sender: Annotated[str | None, typer.Option("--from", help="From address (not with "
                                                "--eml: its From header)")] = None,
     to: Annotated[list[str] | None, typer.Option("--to", help="recipient(s); repeat or "
@@ -65,6 +66,8 @@ def send(
                              "headers and body are sent", field="eml")
         submission = _read_eml(eml, to or [], relay)
     else:
+        if sender is None or not to:  # as if required: they are, but for --eml
+            missing_option(ctx, "--from" if sender is None else "--to")
         submission = _composed(sender, to, subject, text, html, cc, bcc, attach, relay)
 
     async def action(outbox: Outbox) -> None:
@@ -78,15 +81,11 @@ def send(
     with_outbox(config, action, migrate=True)
 
 
-def _composed(sender: str | None, to: list[str] | None, subject: str, text: str | None,
+def _composed(sender: str, to: list[str], subject: str, text: str | None,
               html: str | None, cc: list[str] | None, bcc: list[str] | None,
               attach: list[Path] | None, relay: str | None) -> Submission:
     from outbox.core.compose import Submission
 
-    if sender is None or not to:
-        missing = "--from" if sender is None else "--to"
-        raise InputError(f"give {missing} (or the whole message with --eml FILE)",
-                         field=missing.removeprefix("--"))
     if text is None and html is None:
         raise InputError("give a body with --text or --html", field="text")
     return Submission(sender=sender, to=to, cc=cc or [], bcc=bcc or [], subject=subject,
