@@ -21,7 +21,7 @@ from pydantic import Field
 from outbox.api.ratelimit import admit_messages
 from outbox.api.schemas import Recipient, Strict
 from outbox.core.attachments import base64_field
-from outbox.core.inbound import Envelope, read_message
+from outbox.core.inbound import Envelope, read_message, with_crlf
 from outbox.service import Outbox, request_hash
 from outbox.service.keys import Principal
 from outbox.views.models import Accepted
@@ -60,7 +60,4 @@ async def queue_raw(request: Request, principal: Principal, body: RawMessageIn,
 
 
 def _decoded(data: str) -> bytes:
-    raw = base64_field(data, "data", "data must be the message in base64")
-    if b"\r\n" not in raw:  # a file saved with LF line ends: the CRLF SMTP carries
-        raw = raw.replace(b"\n", b"\r\n")
-    return raw
+    return with_crlf(base64_field(data, "data", "data must be the message in base64"))

@@ -99,7 +99,7 @@ def _read_eml(path: Path, to: list[str], relay: str | None) -> Submission:
     import sys
     from dataclasses import replace
 
-    from outbox.core.inbound import Envelope, read_message
+    from outbox.core.inbound import Envelope, read_message, with_crlf
 
     if str(path) == "-":
         raw = sys.stdin.buffer.read()
@@ -109,10 +109,8 @@ def _read_eml(path: Path, to: list[str], relay: str | None) -> Submission:
         raise InputError(f"'{path}' is not a readable file", field="eml")
     if not raw.strip():
         raise InputError(f"'{path}' holds no message", field="eml")
-    if b"\r\n" not in raw:
-        raw = raw.replace(b"\n", b"\r\n")
-    return replace(read_message(raw, Envelope("", tuple(to))), relay=relay, metadata={},
-                   envelope_field="to")
+    return replace(read_message(with_crlf(raw), Envelope("", tuple(to))), relay=relay,
+                   metadata={}, envelope_field="to")
 
 
 def _read_attachment(path: Path) -> AttachmentIn:

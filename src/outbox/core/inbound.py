@@ -120,6 +120,12 @@ def read_message(raw: bytes, envelope: Envelope,
                       attachments=tuple(attachments))
 
 
+def with_crlf(raw: bytes) -> bytes:
+    """A message file saved with LF line ends (as editors and `curl` leave them) with
+    the CRLF that SMTP carries; one that has CRLF anywhere is left as it is."""
+    return raw if b"\r\n" in raw else raw.replace(b"\n", b"\r\n")
+
+
 def _headed(message: EmailMessage, envelope: Envelope) -> dict[str, Any]:
     """What a submission takes from the headers and the envelope, whatever its body.
     With no envelope recipients (`POST /v1/messages/raw` without `rcpt_to`; SMTP always
