@@ -3,11 +3,14 @@ no room left for a relay claims past that relay's due mail, to the mail of the o
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from dataclasses import replace
 
 from outbox.core.model import MessageStatus, RecipientStatus, RecipientUpdate
 from outbox.store.base import Store
 from outbox.store.values import NewRecipient
+from tests.contract.conftest import OpenStore
 from tests.contract.support import LEASE, at, finished, new_message
 
 
@@ -103,3 +106,33 @@ async def test_mail_a_retry_moved_off_a_busy_relay_is_claimed(store: Store) -> N
     claims = await store.messages.claim_due("w", at(3), at(3) + LEASE, 10, busy={"slow"})
     assert [c.message.id for c in claims] == ["moved"]
     assert [r.relay for r in claims[0].message.recipients] == ["fast"]
+
+
+async def _claim_past_slow_until_empty(store: Store, owner: str) -> list[str]:
+    claimed: list[str] = []
+    while claims := await store.messages.claim_due(owner, at(600), at(600) + LEASE, 7,
+                                                   busy={"slow"}):
+        claimed += [c.message.id for c in claims]
+    return claimed
+
+
+async def test_concurrent_claimers_past_busy_relays_take_each_message_once(
+        store: Store, open_stores: OpenStore) -> None:
+    """Each relay's mail is read, and on PostgreSQL locked, on its own before the claim
+    takes the oldest of all: claimers side by side still take every message once."""
+    wanted = []
+    for n in range(300):
+        relay = ("a", "b", "c", "slow")[n % 4]
+        message = new_message(accepted_at=at(n % 50), relay=relay)
+        await store.messages.enqueue(message)
+        if relay != "slow":
+            wanted.append(message.id)
+    stores = [await open_stores() for _ in range(4)]
+
+    results = await asyncio.gather(*(_claim_past_slow_until_empty(s, f"w{i}")
+                                     for i, s in enumerate(stores)))
+
+    claimed = [id for result in results for id in result]
+    assert sorted(claimed) == sorted(wanted)
+    assert Counter(claimed).most_common(1)[0][1] == 1
+    assert sum(1 for result in results if result) >= 2, "the claimers should have raced"
