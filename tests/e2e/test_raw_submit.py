@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import secrets
+import socket
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -16,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.processes import API_KEY
 from tests.smime import smime_signed, verified
 from tests.submission import Served, serve_submission
 
@@ -185,3 +188,22 @@ def test_a_form_or_a_text_body_is_told_how_to_send_the_message(served: Served) -
         assert response.status_code == 415, response.text
         assert "message/rfc822" in response.json()["error"]["message"]
     assert "--data-binary @mail.eml" in form.json()["error"]["message"]
+
+
+def test_a_message_cut_short_by_a_disconnect_is_not_queued(served: Served) -> None:
+    """The client promises more bytes than it sends, then goes: the part that came is
+    not a message to queue (it would read as one, cut short)."""
+    subject = f"cut short {secrets.token_hex(4)}"
+    data = built(new_id()).replace(b"Your report", subject.encode())
+    url = httpx.URL(served.outbox.base_url)
+    head = (f"POST /v1/messages/raw?rcpt_to=ann@example.test HTTP/1.1\r\n"
+            f"Host: {url.host}\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: message/rfc822\r\nContent-Length: {len(data) + 500}\r\n\r\n")
+    with socket.create_connection((url.host, url.port), timeout=10) as client:
+        client.sendall(head.encode() + data)
+    with served.outbox.client() as api:
+        deadline = time.monotonic() + 3  # the old code queued it within milliseconds
+        while time.monotonic() < deadline:
+            listed = api.get("/v1/messages", params={"q": subject}).json()["messages"]
+            assert listed == [], listed
+            time.sleep(0.1)

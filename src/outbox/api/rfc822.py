@@ -43,7 +43,10 @@ class Rfc822Body:
         if not _applies(scope):
             await self.app(scope, receive, send)
             return
-        payload = json.dumps(_as_json(await _body(receive), scope)).encode()
+        body = await _body(receive)
+        if body is None:  # the client went before the end: nothing to answer, nothing queued
+            return
+        payload = json.dumps(_as_json(body, scope)).encode()
         headers = [(name, value) for name, value in scope["headers"]
                    if name not in (b"content-type", b"content-length")]
         headers += [(b"content-type", b"application/json"),
@@ -67,16 +70,17 @@ def _applies(scope: Scope) -> bool:
     return bool(types) and media_type(types[-1].decode("latin-1")) == MEDIA_TYPE
 
 
-async def _body(receive: Receive) -> bytes:
+async def _body(receive: Receive) -> bytes | None:
+    """The whole body; None when the client disconnected before its end (a message cut
+    short must not be queued as if it were whole)."""
     chunks = []
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 def _as_json(body: bytes, scope: Scope) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class Submission:
     # To or Cc address outside it stays in its header without receiving the message.
     envelope: Sequence[str] | None = None
     # What the submitter called those, in messages about them: `rcpt_to` over
-    # POST /v1/messages/raw, `--to` with `outbox send --eml`.
+    # POST /v1/messages/raw, `to` with `outbox send --eml` (its --to).
     envelope_field: str = "envelope"
     # RFC 8058 one-click unsubscribe headers (service.unsubscribe); one recipient only.
     list_unsubscribe: bool = False
