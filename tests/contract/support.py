@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from outbox.core.content import AttachmentRef, LinkRef, MessageContent
@@ -89,6 +89,16 @@ async def enqueue_many(store: Store, count: int, start: datetime = T0,
     for chunk in range(0, count, 50):
         await asyncio.gather(*(store.messages.enqueue(m) for m in batch[chunk:chunk + 50]))
     return [m.id for m in batch]
+
+
+async def claim_until_empty(store: Store, owner: str, busy: Collection[str] = ()
+                            ) -> list[str]:
+    """The ids `owner` claims, 7 at a time at `at(60)`, until a claim finds none."""
+    claimed: list[str] = []
+    while claims := await store.messages.claim_due(owner, at(60), at(60) + LEASE, 7,
+                                                   busy=busy):
+        claimed += [c.message.id for c in claims]
+    return claimed
 
 
 def finished(

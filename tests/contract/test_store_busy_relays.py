@@ -11,7 +11,7 @@ from outbox.core.model import MessageStatus, RecipientStatus, RecipientUpdate
 from outbox.store.base import Store
 from outbox.store.values import NewRecipient
 from tests.contract.conftest import OpenStore
-from tests.contract.support import LEASE, at, finished, new_message
+from tests.contract.support import LEASE, at, claim_until_empty, finished, new_message
 
 
 async def test_a_claim_skips_the_mail_of_busy_relays_and_leaves_it_queued(
@@ -108,14 +108,6 @@ async def test_mail_a_retry_moved_off_a_busy_relay_is_claimed(store: Store) -> N
     assert [r.relay for r in claims[0].message.recipients] == ["fast"]
 
 
-async def _claim_past_slow_until_empty(store: Store, owner: str) -> list[str]:
-    claimed: list[str] = []
-    while claims := await store.messages.claim_due(owner, at(600), at(600) + LEASE, 7,
-                                                   busy={"slow"}):
-        claimed += [c.message.id for c in claims]
-    return claimed
-
-
 async def test_concurrent_claimers_past_busy_relays_take_each_message_once(
         store: Store, open_stores: OpenStore) -> None:
     """Each relay's mail is read, and on PostgreSQL locked, on its own before the claim
@@ -129,7 +121,7 @@ async def test_concurrent_claimers_past_busy_relays_take_each_message_once(
             wanted.append(message.id)
     stores = [await open_stores() for _ in range(4)]
 
-    results = await asyncio.gather(*(_claim_past_slow_until_empty(s, f"w{i}")
+    results = await asyncio.gather(*(claim_until_empty(s, f"w{i}", busy={"slow"})
                                      for i, s in enumerate(stores)))
 
     claimed = [id for result in results for id in result]

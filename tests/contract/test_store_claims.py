@@ -23,6 +23,7 @@ from tests.contract.support import (
     LEASE,
     T0,
     at,
+    claim_until_empty,
     enqueue_many,
     finished,
     new_message,
@@ -139,19 +140,12 @@ async def test_claims_stay_in_due_order_across_many_messages(store: Store) -> No
     assert [c.message.id for c in claims] == ids
 
 
-async def _claim_until_empty(store: Store, owner: str) -> list[str]:
-    claimed: list[str] = []
-    while claims := await store.messages.claim_due(owner, at(60), at(60) + LEASE, 7):
-        claimed += [c.message.id for c in claims]
-    return claimed
-
-
 async def test_concurrent_claimers_take_every_message_exactly_once(
         store: Store, open_stores: OpenStore) -> None:
     ids = await enqueue_many(store, 500)
     stores = [await open_stores() for _ in range(4)]
 
-    results = await asyncio.gather(*(_claim_until_empty(s, f"w{i}")
+    results = await asyncio.gather(*(claim_until_empty(s, f"w{i}")
                                      for i, s in enumerate(stores)))
 
     claimed = [id for result in results for id in result]
@@ -208,7 +202,7 @@ async def test_claimers_in_separate_processes_never_share_a_message(
     for process in processes:
         assert process.stdin is not None
         process.stdin.write(b"go\n")
-    mine = await _claim_until_empty(store, "parent")
+    mine = await claim_until_empty(store, "parent")
     results = [await _result(p) for p in processes]
 
     claimed = mine + [id for result in results for id in result]
