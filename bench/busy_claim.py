@@ -14,13 +14,8 @@ with that source tree first on PYTHONPATH.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -29,10 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.contract.support import new_message  # noqa: E402
-from tests.processes import base_config  # noqa: E402
 
-from bench.compare import database  # noqa: E402
-from bench.throughput import fill_queue  # noqa: E402
+from bench.filled_queue import arguments, each_backend  # noqa: E402
 from outbox.clock import utcnow  # noqa: E402
 from outbox.store.factory import open_store  # noqa: E402
 
@@ -40,7 +33,7 @@ CLAIMS = 7
 FAST = 100
 
 
-async def measure(url: str) -> str:
+async def measure(url: str) -> list[str]:
     store = await open_store(url)
     try:
         for n in range(FAST):
@@ -58,30 +51,14 @@ async def measure(url: str) -> str:
             assert all(c.message.recipients[0].relay == "fast" for c in claims)
     finally:
         await store.close()
-    return (f"{CLAIMS} claims skipping 'slow' took {claimed} messages of 'fast'; "
+    return [f"{CLAIMS} claims skipping 'slow' took {claimed} messages of 'fast'; "
             f"median {statistics.median(times) * 1000:.1f} ms, "
-            f"slowest {max(times) * 1000:.1f} ms")
+            f"slowest {max(times) * 1000:.1f} ms"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=100_000)
-    parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--baseline-src", default=os.environ.get("BASELINE_SRC"))
-    args = parser.parse_args()
-    label = " (baseline)" if os.environ.get("BUSY_CLAIM_BASELINE") else ""
-    for backend in args.backends.split(","):
-        with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
-            relay = {"name": "slow", "host": "127.0.0.1", "port": 2525, "security": "none"}
-            config = base_config(Path(tmp), url, [relay], logging={"level": "warning"})
-            asyncio.run(fill_queue(config, args.messages, "x" * 900))
-            line = asyncio.run(measure(url))
-            print(f"{backend}{label}, {args.messages:,} due for 'slow': {line}", flush=True)
-        if args.baseline_src:
-            env = {**os.environ, "PYTHONPATH": args.baseline_src, "BUSY_CLAIM_BASELINE": "1"}
-            subprocess.run([sys.executable, __file__, "--messages", str(args.messages),
-                            "--backends", backend], env=env, check=True)
-
+    args = arguments(__doc__.splitlines()[0], messages=100_000)
+    each_backend(__file__, args, "slow", measure, "BUSY_CLAIM_BASELINE")
 
 if __name__ == "__main__":
     main()

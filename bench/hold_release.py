@@ -14,12 +14,8 @@ writer). --baseline-src runs this script again with that source tree first on PY
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,10 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.contract.support import new_message  # noqa: E402
-from tests.processes import base_config  # noqa: E402
 
-from bench.compare import database  # noqa: E402
-from bench.throughput import fill_queue  # noqa: E402
+from bench.filled_queue import arguments, each_backend  # noqa: E402
 from outbox.clock import utcnow  # noqa: E402
 from outbox.core.model import Event, EventType  # noqa: E402
 from outbox.store.factory import open_store  # noqa: E402
@@ -63,24 +57,8 @@ async def measure(url: str) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--baseline-src", default=os.environ.get("BASELINE_SRC"))
-    args = parser.parse_args()
-    label = " (baseline)" if os.environ.get("HOLD_RELEASE_BASELINE") else ""
-    for backend in args.backends.split(","):
-        with tempfile.TemporaryDirectory() as tmp, database(backend, Path(tmp)) as url:
-            relay = {"name": "default", "host": "127.0.0.1", "port": 2525, "security": "none"}
-            config = base_config(Path(tmp), url, [relay], logging={"level": "warning"})
-            asyncio.run(fill_queue(config, args.messages, "x" * 900))
-            for line in asyncio.run(measure(url)):
-                print(f"{backend}{label}: {line}", flush=True)
-        if args.baseline_src:
-            env = {**os.environ, "PYTHONPATH": args.baseline_src, "HOLD_RELEASE_BASELINE": "1"}
-            subprocess.run([sys.executable, __file__, "--messages", str(args.messages),
-                            "--backends", backend], env=env, check=True)
-
+    args = arguments(__doc__.splitlines()[0], messages=20_000)
+    each_backend(__file__, args, "default", measure, "HOLD_RELEASE_BASELINE")
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outbox.api.media import RAW_MESSAGE as PATH
@@ -43,8 +44,9 @@ class Rfc822Body:
         if not _applies(scope):
             await self.app(scope, receive, send)
             return
-        body = await _body(receive)
-        if body is None:  # the client went before the end: nothing to answer, nothing queued
+        try:
+            body = await Request(scope, receive).body()
+        except ClientDisconnect:  # before the end: a message cut short is not queued
             return
         payload = json.dumps(_as_json(body, scope)).encode()
         headers = [(name, value) for name, value in scope["headers"]
@@ -68,19 +70,6 @@ def _applies(scope: Scope) -> bool:
         return False
     types = [value for name, value in scope["headers"] if name == b"content-type"]
     return bool(types) and media_type(types[-1].decode("latin-1")) == MEDIA_TYPE
-
-
-async def _body(receive: Receive) -> bytes | None:
-    """The whole body; None when the client disconnected before its end (a message cut
-    short must not be queued as if it were whole)."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _as_json(body: bytes, scope: Scope) -> dict[str, Any]:
